@@ -1,0 +1,175 @@
+//! The audit event as Rust types (`../shared/EVENT.md` is the wire contract).
+//!
+//! [`Event`] is a validated event as a client sent it; [`StoredEvent`] adds what the store assigns
+//! on acknowledgement (`seq`, `tenant_seq`, `received`). Optional text fields are `Option<String>`
+//! and are never `Some("")`: validation turns an empty string into `None`, and the columnar
+//! segment format relies on that (an empty cell means "absent").
+//!
+//! `changes` and `details` are kept as compact JSON text: the store never interprets them, the
+//! full-text index tokenizes them, and readers get them back byte for byte.
+//!
+//! ```
+//! use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource};
+//! let event = Event {
+//!     id: Some("evt_1".into()),
+//!     timestamp_us: 1_795_000_000_000_000,
+//!     tenant: "acct_0042".into(),
+//!     project: None,
+//!     actor: Actor { id: Some("user_913".into()), ..Actor::default() },
+//!     action: "delete".into(),
+//!     outcome: Outcome::Success,
+//!     resource: Resource { kind: "pod".into(), id: Some("pod_8fj2k".into()), name: None },
+//!     changes: None,
+//!     details: None,
+//! };
+//! assert_eq!(event.actor.kind, ActorType::User);
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// Microseconds since the Unix epoch, UTC.
+pub type TimestampUs = i64;
+
+/// Who performed the action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum ActorType {
+    #[default]
+    User,
+    ApiToken,
+    System,
+}
+
+impl ActorType {
+    /// The wire name (`user`, `api_token`, `system`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorType::User => "user",
+            ActorType::ApiToken => "api_token",
+            ActorType::System => "system",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "user" => Some(ActorType::User),
+            "api_token" => Some(ActorType::ApiToken),
+            "system" => Some(ActorType::System),
+            _ => None,
+        }
+    }
+
+    /// Stable one-byte code used by the on-disk formats.
+    pub fn code(self) -> u8 {
+        match self {
+            ActorType::User => 0,
+            ActorType::ApiToken => 1,
+            ActorType::System => 2,
+        }
+    }
+
+    /// Inverse of [`ActorType::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(ActorType::User),
+            1 => Some(ActorType::ApiToken),
+            2 => Some(ActorType::System),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the action succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Outcome {
+    #[default]
+    Success,
+    Failure,
+}
+
+impl Outcome {
+    /// The wire name (`success`, `failure`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "success" => Some(Outcome::Success),
+            "failure" => Some(Outcome::Failure),
+            _ => None,
+        }
+    }
+
+    /// Stable one-byte code used by the on-disk formats.
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Failure => 1,
+        }
+    }
+
+    /// Inverse of [`Outcome::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Outcome::Success),
+            1 => Some(Outcome::Failure),
+            _ => None,
+        }
+    }
+}
+
+/// `actor`: at least one of `id` and `email` is present after validation.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Actor {
+    pub id: Option<String>,
+    pub email: Option<String>,
+    pub kind: ActorType,
+    /// Normalized text form of a validated IPv4 or IPv6 address.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// `resource`: what the action was done to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Resource {
+    /// `resource.type` on the wire.
+    pub kind: String,
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// A validated event, before the store assigns its sequence numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Event {
+    /// Client idempotency key, unique per tenant.
+    pub id: Option<String>,
+    /// When it happened, UTC microseconds (the receive time when the client sent none).
+    pub timestamp_us: TimestampUs,
+    pub tenant: String,
+    pub project: Option<String>,
+    pub actor: Actor,
+    pub action: String,
+    pub outcome: Outcome,
+    pub resource: Resource,
+    /// Compact JSON text of the `changes` array (`[{"field":..,"old":..,"new":..}]`).
+    pub changes: Option<String>,
+    /// Compact JSON text of the `details` object.
+    pub details: Option<String>,
+}
+
+/// An acknowledged event, as every read path returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Unique in the store, strictly increasing in acknowledgement order; starts at 1.
+    pub seq: u64,
+    /// Per-tenant counter without gaps: the n-th event acknowledged for a tenant has `tenant_seq == n`.
+    pub tenant_seq: u64,
+    /// When the store acknowledged it, UTC microseconds.
+    pub received_us: TimestampUs,
+    pub event: Event,
+}

@@ -1,0 +1,282 @@
+//! All file writes of the engine go through [`Vfs`], so tests can inject faults.
+//!
+//! [`RealVfs`] is the operating system. [`FaultyVfs`] wraps it and can fail the n-th write or
+//! fsync with `ENOSPC` or `EIO`, and can produce a *crash image*: every file written through it
+//! truncated to the bytes that were durable (synced) at the moment of the crash, which is what a
+//! power loss leaves behind in the worst case (redb's crash-consistency test does the same).
+//!
+//! Reads do not go through the trait: they use `std::fs` and `memmap2` directly, since reading
+//! never changes what is durable.
+//!
+//! ```
+//! use auditlog_engine::io::{FaultyVfs, Fault, Vfs};
+//! let dir = tempfile::tempdir().unwrap();
+//! let vfs = FaultyVfs::new();
+//! vfs.fail_write(1, Fault::NoSpace); // the next write fails with ENOSPC
+//! let mut file = vfs.create(&dir.path().join("f")).unwrap();
+//! assert!(file.write_all(b"x").is_err());
+//! ```
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// A file opened for writing.
+pub trait VfsFile: Send {
+    /// Writes the whole buffer at the end of the file.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// `fdatasync`: makes every byte written so far durable.
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Truncates or extends the file (used to cut a torn WAL tail).
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// The file-system operations the engine performs when it changes what is on disk.
+pub trait Vfs: Send + Sync + 'static {
+    /// Creates (or truncates) a file for writing.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn VfsFile>>;
+    /// Opens an existing file for appending.
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn VfsFile>>;
+    /// Atomically renames a file (the publication step of manifests and segments).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// fsyncs a directory so that creations, renames and removals in it are durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealVfs;
+
+struct RealFile(File);
+
+impl VfsFile for RealFile {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+impl Vfs for RealVfs {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(Box::new(RealFile(file)))
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Box::new(RealFile(file)))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+}
+
+/// The error a [`FaultyVfs`] injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `ENOSPC`: the disk is full.
+    NoSpace,
+    /// `EIO`: the device failed.
+    Io,
+}
+
+impl Fault {
+    fn error(self) -> io::Error {
+        match self {
+            Fault::NoSpace => io::Error::from_raw_os_error(libc::ENOSPC),
+            Fault::Io => io::Error::from_raw_os_error(libc::EIO),
+        }
+    }
+}
+
+#[derive(Default)]
+struct FaultState {
+    /// Fail when this many more writes have been attempted (1 = the next one).
+    write_countdown: Option<(u64, Fault)>,
+    sync_countdown: Option<(u64, Fault)>,
+    /// Per file: bytes known durable (synced) and bytes written so far.
+    files: HashMap<PathBuf, (u64, u64)>,
+}
+
+/// A [`Vfs`] over the real file system that injects faults and records what is durable.
+#[derive(Clone, Default)]
+pub struct FaultyVfs {
+    state: Arc<Mutex<FaultState>>,
+    writes: Arc<AtomicU64>,
+    syncs: Arc<AtomicU64>,
+}
+
+impl FaultyVfs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The `n`-th write from now (1 = the next) fails with `fault`, and so does every later one
+    /// until [`FaultyVfs::heal`].
+    pub fn fail_write(&self, n: u64, fault: Fault) {
+        self.state.lock().write_countdown = Some((n.max(1), fault));
+    }
+
+    /// The `n`-th fsync from now (1 = the next) fails with `fault`, and every later one too.
+    pub fn fail_sync(&self, n: u64, fault: Fault) {
+        self.state.lock().sync_countdown = Some((n.max(1), fault));
+    }
+
+    /// Stops injecting faults.
+    pub fn heal(&self) {
+        let mut state = self.state.lock();
+        state.write_countdown = None;
+        state.sync_countdown = None;
+    }
+
+    /// Number of writes and fsyncs attempted so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.writes.load(Ordering::Relaxed),
+            self.syncs.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Simulates a power loss: every file written through this vfs is cut back to the length it
+    /// had at its last successful fsync. Call it after the writer is dropped.
+    pub fn crash(&self) -> io::Result<()> {
+        let state = self.state.lock();
+        for (path, (durable, _written)) in &state.files {
+            if path.exists() {
+                OpenOptions::new().write(true).open(path)?.set_len(*durable)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check(countdown: &mut Option<(u64, Fault)>) -> io::Result<()> {
+        if let Some((remaining, fault)) = countdown {
+            if *remaining <= 1 {
+                *remaining = 1;
+                return Err(fault.error());
+            }
+            *remaining -= 1;
+        }
+        Ok(())
+    }
+}
+
+struct FaultyFile {
+    inner: RealFile,
+    path: PathBuf,
+    vfs: FaultyVfs,
+}
+
+impl VfsFile for FaultyFile {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.vfs.writes.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.vfs.state.lock();
+        FaultyVfs::check(&mut state.write_countdown)?;
+        self.inner.write_all(buf)?;
+        state.files.entry(self.path.clone()).or_default().1 += buf.len() as u64;
+        Ok(())
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.vfs.syncs.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.vfs.state.lock();
+        FaultyVfs::check(&mut state.sync_countdown)?;
+        self.inner.sync_data()?;
+        let entry = state.files.entry(self.path.clone()).or_default();
+        entry.0 = entry.1;
+        Ok(())
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)?;
+        let mut state = self.vfs.state.lock();
+        let entry = state.files.entry(self.path.clone()).or_default();
+        entry.1 = len;
+        entry.0 = entry.0.min(len);
+        Ok(())
+    }
+}
+
+impl Vfs for FaultyVfs {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        let inner = RealFile(
+            OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(path)?,
+        );
+        self.state.lock().files.insert(path.to_path_buf(), (0, 0));
+        Ok(Box::new(FaultyFile {
+            inner,
+            path: path.to_path_buf(),
+            vfs: self.clone(),
+        }))
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        let len = file.metadata()?.len();
+        self.state
+            .lock()
+            .files
+            .entry(path.to_path_buf())
+            .or_insert((len, len));
+        Ok(Box::new(FaultyFile {
+            inner: RealFile(file),
+            path: path.to_path_buf(),
+            vfs: self.clone(),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)?;
+        let mut state = self.state.lock();
+        if let Some(entry) = state.files.remove(from) {
+            state.files.insert(to.to_path_buf(), entry);
+        }
+        Ok(())
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)?;
+        self.state.lock().files.remove(path);
+        Ok(())
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(path)?;
+        self.state.lock().files.retain(|p, _| !p.starts_with(path));
+        Ok(())
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        FaultyVfs::check(&mut self.state.lock().sync_countdown)?;
+        File::open(path)?.sync_all()
+    }
+}
