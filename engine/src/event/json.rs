@@ -1,0 +1,213 @@
+//! Events back to EVENT.md JSON, written straight into a byte buffer.
+//!
+//! [`write_event_json`] writes the input shape of EVENT.md, so that parsing its output gives the
+//! same [`Event`] back; [`write_stored_event_json`] adds what the store assigned (`seq`,
+//! `tenant_seq`, `received`), and is what every read path returns. Output is compact, fields come
+//! in EVENT.md's order, absent optional fields are left out, `actor.type` and `outcome` are always
+//! written, timestamps are RFC 3339 UTC with six fractional digits, and `changes` / `details` are
+//! embedded as the JSON they hold (not as strings).
+//!
+//! ```
+//! use auditlog_engine::event::{write_stored_event_json, Actor, Event, Resource, StoredEvent};
+//! let stored = StoredEvent {
+//!     seq: 7,
+//!     tenant_seq: 3,
+//!     received_us: 1_000_000,
+//!     event: Event {
+//!         tenant: "acct_1".into(),
+//!         actor: Actor { id: Some("u1".into()), ..Actor::default() },
+//!         action: "delete".into(),
+//!         resource: Resource { kind: "pod".into(), ..Resource::default() },
+//!         details: Some(r#"{"why":"cleanup"}"#.into()),
+//!         ..Event::default()
+//!     },
+//! };
+//! let mut out = Vec::new();
+//! write_stored_event_json(&stored, &mut out);
+//! assert_eq!(
+//!     String::from_utf8(out).unwrap(),
+//!     concat!(
+//!         r#"{"seq":7,"tenant_seq":3,"received":"1970-01-01T00:00:01.000000Z","#,
+//!         r#""timestamp":"1970-01-01T00:00:00.000000Z","tenant":"acct_1","#,
+//!         r#""actor":{"id":"u1","type":"user"},"action":"delete","outcome":"success","#,
+//!         r#""resource":{"type":"pod"},"details":{"why":"cleanup"}}"#,
+//!     )
+//! );
+//! ```
+
+use super::model::{Event, StoredEvent};
+use super::time::write_rfc3339_us;
+
+/// Appends the JSON object of `event` (EVENT.md's input shape, no `seq`) to `out`.
+pub fn write_event_json(event: &Event, out: &mut Vec<u8>) {
+    out.push(b'{');
+    write_event_fields(event, out);
+    out.push(b'}');
+}
+
+/// Appends the JSON object of a stored event: `seq`, `tenant_seq`, `received`, then the event.
+pub fn write_stored_event_json(stored: &StoredEvent, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"seq\":");
+    write_u64(stored.seq, out);
+    out.extend_from_slice(b",\"tenant_seq\":");
+    write_u64(stored.tenant_seq, out);
+    out.extend_from_slice(b",\"received\":\"");
+    write_rfc3339_us(stored.received_us, out);
+    out.extend_from_slice(b"\",");
+    write_event_fields(&stored.event, out);
+    out.push(b'}');
+}
+
+/// Appends `value` as a JSON string literal (quotes included) to `out`.
+///
+/// Escapes `"`, `\` and the control characters below U+0020; everything else is copied as UTF-8.
+pub fn write_json_string(value: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = value.as_bytes();
+    let mut run_start = 0;
+    for (position, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
+            ],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run_start..position]);
+        out.extend_from_slice(escape);
+        run_start = position + 1;
+    }
+    out.extend_from_slice(&bytes[run_start..]);
+    out.push(b'"');
+}
+
+/// Writes the members of the event object, without the braces.
+fn write_event_fields(event: &Event, out: &mut Vec<u8>) {
+    if let Some(id) = &event.id {
+        out.extend_from_slice(b"\"id\":");
+        write_json_string(id, out);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"timestamp\":\"");
+    write_rfc3339_us(event.timestamp_us, out);
+    out.extend_from_slice(b"\",\"tenant\":");
+    write_json_string(&event.tenant, out);
+    write_optional_string(b"project", event.project.as_deref(), out);
+
+    let actor = &event.actor;
+    out.extend_from_slice(b",\"actor\":{");
+    let mut first = true;
+    if let Some(id) = &actor.id {
+        out.extend_from_slice(b"\"id\":");
+        write_json_string(id, out);
+        first = false;
+    }
+    if let Some(email) = &actor.email {
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"email\":");
+        write_json_string(email, out);
+        first = false;
+    }
+    if !first {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"type\":\"");
+    out.extend_from_slice(actor.kind.as_str().as_bytes());
+    out.push(b'"');
+    write_optional_string(b"ip", actor.ip.as_deref(), out);
+    write_optional_string(b"user_agent", actor.user_agent.as_deref(), out);
+
+    out.extend_from_slice(b"},\"action\":");
+    write_json_string(&event.action, out);
+    out.extend_from_slice(b",\"outcome\":\"");
+    out.extend_from_slice(event.outcome.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"resource\":{\"type\":");
+    write_json_string(&event.resource.kind, out);
+    write_optional_string(b"id", event.resource.id.as_deref(), out);
+    write_optional_string(b"name", event.resource.name.as_deref(), out);
+    out.push(b'}');
+
+    write_optional_json(b"changes", event.changes.as_deref(), out);
+    write_optional_json(b"details", event.details.as_deref(), out);
+}
+
+/// Writes `,"name":"value"` when `value` is present and not empty.
+fn write_optional_string(name: &[u8], value: Option<&str>, out: &mut Vec<u8>) {
+    if let Some(value) = value.filter(|value| !value.is_empty()) {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\":");
+        write_json_string(value, out);
+    }
+}
+
+/// Writes `,"name":json` when `json` (already JSON text) is present and not empty.
+fn write_optional_json(name: &[u8], json: Option<&str>, out: &mut Vec<u8>) {
+    if let Some(json) = json.filter(|json| !json.is_empty()) {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(json.as_bytes());
+    }
+}
+
+fn write_u64(mut value: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string_json(value: &str) -> String {
+        let mut out = Vec::new();
+        write_json_string(value, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_string_escapes_match_serde_json() {
+        for value in [
+            "",
+            "plain",
+            "q\"b\\",
+            "\u{0}\u{1f}\n\r\t\u{8}\u{c}",
+            "é✓😀\u{7f}",
+        ] {
+            assert_eq!(string_json(value), serde_json::to_string(value).unwrap());
+        }
+    }
+
+    #[test]
+    fn json_u64_writes_decimal() {
+        for value in [0, 9, 10, 1234567890, u64::MAX] {
+            let mut out = Vec::new();
+            write_u64(value, &mut out);
+            assert_eq!(out, value.to_string().as_bytes());
+        }
+    }
+}

@@ -1,0 +1,1246 @@
+//! Parsing and validating ingest bodies: EVENT.md JSON in, validated [`Event`]s out.
+//!
+//! A body is NDJSON (one event per line; blank lines are skipped; a trailing `\r` is allowed) or
+//! a JSON array of events, told apart by its first non-whitespace byte (`[` means an array).
+//! Every rule of EVENT.md is checked; the first event that breaks one fails the whole batch with a
+//! [`ValidationError`] naming the line, the field and the rule, and the caller stores nothing.
+//!
+//! Line numbers: for NDJSON, `line` is the 1-based line of the body (blank lines count); for a
+//! JSON array, it is the 1-based position of the event in the array. `line` 0 means the batch as
+//! a whole (an empty batch).
+//!
+//! Beyond the table of EVENT.md, the parser decides a few things the table leaves open:
+//! - an empty string, or `null`, in an optional field means "absent" (so `id: ""` is no
+//!   idempotency key); in a required field it is an error;
+//! - a field given twice in one object is rejected (an audit record must not be ambiguous);
+//! - `actor.ip` is stored in its canonical text form (`::FFFF:1.2.3.4` becomes `1.2.3.4`);
+//! - `changes` items are re-written in the order `field`, `old`, `new`; `old` and `new` may each
+//!   be absent, and an absent one stays absent (it does not become `null`);
+//! - `changes` and `details` are stored as compact JSON text: whitespace outside strings is
+//!   dropped, everything else (key order, number spelling, string escapes) is kept as sent;
+//! - nesting depth counts the field's own value: `details: {}` has depth 1, `changes: [{...}]`
+//!   has depth 2, and both are limited to [`ValidationContext::details_depth_max`].
+//!
+//! Speed: each event is deserialized by hand-written serde visitors straight from the input
+//! (keys are matched without allocating; values are borrowed `&RawValue`s decoded only once
+//! they are known to be strings), never through `serde_json::Value`.
+//!
+//! ```
+//! use auditlog_engine::event::{parse_batch, RetentionPolicy, ValidationContext};
+//! let retention = RetentionPolicy::new(90);
+//! let now_us = 1_795_000_000_000_000;
+//! let ctx = ValidationContext::new(now_us, &retention);
+//! let body = br#"{"tenant":"acct_1","actor":{"id":"u1"},"action":"login","resource":{"type":"account"}}
+//!
+//! {"tenant":"acct_1","actor":{"email":"a@example.com"},"action":"logout","resource":{"type":"account"}}"#;
+//! let events = parse_batch(body, &ctx).unwrap();
+//! assert_eq!(events.len(), 2);
+//! assert_eq!(events[0].timestamp_us, now_us); // no timestamp: the time of receipt
+//!
+//! let error = parse_batch(br#"[{"tenant":"acct 1"}]"#, &ctx).unwrap_err();
+//! assert_eq!((error.line, error.field.as_deref()), (1, Some("tenant")));
+//! ```
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::model::{Actor, ActorType, Event, Outcome, Resource, TimestampUs};
+use super::time::{format_rfc3339_us, parse_rfc3339_us, US_PER_DAY, US_PER_SECOND};
+
+/// Default limit on one event's JSON text, in bytes (EVENT.md: 64 KiB).
+pub const EVENT_BYTES_MAX: usize = 64 * 1024;
+/// Default limit on the nesting depth of `details` and `changes`.
+pub const DETAILS_DEPTH_MAX: usize = 32;
+/// Default tolerance for timestamps ahead of the server's clock (EVENT.md: 24 h).
+pub const FUTURE_TOLERANCE_US: i64 = 24 * 3600 * US_PER_SECOND;
+/// Limit on `id`, in bytes.
+pub const ID_BYTES_MAX: usize = 128;
+/// Limit on `tenant`, in bytes.
+pub const TENANT_BYTES_MAX: usize = 128;
+/// Limit on `project`, in bytes.
+pub const PROJECT_BYTES_MAX: usize = 128;
+/// Limit on `actor.email`, in bytes.
+pub const EMAIL_BYTES_MAX: usize = 254;
+/// Limit on `actor.user_agent`, in bytes.
+pub const USER_AGENT_BYTES_MAX: usize = 1024;
+/// Limit on `action`, in bytes.
+pub const ACTION_BYTES_MAX: usize = 64;
+/// Limit on `resource.type`, in bytes.
+pub const RESOURCE_TYPE_BYTES_MAX: usize = 64;
+/// Limit on `resource.id` and on `resource.name`, in bytes.
+pub const RESOURCE_ID_BYTES_MAX: usize = 256;
+
+/// Why an event (and so its whole batch) was refused.
+///
+/// `Display` reads `line 3, field actor.ip: not an IPv4 or IPv6 address: "300.1.1.1"`; the
+/// `field` part is left out when the error concerns the event as a whole, and the `line` part
+/// when `line` is 0 (the batch as a whole).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}", location(.line, .field), .message)]
+pub struct ValidationError {
+    /// NDJSON: 1-based line of the body; JSON array: 1-based position of the event; 0: the batch.
+    pub line: usize,
+    /// Dotted path of the offending field (`actor.ip`, `changes[2].field`), if one is to blame.
+    pub field: Option<String>,
+    /// What is wrong, lowercase, without a trailing period.
+    pub message: String,
+}
+
+fn location<'a>(line: &usize, field: &'a Option<String>) -> Location<'a> {
+    Location {
+        line: *line,
+        field: field.as_deref(),
+    }
+}
+
+struct Location<'a> {
+    line: usize,
+    field: Option<&'a str>,
+}
+
+impl fmt::Display for Location<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.field) {
+            (0, None) => Ok(()),
+            (0, Some(field)) => write!(formatter, "field {field}: "),
+            (line, None) => write!(formatter, "line {line}: "),
+            (line, Some(field)) => write!(formatter, "line {line}, field {field}: "),
+        }
+    }
+}
+
+/// How many days of events each tenant keeps: a default plus per-tenant overrides.
+///
+/// An event older than its tenant's retention is refused at ingest (it would be dropped at once).
+/// `u32::MAX` days means, in practice, "keep forever".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RetentionPolicy {
+    /// Retention of every tenant without an override, in days.
+    pub default_days: u32,
+    /// Overrides by tenant name, in days.
+    pub tenant_days: HashMap<String, u32>,
+}
+
+impl RetentionPolicy {
+    /// A policy giving every tenant `default_days`.
+    pub fn new(default_days: u32) -> Self {
+        RetentionPolicy {
+            default_days,
+            tenant_days: HashMap::new(),
+        }
+    }
+
+    /// Adds an override for one tenant.
+    pub fn with_tenant(mut self, tenant: impl Into<String>, days: u32) -> Self {
+        self.tenant_days.insert(tenant.into(), days);
+        self
+    }
+
+    /// The retention of `tenant`, in days.
+    pub fn days_for(&self, tenant: &str) -> u32 {
+        self.tenant_days
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.default_days)
+    }
+}
+
+/// What validation needs to know beyond the event itself; built once per request.
+#[derive(Debug, Clone, Copy)]
+pub struct ValidationContext<'a> {
+    /// The server's clock: the timestamp of events that carry none, and the reference for the
+    /// future and retention checks.
+    pub now_us: TimestampUs,
+    /// How far ahead of `now_us` a timestamp may be (default [`FUTURE_TOLERANCE_US`], 24 h).
+    pub future_tolerance_us: i64,
+    /// Retention per tenant; events older than it are refused.
+    pub retention: &'a RetentionPolicy,
+    /// Limit on one event's JSON text (default [`EVENT_BYTES_MAX`], 64 KiB).
+    pub event_bytes_max: usize,
+    /// Limit on the nesting depth of `details` and `changes` (default [`DETAILS_DEPTH_MAX`]).
+    pub details_depth_max: usize,
+}
+
+impl<'a> ValidationContext<'a> {
+    /// A context with the default limits.
+    pub fn new(now_us: TimestampUs, retention: &'a RetentionPolicy) -> Self {
+        ValidationContext {
+            now_us,
+            future_tolerance_us: FUTURE_TOLERANCE_US,
+            retention,
+            event_bytes_max: EVENT_BYTES_MAX,
+            details_depth_max: DETAILS_DEPTH_MAX,
+        }
+    }
+}
+
+/// Parses and validates an ingest body (NDJSON or a JSON array of events, see the module docs).
+///
+/// Fails on the first invalid event; a body without any event is an error (`empty batch`).
+pub fn parse_batch(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
+    let first = body.iter().position(|byte| !byte.is_ascii_whitespace());
+    let events = match first {
+        Some(start) if body[start] == b'[' => parse_array(body, ctx)?,
+        _ => parse_ndjson(body, ctx)?,
+    };
+    if events.is_empty() {
+        return Err(ValidationError {
+            line: 0,
+            field: None,
+            message: "empty batch".to_owned(),
+        });
+    }
+    Ok(events)
+}
+
+/// Parses and validates one event's JSON text; `line` is only used in errors.
+pub fn parse_event(
+    json: &[u8],
+    line: usize,
+    ctx: &ValidationContext,
+) -> Result<Event, ValidationError> {
+    let text = std::str::from_utf8(json).map_err(|error| ValidationError {
+        line,
+        field: None,
+        message: format!("invalid UTF-8 at column {}", error.valid_up_to() + 1),
+    })?;
+    parse_event_text(text, line, ctx)
+}
+
+fn parse_ndjson(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
+    let mut events = Vec::new();
+    for (index, line) in body.split(|&byte| byte == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        events.push(parse_event(line, index + 1, ctx)?);
+    }
+    Ok(events)
+}
+
+fn parse_array(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
+    match std::str::from_utf8(body) {
+        Ok(text) => parse_array_text(text, ctx),
+        Err(utf8_error) => {
+            // Find the event holding the bad byte: parse the valid prefix, which stops there
+            // (or earlier, at a genuinely invalid event, which is then the first error).
+            let offset = utf8_error.valid_up_to();
+            let prefix = std::str::from_utf8(&body[..offset]).unwrap_or_default();
+            let line = match parse_array_text(prefix, ctx) {
+                Err(error) if error.line > 0 && !error.message.starts_with("malformed") => {
+                    return Err(error)
+                }
+                Err(error) => error.line,
+                Ok(events) => events.len() + 1,
+            };
+            Err(ValidationError {
+                line,
+                field: None,
+                message: format!("invalid UTF-8 at byte {} of the body", offset + 1),
+            })
+        }
+    }
+}
+
+fn parse_array_text(text: &str, ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
+    let mut events = Vec::new();
+    let mut failure = None;
+    let mut line = 1;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let result = de::Deserializer::deserialize_seq(
+        &mut deserializer,
+        BatchVisitor {
+            ctx,
+            events: &mut events,
+            failure: &mut failure,
+            line: &mut line,
+        },
+    );
+    let result = result.and_then(|()| deserializer.end());
+    match (result, failure) {
+        (_, Some(error)) => Err(error),
+        (Ok(()), None) => Ok(events),
+        (Err(error), None) => Err(ValidationError {
+            line,
+            field: None,
+            message: format!(
+                "malformed JSON at line {}, column {} of the body: {}",
+                error.line(),
+                error.column(),
+                serde_message(&error)
+            ),
+        }),
+    }
+}
+
+/// Reads the events of a JSON array one by one, validating each as soon as it is read.
+struct BatchVisitor<'c, 'r> {
+    ctx: &'c ValidationContext<'r>,
+    events: &'c mut Vec<Event>,
+    failure: &'c mut Option<ValidationError>,
+    /// Position of the event being read, for errors raised by the JSON reader itself.
+    line: &'c mut usize,
+}
+
+impl<'de> Visitor<'de> for BatchVisitor<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        loop {
+            *self.line = self.events.len() + 1;
+            let Some(raw) = seq.next_element::<&'de RawValue>()? else {
+                return Ok(());
+            };
+            match parse_event_text(raw.get(), *self.line, self.ctx) {
+                Ok(event) => self.events.push(event),
+                Err(error) => {
+                    *self.failure = Some(error);
+                    return Err(de::Error::custom("invalid event"));
+                }
+            }
+        }
+    }
+}
+
+/// What is wrong with one event, before the line is known.
+struct Failure {
+    field: Option<String>,
+    message: String,
+}
+
+impl Failure {
+    fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Failure {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    fn at_line(self, line: usize) -> ValidationError {
+        ValidationError {
+            line,
+            field: self.field,
+            message: self.message,
+        }
+    }
+}
+
+/// Where visitors leave a validation failure; serde only carries a placeholder error upward.
+type Slot = Option<Failure>;
+
+fn fail<E: de::Error>(slot: &mut Slot, failure: Failure) -> E {
+    *slot = Some(failure);
+    E::custom("invalid event")
+}
+
+fn parse_event_text(
+    text: &str,
+    line: usize,
+    ctx: &ValidationContext,
+) -> Result<Event, ValidationError> {
+    if text.len() > ctx.event_bytes_max {
+        return Err(ValidationError {
+            line,
+            field: None,
+            message: format!(
+                "event is {} bytes of JSON, limit {} bytes",
+                text.len(),
+                ctx.event_bytes_max
+            ),
+        });
+    }
+    let mut slot: Slot = None;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let raw = EventSeed {
+        slot: &mut slot,
+        depth_max: ctx.details_depth_max,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|raw| deserializer.end().map(|()| raw));
+    let raw = match (raw, slot) {
+        (_, Some(failure)) => return Err(failure.at_line(line)),
+        (Ok(raw), None) => raw,
+        (Err(error), None) => {
+            return Err(ValidationError {
+                line,
+                field: None,
+                message: format!(
+                    "malformed JSON at column {}: {}",
+                    error.column(),
+                    serde_message(&error)
+                ),
+            })
+        }
+    };
+    validate(raw, ctx).map_err(|failure| failure.at_line(line))
+}
+
+/// serde_json's message without its " at line L column C" suffix.
+fn serde_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(end) => text[..end].to_owned(),
+        None => text,
+    }
+}
+
+/// An event as read, before the checks that need more than the JSON types.
+#[derive(Default)]
+struct RawEvent<'de> {
+    id: Option<&'de RawValue>,
+    timestamp: Option<&'de RawValue>,
+    tenant: Option<&'de RawValue>,
+    project: Option<&'de RawValue>,
+    actor: Option<RawActor<'de>>,
+    action: Option<&'de RawValue>,
+    outcome: Option<&'de RawValue>,
+    resource: Option<RawResource<'de>>,
+    changes: Option<String>,
+    details: Option<&'de RawValue>,
+}
+
+#[derive(Default)]
+struct RawActor<'de> {
+    id: Option<&'de RawValue>,
+    email: Option<&'de RawValue>,
+    kind: Option<&'de RawValue>,
+    ip: Option<&'de RawValue>,
+    user_agent: Option<&'de RawValue>,
+}
+
+#[derive(Default)]
+struct RawResource<'de> {
+    kind: Option<&'de RawValue>,
+    id: Option<&'de RawValue>,
+    name: Option<&'de RawValue>,
+}
+
+const EVENT_FIELDS: &[&str] = &[
+    "id",
+    "timestamp",
+    "tenant",
+    "project",
+    "actor",
+    "action",
+    "outcome",
+    "resource",
+    "changes",
+    "details",
+];
+const ACTOR_FIELDS: &[&str] = &["id", "email", "type", "ip", "user_agent"];
+const RESOURCE_FIELDS: &[&str] = &["type", "id", "name"];
+const CHANGE_FIELDS: &[&str] = &["field", "old", "new"];
+
+/// Reads an object key as its index in `names`, or the unknown key itself.
+struct KeySeed {
+    names: &'static [&'static str],
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Result<usize, String>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Result<usize, String>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self
+            .names
+            .iter()
+            .position(|name| *name == key)
+            .ok_or_else(|| key.to_owned()))
+    }
+}
+
+/// Reads the next key of `map`; `Ok(None)` at the end. Rejects unknown and repeated keys.
+fn next_field<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    slot: &mut Slot,
+    names: &'static [&'static str],
+    prefix: &dyn Fn() -> String,
+    seen: &mut u32,
+) -> Result<Option<usize>, A::Error> {
+    match map.next_key_seed(KeySeed { names })? {
+        None => Ok(None),
+        Some(Ok(index)) => {
+            if *seen & (1 << index) != 0 {
+                let path = format!("{}{}", prefix(), names[index]);
+                return Err(fail(slot, Failure::field(path, "duplicate field")));
+            }
+            *seen |= 1 << index;
+            Ok(Some(index))
+        }
+        Some(Err(key)) => {
+            let path = format!("{}{}", prefix(), printable_key(&key));
+            let message = format!("unknown field (allowed: {})", names.join(", "));
+            Err(fail(slot, Failure::field(path, message)))
+        }
+    }
+}
+
+/// A client-chosen key as it may appear in an error: at most 64 characters, controls escaped.
+fn printable_key(key: &str) -> String {
+    let mut printable = String::with_capacity(key.len().min(70));
+    for (count, character) in key.chars().enumerate() {
+        if count == 64 {
+            printable.push_str("...");
+            break;
+        }
+        if character.is_control() {
+            printable.extend(character.escape_default());
+        } else {
+            printable.push(character);
+        }
+    }
+    printable
+}
+
+/// Rejects every JSON type but objects, naming what was found.
+macro_rules! accept_only_objects {
+    () => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Err(self.wrong_type("a boolean"))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Err(self.wrong_type("a number"))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Err(self.wrong_type("a number"))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Err(self.wrong_type("a number"))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Err(self.wrong_type("a string"))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Err(self.wrong_type("null"))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(self.wrong_type("an array"))
+        }
+    };
+}
+
+/// Reads a whole event object.
+struct EventSeed<'s> {
+    slot: &'s mut Slot,
+    depth_max: usize,
+}
+
+impl EventSeed<'_> {
+    fn wrong_type<E: de::Error>(self, found: &str) -> E {
+        let message = format!("expected an event object, found {found}");
+        fail(
+            self.slot,
+            Failure {
+                field: None,
+                message,
+            },
+        )
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
+    type Value = RawEvent<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventSeed<'_> {
+    type Value = RawEvent<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an event object")
+    }
+
+    accept_only_objects!();
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let slot = self.slot;
+        let mut raw = RawEvent::default();
+        let mut seen = 0;
+        let prefix = String::new;
+        while let Some(index) = next_field(&mut map, slot, EVENT_FIELDS, &prefix, &mut seen)? {
+            match index {
+                0 => raw.id = Some(map.next_value()?),
+                1 => raw.timestamp = Some(map.next_value()?),
+                2 => raw.tenant = Some(map.next_value()?),
+                3 => raw.project = Some(map.next_value()?),
+                4 => raw.actor = Some(map.next_value_seed(ActorSeed { slot: &mut *slot })?),
+                5 => raw.action = Some(map.next_value()?),
+                6 => raw.outcome = Some(map.next_value()?),
+                7 => raw.resource = Some(map.next_value_seed(ResourceSeed { slot: &mut *slot })?),
+                8 => {
+                    raw.changes = map.next_value_seed(ChangesSeed {
+                        slot: &mut *slot,
+                        depth_max: self.depth_max,
+                    })?
+                }
+                _ => raw.details = Some(map.next_value()?),
+            }
+        }
+        Ok(raw)
+    }
+}
+
+/// Reads the `actor` object.
+struct ActorSeed<'s> {
+    slot: &'s mut Slot,
+}
+
+impl ActorSeed<'_> {
+    fn wrong_type<E: de::Error>(self, found: &str) -> E {
+        let message = format!("expected an object, found {found}");
+        fail(self.slot, Failure::field("actor", message))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ActorSeed<'_> {
+    type Value = RawActor<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ActorSeed<'_> {
+    type Value = RawActor<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an actor object")
+    }
+
+    accept_only_objects!();
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut raw = RawActor::default();
+        let mut seen = 0;
+        let prefix = || "actor.".to_owned();
+        while let Some(index) = next_field(&mut map, self.slot, ACTOR_FIELDS, &prefix, &mut seen)? {
+            let value = Some(map.next_value()?);
+            match index {
+                0 => raw.id = value,
+                1 => raw.email = value,
+                2 => raw.kind = value,
+                3 => raw.ip = value,
+                _ => raw.user_agent = value,
+            }
+        }
+        Ok(raw)
+    }
+}
+
+/// Reads the `resource` object.
+struct ResourceSeed<'s> {
+    slot: &'s mut Slot,
+}
+
+impl ResourceSeed<'_> {
+    fn wrong_type<E: de::Error>(self, found: &str) -> E {
+        let message = format!("expected an object, found {found}");
+        fail(self.slot, Failure::field("resource", message))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ResourceSeed<'_> {
+    type Value = RawResource<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ResourceSeed<'_> {
+    type Value = RawResource<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a resource object")
+    }
+
+    accept_only_objects!();
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut raw = RawResource::default();
+        let mut seen = 0;
+        let prefix = || "resource.".to_owned();
+        while let Some(index) =
+            next_field(&mut map, self.slot, RESOURCE_FIELDS, &prefix, &mut seen)?
+        {
+            let value = Some(map.next_value()?);
+            match index {
+                0 => raw.kind = value,
+                1 => raw.id = value,
+                _ => raw.name = value,
+            }
+        }
+        Ok(raw)
+    }
+}
+
+/// Reads the `changes` array, checking each item and writing the compact text as it goes.
+/// `null` reads as absent.
+struct ChangesSeed<'s> {
+    slot: &'s mut Slot,
+    depth_max: usize,
+}
+
+impl ChangesSeed<'_> {
+    fn wrong_type<E: de::Error>(self, found: &str) -> E {
+        let message = format!("expected an array, found {found}");
+        fail(self.slot, Failure::field("changes", message))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ChangesSeed<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ChangesSeed<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an array of changes")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(self.wrong_type("a boolean"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Err(self.wrong_type("a number"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Err(self.wrong_type("a number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Err(self.wrong_type("a number"))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Err(self.wrong_type("a string"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(self.wrong_type("an object"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut text = String::with_capacity(64);
+        text.push('[');
+        let mut index = 0;
+        loop {
+            let item = ChangeSeed {
+                slot: &mut *self.slot,
+                index,
+                depth_max: self.depth_max,
+                text: &mut text,
+            };
+            if seq.next_element_seed(item)?.is_none() {
+                break;
+            }
+            index += 1;
+        }
+        text.push(']');
+        Ok(Some(text))
+    }
+}
+
+/// Reads one `changes` item and appends it, compact, to `text` (with a leading comma if needed).
+struct ChangeSeed<'s> {
+    slot: &'s mut Slot,
+    index: usize,
+    depth_max: usize,
+    text: &'s mut String,
+}
+
+impl ChangeSeed<'_> {
+    fn wrong_type<E: de::Error>(self, found: &str) -> E {
+        let message = format!("expected an object, found {found}");
+        let path = format!("changes[{}]", self.index);
+        fail(self.slot, Failure::field(path, message))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ChangeSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ChangeSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a change object")
+    }
+
+    accept_only_objects!();
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let index = self.index;
+        let prefix = || format!("changes[{index}].");
+        let mut values: [Option<&'de RawValue>; 3] = [None; 3];
+        let mut seen = 0;
+        while let Some(field) = next_field(&mut map, self.slot, CHANGE_FIELDS, &prefix, &mut seen)?
+        {
+            values[field] = Some(map.next_value()?);
+        }
+        let [field, old, new] = values;
+        let field = match field.map(RawValue::get) {
+            Some(field) if field.starts_with('"') => field,
+            Some(other) => {
+                let message = format!("expected a string, found {}", json_kind(other));
+                return Err(fail(self.slot, Failure::field(prefix() + "field", message)));
+            }
+            None => {
+                let failure = Failure::field(prefix() + "field", "required field is missing");
+                return Err(fail(self.slot, failure));
+            }
+        };
+        if index > 0 {
+            self.text.push(',');
+        }
+        self.text.push_str("{\"field\":");
+        self.text.push_str(field);
+        for (name, value) in [("old", old), ("new", new)] {
+            let Some(value) = value else { continue };
+            self.text.push_str(",\"");
+            self.text.push_str(name);
+            self.text.push_str("\":");
+            // The array is depth 1 and this item depth 2.
+            if compact_json(value.get(), 2, self.depth_max, self.text).is_err() {
+                let message = format!("nested deeper than {} levels", self.depth_max);
+                return Err(fail(self.slot, Failure::field(prefix() + name, message)));
+            }
+        }
+        self.text.push('}');
+        Ok(())
+    }
+}
+
+/// Appends `json` (valid JSON text) to `out` without whitespace outside strings; `Err` when its
+/// brackets nest deeper than `depth_max`, counting from `depth`.
+fn compact_json(
+    json: &str,
+    mut depth: usize,
+    depth_max: usize,
+    out: &mut String,
+) -> Result<(), ()> {
+    let bytes = json.as_bytes();
+    let mut run_start = 0;
+    let mut position = 0;
+    while position < bytes.len() {
+        match bytes[position] {
+            b'"' => {
+                position += 1;
+                while position < bytes.len() {
+                    match bytes[position] {
+                        b'\\' => position += 2,
+                        b'"' => break,
+                        _ => position += 1,
+                    }
+                }
+                position += 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > depth_max {
+                    return Err(());
+                }
+                position += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                position += 1;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                out.push_str(json.get(run_start..position).unwrap_or_default());
+                while position < bytes.len() && bytes[position].is_ascii_whitespace() {
+                    position += 1;
+                }
+                run_start = position;
+            }
+            _ => position += 1,
+        }
+    }
+    out.push_str(json.get(run_start..).unwrap_or_default());
+    Ok(())
+}
+
+/// The JSON type of a raw value, as error messages name it.
+fn json_kind(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// A raw value that must be a string (or null); `None` for null and for `""`.
+fn optional_string<'de>(
+    raw: Option<&'de RawValue>,
+    path: &str,
+) -> Result<Option<Cow<'de, str>>, Failure> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.get();
+    if text == "null" {
+        return Ok(None);
+    }
+    let value = decode_string(text, path)?;
+    Ok(if value.is_empty() { None } else { Some(value) })
+}
+
+/// A raw value that must be a non-empty string.
+fn required_string<'de>(raw: Option<&'de RawValue>, path: &str) -> Result<Cow<'de, str>, Failure> {
+    let Some(raw) = raw else {
+        return Err(Failure::field(path, "required field is missing"));
+    };
+    let value = decode_string(raw.get(), path)?;
+    if value.is_empty() {
+        return Err(Failure::field(path, "must not be empty"));
+    }
+    Ok(value)
+}
+
+fn decode_string<'de>(text: &'de str, path: &str) -> Result<Cow<'de, str>, Failure> {
+    if !text.starts_with('"') {
+        let message = format!("expected a string, found {}", json_kind(text));
+        return Err(Failure::field(path, message));
+    }
+    let inner = text
+        .get(1..text.len().saturating_sub(1))
+        .unwrap_or_default();
+    if !inner.as_bytes().contains(&b'\\') {
+        return Ok(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(text)
+        .map(Cow::Owned)
+        .map_err(|error| {
+            Failure::field(path, format!("malformed string: {}", serde_message(&error)))
+        })
+}
+
+fn check_length(value: &str, path: &str, limit: usize) -> Result<(), Failure> {
+    if value.len() > limit {
+        let message = format!("too long: {} bytes, limit {limit} bytes", value.len());
+        return Err(Failure::field(path, message));
+    }
+    Ok(())
+}
+
+/// Checks `value` against a charset; `rule` describes the whole rule for the error message.
+fn check_charset(
+    value: &str,
+    path: &str,
+    allowed: fn(u8) -> bool,
+    rule: &str,
+) -> Result<(), Failure> {
+    match value.bytes().position(|byte| !allowed(byte)) {
+        None => Ok(()),
+        Some(position) => {
+            let character = value[position..].chars().next().unwrap_or_default();
+            let message = format!(
+                "invalid character {character:?} at byte {}: {rule}",
+                position + 1
+            );
+            Err(Failure::field(path, message))
+        }
+    }
+}
+
+fn is_tenant_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b':' | b'-')
+}
+
+fn is_name_byte(byte: u8) -> bool {
+    byte.is_ascii_lowercase() || byte.is_ascii_digit() || matches!(byte, b'_' | b'.')
+}
+
+/// A client value quoted for an error message, cut to 64 characters.
+fn quoted(value: &str) -> String {
+    match value.char_indices().nth(64) {
+        Some((end, _)) => format!("{:?}...", &value[..end]),
+        None => format!("{value:?}"),
+    }
+}
+
+fn owned(value: Option<Cow<'_, str>>) -> Option<String> {
+    value.map(Cow::into_owned)
+}
+
+fn validate(raw: RawEvent<'_>, ctx: &ValidationContext) -> Result<Event, Failure> {
+    let id = optional_string(raw.id, "id")?;
+    if let Some(id) = &id {
+        check_length(id, "id", ID_BYTES_MAX)?;
+    }
+
+    let tenant = required_string(raw.tenant, "tenant")?;
+    check_length(&tenant, "tenant", TENANT_BYTES_MAX)?;
+    check_charset(
+        &tenant,
+        "tenant",
+        is_tenant_byte,
+        "a tenant is 1..128 bytes of [A-Za-z0-9_.:-]",
+    )?;
+
+    let project = optional_string(raw.project, "project")?;
+    if let Some(project) = &project {
+        check_length(project, "project", PROJECT_BYTES_MAX)?;
+    }
+
+    let actor = validate_actor(raw.actor)?;
+
+    let action = required_string(raw.action, "action")?;
+    check_length(&action, "action", ACTION_BYTES_MAX)?;
+    check_charset(
+        &action,
+        "action",
+        is_name_byte,
+        "an action is at most 64 bytes of [a-z0-9_.]",
+    )?;
+
+    let outcome = match optional_string(raw.outcome, "outcome")? {
+        None => Outcome::default(),
+        Some(text) => Outcome::parse(&text).ok_or_else(|| {
+            let message = format!(
+                "unknown outcome {} (expected success or failure)",
+                quoted(&text)
+            );
+            Failure::field("outcome", message)
+        })?,
+    };
+
+    let resource = validate_resource(raw.resource)?;
+
+    let timestamp_us = match optional_string(raw.timestamp, "timestamp")? {
+        None => ctx.now_us,
+        Some(text) => validate_timestamp(&text, &tenant, ctx)?,
+    };
+
+    let details = match raw.details.map(RawValue::get) {
+        None | Some("null") => None,
+        Some(text) if text.starts_with('{') => {
+            let mut compact = String::with_capacity(text.len());
+            if compact_json(text, 0, ctx.details_depth_max, &mut compact).is_err() {
+                let message = format!("nested deeper than {} levels", ctx.details_depth_max);
+                return Err(Failure::field("details", message));
+            }
+            Some(compact)
+        }
+        Some(text) => {
+            let message = format!("expected an object, found {}", json_kind(text));
+            return Err(Failure::field("details", message));
+        }
+    };
+
+    Ok(Event {
+        id: owned(id),
+        timestamp_us,
+        tenant: tenant.into_owned(),
+        project: owned(project),
+        actor,
+        action: action.into_owned(),
+        outcome,
+        resource,
+        changes: raw.changes,
+        details,
+    })
+}
+
+fn validate_actor(raw: Option<RawActor<'_>>) -> Result<Actor, Failure> {
+    let Some(raw) = raw else {
+        return Err(Failure::field("actor", "required field is missing"));
+    };
+    let id = optional_string(raw.id, "actor.id")?;
+    let email = optional_string(raw.email, "actor.email")?;
+    if let Some(email) = &email {
+        check_length(email, "actor.email", EMAIL_BYTES_MAX)?;
+    }
+    if id.is_none() && email.is_none() {
+        return Err(Failure::field(
+            "actor",
+            "needs actor.id or actor.email (both are missing or empty)",
+        ));
+    }
+    let kind = match optional_string(raw.kind, "actor.type")? {
+        None => ActorType::default(),
+        Some(text) => ActorType::parse(&text).ok_or_else(|| {
+            let message = format!(
+                "unknown actor type {} (expected user, api_token or system)",
+                quoted(&text)
+            );
+            Failure::field("actor.type", message)
+        })?,
+    };
+    let ip = match optional_string(raw.ip, "actor.ip")? {
+        None => None,
+        Some(text) => match text.parse::<IpAddr>() {
+            Ok(address) => Some(address.to_canonical().to_string()),
+            Err(_) => {
+                let message = format!("not an IPv4 or IPv6 address: {}", quoted(&text));
+                return Err(Failure::field("actor.ip", message));
+            }
+        },
+    };
+    let user_agent = optional_string(raw.user_agent, "actor.user_agent")?;
+    if let Some(user_agent) = &user_agent {
+        check_length(user_agent, "actor.user_agent", USER_AGENT_BYTES_MAX)?;
+    }
+    Ok(Actor {
+        id: owned(id),
+        email: owned(email),
+        kind,
+        ip,
+        user_agent: owned(user_agent),
+    })
+}
+
+fn validate_resource(raw: Option<RawResource<'_>>) -> Result<Resource, Failure> {
+    let Some(raw) = raw else {
+        return Err(Failure::field("resource", "required field is missing"));
+    };
+    let kind = required_string(raw.kind, "resource.type")?;
+    check_length(&kind, "resource.type", RESOURCE_TYPE_BYTES_MAX)?;
+    check_charset(
+        &kind,
+        "resource.type",
+        is_name_byte,
+        "a resource type is at most 64 bytes of [a-z0-9_.]",
+    )?;
+    let id = optional_string(raw.id, "resource.id")?;
+    if let Some(id) = &id {
+        check_length(id, "resource.id", RESOURCE_ID_BYTES_MAX)?;
+    }
+    let name = optional_string(raw.name, "resource.name")?;
+    if let Some(name) = &name {
+        check_length(name, "resource.name", RESOURCE_ID_BYTES_MAX)?;
+    }
+    Ok(Resource {
+        kind: kind.into_owned(),
+        id: owned(id),
+        name: owned(name),
+    })
+}
+
+fn validate_timestamp(
+    text: &str,
+    tenant: &str,
+    ctx: &ValidationContext,
+) -> Result<TimestampUs, Failure> {
+    let timestamp_us = parse_rfc3339_us(text)
+        .map_err(|error| Failure::field("timestamp", format!("{error}: {}", quoted(text))))?;
+    if timestamp_us > ctx.now_us.saturating_add(ctx.future_tolerance_us) {
+        let message = format!(
+            "{} is more than {} in the future (server time {})",
+            format_rfc3339_us(timestamp_us),
+            describe_duration(ctx.future_tolerance_us),
+            format_rfc3339_us(ctx.now_us)
+        );
+        return Err(Failure::field("timestamp", message));
+    }
+    let retention_days = ctx.retention.days_for(tenant);
+    let oldest_us = ctx
+        .now_us
+        .saturating_sub(i64::from(retention_days).saturating_mul(US_PER_DAY));
+    if timestamp_us < oldest_us {
+        let message = format!(
+            "{} is older than the tenant's retention of {retention_days} days (oldest accepted {})",
+            format_rfc3339_us(timestamp_us),
+            format_rfc3339_us(oldest_us)
+        );
+        return Err(Failure::field("timestamp", message));
+    }
+    Ok(timestamp_us)
+}
+
+fn describe_duration(duration_us: i64) -> String {
+    const US_PER_HOUR: i64 = 3600 * US_PER_SECOND;
+    if duration_us % US_PER_HOUR == 0 {
+        format!("{} hours", duration_us / US_PER_HOUR)
+    } else if duration_us % US_PER_SECOND == 0 {
+        format!("{} seconds", duration_us / US_PER_SECOND)
+    } else {
+        format!("{duration_us} microseconds")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_drops_whitespace_outside_strings_only() {
+        let mut out = String::new();
+        compact_json(
+            "{ \"a b\" : [ 1 ,\n\t2 ], \"c\\\" d\" : \" x \" }",
+            0,
+            32,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, r#"{"a b":[1,2],"c\" d":" x "}"#);
+    }
+
+    #[test]
+    fn compact_counts_depth_from_the_start_depth() {
+        let mut out = String::new();
+        assert!(compact_json("[[[]]]", 0, 3, &mut out).is_ok());
+        assert!(compact_json("[[[]]]", 1, 3, &mut out).is_err());
+        assert!(compact_json("\"[[[[\"", 0, 1, &mut out).is_ok());
+    }
+
+    #[test]
+    fn key_printing_escapes_controls_and_truncates() {
+        assert_eq!(printable_key("a\nb"), "a\\nb");
+        assert_eq!(
+            printable_key(&"x".repeat(100)),
+            format!("{}...", "x".repeat(64))
+        );
+    }
+}

@@ -1,0 +1,585 @@
+//! A decoded block: the rows of one block, with only the requested columns decoded.
+//!
+//! [`Block`] is what the search crate works with: typed slices for the numeric columns,
+//! dictionary codes plus the segment [`Dictionary`] for the low-cardinality strings (so a filter
+//! compares integers, not strings), and [`Block::event`] to materialize a row as a
+//! [`StoredEvent`] once every column is decoded.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
+
+use super::dictionary::Dictionary;
+use super::format::{
+    dictionary_slot, get_varint, salted_crc, zigzag_decode, ChunkRef, Column, ColumnKind,
+    CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, DICTIONARY_COLUMNS,
+};
+use super::Columns;
+
+/// The segment's dictionaries, in [`DICTIONARY_COLUMNS`] order, shared by its blocks.
+#[derive(Debug, Default)]
+pub(crate) struct Dictionaries(pub [Dictionary; DICTIONARY_COLUMNS.len()]);
+
+impl Dictionaries {
+    pub fn get(&self, column: Column) -> Option<&Dictionary> {
+        dictionary_slot(column).and_then(|slot| self.0.get(slot))
+    }
+}
+
+/// The text columns in slot order.
+const TEXT_COLUMNS: [Column; 3] = [Column::Id, Column::Changes, Column::Details];
+
+fn text_slot(column: Column) -> Option<usize> {
+    TEXT_COLUMNS.iter().position(|c| *c == column)
+}
+
+/// Marks an absent value in [`TextColumn::spans`].
+const ABSENT: u32 = u32::MAX;
+
+/// One decoded text column: the values of the block, concatenated, with each row's span.
+#[derive(Debug, Default, Clone)]
+struct TextColumn {
+    text: String,
+    /// `(start, end)` in `text`; `(ABSENT, ABSENT)` when the row has no value.
+    spans: Vec<(u32, u32)>,
+}
+
+impl TextColumn {
+    #[inline]
+    fn get(&self, row: usize) -> Option<&str> {
+        let (start, end) = *self.spans.get(row)?;
+        if start == ABSENT {
+            return None;
+        }
+        self.text.get(start as usize..end as usize)
+    }
+}
+
+/// The rows of one block, with the columns that were asked for decoded.
+///
+/// Accessors of a column that was not decoded panic (that is a bug in the caller, not bad data);
+/// check [`Block::columns`] when unsure.
+#[derive(Debug, Clone)]
+pub struct Block {
+    index: usize,
+    first_row: u64,
+    rows: usize,
+    columns: Columns,
+    dictionaries: Arc<Dictionaries>,
+    seqs: Vec<u64>,
+    tenant_seqs: Vec<u64>,
+    timestamps: Vec<i64>,
+    received: Vec<i64>,
+    codes: [Vec<u32>; DICTIONARY_COLUMNS.len()],
+    actor_types: Vec<ActorType>,
+    outcomes: Vec<Outcome>,
+    texts: [TextColumn; TEXT_COLUMNS.len()],
+}
+
+impl Block {
+    /// The block's index in the segment.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Segment row number of the block's first row (rows are numbered in sorted order).
+    pub fn first_row(&self) -> u64 {
+        self.first_row
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The decoded columns (`Received` brings `Timestamp` with it).
+    pub fn columns(&self) -> Columns {
+        self.columns
+    }
+
+    #[track_caller]
+    fn require(&self, column: Column) {
+        assert!(
+            self.columns.contains(column),
+            "column {} was not decoded in block {}",
+            column.name(),
+            self.index
+        );
+    }
+
+    #[track_caller]
+    pub fn seqs(&self) -> &[u64] {
+        self.require(Column::Seq);
+        &self.seqs
+    }
+
+    #[track_caller]
+    pub fn tenant_seqs(&self) -> &[u64] {
+        self.require(Column::TenantSeq);
+        &self.tenant_seqs
+    }
+
+    /// Event timestamps, UTC microseconds.
+    #[track_caller]
+    pub fn timestamps(&self) -> &[i64] {
+        self.require(Column::Timestamp);
+        &self.timestamps
+    }
+
+    /// Receive times, UTC microseconds.
+    #[track_caller]
+    pub fn received(&self) -> &[i64] {
+        self.require(Column::Received);
+        &self.received
+    }
+
+    /// Tenant dictionary codes (ascending: rows are tenant-sorted).
+    #[track_caller]
+    pub fn tenant_codes(&self) -> &[u32] {
+        self.codes(Column::Tenant)
+    }
+
+    /// Dictionary codes of a dictionary column (0 = absent); see [`Block::dictionary`].
+    #[track_caller]
+    pub fn codes(&self, column: Column) -> &[u32] {
+        self.require(column);
+        let slot = dictionary_slot(column)
+            .unwrap_or_else(|| panic!("column {} has no dictionary", column.name()));
+        &self.codes[slot]
+    }
+
+    /// The segment dictionary of `column`, `None` for columns without one.
+    pub fn dictionary(&self, column: Column) -> Option<&Dictionary> {
+        self.dictionaries.get(column)
+    }
+
+    #[track_caller]
+    pub fn actor_types(&self) -> &[ActorType] {
+        self.require(Column::ActorType);
+        &self.actor_types
+    }
+
+    #[track_caller]
+    pub fn outcomes(&self) -> &[Outcome] {
+        self.require(Column::Outcome);
+        &self.outcomes
+    }
+
+    /// The value of any string column (dictionary or text) at `row`; `None` when absent.
+    #[track_caller]
+    pub fn str(&self, column: Column, row: usize) -> Option<&str> {
+        self.require(column);
+        if let Some(slot) = text_slot(column) {
+            return self.texts[slot].get(row);
+        }
+        let slot = dictionary_slot(column)
+            .unwrap_or_else(|| panic!("column {} is not a string column", column.name()));
+        self.dictionaries.0[slot].get(*self.codes[slot].get(row)?)
+    }
+
+    /// Materializes `row` as a [`StoredEvent`]; every column must have been decoded.
+    #[track_caller]
+    pub fn event(&self, row: usize) -> StoredEvent {
+        assert!(
+            self.columns.contains_all(Columns::ALL),
+            "block {} was decoded without every column",
+            self.index
+        );
+        let dictionary = |slot: usize| self.dictionaries.0[slot].get(self.codes[slot][row]);
+        let owned = |slot: usize| dictionary(slot).map(str::to_owned);
+        StoredEvent {
+            seq: self.seqs[row],
+            tenant_seq: self.tenant_seqs[row],
+            received_us: self.received[row],
+            event: Event {
+                id: self.texts[0].get(row).map(str::to_owned),
+                timestamp_us: self.timestamps[row],
+                tenant: owned(0).unwrap_or_default(),
+                project: owned(1),
+                actor: Actor {
+                    id: owned(2),
+                    email: owned(3),
+                    kind: self.actor_types[row],
+                    ip: owned(4),
+                    user_agent: owned(5),
+                },
+                action: owned(6).unwrap_or_default(),
+                outcome: self.outcomes[row],
+                resource: Resource {
+                    kind: owned(7).unwrap_or_default(),
+                    id: owned(8),
+                    name: owned(9),
+                },
+                changes: self.texts[1].get(row).map(str::to_owned),
+                details: self.texts[2].get(row).map(str::to_owned),
+            },
+        }
+    }
+
+    /// Every row as a [`StoredEvent`], in segment order.
+    pub fn events(&self) -> impl Iterator<Item = StoredEvent> + '_ {
+        (0..self.rows).map(|row| self.event(row))
+    }
+}
+
+/// Checks and decompresses chunks; one per thread is reused across blocks.
+pub(crate) struct ChunkDecoder {
+    decompressor: zstd::bulk::Decompressor<'static>,
+    buffer: Vec<u8>,
+}
+
+/// Largest scratch buffer kept between calls.
+const SCRATCH_BYTES_KEPT: usize = 8 << 20;
+
+impl ChunkDecoder {
+    pub fn new(path: &Path) -> Result<Self> {
+        Ok(ChunkDecoder {
+            decompressor: zstd::bulk::Decompressor::new().map_err(|e| Error::io(path, e))?,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// The stored bytes of `chunk` after bounds and checksum checks.
+    pub fn stored<'f>(
+        file: &'f [u8],
+        chunk: &ChunkRef,
+        segment_id: u64,
+        path: &Path,
+        what: &dyn Fn() -> String,
+    ) -> Result<&'f [u8]> {
+        let stored = usize::try_from(chunk.offset)
+            .ok()
+            .and_then(|start| file.get(start..start.checked_add(chunk.stored_len as usize)?))
+            .ok_or_else(|| Error::Corrupt {
+                path: path.to_path_buf(),
+                offset: chunk.offset,
+                reason: format!(
+                    "{}: {} bytes at offset {} lie outside the {}-byte file",
+                    what(),
+                    chunk.stored_len,
+                    chunk.offset,
+                    file.len()
+                ),
+            })?;
+        let crc = salted_crc(segment_id, stored);
+        if crc != chunk.crc {
+            return Err(Error::ChecksumMismatch {
+                path: path.to_path_buf(),
+                offset: chunk.offset,
+                expected: chunk.crc,
+                found: crc,
+            });
+        }
+        Ok(stored)
+    }
+
+    /// The raw bytes of a chunk whose stored bytes passed [`ChunkDecoder::stored`].
+    pub fn raw<'s>(
+        &'s mut self,
+        stored: &'s [u8],
+        chunk: &ChunkRef,
+        path: &Path,
+        what: &dyn Fn() -> String,
+    ) -> Result<&'s [u8]> {
+        let corrupt = |reason: String| Error::Corrupt {
+            path: path.to_path_buf(),
+            offset: chunk.offset,
+            reason: format!("{}: {reason}", what()),
+        };
+        match chunk.codec {
+            CODEC_RAW => {
+                if stored.len() != chunk.raw_len as usize {
+                    return Err(corrupt(format!(
+                        "raw chunk of {} bytes claims {} bytes",
+                        stored.len(),
+                        chunk.raw_len
+                    )));
+                }
+                Ok(stored)
+            }
+            CODEC_ZSTD => {
+                if chunk.raw_len > CHUNK_RAW_BYTES_MAX {
+                    return Err(corrupt(format!(
+                        "decoded length {} exceeds the limit {CHUNK_RAW_BYTES_MAX}",
+                        chunk.raw_len
+                    )));
+                }
+                if self.buffer.capacity() > SCRATCH_BYTES_KEPT
+                    && (chunk.raw_len as usize) < SCRATCH_BYTES_KEPT
+                {
+                    self.buffer = Vec::new();
+                }
+                self.buffer.clear();
+                self.buffer.reserve(chunk.raw_len as usize);
+                let written = self
+                    .decompressor
+                    .decompress_to_buffer(stored, &mut self.buffer)
+                    .map_err(|e| corrupt(format!("zstd: {e}")))?;
+                if written != chunk.raw_len as usize {
+                    return Err(corrupt(format!(
+                        "decompressed to {written} bytes, the directory says {}",
+                        chunk.raw_len
+                    )));
+                }
+                Ok(&self.buffer)
+            }
+            other => Err(corrupt(format!("unknown codec {other}"))),
+        }
+    }
+}
+
+/// What `decode_block` needs to know about the file.
+pub(crate) struct BlockSource<'a> {
+    pub path: &'a Path,
+    pub file: &'a [u8],
+    pub segment_id: u64,
+    pub index: usize,
+    pub first_row: u64,
+    pub rows: usize,
+    pub chunks: &'a [ChunkRef],
+    pub dictionaries: &'a Arc<Dictionaries>,
+}
+
+/// Decodes the `columns` of one block.
+pub(crate) fn decode_block(
+    source: &BlockSource<'_>,
+    decoder: &mut ChunkDecoder,
+    columns: Columns,
+) -> Result<Block> {
+    let columns = if columns.contains(Column::Received) {
+        columns.with(Column::Timestamp)
+    } else {
+        columns
+    };
+    let mut block = Block {
+        index: source.index,
+        first_row: source.first_row,
+        rows: source.rows,
+        columns,
+        dictionaries: Arc::clone(source.dictionaries),
+        seqs: Vec::new(),
+        tenant_seqs: Vec::new(),
+        timestamps: Vec::new(),
+        received: Vec::new(),
+        codes: Default::default(),
+        actor_types: Vec::new(),
+        outcomes: Vec::new(),
+        texts: Default::default(),
+    };
+    // `Received` is stored relative to `Timestamp`, which comes first in column order.
+    for column in columns.iter() {
+        let chunk = source.chunks.get(column.index()).ok_or_else(|| Error::Corrupt {
+            path: source.path.to_path_buf(),
+            offset: 0,
+            reason: format!("block {} has no chunk for column {}", source.index, column.name()),
+        })?;
+        let what = || format!("block {} column {}", source.index, column.name());
+        let stored = ChunkDecoder::stored(source.file, chunk, source.segment_id, source.path, &what)?;
+        let raw = decoder.raw(stored, chunk, source.path, &what)?;
+        let mut values = ColumnReader {
+            raw,
+            position: 0,
+            rows: source.rows,
+            path: source.path,
+            offset: chunk.offset,
+            what: &what,
+        };
+        match column.kind() {
+            ColumnKind::DeltaU64 => {
+                let decoded = values.deltas_u64()?;
+                match column {
+                    Column::Seq => block.seqs = decoded,
+                    _ => block.tenant_seqs = decoded,
+                }
+            }
+            ColumnKind::DeltaI64 => block.timestamps = values.deltas_i64()?,
+            ColumnKind::ReceivedOffset => {
+                block.received = values.received(&block.timestamps)?;
+            }
+            ColumnKind::Dictionary | ColumnKind::DictionaryDelta => {
+                let slot = dictionary_slot(column).unwrap_or_default();
+                let dictionary_len = source.dictionaries.0[slot].len() as u64;
+                // Columns a valid event always has: code 0 (absent) means damage.
+                let required = matches!(
+                    column,
+                    Column::Tenant | Column::Action | Column::ResourceType
+                );
+                block.codes[slot] = values.codes(
+                    column.kind() == ColumnKind::DictionaryDelta,
+                    dictionary_len,
+                    required,
+                )?;
+            }
+            ColumnKind::Byte => {
+                let bytes = values.take_all_bytes()?;
+                if column == Column::ActorType {
+                    block.actor_types = bytes
+                        .iter()
+                        .map(|&code| ActorType::from_code(code))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| values.corrupt("unknown actor type code".into()))?;
+                } else {
+                    block.outcomes = bytes
+                        .iter()
+                        .map(|&code| Outcome::from_code(code))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| values.corrupt("unknown outcome code".into()))?;
+                }
+            }
+            ColumnKind::Text => {
+                let slot = text_slot(column).unwrap_or_default();
+                block.texts[slot] = values.text()?;
+            }
+        }
+    }
+    Ok(block)
+}
+
+/// Reads the values of one raw chunk; every failure names the chunk's file offset.
+struct ColumnReader<'a> {
+    raw: &'a [u8],
+    position: usize,
+    rows: usize,
+    path: &'a Path,
+    offset: u64,
+    what: &'a dyn Fn() -> String,
+}
+
+impl<'a> ColumnReader<'a> {
+    fn corrupt(&self, reason: String) -> Error {
+        Error::Corrupt {
+            path: self.path.to_path_buf(),
+            offset: self.offset,
+            reason: format!("{}: {reason}", (self.what)()),
+        }
+    }
+
+    #[inline]
+    fn varint(&mut self) -> Result<u64> {
+        get_varint(self.raw, &mut self.position).map_err(|e| self.corrupt(e.reason().into()))
+    }
+
+    fn finish(&self) -> Result<()> {
+        if self.position != self.raw.len() {
+            return Err(self.corrupt(format!(
+                "{} trailing bytes after {} rows",
+                self.raw.len() - self.position,
+                self.rows
+            )));
+        }
+        Ok(())
+    }
+
+    fn deltas_u64(&mut self) -> Result<Vec<u64>> {
+        let mut values = Vec::with_capacity(self.rows);
+        let mut previous = 0u64;
+        for _ in 0..self.rows {
+            previous = previous.wrapping_add(zigzag_decode(self.varint()?) as u64);
+            values.push(previous);
+        }
+        self.finish()?;
+        Ok(values)
+    }
+
+    fn deltas_i64(&mut self) -> Result<Vec<i64>> {
+        let mut values = Vec::with_capacity(self.rows);
+        let mut previous = 0i64;
+        for _ in 0..self.rows {
+            previous = previous.wrapping_add(zigzag_decode(self.varint()?));
+            values.push(previous);
+        }
+        self.finish()?;
+        Ok(values)
+    }
+
+    fn received(&mut self, timestamps: &[i64]) -> Result<Vec<i64>> {
+        if timestamps.len() != self.rows {
+            return Err(self.corrupt("timestamps missing for received".into()));
+        }
+        let mut values = Vec::with_capacity(self.rows);
+        for timestamp in timestamps {
+            values.push(timestamp.wrapping_add(zigzag_decode(self.varint()?)));
+        }
+        self.finish()?;
+        Ok(values)
+    }
+
+    fn codes(&mut self, delta: bool, dictionary_len: u64, required: bool) -> Result<Vec<u32>> {
+        let mut codes = Vec::with_capacity(self.rows);
+        let mut previous = 0u64;
+        for _ in 0..self.rows {
+            let value = self.varint()?;
+            let code = if delta {
+                previous.wrapping_add(zigzag_decode(value) as u64)
+            } else {
+                value
+            };
+            previous = code;
+            if code > dictionary_len || (required && code == 0) {
+                return Err(self.corrupt(format!(
+                    "dictionary code {code} out of range 1..={dictionary_len}"
+                )));
+            }
+            codes.push(code as u32);
+        }
+        self.finish()?;
+        Ok(codes)
+    }
+
+    fn take_all_bytes(&mut self) -> Result<&'a [u8]> {
+        if self.raw.len() != self.rows {
+            return Err(self.corrupt(format!(
+                "{} bytes for {} rows",
+                self.raw.len(),
+                self.rows
+            )));
+        }
+        self.position = self.raw.len();
+        Ok(self.raw)
+    }
+
+    fn text(&mut self) -> Result<TextColumn> {
+        let mut spans = Vec::with_capacity(self.rows);
+        let mut end = 0u64;
+        for _ in 0..self.rows {
+            let value = self.varint()?;
+            if value == 0 {
+                spans.push((ABSENT, ABSENT));
+            } else {
+                let start = end;
+                end = end.saturating_add(value - 1);
+                if end >= u64::from(ABSENT) {
+                    return Err(self.corrupt("text lengths overflow".into()));
+                }
+                spans.push((start as u32, end as u32));
+            }
+        }
+        let raw: &'a [u8] = self.raw;
+        let bytes = raw.get(self.position..).unwrap_or_default();
+        if bytes.len() as u64 != end {
+            return Err(self.corrupt(format!(
+                "text lengths add up to {end} bytes, {} are stored",
+                bytes.len()
+            )));
+        }
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| self.corrupt("text is not valid utf-8".into()))?;
+        for &(start, end) in &spans {
+            if start != ABSENT
+                && !(text.is_char_boundary(start as usize) && text.is_char_boundary(end as usize))
+            {
+                return Err(self.corrupt("a text value splits a utf-8 character".into()));
+            }
+        }
+        Ok(TextColumn {
+            text: text.to_owned(),
+            spans,
+        })
+    }
+}

@@ -1,0 +1,615 @@
+//! Reading a sealed segment: [`Segment::open`] checks the header, footer and directory and loads
+//! the dictionaries; blocks are decoded on demand, only the columns asked for.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::event::StoredEvent;
+
+use super::block::{decode_block, Block, BlockSource, ChunkDecoder, Dictionaries};
+use super::bloom::{self, FilterShape};
+use super::dictionary::Dictionary;
+use super::footer::{Footer, Header, FOOTER_LEN};
+use super::format::{
+    dictionary_slot, ChunkRef, Column, Reader, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD,
+    COLUMN_COUNT, DICTIONARY_COLUMNS, HEADER_LEN,
+};
+use super::{Columns, SegmentMeta};
+
+/// What the block directory says about one block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockMeta {
+    /// Number of rows (at least 1).
+    pub rows: u32,
+    /// Segment row number of the first row.
+    pub first_row: u64,
+    pub min_timestamp_us: i64,
+    pub max_timestamp_us: i64,
+    pub min_seq: u64,
+    pub max_seq: u64,
+    /// Tenant dictionary codes of the first and last row (rows are tenant-sorted, so every
+    /// tenant of the block lies between them).
+    pub first_tenant_code: u32,
+    pub last_tenant_code: u32,
+}
+
+impl BlockMeta {
+    /// Segment row numbers of the block.
+    pub fn row_range(&self) -> Range<u64> {
+        self.first_row..self.first_row + u64::from(self.rows)
+    }
+}
+
+enum Data {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Data {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Data::Mapped(map) => map,
+            Data::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// An open sealed segment. Cheap to query concurrently (`&self` everywhere, `Send + Sync`).
+pub struct Segment {
+    path: PathBuf,
+    data: Data,
+    meta: SegmentMeta,
+    footer: Footer,
+    blocks: Vec<BlockMeta>,
+    chunks: Vec<[ChunkRef; COLUMN_COUNT]>,
+    dictionaries: Arc<Dictionaries>,
+    dictionary_chunks: [ChunkRef; DICTIONARY_COLUMNS.len()],
+    /// Row ranges of the tenants: tenant code `c` holds rows `starts[c - 1]..starts[c]`.
+    tenant_row_starts: Vec<u64>,
+    filter_shape: FilterShape,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("path", &self.path)
+            .field("meta", &self.meta)
+            .field("blocks", &self.blocks.len())
+            .finish()
+    }
+}
+
+thread_local! {
+    static CHUNK_DECODER: RefCell<Option<ChunkDecoder>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's chunk decoder (a zstd context and a scratch buffer).
+fn with_decoder<T>(path: &Path, f: impl FnOnce(&mut ChunkDecoder) -> Result<T>) -> Result<T> {
+    CHUNK_DECODER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut slot) => {
+            let decoder = match slot.as_mut() {
+                Some(decoder) => decoder,
+                None => slot.insert(ChunkDecoder::new(path)?),
+            };
+            f(decoder)
+        }
+        // Re-entered from inside `f`: use a private decoder.
+        Err(_) => f(&mut ChunkDecoder::new(path)?),
+    })
+}
+
+impl Segment {
+    /// Opens and memory-maps a sealed segment file, checking its header, footer, directory,
+    /// dictionaries and key filter.
+    pub fn open(path: impl AsRef<Path>) -> Result<Segment> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len < (HEADER_LEN + FOOTER_LEN) as u64 {
+            // Too short to map usefully; read it to tell bad magic from truncation.
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            return Segment::from_bytes(path, bytes);
+        }
+        // SAFETY: sealed segments are immutable once written: nothing writes or truncates a
+        // published file (retention unlinks whole files, which keeps an existing mapping valid).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        Segment::parse(path.to_path_buf(), Data::Mapped(map))
+    }
+
+    /// Reads a segment held in memory; `path` only names it in errors.
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Segment> {
+        Segment::parse(path.into(), Data::Owned(bytes))
+    }
+
+    fn parse(path: PathBuf, data: Data) -> Result<Segment> {
+        let bytes = data.bytes();
+        let header = Header::read(bytes, &path)?;
+        if header.flags != 0 {
+            return Err(Error::Corrupt {
+                path,
+                offset: 12,
+                reason: format!("unknown header flags {:#x}", header.flags),
+            });
+        }
+        let footer = Footer::read(bytes, &path, &header)?;
+        let segment_id = header.segment_id;
+        let file_len = bytes.len() as u64;
+        let footer_offset = Footer::offset_in(file_len);
+        let corrupt_footer = |reason: String| Error::Corrupt {
+            path: path.clone(),
+            offset: footer_offset,
+            reason: format!("footer: {reason}"),
+        };
+        if footer.column_count as usize != COLUMN_COUNT {
+            return Err(corrupt_footer(format!(
+                "{} columns, version 1 has {COLUMN_COUNT}",
+                footer.column_count
+            )));
+        }
+        let dictionary_end = footer
+            .dictionary_offset
+            .checked_add(footer.dictionary_len)
+            .unwrap_or(u64::MAX);
+        let sections_in_order = footer.dictionary_offset >= HEADER_LEN as u64
+            && dictionary_end <= footer.filter.offset
+            && footer.filter.end() <= footer.directory.offset
+            && footer.directory.end() <= footer_offset;
+        if !sections_in_order {
+            return Err(corrupt_footer(
+                "dictionary, filter and directory offsets are out of order or out of the file"
+                    .into(),
+            ));
+        }
+        if footer.min_timestamp_us > footer.max_timestamp_us || footer.min_seq > footer.max_seq {
+            return Err(corrupt_footer("min is above max".into()));
+        }
+
+        with_decoder(&path, |decoder| {
+            let what = || "block directory".to_string();
+            let stored = ChunkDecoder::stored(bytes, &footer.directory, segment_id, &path, &what)?;
+            let raw = decoder.raw(stored, &footer.directory, &path, &what)?;
+            let directory = parse_directory(raw, &path, &footer)?;
+
+            let mut dictionaries: Dictionaries = Dictionaries::default();
+            for (slot, (column, count, chunk)) in directory.dictionaries.iter().enumerate() {
+                let name = format!("dictionary of column {}", column.name());
+                let what = || name.clone();
+                if chunk.offset < footer.dictionary_offset || chunk.end() > dictionary_end {
+                    return Err(Error::Corrupt {
+                        path: path.clone(),
+                        offset: chunk.offset,
+                        reason: format!("{name}: lies outside the dictionary section"),
+                    });
+                }
+                let stored = ChunkDecoder::stored(bytes, chunk, segment_id, &path, &what)?;
+                let raw = decoder.raw(stored, chunk, &path, &what)?;
+                dictionaries.0[slot] = Dictionary::decode(raw, *count, &path, chunk.offset, &name)?;
+            }
+            let tenant_count = dictionaries.0[0].len() as u64;
+            for block in &directory.blocks {
+                if block.first_tenant_code > block.last_tenant_code
+                    || block.last_tenant_code as u64 > tenant_count
+                    || block.first_tenant_code == 0
+                {
+                    return Err(Error::Corrupt {
+                        path: path.clone(),
+                        offset: footer.directory.offset,
+                        reason: format!(
+                            "block directory: block at row {} has tenant codes {}..={} of {tenant_count}",
+                            block.first_row, block.first_tenant_code, block.last_tenant_code
+                        ),
+                    });
+                }
+            }
+            if directory.tenant_row_starts.len() as u64 != tenant_count + 1 {
+                return Err(Error::Corrupt {
+                    path: path.clone(),
+                    offset: footer.directory.offset,
+                    reason: format!(
+                        "block directory: {} tenant row counts for {tenant_count} tenants",
+                        directory.tenant_row_starts.len().saturating_sub(1)
+                    ),
+                });
+            }
+
+            let filter_what = || "key filter".to_string();
+            if footer.filter.codec != CODEC_RAW {
+                return Err(corrupt_footer("key filter must be stored raw".into()));
+            }
+            let filter = ChunkDecoder::stored(bytes, &footer.filter, segment_id, &path, &filter_what)?;
+            let filter_shape = bloom::parse(filter, &path, footer.filter.offset)?;
+
+            let mut dictionary_chunks = [ChunkRef::default(); DICTIONARY_COLUMNS.len()];
+            for (slot, (_, _, chunk)) in directory.dictionaries.iter().enumerate() {
+                dictionary_chunks[slot] = *chunk;
+            }
+            Ok(Segment {
+                meta: SegmentMeta {
+                    segment_id,
+                    rows: footer.row_count,
+                    min_timestamp_us: footer.min_timestamp_us,
+                    max_timestamp_us: footer.max_timestamp_us,
+                    min_seq: footer.min_seq,
+                    max_seq: footer.max_seq,
+                    bytes: file_len,
+                },
+                footer,
+                blocks: directory.blocks,
+                chunks: directory.chunks,
+                dictionaries: Arc::new(dictionaries),
+                dictionary_chunks,
+                tenant_row_starts: directory.tenant_row_starts,
+                filter_shape,
+                path: path.clone(),
+                data: Data::Owned(Vec::new()),
+            })
+        })
+        .map(|mut segment| {
+            segment.data = data;
+            segment
+        })
+    }
+
+    /// The file's path (or the name given to [`Segment::from_bytes`]).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn meta(&self) -> &SegmentMeta {
+        &self.meta
+    }
+
+    /// The block directory, in row order.
+    pub fn blocks(&self) -> &[BlockMeta] {
+        &self.blocks
+    }
+
+    /// The segment dictionary of a dictionary column.
+    pub fn dictionary(&self, column: Column) -> Option<&Dictionary> {
+        self.dictionaries.get(column)
+    }
+
+    /// Decodes `columns` of block `block_index`, checking each chunk's checksum.
+    ///
+    /// # Panics
+    /// When `block_index >= self.blocks().len()`.
+    pub fn read_block(&self, block_index: usize, columns: Columns) -> Result<Block> {
+        with_decoder(&self.path, |decoder| {
+            self.decode_block(decoder, block_index, columns)
+        })
+    }
+
+    fn decode_block(
+        &self,
+        decoder: &mut ChunkDecoder,
+        block_index: usize,
+        columns: Columns,
+    ) -> Result<Block> {
+        let meta = &self.blocks[block_index];
+        let source = BlockSource {
+            path: &self.path,
+            file: self.data.bytes(),
+            segment_id: self.meta.segment_id,
+            index: block_index,
+            first_row: meta.first_row,
+            rows: meta.rows as usize,
+            chunks: &self.chunks[block_index],
+            dictionaries: &self.dictionaries,
+        };
+        decode_block(&source, decoder, columns)
+    }
+
+    /// Every event, in (tenant, timestamp, seq) order.
+    pub fn read_all(&self) -> Result<Vec<StoredEvent>> {
+        with_decoder(&self.path, |decoder| {
+            let mut events = Vec::with_capacity(self.meta.rows.min(1 << 24) as usize);
+            for index in 0..self.blocks.len() {
+                let block = self.decode_block(decoder, index, Columns::ALL)?;
+                events.extend(block.events());
+            }
+            Ok(events)
+        })
+    }
+
+    /// False when the segment certainly holds no event with key `(tenant, id)`; true when it
+    /// may (about 1% false positives at 10 bits per key). Reads no rows.
+    pub fn may_contain_key(&self, tenant: &str, id: &str) -> bool {
+        self.may_contain_key_hash(bloom::key_hash(tenant, id))
+    }
+
+    /// [`Segment::may_contain_key`] for a hash already computed with [`super::key_hash`].
+    pub fn may_contain_key_hash(&self, hash: u64) -> bool {
+        let filter = usize::try_from(self.footer.filter.offset)
+            .ok()
+            .and_then(|start| {
+                self.data
+                    .bytes()
+                    .get(start..start + self.footer.filter.stored_len as usize)
+            })
+            .unwrap_or_default();
+        bloom::may_contain(filter, self.filter_shape, hash)
+    }
+
+    /// The `seq` of the stored event with idempotency key `(tenant, id)`, if this segment holds
+    /// it: the filter first, then an exact check of the `id` column over the tenant's rows.
+    pub fn find_key(&self, tenant: &str, id: &str) -> Result<Option<u64>> {
+        if !self.may_contain_key(tenant, id) {
+            return Ok(None);
+        }
+        let Some(rows) = self.tenant_rows(tenant) else {
+            return Ok(None);
+        };
+        with_decoder(&self.path, |decoder| {
+            for index in self.blocks_for_rows(rows.clone()) {
+                let block = self.decode_block(decoder, index, Column::Id | Column::Seq)?;
+                let block_rows = self.blocks[index].row_range();
+                let start = (rows.start.max(block_rows.start) - block_rows.start) as usize;
+                let end = (rows.end.min(block_rows.end) - block_rows.start) as usize;
+                for row in start..end {
+                    if block.str(Column::Id, row) == Some(id) {
+                        return Ok(Some(block.seqs()[row]));
+                    }
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// The event with this `seq`, if the segment holds it. Blocks whose seq range excludes it are
+    /// skipped; the `seq` column of the others is decoded, and the whole block only on a hit.
+    pub fn find_seq(&self, seq: u64) -> Result<Option<StoredEvent>> {
+        if self.meta.rows == 0 || seq < self.meta.min_seq || seq > self.meta.max_seq {
+            return Ok(None);
+        }
+        with_decoder(&self.path, |decoder| {
+            for (index, meta) in self.blocks.iter().enumerate() {
+                if seq < meta.min_seq || seq > meta.max_seq {
+                    continue;
+                }
+                let seqs = self.decode_block(decoder, index, Columns::from(Column::Seq))?;
+                if let Some(row) = seqs.seqs().iter().position(|s| *s == seq) {
+                    let block = self.decode_block(decoder, index, Columns::ALL)?;
+                    return Ok(Some(block.event(row)));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// Appends to `out` every event with `from <= seq < to`, in segment order (not seq order).
+    pub fn collect_seq_range(&self, from: u64, to: u64, out: &mut Vec<StoredEvent>) -> Result<()> {
+        if self.meta.rows == 0 || from >= to || to <= self.meta.min_seq || from > self.meta.max_seq
+        {
+            return Ok(());
+        }
+        with_decoder(&self.path, |decoder| {
+            for (index, meta) in self.blocks.iter().enumerate() {
+                if to <= meta.min_seq || from > meta.max_seq {
+                    continue;
+                }
+                let seqs = self.decode_block(decoder, index, Columns::from(Column::Seq))?;
+                let wanted = |seq: &u64| (from..to).contains(seq);
+                if !seqs.seqs().iter().any(wanted) {
+                    continue;
+                }
+                let block = self.decode_block(decoder, index, Columns::ALL)?;
+                for (row, seq) in block.seqs().iter().enumerate() {
+                    if wanted(seq) {
+                        out.push(block.event(row));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Segment row numbers of `tenant`'s events (contiguous: rows are tenant-sorted), `None` when
+    /// the segment holds none.
+    pub fn tenant_rows(&self, tenant: &str) -> Option<Range<u64>> {
+        self.tenant_code_rows(self.dictionaries.0[0].code_of(tenant)?)
+    }
+
+    /// [`Segment::tenant_rows`] by tenant dictionary code.
+    pub fn tenant_code_rows(&self, code: u32) -> Option<Range<u64>> {
+        let end = *self.tenant_row_starts.get(code as usize)?;
+        let start = *self.tenant_row_starts.get((code as usize).checked_sub(1)?)?;
+        (start < end).then_some(start..end)
+    }
+
+    /// Indexes of the blocks that hold any of `rows`.
+    pub fn blocks_for_rows(&self, rows: Range<u64>) -> Range<usize> {
+        if rows.start >= rows.end {
+            return 0..0;
+        }
+        let first = self
+            .blocks
+            .partition_point(|block| block.row_range().end <= rows.start);
+        let end = self
+            .blocks
+            .partition_point(|block| block.first_row < rows.end);
+        first..end.max(first)
+    }
+
+    /// Checks every chunk's checksum in file order (blocks, dictionaries, key filter, directory)
+    /// and then decodes every block; the first problem is returned with the file and offset.
+    pub fn verify(&self) -> Result<()> {
+        let bytes = self.data.bytes();
+        let segment_id = self.meta.segment_id;
+        for (index, chunks) in self.chunks.iter().enumerate() {
+            for column in Column::ALL {
+                let what = || format!("block {index} column {}", column.name());
+                ChunkDecoder::stored(bytes, &chunks[column.index()], segment_id, &self.path, &what)?;
+            }
+        }
+        for (column, chunk) in DICTIONARY_COLUMNS.iter().zip(&self.dictionary_chunks) {
+            let what = || format!("dictionary of column {}", column.name());
+            ChunkDecoder::stored(bytes, chunk, segment_id, &self.path, &what)?;
+        }
+        let what = || "key filter".to_string();
+        ChunkDecoder::stored(bytes, &self.footer.filter, segment_id, &self.path, &what)?;
+        let what = || "block directory".to_string();
+        ChunkDecoder::stored(bytes, &self.footer.directory, segment_id, &self.path, &what)?;
+        with_decoder(&self.path, |decoder| {
+            for index in 0..self.blocks.len() {
+                self.decode_block(decoder, index, Columns::ALL)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Stored (compressed) bytes of `column` over all blocks, excluding its dictionary.
+    pub fn column_stored_bytes(&self, column: Column) -> u64 {
+        self.chunks
+            .iter()
+            .map(|chunks| u64::from(chunks[column.index()].stored_len))
+            .sum()
+    }
+
+    /// Stored bytes of `column`'s dictionary (0 for columns without one).
+    pub fn dictionary_stored_bytes(&self, column: Column) -> u64 {
+        dictionary_slot(column)
+            .map(|slot| u64::from(self.dictionary_chunks[slot].stored_len))
+            .unwrap_or(0)
+    }
+
+    /// Stored bytes of the key filter.
+    pub fn filter_stored_bytes(&self) -> u64 {
+        u64::from(self.footer.filter.stored_len)
+    }
+
+    /// Stored bytes of the block directory.
+    pub fn directory_stored_bytes(&self) -> u64 {
+        u64::from(self.footer.directory.stored_len)
+    }
+}
+
+/// The parsed block directory.
+struct Directory {
+    dictionaries: Vec<(Column, u32, ChunkRef)>,
+    tenant_row_starts: Vec<u64>,
+    blocks: Vec<BlockMeta>,
+    chunks: Vec<[ChunkRef; COLUMN_COUNT]>,
+}
+
+fn parse_directory(raw: &[u8], path: &Path, footer: &Footer) -> Result<Directory> {
+    let mut reader = Reader::new(raw, path, footer.directory.offset, "block directory");
+    let column_count = reader.u32()?;
+    if column_count as usize != COLUMN_COUNT {
+        return Err(reader.corrupt(format!("{column_count} columns, expected {COLUMN_COUNT}")));
+    }
+    let dictionary_count = reader.u32()?;
+    if dictionary_count as usize != DICTIONARY_COLUMNS.len() {
+        return Err(reader.corrupt(format!("{dictionary_count} dictionaries")));
+    }
+    let mut dictionaries = Vec::with_capacity(DICTIONARY_COLUMNS.len());
+    for expected in DICTIONARY_COLUMNS {
+        let column = reader.u8()?;
+        if column != expected as u8 {
+            return Err(reader.corrupt(format!(
+                "dictionary of column {column} where column {} was expected",
+                expected as u8
+            )));
+        }
+        let count = reader.u32()?;
+        let chunk = read_chunk_ref(&mut reader)?;
+        dictionaries.push((expected, count, chunk));
+    }
+
+    let tenant_count = reader.u32()?;
+    if tenant_count as usize > reader.remaining() {
+        return Err(reader.corrupt(format!("{tenant_count} tenants cannot fit")));
+    }
+    let mut tenant_row_starts = Vec::with_capacity(tenant_count as usize + 1);
+    tenant_row_starts.push(0u64);
+    let mut total = 0u64;
+    for _ in 0..tenant_count {
+        total = total.saturating_add(reader.varint()?);
+        tenant_row_starts.push(total);
+    }
+    if total != footer.row_count {
+        return Err(reader.corrupt(format!(
+            "tenant row counts add up to {total}, the footer says {}",
+            footer.row_count
+        )));
+    }
+
+    let block_count = reader.u32()?;
+    if block_count != footer.block_count {
+        return Err(reader.corrupt(format!(
+            "{block_count} blocks, the footer says {}",
+            footer.block_count
+        )));
+    }
+    let entry_len = 4 + 8 * 5 + 4 + 4 + COLUMN_COUNT * super::format::CHUNK_REF_LEN;
+    if (block_count as usize).saturating_mul(entry_len) != reader.remaining() {
+        return Err(reader.corrupt(format!(
+            "{block_count} blocks need {} bytes, {} remain",
+            (block_count as usize).saturating_mul(entry_len),
+            reader.remaining()
+        )));
+    }
+    let mut blocks = Vec::with_capacity(block_count as usize);
+    let mut chunks = Vec::with_capacity(block_count as usize);
+    let mut next_row = 0u64;
+    for index in 0..block_count {
+        let block = BlockMeta {
+            rows: reader.u32()?,
+            first_row: reader.u64()?,
+            min_timestamp_us: reader.i64()?,
+            max_timestamp_us: reader.i64()?,
+            min_seq: reader.u64()?,
+            max_seq: reader.u64()?,
+            first_tenant_code: reader.u32()?,
+            last_tenant_code: reader.u32()?,
+        };
+        if block.rows == 0 || block.first_row != next_row {
+            return Err(reader.corrupt(format!(
+                "block {index} starts at row {} with {} rows, expected row {next_row}",
+                block.first_row, block.rows
+            )));
+        }
+        if block.min_timestamp_us > block.max_timestamp_us || block.min_seq > block.max_seq {
+            return Err(reader.corrupt(format!("block {index}: min is above max")));
+        }
+        next_row += u64::from(block.rows);
+        let mut refs = [ChunkRef::default(); COLUMN_COUNT];
+        for chunk in refs.iter_mut() {
+            *chunk = read_chunk_ref(&mut reader)?;
+            if chunk.offset < HEADER_LEN as u64 || chunk.end() > footer.dictionary_offset {
+                return Err(reader.corrupt(format!(
+                    "block {index}: a chunk at offset {} lies outside the block section",
+                    chunk.offset
+                )));
+            }
+        }
+        blocks.push(block);
+        chunks.push(refs);
+    }
+    if next_row != footer.row_count {
+        return Err(reader.corrupt(format!(
+            "blocks hold {next_row} rows, the footer says {}",
+            footer.row_count
+        )));
+    }
+    Ok(Directory {
+        dictionaries,
+        tenant_row_starts,
+        blocks,
+        chunks,
+    })
+}
+
+fn read_chunk_ref(reader: &mut Reader<'_>) -> Result<ChunkRef> {
+    let chunk = ChunkRef::read(reader)?;
+    if chunk.codec != CODEC_RAW && chunk.codec != CODEC_ZSTD {
+        return Err(reader.corrupt(format!("unknown codec {}", chunk.codec)));
+    }
+    if chunk.raw_len > CHUNK_RAW_BYTES_MAX {
+        return Err(reader.corrupt(format!("chunk of {} decoded bytes", chunk.raw_len)));
+    }
+    Ok(chunk)
+}

@@ -1,0 +1,268 @@
+//! Segment-level dictionaries of the low-cardinality string columns.
+//!
+//! Each dictionary column (tenant, project, actor id/email/ip/user agent, action, resource
+//! type/id/name) stores every distinct value of the segment once, sorted bytewise, and each row
+//! stores a code: 0 means absent (`None`), `n >= 1` is the n-th value. Sorting makes codes
+//! comparable like the strings themselves, so the tenant codes of tenant-sorted rows ascend, and a
+//! value's code is found by binary search.
+//!
+//! Stored layout (before zstd): one varint length per value, then the bytes of every value,
+//! concatenated. The value count is in the block directory.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::Path;
+
+use crate::error::Result;
+
+use super::format::{put_varint, Reader};
+
+/// The distinct values of one column of one segment, sorted bytewise; code `n` is value `n - 1`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dictionary {
+    /// Every value, concatenated (values are stored once; rows hold codes).
+    text: String,
+    /// End offset in `text` of each value.
+    ends: Vec<u32>,
+}
+
+impl Dictionary {
+    /// Number of values (not counting the absent code 0).
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The value of `code`: `None` for 0 (absent) and for a code past the end.
+    #[inline]
+    pub fn get(&self, code: u32) -> Option<&str> {
+        let index = (code as usize).checked_sub(1)?;
+        let end = *self.ends.get(index)? as usize;
+        let start = match index.checked_sub(1) {
+            Some(previous) => *self.ends.get(previous)? as usize,
+            None => 0,
+        };
+        self.text.get(start..end)
+    }
+
+    /// The code of `value`, if the segment holds it in this column.
+    pub fn code_of(&self, value: &str) -> Option<u32> {
+        let mut low = 0usize;
+        let mut high = self.ends.len();
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let code = middle as u32 + 1;
+            match self.get(code)?.cmp(value) {
+                std::cmp::Ordering::Less => low = middle + 1,
+                std::cmp::Ordering::Greater => high = middle,
+                std::cmp::Ordering::Equal => return Some(code),
+            }
+        }
+        None
+    }
+
+    /// `(code, value)` for every value, in code order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &str)> + '_ {
+        (1..=self.ends.len() as u32).filter_map(|code| self.get(code).map(|value| (code, value)))
+    }
+
+    /// Total bytes of the values.
+    pub fn text_bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Serializes `sorted_values` (strictly ascending) in the stored layout.
+    pub(crate) fn encode<'a>(sorted_values: impl Iterator<Item = &'a str> + Clone, out: &mut Vec<u8>) {
+        for value in sorted_values.clone() {
+            put_varint(out, value.len() as u64);
+        }
+        for value in sorted_values {
+            out.extend_from_slice(value.as_bytes());
+        }
+    }
+
+    /// Parses the stored layout of a dictionary of `count` values, checking that the values are
+    /// valid UTF-8 and strictly ascending (the binary search relies on it).
+    pub(crate) fn decode(
+        raw: &[u8],
+        count: u32,
+        path: &Path,
+        offset: u64,
+        what: &str,
+    ) -> Result<Dictionary> {
+        let mut reader = Reader::new(raw, path, offset, what);
+        if u64::from(count) > raw.len() as u64 {
+            return Err(reader.corrupt(format!(
+                "{count} values cannot fit in {} bytes",
+                raw.len()
+            )));
+        }
+        let mut ends = Vec::with_capacity(count as usize);
+        let mut total = 0u64;
+        for _ in 0..count {
+            total = total.saturating_add(reader.varint()?);
+            if total > u64::from(u32::MAX) {
+                return Err(reader.corrupt("value lengths overflow"));
+            }
+            ends.push(total as u32);
+        }
+        if reader.remaining() as u64 != total {
+            return Err(reader.corrupt(format!(
+                "value lengths add up to {total} bytes, {} are stored",
+                reader.remaining()
+            )));
+        }
+        let bytes = reader.take(total as usize)?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| reader.corrupt("a value is not valid utf-8"))?
+            .to_owned();
+        let dictionary = Dictionary { text, ends };
+        let mut previous: Option<&str> = None;
+        for code in 1..=count {
+            let value = dictionary
+                .get(code)
+                .ok_or_else(|| reader.corrupt(format!("value {code} splits a utf-8 character")))?;
+            if previous.is_some_and(|p| p >= value) {
+                return Err(reader.corrupt(format!("value {code} is not in ascending order")));
+            }
+            previous = Some(value);
+        }
+        Ok(dictionary)
+    }
+}
+
+/// Builds the dictionary of one column while the encoder walks the rows in input order.
+pub(crate) struct DictionaryBuilder<'a> {
+    ids: HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>,
+    values: Vec<&'a str>,
+    /// Per input row: first-seen id + 1, or 0 when absent.
+    row_ids: Vec<u32>,
+}
+
+impl<'a> DictionaryBuilder<'a> {
+    pub fn with_capacity(rows: usize) -> Self {
+        DictionaryBuilder {
+            ids: HashMap::default(),
+            values: Vec::new(),
+            row_ids: Vec::with_capacity(rows),
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, value: Option<&'a str>) {
+        let id = match value {
+            None => 0,
+            Some(value) => {
+                let next = self.values.len() as u32;
+                let id = *self.ids.entry(value).or_insert(next);
+                if id == next {
+                    self.values.push(value);
+                }
+                id + 1
+            }
+        };
+        self.row_ids.push(id);
+    }
+
+    /// Sorts the values and returns them with the code of every input row.
+    pub fn finish(self) -> (Vec<&'a str>, Vec<u32>) {
+        let mut order: Vec<u32> = (0..self.values.len() as u32).collect();
+        order.sort_unstable_by_key(|&id| self.values[id as usize]);
+        // remap[first-seen id + 1] = sorted code; remap[0] = 0 (absent).
+        let mut remap = vec![0u32; self.values.len() + 1];
+        for (sorted_index, &id) in order.iter().enumerate() {
+            remap[id as usize + 1] = sorted_index as u32 + 1;
+        }
+        let sorted: Vec<&'a str> = order.iter().map(|&id| self.values[id as usize]).collect();
+        let codes = self.row_ids.iter().map(|&id| remap[id as usize]).collect();
+        (sorted, codes)
+    }
+}
+
+/// The Firefox/rustc hash: fast for short keys and good enough for an in-memory map whose
+/// contents an attacker does not choose adversarially at seal time (keys are validated events).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, value: u8) {
+        self.add(u64::from(value));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, value: usize) {
+        self.add(value as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dictionary_codes_follow_sorted_values() {
+        let mut builder = DictionaryBuilder::with_capacity(5);
+        for value in [Some("b"), None, Some("a"), Some("b"), Some("é")] {
+            builder.push(value);
+        }
+        let (values, codes) = builder.finish();
+        assert_eq!(values, vec!["a", "b", "é"]);
+        assert_eq!(codes, vec![2, 0, 1, 2, 3]);
+
+        let mut raw = Vec::new();
+        Dictionary::encode(values.iter().copied(), &mut raw);
+        let dictionary = Dictionary::decode(&raw, 3, Path::new("x"), 0, "test").unwrap();
+        assert_eq!(dictionary.get(0), None);
+        assert_eq!(dictionary.get(1), Some("a"));
+        assert_eq!(dictionary.get(3), Some("é"));
+        assert_eq!(dictionary.get(4), None);
+        assert_eq!(dictionary.code_of("b"), Some(2));
+        assert_eq!(dictionary.code_of("c"), None);
+        assert_eq!(dictionary.iter().count(), 3);
+    }
+
+    #[test]
+    fn dictionary_rejects_unsorted_and_short_input() {
+        let mut raw = Vec::new();
+        Dictionary::encode(["b", "a"].into_iter(), &mut raw);
+        assert!(Dictionary::decode(&raw, 2, Path::new("x"), 7, "test").is_err());
+        assert!(Dictionary::decode(&raw[..3], 2, Path::new("x"), 7, "test").is_err());
+        assert!(Dictionary::decode(&[], 5, Path::new("x"), 7, "test").is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! Unit tests of the segment module; the format-level tests (golden files, corruption) are in
+//! `engine/tests/segment_format.rs`.
+
+use super::*;
+use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
+
+fn row(seq: u64, tenant: &str, timestamp_us: i64) -> StoredEvent {
+    StoredEvent {
+        seq,
+        tenant_seq: seq,
+        received_us: timestamp_us + 1_500,
+        event: Event {
+            id: Some(format!("evt_{seq}")),
+            timestamp_us,
+            tenant: tenant.into(),
+            project: (seq % 3 == 0).then(|| "proj_a".to_string()),
+            actor: Actor {
+                id: Some(format!("user_{}", seq % 5)),
+                email: None,
+                kind: if seq % 7 == 0 { ActorType::System } else { ActorType::User },
+                ip: Some("203.0.113.7".into()),
+                user_agent: None,
+            },
+            action: "update".into(),
+            outcome: if seq % 4 == 0 { Outcome::Failure } else { Outcome::Success },
+            resource: Resource {
+                kind: "pod".into(),
+                id: Some(format!("pod_{}", seq % 11)),
+                name: None,
+            },
+            changes: (seq % 2 == 0)
+                .then(|| format!(r#"[{{"field":"gpu_count","old":{},"new":4}}]"#, seq % 3)),
+            details: None,
+        },
+    }
+}
+
+fn sample(count: u64) -> Vec<StoredEvent> {
+    (1..=count)
+        .map(|seq| {
+            let tenant = format!("acct_{:04}", (seq * 7919) % 13);
+            row(seq, &tenant, 1_795_000_000_000_000 + ((seq * 104_729) % 10_000) as i64 * 1000)
+        })
+        .collect()
+}
+
+fn sorted(mut rows: Vec<StoredEvent>) -> Vec<StoredEvent> {
+    rows.sort_by(|a, b| {
+        (&a.event.tenant, a.event.timestamp_us, a.seq).cmp(&(
+            &b.event.tenant,
+            b.event.timestamp_us,
+            b.seq,
+        ))
+    });
+    rows
+}
+
+fn options(block_rows: usize) -> EncodeOptions {
+    EncodeOptions {
+        block_rows,
+        ..EncodeOptions::default()
+    }
+}
+
+#[test]
+fn segment_round_trip_sorts_rows() {
+    let rows = sample(1000);
+    let encoded = encode_segment(42, &rows, &options(64)).unwrap();
+    assert_eq!(encoded.meta.rows, 1000);
+    assert_eq!(encoded.meta.bytes, encoded.bytes.len() as u64);
+    assert_eq!(encoded.meta.min_seq, 1);
+    assert_eq!(encoded.meta.max_seq, 1000);
+    let segment = Segment::from_bytes("t.seg", encoded.bytes).unwrap();
+    assert_eq!(segment.meta(), &encoded.meta);
+    assert_eq!(segment.blocks().len(), 1000usize.div_ceil(64));
+    assert_eq!(segment.read_all().unwrap(), sorted(rows));
+    segment.verify().unwrap();
+}
+
+#[test]
+fn segment_empty_round_trips() {
+    let encoded = encode_segment(1, &[], &EncodeOptions::default()).unwrap();
+    let segment = Segment::from_bytes("t.seg", encoded.bytes).unwrap();
+    assert_eq!(segment.meta().rows, 0);
+    assert!(segment.blocks().is_empty());
+    assert!(segment.read_all().unwrap().is_empty());
+    assert!(!segment.may_contain_key("a", "b"));
+    assert_eq!(segment.find_key("a", "b").unwrap(), None);
+    assert_eq!(segment.tenant_rows("a"), None);
+    segment.verify().unwrap();
+}
+
+#[test]
+fn segment_partial_decode_gives_only_requested_columns() {
+    let rows = sample(300);
+    let encoded = encode_segment(3, &rows, &options(128)).unwrap();
+    let segment = Segment::from_bytes("t.seg", encoded.bytes).unwrap();
+    let expected = sorted(rows);
+    let block = segment
+        .read_block(1, Columns::of(&[Column::Tenant, Column::Seq, Column::Received]))
+        .unwrap();
+    assert!(block.columns().contains(Column::Timestamp));
+    assert!(!block.columns().contains(Column::Details));
+    assert_eq!(block.first_row(), 128);
+    assert_eq!(block.len(), 128);
+    let tenants = segment.dictionary(Column::Tenant).unwrap();
+    for (row, event) in expected[128..256].iter().enumerate() {
+        assert_eq!(block.seqs()[row], event.seq);
+        assert_eq!(block.received()[row], event.received_us);
+        assert_eq!(block.timestamps()[row], event.event.timestamp_us);
+        assert_eq!(tenants.get(block.tenant_codes()[row]), Some(event.event.tenant.as_str()));
+        assert_eq!(block.str(Column::Tenant, row), Some(event.event.tenant.as_str()));
+    }
+    assert!(block.tenant_codes().windows(2).all(|w| w[0] <= w[1]));
+    let meta = segment.blocks()[1];
+    assert_eq!(meta.first_tenant_code, block.tenant_codes()[0]);
+    assert_eq!(meta.last_tenant_code, *block.tenant_codes().last().unwrap());
+    let result = std::panic::catch_unwind(|| block.outcomes().len());
+    assert!(result.is_err(), "an undecoded column must not read as empty");
+}
+
+#[test]
+fn segment_tenant_rows_are_contiguous() {
+    let rows = sample(500);
+    let encoded = encode_segment(3, &rows, &options(50)).unwrap();
+    let segment = Segment::from_bytes("t.seg", encoded.bytes).unwrap();
+    let expected = sorted(rows);
+    let tenant = "acct_0005";
+    let range = segment.tenant_rows(tenant).unwrap();
+    for (row, event) in expected.iter().enumerate() {
+        assert_eq!(range.contains(&(row as u64)), event.event.tenant == tenant);
+    }
+    assert_eq!(segment.tenant_rows("acct_9999"), None);
+    let blocks = segment.blocks_for_rows(range.clone());
+    assert!(segment.blocks()[blocks.start].row_range().contains(&range.start));
+    assert!(segment.blocks()[blocks.end - 1].row_range().contains(&(range.end - 1)));
+}
+
+#[test]
+fn segment_find_key_returns_seq() {
+    let rows = sample(2000);
+    let encoded = encode_segment(9, &rows, &options(100)).unwrap();
+    let segment = Segment::from_bytes("t.seg", encoded.bytes).unwrap();
+    for event in rows.iter().step_by(37) {
+        let id = event.event.id.as_deref().unwrap();
+        assert!(segment.may_contain_key(&event.event.tenant, id));
+        assert_eq!(segment.find_key(&event.event.tenant, id).unwrap(), Some(event.seq));
+    }
+    // Right id, wrong tenant: not found.
+    let other = rows.iter().find(|e| e.event.tenant != rows[0].event.tenant).unwrap();
+    let id = rows[0].event.id.as_deref().unwrap();
+    assert_eq!(segment.find_key(&other.event.tenant, id).unwrap(), None);
+    assert_eq!(segment.find_key(&rows[0].event.tenant, "evt_nope").unwrap(), None);
+    let false_positives = (0..1000)
+        .filter(|i| segment.may_contain_key("acct_0001", &format!("missing_{i}")))
+        .count();
+    assert!(false_positives < 50, "{false_positives} false positives of 1000");
+}
+
+#[test]
+fn segment_rejects_bad_options() {
+    let error = encode_segment(1, &sample(3), &options(0)).unwrap_err();
+    assert!(matches!(error, crate::Error::Config(_)), "{error}");
+}
+
+#[test]
+fn segment_columns_bitset() {
+    let set = Column::Seq | Column::Tenant;
+    assert!(set.contains(Column::Seq));
+    assert!(!set.contains(Column::Details));
+    assert_eq!(set.iter().collect::<Vec<_>>(), vec![Column::Tenant, Column::Seq]);
+    assert!(Columns::ALL.contains_all(set));
+    assert_eq!(Columns::ALL.iter().count(), COLUMN_COUNT);
+}

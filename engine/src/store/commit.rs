@@ -1,0 +1,355 @@
+//! Group commit: one thread owns the WAL writer; `append` callers queue their batches and wait.
+//!
+//! The commit thread takes every batch queued since its last write, drops idempotent duplicates,
+//! assigns `seq`, `tenant_seq` and `received`, frames one record per batch, issues one `write` and
+//! one `fdatasync` for the whole group, puts the events in the tail (visible to readers), tells
+//! the subscribers, and only then wakes the callers. A failed write or fsync poisons the writer:
+//! the whole group fails and nothing of it is acknowledged or visible.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::{AppendResult, Duplicate, Inner};
+use crate::error::{Error, Result};
+use crate::event::{Event, StoredEvent};
+use crate::tail::key_hash;
+use crate::wal::format::{encode_events, encode_payload, encode_record, BatchHeader};
+use crate::wal::WalWriter;
+
+/// Most bytes of encoded batches waiting for the commit thread; callers wait beyond it.
+pub(crate) const QUEUE_BYTES_MAX: usize = 64 << 20;
+
+/// A batch waiting to be committed.
+pub(crate) struct Request {
+    pub events: Vec<Event>,
+    /// The events encoded as a record payload carries them (done by the caller, in parallel).
+    pub encoded: Vec<u8>,
+    /// Keys already found in sealed segments by the caller: event index -> seq.
+    pub sealed_duplicates: Vec<Duplicate>,
+    /// The caller checked sealed segments with ids up to this one; newer ones are checked here.
+    pub checked_segment_id_max: u64,
+    pub reply: Arc<Reply>,
+}
+
+/// Where the commit thread leaves a request's answer.
+#[derive(Default)]
+pub(crate) struct Reply {
+    slot: Mutex<Option<Result<AppendResult>>>,
+    ready: Condvar,
+}
+
+impl Reply {
+    pub fn send(&self, result: Result<AppendResult>) {
+        *self.slot.lock() = Some(result);
+        self.ready.notify_one();
+    }
+
+    pub fn wait(&self) -> Result<AppendResult> {
+        let mut slot = self.slot.lock();
+        loop {
+            if let Some(result) = slot.take() {
+                return result;
+            }
+            self.ready.wait(&mut slot);
+        }
+    }
+}
+
+/// The queue between callers and the commit thread.
+#[derive(Default)]
+pub(crate) struct Queue {
+    pub requests: Vec<Request>,
+    pub bytes: usize,
+    pub closed: bool,
+}
+
+/// State only the commit thread changes while it writes (the sealer borrows the WAL briefly).
+pub(crate) struct CommitState {
+    pub wal: WalWriter,
+    pub next_seq: u64,
+    /// Last `tenant_seq` assigned per tenant.
+    pub tenant_seqs: HashMap<String, u64>,
+}
+
+impl Inner {
+    /// The commit thread's loop: runs until the queue is closed and drained.
+    pub(crate) fn commit_loop(self: &Arc<Self>) {
+        let interval = match self.options.durability {
+            super::Durability::Sync => None,
+            super::Durability::Interval(interval) => Some(interval),
+        };
+        let mut last_sync = Instant::now();
+        loop {
+            let requests = {
+                let mut queue = self.queue.lock();
+                while queue.requests.is_empty() && !queue.closed {
+                    match interval {
+                        Some(interval) => {
+                            let timeout = interval.saturating_sub(last_sync.elapsed());
+                            if self
+                                .queue_ready
+                                .wait_for(&mut queue, timeout.max(Duration::from_millis(1)))
+                                .timed_out()
+                            {
+                                break;
+                            }
+                        }
+                        None => self.queue_ready.wait(&mut queue),
+                    }
+                }
+                if queue.requests.is_empty() && queue.closed {
+                    break;
+                }
+                queue.bytes = 0;
+                std::mem::take(&mut queue.requests)
+            };
+            self.queue_room.notify_all();
+            if let Some(interval) = interval {
+                if last_sync.elapsed() >= interval {
+                    let mut commit = self.commit.lock();
+                    if commit.wal.unsynced_bytes() > 0 {
+                        // A failed interval sync poisons the writer; the next group reports it.
+                        let _ = commit.wal.sync();
+                    }
+                    last_sync = Instant::now();
+                }
+            }
+            if !requests.is_empty() {
+                self.commit_group(requests, interval.is_none());
+            }
+        }
+        let mut commit = self.commit.lock();
+        if commit.wal.unsynced_bytes() > 0 {
+            let _ = commit.wal.sync();
+        }
+    }
+
+    fn commit_group(self: &Arc<Self>, requests: Vec<Request>, sync: bool) {
+        let mut commit = self.commit.lock();
+        if let Err(error) = commit.wal.check_poisoned() {
+            for request in requests {
+                request.reply.send(Err(clone_error(&error)));
+            }
+            return;
+        }
+        let received_us = now_us();
+        let first_seq_of_group = commit.next_seq;
+        let saved_tenant_seqs: Vec<(String, Option<u64>)>;
+        let mut group_keys: HashMap<u64, Vec<(String, String, u64)>> = HashMap::new();
+        let mut planned = Vec::with_capacity(requests.len());
+        let mut next_seq = first_seq_of_group;
+        {
+            let state = self.state.read();
+            let mut touched: HashSet<String> = HashSet::new();
+            let mut saved = Vec::new();
+            for request in requests {
+                let mut duplicates = request.sealed_duplicates;
+                let mut keep = Vec::with_capacity(request.events.len());
+                let mut seen_in_request: HashMap<(String, String), u64> = HashMap::new();
+                let known: HashSet<usize> = duplicates.iter().map(|d| d.index).collect();
+                for (index, event) in request.events.iter().enumerate() {
+                    if known.contains(&index) {
+                        continue;
+                    }
+                    if let Some(id) = &event.id {
+                        let existing = state
+                            .tail
+                            .find_key(&event.tenant, id)
+                            .or_else(|| {
+                                group_keys
+                                    .get(&key_hash(&event.tenant, id))
+                                    .and_then(|list| {
+                                        list.iter()
+                                            .find(|(t, i, _)| t == &event.tenant && i == id)
+                                            .map(|&(_, _, seq)| seq)
+                                    })
+                            })
+                            .or_else(|| {
+                                seen_in_request
+                                    .get(&(event.tenant.clone(), id.clone()))
+                                    .copied()
+                            });
+                        let existing = match existing {
+                            Some(seq) => Some(seq),
+                            None => state
+                                .find_key_in_segments_after(
+                                    &event.tenant,
+                                    id,
+                                    request.checked_segment_id_max,
+                                )
+                                .ok()
+                                .flatten(),
+                        };
+                        if let Some(seq) = existing {
+                            duplicates.push(Duplicate { index, seq });
+                            continue;
+                        }
+                    }
+                    keep.push(index);
+                    let seq = next_seq;
+                    next_seq += 1;
+                    if let Some(id) = &event.id {
+                        seen_in_request.insert((event.tenant.clone(), id.clone()), seq);
+                        group_keys
+                            .entry(key_hash(&event.tenant, id))
+                            .or_default()
+                            .push((event.tenant.clone(), id.clone(), seq));
+                    }
+                }
+                let mut tenant_seqs = Vec::with_capacity(keep.len());
+                for &index in &keep {
+                    let tenant = &request.events[index].tenant;
+                    if touched.insert(tenant.clone()) {
+                        saved.push((tenant.clone(), commit.tenant_seqs.get(tenant).copied()));
+                    }
+                    let counter = commit.tenant_seqs.entry(tenant.clone()).or_insert(0);
+                    *counter += 1;
+                    tenant_seqs.push(*counter);
+                }
+                duplicates.sort_by_key(|d| d.index);
+                planned.push(Planned {
+                    events: request.events,
+                    encoded: request.encoded,
+                    keep,
+                    tenant_seqs,
+                    duplicates,
+                    reply: request.reply,
+                });
+            }
+            saved_tenant_seqs = saved;
+        }
+
+        let stored_count: u64 = planned.iter().map(|p| p.keep.len() as u64).sum();
+        let result = if stored_count == 0 {
+            Ok(())
+        } else {
+            self.write_group(&mut commit, &planned, first_seq_of_group, received_us, sync)
+        };
+        if let Err(error) = result {
+            // Nothing of the group is acknowledged: put the counters back.
+            for (tenant, previous) in saved_tenant_seqs {
+                match previous {
+                    Some(value) => commit.tenant_seqs.insert(tenant, value),
+                    None => commit.tenant_seqs.remove(&tenant),
+                };
+            }
+            drop(commit);
+            for plan in planned {
+                plan.reply.send(Err(clone_error(&error)));
+            }
+            return;
+        }
+        commit.next_seq = first_seq_of_group + stored_count;
+        drop(commit);
+
+        let mut stored = Vec::with_capacity(stored_count as usize);
+        let mut results = Vec::with_capacity(planned.len());
+        let mut seq = first_seq_of_group;
+        for plan in planned {
+            let first = seq;
+            let accepted = plan.keep.len();
+            let mut events: Vec<Option<Event>> = plan.events.into_iter().map(Some).collect();
+            for (&index, &tenant_seq) in plan.keep.iter().zip(&plan.tenant_seqs) {
+                let event = events[index].take().expect("each index kept once");
+                stored.push(StoredEvent {
+                    seq,
+                    tenant_seq,
+                    received_us,
+                    event,
+                });
+                seq += 1;
+            }
+            results.push((
+                plan.reply,
+                AppendResult {
+                    accepted,
+                    first_seq: (accepted > 0).then_some(first),
+                    last_seq: (accepted > 0).then_some(seq - 1),
+                    duplicates: plan.duplicates,
+                },
+            ));
+        }
+        if !stored.is_empty() {
+            let chunk = self.publish_commit(stored);
+            for subscriber in self.subscribers.read().iter() {
+                subscriber(&chunk);
+            }
+        }
+        for (reply, result) in results {
+            reply.send(Ok(result));
+        }
+    }
+
+    fn write_group(
+        &self,
+        commit: &mut CommitState,
+        planned: &[Planned],
+        first_seq: u64,
+        received_us: i64,
+        sync: bool,
+    ) -> Result<()> {
+        commit.wal.rotate_if_full(first_seq)?;
+        let salt = commit.wal.salt();
+        let mut records = Vec::with_capacity(planned.iter().map(|p| p.encoded.len() + 64).sum());
+        let mut payload = Vec::new();
+        let mut seq = first_seq;
+        for plan in planned {
+            if plan.keep.is_empty() {
+                continue;
+            }
+            let header = BatchHeader {
+                first_seq: seq,
+                received_us,
+                tenant_seqs: plan.tenant_seqs.clone(),
+            };
+            payload.clear();
+            if plan.keep.len() == plan.events.len() {
+                encode_payload(&header, &plan.encoded, &mut payload);
+            } else {
+                let kept: Vec<Event> = plan.keep.iter().map(|&i| plan.events[i].clone()).collect();
+                encode_payload(&header, &encode_events(&kept), &mut payload);
+            }
+            encode_record(salt, &payload, &mut records);
+            seq += plan.keep.len() as u64;
+        }
+        commit.wal.write(&records, sync)
+    }
+}
+
+struct Planned {
+    events: Vec<Event>,
+    encoded: Vec<u8>,
+    keep: Vec<usize>,
+    tenant_seqs: Vec<u64>,
+    duplicates: Vec<Duplicate>,
+    reply: Arc<Reply>,
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Errors are not `Clone` (they hold `io::Error`); every caller of a failed group gets an
+/// equivalent one.
+pub(crate) fn clone_error(error: &Error) -> Error {
+    match error {
+        Error::DiskFull { path } => Error::DiskFull { path: path.clone() },
+        Error::Poisoned { cause } => Error::Poisoned {
+            cause: cause.clone(),
+        },
+        Error::Io { path, source } => Error::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => Error::Poisoned {
+            cause: other.to_string(),
+        },
+    }
+}

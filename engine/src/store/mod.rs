@@ -1,0 +1,535 @@
+//! The store: opens a data directory, appends batches durably, seals, merges, expires, reads.
+//!
+//! ```
+//! use auditlog_engine::event::{Actor, Event, Resource};
+//! use auditlog_engine::store::{Store, StoreOptions};
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+//! let event = Event {
+//!     timestamp_us: auditlog_engine::store::now_us(),
+//!     tenant: "acct_1".into(),
+//!     actor: Actor { id: Some("user_1".into()), ..Actor::default() },
+//!     action: "login".into(),
+//!     resource: Resource { kind: "account".into(), ..Resource::default() },
+//!     ..Event::default()
+//! };
+//! let result = store.append(vec![event]).unwrap();
+//! assert_eq!(result.first_seq, Some(1));
+//! assert_eq!(store.get(1).unwrap().unwrap().tenant_seq, 1);
+//! ```
+//!
+//! Layout of a data directory:
+//!
+//! ```text
+//! LOCK                                  flock'ed by the owning process
+//! MANIFEST                              published segments, sealed seq, tenant counters
+//! wal/{first_seq:020}.wal               write-ahead log files
+//! segments/{class}/{yyyy-mm-dd}/{id:016x}.seg   sealed segments (+ index files {id:016x}.*)
+//! ```
+
+mod commit;
+mod open;
+mod options;
+mod retention;
+mod seal;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+pub use commit::now_us;
+pub use options::{Durability, StoreOptions};
+pub use retention::RetentionReport;
+
+use crate::error::{Error, Result};
+use crate::event::{Event, StoredEvent};
+use crate::manifest::{Manifest, SegmentEntry};
+use crate::segment::{Column, Columns, Segment};
+use crate::tail::{Tail, TailSnapshot};
+use commit::{CommitState, Queue, Reply, Request, QUEUE_BYTES_MAX};
+
+/// Builds companion files of a segment (the search crate's indexes) before it is published.
+/// Files it writes must be inside `partition_dir` and named `{segment_id:016x}.*`, so that
+/// merging and retention remove them with the segment.
+pub trait SegmentHook: Send + Sync {
+    fn segment_written(
+        &self,
+        partition_dir: &std::path::Path,
+        entry: &SegmentEntry,
+        segment: &Segment,
+    ) -> Result<()>;
+}
+
+/// Called with every committed chunk of events, in seq order, before the appenders are answered.
+pub type Subscriber = Box<dyn Fn(&Arc<[StoredEvent]>) + Send + Sync>;
+
+/// An event of a batch that was not stored because its `(tenant, id)` key already was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duplicate {
+    /// Position of the event in the batch (0-based).
+    pub index: usize,
+    /// Seq of the stored event with the same key.
+    pub seq: u64,
+}
+
+/// The answer to [`Store::append`], given once the batch is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Events stored (the batch less its duplicates).
+    pub accepted: usize,
+    /// Seq range of the stored events (consecutive); `None` when nothing was stored.
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// A sealed segment published in the manifest, open for reading.
+pub struct SealedSegment {
+    pub entry: SegmentEntry,
+    pub path: PathBuf,
+    pub segment: Segment,
+}
+
+/// A consistent view of the store: every event with `seq <= sealed_through` is in `segments`
+/// and every later acknowledged one in `tail`, each exactly once.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub segments: Arc<Vec<Arc<SealedSegment>>>,
+    pub tail: TailSnapshot,
+    pub sealed_through: u64,
+}
+
+/// Counters for the admin API and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub last_seq: u64,
+    pub sealed_events: u64,
+    pub tail_events: u64,
+    pub tail_bytes: u64,
+    pub segments: u64,
+    pub partitions: u64,
+    pub tenants: u64,
+    pub segment_bytes: u64,
+    pub wal_files: u64,
+}
+
+pub(crate) struct State {
+    pub tail: Tail,
+    pub segments: Arc<Vec<Arc<SealedSegment>>>,
+    pub manifest: Manifest,
+}
+
+impl State {
+    /// Looks for an idempotency key in segments newer than `after_segment_id`.
+    pub fn find_key_in_segments_after(
+        &self,
+        tenant: &str,
+        id: &str,
+        after_segment_id: u64,
+    ) -> Result<Option<u64>> {
+        find_key_in(&self.segments, tenant, id, |s| s.entry.segment_id > after_segment_id)
+    }
+}
+
+/// The event with `seq` in a segment: only blocks whose seq range holds it are decoded, and
+/// of those only the seq column until the row is found.
+fn find_seq(segment: &Segment, seq: u64) -> Result<Option<StoredEvent>> {
+    for (index, block) in segment.blocks().iter().enumerate() {
+        if !(block.min_seq..=block.max_seq).contains(&seq) {
+            continue;
+        }
+        let seqs = segment.read_block(index, Columns::from(Column::Seq))?;
+        if let Some(row) = seqs.seqs().iter().position(|&s| s == seq) {
+            return Ok(Some(segment.read_block(index, Columns::ALL)?.event(row)));
+        }
+    }
+    Ok(None)
+}
+
+/// Appends the events of a segment with `from <= seq < to` to `out` (unordered).
+fn collect_seq_range(
+    segment: &Segment,
+    from: u64,
+    to: u64,
+    out: &mut Vec<StoredEvent>,
+) -> Result<()> {
+    for (index, block) in segment.blocks().iter().enumerate() {
+        if block.max_seq < from || block.min_seq >= to {
+            continue;
+        }
+        let decoded = segment.read_block(index, Columns::ALL)?;
+        for (row, &seq) in decoded.seqs().iter().enumerate() {
+            if (from..to).contains(&seq) {
+                out.push(decoded.event(row));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn find_key_in(
+    segments: &[Arc<SealedSegment>],
+    tenant: &str,
+    id: &str,
+    wanted: impl Fn(&SealedSegment) -> bool,
+) -> Result<Option<u64>> {
+    for sealed in segments.iter().filter(|s| wanted(s)) {
+        if sealed.segment.may_contain_key(tenant, id) {
+            if let Some(seq) = sealed.segment.find_key(tenant, id)? {
+                return Ok(Some(seq));
+            }
+        }
+    }
+    Ok(None)
+}
+
+pub(crate) struct Inner {
+    pub options: StoreOptions,
+    pub state: RwLock<State>,
+    pub queue: Mutex<Queue>,
+    pub queue_ready: Condvar,
+    pub queue_room: Condvar,
+    pub commit: Mutex<CommitState>,
+    /// Held by whoever changes the set of segments (seal, merge, retention).
+    pub maintenance: Mutex<()>,
+    pub tail_room_lock: Mutex<()>,
+    pub tail_room: Condvar,
+    pub subscribers: RwLock<Vec<Subscriber>>,
+    pub shutdown: AtomicBool,
+    pub background_lock: Mutex<()>,
+    pub background_wake: Condvar,
+    pub _lock_file: File,
+}
+
+/// An open data directory. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Store {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (or creates) a data directory: reads the manifest, opens and checks every segment,
+    /// replays the WAL past the sealed seq (cutting a torn tail) and starts the commit thread and,
+    /// unless disabled, the background sealing, merging and retention thread.
+    pub fn open(options: StoreOptions) -> Result<Self> {
+        let inner = Arc::new(open::open_inner(options)?);
+        let mut threads = Vec::new();
+        let commit_inner = Arc::clone(&inner);
+        threads.push(
+            std::thread::Builder::new()
+                .name("auditlog-commit".into())
+                .spawn(move || commit_inner.commit_loop())
+                .map_err(|e| Error::io("commit thread", e))?,
+        );
+        if inner.options.background {
+            let background_inner = Arc::clone(&inner);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("auditlog-seal".into())
+                    .spawn(move || background_inner.background_loop())
+                    .map_err(|e| Error::io("background thread", e))?,
+            );
+        }
+        Ok(Self {
+            inner,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    /// Appends a batch of validated events and returns once it is durable (or, with
+    /// [`Durability::Interval`], written). Events whose `(tenant, id)` is already stored are
+    /// reported as duplicates and not stored again. Either the whole batch (less duplicates) is
+    /// acknowledged, or an error is returned and none of it is visible.
+    pub fn append(&self, events: Vec<Event>) -> Result<AppendResult> {
+        let inner = &self.inner;
+        if events.len() > inner.options.batch_events_max {
+            return Err(Error::BatchTooLarge {
+                what: "event count",
+                found: events.len() as u64,
+                limit: inner.options.batch_events_max as u64,
+            });
+        }
+        if events.is_empty() {
+            return Ok(AppendResult {
+                accepted: 0,
+                first_seq: None,
+                last_seq: None,
+                duplicates: Vec::new(),
+            });
+        }
+        inner.wait_for_tail_room()?;
+        let (sealed_duplicates, checked_segment_id_max) = inner.sealed_duplicates(&events)?;
+        let encoded = crate::wal::format::encode_events(&events);
+        let reply = Arc::new(Reply::default());
+        {
+            let mut queue = inner.queue.lock();
+            while queue.bytes > QUEUE_BYTES_MAX && !queue.closed {
+                inner.queue_room.wait(&mut queue);
+            }
+            if queue.closed {
+                return Err(Error::Closed);
+            }
+            queue.bytes += encoded.len();
+            queue.requests.push(Request {
+                events,
+                encoded,
+                sealed_duplicates,
+                checked_segment_id_max,
+                reply: Arc::clone(&reply),
+            });
+        }
+        inner.queue_ready.notify_one();
+        reply.wait()
+    }
+
+    /// A consistent view for reading.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.inner.state.read();
+        Snapshot {
+            segments: Arc::clone(&state.segments),
+            tail: state.tail.snapshot(),
+            sealed_through: state.manifest.sealed_through,
+        }
+    }
+
+    /// The event with this seq, if stored.
+    pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>> {
+        let snapshot = self.snapshot();
+        if seq > snapshot.sealed_through {
+            let state = self.inner.state.read();
+            return Ok(state.tail.get(seq).cloned());
+        }
+        for sealed in snapshot.segments.iter() {
+            if (sealed.entry.min_seq..=sealed.entry.max_seq).contains(&seq) {
+                if let Some(event) = find_seq(&sealed.segment, seq)? {
+                    return Ok(Some(event));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Up to `limit` stored events with `seq >= from`, in seq order (the stream's resume path).
+    pub fn read_from_seq(&self, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        let snapshot = self.snapshot();
+        let mut out = Vec::new();
+        if from <= snapshot.sealed_through {
+            for sealed in snapshot.segments.iter() {
+                if sealed.entry.max_seq >= from {
+                    collect_seq_range(&sealed.segment, from, from + limit as u64, &mut out)?;
+                }
+            }
+            out.sort_unstable_by_key(|e| e.seq);
+            out.truncate(limit);
+        }
+        if out.len() < limit {
+            out.extend(
+                snapshot
+                    .tail
+                    .iter_from(from)
+                    .take(limit - out.len())
+                    .cloned(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every stored event in seq order (tests and offline tools; reads everything).
+    pub fn read_all(&self) -> Result<Vec<StoredEvent>> {
+        let snapshot = self.snapshot();
+        let mut out = Vec::new();
+        for sealed in snapshot.segments.iter() {
+            out.extend(sealed.segment.read_all()?);
+        }
+        out.sort_unstable_by_key(|e| e.seq);
+        out.extend(snapshot.tail.iter().cloned());
+        Ok(out)
+    }
+
+    /// Registers a function called with every committed chunk, in seq order, before appenders are
+    /// answered. It runs on the commit thread: it must not block.
+    pub fn subscribe(&self, subscriber: Subscriber) {
+        self.inner.subscribers.write().push(subscriber);
+    }
+
+    /// Seals every event acknowledged so far into segments now. Returns the sealed seq.
+    pub fn seal(&self) -> Result<u64> {
+        self.inner.seal()
+    }
+
+    /// Runs one merge pass; returns how many merges it made.
+    pub fn merge(&self) -> Result<usize> {
+        self.inner.merge_pass()
+    }
+
+    /// Archives then drops partitions past their retention, as of `now_us`.
+    pub fn expire(&self, now_us: i64) -> Result<RetentionReport> {
+        self.inner.expire(now_us)
+    }
+
+    /// Checks every chunk checksum of every sealed segment; the first damage found is the error.
+    pub fn verify(&self) -> Result<()> {
+        for sealed in self.snapshot().segments.iter() {
+            sealed.segment.verify()?;
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Stats {
+        let state = self.inner.state.read();
+        let partitions: HashSet<_> = state.segments.iter().map(|s| &s.entry.partition).collect();
+        let last_seq = self.inner.commit.lock().next_seq - 1;
+        let wal_files = self.inner.commit.lock().wal.file_count() as u64;
+        Stats {
+            last_seq,
+            sealed_events: state.segments.iter().map(|s| s.entry.rows).sum(),
+            tail_events: state.tail.len(),
+            tail_bytes: state.tail.bytes(),
+            segments: state.segments.len() as u64,
+            partitions: partitions.len() as u64,
+            tenants: self.inner.commit.lock().tenant_seqs.len() as u64,
+            segment_bytes: state.segments.iter().map(|s| s.entry.bytes).sum(),
+            wal_files,
+        }
+    }
+
+    /// Stops the threads after the queued batches are committed. Dropping the store does the same.
+    pub fn close(&self) {
+        self.inner.queue.lock().closed = true;
+        self.inner.queue_ready.notify_all();
+        self.inner.queue_room.notify_all();
+        self.inner.shutdown.store(true, Ordering::SeqCst);
+        {
+            let _guard = self.inner.background_lock.lock();
+            self.inner.background_wake.notify_all();
+        }
+        self.inner.tail_room.notify_all();
+        for thread in self.threads.lock().drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Inner {
+    fn wait_for_tail_room(&self) -> Result<()> {
+        let limit = self.options.tail_bytes_max;
+        let deadline = Instant::now() + self.options.busy_wait;
+        let mut guard = self.tail_room_lock.lock();
+        loop {
+            let (events, bytes) = {
+                let state = self.state.read();
+                (state.tail.len(), state.tail.bytes())
+            };
+            if bytes < limit {
+                return Ok(());
+            }
+            if self.shutdown.load(Ordering::SeqCst) {
+                return Err(Error::Closed);
+            }
+            self.wake_background();
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Busy {
+                    unsealed_events: events,
+                    unsealed_bytes: bytes,
+                    limit_bytes: limit,
+                });
+            }
+            self.tail_room
+                .wait_for(&mut guard, (deadline - now).min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Finds the batch's keys in sealed segments (the slow part of the idempotency check, done
+    /// on the caller's thread); the commit thread checks the tail and newer segments.
+    fn sealed_duplicates(&self, events: &[Event]) -> Result<(Vec<Duplicate>, u64)> {
+        let segments = Arc::clone(&self.state.read().segments);
+        let checked_max = segments
+            .iter()
+            .map(|s| s.entry.segment_id)
+            .max()
+            .unwrap_or(0);
+        let mut duplicates = Vec::new();
+        if segments.is_empty() {
+            return Ok((duplicates, checked_max));
+        }
+        for (index, event) in events.iter().enumerate() {
+            if let Some(id) = &event.id {
+                if let Some(seq) = find_key_in(&segments, &event.tenant, id, |_| true)? {
+                    duplicates.push(Duplicate { index, seq });
+                }
+            }
+        }
+        Ok((duplicates, checked_max))
+    }
+
+    /// Puts a committed chunk in the tail; returns it for the subscribers.
+    fn publish_commit(&self, events: Vec<StoredEvent>) -> Arc<[StoredEvent]> {
+        let chunk: Arc<[StoredEvent]> = events.into();
+        self.state.write().tail.push(Arc::clone(&chunk));
+        chunk
+    }
+
+    pub(crate) fn wake_background(&self) {
+        let _guard = self.background_lock.lock();
+        self.background_wake.notify_all();
+    }
+
+    fn background_loop(self: &Arc<Self>) {
+        let mut last_retention = Instant::now() - self.options.retention_interval;
+        while !self.shutdown.load(Ordering::SeqCst) {
+            let (bytes, oldest_age) = {
+                let state = self.state.read();
+                let age = state
+                    .tail
+                    .snapshot()
+                    .chunks()
+                    .first()
+                    .and_then(|c| c.first())
+                    .map(|e| Duration::from_micros((now_us() - e.received_us).max(0) as u64));
+                (state.tail.bytes(), age)
+            };
+            let due = bytes >= self.options.seal_bytes
+                || oldest_age.is_some_and(|age| age >= self.options.seal_interval)
+                || bytes >= self.options.tail_bytes_max / 2;
+            let mut worked = false;
+            if due {
+                // Errors are kept for the next append to see through poisoning or are retried;
+                // a failed seal leaves the tail and WAL as they were.
+                worked |= self.seal().is_ok();
+            }
+            if let Ok(merged) = self.merge_pass() {
+                worked |= merged > 0;
+            }
+            if last_retention.elapsed() >= self.options.retention_interval {
+                let _ = self.expire(now_us());
+                last_retention = Instant::now();
+            }
+            if !worked {
+                let mut guard = self.background_lock.lock();
+                if self.shutdown.load(Ordering::SeqCst) {
+                    break;
+                }
+                self.background_wake
+                    .wait_for(&mut guard, Duration::from_millis(200));
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Opening a data directory: lock, manifest, segments, orphan cleanup, WAL replay.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::commit::{CommitState, Queue};
+use super::{Inner, SealedSegment, State, StoreOptions};
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::segment::Segment;
+use crate::tail::Tail;
+use crate::wal::{recover, WalWriter};
+
+fn lock_directory(dir: &Path) -> Result<File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    // SAFETY: flock on a descriptor we own; it is released when the file is closed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(Error::Locked {
+            path: dir.to_path_buf(),
+        });
+    }
+    Ok(file)
+}
+
+pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
+    options.retention.validate().map_err(Error::Config)?;
+    let dir = options.dir.clone();
+    let vfs = Arc::clone(&options.vfs);
+    vfs.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let lock_file = lock_directory(&dir)?;
+
+    let mut manifest = Manifest::load(&dir)?.unwrap_or_else(|| Manifest {
+        next_segment_id: 1,
+        ..Manifest::default()
+    });
+
+    // Segments the manifest lists. One missing because retention moved its partition to the
+    // archive just before a crash is finished off here; any other missing segment is corruption.
+    let mut segments = Vec::with_capacity(manifest.segments.len());
+    let mut archived = Vec::new();
+    for entry in &manifest.segments {
+        let partition_dir = Manifest::partition_dir(&dir, &entry.partition);
+        let path = partition_dir.join(entry.file_name());
+        if !path.exists() {
+            let in_archive = options.archive_dir.as_ref().is_some_and(|archive| {
+                archive
+                    .join(entry.partition.relative_dir())
+                    .join(entry.file_name())
+                    .exists()
+            });
+            if in_archive {
+                archived.push(entry.segment_id);
+                continue;
+            }
+            return Err(Error::Corrupt {
+                path,
+                offset: 0,
+                reason: "segment listed in the manifest is missing".into(),
+            });
+        }
+        let segment = Segment::open(&path)?;
+        segments.push(Arc::new(SealedSegment {
+            entry: entry.clone(),
+            path,
+            segment,
+        }));
+    }
+    if !archived.is_empty() {
+        manifest.segments.retain(|e| !archived.contains(&e.segment_id));
+        manifest.generation += 1;
+        manifest.store(&dir, vfs.as_ref())?;
+    }
+    remove_orphans(&dir, &manifest, &options)?;
+
+    let wal_dir = dir.join("wal");
+    let recovered = recover(&wal_dir, &vfs, manifest.sealed_through)?;
+    let mut tenant_seqs: HashMap<String, u64> = manifest
+        .tenant_seqs
+        .iter()
+        .map(|(t, s)| (t.clone(), *s))
+        .collect();
+    let mut tail = Tail::default();
+    for event in &recovered.events {
+        let counter = tenant_seqs.entry(event.event.tenant.clone()).or_insert(0);
+        *counter = (*counter).max(event.tenant_seq);
+    }
+    for chunk in recovered.events.chunks(4096) {
+        tail.push(chunk.to_vec().into());
+    }
+    let next_seq = recovered.last_seq.max(manifest.sealed_through) + 1;
+    let wal = WalWriter::open(
+        &wal_dir,
+        Arc::clone(&vfs),
+        next_seq,
+        options.wal_file_bytes,
+        recovered.files,
+    )?;
+
+    Ok(Inner {
+        state: RwLock::new(State {
+            tail,
+            segments: Arc::new(segments),
+            manifest,
+        }),
+        queue: Mutex::new(Queue::default()),
+        queue_ready: Condvar::new(),
+        queue_room: Condvar::new(),
+        commit: Mutex::new(CommitState {
+            wal,
+            next_seq,
+            tenant_seqs,
+        }),
+        maintenance: Mutex::new(()),
+        tail_room_lock: Mutex::new(()),
+        tail_room: Condvar::new(),
+        subscribers: RwLock::new(Vec::new()),
+        shutdown: AtomicBool::new(false),
+        background_lock: Mutex::new(()),
+        background_wake: Condvar::new(),
+        _lock_file: lock_file,
+        options,
+    })
+}
+
+/// Removes files a crash left behind: segments (and their index files) written but never
+/// published, or unpublished by a merge or retention, and partition directories left empty.
+/// Their events are still in the WAL or in the published segments.
+fn remove_orphans(dir: &Path, manifest: &Manifest, options: &StoreOptions) -> Result<()> {
+    let root = dir.join("segments");
+    let listed: HashSet<String> = manifest
+        .segments
+        .iter()
+        .map(|e| format!("{:016x}", e.segment_id))
+        .collect();
+    let classes = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&root, e)),
+    };
+    let vfs = options.vfs.as_ref();
+    for class in classes {
+        let class = class.map_err(|e| Error::io(&root, e))?.path();
+        if !class.is_dir() {
+            continue;
+        }
+        for day in std::fs::read_dir(&class).map_err(|e| Error::io(&class, e))? {
+            let day = day.map_err(|e| Error::io(&class, e))?.path();
+            if !day.is_dir() {
+                continue;
+            }
+            let mut kept = 0;
+            for file in std::fs::read_dir(&day).map_err(|e| Error::io(&day, e))? {
+                let file = file.map_err(|e| Error::io(&day, e))?.path();
+                let name = file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                let stem = name.split('.').next().unwrap_or_default();
+                if listed.contains(stem) {
+                    kept += 1;
+                    continue;
+                }
+                if file.is_dir() {
+                    vfs.remove_dir_all(&file).map_err(|e| Error::io(&file, e))?;
+                } else {
+                    vfs.remove_file(&file).map_err(|e| Error::io(&file, e))?;
+                }
+            }
+            if kept == 0 {
+                vfs.remove_dir_all(&day).map_err(|e| Error::io(&day, e))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Configuration of a [`super::Store`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::io::{RealVfs, Vfs};
+use crate::partition::RetentionConfig;
+use crate::segment::EncodeOptions;
+
+use super::SegmentHook;
+
+/// When `append` returns relative to `fdatasync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every batch is fsynced before it is acknowledged (group commit shares the fsync). Default.
+    Sync,
+    /// Batches are acknowledged once written to the OS, and the WAL is fsynced at this interval:
+    /// a power loss (not a process crash) can lose up to that interval of acknowledged events.
+    Interval(Duration),
+}
+
+/// Everything a store can be tuned with. `StoreOptions::new(dir)` gives the defaults.
+#[derive(Clone)]
+pub struct StoreOptions {
+    pub dir: PathBuf,
+    pub vfs: Arc<dyn Vfs>,
+    pub durability: Durability,
+    pub retention: RetentionConfig,
+    /// Where retention moves expired partitions; `None` deletes them.
+    pub archive_dir: Option<PathBuf>,
+    /// A WAL file is closed and a new one started past this size.
+    pub wal_file_bytes: u64,
+    /// Backpressure: `append` waits (then answers busy) while the tail holds more than this.
+    pub tail_bytes_max: u64,
+    /// How long `append` waits for room in the tail before answering [`crate::Error::Busy`].
+    pub busy_wait: Duration,
+    /// The background sealer seals once the tail holds this many bytes ...
+    pub seal_bytes: u64,
+    /// ... or its oldest event is this old.
+    pub seal_interval: Duration,
+    /// Most events in one `append` call.
+    pub batch_events_max: usize,
+    /// A partition's segments of one size tier merge once there are this many.
+    pub merge_segments_min: usize,
+    /// Segments are not merged past this many rows.
+    pub merge_rows_max: u64,
+    /// How often the background thread checks for retention work.
+    pub retention_interval: Duration,
+    /// Run the sealing, merging and retention threads (tests drive them by hand when false).
+    pub background: bool,
+    pub encode: EncodeOptions,
+    /// Builds companion files (indexes) for each new segment before it is published.
+    pub segment_hook: Option<Arc<dyn SegmentHook>>,
+}
+
+impl StoreOptions {
+    /// Defaults for a data directory.
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        Self {
+            dir: dir.as_ref().to_path_buf(),
+            vfs: Arc::new(RealVfs),
+            durability: Durability::Sync,
+            retention: RetentionConfig::default(),
+            archive_dir: None,
+            wal_file_bytes: 64 << 20,
+            tail_bytes_max: 512 << 20,
+            busy_wait: Duration::from_secs(2),
+            seal_bytes: 64 << 20,
+            seal_interval: Duration::from_secs(10),
+            batch_events_max: 10_000,
+            merge_segments_min: 4,
+            merge_rows_max: 8_000_000,
+            retention_interval: Duration::from_secs(60),
+            background: true,
+            encode: EncodeOptions::default(),
+            segment_hook: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("dir", &self.dir)
+            .field("durability", &self.durability)
+            .field("retention", &self.retention)
+            .field("archive_dir", &self.archive_dir)
+            .field("tail_bytes_max", &self.tail_bytes_max)
+            .field("seal_bytes", &self.seal_bytes)
+            .field("background", &self.background)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,256 @@
+//! Sealing the tail into segments, and merging a partition's small segments.
+//!
+//! Both write new segment files (`{id:016x}.seg.tmp`, fsync, rename), let the segment hook
+//! build its companion files, fsync the directory, and only then publish a manifest that lists
+//! them. The tail is drained and the WAL trimmed only after that manifest is durable; merged-away
+//! segments are deleted only after the manifest no longer lists them. A crash at any point leaves
+//! either the old or the new state, plus orphan files that the next open removes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Inner, SealedSegment};
+use crate::error::{Error, Result};
+use crate::event::StoredEvent;
+use crate::manifest::{segment_file_name, Manifest, SegmentEntry};
+use crate::partition::PartitionKey;
+use crate::segment::{encode_segment, Segment};
+
+/// Size tier of a segment for merging: segments of one tier are within 4x of each other.
+fn tier(rows: u64) -> u32 {
+    let mut tier = 0;
+    let mut bound = 4096u64;
+    while rows > bound {
+        bound = bound.saturating_mul(4);
+        tier += 1;
+    }
+    tier
+}
+
+impl Inner {
+    /// Seals every event in the tail now; returns the sealed-through seq.
+    pub(crate) fn seal(&self) -> Result<u64> {
+        let _maintenance = self.maintenance.lock();
+        let (snapshot, mut manifest) = {
+            let state = self.state.read();
+            (state.tail.snapshot(), state.manifest.clone())
+        };
+        let Some(upto) = snapshot.last_seq() else {
+            return Ok(manifest.sealed_through);
+        };
+        let retention = &self.options.retention;
+        let mut groups: BTreeMap<PartitionKey, Vec<StoredEvent>> = BTreeMap::new();
+        let mut tenant_seqs: HashMap<&str, u64> = HashMap::new();
+        for event in snapshot.iter() {
+            let class = retention.class_of(&event.event.tenant);
+            groups
+                .entry(PartitionKey::of(class, event.event.timestamp_us))
+                .or_default()
+                .push(event.clone());
+            let counter = tenant_seqs.entry(&event.event.tenant).or_insert(0);
+            *counter = (*counter).max(event.tenant_seq);
+        }
+        let mut written: Vec<Arc<SealedSegment>> = Vec::with_capacity(groups.len());
+        for (partition, rows) in groups {
+            let segment_id = manifest.next_segment_id;
+            manifest.next_segment_id += 1;
+            match self.write_segment(segment_id, &partition, &rows) {
+                Ok(sealed) => written.push(sealed),
+                Err(error) => {
+                    self.discard(&written);
+                    return Err(error);
+                }
+            }
+        }
+        for (tenant, seq) in tenant_seqs {
+            let counter = manifest.tenant_seqs.entry(tenant.to_string()).or_insert(0);
+            *counter = (*counter).max(seq);
+        }
+        manifest.sealed_through = upto;
+        manifest.generation += 1;
+        manifest
+            .segments
+            .extend(written.iter().map(|s| s.entry.clone()));
+        if let Err(error) = manifest.store(&self.options.dir, self.options.vfs.as_ref()) {
+            self.discard(&written);
+            return Err(error);
+        }
+        {
+            let mut state = self.state.write();
+            let mut segments = (*state.segments).clone();
+            segments.extend(written);
+            state.segments = Arc::new(segments);
+            state.tail.drain_through(upto);
+            state.manifest = manifest;
+        }
+        {
+            let _guard = self.tail_room_lock.lock();
+            self.tail_room.notify_all();
+        }
+        self.commit.lock().wal.remove_sealed(upto)?;
+        Ok(upto)
+    }
+
+    /// Writes, checks and indexes one segment file; it is not published yet.
+    fn write_segment(
+        &self,
+        segment_id: u64,
+        partition: &PartitionKey,
+        rows: &[StoredEvent],
+    ) -> Result<Arc<SealedSegment>> {
+        let vfs = self.options.vfs.as_ref();
+        let dir = Manifest::partition_dir(&self.options.dir, partition);
+        if !dir.exists() {
+            vfs.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            // Make the new directories themselves durable.
+            let mut parent = dir.parent();
+            while let Some(p) = parent {
+                vfs.sync_dir(p).map_err(|e| Error::io(p, e))?;
+                if p == self.options.dir {
+                    break;
+                }
+                parent = p.parent();
+            }
+        }
+        let encoded = encode_segment(segment_id, rows, &self.options.encode)?;
+        let name = segment_file_name(segment_id);
+        let path = dir.join(&name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let mut file = vfs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        file.write_all(&encoded.bytes)
+            .map_err(|e| Error::io(&tmp, e))?;
+        file.sync_data().map_err(|e| Error::io(&tmp, e))?;
+        drop(file);
+        vfs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        let segment = Segment::open(&path)?;
+        let meta = &encoded.meta;
+        let entry = SegmentEntry {
+            segment_id,
+            partition: partition.clone(),
+            rows: meta.rows,
+            bytes: encoded.bytes.len() as u64,
+            min_timestamp_us: meta.min_timestamp_us,
+            max_timestamp_us: meta.max_timestamp_us,
+            min_seq: meta.min_seq,
+            max_seq: meta.max_seq,
+        };
+        if let Some(hook) = &self.options.segment_hook {
+            hook.segment_written(&dir, &entry, &segment)?;
+        }
+        vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(Arc::new(SealedSegment {
+            entry,
+            path,
+            segment,
+        }))
+    }
+
+    /// Best-effort removal of segments written but not published (an open would remove them too).
+    fn discard(&self, written: &[Arc<SealedSegment>]) {
+        for sealed in written {
+            if let Some(dir) = sealed.path.parent() {
+                let _ = remove_segment_files(self, dir, sealed.entry.segment_id);
+            }
+        }
+    }
+
+    /// Merges, in every partition, segments of one size tier once there are
+    /// `merge_segments_min` of them. Returns the number of merges made.
+    pub(crate) fn merge_pass(&self) -> Result<usize> {
+        let _maintenance = self.maintenance.lock();
+        let segments = Arc::clone(&self.state.read().segments);
+        let mut by_partition: BTreeMap<(&PartitionKey, u32), Vec<&Arc<SealedSegment>>> =
+            BTreeMap::new();
+        for sealed in segments.iter() {
+            if sealed.entry.rows < self.options.merge_rows_max {
+                by_partition
+                    .entry((&sealed.entry.partition, tier(sealed.entry.rows)))
+                    .or_default()
+                    .push(sealed);
+            }
+        }
+        let mut merges = 0;
+        for ((partition, _tier), mut group) in by_partition {
+            if group.len() < self.options.merge_segments_min.max(2) {
+                continue;
+            }
+            group.sort_by_key(|s| s.entry.rows);
+            let mut chosen = Vec::new();
+            let mut rows = 0;
+            for sealed in group {
+                if rows + sealed.entry.rows > self.options.merge_rows_max && chosen.len() >= 2 {
+                    break;
+                }
+                rows += sealed.entry.rows;
+                chosen.push(Arc::clone(sealed));
+            }
+            if chosen.len() < 2 {
+                continue;
+            }
+            self.merge_segments(partition, &chosen)?;
+            merges += 1;
+        }
+        Ok(merges)
+    }
+
+    fn merge_segments(&self, partition: &PartitionKey, chosen: &[Arc<SealedSegment>]) -> Result<()> {
+        let mut rows = Vec::with_capacity(chosen.iter().map(|s| s.entry.rows as usize).sum());
+        for sealed in chosen {
+            rows.extend(sealed.segment.read_all()?);
+        }
+        let mut manifest = self.state.read().manifest.clone();
+        let segment_id = manifest.next_segment_id;
+        manifest.next_segment_id += 1;
+        let merged = self.write_segment(segment_id, partition, &rows)?;
+        drop(rows);
+        let removed: Vec<u64> = chosen.iter().map(|s| s.entry.segment_id).collect();
+        manifest.segments.retain(|e| !removed.contains(&e.segment_id));
+        manifest.segments.push(merged.entry.clone());
+        manifest.generation += 1;
+        if let Err(error) = manifest.store(&self.options.dir, self.options.vfs.as_ref()) {
+            self.discard(std::slice::from_ref(&merged));
+            return Err(error);
+        }
+        {
+            let mut state = self.state.write();
+            let mut segments: Vec<_> = state
+                .segments
+                .iter()
+                .filter(|s| !removed.contains(&s.entry.segment_id))
+                .cloned()
+                .collect();
+            segments.push(merged);
+            state.segments = Arc::new(segments);
+            state.manifest = manifest;
+        }
+        // Readers holding the old segments keep their mappings; the files go now.
+        for sealed in chosen {
+            if let Some(dir) = sealed.path.parent() {
+                remove_segment_files(self, dir, sealed.entry.segment_id)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes a segment file and every companion file named `{segment_id:016x}.*`.
+fn remove_segment_files(inner: &Inner, dir: &Path, segment_id: u64) -> Result<()> {
+    let prefix = format!("{segment_id:016x}.");
+    let vfs = inner.options.vfs.as_ref();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let matches = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&prefix));
+        if matches {
+            if path.is_dir() {
+                vfs.remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            } else {
+                vfs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+    }
+    vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))
+}

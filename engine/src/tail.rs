@@ -1,0 +1,190 @@
+//! The tail: acknowledged events not yet sealed, in memory, readable at once.
+//!
+//! Events arrive in group-commit chunks of consecutive seqs; a chunk is immutable and shared
+//! (`Arc`), so a reader's [`TailSnapshot`] costs one `Arc` clone per chunk, never a copy of the
+//! events. Sealing takes a snapshot, writes segments, and then [`Tail::drain_through`] drops the
+//! sealed chunks. The tail's size is tracked so the store can apply backpressure.
+//!
+//! ```
+//! use auditlog_engine::tail::Tail;
+//! use auditlog_engine::event::StoredEvent;
+//! let mut tail = Tail::default();
+//! tail.push(vec![StoredEvent { seq: 1, ..Default::default() }].into());
+//! assert_eq!(tail.snapshot().iter().count(), 1);
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::event::StoredEvent;
+
+/// A rough count of the heap and inline bytes an event holds in memory.
+pub fn approx_bytes(event: &StoredEvent) -> u64 {
+    let e = &event.event;
+    let text = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len());
+    (std::mem::size_of::<StoredEvent>()
+        + e.tenant.len()
+        + e.action.len()
+        + e.resource.kind.len()
+        + text(&e.id)
+        + text(&e.project)
+        + text(&e.actor.id)
+        + text(&e.actor.email)
+        + text(&e.actor.ip)
+        + text(&e.actor.user_agent)
+        + text(&e.resource.id)
+        + text(&e.resource.name)
+        + text(&e.changes)
+        + text(&e.details)
+        // allocator overhead of each string
+        + 12 * 16) as u64
+}
+
+pub use crate::segment::key_hash;
+
+/// The unsealed events.
+#[derive(Default)]
+pub struct Tail {
+    chunks: Vec<Arc<[StoredEvent]>>,
+    events: u64,
+    bytes: u64,
+    /// Idempotency keys of tail events: key hash -> seqs (an exact check follows).
+    keys: HashMap<u64, Vec<u64>>,
+}
+
+impl Tail {
+    /// Adds a chunk of consecutive events (seq order) that follows the current last one.
+    pub fn push(&mut self, events: Arc<[StoredEvent]>) {
+        if events.is_empty() {
+            return;
+        }
+        debug_assert!(self.last_seq().is_none_or(|last| events[0].seq == last + 1));
+        for event in events.iter() {
+            self.bytes += approx_bytes(event);
+            if let Some(id) = &event.event.id {
+                self.keys
+                    .entry(key_hash(&event.event.tenant, id))
+                    .or_default()
+                    .push(event.seq);
+            }
+        }
+        self.events += events.len() as u64;
+        self.chunks.push(events);
+    }
+
+    pub fn last_seq(&self) -> Option<u64> {
+        self.chunks.last().and_then(|c| c.last()).map(|e| e.seq)
+    }
+
+    pub fn first_seq(&self) -> Option<u64> {
+        self.chunks.first().and_then(|c| c.first()).map(|e| e.seq)
+    }
+
+    /// Number of events held.
+    pub fn len(&self) -> u64 {
+        self.events
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+
+    /// Approximate memory held, in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The event with this seq, if the tail holds it.
+    pub fn get(&self, seq: u64) -> Option<&StoredEvent> {
+        let index = self
+            .chunks
+            .partition_point(|c| c.last().is_some_and(|e| e.seq < seq));
+        let chunk = self.chunks.get(index)?;
+        let first = chunk.first()?.seq;
+        chunk.get(usize::try_from(seq.checked_sub(first)?).ok()?)
+    }
+
+    /// The seq of the tail event with idempotency key `(tenant, id)`, if any.
+    pub fn find_key(&self, tenant: &str, id: &str) -> Option<u64> {
+        self.keys
+            .get(&key_hash(tenant, id))?
+            .iter()
+            .copied()
+            .find(|&seq| {
+                self.get(seq).is_some_and(|e| {
+                    e.event.tenant == tenant && e.event.id.as_deref() == Some(id)
+                })
+            })
+    }
+
+    /// A consistent, cheap view of the events held now.
+    pub fn snapshot(&self) -> TailSnapshot {
+        TailSnapshot {
+            chunks: self.chunks.clone(),
+        }
+    }
+
+    /// Drops every event with `seq <= sealed_through` (they are in segments now).
+    pub fn drain_through(&mut self, sealed_through: u64) {
+        let keep_from = self
+            .chunks
+            .partition_point(|c| c.last().is_some_and(|e| e.seq <= sealed_through));
+        for chunk in self.chunks.drain(..keep_from) {
+            for event in chunk.iter() {
+                self.bytes = self.bytes.saturating_sub(approx_bytes(event));
+                self.events -= 1;
+                if let Some(id) = &event.event.id {
+                    let hash = key_hash(&event.event.tenant, id);
+                    if let Some(seqs) = self.keys.get_mut(&hash) {
+                        seqs.retain(|&s| s != event.seq);
+                        if seqs.is_empty() {
+                            self.keys.remove(&hash);
+                        }
+                    }
+                }
+            }
+        }
+        debug_assert!(self.first_seq().is_none_or(|first| first > sealed_through));
+    }
+}
+
+/// An immutable view of the tail at one instant, in seq order.
+#[derive(Clone, Default)]
+pub struct TailSnapshot {
+    chunks: Vec<Arc<[StoredEvent]>>,
+}
+
+impl TailSnapshot {
+    /// Every event, in seq order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &StoredEvent> + '_ {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    /// Events with `seq >= from`, in seq order.
+    pub fn iter_from(&self, from: u64) -> impl Iterator<Item = &StoredEvent> + '_ {
+        let start = self
+            .chunks
+            .partition_point(|c| c.last().is_some_and(|e| e.seq < from));
+        self.chunks[start..]
+            .iter()
+            .flat_map(|c| c.iter())
+            .skip_while(move |e| e.seq < from)
+    }
+
+    /// The chunks (group commits) of this snapshot.
+    pub fn chunks(&self) -> &[Arc<[StoredEvent]>] {
+        &self.chunks
+    }
+
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(|c| c.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    pub fn last_seq(&self) -> Option<u64> {
+        self.chunks.last().and_then(|c| c.last()).map(|e| e.seq)
+    }
+}

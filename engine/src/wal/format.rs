@@ -1,0 +1,207 @@
+//! Byte layout of WAL segment files (`wal/{first_seq:020}.wal`), specified in `docs/FORMAT.md`.
+//!
+//! ```text
+//! file   := header record*
+//! header := magic "AUDITWAL" (8) | version u32 | header_crc u32 | first_seq u64 | salt u64   (32 bytes)
+//! record := payload_len u32 | payload_crc u32 | header_crc u32 | payload (payload_len bytes)
+//! ```
+//!
+//! `header_crc` of the file is CRC32 over bytes 0..8 and 12..32. Each record's `payload_crc` is
+//! CRC32 over `salt (8 bytes LE) ‖ payload` and its `header_crc` CRC32 over
+//! `salt ‖ payload_len ‖ payload_crc`: the salt is random per file, so a stale record left in a
+//! reused file never verifies, and the separate header checksum lets recovery tell a torn tail
+//! (nothing valid after the bad record) from corruption in the middle (a valid record follows).
+//!
+//! A payload is one appended batch: `postcard(BatchHeader)` followed by `postcard(Vec<Event>)`.
+//!
+//! ```
+//! use auditlog_engine::wal::format::{encode_record, decode_record_header, RECORD_HEADER_BYTES};
+//! let mut out = Vec::new();
+//! encode_record(42, b"payload", &mut out);
+//! let header = decode_record_header(42, &out[..RECORD_HEADER_BYTES]).unwrap();
+//! assert_eq!(header.payload_len, 7);
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, StoredEvent};
+
+pub const MAGIC: &[u8; 8] = b"AUDITWAL";
+pub const VERSION: u32 = 1;
+pub const FILE_HEADER_BYTES: usize = 32;
+pub const RECORD_HEADER_BYTES: usize = 12;
+/// No record is larger than this (a batch is limited well below it); a larger length is corrupt.
+pub const RECORD_PAYLOAD_MAX_BYTES: u32 = 256 << 20;
+
+const _: () = assert!(FILE_HEADER_BYTES == 8 + 4 + 4 + 8 + 8);
+const _: () = assert!(RECORD_HEADER_BYTES == 4 + 4 + 4);
+
+/// The fixed header at the start of every WAL file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileHeader {
+    pub version: u32,
+    /// Seq of the first event this file may hold (its name too).
+    pub first_seq: u64,
+    /// Random per file; salts every record checksum.
+    pub salt: u64,
+}
+
+impl FileHeader {
+    pub fn encode(&self) -> [u8; FILE_HEADER_BYTES] {
+        let mut out = [0u8; FILE_HEADER_BYTES];
+        out[0..8].copy_from_slice(MAGIC);
+        out[8..12].copy_from_slice(&self.version.to_le_bytes());
+        out[16..24].copy_from_slice(&self.first_seq.to_le_bytes());
+        out[24..32].copy_from_slice(&self.salt.to_le_bytes());
+        let crc = Self::checksum(&out);
+        out[12..16].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    fn checksum(bytes: &[u8; FILE_HEADER_BYTES]) -> u32 {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&bytes[0..12]);
+        hasher.update(&bytes[16..32]);
+        hasher.finalize()
+    }
+
+    /// Decodes and checks a header; the error says what is wrong.
+    pub fn decode(bytes: &[u8]) -> Result<FileHeader, HeaderError> {
+        let bytes: &[u8; FILE_HEADER_BYTES] = bytes
+            .get(..FILE_HEADER_BYTES)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(HeaderError::Truncated)?;
+        if &bytes[0..8] != MAGIC {
+            return Err(HeaderError::BadMagic);
+        }
+        let stored = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+        let computed = Self::checksum(bytes);
+        if stored != computed {
+            return Err(HeaderError::Checksum {
+                expected: stored,
+                found: computed,
+            });
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if version != VERSION {
+            return Err(HeaderError::Version(version));
+        }
+        Ok(FileHeader {
+            version,
+            first_seq: u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")),
+            salt: u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes")),
+        })
+    }
+}
+
+/// Why a file header was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderError {
+    Truncated,
+    BadMagic,
+    Checksum { expected: u32, found: u32 },
+    Version(u32),
+}
+
+/// A decoded record header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub payload_len: u32,
+    pub payload_crc: u32,
+}
+
+fn salted_crc(salt: u64, parts: &[&[u8]]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&salt.to_le_bytes());
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize()
+}
+
+/// Appends one framed record to `out`.
+pub fn encode_record(salt: u64, payload: &[u8], out: &mut Vec<u8>) {
+    let payload_len = u32::try_from(payload.len()).expect("record payload fits u32");
+    let payload_crc = salted_crc(salt, &[payload]);
+    let header_crc = salted_crc(
+        salt,
+        &[&payload_len.to_le_bytes(), &payload_crc.to_le_bytes()],
+    );
+    out.extend_from_slice(&payload_len.to_le_bytes());
+    out.extend_from_slice(&payload_crc.to_le_bytes());
+    out.extend_from_slice(&header_crc.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Decodes a record header, or `None` when its checksum or length is wrong.
+pub fn decode_record_header(salt: u64, bytes: &[u8]) -> Option<RecordHeader> {
+    let bytes = bytes.get(..RECORD_HEADER_BYTES)?;
+    let payload_len = u32::from_le_bytes(bytes[0..4].try_into().ok()?);
+    let payload_crc = u32::from_le_bytes(bytes[4..8].try_into().ok()?);
+    let header_crc = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
+    if salted_crc(salt, &[&bytes[0..4], &bytes[4..8]]) != header_crc {
+        return None;
+    }
+    if payload_len == 0 || payload_len > RECORD_PAYLOAD_MAX_BYTES {
+        return None;
+    }
+    Some(RecordHeader {
+        payload_len,
+        payload_crc,
+    })
+}
+
+/// CRC of a payload as stored in its record header.
+pub fn payload_checksum(salt: u64, payload: &[u8]) -> u32 {
+    salted_crc(salt, &[payload])
+}
+
+/// What the writer assigns to a batch; the first part of every record payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchHeader {
+    /// Seq of the first event; the i-th event has `first_seq + i`.
+    pub first_seq: u64,
+    pub received_us: i64,
+    /// The per-tenant counter of each event, in event order.
+    pub tenant_seqs: Vec<u64>,
+}
+
+/// Builds a record payload from a batch header and the batch's events already encoded with
+/// [`encode_events`].
+pub fn encode_payload(header: &BatchHeader, encoded_events: &[u8], out: &mut Vec<u8>) {
+    // postcard into a Vec cannot fail for these types.
+    let header_bytes = postcard::to_stdvec(header).expect("batch header encodes");
+    out.extend_from_slice(&header_bytes);
+    out.extend_from_slice(encoded_events);
+}
+
+/// Encodes events the way a payload carries them (postcard `Vec<Event>`).
+pub fn encode_events(events: &[Event]) -> Vec<u8> {
+    postcard::to_stdvec(events).expect("events encode")
+}
+
+/// Decodes a record payload into stored events, or a reason it is malformed.
+pub fn decode_payload(payload: &[u8]) -> Result<Vec<StoredEvent>, String> {
+    let (header, rest): (BatchHeader, &[u8]) =
+        postcard::take_from_bytes(payload).map_err(|e| format!("bad batch header: {e}"))?;
+    let events: Vec<Event> =
+        postcard::from_bytes(rest).map_err(|e| format!("bad batch events: {e}"))?;
+    if events.len() != header.tenant_seqs.len() {
+        return Err(format!(
+            "batch holds {} events but {} tenant seqs",
+            events.len(),
+            header.tenant_seqs.len()
+        ));
+    }
+    Ok(events
+        .into_iter()
+        .zip(header.tenant_seqs)
+        .enumerate()
+        .map(|(i, (event, tenant_seq))| StoredEvent {
+            seq: header.first_seq + i as u64,
+            tenant_seq,
+            received_us: header.received_us,
+            event,
+        })
+        .collect())
+}

@@ -1,0 +1,136 @@
+//! Replays the WAL on open: every intact batch past the sealed seq, a torn tail cut off.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::reader::{scan, End};
+use super::writer::parse_file_name;
+use super::format::FILE_HEADER_BYTES;
+use crate::error::{Error, Result};
+use crate::event::StoredEvent;
+use crate::io::Vfs;
+
+/// What recovery found in the WAL directory.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Events with `seq > sealed_through`, in seq order.
+    pub events: Vec<StoredEvent>,
+    /// The highest seq found in the WAL (0 when it holds none).
+    pub last_seq: u64,
+    /// WAL files kept on disk, oldest first.
+    pub files: Vec<(u64, PathBuf)>,
+    /// Payload bytes decoded (for the replay-speed figure).
+    pub payload_bytes: u64,
+    /// Where a torn tail was cut, if one was.
+    pub truncated: Option<(PathBuf, u64)>,
+}
+
+/// Lists WAL files, oldest first.
+pub fn list_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut files = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if let Some(first_seq) = entry.file_name().to_str().and_then(parse_file_name) {
+            files.push((first_seq, entry.path()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads every WAL file in `dir`. Only the newest file may end in a torn record, which is cut off
+/// (through `vfs`, so the cut is durable); damage anywhere else is an error naming file and offset.
+pub fn recover(dir: &Path, vfs: &Arc<dyn Vfs>, sealed_through: u64) -> Result<Recovered> {
+    let mut files = list_files(dir)?;
+    let mut recovered = Recovered::default();
+    let mut expected_seq: Option<u64> = None;
+    let count = files.len();
+    let mut keep = Vec::with_capacity(count);
+    for (index, (first_seq, path)) in files.drain(..).enumerate() {
+        let is_last = index + 1 == count;
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        if is_last && bytes.len() < FILE_HEADER_BYTES {
+            // A crash while the newest file was being created: it never held a record.
+            vfs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+            recovered.truncated = Some((path, 0));
+            continue;
+        }
+        let scanned = scan(&path, &bytes)?;
+        if scanned.header.first_seq != first_seq {
+            return Err(Error::Corrupt {
+                path,
+                offset: 16,
+                reason: format!(
+                    "wal header says first seq {} but the file is named for {first_seq}",
+                    scanned.header.first_seq
+                ),
+            });
+        }
+        if let End::Torn { offset } = scanned.end {
+            if !is_last {
+                return Err(Error::Corrupt {
+                    path,
+                    offset,
+                    reason: "damaged record at the end of a wal file that is not the newest"
+                        .into(),
+                });
+            }
+            let mut file = vfs.open_append(&path).map_err(|e| Error::io(&path, e))?;
+            file.set_len(offset).map_err(|e| Error::io(&path, e))?;
+            file.sync_data().map_err(|e| Error::io(&path, e))?;
+            recovered.truncated = Some((path.clone(), offset));
+        }
+        recovered.payload_bytes += scanned.payload_bytes;
+        let mut batch_offset_seq = first_seq;
+        for batch in scanned.batches {
+            let Some(first) = batch.first() else { continue };
+            if first.seq < batch_offset_seq {
+                return Err(Error::Corrupt {
+                    path,
+                    offset: 0,
+                    reason: format!("batch seq {} goes backwards in the wal", first.seq),
+                });
+            }
+            if let Some(expected) = expected_seq {
+                if first.seq != expected {
+                    return Err(Error::Corrupt {
+                        path,
+                        offset: 0,
+                        reason: format!(
+                            "wal seq gap: expected batch starting at seq {expected}, found {}",
+                            first.seq
+                        ),
+                    });
+                }
+            }
+            let last = batch.last().map_or(first.seq, |e| e.seq);
+            expected_seq = Some(last + 1);
+            batch_offset_seq = last + 1;
+            recovered.last_seq = last;
+            recovered
+                .events
+                .extend(batch.into_iter().filter(|e| e.seq > sealed_through));
+        }
+        keep.push((first_seq, path));
+    }
+    if let Some(first) = recovered.events.first() {
+        if first.seq != sealed_through + 1 {
+            return Err(Error::Corrupt {
+                path: dir.to_path_buf(),
+                offset: 0,
+                reason: format!(
+                    "wal starts at seq {} but the manifest has sealed only through seq {sealed_through}",
+                    first.seq
+                ),
+            });
+        }
+    }
+    recovered.files = keep;
+    Ok(recovered)
+}

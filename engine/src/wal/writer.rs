@@ -1,0 +1,221 @@
+//! Appends framed records to the current WAL file, rotates files, deletes sealed ones.
+//!
+//! The writer is single-threaded by construction (the store's commit thread owns it); group
+//! commit happens above it: the commit thread hands it the records of many batches at once and
+//! it issues one `write` and one `fdatasync` for all of them.
+//!
+//! Poisoning: after a failed write or fsync nothing more is written (the page cache may have
+//! dropped the data, and a retried fsync can report success for lost pages). Every later call
+//! fails with [`Error::Poisoned`] until the store is reopened and recovery reads what is durable.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::format::{FileHeader, FILE_HEADER_BYTES, VERSION};
+use crate::error::{Error, Result};
+use crate::io::{Vfs, VfsFile};
+
+/// File name of the WAL file whose first event has `first_seq`.
+pub fn file_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.wal")
+}
+
+/// Parses a WAL file name back into its first seq.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".wal")?;
+    (digits.len() == 20).then(|| digits.parse().ok()).flatten()
+}
+
+/// The WAL writer.
+pub struct WalWriter {
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    file: Box<dyn VfsFile>,
+    path: PathBuf,
+    salt: u64,
+    file_bytes: u64,
+    rotate_bytes: u64,
+    /// Every WAL file on disk, oldest first: (first seq, path). The last is the current one.
+    files: VecDeque<(u64, PathBuf)>,
+    poisoned: Option<String>,
+    /// Bytes written since the last fsync (interval durability leaves some unsynced).
+    unsynced_bytes: u64,
+}
+
+fn random_salt() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.finish()
+}
+
+impl WalWriter {
+    /// Starts a writer whose next record goes to a new file starting at `next_seq`.
+    /// `existing` lists the WAL files already on disk (oldest first) that still hold unsealed
+    /// events; they are kept until [`WalWriter::remove_sealed`] deletes them.
+    pub fn open(
+        dir: &Path,
+        vfs: Arc<dyn Vfs>,
+        next_seq: u64,
+        rotate_bytes: u64,
+        existing: Vec<(u64, PathBuf)>,
+    ) -> Result<Self> {
+        vfs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let (file, path, salt) = Self::create_file(dir, vfs.as_ref(), next_seq)?;
+        let mut files: VecDeque<_> = existing.into();
+        files.push_back((next_seq, path.clone()));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            vfs,
+            file,
+            path,
+            salt,
+            file_bytes: FILE_HEADER_BYTES as u64,
+            rotate_bytes,
+            files,
+            poisoned: None,
+            unsynced_bytes: 0,
+        })
+    }
+
+    fn create_file(
+        dir: &Path,
+        vfs: &dyn Vfs,
+        first_seq: u64,
+    ) -> Result<(Box<dyn VfsFile>, PathBuf, u64)> {
+        let path = dir.join(file_name(first_seq));
+        let salt = random_salt();
+        let header = FileHeader {
+            version: VERSION,
+            first_seq,
+            salt,
+        };
+        let mut file = vfs.create(&path).map_err(|e| Error::io(&path, e))?;
+        file.write_all(&header.encode())
+            .map_err(|e| Error::io(&path, e))?;
+        file.sync_data().map_err(|e| Error::io(&path, e))?;
+        vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        Ok((file, path, salt))
+    }
+
+    /// The salt that records for the current file must be framed with.
+    pub fn salt(&self) -> u64 {
+        self.salt
+    }
+
+    /// Fails when an earlier write or fsync failed.
+    pub fn check_poisoned(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(cause) => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&mut self, error: Error) -> Error {
+        self.poisoned = Some(error.to_string());
+        error
+    }
+
+    /// Starts a new file when the current one is full. Call before framing records with
+    /// [`WalWriter::salt`], passing the seq of the first event the next records will hold.
+    pub fn rotate_if_full(&mut self, next_seq: u64) -> Result<()> {
+        self.check_poisoned()?;
+        if self.file_bytes < self.rotate_bytes {
+            return Ok(());
+        }
+        self.rotate(next_seq)
+    }
+
+    /// Closes the current file (durably) and starts a new one at `next_seq`.
+    pub fn rotate(&mut self, next_seq: u64) -> Result<()> {
+        self.check_poisoned()?;
+        if self.unsynced_bytes > 0 {
+            self.sync()?;
+        }
+        match Self::create_file(&self.dir, self.vfs.as_ref(), next_seq) {
+            Ok((file, path, salt)) => {
+                self.file = file;
+                self.path = path.clone();
+                self.salt = salt;
+                self.file_bytes = FILE_HEADER_BYTES as u64;
+                self.files.push_back((next_seq, path));
+                Ok(())
+            }
+            Err(error) => Err(self.poison(error)),
+        }
+    }
+
+    /// Writes framed records (one `write`), then fsyncs when `sync` is true.
+    pub fn write(&mut self, records: &[u8], sync: bool) -> Result<()> {
+        self.check_poisoned()?;
+        if let Err(e) = self.file.write_all(records) {
+            let error = Error::io(&self.path, e);
+            return Err(self.poison(error));
+        }
+        self.file_bytes += records.len() as u64;
+        self.unsynced_bytes += records.len() as u64;
+        if sync {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// `fdatasync` of the current file.
+    pub fn sync(&mut self) -> Result<()> {
+        self.check_poisoned()?;
+        if let Err(e) = self.file.sync_data() {
+            let error = Error::io(&self.path, e);
+            return Err(self.poison(error));
+        }
+        self.unsynced_bytes = 0;
+        Ok(())
+    }
+
+    /// Bytes written but not yet fsynced.
+    pub fn unsynced_bytes(&self) -> u64 {
+        self.unsynced_bytes
+    }
+
+    /// Deletes every WAL file all of whose events have `seq <= sealed_through`. The current file is
+    /// never deleted.
+    pub fn remove_sealed(&mut self, sealed_through: u64) -> Result<()> {
+        let mut removed = false;
+        while self.files.len() > 1 {
+            // A file holds seqs from its first_seq up to the next file's first_seq - 1.
+            let next_first = self.files[1].0;
+            if next_first > sealed_through + 1 {
+                break;
+            }
+            let (_, path) = self.files.pop_front().expect("len > 1");
+            self.vfs
+                .remove_file(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            removed = true;
+        }
+        if removed {
+            self.vfs
+                .sync_dir(&self.dir)
+                .map_err(|e| Error::io(&self.dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Number of WAL files on disk.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Total bytes of the current file.
+    pub fn current_file_bytes(&self) -> u64 {
+        self.file_bytes
+    }
+}
