@@ -39,7 +39,9 @@ pub enum Error {
     #[error("{path} is not a {kind} file (bad magic)")]
     BadMagic { path: PathBuf, kind: &'static str },
     /// A file was written by a format version this build cannot read.
-    #[error("{path} has {kind} format version {found}, this build reads versions up to {supported}")]
+    #[error(
+        "{path} has {kind} format version {found}, this build reads versions up to {supported}"
+    )]
     UnsupportedVersion {
         path: PathBuf,
         kind: &'static str,

@@ -89,7 +89,10 @@ impl Manifest {
             reason,
         };
         if bytes.len() < HEADER_BYTES {
-            return Err(corrupt(0, format!("manifest is {} bytes, shorter than its header", bytes.len())));
+            return Err(corrupt(
+                0,
+                format!("manifest is {} bytes, shorter than its header", bytes.len()),
+            ));
         }
         if &bytes[0..8] != MAGIC {
             return Err(Error::BadMagic {
@@ -111,7 +114,12 @@ impl Manifest {
         let body = usize::try_from(body_len)
             .ok()
             .and_then(|len| bytes.get(HEADER_BYTES..HEADER_BYTES.checked_add(len)?))
-            .ok_or_else(|| corrupt(16, format!("manifest body length {body_len} exceeds the file")))?;
+            .ok_or_else(|| {
+                corrupt(
+                    16,
+                    format!("manifest body length {body_len} exceeds the file"),
+                )
+            })?;
         let found = crc32fast::hash(body);
         if found != expected {
             return Err(Error::ChecksumMismatch {
@@ -121,7 +129,8 @@ impl Manifest {
                 found,
             });
         }
-        postcard::from_bytes(body).map_err(|e| corrupt(HEADER_BYTES as u64, format!("bad manifest body: {e}")))
+        postcard::from_bytes(body)
+            .map_err(|e| corrupt(HEADER_BYTES as u64, format!("bad manifest body: {e}")))
     }
 
     /// Reads the manifest of a data directory; `None` when the store is new.
@@ -139,7 +148,8 @@ impl Manifest {
         let tmp = dir.join("MANIFEST.tmp");
         let path = dir.join(FILE_NAME);
         let mut file = vfs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        file.write_all(&self.encode()).map_err(|e| Error::io(&tmp, e))?;
+        file.write_all(&self.encode())
+            .map_err(|e| Error::io(&tmp, e))?;
         file.sync_data().map_err(|e| Error::io(&tmp, e))?;
         drop(file);
         vfs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
@@ -164,7 +174,10 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0x10;
         let error = Manifest::decode(Path::new("MANIFEST"), &bytes).unwrap_err();
-        assert!(matches!(error, Error::ChecksumMismatch { offset: 24, .. }), "{error}");
+        assert!(
+            matches!(error, Error::ChecksumMismatch { offset: 24, .. }),
+            "{error}"
+        );
     }
 
     #[test]
@@ -172,6 +185,9 @@ mod tests {
         let mut bytes = Manifest::default().encode();
         bytes[8] = 9;
         let error = Manifest::decode(Path::new("MANIFEST"), &bytes).unwrap_err();
-        assert!(matches!(error, Error::UnsupportedVersion { found: 9, .. }), "{error}");
+        assert!(
+            matches!(error, Error::UnsupportedVersion { found: 9, .. }),
+            "{error}"
+        );
     }
 }

@@ -171,6 +171,9 @@ mod tests {
             .tenant_classes
             .insert("acct_1".into(), "extended".into());
         let error = config.validate().unwrap_err();
-        assert!(error.contains("unknown retention class \"extended\""), "{error}");
+        assert!(
+            error.contains("unknown retention class \"extended\""),
+            "{error}"
+        );
     }
 }

@@ -111,9 +111,8 @@ impl Tail {
             .iter()
             .copied()
             .find(|&seq| {
-                self.get(seq).is_some_and(|e| {
-                    e.event.tenant == tenant && e.event.id.as_deref() == Some(id)
-                })
+                self.get(seq)
+                    .is_some_and(|e| e.event.tenant == tenant && e.event.id.as_deref() == Some(id))
             })
     }
 

@@ -97,7 +97,11 @@ fn wal_torn_tail_cut_at_every_byte_is_truncated_exactly() {
         std::fs::write(&path, &original[..cut]).unwrap();
         let recovered = recover(dir.path(), &vfs(), 0).unwrap();
         assert_eq!(recovered.events, written[..6].to_vec(), "cut at byte {cut}");
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), last_start as u64, "cut at {cut}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            last_start as u64,
+            "cut at {cut}"
+        );
         if cut > last_start {
             assert_eq!(recovered.truncated, Some((path.clone(), last_start as u64)));
         }
@@ -117,7 +121,11 @@ fn wal_flipped_bit_in_last_record_is_truncated_exactly() {
             std::fs::write(&path, &damaged).unwrap();
             let recovered = recover(dir.path(), &vfs(), 0)
                 .unwrap_or_else(|e| panic!("byte {byte} bit {bit}: {e}"));
-            assert_eq!(recovered.events, written[..6].to_vec(), "byte {byte} bit {bit}");
+            assert_eq!(
+                recovered.events,
+                written[..6].to_vec(),
+                "byte {byte} bit {bit}"
+            );
             assert_eq!(std::fs::metadata(&path).unwrap().len(), last_start as u64);
         }
     }
@@ -129,13 +137,24 @@ fn wal_flipped_bit_in_middle_record_is_reported_with_offset() {
     let (path, offsets, _) = write_wal(dir.path(), 3);
     let original = std::fs::read(&path).unwrap();
     let middle = offsets[1] as usize;
-    for byte in [middle, middle + 5, middle + 11, middle + 20, offsets[2] as usize - 1] {
+    for byte in [
+        middle,
+        middle + 5,
+        middle + 11,
+        middle + 20,
+        offsets[2] as usize - 1,
+    ] {
         let mut damaged = original.clone();
         damaged[byte] ^= 0x04;
         std::fs::write(&path, &damaged).unwrap();
         let error = recover(dir.path(), &vfs(), 0).unwrap_err();
         match &error {
-            Error::ChecksumMismatch { path: p, offset, .. } | Error::Corrupt { path: p, offset, .. } => {
+            Error::ChecksumMismatch {
+                path: p, offset, ..
+            }
+            | Error::Corrupt {
+                path: p, offset, ..
+            } => {
                 assert_eq!(p, &path);
                 assert_eq!(*offset, offsets[1], "byte {byte}: {error}");
             }
@@ -169,16 +188,30 @@ fn wal_bad_magic_and_unknown_version_are_errors() {
     bad_magic[0] = b'X';
     std::fs::write(&path, &bad_magic).unwrap();
     let error = recover(dir.path(), &vfs(), 0).unwrap_err();
-    assert!(matches!(error, Error::BadMagic { kind: "wal", .. }), "{error}");
+    assert!(
+        matches!(error, Error::BadMagic { kind: "wal", .. }),
+        "{error}"
+    );
 
     let header = auditlog_engine::wal::format::FileHeader::decode(&original).unwrap();
-    let encoded = auditlog_engine::wal::format::FileHeader { version: 2, ..header }.encode();
+    let encoded = auditlog_engine::wal::format::FileHeader {
+        version: 2,
+        ..header
+    }
+    .encode();
     let mut other_version = original.clone();
     other_version[..32].copy_from_slice(&encoded);
     std::fs::write(&path, &other_version).unwrap();
     let error = recover(dir.path(), &vfs(), 0).unwrap_err();
     assert!(
-        matches!(error, Error::UnsupportedVersion { found: 2, kind: "wal", .. }),
+        matches!(
+            error,
+            Error::UnsupportedVersion {
+                found: 2,
+                kind: "wal",
+                ..
+            }
+        ),
         "{error}"
     );
 }

@@ -171,7 +171,10 @@ impl FaultyVfs {
         let state = self.state.lock();
         for (path, (durable, _written)) in &state.files {
             if path.exists() {
-                OpenOptions::new().write(true).open(path)?.set_len(*durable)?;
+                OpenOptions::new()
+                    .write(true)
+                    .open(path)?
+                    .set_len(*durable)?;
             }
         }
         Ok(())

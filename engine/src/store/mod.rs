@@ -133,7 +133,9 @@ impl State {
         id: &str,
         after_segment_id: u64,
     ) -> Result<Option<u64>> {
-        find_key_in(&self.segments, tenant, id, |s| s.entry.segment_id > after_segment_id)
+        find_key_in(&self.segments, tenant, id, |s| {
+            s.entry.segment_id > after_segment_id
+        })
     }
 }
 

@@ -79,7 +79,9 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         }));
     }
     if !archived.is_empty() {
-        manifest.segments.retain(|e| !archived.contains(&e.segment_id));
+        manifest
+            .segments
+            .retain(|e| !archived.contains(&e.segment_id));
         manifest.generation += 1;
         manifest.store(&dir, vfs.as_ref())?;
     }

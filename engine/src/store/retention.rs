@@ -62,7 +62,11 @@ impl Inner {
             }
         }
         let mut manifest = self.state.read().manifest.clone();
-        for entry in manifest.segments.iter().filter(|e| &e.partition == partition) {
+        for entry in manifest
+            .segments
+            .iter()
+            .filter(|e| &e.partition == partition)
+        {
             report.segments += 1;
             report.rows += entry.rows;
             report.bytes += entry.bytes;
@@ -95,7 +99,8 @@ impl Inner {
 /// Moves a directory durably: a rename on one file system, else copy, fsync, remove.
 fn move_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
     let parent = to.parent().unwrap_or(to);
-    vfs.create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    vfs.create_dir_all(parent)
+        .map_err(|e| Error::io(parent, e))?;
     if to.exists() {
         // An earlier pass crashed after moving part of it: merge file by file.
         copy_dir(vfs, from, to)?;
@@ -121,7 +126,9 @@ fn copy_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
     vfs.create_dir_all(to).map_err(|e| Error::io(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
         let source = entry.map_err(|e| Error::io(from, e))?.path();
-        let Some(name) = source.file_name() else { continue };
+        let Some(name) = source.file_name() else {
+            continue;
+        };
         let target = to.join(name);
         if source.is_dir() {
             copy_dir(vfs, &source, &target)?;

@@ -72,8 +72,11 @@ impl Inner {
         manifest
             .segments
             .extend(written.iter().map(|s| s.entry.clone()));
+        // A failure here may come after the rename (a failed directory fsync): the new manifest
+        // may be in effect, so its segments must stay (an open removes them if it is not), and
+        // their ids are never given out again.
         if let Err(error) = manifest.store(&self.options.dir, self.options.vfs.as_ref()) {
-            self.discard(&written);
+            self.state.write().manifest.next_segment_id = manifest.next_segment_id;
             return Err(error);
         }
         {
@@ -194,7 +197,11 @@ impl Inner {
         Ok(merges)
     }
 
-    fn merge_segments(&self, partition: &PartitionKey, chosen: &[Arc<SealedSegment>]) -> Result<()> {
+    fn merge_segments(
+        &self,
+        partition: &PartitionKey,
+        chosen: &[Arc<SealedSegment>],
+    ) -> Result<()> {
         let mut rows = Vec::with_capacity(chosen.iter().map(|s| s.entry.rows as usize).sum());
         for sealed in chosen {
             rows.extend(sealed.segment.read_all()?);
@@ -205,11 +212,14 @@ impl Inner {
         let merged = self.write_segment(segment_id, partition, &rows)?;
         drop(rows);
         let removed: Vec<u64> = chosen.iter().map(|s| s.entry.segment_id).collect();
-        manifest.segments.retain(|e| !removed.contains(&e.segment_id));
+        manifest
+            .segments
+            .retain(|e| !removed.contains(&e.segment_id));
         manifest.segments.push(merged.entry.clone());
         manifest.generation += 1;
+        // As in `seal`: after a failure the new manifest may be in effect, so nothing is deleted.
         if let Err(error) = manifest.store(&self.options.dir, self.options.vfs.as_ref()) {
-            self.discard(std::slice::from_ref(&merged));
+            self.state.write().manifest.next_segment_id = manifest.next_segment_id;
             return Err(error);
         }
         {

@@ -143,6 +143,8 @@ fn damaged_record(path: &Path, salt: u64, bytes: &[u8], pos: usize, valid_at: us
     Error::Corrupt {
         path: path.to_path_buf(),
         offset: pos as u64,
-        reason: format!("damaged wal record header, yet a valid record follows at offset {valid_at}"),
+        reason: format!(
+            "damaged wal record header, yet a valid record follows at offset {valid_at}"
+        ),
     }
 }

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::format::FILE_HEADER_BYTES;
 use super::reader::{scan, End};
 use super::writer::parse_file_name;
-use super::format::FILE_HEADER_BYTES;
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 use crate::io::Vfs;
@@ -77,8 +77,7 @@ pub fn recover(dir: &Path, vfs: &Arc<dyn Vfs>, sealed_through: u64) -> Result<Re
                 return Err(Error::Corrupt {
                     path,
                     offset,
-                    reason: "damaged record at the end of a wal file that is not the newest"
-                        .into(),
+                    reason: "damaged record at the end of a wal file that is not the newest".into(),
                 });
             }
             let mut file = vfs.open_append(&path).map_err(|e| Error::io(&path, e))?;

@@ -1,0 +1,287 @@
+//! The store end to end in process: append, read back, seal, merge, reopen, idempotency,
+//! retention, backpressure.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use auditlog_engine::event::{Actor, Event, Resource};
+use auditlog_engine::partition::MICROS_PER_DAY;
+use auditlog_engine::store::{now_us, Store, StoreOptions};
+use auditlog_engine::Error;
+
+fn event(tenant: &str, n: u64, timestamp_us: i64) -> Event {
+    Event {
+        id: Some(format!("evt_{n}")),
+        timestamp_us,
+        tenant: tenant.into(),
+        project: n.is_multiple_of(2).then(|| "proj_ml".to_string()),
+        actor: Actor {
+            id: Some(format!("user_{}", n % 7)),
+            email: Some(format!("u{}@example.com", n % 7)),
+            ..Actor::default()
+        },
+        action: ["create", "update", "delete"][(n % 3) as usize].into(),
+        resource: Resource {
+            kind: "pod".into(),
+            id: Some(format!("pod_{n}")),
+            name: Some(format!("llama-{n}")),
+        },
+        changes: (n % 3 == 1).then(|| r#"[{"field":"gpu_count","old":1,"new":4}]"#.to_string()),
+        details: Some(format!(r#"{{"n":{n}}}"#)),
+        ..Event::default()
+    }
+}
+
+fn options(dir: &std::path::Path) -> StoreOptions {
+    let mut options = StoreOptions::new(dir);
+    options.background = false;
+    options
+}
+
+#[test]
+fn store_append_is_readable_at_once_and_after_seal_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_us();
+    let store = Store::open(options(dir.path())).unwrap();
+    let batch: Vec<Event> = (0..100)
+        .map(|n| event(&format!("acct_{}", n % 3), n, now - n as i64))
+        .collect();
+    let result = store.append(batch.clone()).unwrap();
+    assert_eq!(
+        (result.accepted, result.first_seq, result.last_seq),
+        (100, Some(1), Some(100))
+    );
+    let before = store.read_all().unwrap();
+    assert_eq!(before.len(), 100);
+    assert_eq!(store.get(42).unwrap().unwrap().event, batch[41]);
+    store.seal().unwrap();
+    assert_eq!(store.read_all().unwrap(), before);
+    assert_eq!(store.get(42).unwrap().unwrap().event, batch[41]);
+    assert_eq!(
+        store
+            .read_from_seq(95, 3)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        vec![95, 96, 97]
+    );
+    let more: Vec<Event> = (100..150).map(|n| event("acct_1", n, now)).collect();
+    store.append(more).unwrap();
+    let all = store.read_all().unwrap();
+    drop(store);
+    let store = Store::open(options(dir.path())).unwrap();
+    assert_eq!(store.read_all().unwrap(), all);
+    // tenant_seq counts each tenant's events without gaps, across seal and reopen.
+    let mut per_tenant: HashMap<String, Vec<u64>> = HashMap::new();
+    for e in &all {
+        per_tenant
+            .entry(e.event.tenant.clone())
+            .or_default()
+            .push(e.tenant_seq);
+    }
+    for seqs in per_tenant.values() {
+        assert_eq!(seqs, &(1..=seqs.len() as u64).collect::<Vec<_>>());
+    }
+    let next = store.append(vec![event("acct_1", 999, now)]).unwrap();
+    assert_eq!(next.first_seq, Some(151));
+    assert_eq!(
+        store.get(151).unwrap().unwrap().tenant_seq,
+        per_tenant["acct_1"].len() as u64 + 1
+    );
+}
+
+#[test]
+fn store_retried_batch_is_acknowledged_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_us();
+    let store = Store::open(options(dir.path())).unwrap();
+    let batch: Vec<Event> = (0..10).map(|n| event("acct_1", n, now)).collect();
+    store.append(batch.clone()).unwrap();
+    // Retry while in the tail.
+    let retry = store.append(batch.clone()).unwrap();
+    assert_eq!(retry.accepted, 0);
+    assert_eq!(retry.duplicates.len(), 10);
+    assert_eq!(retry.duplicates[3].seq, 4);
+    store.seal().unwrap();
+    // Retry once sealed, mixed with new events, and a duplicate inside the batch itself.
+    let mut mixed = batch[5..].to_vec();
+    mixed.push(event("acct_1", 77, now));
+    mixed.push(event("acct_1", 77, now));
+    mixed.push(event("acct_2", 3, now)); // same id, other tenant: not a duplicate
+    let result = store.append(mixed).unwrap();
+    assert_eq!(result.accepted, 2);
+    assert_eq!(
+        result
+            .duplicates
+            .iter()
+            .map(|d| d.index)
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4, 6]
+    );
+    assert_eq!(result.duplicates[5].seq, 11);
+    assert_eq!(store.read_all().unwrap().len(), 12);
+    drop(store);
+    let store = Store::open(options(dir.path())).unwrap();
+    let again = store.append(batch).unwrap();
+    assert_eq!(again.accepted, 0);
+}
+
+#[test]
+fn store_merge_keeps_every_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_us();
+    let store = Store::open(options(dir.path())).unwrap();
+    for round in 0..6u64 {
+        let batch: Vec<Event> = (0..50)
+            .map(|n| event("acct_1", round * 100 + n, now))
+            .collect();
+        store.append(batch).unwrap();
+        store.seal().unwrap();
+    }
+    let before = store.read_all().unwrap();
+    assert_eq!(store.stats().segments, 6);
+    assert_eq!(store.merge().unwrap(), 1);
+    assert_eq!(store.stats().segments, 1);
+    assert_eq!(store.read_all().unwrap(), before);
+    drop(store);
+    let store = Store::open(options(dir.path())).unwrap();
+    assert_eq!(store.read_all().unwrap(), before);
+    let files: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn store_retention_archives_then_drops_old_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let now = now_us();
+    let mut opts = options(dir.path());
+    opts.archive_dir = Some(archive.path().to_path_buf());
+    opts.retention.class_days.insert("standard".into(), 30);
+    opts.retention.class_days.insert("extended".into(), 365);
+    opts.retention
+        .tenant_classes
+        .insert("acct_big".into(), "extended".into());
+    let store = Store::open(opts.clone()).unwrap();
+    let old = now - 40 * MICROS_PER_DAY;
+    store
+        .append((0..20).map(|n| event("acct_1", n, old)).collect())
+        .unwrap();
+    store
+        .append((20..30).map(|n| event("acct_big", n, old)).collect())
+        .unwrap();
+    store
+        .append((30..40).map(|n| event("acct_1", n, now)).collect())
+        .unwrap();
+    store.seal().unwrap();
+    let report = store.expire(now).unwrap();
+    assert_eq!(report.partitions.len(), 1);
+    assert_eq!(report.rows, 20);
+    assert!(report.archived);
+    let left = store.read_all().unwrap();
+    assert_eq!(left.len(), 20);
+    assert!(left
+        .iter()
+        .all(|e| e.event.tenant == "acct_big" || e.event.timestamp_us == now));
+    let archived = walk(archive.path());
+    assert!(
+        archived
+            .iter()
+            .any(|p| p.to_string_lossy().contains("standard/")),
+        "{archived:?}"
+    );
+    drop(store);
+    let store = Store::open(opts).unwrap();
+    assert_eq!(store.read_all().unwrap().len(), 20);
+}
+
+#[test]
+fn store_backpressure_answers_busy_when_the_tail_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.tail_bytes_max = 64 << 10;
+    opts.busy_wait = Duration::from_millis(50);
+    let store = Store::open(opts).unwrap();
+    let now = now_us();
+    let mut n = 0;
+    let error = loop {
+        match store.append((n..n + 50).map(|i| event("acct_1", i, now)).collect()) {
+            Ok(_) => n += 50,
+            Err(error) => break error,
+        }
+        assert!(n < 100_000, "never got busy");
+    };
+    assert!(matches!(error, Error::Busy { .. }), "{error}");
+    assert!(error.to_string().contains("store busy"), "{error}");
+    store.seal().unwrap();
+    store
+        .append(vec![event("acct_1", n + 1_000_000, now)])
+        .unwrap();
+}
+
+#[test]
+fn store_batch_over_the_limit_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.batch_events_max = 10;
+    let store = Store::open(opts).unwrap();
+    let error = store
+        .append((0..11).map(|n| event("acct_1", n, now_us())).collect())
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "batch too large: event count is 11, limit 10"
+    );
+    assert!(store.read_all().unwrap().is_empty());
+}
+
+#[test]
+fn store_second_open_of_a_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = Store::open(options(dir.path())).unwrap();
+    let error = Store::open(options(dir.path())).err().unwrap();
+    assert!(matches!(error, Error::Locked { .. }), "{error}");
+}
+
+#[test]
+fn store_flipped_bit_in_a_sealed_segment_is_reported_with_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(options(dir.path())).unwrap();
+    store
+        .append((0..200).map(|n| event("acct_1", n, now_us())).collect())
+        .unwrap();
+    store.seal().unwrap();
+    drop(store);
+    let segment = walk(dir.path())
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[100] ^= 0x20;
+    std::fs::write(&segment, &bytes).unwrap();
+    let error = match Store::open(options(dir.path())) {
+        Ok(store) => store.verify().unwrap_err(),
+        Err(error) => error,
+    };
+    let text = error.to_string();
+    assert!(error.is_corruption(), "{text}");
+    assert!(text.contains(&segment.display().to_string()), "{text}");
+    assert!(text.contains("offset"), "{text}");
+}

@@ -1,0 +1,155 @@
+//! Injected ENOSPC and EIO on write and on fsync: a clear error, a poisoned writer, and nothing
+//! acknowledged lost after reopen.
+
+use std::sync::Arc;
+
+use auditlog_engine::event::{Actor, Event, Resource};
+use auditlog_engine::io::{Fault, FaultyVfs};
+use auditlog_engine::store::{now_us, Store, StoreOptions};
+use auditlog_engine::Error;
+
+fn batch(from: u64, count: u64) -> Vec<Event> {
+    (from..from + count)
+        .map(|n| Event {
+            id: Some(format!("evt_{n}")),
+            timestamp_us: now_us(),
+            tenant: "acct_1".into(),
+            actor: Actor {
+                id: Some("user_1".into()),
+                ..Actor::default()
+            },
+            action: "update".into(),
+            resource: Resource {
+                kind: "vm".into(),
+                id: Some(format!("vm_{n}")),
+                name: None,
+            },
+            ..Event::default()
+        })
+        .collect()
+}
+
+fn open(dir: &std::path::Path, vfs: &FaultyVfs) -> Store {
+    let mut options = StoreOptions::new(dir);
+    options.background = false;
+    options.vfs = Arc::new(vfs.clone());
+    Store::open(options).unwrap()
+}
+
+fn check_fault(fault: Fault, on_sync: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    let store = open(dir.path(), &vfs);
+    store.append(batch(0, 10)).unwrap();
+    store.seal().unwrap();
+    store.append(batch(10, 10)).unwrap();
+    let acknowledged = store.read_all().unwrap();
+
+    if on_sync {
+        vfs.fail_sync(1, fault);
+    } else {
+        vfs.fail_write(1, fault);
+    }
+    let error = store.append(batch(20, 10)).unwrap_err();
+    let text = error.to_string();
+    match fault {
+        Fault::NoSpace => {
+            assert!(matches!(error, Error::DiskFull { .. }), "{text}");
+            assert!(text.starts_with("disk full while writing"), "{text}");
+        }
+        Fault::Io => {
+            assert!(matches!(error, Error::Io { .. }), "{text}");
+            assert!(text.contains("Input/output error"), "{text}");
+        }
+    }
+    assert!(text.contains(".wal"), "the error names the file: {text}");
+    // Nothing of the failed batch is visible.
+    assert_eq!(store.read_all().unwrap(), acknowledged);
+
+    // The writer is poisoned: every later append fails, even once the disk is healthy again.
+    vfs.heal();
+    let error = store.append(batch(30, 1)).unwrap_err();
+    assert!(matches!(error, Error::Poisoned { .. }), "{error}");
+    assert!(error.to_string().contains("reopen the store"), "{error}");
+    drop(store);
+
+    // A power loss right now keeps only what was fsynced.
+    vfs.crash().unwrap();
+    let store = open(dir.path(), &vfs);
+    assert_eq!(store.read_all().unwrap(), acknowledged);
+    let result = store.append(batch(20, 10)).unwrap();
+    assert_eq!(result.accepted, 10);
+    assert_eq!(result.first_seq, Some(21));
+}
+
+#[test]
+fn fault_enospc_on_write_poisons_and_loses_nothing_acknowledged() {
+    check_fault(Fault::NoSpace, false);
+}
+
+#[test]
+fn fault_eio_on_write_poisons_and_loses_nothing_acknowledged() {
+    check_fault(Fault::Io, false);
+}
+
+#[test]
+fn fault_enospc_on_fsync_poisons_and_loses_nothing_acknowledged() {
+    check_fault(Fault::NoSpace, true);
+}
+
+#[test]
+fn fault_eio_on_fsync_poisons_and_loses_nothing_acknowledged() {
+    check_fault(Fault::Io, true);
+}
+
+#[test]
+fn fault_enospc_while_sealing_keeps_the_tail_and_ingest_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    let store = open(dir.path(), &vfs);
+    store.append(batch(0, 50)).unwrap();
+    let acknowledged = store.read_all().unwrap();
+    vfs.fail_write(1, Fault::NoSpace);
+    let error = store.seal().unwrap_err();
+    assert!(matches!(error, Error::DiskFull { .. }), "{error}");
+    vfs.heal();
+    assert_eq!(store.read_all().unwrap(), acknowledged);
+    assert_eq!(store.stats().segments, 0);
+    // Sealing failed before the WAL was touched: appends go on, and a later seal works.
+    store.append(batch(50, 5)).unwrap();
+    store.seal().unwrap();
+    assert_eq!(store.read_all().unwrap().len(), 55);
+    drop(store);
+    let store = open(dir.path(), &vfs);
+    assert_eq!(store.read_all().unwrap().len(), 55);
+}
+
+#[test]
+fn fault_eio_on_each_fsync_while_sealing_leaves_a_consistent_state() {
+    // Sealing fsyncs new directories, the segment file, its directory and the manifest: fail
+    // each in turn, then lose power, and the store must come back with every acknowledged event.
+    for n in 1..=8 {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = FaultyVfs::new();
+        let store = open(dir.path(), &vfs);
+        store.append(batch(0, 50)).unwrap();
+        let acknowledged = store.read_all().unwrap();
+        vfs.fail_sync(n, Fault::Io);
+        let sealed = store.seal();
+        vfs.heal();
+        if let Err(error) = &sealed {
+            assert!(
+                error.to_string().starts_with("i/o error on"),
+                "fsync {n}: {error}"
+            );
+        }
+        assert_eq!(store.read_all().unwrap(), acknowledged, "fsync {n}");
+        drop(store);
+        vfs.crash().unwrap();
+        let store = open(dir.path(), &vfs);
+        assert_eq!(store.read_all().unwrap(), acknowledged, "fsync {n}");
+        store.seal().unwrap();
+        store.append(batch(50, 1)).unwrap();
+        assert_eq!(store.read_all().unwrap().len(), 51, "fsync {n}");
+    }
+}
