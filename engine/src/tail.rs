@@ -14,6 +14,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::event::StoredEvent;
@@ -42,14 +43,37 @@ pub fn approx_bytes(event: &StoredEvent) -> u64 {
 
 pub use crate::segment::key_hash;
 
+/// Hasher for maps keyed by [`key_hash`] values, which are already well mixed.
+#[derive(Default)]
+pub struct KeyHashHasher(u64);
+
+impl Hasher for KeyHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+/// A map keyed by idempotency-key hash.
+pub type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHashHasher>>;
+
 /// The unsealed events.
 #[derive(Default)]
 pub struct Tail {
     chunks: Vec<Arc<[StoredEvent]>>,
     events: u64,
     bytes: u64,
-    /// Idempotency keys of tail events: key hash -> seqs (an exact check follows).
-    keys: HashMap<u64, Vec<u64>>,
+    /// Idempotency keys of tail events: key hash -> seq (an exact check follows). Two different
+    /// keys with one 64-bit hash are astronomically rare; the second goes to `key_collisions`.
+    keys: KeyMap<u64>,
+    key_collisions: KeyMap<Vec<u64>>,
 }
 
 impl Tail {
@@ -62,10 +86,11 @@ impl Tail {
         for event in events.iter() {
             self.bytes += approx_bytes(event);
             if let Some(id) = &event.event.id {
-                self.keys
-                    .entry(key_hash(&event.event.tenant, id))
-                    .or_default()
-                    .push(event.seq);
+                let hash = key_hash(&event.event.tenant, id);
+                if let Some(first) = self.keys.insert(hash, event.seq) {
+                    self.keys.insert(hash, first);
+                    self.key_collisions.entry(hash).or_default().push(event.seq);
+                }
             }
         }
         self.events += events.len() as u64;
@@ -106,14 +131,24 @@ impl Tail {
 
     /// The seq of the tail event with idempotency key `(tenant, id)`, if any.
     pub fn find_key(&self, tenant: &str, id: &str) -> Option<u64> {
-        self.keys
-            .get(&key_hash(tenant, id))?
+        self.find_key_hashed(key_hash(tenant, id), tenant, id)
+    }
+
+    /// [`Tail::find_key`] with the key's hash already computed.
+    pub fn find_key_hashed(&self, hash: u64, tenant: &str, id: &str) -> Option<u64> {
+        let matches = |seq: &u64| {
+            self.get(*seq)
+                .is_some_and(|e| e.event.tenant == tenant && e.event.id.as_deref() == Some(id))
+        };
+        let first = self.keys.get(&hash)?;
+        if matches(first) {
+            return Some(*first);
+        }
+        self.key_collisions
+            .get(&hash)?
             .iter()
             .copied()
-            .find(|&seq| {
-                self.get(seq)
-                    .is_some_and(|e| e.event.tenant == tenant && e.event.id.as_deref() == Some(id))
-            })
+            .find(|s| matches(s))
     }
 
     /// A consistent, cheap view of the events held now.
@@ -134,10 +169,21 @@ impl Tail {
                 self.events -= 1;
                 if let Some(id) = &event.event.id {
                     let hash = key_hash(&event.event.tenant, id);
-                    if let Some(seqs) = self.keys.get_mut(&hash) {
-                        seqs.retain(|&s| s != event.seq);
-                        if seqs.is_empty() {
-                            self.keys.remove(&hash);
+                    if self.keys.get(&hash) == Some(&event.seq) {
+                        self.keys.remove(&hash);
+                        // Promote a colliding key, if any, to the main map.
+                        if let Some(others) = self.key_collisions.get_mut(&hash) {
+                            if let Some(next) = others.pop() {
+                                self.keys.insert(hash, next);
+                            }
+                            if others.is_empty() {
+                                self.key_collisions.remove(&hash);
+                            }
+                        }
+                    } else if let Some(others) = self.key_collisions.get_mut(&hash) {
+                        others.retain(|&s| s != event.seq);
+                        if others.is_empty() {
+                            self.key_collisions.remove(&hash);
                         }
                     }
                 }

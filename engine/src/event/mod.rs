@@ -18,9 +18,9 @@
 //! assert_eq!(parse_batch(&json, &ctx).unwrap(), events);
 //! ```
 
-mod json;
+pub mod json;
 mod model;
-mod parse;
+pub mod parse;
 pub mod time;
 
 pub use json::{write_event_json, write_json_string, write_stored_event_json};

@@ -21,9 +21,10 @@
 //! - nesting depth counts the field's own value: `details: {}` has depth 1, `changes: [{...}]`
 //!   has depth 2, and both are limited to [`ValidationContext::details_depth_max`].
 //!
-//! Speed: each event is deserialized by hand-written serde visitors straight from the input
-//! (keys are matched without allocating; values are borrowed `&RawValue`s decoded only once
-//! they are known to be strings), never through `serde_json::Value`.
+//! Speed: each event is deserialized by hand-written serde visitors straight from the input:
+//! keys are matched without allocating, strings are borrowed from the input unless they hold
+//! escapes, `details` and the `old`/`new` values of `changes` are taken as borrowed `&RawValue`s
+//! and only compacted; nothing goes through `serde_json::Value`.
 //!
 //! ```
 //! use auditlog_engine::event::{parse_batch, RetentionPolicy, ValidationContext};
@@ -143,6 +144,9 @@ impl RetentionPolicy {
 
     /// The retention of `tenant`, in days.
     pub fn days_for(&self, tenant: &str) -> u32 {
+        if self.tenant_days.is_empty() {
+            return self.default_days;
+        }
         self.tenant_days
             .get(tenant)
             .copied()
@@ -214,12 +218,22 @@ pub fn parse_event(
 
 fn parse_ndjson(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
     let mut events = Vec::new();
-    for (index, line) in body.split(|&byte| byte == b'\n').enumerate() {
-        let line = line.trim_ascii();
-        if line.is_empty() {
-            continue;
+    // Validating the whole body at once lets the line split use `str`'s memchr-based search;
+    // a body with invalid UTF-8 takes the slower path, which names the line.
+    let Ok(text) = std::str::from_utf8(body) else {
+        for (index, line) in body.split(|&byte| byte == b'\n').enumerate() {
+            let line = line.trim_ascii();
+            if !line.is_empty() {
+                events.push(parse_event(line, index + 1, ctx)?);
+            }
         }
-        events.push(parse_event(line, index + 1, ctx)?);
+        return Ok(events);
+    };
+    for (index, line) in text.split('\n').enumerate() {
+        let line = line.trim_ascii();
+        if !line.is_empty() {
+            events.push(parse_event_text(line, index + 1, ctx)?);
+        }
     }
     Ok(events)
 }
@@ -394,16 +408,86 @@ fn serde_message(error: &serde_json::Error) -> String {
     }
 }
 
+/// A field that must be a string, as read: JSON `null` is kept apart from a missing field so that
+/// a required field set to `null` is reported as a type error.
+enum Text<'de> {
+    Null,
+    String(Cow<'de, str>),
+}
+
+/// Reads a string field (borrowed when it has no escapes); other JSON types fail at `path`.
+struct StringSeed<'s> {
+    slot: &'s mut Slot,
+    path: &'static str,
+}
+
+impl StringSeed<'_> {
+    fn wrong_type<E: de::Error>(self, found: &str) -> E {
+        let message = format!("expected a string, found {found}");
+        fail(self.slot, Failure::field(self.path, message))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for StringSeed<'_> {
+    type Value = Text<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StringSeed<'_> {
+    type Value = Text<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
+        Ok(Text::String(Cow::Borrowed(value)))
+    }
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(Text::String(Cow::Owned(value.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
+        Ok(Text::String(Cow::Owned(value)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Text::Null)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(self.wrong_type("a boolean"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Err(self.wrong_type("a number"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Err(self.wrong_type("a number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Err(self.wrong_type("a number"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(self.wrong_type("an array"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(self.wrong_type("an object"))
+    }
+}
+
 /// An event as read, before the checks that need more than the JSON types.
 #[derive(Default)]
 struct RawEvent<'de> {
-    id: Option<&'de RawValue>,
-    timestamp: Option<&'de RawValue>,
-    tenant: Option<&'de RawValue>,
-    project: Option<&'de RawValue>,
+    id: Option<Text<'de>>,
+    timestamp: Option<Text<'de>>,
+    tenant: Option<Text<'de>>,
+    project: Option<Text<'de>>,
     actor: Option<RawActor<'de>>,
-    action: Option<&'de RawValue>,
-    outcome: Option<&'de RawValue>,
+    action: Option<Text<'de>>,
+    outcome: Option<Text<'de>>,
     resource: Option<RawResource<'de>>,
     changes: Option<String>,
     details: Option<&'de RawValue>,
@@ -411,39 +495,87 @@ struct RawEvent<'de> {
 
 #[derive(Default)]
 struct RawActor<'de> {
-    id: Option<&'de RawValue>,
-    email: Option<&'de RawValue>,
-    kind: Option<&'de RawValue>,
-    ip: Option<&'de RawValue>,
-    user_agent: Option<&'de RawValue>,
+    id: Option<Text<'de>>,
+    email: Option<Text<'de>>,
+    kind: Option<Text<'de>>,
+    ip: Option<Text<'de>>,
+    user_agent: Option<Text<'de>>,
 }
 
 #[derive(Default)]
 struct RawResource<'de> {
-    kind: Option<&'de RawValue>,
-    id: Option<&'de RawValue>,
-    name: Option<&'de RawValue>,
+    kind: Option<Text<'de>>,
+    id: Option<Text<'de>>,
+    name: Option<Text<'de>>,
 }
 
-const EVENT_FIELDS: &[&str] = &[
-    "id",
-    "timestamp",
-    "tenant",
-    "project",
-    "actor",
-    "action",
-    "outcome",
-    "resource",
-    "changes",
-    "details",
+/// An object's field names, and a function giving a name's index in them.
+type Fields = (&'static [&'static str], fn(&str) -> Option<usize>);
+
+// The lookups are `match`es rather than searches of the name lists: keys are the most frequent
+// strings of an event, and a `match` compiles to a length switch and one comparison.
+const EVENT_FIELDS: Fields = (
+    &[
+        "id",
+        "timestamp",
+        "tenant",
+        "project",
+        "actor",
+        "action",
+        "outcome",
+        "resource",
+        "changes",
+        "details",
+    ],
+    |key| match key {
+        "id" => Some(0),
+        "timestamp" => Some(1),
+        "tenant" => Some(2),
+        "project" => Some(3),
+        "actor" => Some(4),
+        "action" => Some(5),
+        "outcome" => Some(6),
+        "resource" => Some(7),
+        "changes" => Some(8),
+        "details" => Some(9),
+        _ => None,
+    },
+);
+const ACTOR_FIELDS: Fields = (
+    &["id", "email", "type", "ip", "user_agent"],
+    |key| match key {
+        "id" => Some(0),
+        "email" => Some(1),
+        "type" => Some(2),
+        "ip" => Some(3),
+        "user_agent" => Some(4),
+        _ => None,
+    },
+);
+const RESOURCE_FIELDS: Fields = (&["type", "id", "name"], |key| match key {
+    "type" => Some(0),
+    "id" => Some(1),
+    "name" => Some(2),
+    _ => None,
+});
+const CHANGE_FIELDS: Fields = (&["field", "old", "new"], |key| match key {
+    "field" => Some(0),
+    "old" => Some(1),
+    "new" => Some(2),
+    _ => None,
+});
+const ACTOR_PATHS: [&str; 5] = [
+    "actor.id",
+    "actor.email",
+    "actor.type",
+    "actor.ip",
+    "actor.user_agent",
 ];
-const ACTOR_FIELDS: &[&str] = &["id", "email", "type", "ip", "user_agent"];
-const RESOURCE_FIELDS: &[&str] = &["type", "id", "name"];
-const CHANGE_FIELDS: &[&str] = &["field", "old", "new"];
+const RESOURCE_PATHS: [&str; 3] = ["resource.type", "resource.id", "resource.name"];
 
 /// Reads an object key as its index in `names`, or the unknown key itself.
 struct KeySeed {
-    names: &'static [&'static str],
+    lookup: fn(&str) -> Option<usize>,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
@@ -465,11 +597,7 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self
-            .names
-            .iter()
-            .position(|name| *name == key)
-            .ok_or_else(|| key.to_owned()))
+        Ok((self.lookup)(key).ok_or_else(|| key.to_owned()))
     }
 }
 
@@ -477,11 +605,11 @@ impl<'de> Visitor<'de> for KeySeed {
 fn next_field<'de, A: MapAccess<'de>>(
     map: &mut A,
     slot: &mut Slot,
-    names: &'static [&'static str],
+    (names, lookup): Fields,
     prefix: &dyn Fn() -> String,
     seen: &mut u32,
 ) -> Result<Option<usize>, A::Error> {
-    match map.next_key_seed(KeySeed { names })? {
+    match map.next_key_seed(KeySeed { lookup })? {
         None => Ok(None),
         Some(Ok(index)) => {
             if *seen & (1 << index) != 0 {
@@ -589,17 +717,45 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
         let prefix = String::new;
         while let Some(index) = next_field(&mut map, slot, EVENT_FIELDS, &prefix, &mut seen)? {
             match index {
-                0 => raw.id = Some(map.next_value()?),
-                1 => raw.timestamp = Some(map.next_value()?),
-                2 => raw.tenant = Some(map.next_value()?),
-                3 => raw.project = Some(map.next_value()?),
-                4 => raw.actor = Some(map.next_value_seed(ActorSeed { slot: &mut *slot })?),
-                5 => raw.action = Some(map.next_value()?),
-                6 => raw.outcome = Some(map.next_value()?),
-                7 => raw.resource = Some(map.next_value_seed(ResourceSeed { slot: &mut *slot })?),
+                0 => raw.id = Some(map.next_value_seed(StringSeed { slot, path: "id" })?),
+                1 => {
+                    let seed = StringSeed {
+                        slot,
+                        path: "timestamp",
+                    };
+                    raw.timestamp = Some(map.next_value_seed(seed)?)
+                }
+                2 => {
+                    raw.tenant = Some(map.next_value_seed(StringSeed {
+                        slot,
+                        path: "tenant",
+                    })?)
+                }
+                3 => {
+                    let seed = StringSeed {
+                        slot,
+                        path: "project",
+                    };
+                    raw.project = Some(map.next_value_seed(seed)?)
+                }
+                4 => raw.actor = Some(map.next_value_seed(ActorSeed { slot })?),
+                5 => {
+                    raw.action = Some(map.next_value_seed(StringSeed {
+                        slot,
+                        path: "action",
+                    })?)
+                }
+                6 => {
+                    let seed = StringSeed {
+                        slot,
+                        path: "outcome",
+                    };
+                    raw.outcome = Some(map.next_value_seed(seed)?)
+                }
+                7 => raw.resource = Some(map.next_value_seed(ResourceSeed { slot })?),
                 8 => {
                     raw.changes = map.next_value_seed(ChangesSeed {
-                        slot: &mut *slot,
+                        slot,
                         depth_max: self.depth_max,
                     })?
                 }
@@ -647,7 +803,11 @@ impl<'de> Visitor<'de> for ActorSeed<'_> {
         let mut seen = 0;
         let prefix = || "actor.".to_owned();
         while let Some(index) = next_field(&mut map, self.slot, ACTOR_FIELDS, &prefix, &mut seen)? {
-            let value = Some(map.next_value()?);
+            let path = ACTOR_PATHS[index];
+            let value = Some(map.next_value_seed(StringSeed {
+                slot: &mut *self.slot,
+                path,
+            })?);
             match index {
                 0 => raw.id = value,
                 1 => raw.email = value,
@@ -699,7 +859,11 @@ impl<'de> Visitor<'de> for ResourceSeed<'_> {
         while let Some(index) =
             next_field(&mut map, self.slot, RESOURCE_FIELDS, &prefix, &mut seen)?
         {
-            let value = Some(map.next_value()?);
+            let path = RESOURCE_PATHS[index];
+            let value = Some(map.next_value_seed(StringSeed {
+                slot: &mut *self.slot,
+                path,
+            })?);
             match index {
                 0 => raw.kind = value,
                 1 => raw.id = value,
@@ -922,48 +1086,24 @@ fn json_kind(raw: &str) -> &'static str {
     }
 }
 
-/// A raw value that must be a string (or null); `None` for null and for `""`.
-fn optional_string<'de>(
-    raw: Option<&'de RawValue>,
-    path: &str,
-) -> Result<Option<Cow<'de, str>>, Failure> {
-    let Some(raw) = raw else { return Ok(None) };
-    let text = raw.get();
-    if text == "null" {
-        return Ok(None);
+/// An optional string field: `None` when missing, `null` or `""`.
+fn optional_string(text: Option<Text<'_>>) -> Option<Cow<'_, str>> {
+    match text {
+        Some(Text::String(value)) if !value.is_empty() => Some(value),
+        _ => None,
     }
-    let value = decode_string(text, path)?;
-    Ok(if value.is_empty() { None } else { Some(value) })
 }
 
-/// A raw value that must be a non-empty string.
-fn required_string<'de>(raw: Option<&'de RawValue>, path: &str) -> Result<Cow<'de, str>, Failure> {
-    let Some(raw) = raw else {
-        return Err(Failure::field(path, "required field is missing"));
-    };
-    let value = decode_string(raw.get(), path)?;
-    if value.is_empty() {
-        return Err(Failure::field(path, "must not be empty"));
+/// A required string field: present, not `null`, not empty.
+fn required_string<'de>(text: Option<Text<'de>>, path: &str) -> Result<Cow<'de, str>, Failure> {
+    match text {
+        None => Err(Failure::field(path, "required field is missing")),
+        Some(Text::Null) => Err(Failure::field(path, "expected a string, found null")),
+        Some(Text::String(value)) if value.is_empty() => {
+            Err(Failure::field(path, "must not be empty"))
+        }
+        Some(Text::String(value)) => Ok(value),
     }
-    Ok(value)
-}
-
-fn decode_string<'de>(text: &'de str, path: &str) -> Result<Cow<'de, str>, Failure> {
-    if !text.starts_with('"') {
-        let message = format!("expected a string, found {}", json_kind(text));
-        return Err(Failure::field(path, message));
-    }
-    let inner = text
-        .get(1..text.len().saturating_sub(1))
-        .unwrap_or_default();
-    if !inner.as_bytes().contains(&b'\\') {
-        return Ok(Cow::Borrowed(inner));
-    }
-    serde_json::from_str::<String>(text)
-        .map(Cow::Owned)
-        .map_err(|error| {
-            Failure::field(path, format!("malformed string: {}", serde_message(&error)))
-        })
 }
 
 fn check_length(value: &str, path: &str, limit: usize) -> Result<(), Failure> {
@@ -1015,7 +1155,7 @@ fn owned(value: Option<Cow<'_, str>>) -> Option<String> {
 }
 
 fn validate(raw: RawEvent<'_>, ctx: &ValidationContext) -> Result<Event, Failure> {
-    let id = optional_string(raw.id, "id")?;
+    let id = optional_string(raw.id);
     if let Some(id) = &id {
         check_length(id, "id", ID_BYTES_MAX)?;
     }
@@ -1029,7 +1169,7 @@ fn validate(raw: RawEvent<'_>, ctx: &ValidationContext) -> Result<Event, Failure
         "a tenant is 1..128 bytes of [A-Za-z0-9_.:-]",
     )?;
 
-    let project = optional_string(raw.project, "project")?;
+    let project = optional_string(raw.project);
     if let Some(project) = &project {
         check_length(project, "project", PROJECT_BYTES_MAX)?;
     }
@@ -1045,7 +1185,7 @@ fn validate(raw: RawEvent<'_>, ctx: &ValidationContext) -> Result<Event, Failure
         "an action is at most 64 bytes of [a-z0-9_.]",
     )?;
 
-    let outcome = match optional_string(raw.outcome, "outcome")? {
+    let outcome = match optional_string(raw.outcome) {
         None => Outcome::default(),
         Some(text) => Outcome::parse(&text).ok_or_else(|| {
             let message = format!(
@@ -1058,7 +1198,7 @@ fn validate(raw: RawEvent<'_>, ctx: &ValidationContext) -> Result<Event, Failure
 
     let resource = validate_resource(raw.resource)?;
 
-    let timestamp_us = match optional_string(raw.timestamp, "timestamp")? {
+    let timestamp_us = match optional_string(raw.timestamp) {
         None => ctx.now_us,
         Some(text) => validate_timestamp(&text, &tenant, ctx)?,
     };
@@ -1097,8 +1237,8 @@ fn validate_actor(raw: Option<RawActor<'_>>) -> Result<Actor, Failure> {
     let Some(raw) = raw else {
         return Err(Failure::field("actor", "required field is missing"));
     };
-    let id = optional_string(raw.id, "actor.id")?;
-    let email = optional_string(raw.email, "actor.email")?;
+    let id = optional_string(raw.id);
+    let email = optional_string(raw.email);
     if let Some(email) = &email {
         check_length(email, "actor.email", EMAIL_BYTES_MAX)?;
     }
@@ -1108,7 +1248,7 @@ fn validate_actor(raw: Option<RawActor<'_>>) -> Result<Actor, Failure> {
             "needs actor.id or actor.email (both are missing or empty)",
         ));
     }
-    let kind = match optional_string(raw.kind, "actor.type")? {
+    let kind = match optional_string(raw.kind) {
         None => ActorType::default(),
         Some(text) => ActorType::parse(&text).ok_or_else(|| {
             let message = format!(
@@ -1118,9 +1258,12 @@ fn validate_actor(raw: Option<RawActor<'_>>) -> Result<Actor, Failure> {
             Failure::field("actor.type", message)
         })?,
     };
-    let ip = match optional_string(raw.ip, "actor.ip")? {
+    let ip = match optional_string(raw.ip) {
         None => None,
         Some(text) => match text.parse::<IpAddr>() {
+            // Rust's IPv4 parser accepts only the canonical dotted-quad text (no leading zeros),
+            // so the text as sent is already normalized.
+            Ok(IpAddr::V4(_)) => Some(text.into_owned()),
             Ok(address) => Some(address.to_canonical().to_string()),
             Err(_) => {
                 let message = format!("not an IPv4 or IPv6 address: {}", quoted(&text));
@@ -1128,7 +1271,7 @@ fn validate_actor(raw: Option<RawActor<'_>>) -> Result<Actor, Failure> {
             }
         },
     };
-    let user_agent = optional_string(raw.user_agent, "actor.user_agent")?;
+    let user_agent = optional_string(raw.user_agent);
     if let Some(user_agent) = &user_agent {
         check_length(user_agent, "actor.user_agent", USER_AGENT_BYTES_MAX)?;
     }
@@ -1153,11 +1296,11 @@ fn validate_resource(raw: Option<RawResource<'_>>) -> Result<Resource, Failure> 
         is_name_byte,
         "a resource type is at most 64 bytes of [a-z0-9_.]",
     )?;
-    let id = optional_string(raw.id, "resource.id")?;
+    let id = optional_string(raw.id);
     if let Some(id) = &id {
         check_length(id, "resource.id", RESOURCE_ID_BYTES_MAX)?;
     }
-    let name = optional_string(raw.name, "resource.name")?;
+    let name = optional_string(raw.name);
     if let Some(name) = &name {
         check_length(name, "resource.name", RESOURCE_ID_BYTES_MAX)?;
     }

@@ -14,8 +14,10 @@ use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
 use super::dictionary::Dictionary;
 use super::format::{
     dictionary_slot, get_varint, salted_crc, zigzag_decode, ChunkRef, Column, ColumnKind,
-    CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, DICTIONARY_COLUMNS,
+    CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, DICTIONARY_COLUMNS, TEXT_LAYOUT_PLAIN,
+    TEXT_LAYOUT_SHREDDED,
 };
+use super::json_text;
 use super::Columns;
 
 /// The segment's dictionaries, in [`DICTIONARY_COLUMNS`] order, shared by its blocks.
@@ -374,13 +376,21 @@ pub(crate) fn decode_block(
     };
     // `Received` is stored relative to `Timestamp`, which comes first in column order.
     for column in columns.iter() {
-        let chunk = source.chunks.get(column.index()).ok_or_else(|| Error::Corrupt {
-            path: source.path.to_path_buf(),
-            offset: 0,
-            reason: format!("block {} has no chunk for column {}", source.index, column.name()),
-        })?;
+        let chunk = source
+            .chunks
+            .get(column.index())
+            .ok_or_else(|| Error::Corrupt {
+                path: source.path.to_path_buf(),
+                offset: 0,
+                reason: format!(
+                    "block {} has no chunk for column {}",
+                    source.index,
+                    column.name()
+                ),
+            })?;
         let what = || format!("block {} column {}", source.index, column.name());
-        let stored = ChunkDecoder::stored(source.file, chunk, source.segment_id, source.path, &what)?;
+        let stored =
+            ChunkDecoder::stored(source.file, chunk, source.segment_id, source.path, &what)?;
         let raw = decoder.raw(stored, chunk, source.path, &what)?;
         let mut values = ColumnReader {
             raw,
@@ -534,17 +544,43 @@ impl<'a> ColumnReader<'a> {
 
     fn take_all_bytes(&mut self) -> Result<&'a [u8]> {
         if self.raw.len() != self.rows {
-            return Err(self.corrupt(format!(
-                "{} bytes for {} rows",
-                self.raw.len(),
-                self.rows
-            )));
+            return Err(self.corrupt(format!("{} bytes for {} rows", self.raw.len(), self.rows)));
         }
         self.position = self.raw.len();
         Ok(self.raw)
     }
 
     fn text(&mut self) -> Result<TextColumn> {
+        let layout = *self
+            .raw
+            .first()
+            .ok_or_else(|| self.corrupt("empty text chunk".into()))?;
+        self.position = 1;
+        match layout {
+            TEXT_LAYOUT_PLAIN => self.plain_text(),
+            TEXT_LAYOUT_SHREDDED => {
+                let mut bytes = Vec::with_capacity(self.raw.len() * 3);
+                let mut spans = Vec::with_capacity(self.rows);
+                json_text::decode(&self.raw[1..], self.rows, &mut bytes, &mut spans)
+                    .map_err(|reason| self.corrupt(format!("shredded json: {reason}")))?;
+                if bytes.len() >= ABSENT as usize {
+                    return Err(self.corrupt("text too long".into()));
+                }
+                let spans = spans
+                    .into_iter()
+                    .map(|span| match span {
+                        Some((start, end)) => (start as u32, end as u32),
+                        None => (ABSENT, ABSENT),
+                    })
+                    .collect();
+                self.position = self.raw.len();
+                self.text_column(bytes, spans)
+            }
+            other => Err(self.corrupt(format!("unknown text layout {other}"))),
+        }
+    }
+
+    fn plain_text(&mut self) -> Result<TextColumn> {
         let mut spans = Vec::with_capacity(self.rows);
         let mut end = 0u64;
         for _ in 0..self.rows {
@@ -568,7 +604,12 @@ impl<'a> ColumnReader<'a> {
                 bytes.len()
             )));
         }
-        let text = std::str::from_utf8(bytes)
+        self.position = self.raw.len();
+        self.text_column(bytes.to_vec(), spans)
+    }
+
+    fn text_column(&self, bytes: Vec<u8>, spans: Vec<(u32, u32)>) -> Result<TextColumn> {
+        let text = String::from_utf8(bytes)
             .map_err(|_| self.corrupt("text is not valid utf-8".into()))?;
         for &(start, end) in &spans {
             if start != ABSENT
@@ -578,7 +619,7 @@ impl<'a> ColumnReader<'a> {
             }
         }
         Ok(TextColumn {
-            text: text.to_owned(),
+            text,
             spans,
         })
     }

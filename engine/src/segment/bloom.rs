@@ -29,11 +29,7 @@ pub fn key_hash(tenant: &str, id: &str) -> u64 {
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut hash = FNV_OFFSET;
     let length = (tenant.len() as u32).to_le_bytes();
-    for byte in length
-        .iter()
-        .chain(tenant.as_bytes())
-        .chain(id.as_bytes())
-    {
+    for byte in length.iter().chain(tenant.as_bytes()).chain(id.as_bytes()) {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(FNV_PRIME);
     }
@@ -60,8 +56,8 @@ fn probes(hash: u64, probe_count: u32, bit_count: u64) -> impl Iterator<Item = u
 /// Serializes a filter over `hashes` with about `bits_per_key` bits per key.
 pub fn build(hashes: &[u64], bits_per_key: u32, out: &mut Vec<u8>) {
     let bits_per_key = bits_per_key.clamp(1, 64);
-    let probe_count = ((f64::from(bits_per_key) * std::f64::consts::LN_2).round() as u32)
-        .clamp(1, PROBES_MAX);
+    let probe_count =
+        ((f64::from(bits_per_key) * std::f64::consts::LN_2).round() as u32).clamp(1, PROBES_MAX);
     let bit_count = if hashes.is_empty() {
         0
     } else {

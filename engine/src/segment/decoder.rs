@@ -416,7 +416,9 @@ impl Segment {
     /// [`Segment::tenant_rows`] by tenant dictionary code.
     pub fn tenant_code_rows(&self, code: u32) -> Option<Range<u64>> {
         let end = *self.tenant_row_starts.get(code as usize)?;
-        let start = *self.tenant_row_starts.get((code as usize).checked_sub(1)?)?;
+        let start = *self
+            .tenant_row_starts
+            .get((code as usize).checked_sub(1)?)?;
         (start < end).then_some(start..end)
     }
 
@@ -442,7 +444,13 @@ impl Segment {
         for (index, chunks) in self.chunks.iter().enumerate() {
             for column in Column::ALL {
                 let what = || format!("block {index} column {}", column.name());
-                ChunkDecoder::stored(bytes, &chunks[column.index()], segment_id, &self.path, &what)?;
+                ChunkDecoder::stored(
+                    bytes,
+                    &chunks[column.index()],
+                    segment_id,
+                    &self.path,
+                    &what,
+                )?;
             }
         }
         for (column, chunk) in DICTIONARY_COLUMNS.iter().zip(&self.dictionary_chunks) {

@@ -75,7 +75,10 @@ impl Dictionary {
     }
 
     /// Serializes `sorted_values` (strictly ascending) in the stored layout.
-    pub(crate) fn encode<'a>(sorted_values: impl Iterator<Item = &'a str> + Clone, out: &mut Vec<u8>) {
+    pub(crate) fn encode<'a>(
+        sorted_values: impl Iterator<Item = &'a str> + Clone,
+        out: &mut Vec<u8>,
+    ) {
         for value in sorted_values.clone() {
             put_varint(out, value.len() as u64);
         }
@@ -95,10 +98,7 @@ impl Dictionary {
     ) -> Result<Dictionary> {
         let mut reader = Reader::new(raw, path, offset, what);
         if u64::from(count) > raw.len() as u64 {
-            return Err(reader.corrupt(format!(
-                "{count} values cannot fit in {} bytes",
-                raw.len()
-            )));
+            return Err(reader.corrupt(format!("{count} values cannot fit in {} bytes", raw.len())));
         }
         let mut ends = Vec::with_capacity(count as usize);
         let mut total = 0u64;

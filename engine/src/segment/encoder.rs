@@ -9,11 +9,13 @@ use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 
 use super::bloom;
+use super::json_text;
 use super::dictionary::{Dictionary, DictionaryBuilder};
 use super::footer::{Footer, Header};
 use super::format::{
     put_varint, salted_crc, zigzag_encode, ChunkRef, Column, ColumnKind, CHUNK_RAW_BYTES_MAX,
-    CODEC_RAW, CODEC_ZSTD, COLUMN_COUNT, DICTIONARY_COLUMNS, FORMAT_VERSION,
+    CODEC_RAW, CODEC_ZSTD, COLUMN_COUNT, DICTIONARY_COLUMNS, FORMAT_VERSION, TEXT_LAYOUT_PLAIN,
+    TEXT_LAYOUT_SHREDDED,
 };
 use super::SegmentMeta;
 
@@ -90,7 +92,8 @@ struct ChunkWriter {
 
 impl ChunkWriter {
     fn new(segment_id: u64) -> Result<Self> {
-        let mut compressor = zstd::bulk::Compressor::new(3).map_err(|e| zstd_error(segment_id, e))?;
+        let mut compressor =
+            zstd::bulk::Compressor::new(3).map_err(|e| zstd_error(segment_id, e))?;
         // The directory records the raw length and the crc; the frame needs neither.
         compressor
             .set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))
@@ -434,6 +437,15 @@ fn encode_column(
             }
         }
         ColumnKind::Text => {
+            if column != Column::Id {
+                raw.push(TEXT_LAYOUT_SHREDDED);
+                let values = block.iter().map(|&i| text_field(column, &rows[i as usize]));
+                if json_text::encode(values, raw) {
+                    return;
+                }
+                raw.clear();
+            }
+            raw.push(TEXT_LAYOUT_PLAIN);
             for &i in block {
                 let length = match text_field(column, &rows[i as usize]) {
                     Some(text) => text.len() as u64 + 1,

@@ -24,6 +24,11 @@ pub const CODEC_RAW: u8 = 0;
 /// Codec byte of a chunk: the stored bytes are one zstd frame (no content size, no checksum).
 pub const CODEC_ZSTD: u8 = 1;
 
+/// First byte of a text chunk: one varint per row, then the bytes of every present value.
+pub const TEXT_LAYOUT_PLAIN: u8 = 0;
+/// First byte of a text chunk: the JSON-aware layout of `json_text.rs`.
+pub const TEXT_LAYOUT_SHREDDED: u8 = 1;
+
 /// Upper bound on the decoded size of any chunk. The encoder refuses to write a larger chunk and
 /// the decoder refuses to allocate for one, so a damaged length cannot make a reader allocate
 /// gigabytes.
@@ -92,8 +97,9 @@ pub enum ColumnKind {
     DictionaryDelta,
     /// One byte per row (an enum code).
     Byte,
-    /// Varint per row (0 = absent, n + 1 = present with n bytes), then the bytes of every
-    /// present value, concatenated.
+    /// A layout byte, then for [`TEXT_LAYOUT_PLAIN`]: varint per row (0 = absent, n + 1 =
+    /// present with n bytes), then the bytes of every present value, concatenated; for
+    /// [`TEXT_LAYOUT_SHREDDED`]: the JSON-aware layout (`changes` and `details` only).
     Text,
 }
 
@@ -413,7 +419,16 @@ mod tests {
 
     #[test]
     fn format_varint_round_trips_edges() {
-        for value in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
+        for value in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            u32::MAX as u64,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             put_varint(&mut out, value);
             let mut position = 0;

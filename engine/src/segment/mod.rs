@@ -54,6 +54,7 @@ mod dictionary;
 mod encoder;
 mod footer;
 mod format;
+mod json_text;
 
 use serde::{Deserialize, Serialize};
 

@@ -17,12 +17,20 @@ fn row(seq: u64, tenant: &str, timestamp_us: i64) -> StoredEvent {
             actor: Actor {
                 id: Some(format!("user_{}", seq % 5)),
                 email: None,
-                kind: if seq % 7 == 0 { ActorType::System } else { ActorType::User },
+                kind: if seq % 7 == 0 {
+                    ActorType::System
+                } else {
+                    ActorType::User
+                },
                 ip: Some("203.0.113.7".into()),
                 user_agent: None,
             },
             action: "update".into(),
-            outcome: if seq % 4 == 0 { Outcome::Failure } else { Outcome::Success },
+            outcome: if seq % 4 == 0 {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            },
             resource: Resource {
                 kind: "pod".into(),
                 id: Some(format!("pod_{}", seq % 11)),
@@ -39,7 +47,11 @@ fn sample(count: u64) -> Vec<StoredEvent> {
     (1..=count)
         .map(|seq| {
             let tenant = format!("acct_{:04}", (seq * 7919) % 13);
-            row(seq, &tenant, 1_795_000_000_000_000 + ((seq * 104_729) % 10_000) as i64 * 1000)
+            row(
+                seq,
+                &tenant,
+                1_795_000_000_000_000 + ((seq * 104_729) % 10_000) as i64 * 1000,
+            )
         })
         .collect()
 }
@@ -97,7 +109,10 @@ fn segment_partial_decode_gives_only_requested_columns() {
     let segment = Segment::from_bytes("t.seg", encoded.bytes).unwrap();
     let expected = sorted(rows);
     let block = segment
-        .read_block(1, Columns::of(&[Column::Tenant, Column::Seq, Column::Received]))
+        .read_block(
+            1,
+            Columns::of(&[Column::Tenant, Column::Seq, Column::Received]),
+        )
         .unwrap();
     assert!(block.columns().contains(Column::Timestamp));
     assert!(!block.columns().contains(Column::Details));
@@ -108,15 +123,24 @@ fn segment_partial_decode_gives_only_requested_columns() {
         assert_eq!(block.seqs()[row], event.seq);
         assert_eq!(block.received()[row], event.received_us);
         assert_eq!(block.timestamps()[row], event.event.timestamp_us);
-        assert_eq!(tenants.get(block.tenant_codes()[row]), Some(event.event.tenant.as_str()));
-        assert_eq!(block.str(Column::Tenant, row), Some(event.event.tenant.as_str()));
+        assert_eq!(
+            tenants.get(block.tenant_codes()[row]),
+            Some(event.event.tenant.as_str())
+        );
+        assert_eq!(
+            block.str(Column::Tenant, row),
+            Some(event.event.tenant.as_str())
+        );
     }
     assert!(block.tenant_codes().windows(2).all(|w| w[0] <= w[1]));
     let meta = segment.blocks()[1];
     assert_eq!(meta.first_tenant_code, block.tenant_codes()[0]);
     assert_eq!(meta.last_tenant_code, *block.tenant_codes().last().unwrap());
     let result = std::panic::catch_unwind(|| block.outcomes().len());
-    assert!(result.is_err(), "an undecoded column must not read as empty");
+    assert!(
+        result.is_err(),
+        "an undecoded column must not read as empty"
+    );
 }
 
 #[test]
@@ -132,8 +156,12 @@ fn segment_tenant_rows_are_contiguous() {
     }
     assert_eq!(segment.tenant_rows("acct_9999"), None);
     let blocks = segment.blocks_for_rows(range.clone());
-    assert!(segment.blocks()[blocks.start].row_range().contains(&range.start));
-    assert!(segment.blocks()[blocks.end - 1].row_range().contains(&(range.end - 1)));
+    assert!(segment.blocks()[blocks.start]
+        .row_range()
+        .contains(&range.start));
+    assert!(segment.blocks()[blocks.end - 1]
+        .row_range()
+        .contains(&(range.end - 1)));
 }
 
 #[test]
@@ -144,17 +172,29 @@ fn segment_find_key_returns_seq() {
     for event in rows.iter().step_by(37) {
         let id = event.event.id.as_deref().unwrap();
         assert!(segment.may_contain_key(&event.event.tenant, id));
-        assert_eq!(segment.find_key(&event.event.tenant, id).unwrap(), Some(event.seq));
+        assert_eq!(
+            segment.find_key(&event.event.tenant, id).unwrap(),
+            Some(event.seq)
+        );
     }
     // Right id, wrong tenant: not found.
-    let other = rows.iter().find(|e| e.event.tenant != rows[0].event.tenant).unwrap();
+    let other = rows
+        .iter()
+        .find(|e| e.event.tenant != rows[0].event.tenant)
+        .unwrap();
     let id = rows[0].event.id.as_deref().unwrap();
     assert_eq!(segment.find_key(&other.event.tenant, id).unwrap(), None);
-    assert_eq!(segment.find_key(&rows[0].event.tenant, "evt_nope").unwrap(), None);
+    assert_eq!(
+        segment.find_key(&rows[0].event.tenant, "evt_nope").unwrap(),
+        None
+    );
     let false_positives = (0..1000)
         .filter(|i| segment.may_contain_key("acct_0001", &format!("missing_{i}")))
         .count();
-    assert!(false_positives < 50, "{false_positives} false positives of 1000");
+    assert!(
+        false_positives < 50,
+        "{false_positives} false positives of 1000"
+    );
 }
 
 #[test]
@@ -168,7 +208,10 @@ fn segment_columns_bitset() {
     let set = Column::Seq | Column::Tenant;
     assert!(set.contains(Column::Seq));
     assert!(!set.contains(Column::Details));
-    assert_eq!(set.iter().collect::<Vec<_>>(), vec![Column::Tenant, Column::Seq]);
+    assert_eq!(
+        set.iter().collect::<Vec<_>>(),
+        vec![Column::Tenant, Column::Seq]
+    );
     assert!(Columns::ALL.contains_all(set));
     assert_eq!(Columns::ALL.iter().count(), COLUMN_COUNT);
 }

@@ -6,7 +6,7 @@
 //! the subscribers, and only then wakes the callers. A failed write or fsync poisons the writer:
 //! the whole group fails and nothing of it is acknowledged or visible.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use parking_lot::{Condvar, Mutex};
 use super::{AppendResult, Duplicate, Inner};
 use crate::error::{Error, Result};
 use crate::event::{Event, StoredEvent};
-use crate::tail::key_hash;
+use crate::tail::{key_hash, KeyMap};
 use crate::wal::format::{encode_events, encode_payload, encode_record, BatchHeader};
 use crate::wal::WalWriter;
 
@@ -137,75 +137,60 @@ impl Inner {
         }
         let received_us = now_us();
         let first_seq_of_group = commit.next_seq;
-        let saved_tenant_seqs: Vec<(String, Option<u64>)>;
-        let mut group_keys: HashMap<u64, Vec<(String, String, u64)>> = HashMap::new();
-        let mut planned = Vec::with_capacity(requests.len());
         let mut next_seq = first_seq_of_group;
+        // Keys stored by earlier batches of this group: key hash -> (request, event, seq).
+        let mut group_keys: KeyMap<(usize, usize, u64)> = KeyMap::default();
+        let mut planned: Vec<Planned> = Vec::with_capacity(requests.len());
         {
             let state = self.state.read();
-            let mut touched: HashSet<String> = HashSet::new();
-            let mut saved = Vec::new();
             for request in requests {
+                let request_index = planned.len();
                 let mut duplicates = request.sealed_duplicates;
+                // Indexes the caller found in sealed segments, ascending.
+                let sealed: Vec<usize> = duplicates.iter().map(|d| d.index).collect();
+                let mut known = sealed.into_iter().peekable();
                 let mut keep = Vec::with_capacity(request.events.len());
-                let mut seen_in_request: HashMap<(String, String), u64> = HashMap::new();
-                let known: HashSet<usize> = duplicates.iter().map(|d| d.index).collect();
+                let mut tenant_seqs = Vec::with_capacity(request.events.len());
                 for (index, event) in request.events.iter().enumerate() {
-                    if known.contains(&index) {
+                    if known.next_if_eq(&index).is_some() {
                         continue;
                     }
                     if let Some(id) = &event.id {
-                        let existing = state
-                            .tail
-                            .find_key(&event.tenant, id)
+                        let hash = key_hash(&event.tenant, id);
+                        let in_group = group_keys.get(&hash).and_then(|&(r, e, seq)| {
+                            let other = if r == request_index {
+                                &request.events[e]
+                            } else {
+                                &planned[r].events[e]
+                            };
+                            (other.tenant == event.tenant && other.id == event.id).then_some(seq)
+                        });
+                        let existing = in_group
+                            .or_else(|| state.tail.find_key_hashed(hash, &event.tenant, id))
                             .or_else(|| {
-                                group_keys
-                                    .get(&key_hash(&event.tenant, id))
-                                    .and_then(|list| {
-                                        list.iter()
-                                            .find(|(t, i, _)| t == &event.tenant && i == id)
-                                            .map(|&(_, _, seq)| seq)
-                                    })
-                            })
-                            .or_else(|| {
-                                seen_in_request
-                                    .get(&(event.tenant.clone(), id.clone()))
-                                    .copied()
+                                state
+                                    .find_key_in_segments_after(
+                                        &event.tenant,
+                                        id,
+                                        request.checked_segment_id_max,
+                                    )
+                                    .ok()
+                                    .flatten()
                             });
-                        let existing = match existing {
-                            Some(seq) => Some(seq),
-                            None => state
-                                .find_key_in_segments_after(
-                                    &event.tenant,
-                                    id,
-                                    request.checked_segment_id_max,
-                                )
-                                .ok()
-                                .flatten(),
-                        };
                         if let Some(seq) = existing {
                             duplicates.push(Duplicate { index, seq });
                             continue;
                         }
+                        group_keys
+                            .entry(hash)
+                            .or_insert((request_index, index, next_seq));
                     }
                     keep.push(index);
-                    let seq = next_seq;
                     next_seq += 1;
-                    if let Some(id) = &event.id {
-                        seen_in_request.insert((event.tenant.clone(), id.clone()), seq);
-                        group_keys
-                            .entry(key_hash(&event.tenant, id))
-                            .or_default()
-                            .push((event.tenant.clone(), id.clone(), seq));
-                    }
-                }
-                let mut tenant_seqs = Vec::with_capacity(keep.len());
-                for &index in &keep {
-                    let tenant = &request.events[index].tenant;
-                    if touched.insert(tenant.clone()) {
-                        saved.push((tenant.clone(), commit.tenant_seqs.get(tenant).copied()));
-                    }
-                    let counter = commit.tenant_seqs.entry(tenant.clone()).or_insert(0);
+                    let counter = match commit.tenant_seqs.get_mut(&event.tenant) {
+                        Some(counter) => counter,
+                        None => commit.tenant_seqs.entry(event.tenant.clone()).or_insert(0),
+                    };
                     *counter += 1;
                     tenant_seqs.push(*counter);
                 }
@@ -219,7 +204,6 @@ impl Inner {
                     reply: request.reply,
                 });
             }
-            saved_tenant_seqs = saved;
         }
 
         let stored_count: u64 = planned.iter().map(|p| p.keep.len() as u64).sum();
@@ -229,13 +213,9 @@ impl Inner {
             self.write_group(&mut commit, &planned, first_seq_of_group, received_us, sync)
         };
         if let Err(error) = result {
-            // Nothing of the group is acknowledged: put the counters back.
-            for (tenant, previous) in saved_tenant_seqs {
-                match previous {
-                    Some(value) => commit.tenant_seqs.insert(tenant, value),
-                    None => commit.tenant_seqs.remove(&tenant),
-                };
-            }
+            // Nothing of the group is acknowledged. The writer is poisoned now, so the advanced
+            // tenant counters are never used: a reopen recomputes them from what is durable.
+            debug_assert!(commit.wal.check_poisoned().is_err());
             drop(commit);
             for plan in planned {
                 plan.reply.send(Err(clone_error(&error)));

@@ -326,20 +326,29 @@ impl Store {
     pub fn read_from_seq(&self, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         let snapshot = self.snapshot();
         let mut out = Vec::new();
-        if from <= snapshot.sealed_through {
+        // Sealed seqs have gaps where retention dropped partitions: widen the window until it
+        // holds `limit` events or reaches the tail.
+        let mut low = from;
+        let mut width = (limit as u64).max(1);
+        while out.len() < limit && low <= snapshot.sealed_through {
+            let high = low.saturating_add(width).min(snapshot.sealed_through + 1);
+            let mut window = Vec::new();
             for sealed in snapshot.segments.iter() {
-                if sealed.entry.max_seq >= from {
-                    collect_seq_range(&sealed.segment, from, from + limit as u64, &mut out)?;
+                if sealed.entry.max_seq >= low && sealed.entry.min_seq < high {
+                    collect_seq_range(&sealed.segment, low, high, &mut window)?;
                 }
             }
-            out.sort_unstable_by_key(|e| e.seq);
-            out.truncate(limit);
+            window.sort_unstable_by_key(|e| e.seq);
+            window.truncate(limit - out.len());
+            out.extend(window);
+            low = high;
+            width = width.saturating_mul(2);
         }
         if out.len() < limit {
             out.extend(
                 snapshot
                     .tail
-                    .iter_from(from)
+                    .iter_from(from.max(snapshot.sealed_through + 1))
                     .take(limit - out.len())
                     .cloned(),
             );

@@ -68,8 +68,11 @@ impl WalWriter {
         existing: Vec<(u64, PathBuf)>,
     ) -> Result<Self> {
         vfs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // A file already named for `next_seq` holds no event (recovery found none past it):
+        // it is replaced by the new file of the same name, and must not be listed twice.
+        let existing = existing.into_iter().filter(|(first, _)| *first != next_seq);
         let (file, path, salt) = Self::create_file(dir, vfs.as_ref(), next_seq)?;
-        let mut files: VecDeque<_> = existing.into();
+        let mut files: VecDeque<_> = existing.collect();
         files.push_back((next_seq, path.clone()));
         Ok(Self {
             dir: dir.to_path_buf(),

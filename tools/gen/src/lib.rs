@@ -80,7 +80,7 @@ mod pools;
 mod tenant;
 mod text;
 
-use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource};
+use auditlog_engine::event::{Actor, ActorType, Event, Outcome};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -267,6 +267,7 @@ pub struct Generator {
     event_ids: IdSource,
     object_ids: IdSource,
     next_user_number: u64,
+    spare: Spare,
 }
 
 impl Generator {
@@ -320,6 +321,7 @@ impl Generator {
             event_ids,
             object_ids,
             next_user_number,
+            spare: Spare::default(),
         };
         for _ in 0..generator.config.concurrent_sessions.max(1) {
             let session = generator.new_session();
@@ -391,16 +393,57 @@ impl Generator {
 
     /// Draws the next event.
     pub fn next_event(&mut self) -> Event {
-        let timestamp_us = self.advance_clock();
+        let mut event = Event::default();
+        self.next_event_into(&mut event);
+        event
+    }
+
+    /// Draws the next event into `event`, reusing its strings' buffers: with recycled events,
+    /// generation allocates almost nothing. The result equals what [`Generator::next_event`]
+    /// would have returned.
+    pub fn next_event_into(&mut self, event: &mut Event) {
+        self.reset(event);
+        event.timestamp_us = self.advance_clock();
         let slot = self.rng.gen_range(0..self.sessions.len());
         let mut session = self.sessions[slot];
-        let mut event = self.session_event(&mut session);
+        self.session_event(&mut session, event);
         self.sessions[slot] = if session.stage == Stage::Done { self.new_session() } else { session };
-        event.timestamp_us = timestamp_us;
         if self.config.id_fraction >= 1.0 || self.rng.gen_bool(self.config.id_fraction.max(0.0)) {
-            event.id = Some(self.event_ids.long("evt_"));
+            let mut id = self.spare.string();
+            self.event_ids.long_into(&mut id, "evt_");
+            event.id = Some(id);
         }
-        event
+    }
+
+    /// Overwrites `events` with `count` new events, reusing the buffers of those already there.
+    pub fn fill_into(&mut self, events: &mut Vec<Event>, count: usize) {
+        events.truncate(count);
+        for event in events.iter_mut() {
+            self.next_event_into(event);
+        }
+        while events.len() < count {
+            events.push(self.next_event());
+        }
+    }
+
+    /// Empties every field, keeping the buffers of optional strings for reuse.
+    fn reset(&mut self, event: &mut Event) {
+        let spare = &mut self.spare;
+        spare.recycle(&mut event.id);
+        spare.recycle(&mut event.project);
+        spare.recycle(&mut event.actor.id);
+        spare.recycle(&mut event.actor.email);
+        spare.recycle(&mut event.actor.ip);
+        spare.recycle(&mut event.actor.user_agent);
+        spare.recycle(&mut event.resource.id);
+        spare.recycle(&mut event.resource.name);
+        spare.recycle(&mut event.changes);
+        spare.recycle(&mut event.details);
+        event.tenant.clear();
+        event.action.clear();
+        event.resource.kind.clear();
+        event.outcome = Outcome::Success;
+        event.actor.kind = ActorType::User;
     }
 
     /// Moves the clock by one exponential gap and returns the event's (slightly late) timestamp.
@@ -476,7 +519,8 @@ impl Generator {
         Session { tenant: tenant_index, style, actor, ip, agent, stage, remaining, failed_logins: 0 }
     }
 
-    fn session_actor(&self, session: &Session) -> Actor {
+    fn session_actor(&mut self, session: &Session, actor: &mut Actor) {
+        let spare = &mut self.spare;
         let tenant = &self.tenants[session.tenant as usize];
         match session.style {
             Style::Console | Style::Cli => {
@@ -486,7 +530,7 @@ impl Generator {
                 } else {
                     CLI_AGENTS[usize::from(session.agent)]
                 };
-                user_actor(user, usize::from(session.ip), agent)
+                user_actor(spare, actor, user, usize::from(session.ip), agent);
             }
             Style::Terraform | Style::Script => {
                 let token = &tenant.tokens[session.actor as usize];
@@ -495,47 +539,29 @@ impl Generator {
                 } else {
                     SCRIPT_AGENTS[usize::from(session.agent)]
                 };
-                Actor {
-                    id: Some(token.id.clone()),
-                    email: None,
-                    kind: ActorType::ApiToken,
-                    ip: Some(token.ip.clone()),
-                    user_agent: Some(agent.to_string()),
-                }
+                actor.kind = ActorType::ApiToken;
+                spare.set(&mut actor.id, &token.id);
+                spare.set(&mut actor.ip, &token.ip);
+                spare.set(&mut actor.user_agent, agent);
             }
             Style::System => {
                 let (id, agent) = SYSTEM_ACTORS[session.actor as usize];
-                Actor {
-                    id: Some(id.to_string()),
-                    email: None,
-                    kind: ActorType::System,
-                    ip: None,
-                    user_agent: Some(agent.to_string()),
-                }
+                actor.kind = ActorType::System;
+                spare.set(&mut actor.id, id);
+                spare.set(&mut actor.user_agent, agent);
             }
         }
     }
 
-    fn session_event(&mut self, session: &mut Session) -> Event {
-        let actor = self.session_actor(session);
-        let mut event = Event {
-            id: None,
-            timestamp_us: 0,
-            tenant: self.tenants[session.tenant as usize].name.clone(),
-            project: None,
-            actor,
-            action: String::new(),
-            outcome: Outcome::Success,
-            resource: Resource::default(),
-            changes: None,
-            details: None,
-        };
+    fn session_event(&mut self, session: &mut Session, event: &mut Event) {
+        self.session_actor(session, &mut event.actor);
+        event.tenant.push_str(&self.tenants[session.tenant as usize].name);
         match session.stage {
             Stage::Login => {
-                self.login(session, &mut event);
+                self.login(session, event);
             }
             Stage::Logout => {
-                self.logout(session, &mut event);
+                self.logout(session, event);
                 session.stage = Stage::Done;
             }
             Stage::Act | Stage::Done => {
@@ -547,7 +573,7 @@ impl Generator {
                     Style::System => SYSTEM_ACTS,
                 };
                 let act = weighted(&mut self.rng, acts);
-                self.act(session, act, &mut event);
+                self.act(session, act, event);
                 session.remaining = session.remaining.saturating_sub(1);
                 if session.remaining == 0 {
                     session.stage = if session.style == Style::Console && self.rng.gen_bool(0.45) {
@@ -558,14 +584,13 @@ impl Generator {
                 }
             }
         }
-        event
     }
 
     fn login(&mut self, session: &mut Session, event: &mut Event) {
         let rng = &mut self.rng;
         event.action.push_str("login");
-        event.resource = account_resource(&self.tenants[session.tenant as usize]);
-        let mut details = JsonObject::new();
+        account_resource(&mut self.spare, &self.tenants[session.tenant as usize], event);
+        let mut details = JsonObject::new(self.spare.string());
         let fails = rng.gen_bool(if session.failed_logins > 0 { 0.3 } else { 0.03 });
         if session.style == Style::Cli {
             details.string("method", "device_code");
@@ -594,8 +619,8 @@ impl Generator {
         let rng = &mut self.rng;
         event.action.push_str("logout");
         let tenant = &self.tenants[session.tenant as usize];
-        event.resource = account_resource(tenant);
-        let mut details = JsonObject::new();
+        account_resource(&mut self.spare, tenant, event);
+        let mut details = JsonObject::new(self.spare.string());
         details.number("session_minutes", duration_ms(rng, 35));
         details.request_id(rng);
         event.details = Some(details.finish());
@@ -650,11 +675,12 @@ impl Generator {
         let resource = builder.new_resource(&self.tenants[tenant_index], kind);
         let rng = &mut self.rng;
         let tenant = &self.tenants[tenant_index];
-        resource_fields(tenant, &resource, event);
-        let mut details = JsonObject::new();
+        resource_fields(&mut self.spare, tenant, &resource, event);
+        let mut details = JsonObject::new(self.spare.string());
         details.string("region", REGIONS[usize::from(resource.region)]);
         let failed = rng.gen_bool(0.03);
-        let mut spec = JsonObject::new();
+        details.begin_object("spec");
+        let spec = &mut details;
         match kind {
             Kind::Pod => {
                 spec.string("gpu_type", GPU_TYPES[usize::from(resource.gpu_type)]);
@@ -672,16 +698,16 @@ impl Generator {
                 spec.string("class", pick(rng, &["nvme", "nvme", "ssd", "hdd-archive"]));
             }
         }
-        details.raw("spec", &spec.finish());
+        details.end_object();
         if failed {
             event.outcome = Outcome::Failure;
             event.resource.id = None;
             details.string("reason", pick(rng, FAILURE_REASONS));
         } else if kind.is_compute() {
-            let mut billing = JsonObject::new();
-            billing.string("plan", pick(rng, &["on-demand", "on-demand", "reserved", "spot"]));
-            billing.number("hourly_usd_cents", u64::from(resource.gpu_count) * pick(rng, &[89, 129, 199, 249, 299]));
-            details.raw("billing", &billing.finish());
+            details.begin_object("billing");
+            details.string("plan", pick(rng, &["on-demand", "on-demand", "reserved", "spot"]));
+            details.number("hourly_usd_cents", u64::from(resource.gpu_count) * pick(rng, &[89, 129, 199, 249, 299]));
+            details.end_object();
         }
         details.request_id(rng);
         details.number("duration_ms", duration_ms(rng, 2500));
@@ -699,8 +725,8 @@ impl Generator {
         event.action.push_str("delete");
         let resource = self.tenants[tenant_index].resources.swap_remove(index);
         let rng = &mut self.rng;
-        resource_fields(&self.tenants[tenant_index], &resource, event);
-        let mut details = JsonObject::new();
+        resource_fields(&mut self.spare, &self.tenants[tenant_index], &resource, event);
+        let mut details = JsonObject::new(self.spare.string());
         details.string("region", REGIONS[usize::from(resource.region)]);
         if session.style == Style::System {
             details.string("reason", pick(rng, &["expired", "insufficient credits", "account suspended"]));
@@ -727,7 +753,7 @@ impl Generator {
             (_, false) => "start",
         };
         event.action.push_str(action);
-        let mut details = JsonObject::new();
+        let mut details = JsonObject::new(self.spare.string());
         details.string("region", REGIONS[usize::from(resource.region)]);
         let failed = action == "start" && rng.gen_bool(0.025);
         match action {
@@ -735,16 +761,17 @@ impl Generator {
                 details.string("reason", FAILURE_REASONS[rng.gen_range(0..3)]);
             }
             "start" => {
-                let mut node = JsonObject::new();
-                let mut host = String::with_capacity(16);
-                host.push_str("gpu-node-");
-                push_u64(&mut host, rng.gen_range(1..2400));
-                node.string("host", &host);
-                let mut zone = String::from(REGIONS[usize::from(resource.region)]);
-                zone.push('-');
-                zone.push(pick(rng, &['a', 'b', 'c']));
-                node.string("zone", &zone);
-                details.raw("node", &node.finish());
+                details.begin_object("node");
+                details.string_with("host", |text| {
+                    text.push_str("gpu-node-");
+                    push_u64(text, rng.gen_range(1..2400));
+                });
+                details.string_with("zone", |text| {
+                    text.push_str(REGIONS[usize::from(resource.region)]);
+                    text.push('-');
+                    text.push(pick(rng, &['a', 'b', 'c']));
+                });
+                details.end_object();
                 details.string("gpu_type", GPU_TYPES[usize::from(resource.gpu_type)]);
                 details.number("gpu_count", u64::from(resource.gpu_count));
                 resource.running = true;
@@ -768,7 +795,7 @@ impl Generator {
         details.number("duration_ms", duration_ms(rng, if action == "stop" { 1200 } else { 6000 }));
         event.details = Some(details.finish());
         let resource = &self.tenants[tenant_index].resources[index];
-        resource_fields(&self.tenants[tenant_index], resource, event);
+        resource_fields(&mut self.spare, &self.tenants[tenant_index], resource, event);
     }
 
     fn update(&mut self, session: &Session, event: &mut Event) {
@@ -781,7 +808,7 @@ impl Generator {
         let Tenant { images: custom_images, resources, .. } = &mut self.tenants[tenant_index];
         let images = custom_images.len() as u8;
         let resource = &mut resources[index];
-        let mut changes = JsonArray::new();
+        let mut changes = JsonArray::new(self.spare.string());
         let change_count = if rng.gen_bool(0.15) { 2 } else { 1 };
         let mut last_field = u8::MAX;
         for _ in 0..change_count {
@@ -867,7 +894,7 @@ impl Generator {
             }
         }
         let resource = &self.tenants[tenant_index].resources[index];
-        let mut details = JsonObject::new();
+        let mut details = JsonObject::new(self.spare.string());
         details.string("region", REGIONS[usize::from(resource.region)]);
         if session.style == Style::System {
             details.string("reason", pick(rng, &["autoscale: queue depth", "autoscale: low utilization", "disk usage above 90%"]));
@@ -878,13 +905,13 @@ impl Generator {
         details.number("duration_ms", duration_ms(rng, 700));
         event.changes = Some(changes.finish());
         event.details = Some(details.finish());
-        resource_fields(&self.tenants[tenant_index], resource, event);
+        resource_fields(&mut self.spare, &self.tenants[tenant_index], resource, event);
     }
 
     fn project(&mut self, session: &Session, act: Act, event: &mut Event) {
         let rng = &mut self.rng;
         let tenant = &mut self.tenants[session.tenant as usize];
-        let mut details = JsonObject::new();
+        let mut details = JsonObject::new(self.spare.string());
         let candidate = format!("proj_{}", pick(rng, PROJECTS));
         let project = if act == Act::ProjectCreate && !tenant.projects.contains(&candidate) {
             event.action.push_str("create");
@@ -893,12 +920,14 @@ impl Generator {
             candidate
         } else {
             event.action.push_str("update");
-            let mut changes = JsonArray::new();
+            let mut changes = JsonArray::new(self.spare.string());
             if rng.gen_bool(0.5) {
                 let old = pick(rng, &[500u64, 1000, 2000, 5000, 10_000, 25_000]);
-                changes.change_numbers("budget_usd_monthly", old, old * pick(rng, &[2, 3, 4]) / 2);
+                changes.change_numbers("budget_usd_monthly", old, old * pick(rng, &[1, 3, 4]) / 2);
             } else {
-                changes.change_raw("labels", pick(rng, LABEL_SETS), pick(rng, LABEL_SETS));
+                let old = rng.gen_range(0..LABEL_SETS.len());
+                let new = (old + rng.gen_range(1..LABEL_SETS.len())) % LABEL_SETS.len();
+                changes.change_raw("labels", LABEL_SETS[old], LABEL_SETS[new]);
             }
             event.changes = Some(changes.finish());
             tenant.projects[rng.gen_range(0..tenant.projects.len())].clone()
@@ -906,18 +935,16 @@ impl Generator {
         details.request_id(rng);
         details.number("duration_ms", duration_ms(rng, 300));
         event.details = Some(details.finish());
-        event.resource = Resource {
-            kind: "project".to_string(),
-            name: Some(project["proj_".len()..].to_string()),
-            id: Some(project.clone()),
-        };
-        event.project = Some(project);
+        event.resource.kind.push_str("project");
+        self.spare.set(&mut event.resource.name, &project["proj_".len()..]);
+        self.spare.set(&mut event.resource.id, &project);
+        self.spare.set(&mut event.project, &project);
     }
 
     fn token(&mut self, session: &Session, act: Act, event: &mut Event) {
         let tenant_index = session.tenant as usize;
         let active = self.tenants[tenant_index].tokens.iter().filter(|token| !token.revoked).count();
-        let mut details = JsonObject::new();
+        let mut details = JsonObject::new(self.spare.string());
         let (id, name) = if act == Act::TokenCreated || active <= 1 {
             event.action.push_str("token_created");
             let mut builder = TenantBuilder { rng: &mut self.rng, ids: &mut self.object_ids, next_user_number: &mut self.next_user_number };
@@ -941,24 +968,27 @@ impl Generator {
         };
         details.request_id(&mut self.rng);
         event.details = Some(details.finish());
-        event.resource = Resource { kind: "api_token".to_string(), id: Some(id), name: Some(name) };
+        event.resource.kind.push_str("api_token");
+        event.resource.id = Some(id);
+        event.resource.name = Some(name);
     }
 
     fn ssh_key(&mut self, session: &Session, act: Act, event: &mut Event) {
         let tenant_index = session.tenant as usize;
-        let mut details = JsonObject::new();
+        let mut details = JsonObject::new(self.spare.string());
         let key = if act == Act::SshKeyAdded || self.tenants[tenant_index].ssh_keys.len() <= 1 {
             event.action.push_str("ssh_key_added");
             let mut builder = TenantBuilder { rng: &mut self.rng, ids: &mut self.object_ids, next_user_number: &mut self.next_user_number };
             let key = builder.new_ssh_key(&self.tenants[tenant_index]);
             self.tenants[tenant_index].ssh_keys.push(key.clone());
             details.string("key_type", pick(&mut self.rng, &["ed25519", "ed25519", "ed25519", "rsa-4096", "ecdsa-p256"]));
-            let mut fingerprint = String::with_capacity(52);
-            fingerprint.push_str("SHA256:");
-            for _ in 0..4 {
-                push_base32(&mut fingerprint, self.rng.gen(), 11);
-            }
-            details.string("fingerprint", &fingerprint);
+            let rng = &mut self.rng;
+            details.string_with("fingerprint", |text| {
+                text.push_str("SHA256:");
+                for _ in 0..4 {
+                    push_base32(text, rng.gen(), 11);
+                }
+            });
             key
         } else {
             event.action.push_str("ssh_key_deleted");
@@ -968,7 +998,9 @@ impl Generator {
         };
         details.request_id(&mut self.rng);
         event.details = Some(details.finish());
-        event.resource = Resource { kind: "ssh_key".to_string(), id: Some(key.id), name: Some(key.name) };
+        event.resource.kind.push_str("ssh_key");
+        event.resource.id = Some(key.id);
+        event.resource.name = Some(key.name);
     }
 
     fn team(&mut self, session: &Session, act: Act, event: &mut Event) {
@@ -982,7 +1014,7 @@ impl Generator {
             Act::InviteSent if !can_invite => Act::PermissionsChanged,
             other => other,
         };
-        let mut details = JsonObject::new();
+        let mut details = JsonObject::new(self.spare.string());
         match act {
             Act::InviteSent => {
                 event.action.push_str("invite_sent");
@@ -992,7 +1024,9 @@ impl Generator {
                 self.tenants[tenant_index].pending_invites.push(email.clone());
                 details.string("role", pick(&mut self.rng, &ROLES[..5]));
                 details.number("expires_in_days", 7);
-                event.resource = Resource { kind: "member".to_string(), id: Some(invite_id), name: Some(email) };
+                event.resource.kind.push_str("member");
+                event.resource.id = Some(invite_id);
+                event.resource.name = Some(email);
             }
             Act::InviteAccepted => {
                 event.action.push_str("invite_accepted");
@@ -1000,9 +1034,8 @@ impl Generator {
                 let mut builder = TenantBuilder { rng: &mut self.rng, ids: &mut self.object_ids, next_user_number: &mut self.next_user_number };
                 let user = builder.new_user(email);
                 // The invitee accepts, from their own browser and address.
-                event.actor = user_actor(&user, 0, BROWSER_AGENTS[usize::from(user.browser)]);
-                event.resource =
-                    Resource { kind: "member".to_string(), id: Some(user.id.clone()), name: Some(user.email.clone()) };
+                user_actor(&mut self.spare, &mut event.actor, &user, 0, BROWSER_AGENTS[usize::from(user.browser)]);
+                member_resource(&mut self.spare, &user, event);
                 self.tenants[tenant_index].users.push(user);
             }
             Act::MemberRemoved => {
@@ -1014,8 +1047,7 @@ impl Generator {
                 }
                 users[index].removed = true;
                 details.string("reason", pick(&mut self.rng, &["offboarding", "offboarding", "contract ended", "duplicate account"]));
-                event.resource =
-                    Resource { kind: "member".to_string(), id: Some(users[index].id.clone()), name: Some(users[index].email.clone()) };
+                member_resource(&mut self.spare, &users[index], event);
             }
             _ => {
                 event.action.push_str("permissions_changed");
@@ -1023,15 +1055,14 @@ impl Generator {
                 let index = self.rng.gen_range(0..users.len());
                 let old = users[index].role;
                 let mut new = self.rng.gen_range(0..ROLES.len()) as u8;
-                if ROLES[usize::from(new)] == ROLES[usize::from(old)] {
-                    new = (new + 4) % ROLES.len() as u8;
+                while ROLES[usize::from(new)] == ROLES[usize::from(old)] {
+                    new = (new + 1) % ROLES.len() as u8;
                 }
                 users[index].role = new;
-                let mut changes = JsonArray::new();
+                let mut changes = JsonArray::new(self.spare.string());
                 changes.change_strings("role", Some(ROLES[usize::from(old)]), Some(ROLES[usize::from(new)]));
                 event.changes = Some(changes.finish());
-                event.resource =
-                    Resource { kind: "member".to_string(), id: Some(users[index].id.clone()), name: Some(users[index].email.clone()) };
+                member_resource(&mut self.spare, &users[index], event);
             }
         }
         details.request_id(&mut self.rng);
@@ -1039,28 +1070,62 @@ impl Generator {
     }
 }
 
-fn user_actor(user: &TenantUser, ip: usize, agent: &str) -> Actor {
-    Actor {
-        id: Some(user.id.clone()),
-        email: Some(user.email.clone()),
-        kind: ActorType::User,
-        ip: Some(user.ips[ip.min(user.ips.len() - 1)].clone()),
-        user_agent: Some(agent.to_string()),
-    }
+fn user_actor(spare: &mut Spare, actor: &mut Actor, user: &TenantUser, ip: usize, agent: &str) {
+    actor.kind = ActorType::User;
+    spare.set(&mut actor.id, &user.id);
+    spare.set(&mut actor.email, &user.email);
+    spare.set(&mut actor.ip, &user.ips[ip.min(user.ips.len() - 1)]);
+    spare.set(&mut actor.user_agent, agent);
+}
+
+fn member_resource(spare: &mut Spare, user: &TenantUser, event: &mut Event) {
+    event.resource.kind.clear();
+    event.resource.kind.push_str("member");
+    spare.set(&mut event.resource.id, &user.id);
+    spare.set(&mut event.resource.name, &user.email);
 }
 
 /// Sets the event's project and resource from a live resource.
-fn resource_fields(tenant: &Tenant, resource: &LiveResource, event: &mut Event) {
-    event.project = Some(tenant.projects[usize::from(resource.project)].clone());
-    event.resource = Resource {
-        kind: resource.kind.as_str().to_string(),
-        id: Some(resource.id.clone()),
-        name: Some(resource.name.clone()),
-    };
+fn resource_fields(spare: &mut Spare, tenant: &Tenant, resource: &LiveResource, event: &mut Event) {
+    spare.set(&mut event.project, &tenant.projects[usize::from(resource.project)]);
+    event.resource.kind.clear();
+    event.resource.kind.push_str(resource.kind.as_str());
+    spare.set(&mut event.resource.id, &resource.id);
+    spare.set(&mut event.resource.name, &resource.name);
 }
 
-fn account_resource(tenant: &Tenant) -> Resource {
-    Resource { kind: "account".to_string(), id: Some(tenant.name.clone()), name: None }
+fn account_resource(spare: &mut Spare, tenant: &Tenant, event: &mut Event) {
+    event.resource.kind.push_str("account");
+    spare.set(&mut event.resource.id, &tenant.name);
+}
+
+/// Buffers of optional strings taken out of recycled events, handed out again for new values.
+#[derive(Debug, Default)]
+struct Spare(Vec<String>);
+
+impl Spare {
+    /// Bounds the pool when callers recycle events with more fields than new ones need.
+    const BUFFERS_MAX: usize = 64;
+
+    /// An empty string, with a recycled buffer when there is one.
+    fn string(&mut self) -> String {
+        self.0.pop().unwrap_or_default()
+    }
+
+    fn recycle(&mut self, slot: &mut Option<String>) {
+        if let Some(mut text) = slot.take() {
+            if self.0.len() < Self::BUFFERS_MAX {
+                text.clear();
+                self.0.push(text);
+            }
+        }
+    }
+
+    fn set(&mut self, slot: &mut Option<String>, value: &str) {
+        let text = slot.get_or_insert_with(|| self.0.pop().unwrap_or_default());
+        text.clear();
+        text.push_str(value);
+    }
 }
 
 fn weighted<T: Copy>(rng: &mut SmallRng, table: &[(T, u32)]) -> T {
@@ -1094,57 +1159,80 @@ fn duration_ms(rng: &mut SmallRng, median: u64) -> u64 {
 }
 
 /// Builds a compact JSON object from trusted parts (keys and string values need no escaping).
-struct JsonObject(String);
+struct JsonObject {
+    text: String,
+    /// False right after an opening brace.
+    needs_comma: bool,
+}
 
 impl JsonObject {
-    fn new() -> Self {
-        let mut text = String::with_capacity(192);
+    fn new(mut text: String) -> Self {
+        text.clear();
         text.push('{');
-        JsonObject(text)
+        JsonObject { text, needs_comma: false }
     }
 
     fn key(&mut self, key: &str) {
-        if self.0.len() > 1 {
-            self.0.push(',');
+        if self.needs_comma {
+            self.text.push(',');
         }
-        self.0.push('"');
-        self.0.push_str(key);
-        self.0.push_str("\":");
+        self.needs_comma = true;
+        self.text.push('"');
+        self.text.push_str(key);
+        self.text.push_str("\":");
     }
 
     fn string(&mut self, key: &str, value: &str) {
         debug_assert!(!value.contains(['"', '\\']));
         self.key(key);
-        self.0.push('"');
-        self.0.push_str(value);
-        self.0.push('"');
+        self.text.push('"');
+        self.text.push_str(value);
+        self.text.push('"');
     }
 
     fn number(&mut self, key: &str, value: u64) {
         self.key(key);
-        push_u64(&mut self.0, value);
+        push_u64(&mut self.text, value);
     }
 
     fn boolean(&mut self, key: &str, value: bool) {
         self.key(key);
-        self.0.push_str(if value { "true" } else { "false" });
+        self.text.push_str(if value { "true" } else { "false" });
+    }
+
+    fn string_with(&mut self, key: &str, write: impl FnOnce(&mut String)) {
+        self.key(key);
+        self.text.push('"');
+        write(&mut self.text);
+        self.text.push('"');
+    }
+
+    fn begin_object(&mut self, key: &str) {
+        self.key(key);
+        self.text.push('{');
+        self.needs_comma = false;
+    }
+
+    fn end_object(&mut self) {
+        self.text.push('}');
+        self.needs_comma = true;
     }
 
     fn raw(&mut self, key: &str, json: &str) {
         self.key(key);
-        self.0.push_str(json);
+        self.text.push_str(json);
     }
 
     fn request_id(&mut self, rng: &mut SmallRng) {
         self.key("request_id");
-        self.0.push_str("\"req_");
-        push_hex64(&mut self.0, rng.gen());
-        self.0.push('"');
+        self.text.push_str("\"req_");
+        push_hex64(&mut self.text, rng.gen());
+        self.text.push('"');
     }
 
     fn finish(mut self) -> String {
-        self.0.push('}');
-        self.0
+        self.text.push('}');
+        self.text
     }
 }
 
@@ -1152,8 +1240,8 @@ impl JsonObject {
 struct JsonArray(String);
 
 impl JsonArray {
-    fn new() -> Self {
-        let mut text = String::with_capacity(96);
+    fn new(mut text: String) -> Self {
+        text.clear();
         text.push('[');
         JsonArray(text)
     }

@@ -137,11 +137,17 @@ impl IdSource {
 
     /// Appends `prefix` and 13 base32 digits of a 64-bit bijection of the counter.
     pub(crate) fn long(&mut self, prefix: &str) -> String {
-        self.counter += 1;
         let mut id = String::with_capacity(prefix.len() + 13);
-        id.push_str(prefix);
-        push_base32(&mut id, mix64(self.counter ^ self.key), 13);
+        self.long_into(&mut id, prefix);
         id
+    }
+
+    /// Writes what [`IdSource::long`] returns into `id`, replacing its content.
+    pub(crate) fn long_into(&mut self, id: &mut String, prefix: &str) {
+        self.counter += 1;
+        id.clear();
+        id.push_str(prefix);
+        push_base32(id, mix64(self.counter ^ self.key), 13);
     }
 }
 

@@ -48,62 +48,9 @@ pub(crate) fn push_u64(out: &mut String, mut value: u64) {
     }
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Appends `timestamp_us` as RFC 3339 UTC with microseconds: `2026-11-27T01:20:32.123456Z`.
-pub(crate) fn push_rfc3339_us(out: &mut Vec<u8>, timestamp_us: i64) {
-    let seconds = timestamp_us.div_euclid(1_000_000);
-    let micros = timestamp_us.rem_euclid(1_000_000) as u32;
-    let days = seconds.div_euclid(86_400);
-    let second_of_day = seconds.rem_euclid(86_400) as u32;
-    let (year, month, day) = civil_from_days(days);
-    let mut buffer = *b"0000-00-00T00:00:00.000000Z";
-    let year = year.clamp(0, 9999) as u32;
-    put_digits(&mut buffer[0..4], year);
-    put_digits(&mut buffer[5..7], month);
-    put_digits(&mut buffer[8..10], day);
-    put_digits(&mut buffer[11..13], second_of_day / 3600);
-    put_digits(&mut buffer[14..16], second_of_day / 60 % 60);
-    put_digits(&mut buffer[17..19], second_of_day % 60);
-    put_digits(&mut buffer[20..26], micros);
-    out.extend_from_slice(&buffer);
-}
-
-fn put_digits(slot: &mut [u8], mut value: u32) {
-    for byte in slot.iter_mut().rev() {
-        *byte = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_rfc3339_matches_known_instants() {
-        let mut out = Vec::new();
-        push_rfc3339_us(&mut out, 1_793_491_200_000_000);
-        assert_eq!(out, b"2026-11-01T00:00:00.000000Z");
-        out.clear();
-        push_rfc3339_us(&mut out, 951_782_400_123_456 + 86_399_000_000);
-        assert_eq!(out, b"2000-02-29T23:59:59.123456Z");
-        out.clear();
-        push_rfc3339_us(&mut out, 0);
-        assert_eq!(out, b"1970-01-01T00:00:00.000000Z");
-    }
 
     #[test]
     fn text_numbers_and_ids() {
