@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh Debian machine with Rust: formatting, then the whole
+# workspace (unit, integration, crash and model-based tests, doc tests). `.ci/run` calls exactly
+# this script, and the README names it as the test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --all -- --check
+cargo test --workspace --locked
