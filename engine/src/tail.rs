@@ -19,9 +19,13 @@ use std::sync::Arc;
 
 use crate::event::StoredEvent;
 
-/// A rough count of the heap and inline bytes an event holds in memory.
+/// A rough count of the heap and inline bytes a stored event holds in memory.
 pub fn approx_bytes(event: &StoredEvent) -> u64 {
-    let e = &event.event;
+    approx_event_bytes(&event.event)
+}
+
+/// [`approx_bytes`] of an event before it is stored (the same figure).
+pub fn approx_event_bytes(e: &crate::event::Event) -> u64 {
     let text = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len());
     (std::mem::size_of::<StoredEvent>()
         + e.tenant.len()
@@ -68,6 +72,8 @@ pub type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHashHasher>>;
 #[derive(Default)]
 pub struct Tail {
     chunks: Vec<Arc<[StoredEvent]>>,
+    /// Approximate bytes of each chunk, parallel to `chunks`.
+    chunk_bytes: Vec<u64>,
     events: u64,
     bytes: u64,
     /// Idempotency keys of tail events: key hash -> seq (an exact check follows). Two different
@@ -79,22 +85,39 @@ pub struct Tail {
 impl Tail {
     /// Adds a chunk of consecutive events (seq order) that follows the current last one.
     pub fn push(&mut self, events: Arc<[StoredEvent]>) {
+        let bytes = events.iter().map(approx_bytes).sum();
+        let hashes: Vec<u64> = events
+            .iter()
+            .map(|e| {
+                e.event
+                    .id
+                    .as_ref()
+                    .map_or(0, |id| key_hash(&e.event.tenant, id))
+            })
+            .collect();
+        self.push_prepared(events, bytes, &hashes);
+    }
+
+    /// [`Tail::push`] with the chunk's approximate bytes and each event's key hash (0 for an
+    /// event without `id`) computed beforehand, off the commit thread.
+    pub fn push_prepared(&mut self, events: Arc<[StoredEvent]>, bytes: u64, key_hashes: &[u64]) {
         if events.is_empty() {
             return;
         }
+        debug_assert_eq!(events.len(), key_hashes.len());
         debug_assert!(self.last_seq().is_none_or(|last| events[0].seq == last + 1));
-        for event in events.iter() {
-            self.bytes += approx_bytes(event);
-            if let Some(id) = &event.event.id {
-                let hash = key_hash(&event.event.tenant, id);
+        for (event, &hash) in events.iter().zip(key_hashes) {
+            if event.event.id.is_some() {
                 if let Some(first) = self.keys.insert(hash, event.seq) {
                     self.keys.insert(hash, first);
                     self.key_collisions.entry(hash).or_default().push(event.seq);
                 }
             }
         }
+        self.bytes += bytes;
         self.events += events.len() as u64;
         self.chunks.push(events);
+        self.chunk_bytes.push(bytes);
     }
 
     pub fn last_seq(&self) -> Option<u64> {
@@ -163,9 +186,11 @@ impl Tail {
         let keep_from = self
             .chunks
             .partition_point(|c| c.last().is_some_and(|e| e.seq <= sealed_through));
+        for bytes in self.chunk_bytes.drain(..keep_from) {
+            self.bytes = self.bytes.saturating_sub(bytes);
+        }
         for chunk in self.chunks.drain(..keep_from) {
             for event in chunk.iter() {
-                self.bytes = self.bytes.saturating_sub(approx_bytes(event));
                 self.events -= 1;
                 if let Some(id) = &event.event.id {
                     let hash = key_hash(&event.event.tenant, id);

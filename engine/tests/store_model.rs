@@ -15,6 +15,9 @@
 //!
 //! A failure proptest finds is kept below as a named regression test.
 
+// `is_multiple_of` is newer than the workspace's rust-version (1.80).
+#![allow(clippy::manual_is_multiple_of)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

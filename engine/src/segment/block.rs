@@ -14,7 +14,7 @@ use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
 use super::dictionary::Dictionary;
 use super::format::{
     dictionary_slot, get_varint, salted_crc, zigzag_decode, ChunkRef, Column, ColumnKind,
-    CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, DICTIONARY_COLUMNS, TEXT_LAYOUT_PLAIN,
+    CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL, DICTIONARY_COLUMNS, TEXT_LAYOUT_PLAIN,
     TEXT_LAYOUT_SHREDDED,
 };
 use super::json_text;
@@ -305,7 +305,22 @@ impl ChunkDecoder {
                 }
                 Ok(stored)
             }
-            CODEC_ZSTD => {
+            CODEC_ZSTD | CODEC_ZSTD_RAW_TAIL => {
+                let (frame, tail) = if chunk.codec == CODEC_ZSTD_RAW_TAIL {
+                    let Some((length, rest)) = stored.split_first_chunk::<4>() else {
+                        return Err(corrupt("chunk too short for its frame length".into()));
+                    };
+                    let length = u32::from_le_bytes(*length) as usize;
+                    if length > rest.len() {
+                        return Err(corrupt(format!(
+                            "frame of {length} bytes in a chunk of {}",
+                            stored.len()
+                        )));
+                    }
+                    rest.split_at(length)
+                } else {
+                    (stored, &[][..])
+                };
                 if chunk.raw_len > CHUNK_RAW_BYTES_MAX {
                     return Err(corrupt(format!(
                         "decoded length {} exceeds the limit {CHUNK_RAW_BYTES_MAX}",
@@ -319,13 +334,23 @@ impl ChunkDecoder {
                 }
                 self.buffer.clear();
                 self.buffer.reserve(chunk.raw_len as usize);
-                let written = self
-                    .decompressor
-                    .decompress_to_buffer(stored, &mut self.buffer)
-                    .map_err(|e| corrupt(format!("zstd: {e}")))?;
-                if written != chunk.raw_len as usize {
+                let head_len = (chunk.raw_len as usize)
+                    .checked_sub(tail.len())
+                    .ok_or_else(|| corrupt("raw tail longer than the chunk".into()))?;
+                let mut head = std::mem::take(&mut self.buffer);
+                let result = self.decompressor.decompress_to_buffer(frame, &mut head);
+                self.buffer = head;
+                let written = result.map_err(|e| corrupt(format!("zstd: {e}")))?;
+                if written != head_len {
                     return Err(corrupt(format!(
-                        "decompressed to {written} bytes, the directory says {}",
+                        "decompressed to {written} bytes, the directory says {head_len}"
+                    )));
+                }
+                self.buffer.extend_from_slice(tail);
+                if self.buffer.len() != chunk.raw_len as usize {
+                    return Err(corrupt(format!(
+                        "decoded to {} bytes, the directory says {}",
+                        self.buffer.len(),
                         chunk.raw_len
                     )));
                 }

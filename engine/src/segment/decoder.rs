@@ -16,6 +16,7 @@ use super::dictionary::Dictionary;
 use super::footer::{Footer, Header, FOOTER_LEN};
 use super::format::{
     dictionary_slot, ChunkRef, Column, Reader, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD,
+    CODEC_ZSTD_RAW_TAIL,
     COLUMN_COUNT, DICTIONARY_COLUMNS, HEADER_LEN,
 };
 use super::{Columns, SegmentMeta};
@@ -613,7 +614,7 @@ fn parse_directory(raw: &[u8], path: &Path, footer: &Footer) -> Result<Directory
 
 fn read_chunk_ref(reader: &mut Reader<'_>) -> Result<ChunkRef> {
     let chunk = ChunkRef::read(reader)?;
-    if chunk.codec != CODEC_RAW && chunk.codec != CODEC_ZSTD {
+    if !matches!(chunk.codec, CODEC_RAW | CODEC_ZSTD | CODEC_ZSTD_RAW_TAIL) {
         return Err(reader.corrupt(format!("unknown codec {}", chunk.codec)));
     }
     if chunk.raw_len > CHUNK_RAW_BYTES_MAX {

@@ -14,7 +14,7 @@ use super::dictionary::{Dictionary, DictionaryBuilder};
 use super::footer::{Footer, Header};
 use super::format::{
     put_varint, salted_crc, zigzag_encode, ChunkRef, Column, ColumnKind, CHUNK_RAW_BYTES_MAX,
-    CODEC_RAW, CODEC_ZSTD, COLUMN_COUNT, DICTIONARY_COLUMNS, FORMAT_VERSION, TEXT_LAYOUT_PLAIN,
+    CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL, COLUMN_COUNT, DICTIONARY_COLUMNS, FORMAT_VERSION, TEXT_LAYOUT_PLAIN,
     TEXT_LAYOUT_SHREDDED,
 };
 use super::SegmentMeta;
@@ -111,6 +111,18 @@ impl ChunkWriter {
     /// Appends `raw` to `out`, zstd-compressed at `level` when that makes it smaller
     /// (`level == None`: stored raw).
     fn write(&mut self, out: &mut Vec<u8>, raw: &[u8], level: Option<i32>) -> Result<ChunkRef> {
+        self.write_with_tail(out, raw, level, 0)
+    }
+
+    /// [`ChunkWriter::write`] where the last `tail_len` bytes of `raw` are random and are stored
+    /// outside the zstd frame ([`CODEC_ZSTD_RAW_TAIL`]).
+    fn write_with_tail(
+        &mut self,
+        out: &mut Vec<u8>,
+        raw: &[u8],
+        level: Option<i32>,
+        tail_len: usize,
+    ) -> Result<ChunkRef> {
         if raw.len() as u64 > u64::from(CHUNK_RAW_BYTES_MAX) {
             return Err(Error::BatchTooLarge {
                 what: "segment chunk bytes (lower block_rows)",
@@ -124,18 +136,29 @@ impl ChunkWriter {
                 self.compressor
                     .set_compression_level(level)
                     .map_err(|e| zstd_error(self.segment_id, e))?;
+                let tail_len = tail_len.min(raw.len());
+                let head = &raw[..raw.len() - tail_len];
                 self.compressed.clear();
                 self.compressed
-                    .reserve(zstd::zstd_safe::compress_bound(raw.len()));
+                    .reserve(zstd::zstd_safe::compress_bound(head.len()) + 4 + tail_len);
                 self.compressor
-                    .compress_to_buffer(raw, &mut self.compressed)
+                    .compress_to_buffer(head, &mut self.compressed)
                     .map_err(|e| zstd_error(self.segment_id, e))?;
+                if tail_len > 0 {
+                    let frame_len = self.compressed.len() as u32;
+                    self.compressed.splice(0..0, frame_len.to_le_bytes());
+                    self.compressed.extend_from_slice(&raw[raw.len() - tail_len..]);
+                }
                 if self.compressed.len() < raw.len() {
-                    codec = CODEC_ZSTD;
+                    codec = if tail_len > 0 {
+                        CODEC_ZSTD_RAW_TAIL
+                    } else {
+                        CODEC_ZSTD
+                    };
                 }
             }
         }
-        let stored: &[u8] = if codec == CODEC_ZSTD {
+        let stored: &[u8] = if codec != CODEC_RAW {
             &self.compressed
         } else {
             raw
@@ -262,13 +285,14 @@ pub fn encode_segment(
         }
         for column in Column::ALL {
             raw.clear();
-            encode_column(column, block, rows, &dictionary_codes, &mut raw);
+            let tail_len = encode_column(column, block, rows, &dictionary_codes, &mut raw);
             let level = if column.is_text() {
                 options.text_zstd_level
             } else {
                 options.zstd_level
             };
-            entry.chunks[column.index()] = writer.write(&mut out, &raw, Some(level))?;
+            entry.chunks[column.index()] =
+                writer.write_with_tail(&mut out, &raw, Some(level), tail_len)?;
         }
         first_row += block.len() as u64;
         blocks.push(entry);
@@ -370,14 +394,14 @@ pub fn encode_segment(
 }
 
 /// Appends the raw (uncompressed) encoding of `column` for the rows `block` (input indexes in
-/// sorted order).
+/// sorted order). Returns how many bytes at the end are random (not worth compressing).
 fn encode_column(
     column: Column,
     block: &[u32],
     rows: &[StoredEvent],
     dictionary_codes: &[Vec<u32>],
     raw: &mut Vec<u8>,
-) {
+) -> usize {
     match column.kind() {
         ColumnKind::DeltaU64 => {
             let value = |row: &StoredEvent| match column {
@@ -440,8 +464,8 @@ fn encode_column(
             if column != Column::Id {
                 raw.push(TEXT_LAYOUT_SHREDDED);
                 let values = block.iter().map(|&i| text_field(column, &rows[i as usize]));
-                if json_text::encode(values, raw) {
-                    return;
+                if let Some(tail_len) = json_text::encode(values, raw) {
+                    return tail_len;
                 }
                 raw.clear();
             }
@@ -460,4 +484,5 @@ fn encode_column(
             }
         }
     }
+    0
 }

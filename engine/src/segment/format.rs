@@ -24,6 +24,11 @@ pub const CODEC_RAW: u8 = 0;
 /// Codec byte of a chunk: the stored bytes are one zstd frame (no content size, no checksum).
 pub const CODEC_ZSTD: u8 = 1;
 
+/// Codec byte of a chunk: `u32 frame_len`, one zstd frame of that many bytes, then raw bytes up
+/// to the end of the chunk; the raw bytes are the frame's content followed by the raw tail.
+/// Used when the end of a chunk is random (packed hex of request ids).
+pub const CODEC_ZSTD_RAW_TAIL: u8 = 2;
+
 /// First byte of a text chunk: one varint per row, then the bytes of every present value.
 pub const TEXT_LAYOUT_PLAIN: u8 = 0;
 /// First byte of a text chunk: the JSON-aware layout of `json_text.rs`.

@@ -15,7 +15,7 @@ use parking_lot::{Condvar, Mutex};
 use super::{AppendResult, Duplicate, Inner};
 use crate::error::{Error, Result};
 use crate::event::{Event, StoredEvent};
-use crate::tail::{key_hash, KeyMap};
+use crate::tail::KeyMap;
 use crate::wal::format::{encode_events, encode_payload, encode_record, BatchHeader};
 use crate::wal::WalWriter;
 
@@ -27,6 +27,10 @@ pub(crate) struct Request {
     pub events: Vec<Event>,
     /// The events encoded as a record payload carries them (done by the caller, in parallel).
     pub encoded: Vec<u8>,
+    /// Idempotency-key hash of each event, 0 for an event without `id` (caller-computed).
+    pub key_hashes: Vec<u64>,
+    /// Approximate memory of the events once in the tail (caller-computed).
+    pub bytes: u64,
     /// Keys already found in sealed segments by the caller: event index -> seq.
     pub sealed_duplicates: Vec<Duplicate>,
     /// The caller checked sealed segments with ids up to this one; newer ones are checked here.
@@ -145,6 +149,13 @@ impl Inner {
             let state = self.state.read();
             for request in requests {
                 let request_index = planned.len();
+                // Segments sealed after the caller looked: usually none.
+                let newer: Vec<_> = state
+                    .segments
+                    .iter()
+                    .filter(|s| s.entry.segment_id > request.checked_segment_id_max)
+                    .cloned()
+                    .collect();
                 let mut duplicates = request.sealed_duplicates;
                 // Indexes the caller found in sealed segments, ascending.
                 let sealed: Vec<usize> = duplicates.iter().map(|d| d.index).collect();
@@ -156,7 +167,7 @@ impl Inner {
                         continue;
                     }
                     if let Some(id) = &event.id {
-                        let hash = key_hash(&event.tenant, id);
+                        let hash = request.key_hashes[index];
                         let in_group = group_keys.get(&hash).and_then(|&(r, e, seq)| {
                             let other = if r == request_index {
                                 &request.events[e]
@@ -168,12 +179,7 @@ impl Inner {
                         let existing = in_group
                             .or_else(|| state.tail.find_key_hashed(hash, &event.tenant, id))
                             .or_else(|| {
-                                state
-                                    .find_key_in_segments_after(
-                                        &event.tenant,
-                                        id,
-                                        request.checked_segment_id_max,
-                                    )
+                                super::find_key_in(&newer, &event.tenant, id, |_| true)
                                     .ok()
                                     .flatten()
                             });
@@ -198,6 +204,8 @@ impl Inner {
                 planned.push(Planned {
                     events: request.events,
                     encoded: request.encoded,
+                    key_hashes: request.key_hashes,
+                    bytes: request.bytes,
                     keep,
                     tenant_seqs,
                     duplicates,
@@ -226,11 +234,16 @@ impl Inner {
         drop(commit);
 
         let mut stored = Vec::with_capacity(stored_count as usize);
+        let mut stored_hashes = Vec::with_capacity(stored_count as usize);
+        let mut stored_bytes = 0;
         let mut results = Vec::with_capacity(planned.len());
         let mut seq = first_seq_of_group;
         for plan in planned {
             let first = seq;
             let accepted = plan.keep.len();
+            // Duplicates are rare: count the whole request's memory.
+            stored_bytes += plan.bytes;
+            stored_hashes.extend(plan.keep.iter().map(|&i| plan.key_hashes[i]));
             let mut events: Vec<Option<Event>> = plan.events.into_iter().map(Some).collect();
             for (&index, &tenant_seq) in plan.keep.iter().zip(&plan.tenant_seqs) {
                 let event = events[index].take().expect("each index kept once");
@@ -253,7 +266,7 @@ impl Inner {
             ));
         }
         if !stored.is_empty() {
-            let chunk = self.publish_commit(stored);
+            let chunk = self.publish_commit(stored, stored_bytes, &stored_hashes);
             for subscriber in self.subscribers.read().iter() {
                 subscriber(&chunk);
             }
@@ -302,6 +315,8 @@ impl Inner {
 struct Planned {
     events: Vec<Event>,
     encoded: Vec<u8>,
+    key_hashes: Vec<u64>,
+    bytes: u64,
     keep: Vec<usize>,
     tenant_seqs: Vec<u64>,
     duplicates: Vec<Duplicate>,

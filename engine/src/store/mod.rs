@@ -51,7 +51,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, StoredEvent};
 use crate::manifest::{Manifest, SegmentEntry};
 use crate::segment::{Column, Columns, Segment};
-use crate::tail::{Tail, TailSnapshot};
+use crate::tail::{key_hash, Tail, TailSnapshot};
 use commit::{CommitState, Queue, Reply, Request, QUEUE_BYTES_MAX};
 
 /// Builds companion files of a segment (the search crate's indexes) before it is published.
@@ -125,20 +125,6 @@ pub(crate) struct State {
     pub manifest: Manifest,
 }
 
-impl State {
-    /// Looks for an idempotency key in segments newer than `after_segment_id`.
-    pub fn find_key_in_segments_after(
-        &self,
-        tenant: &str,
-        id: &str,
-        after_segment_id: u64,
-    ) -> Result<Option<u64>> {
-        find_key_in(&self.segments, tenant, id, |s| {
-            s.entry.segment_id > after_segment_id
-        })
-    }
-}
-
 /// The event with `seq` in a segment: only blocks whose seq range holds it are decoded, and
 /// of those only the seq column until the row is found.
 fn find_seq(segment: &Segment, seq: u64) -> Result<Option<StoredEvent>> {
@@ -175,7 +161,7 @@ fn collect_seq_range(
     Ok(())
 }
 
-fn find_key_in(
+pub(crate) fn find_key_in(
     segments: &[Arc<SealedSegment>],
     tenant: &str,
     id: &str,
@@ -273,6 +259,11 @@ impl Store {
         inner.wait_for_tail_room()?;
         let (sealed_duplicates, checked_segment_id_max) = inner.sealed_duplicates(&events)?;
         let encoded = crate::wal::format::encode_events(&events);
+        let key_hashes: Vec<u64> = events
+            .iter()
+            .map(|e| e.id.as_ref().map_or(0, |id| key_hash(&e.tenant, id)))
+            .collect();
+        let bytes = events.iter().map(crate::tail::approx_event_bytes).sum();
         let reply = Arc::new(Reply::default());
         {
             let mut queue = inner.queue.lock();
@@ -286,6 +277,8 @@ impl Store {
             queue.requests.push(Request {
                 events,
                 encoded,
+                key_hashes,
+                bytes,
                 sealed_duplicates,
                 checked_segment_id_max,
                 reply: Arc::clone(&reply),
@@ -492,9 +485,17 @@ impl Inner {
     }
 
     /// Puts a committed chunk in the tail; returns it for the subscribers.
-    fn publish_commit(&self, events: Vec<StoredEvent>) -> Arc<[StoredEvent]> {
+    fn publish_commit(
+        &self,
+        events: Vec<StoredEvent>,
+        bytes: u64,
+        key_hashes: &[u64],
+    ) -> Arc<[StoredEvent]> {
         let chunk: Arc<[StoredEvent]> = events.into();
-        self.state.write().tail.push(Arc::clone(&chunk));
+        self.state
+            .write()
+            .tail
+            .push_prepared(Arc::clone(&chunk), bytes, key_hashes);
         chunk
     }
 

@@ -241,7 +241,12 @@ const SCRIPT_ACTS: &[(Act, u32)] = &[
     (Act::Create, 30),
     (Act::Delete, 20),
 ];
-const SYSTEM_ACTS: &[(Act, u32)] = &[(Act::Stop, 400), (Act::Restart, 200), (Act::Update, 350), (Act::Delete, 50)];
+const SYSTEM_ACTS: &[(Act, u32)] = &[
+    (Act::Stop, 400),
+    (Act::Restart, 200),
+    (Act::Update, 350),
+    (Act::Delete, 50),
+];
 
 /// Relative activity by UTC hour on a weekday: European and American working hours.
 const HOURLY_ACTIVITY: [f64; 24] = [
@@ -280,7 +285,9 @@ impl Generator {
         let mut next_user_number = 100;
 
         // Zipf weights by rank, then ranks shuffled over tenant numbers.
-        let weights: Vec<f64> = (1..=tenant_count).map(|rank| (rank as f64).powf(-config.tenant_skew)).collect();
+        let weights: Vec<f64> = (1..=tenant_count)
+            .map(|rank| (rank as f64).powf(-config.tenant_skew))
+            .collect();
         let total: f64 = weights.iter().sum();
         let mut rank_of_tenant: Vec<usize> = (0..tenant_count).collect();
         for index in (1..tenant_count).rev() {
@@ -290,7 +297,11 @@ impl Generator {
         let top_share = weights[0] / total;
         let width = tenant_count.to_string().len().max(4);
         let mut tenants = Vec::with_capacity(tenant_count);
-        let mut builder = TenantBuilder { rng: &mut rng, ids: &mut object_ids, next_user_number: &mut next_user_number };
+        let mut builder = TenantBuilder {
+            rng: &mut rng,
+            ids: &mut object_ids,
+            next_user_number: &mut next_user_number,
+        };
         for (index, &rank) in rank_of_tenant.iter().enumerate() {
             let name = format!("acct_{:0width$}", index + 1);
             tenants.push(builder.build(name, weights[rank] / total, top_share));
@@ -306,7 +317,8 @@ impl Generator {
         let mut tenants_by_share: Vec<u32> = (0..tenant_count as u32).collect();
         tenants_by_share.sort_by_key(|&index| rank_of_tenant[index as usize]);
 
-        let week_activity: f64 = HOURLY_ACTIVITY.iter().sum::<f64>() * (5.0 + 2.0 * WEEKEND_ACTIVITY) / (7.0 * 24.0);
+        let week_activity: f64 =
+            HOURLY_ACTIVITY.iter().sum::<f64>() * (5.0 + 2.0 * WEEKEND_ACTIVITY) / (7.0 * 24.0);
         let mean_gap_us = config.span_us.max(1) as f64 / config.expected_events.max(1) as f64;
         let mut generator = Generator {
             clock_us: config.start_us as f64,
@@ -357,7 +369,9 @@ impl Generator {
 
     /// The tenant at `rank` in the activity ranking (0 is the largest), if there is one.
     pub fn tenant_by_rank(&self, rank: usize) -> Option<&str> {
-        self.tenants_by_share.get(rank).map(|&index| self.tenants[index as usize].name.as_str())
+        self.tenants_by_share
+            .get(rank)
+            .map(|&index| self.tenants[index as usize].name.as_str())
     }
 
     /// All tenant names, `acct_0001` first.
@@ -388,7 +402,9 @@ impl Generator {
     fn tenant(&self, name: &str) -> Option<&Tenant> {
         // Names are `acct_` + the 1-based index, zero-padded.
         let number: usize = name.strip_prefix("acct_")?.parse().ok()?;
-        self.tenants.get(number.checked_sub(1)?).filter(|tenant| tenant.name == name)
+        self.tenants
+            .get(number.checked_sub(1)?)
+            .filter(|tenant| tenant.name == name)
     }
 
     /// Draws the next event.
@@ -407,7 +423,11 @@ impl Generator {
         let slot = self.rng.gen_range(0..self.sessions.len());
         let mut session = self.sessions[slot];
         self.session_event(&mut session, event);
-        self.sessions[slot] = if session.stage == Stage::Done { self.new_session() } else { session };
+        self.sessions[slot] = if session.stage == Stage::Done {
+            self.new_session()
+        } else {
+            session
+        };
         if self.config.id_fraction >= 1.0 || self.rng.gen_bool(self.config.id_fraction.max(0.0)) {
             let mut id = self.spare.string();
             self.event_ids.long_into(&mut id, "evt_");
@@ -466,7 +486,9 @@ impl Generator {
 
     fn pick_tenant(&mut self) -> u32 {
         let target = self.rng.gen::<f64>() * self.tenant_cumulative.last().copied().unwrap_or(1.0);
-        let index = self.tenant_cumulative.partition_point(|&cumulative| cumulative < target);
+        let index = self
+            .tenant_cumulative
+            .partition_point(|&cumulative| cumulative < target);
         index.min(self.tenants.len() - 1) as u32
     }
 
@@ -481,7 +503,9 @@ impl Generator {
             75..=89 => Style::Script,
             _ => Style::System,
         };
-        let geometric = |rng: &mut SmallRng, mean: f64| -> u16 { (-(1.0 - rng.gen::<f64>()).ln() * mean) as u16 };
+        let geometric = |rng: &mut SmallRng, mean: f64| -> u16 {
+            (-(1.0 - rng.gen::<f64>()).ln() * mean) as u16
+        };
         let (actor, ip, agent, stage, remaining) = match style {
             Style::Console | Style::Cli => {
                 let mut user = rng.gen_range(0..tenant.users.len());
@@ -495,9 +519,19 @@ impl Generator {
                 let (agent, login, length) = if style == Style::Console {
                     (tenant.users[user].browser, true, 1 + geometric(rng, 3.0))
                 } else {
-                    (rng.gen_range(0..CLI_AGENTS.len()) as u8, rng.gen_bool(0.4), 1 + geometric(rng, 2.5))
+                    (
+                        rng.gen_range(0..CLI_AGENTS.len()) as u8,
+                        rng.gen_bool(0.4),
+                        1 + geometric(rng, 2.5),
+                    )
                 };
-                (user as u32, ip, agent, if login { Stage::Login } else { Stage::Act }, length)
+                (
+                    user as u32,
+                    ip,
+                    agent,
+                    if login { Stage::Login } else { Stage::Act },
+                    length,
+                )
             }
             Style::Terraform | Style::Script => {
                 let mut token = rng.gen_range(0..tenant.tokens.len());
@@ -508,15 +542,36 @@ impl Generator {
                     token = rng.gen_range(0..tenant.tokens.len());
                 }
                 let (agent, length) = if style == Style::Terraform {
-                    (rng.gen_range(0..TERRAFORM_AGENTS.len()) as u8, 2 + geometric(rng, 6.0))
+                    (
+                        rng.gen_range(0..TERRAFORM_AGENTS.len()) as u8,
+                        2 + geometric(rng, 6.0),
+                    )
                 } else {
-                    (rng.gen_range(0..SCRIPT_AGENTS.len()) as u8, 1 + geometric(rng, 4.0))
+                    (
+                        rng.gen_range(0..SCRIPT_AGENTS.len()) as u8,
+                        1 + geometric(rng, 4.0),
+                    )
                 };
                 (token as u32, 0, agent, Stage::Act, length)
             }
-            Style::System => (rng.gen_range(0..SYSTEM_ACTORS.len()) as u32, 0, 0, Stage::Act, 1 + geometric(rng, 1.0)),
+            Style::System => (
+                rng.gen_range(0..SYSTEM_ACTORS.len()) as u32,
+                0,
+                0,
+                Stage::Act,
+                1 + geometric(rng, 1.0),
+            ),
         };
-        Session { tenant: tenant_index, style, actor, ip, agent, stage, remaining, failed_logins: 0 }
+        Session {
+            tenant: tenant_index,
+            style,
+            actor,
+            ip,
+            agent,
+            stage,
+            remaining,
+            failed_logins: 0,
+        }
     }
 
     fn session_actor(&mut self, session: &Session, actor: &mut Actor) {
@@ -555,7 +610,9 @@ impl Generator {
 
     fn session_event(&mut self, session: &mut Session, event: &mut Event) {
         self.session_actor(session, &mut event.actor);
-        event.tenant.push_str(&self.tenants[session.tenant as usize].name);
+        event
+            .tenant
+            .push_str(&self.tenants[session.tenant as usize].name);
         match session.stage {
             Stage::Login => {
                 self.login(session, event);
@@ -589,7 +646,11 @@ impl Generator {
     fn login(&mut self, session: &mut Session, event: &mut Event) {
         let rng = &mut self.rng;
         event.action.push_str("login");
-        account_resource(&mut self.spare, &self.tenants[session.tenant as usize], event);
+        account_resource(
+            &mut self.spare,
+            &self.tenants[session.tenant as usize],
+            event,
+        );
         let mut details = JsonObject::new(self.spare.string());
         let fails = rng.gen_bool(if session.failed_logins > 0 { 0.3 } else { 0.03 });
         if session.style == Style::Cli {
@@ -631,7 +692,9 @@ impl Generator {
         match act {
             Act::Create => self.create(session, event),
             Act::Delete => {
-                if self.tenants[tenant_index].resources.len() <= self.tenants[tenant_index].resources_min {
+                if self.tenants[tenant_index].resources.len()
+                    <= self.tenants[tenant_index].resources_min
+                {
                     self.create(session, event)
                 } else {
                     self.delete(session, event)
@@ -642,24 +705,26 @@ impl Generator {
             Act::ProjectCreate | Act::ProjectUpdate => self.project(session, act, event),
             Act::TokenCreated | Act::TokenRevoked => self.token(session, act, event),
             Act::SshKeyAdded | Act::SshKeyDeleted => self.ssh_key(session, act, event),
-            Act::InviteSent | Act::InviteAccepted | Act::MemberRemoved | Act::PermissionsChanged => {
-                self.team(session, act, event)
-            }
+            Act::InviteSent
+            | Act::InviteAccepted
+            | Act::MemberRemoved
+            | Act::PermissionsChanged => self.team(session, act, event),
         }
     }
 
     /// A random live resource, preferring compute ones when `compute` is set.
     fn pick_resource(&mut self, tenant_index: usize, compute: bool) -> Option<usize> {
-        let resources = &self.tenants[tenant_index].resources;
-        if resources.is_empty() {
+        // The dense kind list keeps this to one cache miss (the chosen resource) per event.
+        let kinds = &self.tenants[tenant_index].resource_kinds;
+        if kinds.is_empty() {
             return None;
         }
-        let mut index = self.rng.gen_range(0..resources.len());
+        let mut index = self.rng.gen_range(0..kinds.len());
         for _ in 0..6 {
-            if !compute || resources[index].kind.is_compute() {
+            if !compute || kinds[index].is_compute() {
                 return Some(index);
             }
-            index = self.rng.gen_range(0..resources.len());
+            index = self.rng.gen_range(0..kinds.len());
         }
         None
     }
@@ -670,7 +735,11 @@ impl Generator {
             return self.delete(session, event);
         }
         event.action.push_str("create");
-        let mut builder = TenantBuilder { rng: &mut self.rng, ids: &mut self.object_ids, next_user_number: &mut self.next_user_number };
+        let mut builder = TenantBuilder {
+            rng: &mut self.rng,
+            ids: &mut self.object_ids,
+            next_user_number: &mut self.next_user_number,
+        };
         let kind = builder.random_kind();
         let resource = builder.new_resource(&self.tenants[tenant_index], kind);
         let rng = &mut self.rng;
@@ -689,8 +758,21 @@ impl Generator {
                 spec.number("replicas", u64::from(resource.replicas));
             }
             Kind::Vm => {
-                spec.string("instance_type", INSTANCE_TYPES[usize::from(resource.instance_type)]);
-                spec.string("os_image", pick(rng, &["ubuntu-22.04-cuda-12.4", "ubuntu-24.04-cuda-12.6", "rocky-9-cuda-12.4"]));
+                spec.string(
+                    "instance_type",
+                    INSTANCE_TYPES[usize::from(resource.instance_type)],
+                );
+                spec.string(
+                    "os_image",
+                    pick(
+                        rng,
+                        &[
+                            "ubuntu-22.04-cuda-12.4",
+                            "ubuntu-24.04-cuda-12.6",
+                            "rocky-9-cuda-12.4",
+                        ],
+                    ),
+                );
                 spec.number("disk_gb", u64::from(resource.disk_gb));
             }
             Kind::Storage => {
@@ -705,15 +787,21 @@ impl Generator {
             details.string("reason", pick(rng, FAILURE_REASONS));
         } else if kind.is_compute() {
             details.begin_object("billing");
-            details.string("plan", pick(rng, &["on-demand", "on-demand", "reserved", "spot"]));
-            details.number("hourly_usd_cents", u64::from(resource.gpu_count) * pick(rng, &[89, 129, 199, 249, 299]));
+            details.string(
+                "plan",
+                pick(rng, &["on-demand", "on-demand", "reserved", "spot"]),
+            );
+            details.number(
+                "hourly_usd_cents",
+                u64::from(resource.gpu_count) * pick(rng, &[89, 129, 199, 249, 299]),
+            );
             details.end_object();
         }
         details.request_id(rng);
         details.number("duration_ms", duration_ms(rng, 2500));
         event.details = Some(details.finish());
         if !failed {
-            self.tenants[tenant_index].resources.push(resource);
+            self.tenants[tenant_index].push_resource(resource);
         }
     }
 
@@ -723,15 +811,37 @@ impl Generator {
             return self.create(session, event);
         };
         event.action.push_str("delete");
-        let resource = self.tenants[tenant_index].resources.swap_remove(index);
+        let resource = self.tenants[tenant_index].remove_resource(index);
         let rng = &mut self.rng;
-        resource_fields(&mut self.spare, &self.tenants[tenant_index], &resource, event);
+        resource_fields(
+            &mut self.spare,
+            &self.tenants[tenant_index],
+            &resource,
+            event,
+        );
         let mut details = JsonObject::new(self.spare.string());
         details.string("region", REGIONS[usize::from(resource.region)]);
         if session.style == Style::System {
-            details.string("reason", pick(rng, &["expired", "insufficient credits", "account suspended"]));
+            details.string(
+                "reason",
+                pick(
+                    rng,
+                    &["expired", "insufficient credits", "account suspended"],
+                ),
+            );
         } else if rng.gen_bool(0.3) {
-            details.string("reason", pick(rng, &["no longer needed", "experiment finished", "cleanup", "replaced"]));
+            details.string(
+                "reason",
+                pick(
+                    rng,
+                    &[
+                        "no longer needed",
+                        "experiment finished",
+                        "cleanup",
+                        "replaced",
+                    ],
+                ),
+            );
         }
         details.request_id(rng);
         details.number("duration_ms", duration_ms(rng, 900));
@@ -777,14 +887,24 @@ impl Generator {
                 resource.running = true;
             }
             "stop" => {
-                let reasons = if session.style == Style::System { SYSTEM_STOP_REASONS } else { STOP_REASONS };
+                let reasons = if session.style == Style::System {
+                    SYSTEM_STOP_REASONS
+                } else {
+                    STOP_REASONS
+                };
                 details.string("reason", pick(rng, reasons));
                 details.number("uptime_s", duration_ms(rng, 14_400));
                 resource.running = false;
             }
             _ => {
-                let reason =
-                    if session.style == Style::System { pick(rng, &["host maintenance", "driver update", "health check failed"]) } else { pick(rng, RESTART_REASONS) };
+                let reason = if session.style == Style::System {
+                    pick(
+                        rng,
+                        &["host maintenance", "driver update", "health check failed"],
+                    )
+                } else {
+                    pick(rng, RESTART_REASONS)
+                };
                 details.string("reason", reason);
             }
         }
@@ -792,10 +912,18 @@ impl Generator {
             event.outcome = Outcome::Failure;
         }
         details.request_id(rng);
-        details.number("duration_ms", duration_ms(rng, if action == "stop" { 1200 } else { 6000 }));
+        details.number(
+            "duration_ms",
+            duration_ms(rng, if action == "stop" { 1200 } else { 6000 }),
+        );
         event.details = Some(details.finish());
         let resource = &self.tenants[tenant_index].resources[index];
-        resource_fields(&mut self.spare, &self.tenants[tenant_index], resource, event);
+        resource_fields(
+            &mut self.spare,
+            &self.tenants[tenant_index],
+            resource,
+            event,
+        );
     }
 
     fn update(&mut self, session: &Session, event: &mut Event) {
@@ -805,7 +933,11 @@ impl Generator {
         };
         event.action.push_str("update");
         let rng = &mut self.rng;
-        let Tenant { images: custom_images, resources, .. } = &mut self.tenants[tenant_index];
+        let Tenant {
+            images: custom_images,
+            resources,
+            ..
+        } = &mut self.tenants[tenant_index];
         let images = custom_images.len() as u8;
         let resource = &mut resources[index];
         let mut changes = JsonArray::new(self.spare.string());
@@ -826,7 +958,11 @@ impl Generator {
             match field {
                 0 => {
                     let new = different(rng, GPU_COUNTS, resource.gpu_count);
-                    changes.change_numbers("gpu_count", u64::from(resource.gpu_count), u64::from(new));
+                    changes.change_numbers(
+                        "gpu_count",
+                        u64::from(resource.gpu_count),
+                        u64::from(new),
+                    );
                     resource.gpu_count = new;
                 }
                 1 => {
@@ -837,11 +973,19 @@ impl Generator {
                     }
                     let old = resource.image;
                     resource.image = new;
-                    changes.change_strings("image", Some(image_name(custom_images, old)), Some(image_name(custom_images, new)));
+                    changes.change_strings(
+                        "image",
+                        Some(image_name(custom_images, old)),
+                        Some(image_name(custom_images, new)),
+                    );
                 }
                 2 => {
                     let new = different(rng, REPLICAS, resource.replicas);
-                    changes.change_numbers("replicas", u64::from(resource.replicas), u64::from(new));
+                    changes.change_numbers(
+                        "replicas",
+                        u64::from(resource.replicas),
+                        u64::from(new),
+                    );
                     resource.replicas = new;
                 }
                 3 => {
@@ -869,7 +1013,11 @@ impl Generator {
                     if new == resource.labels {
                         new = (new + 1) % LABEL_SETS.len() as u8;
                     }
-                    changes.change_raw("labels", LABEL_SETS[usize::from(resource.labels)], LABEL_SETS[usize::from(new)]);
+                    changes.change_raw(
+                        "labels",
+                        LABEL_SETS[usize::from(resource.labels)],
+                        LABEL_SETS[usize::from(new)],
+                    );
                     resource.labels = new;
                 }
                 5 => {
@@ -887,7 +1035,11 @@ impl Generator {
                 _ => {
                     // Disks only grow.
                     let new = resource.disk_gb * pick(rng, &[2, 2, 3, 4]) / 2 + 50;
-                    let field = if resource.kind == Kind::Storage { "size_gb" } else { "disk_gb" };
+                    let field = if resource.kind == Kind::Storage {
+                        "size_gb"
+                    } else {
+                        "disk_gb"
+                    };
                     changes.change_numbers(field, u64::from(resource.disk_gb), u64::from(new));
                     resource.disk_gb = new;
                 }
@@ -897,7 +1049,17 @@ impl Generator {
         let mut details = JsonObject::new(self.spare.string());
         details.string("region", REGIONS[usize::from(resource.region)]);
         if session.style == Style::System {
-            details.string("reason", pick(rng, &["autoscale: queue depth", "autoscale: low utilization", "disk usage above 90%"]));
+            details.string(
+                "reason",
+                pick(
+                    rng,
+                    &[
+                        "autoscale: queue depth",
+                        "autoscale: low utilization",
+                        "disk usage above 90%",
+                    ],
+                ),
+            );
         } else if rng.gen_bool(0.5) {
             details.string("reason", pick(rng, UPDATE_REASONS));
         }
@@ -905,7 +1067,12 @@ impl Generator {
         details.number("duration_ms", duration_ms(rng, 700));
         event.changes = Some(changes.finish());
         event.details = Some(details.finish());
-        resource_fields(&mut self.spare, &self.tenants[tenant_index], resource, event);
+        resource_fields(
+            &mut self.spare,
+            &self.tenants[tenant_index],
+            resource,
+            event,
+        );
     }
 
     fn project(&mut self, session: &Session, act: Act, event: &mut Event) {
@@ -916,7 +1083,10 @@ impl Generator {
         let project = if act == Act::ProjectCreate && !tenant.projects.contains(&candidate) {
             event.action.push_str("create");
             tenant.projects.push(candidate.clone());
-            details.string("default_region", REGIONS[usize::from(pick(rng, &tenant.regions))]);
+            details.string(
+                "default_region",
+                REGIONS[usize::from(pick(rng, &tenant.regions))],
+            );
             candidate
         } else {
             event.action.push_str("update");
@@ -936,18 +1106,27 @@ impl Generator {
         details.number("duration_ms", duration_ms(rng, 300));
         event.details = Some(details.finish());
         event.resource.kind.push_str("project");
-        self.spare.set(&mut event.resource.name, &project["proj_".len()..]);
+        self.spare
+            .set(&mut event.resource.name, &project["proj_".len()..]);
         self.spare.set(&mut event.resource.id, &project);
         self.spare.set(&mut event.project, &project);
     }
 
     fn token(&mut self, session: &Session, act: Act, event: &mut Event) {
         let tenant_index = session.tenant as usize;
-        let active = self.tenants[tenant_index].tokens.iter().filter(|token| !token.revoked).count();
+        let active = self.tenants[tenant_index]
+            .tokens
+            .iter()
+            .filter(|token| !token.revoked)
+            .count();
         let mut details = JsonObject::new(self.spare.string());
         let (id, name) = if act == Act::TokenCreated || active <= 1 {
             event.action.push_str("token_created");
-            let mut builder = TenantBuilder { rng: &mut self.rng, ids: &mut self.object_ids, next_user_number: &mut self.next_user_number };
+            let mut builder = TenantBuilder {
+                rng: &mut self.rng,
+                ids: &mut self.object_ids,
+                next_user_number: &mut self.next_user_number,
+            };
             let token = builder.new_token();
             let tokens = &mut self.tenants[tenant_index].tokens;
             let fields = (token.id.clone(), token.name.clone());
@@ -963,7 +1142,19 @@ impl Generator {
                 index = (index + 1) % tokens.len();
             }
             tokens[index].revoked = true;
-            details.string("reason", pick(&mut self.rng, &["rotation", "rotation", "unused", "leaked", "employee offboarding"]));
+            details.string(
+                "reason",
+                pick(
+                    &mut self.rng,
+                    &[
+                        "rotation",
+                        "rotation",
+                        "unused",
+                        "leaked",
+                        "employee offboarding",
+                    ],
+                ),
+            );
             (tokens[index].id.clone(), tokens[index].name.clone())
         };
         details.request_id(&mut self.rng);
@@ -978,10 +1169,20 @@ impl Generator {
         let mut details = JsonObject::new(self.spare.string());
         let key = if act == Act::SshKeyAdded || self.tenants[tenant_index].ssh_keys.len() <= 1 {
             event.action.push_str("ssh_key_added");
-            let mut builder = TenantBuilder { rng: &mut self.rng, ids: &mut self.object_ids, next_user_number: &mut self.next_user_number };
+            let mut builder = TenantBuilder {
+                rng: &mut self.rng,
+                ids: &mut self.object_ids,
+                next_user_number: &mut self.next_user_number,
+            };
             let key = builder.new_ssh_key(&self.tenants[tenant_index]);
             self.tenants[tenant_index].ssh_keys.push(key.clone());
-            details.string("key_type", pick(&mut self.rng, &["ed25519", "ed25519", "ed25519", "rsa-4096", "ecdsa-p256"]));
+            details.string(
+                "key_type",
+                pick(
+                    &mut self.rng,
+                    &["ed25519", "ed25519", "ed25519", "rsa-4096", "ecdsa-p256"],
+                ),
+            );
             let rng = &mut self.rng;
             details.string_with("fingerprint", |text| {
                 text.push_str("SHA256:");
@@ -1018,10 +1219,16 @@ impl Generator {
         match act {
             Act::InviteSent => {
                 event.action.push_str("invite_sent");
-                let mut builder = TenantBuilder { rng: &mut self.rng, ids: &mut self.object_ids, next_user_number: &mut self.next_user_number };
+                let mut builder = TenantBuilder {
+                    rng: &mut self.rng,
+                    ids: &mut self.object_ids,
+                    next_user_number: &mut self.next_user_number,
+                };
                 let email = builder.fresh_email(&self.tenants[tenant_index]);
                 let invite_id = self.object_ids.short("inv_");
-                self.tenants[tenant_index].pending_invites.push(email.clone());
+                self.tenants[tenant_index]
+                    .pending_invites
+                    .push(email.clone());
                 details.string("role", pick(&mut self.rng, &ROLES[..5]));
                 details.number("expires_in_days", 7);
                 event.resource.kind.push_str("member");
@@ -1031,10 +1238,20 @@ impl Generator {
             Act::InviteAccepted => {
                 event.action.push_str("invite_accepted");
                 let email = self.tenants[tenant_index].pending_invites.swap_remove(0);
-                let mut builder = TenantBuilder { rng: &mut self.rng, ids: &mut self.object_ids, next_user_number: &mut self.next_user_number };
+                let mut builder = TenantBuilder {
+                    rng: &mut self.rng,
+                    ids: &mut self.object_ids,
+                    next_user_number: &mut self.next_user_number,
+                };
                 let user = builder.new_user(email);
                 // The invitee accepts, from their own browser and address.
-                user_actor(&mut self.spare, &mut event.actor, &user, 0, BROWSER_AGENTS[usize::from(user.browser)]);
+                user_actor(
+                    &mut self.spare,
+                    &mut event.actor,
+                    &user,
+                    0,
+                    BROWSER_AGENTS[usize::from(user.browser)],
+                );
                 member_resource(&mut self.spare, &user, event);
                 self.tenants[tenant_index].users.push(user);
             }
@@ -1042,11 +1259,25 @@ impl Generator {
                 event.action.push_str("member_removed");
                 let users = &mut self.tenants[tenant_index].users;
                 let mut index = self.rng.gen_range(0..users.len());
-                while users[index].removed || (matches!(session.style, Style::Console | Style::Cli) && index == session.actor as usize) {
+                while users[index].removed
+                    || (matches!(session.style, Style::Console | Style::Cli)
+                        && index == session.actor as usize)
+                {
                     index = (index + 1) % users.len();
                 }
                 users[index].removed = true;
-                details.string("reason", pick(&mut self.rng, &["offboarding", "offboarding", "contract ended", "duplicate account"]));
+                details.string(
+                    "reason",
+                    pick(
+                        &mut self.rng,
+                        &[
+                            "offboarding",
+                            "offboarding",
+                            "contract ended",
+                            "duplicate account",
+                        ],
+                    ),
+                );
                 member_resource(&mut self.spare, &users[index], event);
             }
             _ => {
@@ -1060,7 +1291,11 @@ impl Generator {
                 }
                 users[index].role = new;
                 let mut changes = JsonArray::new(self.spare.string());
-                changes.change_strings("role", Some(ROLES[usize::from(old)]), Some(ROLES[usize::from(new)]));
+                changes.change_strings(
+                    "role",
+                    Some(ROLES[usize::from(old)]),
+                    Some(ROLES[usize::from(new)]),
+                );
                 event.changes = Some(changes.finish());
                 member_resource(&mut self.spare, &users[index], event);
             }
@@ -1087,7 +1322,10 @@ fn member_resource(spare: &mut Spare, user: &TenantUser, event: &mut Event) {
 
 /// Sets the event's project and resource from a live resource.
 fn resource_fields(spare: &mut Spare, tenant: &Tenant, resource: &LiveResource, event: &mut Event) {
-    spare.set(&mut event.project, &tenant.projects[usize::from(resource.project)]);
+    spare.set(
+        &mut event.project,
+        &tenant.projects[usize::from(resource.project)],
+    );
     event.resource.kind.clear();
     event.resource.kind.push_str(resource.kind.as_str());
     spare.set(&mut event.resource.id, &resource.id);
@@ -1169,7 +1407,10 @@ impl JsonObject {
     fn new(mut text: String) -> Self {
         text.clear();
         text.push('{');
-        JsonObject { text, needs_comma: false }
+        JsonObject {
+            text,
+            needs_comma: false,
+        }
     }
 
     fn key(&mut self, key: &str) {

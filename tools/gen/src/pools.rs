@@ -7,9 +7,9 @@ pub(crate) const FIRST_NAMES: &[&str] = &[
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
     "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yuki", "zoe",
     "amir", "bea", "chen", "diego", "elena", "farah", "gustav", "hana", "igor", "jonas", "kavya",
-    "lars", "maria", "nikhil", "omar", "priya", "quinn", "rosa", "sanjay", "tomas", "uma",
-    "vera", "wei", "ximena", "yusuf", "zara", "akira", "bianca", "carlos", "dmitri", "emma",
-    "fatima", "giulia", "hiro", "ines", "jamal", "katja", "leon", "mei",
+    "lars", "maria", "nikhil", "omar", "priya", "quinn", "rosa", "sanjay", "tomas", "uma", "vera",
+    "wei", "ximena", "yusuf", "zara", "akira", "bianca", "carlos", "dmitri", "emma", "fatima",
+    "giulia", "hiro", "ines", "jamal", "katja", "leon", "mei",
 ];
 
 pub(crate) const LAST_NAMES: &[&str] = &[
@@ -22,54 +22,167 @@ pub(crate) const LAST_NAMES: &[&str] = &[
 ];
 
 pub(crate) const COMPANY_PREFIXES: &[&str] = &[
-    "acme", "northwind", "bluefin", "quantum", "helix", "nimbus", "vertex", "lumen", "orbital",
-    "cobalt", "tandem", "polaris", "granite", "aurora", "sparrow", "ember", "cascade", "mosaic",
-    "zenith", "juniper", "atlas", "kepler", "pioneer", "redwood", "silverline", "tessera",
-    "umbra", "vantage", "willow", "yonder", "deepfield", "brightpath", "coral", "driftwood",
+    "acme",
+    "northwind",
+    "bluefin",
+    "quantum",
+    "helix",
+    "nimbus",
+    "vertex",
+    "lumen",
+    "orbital",
+    "cobalt",
+    "tandem",
+    "polaris",
+    "granite",
+    "aurora",
+    "sparrow",
+    "ember",
+    "cascade",
+    "mosaic",
+    "zenith",
+    "juniper",
+    "atlas",
+    "kepler",
+    "pioneer",
+    "redwood",
+    "silverline",
+    "tessera",
+    "umbra",
+    "vantage",
+    "willow",
+    "yonder",
+    "deepfield",
+    "brightpath",
+    "coral",
+    "driftwood",
 ];
 
 pub(crate) const COMPANY_SUFFIXES: &[&str] = &[
-    "robotics", "labs", "ai", "bio", "systems", "analytics", "vision", "health", "research",
-    "dynamics", "genomics", "studio", "logistics", "motors", "media", "finance", "energy",
+    "robotics",
+    "labs",
+    "ai",
+    "bio",
+    "systems",
+    "analytics",
+    "vision",
+    "health",
+    "research",
+    "dynamics",
+    "genomics",
+    "studio",
+    "logistics",
+    "motors",
+    "media",
+    "finance",
+    "energy",
 ];
 
 pub(crate) const TLDS: &[&str] = &[".com", ".com", ".com", ".io", ".ai", ".dev", ".co", ".de"];
 
 /// Project slugs (`proj_` is prepended) and the display name used when a project is created.
 pub(crate) const PROJECTS: &[&str] = &[
-    "default", "ml-research", "inference", "training", "data-pipeline", "staging", "prod",
-    "experiments", "vision", "nlp", "rl-sim", "recsys", "llm-finetune", "eval", "platform",
-    "speech", "genai-demo", "robotics-sim", "batch-jobs", "notebooks", "ci", "sandbox",
-    "customer-a", "customer-b",
+    "default",
+    "ml-research",
+    "inference",
+    "training",
+    "data-pipeline",
+    "staging",
+    "prod",
+    "experiments",
+    "vision",
+    "nlp",
+    "rl-sim",
+    "recsys",
+    "llm-finetune",
+    "eval",
+    "platform",
+    "speech",
+    "genai-demo",
+    "robotics-sim",
+    "batch-jobs",
+    "notebooks",
+    "ci",
+    "sandbox",
+    "customer-a",
+    "customer-b",
 ];
 
 pub(crate) const POD_NAMES: &[&str] = &[
-    "llama-finetune", "sdxl-inference", "whisper-batch", "bert-train", "jupyter", "vllm-serve",
-    "mistral-eval", "comfyui", "trainer", "notebook", "tgi-server", "embedding-worker",
-    "yolo-train", "qwen-sft", "triton-serve", "ray-head", "ray-worker", "dataloader",
+    "llama-finetune",
+    "sdxl-inference",
+    "whisper-batch",
+    "bert-train",
+    "jupyter",
+    "vllm-serve",
+    "mistral-eval",
+    "comfyui",
+    "trainer",
+    "notebook",
+    "tgi-server",
+    "embedding-worker",
+    "yolo-train",
+    "qwen-sft",
+    "triton-serve",
+    "ray-head",
+    "ray-worker",
+    "dataloader",
 ];
 
 pub(crate) const VM_NAMES: &[&str] = &[
-    "gpu-box", "dev-vm", "build-runner", "a100-node", "h100-node", "bastion", "render-node",
-    "research-ws", "k8s-worker", "slurm-node",
+    "gpu-box",
+    "dev-vm",
+    "build-runner",
+    "a100-node",
+    "h100-node",
+    "bastion",
+    "render-node",
+    "research-ws",
+    "k8s-worker",
+    "slurm-node",
 ];
 
 pub(crate) const STORAGE_NAMES: &[&str] = &[
-    "data-vol", "checkpoints", "datasets", "model-cache", "scratch", "hf-cache", "results",
+    "data-vol",
+    "checkpoints",
+    "datasets",
+    "model-cache",
+    "scratch",
+    "hf-cache",
+    "results",
     "shared-home",
 ];
 
 pub(crate) const REGIONS: &[&str] = &[
-    "us-east", "us-west", "eu-west", "eu-central", "ap-northeast", "us-central",
+    "us-east",
+    "us-west",
+    "eu-west",
+    "eu-central",
+    "ap-northeast",
+    "us-central",
 ];
 
 pub(crate) const GPU_TYPES: &[&str] = &[
-    "H100-80GB", "A100-80GB", "A100-40GB", "L40S-48GB", "A10-24GB", "RTX-6000-Ada",
+    "H100-80GB",
+    "A100-80GB",
+    "A100-40GB",
+    "L40S-48GB",
+    "A10-24GB",
+    "RTX-6000-Ada",
 ];
 
 pub(crate) const INSTANCE_TYPES: &[&str] = &[
-    "gpu_1x_h100", "gpu_2x_h100", "gpu_8x_h100", "gpu_1x_a100", "gpu_2x_a100", "gpu_4x_a100",
-    "gpu_8x_a100", "gpu_1x_a10", "gpu_1x_l40s", "gpu_4x_l40s", "cpu_16x_64gb",
+    "gpu_1x_h100",
+    "gpu_2x_h100",
+    "gpu_8x_h100",
+    "gpu_1x_a100",
+    "gpu_2x_a100",
+    "gpu_4x_a100",
+    "gpu_8x_a100",
+    "gpu_1x_a10",
+    "gpu_1x_l40s",
+    "gpu_4x_l40s",
+    "cpu_16x_64gb",
 ];
 
 pub(crate) const IMAGES: &[&str] = &[
@@ -102,10 +215,27 @@ pub(crate) const LABEL_SETS: &[&str] = &[
 ];
 
 pub(crate) const ENV_VARS: &[(&str, &[&str])] = &[
-    ("WANDB_PROJECT", &["llama-sft", "llama-dpo", "sdxl-lora", "whisper-ft", "baseline"]),
+    (
+        "WANDB_PROJECT",
+        &[
+            "llama-sft",
+            "llama-dpo",
+            "sdxl-lora",
+            "whisper-ft",
+            "baseline",
+        ],
+    ),
     ("HF_HOME", &["/data/hf", "/mnt/cache/hf", "/scratch/hf"]),
     ("NCCL_DEBUG", &["WARN", "INFO", "TRACE"]),
-    ("MODEL_ID", &["meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-70B", "mistralai/Mistral-7B-v0.3", "Qwen/Qwen2.5-32B"]),
+    (
+        "MODEL_ID",
+        &[
+            "meta-llama/Llama-3.1-8B",
+            "meta-llama/Llama-3.1-70B",
+            "mistralai/Mistral-7B-v0.3",
+            "Qwen/Qwen2.5-32B",
+        ],
+    ),
     ("BATCH_SIZE", &["8", "16", "32", "64"]),
     ("MAX_SEQ_LEN", &["2048", "4096", "8192"]),
 ];
@@ -148,8 +278,16 @@ pub(crate) const SYSTEM_ACTORS: &[(&str, &str)] = &[
 ];
 
 pub(crate) const TOKEN_NAMES: &[&str] = &[
-    "ci-deploy", "terraform", "github-actions", "airflow", "monitoring", "jupyter-hub",
-    "batch-scheduler", "dev-laptop", "mlflow", "argo-workflows",
+    "ci-deploy",
+    "terraform",
+    "github-actions",
+    "airflow",
+    "monitoring",
+    "jupyter-hub",
+    "batch-scheduler",
+    "dev-laptop",
+    "mlflow",
+    "argo-workflows",
 ];
 
 pub(crate) const TOKEN_SCOPES: &[&str] = &[
@@ -165,20 +303,37 @@ pub(crate) const SSH_KEY_HOSTS: &[&str] = &["laptop", "workstation", "macbook", 
 pub(crate) const ROLES: &[&str] = &["viewer", "member", "member", "member", "admin", "owner"];
 
 pub(crate) const STOP_REASONS: &[&str] = &[
-    "user request", "user request", "user request", "job finished", "idle timeout",
-    "cost saving", "end of day",
+    "user request",
+    "user request",
+    "user request",
+    "job finished",
+    "idle timeout",
+    "cost saving",
+    "end of day",
 ];
 
 pub(crate) const SYSTEM_STOP_REASONS: &[&str] = &[
-    "idle timeout", "idle timeout", "spot preemption", "insufficient credits", "host maintenance",
+    "idle timeout",
+    "idle timeout",
+    "spot preemption",
+    "insufficient credits",
+    "host maintenance",
 ];
 
 pub(crate) const RESTART_REASONS: &[&str] = &[
-    "user request", "oom killed", "health check failed", "driver update", "config change",
+    "user request",
+    "oom killed",
+    "health check failed",
+    "driver update",
+    "config change",
 ];
 
 pub(crate) const UPDATE_REASONS: &[&str] = &[
-    "scale up", "scale down", "new model version", "cost optimization", "experiment config",
+    "scale up",
+    "scale down",
+    "new model version",
+    "cost optimization",
+    "experiment config",
     "security patch",
 ];
 
@@ -193,5 +348,9 @@ pub(crate) const FAILURE_REASONS: &[&str] = &[
 pub(crate) const LOGIN_METHODS: &[&str] = &["password", "sso", "sso", "sso", "github", "google"];
 
 pub(crate) const LOGIN_FAILURE_REASONS: &[&str] = &[
-    "invalid password", "invalid password", "mfa code rejected", "account locked", "sso assertion expired",
+    "invalid password",
+    "invalid password",
+    "mfa code rejected",
+    "account locked",
+    "sso assertion expired",
 ];

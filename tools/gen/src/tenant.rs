@@ -100,6 +100,8 @@ pub(crate) struct Tenant {
     pub(crate) regions: Vec<u8>,
     pub(crate) images: Vec<String>,
     pub(crate) resources: Vec<LiveResource>,
+    /// `resources[i].kind`, densely: picking a resource of a kind touches only this.
+    pub(crate) resource_kinds: Vec<Kind>,
     pub(crate) resources_min: usize,
     pub(crate) resources_max: usize,
     pub(crate) ssh_keys: Vec<SshKey>,
@@ -158,7 +160,13 @@ pub(crate) fn pick<T: Copy>(rng: &mut SmallRng, items: &[T]) -> T {
 pub(crate) fn random_ip(rng: &mut SmallRng) -> String {
     if rng.gen_bool(0.12) {
         // Global unicast, from a handful of provider prefixes.
-        const PREFIXES: &[[u16; 2]] = &[[0x2a01, 0x04f8], [0x2600, 0x1f18], [0x2001, 0x0db8], [0x2a02, 0x8108], [0x2406, 0xda14]];
+        const PREFIXES: &[[u16; 2]] = &[
+            [0x2a01, 0x04f8],
+            [0x2600, 0x1f18],
+            [0x2001, 0x0db8],
+            [0x2a02, 0x8108],
+            [0x2406, 0xda14],
+        ];
         let prefix = pick(rng, PREFIXES);
         let address = Ipv6Addr::new(
             prefix[0],
@@ -200,7 +208,8 @@ impl TenantBuilder<'_> {
         domain.push_str(pick(rng, COMPANY_SUFFIXES));
         domain.push_str(pick(rng, TLDS));
 
-        let region_count = 1 + usize::from(relative > 0.05) + usize::from(relative > 0.3) + rng.gen_range(0..2);
+        let region_count =
+            1 + usize::from(relative > 0.05) + usize::from(relative > 0.3) + rng.gen_range(0..2);
         let mut regions: Vec<u8> = Vec::new();
         while regions.len() < region_count.min(REGIONS.len()) {
             let region = rng.gen_range(0..REGIONS.len()) as u8;
@@ -209,7 +218,8 @@ impl TenantBuilder<'_> {
             }
         }
 
-        let project_count = (1 + rng.gen_range(0..3) + (12.0 * relative) as usize).min(PROJECTS.len());
+        let project_count =
+            (1 + rng.gen_range(0..3) + (12.0 * relative) as usize).min(PROJECTS.len());
         let mut projects: Vec<String> = vec!["proj_default".to_string()];
         while projects.len() < project_count {
             let slug = format!("proj_{}", pick(rng, PROJECTS));
@@ -222,7 +232,11 @@ impl TenantBuilder<'_> {
         let images = (0..3)
             .map(|index| {
                 let repository = ["trainer", "inference", "notebook"][index];
-                format!("registry.{domain}/{company}/{repository}:1.{}.{}", rng.gen_range(0..20), rng.gen_range(0..10))
+                format!(
+                    "registry.{domain}/{company}/{repository}:1.{}.{}",
+                    rng.gen_range(0..20),
+                    rng.gen_range(0..10)
+                )
             })
             .collect();
 
@@ -238,6 +252,7 @@ impl TenantBuilder<'_> {
             regions,
             images,
             resources: Vec::new(),
+            resource_kinds: Vec::new(),
             resources_min: 0,
             resources_max: 0,
             ssh_keys: Vec::new(),
@@ -266,7 +281,7 @@ impl TenantBuilder<'_> {
             let kind = self.random_kind();
             let mut resource = self.new_resource(&tenant, kind);
             resource.running = self.rng.gen_bool(0.5);
-            tenant.resources.push(resource);
+            tenant.push_resource(resource);
         }
         tenant
     }
@@ -310,19 +325,30 @@ impl TenantBuilder<'_> {
 
     pub(crate) fn new_token(&mut self) -> Token {
         let name = pick(self.rng, TOKEN_NAMES).to_string();
-        Token { id: self.ids.long("tok_"), name, ip: random_ip(self.rng), revoked: false }
+        Token {
+            id: self.ids.long("tok_"),
+            name,
+            ip: random_ip(self.rng),
+            revoked: false,
+        }
     }
 
     pub(crate) fn new_ssh_key(&mut self, tenant: &Tenant) -> SshKey {
         let mut name = String::with_capacity(24);
-        if let Some(user) = tenant.users.get(self.rng.gen_range(0..tenant.users.len().max(1))) {
+        if let Some(user) = tenant
+            .users
+            .get(self.rng.gen_range(0..tenant.users.len().max(1)))
+        {
             name.push_str(&user.email[..user.email.find('.').unwrap_or(0)]);
         } else {
             name.push_str("deploy");
         }
         name.push('@');
         name.push_str(pick(self.rng, SSH_KEY_HOSTS));
-        SshKey { id: self.ids.short("key_"), name }
+        SshKey {
+            id: self.ids.short("key_"),
+            name,
+        }
     }
 
     pub(crate) fn random_kind(&mut self) -> Kind {
@@ -378,6 +404,16 @@ impl TenantBuilder<'_> {
 }
 
 impl Tenant {
+    pub(crate) fn push_resource(&mut self, resource: LiveResource) {
+        self.resource_kinds.push(resource.kind);
+        self.resources.push(resource);
+    }
+
+    pub(crate) fn remove_resource(&mut self, index: usize) -> LiveResource {
+        self.resource_kinds.swap_remove(index);
+        self.resources.swap_remove(index)
+    }
+
     pub(crate) fn image(&self, index: u8) -> &str {
         image_name(&self.images, index)
     }
