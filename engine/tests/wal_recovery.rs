@@ -74,7 +74,7 @@ fn wal_round_trip_reads_every_batch() {
     let dir = tempfile::tempdir().unwrap();
     let (_, _, written) = write_wal(dir.path(), 4);
     let recovered = recover(dir.path(), &vfs(), 0).unwrap();
-    assert_eq!(recovered.events, written);
+    assert_eq!(recovered.events(), written);
     assert_eq!(recovered.last_seq, 12);
     assert!(recovered.truncated.is_none());
 }
@@ -84,7 +84,7 @@ fn wal_skips_events_already_sealed() {
     let dir = tempfile::tempdir().unwrap();
     let (_, _, written) = write_wal(dir.path(), 4);
     let recovered = recover(dir.path(), &vfs(), 6).unwrap();
-    assert_eq!(recovered.events, written[6..].to_vec());
+    assert_eq!(recovered.events(), written[6..].to_vec());
 }
 
 #[test]
@@ -96,7 +96,11 @@ fn wal_torn_tail_cut_at_every_byte_is_truncated_exactly() {
     for cut in last_start..original.len() {
         std::fs::write(&path, &original[..cut]).unwrap();
         let recovered = recover(dir.path(), &vfs(), 0).unwrap();
-        assert_eq!(recovered.events, written[..6].to_vec(), "cut at byte {cut}");
+        assert_eq!(
+            recovered.events(),
+            written[..6].to_vec(),
+            "cut at byte {cut}"
+        );
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
             last_start as u64,
@@ -122,7 +126,7 @@ fn wal_flipped_bit_in_last_record_is_truncated_exactly() {
             let recovered = recover(dir.path(), &vfs(), 0)
                 .unwrap_or_else(|e| panic!("byte {byte} bit {bit}: {e}"));
             assert_eq!(
-                recovered.events,
+                recovered.events(),
                 written[..6].to_vec(),
                 "byte {byte} bit {bit}"
             );
@@ -222,6 +226,6 @@ fn wal_empty_newest_file_from_a_crash_during_creation_is_removed() {
     let (_, _, written) = write_wal(dir.path(), 2);
     std::fs::write(dir.path().join(format!("{:020}.wal", 7)), b"AUDIT").unwrap();
     let recovered = recover(dir.path(), &vfs(), 0).unwrap();
-    assert_eq!(recovered.events, written);
+    assert_eq!(recovered.events(), written);
     assert!(!dir.path().join(format!("{:020}.wal", 7)).exists());
 }

@@ -14,6 +14,7 @@ use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
 use super::dictionary::Dictionary;
 use super::format::{
     dictionary_slot, get_varint, salted_crc, zigzag_decode, ChunkRef, Column, ColumnKind,
+    RecentCodes,
     CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL, DICTIONARY_COLUMNS, TEXT_LAYOUT_PLAIN,
     TEXT_LAYOUT_SHREDDED,
 };
@@ -548,12 +549,15 @@ impl<'a> ColumnReader<'a> {
     fn codes(&mut self, delta: bool, dictionary_len: u64, required: bool) -> Result<Vec<u32>> {
         let mut codes = Vec::with_capacity(self.rows);
         let mut previous = 0u64;
+        let mut recent = RecentCodes::default();
         for _ in 0..self.rows {
             let value = self.varint()?;
             let code = if delta {
                 previous.wrapping_add(zigzag_decode(value) as u64)
             } else {
-                value
+                recent
+                    .decode(value)
+                    .ok_or_else(|| self.corrupt(format!("recent-code position {value} is unused")))?
             };
             previous = code;
             if code > dictionary_len || (required && code == 0) {

@@ -13,7 +13,7 @@ use super::json_text;
 use super::dictionary::{Dictionary, DictionaryBuilder};
 use super::footer::{Footer, Header};
 use super::format::{
-    put_varint, salted_crc, zigzag_encode, ChunkRef, Column, ColumnKind, CHUNK_RAW_BYTES_MAX,
+    put_varint, salted_crc, zigzag_encode, ChunkRef, RecentCodes, Column, ColumnKind, CHUNK_RAW_BYTES_MAX,
     CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL, COLUMN_COUNT, DICTIONARY_COLUMNS, FORMAT_VERSION, TEXT_LAYOUT_PLAIN,
     TEXT_LAYOUT_SHREDDED,
 };
@@ -446,8 +446,9 @@ fn encode_column(
                     previous = code;
                 }
             } else {
+                let mut recent = RecentCodes::default();
                 for &i in block {
-                    put_varint(raw, u64::from(codes[i as usize]));
+                    put_varint(raw, recent.encode(codes[i as usize]));
                 }
             }
         }

@@ -96,7 +96,8 @@ pub enum ColumnKind {
     DeltaI64,
     /// `received`: zigzag varint of `received - timestamp` of the same row.
     ReceivedOffset,
-    /// Segment dictionary codes (0 = absent), varint per row.
+    /// Segment dictionary codes (0 = absent), move-to-front coded over the last
+    /// [`RECENT_CODES`] distinct codes of the block, varint per row (see [`RecentCodes`]).
     Dictionary,
     /// Segment dictionary codes, zigzag varint deltas (used for the sorted tenant column).
     DictionaryDelta,
@@ -219,6 +220,57 @@ pub const DICTIONARY_COLUMNS: [Column; 10] = [
 /// Position of a dictionary column in [`DICTIONARY_COLUMNS`], `None` for other columns.
 pub fn dictionary_slot(column: Column) -> Option<usize> {
     DICTIONARY_COLUMNS.iter().position(|c| *c == column)
+}
+
+/// Length of the move-to-front list of [`ColumnKind::Dictionary`] columns.
+pub const RECENT_CODES: usize = 16;
+
+/// Move-to-front coding of dictionary codes: one actor's session repeats its id, email, ip and
+/// resource, so a recent code costs one small number instead of a large code. A value `v <
+/// RECENT_CODES` names the `v`-th most recently used code of the block; `v >= RECENT_CODES` is
+/// code `v - RECENT_CODES`, new to the list. Either way the code moves to the front.
+#[derive(Debug, Clone, Default)]
+pub struct RecentCodes {
+    codes: [u32; RECENT_CODES],
+    len: usize,
+}
+
+impl RecentCodes {
+    #[inline]
+    fn promote(&mut self, position: usize, code: u32) {
+        self.codes.copy_within(0..position, 1);
+        self.codes[0] = code;
+    }
+
+    /// The value to store for `code`.
+    #[inline]
+    pub fn encode(&mut self, code: u32) -> u64 {
+        if let Some(position) = self.codes[..self.len].iter().position(|c| *c == code) {
+            self.promote(position, code);
+            return position as u64;
+        }
+        self.len = (self.len + 1).min(RECENT_CODES);
+        self.promote(self.len - 1, code);
+        RECENT_CODES as u64 + u64::from(code)
+    }
+
+    /// The code a stored value stands for; `None` for a position past the list.
+    #[inline]
+    pub fn decode(&mut self, value: u64) -> Option<u64> {
+        if value < RECENT_CODES as u64 {
+            let position = value as usize;
+            if position >= self.len {
+                return None;
+            }
+            let code = self.codes[position];
+            self.promote(position, code);
+            return Some(u64::from(code));
+        }
+        let code = value - RECENT_CODES as u64;
+        self.len = (self.len + 1).min(RECENT_CODES);
+        self.promote(self.len - 1, u32::try_from(code).ok()?);
+        Some(code)
+    }
 }
 
 /// Where a chunk is and how to check and decode it.

@@ -95,12 +95,17 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         .map(|(t, s)| (t.clone(), *s))
         .collect();
     let mut tail = Tail::default();
-    for event in &recovered.events {
-        let counter = tenant_seqs.entry(event.event.tenant.clone()).or_insert(0);
-        *counter = (*counter).max(event.tenant_seq);
+    for event in recovered.batches.iter().flatten() {
+        let tenant = &event.event.tenant;
+        match tenant_seqs.get_mut(tenant) {
+            Some(counter) => *counter = (*counter).max(event.tenant_seq),
+            None => {
+                tenant_seqs.insert(tenant.clone(), event.tenant_seq);
+            }
+        }
     }
-    for chunk in recovered.events.chunks(4096) {
-        tail.push(chunk.to_vec().into());
+    for batch in recovered.batches {
+        tail.push(batch.into());
     }
     let next_seq = recovered.last_seq.max(manifest.sealed_through) + 1;
     let wal = WalWriter::open(

@@ -13,8 +13,9 @@ use crate::io::Vfs;
 /// What recovery found in the WAL directory.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// Events with `seq > sealed_through`, in seq order.
-    pub events: Vec<StoredEvent>,
+    /// Events with `seq > sealed_through`, in seq order, in the batches they were appended in
+    /// (kept apart so they become tail chunks without one large copy).
+    pub batches: Vec<Vec<StoredEvent>>,
     /// The highest seq found in the WAL (0 when it holds none).
     pub last_seq: u64,
     /// WAL files kept on disk, oldest first.
@@ -23,6 +24,13 @@ pub struct Recovered {
     pub payload_bytes: u64,
     /// Where a torn tail was cut, if one was.
     pub truncated: Option<(PathBuf, u64)>,
+}
+
+impl Recovered {
+    /// Every replayed event, in seq order (a copy; for tests and tools).
+    pub fn events(&self) -> Vec<StoredEvent> {
+        self.batches.iter().flatten().cloned().collect()
+    }
 }
 
 /// Lists WAL files, oldest first.
@@ -53,7 +61,11 @@ pub fn recover(dir: &Path, vfs: &Arc<dyn Vfs>, sealed_through: u64) -> Result<Re
     let mut keep = Vec::with_capacity(count);
     for (index, (first_seq, path)) in files.drain(..).enumerate() {
         let is_last = index + 1 == count;
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        // SAFETY: WAL files are only appended to by this process, which is not writing yet.
+        // Mapping avoids copying (and page-faulting a copy of) every byte of the log.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+        let bytes: &[u8] = &map;
         if is_last && bytes.len() < FILE_HEADER_BYTES {
             // A crash while the newest file was being created: it never held a record.
             vfs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -61,7 +73,8 @@ pub fn recover(dir: &Path, vfs: &Arc<dyn Vfs>, sealed_through: u64) -> Result<Re
             recovered.truncated = Some((path, 0));
             continue;
         }
-        let scanned = scan(&path, &bytes)?;
+        let scanned = scan(&path, bytes)?;
+        drop(map);
         if scanned.header.first_seq != first_seq {
             return Err(Error::Corrupt {
                 path,
@@ -112,13 +125,15 @@ pub fn recover(dir: &Path, vfs: &Arc<dyn Vfs>, sealed_through: u64) -> Result<Re
             expected_seq = Some(last + 1);
             batch_offset_seq = last + 1;
             recovered.last_seq = last;
-            recovered
-                .events
-                .extend(batch.into_iter().filter(|e| e.seq > sealed_through));
+            if last > sealed_through {
+                let mut batch = batch;
+                batch.retain(|e| e.seq > sealed_through);
+                recovered.batches.push(batch);
+            }
         }
         keep.push((first_seq, path));
     }
-    if let Some(first) = recovered.events.first() {
+    if let Some(first) = recovered.batches.first().and_then(|b| b.first()) {
         if first.seq != sealed_through + 1 {
             return Err(Error::Corrupt {
                 path: dir.to_path_buf(),
