@@ -74,8 +74,9 @@ struct Measured {
 }
 
 fn measure(rows: &[StoredEvent], options: &EncodeOptions, runs: usize) -> Measured {
-    let (encode, encoded) =
-        best_of(runs, || encode_segment(1, rows, options).expect("encode succeeds"));
+    let (encode, encoded) = best_of(runs, || {
+        encode_segment(1, rows, options).expect("encode succeeds")
+    });
     let bytes = encoded.bytes.len();
     let segment = Segment::from_bytes("measure.seg", encoded.bytes).expect("segment opens");
     let (decode_all, decoded) = best_of(runs, || segment.read_all().expect("decode succeeds"));
@@ -124,14 +125,19 @@ fn main() {
 
     let started = Instant::now();
     let rows = stored_events(count, 42);
-    eprintln!("generated {count} events in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "generated {count} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let mut ndjson = Vec::with_capacity(count * 700);
     for row in &rows {
         write_stored_event_json(row, &mut ndjson);
         ndjson.push(b'\n');
     }
-    let zstd3 = zstd::bulk::compress(&ndjson, 3).expect("zstd compresses").len();
+    let zstd3 = zstd::bulk::compress(&ndjson, 3)
+        .expect("zstd compresses")
+        .len();
     let per_event = |bytes: usize| bytes as f64 / count as f64;
     println!("events: {count} (one UTC day, 2000 tenants, auditlog-gen seed 42)");
     println!(
@@ -143,7 +149,14 @@ fn main() {
     if sweep {
         println!(
             "\n{:>10} {:>6} {:>6} {:>6} {:>10} {:>10} {:>12} {:>14}",
-            "block_rows", "level", "text", "dict", "bytes/ev", "vs zstd-3", "encode ev/s", "decode rows/s"
+            "block_rows",
+            "level",
+            "text",
+            "dict",
+            "bytes/ev",
+            "vs zstd-3",
+            "encode ev/s",
+            "decode rows/s"
         );
         let mut configurations = Vec::new();
         for block_rows in [256, 512, 1024, 2048, 4096, 8192] {
@@ -212,7 +225,9 @@ fn main() {
     );
     let probe = &rows[rows.len() / 2];
     let id = probe.event.id.as_deref().unwrap_or("none");
-    let (lookup, found) = best_of(3, || segment.find_key(&probe.event.tenant, id).expect("finds"));
+    let (lookup, found) = best_of(3, || {
+        segment.find_key(&probe.event.tenant, id).expect("finds")
+    });
     println!(
         "find_key of a present key: {:.0} µs (found: {})",
         lookup.as_secs_f64() * 1e6,
@@ -240,7 +255,15 @@ fn main() {
     let filter = segment.filter_stored_bytes();
     let directory = segment.directory_stored_bytes();
     println!("  {:<18} {:>7.3}", "key filter", per_event(filter as usize));
-    println!("  {:<18} {:>7.3}", "block directory", per_event(directory as usize));
+    println!(
+        "  {:<18} {:>7.3}",
+        "block directory",
+        per_event(directory as usize)
+    );
     let rest = measured.bytes as u64 - total - filter - directory;
-    println!("  {:<18} {:>7.3}", "header + footer", per_event(rest as usize));
+    println!(
+        "  {:<18} {:>7.3}",
+        "header + footer",
+        per_event(rest as usize)
+    );
 }

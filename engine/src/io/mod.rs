@@ -34,6 +34,21 @@ pub trait VfsFile: Send {
     fn sync_data(&mut self) -> io::Result<()>;
     /// Truncates or extends the file (used to cut a torn WAL tail).
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// A second handle that can `fdatasync` this file from another thread while this one goes
+    /// on writing (the WAL pipelines the fsync of one group with the write of the next).
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>>;
+}
+
+/// Makes a file durable from another thread (see [`VfsFile::sync_handle`]).
+pub trait SyncHandle: Send + Sync {
+    /// `fdatasync`: every byte written to the file so far, through any handle, is durable after.
+    fn sync_data(&self) -> io::Result<()>;
+}
+
+impl SyncHandle for File {
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
 }
 
 /// The file-system operations the engine performs when it changes what is on disk.
@@ -66,6 +81,9 @@ impl VfsFile for RealFile {
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
+    }
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
+        Ok(Box::new(self.0.try_clone()?))
     }
 }
 
@@ -198,6 +216,24 @@ struct FaultyFile {
     vfs: FaultyVfs,
 }
 
+struct FaultySyncHandle {
+    file: File,
+    path: PathBuf,
+    vfs: FaultyVfs,
+}
+
+impl SyncHandle for FaultySyncHandle {
+    fn sync_data(&self) -> io::Result<()> {
+        self.vfs.syncs.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.vfs.state.lock();
+        FaultyVfs::check(&mut state.sync_countdown)?;
+        self.file.sync_data()?;
+        let entry = state.files.entry(self.path.clone()).or_default();
+        entry.0 = entry.1;
+        Ok(())
+    }
+}
+
 impl VfsFile for FaultyFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.vfs.writes.fetch_add(1, Ordering::Relaxed);
@@ -215,6 +251,13 @@ impl VfsFile for FaultyFile {
         let entry = state.files.entry(self.path.clone()).or_default();
         entry.0 = entry.1;
         Ok(())
+    }
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
+        Ok(Box::new(FaultySyncHandle {
+            file: self.inner.0.try_clone()?,
+            path: self.path.clone(),
+            vfs: self.vfs.clone(),
+        }))
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)?;

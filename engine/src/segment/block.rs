@@ -14,9 +14,8 @@ use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
 use super::dictionary::Dictionary;
 use super::format::{
     dictionary_slot, get_varint, salted_crc, zigzag_decode, ChunkRef, Column, ColumnKind,
-    RecentCodes,
-    CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL, DICTIONARY_COLUMNS, TEXT_LAYOUT_PLAIN,
-    TEXT_LAYOUT_SHREDDED,
+    RecentCodes, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL,
+    DICTIONARY_COLUMNS, TEXT_LAYOUT_PLAIN, TEXT_LAYOUT_SHREDDED,
 };
 use super::json_text;
 use super::Columns;
@@ -555,9 +554,9 @@ impl<'a> ColumnReader<'a> {
             let code = if delta {
                 previous.wrapping_add(zigzag_decode(value) as u64)
             } else {
-                recent
-                    .decode(value)
-                    .ok_or_else(|| self.corrupt(format!("recent-code position {value} is unused")))?
+                recent.decode(value).ok_or_else(|| {
+                    self.corrupt(format!("recent-code position {value} is unused"))
+                })?
             };
             previous = code;
             if code > dictionary_len || (required && code == 0) {
@@ -638,8 +637,8 @@ impl<'a> ColumnReader<'a> {
     }
 
     fn text_column(&self, bytes: Vec<u8>, spans: Vec<(u32, u32)>) -> Result<TextColumn> {
-        let text = String::from_utf8(bytes)
-            .map_err(|_| self.corrupt("text is not valid utf-8".into()))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| self.corrupt("text is not valid utf-8".into()))?;
         for &(start, end) in &spans {
             if start != ABSENT
                 && !(text.is_char_boundary(start as usize) && text.is_char_boundary(end as usize))
@@ -647,9 +646,6 @@ impl<'a> ColumnReader<'a> {
                 return Err(self.corrupt("a text value splits a utf-8 character".into()));
             }
         }
-        Ok(TextColumn {
-            text,
-            spans,
-        })
+        Ok(TextColumn { text, spans })
     }
 }

@@ -16,8 +16,7 @@ use super::dictionary::Dictionary;
 use super::footer::{Footer, Header, FOOTER_LEN};
 use super::format::{
     dictionary_slot, ChunkRef, Column, Reader, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD,
-    CODEC_ZSTD_RAW_TAIL,
-    COLUMN_COUNT, DICTIONARY_COLUMNS, HEADER_LEN,
+    CODEC_ZSTD_RAW_TAIL, COLUMN_COUNT, DICTIONARY_COLUMNS, HEADER_LEN,
 };
 use super::{Columns, SegmentMeta};
 
@@ -153,8 +152,7 @@ impl Segment {
         }
         let dictionary_end = footer
             .dictionary_offset
-            .checked_add(footer.dictionary_len)
-            .unwrap_or(u64::MAX);
+            .saturating_add(footer.dictionary_len);
         let sections_in_order = footer.dictionary_offset >= HEADER_LEN as u64
             && dictionary_end <= footer.filter.offset
             && footer.filter.end() <= footer.directory.offset

@@ -9,14 +9,14 @@ use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 
 use super::bloom;
-use super::json_text;
 use super::dictionary::{Dictionary, DictionaryBuilder};
 use super::footer::{Footer, Header};
 use super::format::{
-    put_varint, salted_crc, zigzag_encode, ChunkRef, RecentCodes, Column, ColumnKind, CHUNK_RAW_BYTES_MAX,
-    CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL, COLUMN_COUNT, DICTIONARY_COLUMNS, FORMAT_VERSION, TEXT_LAYOUT_PLAIN,
-    TEXT_LAYOUT_SHREDDED,
+    put_varint, salted_crc, zigzag_encode, ChunkRef, Column, ColumnKind, RecentCodes,
+    CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL, COLUMN_COUNT,
+    DICTIONARY_COLUMNS, FORMAT_VERSION, TEXT_LAYOUT_PLAIN, TEXT_LAYOUT_SHREDDED,
 };
+use super::json_text;
 use super::SegmentMeta;
 
 /// How to encode a segment. The defaults were chosen by measurement on realistic events
@@ -147,7 +147,8 @@ impl ChunkWriter {
                 if tail_len > 0 {
                     let frame_len = self.compressed.len() as u32;
                     self.compressed.splice(0..0, frame_len.to_le_bytes());
-                    self.compressed.extend_from_slice(&raw[raw.len() - tail_len..]);
+                    self.compressed
+                        .extend_from_slice(&raw[raw.len() - tail_len..]);
                 }
                 if self.compressed.len() < raw.len() {
                     codec = if tail_len > 0 {

@@ -94,7 +94,13 @@ fn put_string<'a>(streams: &mut KeyStreams<'a>, binary: &mut Vec<u8>, inner: &'a
         out.extend_from_slice(prefix);
         put_varint(out, (hex / 2) as u64);
         for pair in inner[inner.len() - hex..].chunks_exact(2) {
-            let digit = |b: u8| if b.is_ascii_digit() { b - b'0' } else { b - b'a' + 10 };
+            let digit = |b: u8| {
+                if b.is_ascii_digit() {
+                    b - b'0'
+                } else {
+                    b - b'a' + 10
+                }
+            };
             binary.push(digit(pair[0]) << 4 | digit(pair[1]));
         }
     } else {
@@ -130,7 +136,10 @@ pub(crate) fn encode<'a>(
             continue;
         };
         let bytes = text.as_bytes();
-        if bytes.iter().any(|&b| b == STRING_VALUE || b == NUMBER_VALUE) {
+        if bytes
+            .iter()
+            .any(|&b| b == STRING_VALUE || b == NUMBER_VALUE)
+        {
             return None;
         }
         shape.clear();
@@ -315,7 +324,11 @@ pub(crate) fn decode(
         while i < shape.len() {
             if shape[i] == b'"' {
                 let end = string_end(shape, i).ok_or("unterminated key in a shape")?;
-                resolved.push(*keys.get(&shape[i + 1..end - 1]).ok_or("a key has no entry")?);
+                resolved.push(
+                    *keys
+                        .get(&shape[i + 1..end - 1])
+                        .ok_or("a key has no entry")?,
+                );
                 i = end;
             } else {
                 i += 1;
@@ -347,7 +360,9 @@ pub(crate) fn decode(
                 }
                 STRING_VALUE => {
                     let index = key.ok_or("a string value has no key")?;
-                    let stream = strings.get_mut(index).ok_or("a string value has no stream")?;
+                    let stream = strings
+                        .get_mut(index)
+                        .ok_or("a string value has no stream")?;
                     let values = &mut distinct[index];
                     let item = stream.varint()?;
                     text.push(b'"');
@@ -374,7 +389,9 @@ pub(crate) fn decode(
                 }
                 NUMBER_VALUE => {
                     let index = key.ok_or("a number value has no key")?;
-                    let stream = numbers.get_mut(index).ok_or("a number value has no stream")?;
+                    let stream = numbers
+                        .get_mut(index)
+                        .ok_or("a number value has no stream")?;
                     let value = zigzag_decode(stream.varint()?);
                     let mut buffer = [0u8; 20];
                     text.extend_from_slice(format_i64(value, &mut buffer));
@@ -445,8 +462,12 @@ mod tests {
         assert!(round_trip(&[
             Some(r#"{"region":"us-west","request_id":"req_37d15c54cb5ae111","duration_ms":18473}"#),
             None,
-            Some(r#"{"region":"us-west","request_id":"req_d06a5837cafa38c3","n":-0,"x":-12,"f":1.5e3}"#),
-            Some(r#"[{"field":"gpu_count","old":1,"new":4},{"field":"labels","old":null,"new":{"a":"b"}}]"#),
+            Some(
+                r#"{"region":"us-west","request_id":"req_d06a5837cafa38c3","n":-0,"x":-12,"f":1.5e3}"#
+            ),
+            Some(
+                r#"[{"field":"gpu_count","old":1,"new":4},{"field":"labels","old":null,"new":{"a":"b"}}]"#
+            ),
             Some(r#""top" 12 007 -9223372036854775808 99999999999999999999"#),
             Some(r#"{"":"x","k\"q":"é\u00e9","deadbeef":"ABCDEF0123456789abcdef","e":""}"#),
             Some(r#"{ "spaced" : "v" , "a" : [ "b" , 1 ] }"#),

@@ -13,11 +13,11 @@ fn row(seq: u64, tenant: &str, timestamp_us: i64) -> StoredEvent {
             id: Some(format!("evt_{seq}")),
             timestamp_us,
             tenant: tenant.into(),
-            project: (seq % 3 == 0).then(|| "proj_a".to_string()),
+            project: matches!(seq % 3, 0).then(|| "proj_a".to_string()),
             actor: Actor {
                 id: Some(format!("user_{}", seq % 5)),
                 email: None,
-                kind: if seq % 7 == 0 {
+                kind: if matches!(seq % 7, 0) {
                     ActorType::System
                 } else {
                     ActorType::User
@@ -26,7 +26,7 @@ fn row(seq: u64, tenant: &str, timestamp_us: i64) -> StoredEvent {
                 user_agent: None,
             },
             action: "update".into(),
-            outcome: if seq % 4 == 0 {
+            outcome: if matches!(seq % 4, 0) {
                 Outcome::Failure
             } else {
                 Outcome::Success
@@ -36,7 +36,7 @@ fn row(seq: u64, tenant: &str, timestamp_us: i64) -> StoredEvent {
                 id: Some(format!("pod_{}", seq % 11)),
                 name: None,
             },
-            changes: (seq % 2 == 0)
+            changes: matches!(seq % 2, 0)
                 .then(|| format!(r#"[{{"field":"gpu_count","old":{},"new":4}}]"#, seq % 3)),
             details: None,
         },

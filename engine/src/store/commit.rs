@@ -1,12 +1,20 @@
-//! Group commit: one thread owns the WAL writer; `append` callers queue their batches and wait.
+//! Group commit, pipelined: `append` callers queue their batches; a commit thread writes them to
+//! the WAL in groups and a sync thread makes each group durable, publishes it and answers.
 //!
-//! The commit thread takes every batch queued since its last write, drops idempotent duplicates,
-//! assigns `seq`, `tenant_seq` and `received`, frames one record per batch, issues one `write` and
-//! one `fdatasync` for the whole group, puts the events in the tail (visible to readers), tells
-//! the subscribers, and only then wakes the callers. A failed write or fsync poisons the writer:
-//! the whole group fails and nothing of it is acknowledged or visible.
+//! The commit thread takes every batch queued since its last write, drops idempotent duplicates
+//! (against this group, groups written but not yet published, the tail, and segments sealed since
+//! the caller looked), assigns `seq`, `tenant_seq` and `received`, frames one record per batch,
+//! issues one `write` for the whole group and hands the group to the sync thread. The sync thread
+//! issues one `fdatasync` covering every group written so far, puts their events in the tail
+//! (visible to readers), tells the subscribers, and only then wakes the callers. While it waits
+//! for the disk, the commit thread already writes the next group: the disk is kept busy, and the
+//! CPU work of a group overlaps the previous group's fsync.
+//!
+//! A failed write or fsync poisons the writer: the groups not yet acknowledged fail, nothing of
+//! them becomes visible, and every later append fails until the store is reopened.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,12 +23,17 @@ use parking_lot::{Condvar, Mutex};
 use super::{AppendResult, Duplicate, Inner};
 use crate::error::{Error, Result};
 use crate::event::{Event, StoredEvent};
+use crate::io::SyncHandle;
 use crate::tail::KeyMap;
 use crate::wal::format::{encode_events, encode_payload, encode_record, BatchHeader};
+use crate::wal::writer::Poison;
 use crate::wal::WalWriter;
 
 /// Most bytes of encoded batches waiting for the commit thread; callers wait beyond it.
 pub(crate) const QUEUE_BYTES_MAX: usize = 64 << 20;
+
+/// Most groups written and waiting for their fsync; the commit thread waits beyond it.
+const SYNC_QUEUE_GROUPS_MAX: usize = 8;
 
 /// A batch waiting to be committed.
 pub(crate) struct Request {
@@ -38,7 +51,7 @@ pub(crate) struct Request {
     pub reply: Arc<Reply>,
 }
 
-/// Where the commit thread leaves a request's answer.
+/// Where the commit pipeline leaves a request's answer.
 #[derive(Default)]
 pub(crate) struct Reply {
     slot: Mutex<Option<Result<AppendResult>>>,
@@ -70,16 +83,82 @@ pub(crate) struct Queue {
     pub closed: bool,
 }
 
+/// A group written to the WAL, waiting to be made durable and published.
+pub(crate) struct WrittenGroup {
+    /// The stored events, in seq order (empty when every event was a duplicate).
+    chunk: Arc<[StoredEvent]>,
+    key_hashes: Vec<u64>,
+    bytes: u64,
+    /// Fsyncs the file the group was written to (named in errors).
+    sync: Arc<dyn SyncHandle>,
+    file: std::path::PathBuf,
+    needs_sync: bool,
+    replies: Vec<(Arc<Reply>, AppendResult)>,
+}
+
+/// The queue between the commit thread and the sync thread.
+#[derive(Default)]
+pub(crate) struct SyncQueue {
+    pub groups: VecDeque<WrittenGroup>,
+    pub closed: bool,
+}
+
 /// State only the commit thread changes while it writes (the sealer borrows the WAL briefly).
 pub(crate) struct CommitState {
     pub wal: WalWriter,
     pub next_seq: u64,
     /// Last `tenant_seq` assigned per tenant.
     pub tenant_seqs: HashMap<String, u64>,
+    /// Groups written but perhaps not yet published, oldest first, and their keys
+    /// (key hash -> seq), so a retry racing its original is still caught.
+    pub inflight: VecDeque<Arc<[StoredEvent]>>,
+    pub inflight_keys: KeyMap<u64>,
+}
+
+impl CommitState {
+    pub fn new(wal: WalWriter, next_seq: u64, tenant_seqs: HashMap<String, u64>) -> Self {
+        Self {
+            wal,
+            next_seq,
+            tenant_seqs,
+            inflight: VecDeque::new(),
+            inflight_keys: KeyMap::default(),
+        }
+    }
+
+    /// Forgets in-flight groups the tail now holds (`published` is the tail's last seq).
+    fn prune_inflight(&mut self, published: u64) {
+        while let Some(chunk) = self.inflight.front() {
+            if chunk.last().is_some_and(|e| e.seq > published) {
+                break;
+            }
+            let chunk = self.inflight.pop_front().expect("front exists");
+            for event in chunk.iter() {
+                if let Some(id) = &event.event.id {
+                    let hash = crate::tail::key_hash(&event.event.tenant, id);
+                    if self.inflight_keys.get(&hash) == Some(&event.seq) {
+                        self.inflight_keys.remove(&hash);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The seq of an in-flight event with this key, checked exactly.
+    fn find_inflight(&self, hash: u64, tenant: &str, id: &str) -> Option<u64> {
+        let seq = *self.inflight_keys.get(&hash)?;
+        let index = self
+            .inflight
+            .partition_point(|c| c.last().is_some_and(|e| e.seq < seq));
+        let chunk = self.inflight.get(index)?;
+        let event = chunk.get(usize::try_from(seq - chunk.first()?.seq).ok()?)?;
+        (event.event.tenant == tenant && event.event.id.as_deref() == Some(id)).then_some(seq)
+    }
 }
 
 impl Inner {
-    /// The commit thread's loop: runs until the queue is closed and drained.
+    /// The commit thread's loop: runs until the queue is closed and drained, then closes the
+    /// sync queue.
     pub(crate) fn commit_loop(self: &Arc<Self>) {
         let interval = match self.options.durability {
             super::Durability::Sync => None,
@@ -125,12 +204,17 @@ impl Inner {
                 self.commit_group(requests, interval.is_none());
             }
         }
-        let mut commit = self.commit.lock();
-        if commit.wal.unsynced_bytes() > 0 {
-            let _ = commit.wal.sync();
+        {
+            let mut commit = self.commit.lock();
+            if commit.wal.unsynced_bytes() > 0 && interval.is_some() {
+                let _ = commit.wal.sync();
+            }
         }
+        self.sync_queue.lock().closed = true;
+        self.sync_ready.notify_all();
     }
 
+    /// Plans, frames and writes one group, then hands it to the sync thread.
     fn commit_group(self: &Arc<Self>, requests: Vec<Request>, sync: bool) {
         let mut commit = self.commit.lock();
         if let Err(error) = commit.wal.check_poisoned() {
@@ -147,6 +231,8 @@ impl Inner {
         let mut planned: Vec<Planned> = Vec::with_capacity(requests.len());
         {
             let state = self.state.read();
+            // Under the state lock, the published seq and the tail agree.
+            commit.prune_inflight(self.published_seq.load(Ordering::Acquire));
             for request in requests {
                 let request_index = planned.len();
                 // Segments sealed after the caller looked: usually none.
@@ -177,6 +263,7 @@ impl Inner {
                             (other.tenant == event.tenant && other.id == event.id).then_some(seq)
                         });
                         let existing = in_group
+                            .or_else(|| commit.find_inflight(hash, &event.tenant, id))
                             .or_else(|| state.tail.find_key_hashed(hash, &event.tenant, id))
                             .or_else(|| {
                                 super::find_key_in(&newer, &event.tenant, id, |_| true)
@@ -214,7 +301,7 @@ impl Inner {
             }
         }
 
-        let stored_count: u64 = planned.iter().map(|p| p.keep.len() as u64).sum();
+        let stored_count = next_seq - first_seq_of_group;
         let result = if stored_count == 0 {
             Ok(())
         } else {
@@ -230,20 +317,19 @@ impl Inner {
             }
             return;
         }
-        commit.next_seq = first_seq_of_group + stored_count;
-        drop(commit);
+        commit.next_seq = next_seq;
 
         let mut stored = Vec::with_capacity(stored_count as usize);
-        let mut stored_hashes = Vec::with_capacity(stored_count as usize);
-        let mut stored_bytes = 0;
-        let mut results = Vec::with_capacity(planned.len());
+        let mut key_hashes = Vec::with_capacity(stored_count as usize);
+        let mut bytes = 0;
+        let mut replies = Vec::with_capacity(planned.len());
         let mut seq = first_seq_of_group;
         for plan in planned {
             let first = seq;
             let accepted = plan.keep.len();
             // Duplicates are rare: count the whole request's memory.
-            stored_bytes += plan.bytes;
-            stored_hashes.extend(plan.keep.iter().map(|&i| plan.key_hashes[i]));
+            bytes += plan.bytes;
+            key_hashes.extend(plan.keep.iter().map(|&i| plan.key_hashes[i]));
             let mut events: Vec<Option<Event>> = plan.events.into_iter().map(Some).collect();
             for (&index, &tenant_seq) in plan.keep.iter().zip(&plan.tenant_seqs) {
                 let event = events[index].take().expect("each index kept once");
@@ -255,7 +341,7 @@ impl Inner {
                 });
                 seq += 1;
             }
-            results.push((
+            replies.push((
                 plan.reply,
                 AppendResult {
                     accepted,
@@ -265,24 +351,105 @@ impl Inner {
                 },
             ));
         }
-        if !stored.is_empty() {
-            let chunk = self.publish_commit(stored, stored_bytes, &stored_hashes);
-            for subscriber in self.subscribers.read().iter() {
-                subscriber(&chunk);
+        let chunk: Arc<[StoredEvent]> = stored.into();
+        if !chunk.is_empty() {
+            for (event, &hash) in chunk.iter().zip(&key_hashes) {
+                if event.event.id.is_some() {
+                    commit.inflight_keys.insert(hash, event.seq);
+                }
             }
+            commit.inflight.push_back(Arc::clone(&chunk));
         }
-        for (reply, result) in results {
-            reply.send(Ok(result));
+        let group = WrittenGroup {
+            chunk,
+            key_hashes,
+            bytes,
+            sync: commit.wal.sync_handle(),
+            file: commit.wal.path().to_path_buf(),
+            needs_sync: sync && stored_count > 0,
+            replies,
+        };
+        drop(commit);
+        let mut queue = self.sync_queue.lock();
+        while queue.groups.len() >= SYNC_QUEUE_GROUPS_MAX {
+            self.sync_room.wait(&mut queue);
+        }
+        queue.groups.push_back(group);
+        drop(queue);
+        self.sync_ready.notify_one();
+    }
+
+    /// The sync thread's loop: fsync, publish, answer, in write order, until the commit thread
+    /// closes the queue and it is drained.
+    pub(crate) fn sync_loop(self: &Arc<Self>, poison: Poison) {
+        loop {
+            let groups: Vec<WrittenGroup> = {
+                let mut queue = self.sync_queue.lock();
+                while queue.groups.is_empty() && !queue.closed {
+                    self.sync_ready.wait(&mut queue);
+                }
+                if queue.groups.is_empty() {
+                    break;
+                }
+                queue.groups.drain(..).collect()
+            };
+            self.sync_room.notify_all();
+            // One fdatasync of the newest group's file covers every group before it: a rotation
+            // fsyncs the file it closes.
+            let synced = match groups.iter().rev().find(|g| g.needs_sync) {
+                Some(newest) => poison.check().and_then(|()| {
+                    newest.sync.sync_data().map_err(|e| {
+                        let error = Error::io(&newest.file, e);
+                        poison.set(&error);
+                        error
+                    })
+                }),
+                None => poison.check(),
+            };
+            if let Err(error) = synced {
+                for group in groups {
+                    for (reply, _) in group.replies {
+                        reply.send(Err(clone_error(&error)));
+                    }
+                }
+                continue;
+            }
+            {
+                let mut state = self.state.write();
+                for group in &groups {
+                    if let Some(last) = group.chunk.last() {
+                        state.tail.push_prepared(
+                            Arc::clone(&group.chunk),
+                            group.bytes,
+                            &group.key_hashes,
+                        );
+                        self.published_seq.store(last.seq, Ordering::Release);
+                    }
+                }
+            }
+            let subscribers = self.subscribers.read();
+            for group in groups {
+                if !group.chunk.is_empty() {
+                    for subscriber in subscribers.iter() {
+                        subscriber(&group.chunk);
+                    }
+                }
+                for (reply, result) in group.replies {
+                    reply.send(Ok(result));
+                }
+            }
         }
     }
 
+    /// Frames the group's records and writes them with one `write` (fsynced here only in the
+    /// tests' direct path; the pipeline fsyncs on the sync thread).
     fn write_group(
         &self,
         commit: &mut CommitState,
         planned: &[Planned],
         first_seq: u64,
         received_us: i64,
-        sync: bool,
+        _sync: bool,
     ) -> Result<()> {
         commit.wal.rotate_if_full(first_seq)?;
         let salt = commit.wal.salt();
@@ -308,7 +475,7 @@ impl Inner {
             encode_record(salt, &payload, &mut records);
             seq += plan.keep.len() as u64;
         }
-        commit.wal.write(&records, sync)
+        commit.wal.write(&records, false)
     }
 }
 

@@ -36,7 +36,7 @@ mod seal;
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -50,9 +50,9 @@ pub use retention::RetentionReport;
 use crate::error::{Error, Result};
 use crate::event::{Event, StoredEvent};
 use crate::manifest::{Manifest, SegmentEntry};
-use crate::segment::{Column, Columns, Segment};
+use crate::segment::Segment;
 use crate::tail::{key_hash, Tail, TailSnapshot};
-use commit::{CommitState, Queue, Reply, Request, QUEUE_BYTES_MAX};
+use commit::{CommitState, Queue, Reply, Request, SyncQueue, QUEUE_BYTES_MAX};
 
 /// Builds companion files of a segment (the search crate's indexes) before it is published.
 /// Files it writes must be inside `partition_dir` and named `{segment_id:016x}.*`, so that
@@ -125,42 +125,6 @@ pub(crate) struct State {
     pub manifest: Manifest,
 }
 
-/// The event with `seq` in a segment: only blocks whose seq range holds it are decoded, and
-/// of those only the seq column until the row is found.
-fn find_seq(segment: &Segment, seq: u64) -> Result<Option<StoredEvent>> {
-    for (index, block) in segment.blocks().iter().enumerate() {
-        if !(block.min_seq..=block.max_seq).contains(&seq) {
-            continue;
-        }
-        let seqs = segment.read_block(index, Columns::from(Column::Seq))?;
-        if let Some(row) = seqs.seqs().iter().position(|&s| s == seq) {
-            return Ok(Some(segment.read_block(index, Columns::ALL)?.event(row)));
-        }
-    }
-    Ok(None)
-}
-
-/// Appends the events of a segment with `from <= seq < to` to `out` (unordered).
-fn collect_seq_range(
-    segment: &Segment,
-    from: u64,
-    to: u64,
-    out: &mut Vec<StoredEvent>,
-) -> Result<()> {
-    for (index, block) in segment.blocks().iter().enumerate() {
-        if block.max_seq < from || block.min_seq >= to {
-            continue;
-        }
-        let decoded = segment.read_block(index, Columns::ALL)?;
-        for (row, &seq) in decoded.seqs().iter().enumerate() {
-            if (from..to).contains(&seq) {
-                out.push(decoded.event(row));
-            }
-        }
-    }
-    Ok(())
-}
-
 pub(crate) fn find_key_in(
     segments: &[Arc<SealedSegment>],
     tenant: &str,
@@ -184,6 +148,12 @@ pub(crate) struct Inner {
     pub queue_ready: Condvar,
     pub queue_room: Condvar,
     pub commit: Mutex<CommitState>,
+    /// Groups written by the commit thread, waiting for the sync thread.
+    pub sync_queue: Mutex<SyncQueue>,
+    pub sync_ready: Condvar,
+    pub sync_room: Condvar,
+    /// Last seq in the tail; changed only under the state write lock.
+    pub published_seq: AtomicU64,
     /// Held by whoever changes the set of segments (seal, merge, retention).
     pub maintenance: Mutex<()>,
     pub tail_room_lock: Mutex<()>,
@@ -214,6 +184,14 @@ impl Store {
                 .name("auditlog-commit".into())
                 .spawn(move || commit_inner.commit_loop())
                 .map_err(|e| Error::io("commit thread", e))?,
+        );
+        let sync_inner = Arc::clone(&inner);
+        let poison = inner.commit.lock().wal.poison();
+        threads.push(
+            std::thread::Builder::new()
+                .name("auditlog-sync".into())
+                .spawn(move || sync_inner.sync_loop(poison))
+                .map_err(|e| Error::io("sync thread", e))?,
         );
         if inner.options.background {
             let background_inner = Arc::clone(&inner);
@@ -307,7 +285,7 @@ impl Store {
         }
         for sealed in snapshot.segments.iter() {
             if (sealed.entry.min_seq..=sealed.entry.max_seq).contains(&seq) {
-                if let Some(event) = find_seq(&sealed.segment, seq)? {
+                if let Some(event) = sealed.segment.find_seq(seq)? {
                     return Ok(Some(event));
                 }
             }
@@ -328,7 +306,7 @@ impl Store {
             let mut window = Vec::new();
             for sealed in snapshot.segments.iter() {
                 if sealed.entry.max_seq >= low && sealed.entry.min_seq < high {
-                    collect_seq_range(&sealed.segment, low, high, &mut window)?;
+                    sealed.segment.collect_seq_range(low, high, &mut window)?;
                 }
             }
             window.sort_unstable_by_key(|e| e.seq);
@@ -482,21 +460,6 @@ impl Inner {
             }
         }
         Ok((duplicates, checked_max))
-    }
-
-    /// Puts a committed chunk in the tail; returns it for the subscribers.
-    fn publish_commit(
-        &self,
-        events: Vec<StoredEvent>,
-        bytes: u64,
-        key_hashes: &[u64],
-    ) -> Arc<[StoredEvent]> {
-        let chunk: Arc<[StoredEvent]> = events.into();
-        self.state
-            .write()
-            .tail
-            .push_prepared(Arc::clone(&chunk), bytes, key_hashes);
-        chunk
     }
 
     pub(crate) fn wake_background(&self) {

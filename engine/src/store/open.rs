@@ -3,12 +3,12 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::commit::{CommitState, Queue};
+use super::commit::{CommitState, Queue, SyncQueue};
 use super::{Inner, SealedSegment, State, StoreOptions};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -125,11 +125,11 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         queue: Mutex::new(Queue::default()),
         queue_ready: Condvar::new(),
         queue_room: Condvar::new(),
-        commit: Mutex::new(CommitState {
-            wal,
-            next_seq,
-            tenant_seqs,
-        }),
+        commit: Mutex::new(CommitState::new(wal, next_seq, tenant_seqs)),
+        sync_queue: Mutex::new(SyncQueue::default()),
+        sync_ready: Condvar::new(),
+        sync_room: Condvar::new(),
+        published_seq: AtomicU64::new(next_seq - 1),
         maintenance: Mutex::new(()),
         tail_room_lock: Mutex::new(()),
         tail_room: Condvar::new(),

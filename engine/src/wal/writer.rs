@@ -12,9 +12,35 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use super::format::{FileHeader, FILE_HEADER_BYTES, VERSION};
 use crate::error::{Error, Result};
-use crate::io::{Vfs, VfsFile};
+use crate::io::{SyncHandle, Vfs, VfsFile};
+
+/// Why the writer refuses to write, shared with whoever fsyncs for it.
+#[derive(Clone, Default)]
+pub struct Poison(Arc<Mutex<Option<String>>>);
+
+impl Poison {
+    /// Fails with [`Error::Poisoned`] once poisoned.
+    pub fn check(&self) -> Result<()> {
+        match &*self.0.lock() {
+            Some(cause) => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the first failure; later ones keep the first cause.
+    pub fn set(&self, error: &Error) {
+        let mut cause = self.0.lock();
+        if cause.is_none() {
+            *cause = Some(error.to_string());
+        }
+    }
+}
 
 /// File name of the WAL file whose first event has `first_seq`.
 pub fn file_name(first_seq: u64) -> String {
@@ -32,13 +58,15 @@ pub struct WalWriter {
     dir: PathBuf,
     vfs: Arc<dyn Vfs>,
     file: Box<dyn VfsFile>,
+    /// Fsyncs the current file from the commit pipeline's sync thread.
+    sync_handle: Arc<dyn SyncHandle>,
     path: PathBuf,
     salt: u64,
     file_bytes: u64,
     rotate_bytes: u64,
     /// Every WAL file on disk, oldest first: (first seq, path). The last is the current one.
     files: VecDeque<(u64, PathBuf)>,
-    poisoned: Option<String>,
+    poison: Poison,
     /// Bytes written since the last fsync (interval durability leaves some unsynced).
     unsynced_bytes: u64,
 }
@@ -72,18 +100,20 @@ impl WalWriter {
         // it is replaced by the new file of the same name, and must not be listed twice.
         let existing = existing.into_iter().filter(|(first, _)| *first != next_seq);
         let (file, path, salt) = Self::create_file(dir, vfs.as_ref(), next_seq)?;
+        let sync_handle = file.sync_handle().map_err(|e| Error::io(&path, e))?.into();
         let mut files: VecDeque<_> = existing.collect();
         files.push_back((next_seq, path.clone()));
         Ok(Self {
             dir: dir.to_path_buf(),
             vfs,
             file,
+            sync_handle,
             path,
             salt,
             file_bytes: FILE_HEADER_BYTES as u64,
             rotate_bytes,
             files,
-            poisoned: None,
+            poison: Poison::default(),
             unsynced_bytes: 0,
         })
     }
@@ -108,6 +138,11 @@ impl WalWriter {
         Ok((file, path, salt))
     }
 
+    /// The current file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The salt that records for the current file must be framed with.
     pub fn salt(&self) -> u64 {
         self.salt
@@ -115,16 +150,22 @@ impl WalWriter {
 
     /// Fails when an earlier write or fsync failed.
     pub fn check_poisoned(&self) -> Result<()> {
-        match &self.poisoned {
-            Some(cause) => Err(Error::Poisoned {
-                cause: cause.clone(),
-            }),
-            None => Ok(()),
-        }
+        self.poison.check()
     }
 
-    fn poison(&mut self, error: Error) -> Error {
-        self.poisoned = Some(error.to_string());
+    /// The writer's poison, for a thread that fsyncs through [`WalWriter::sync_handle`].
+    pub fn poison(&self) -> Poison {
+        self.poison.clone()
+    }
+
+    /// A handle that fsyncs the current file from another thread. After a rotation it still
+    /// refers to the old file, which the rotation made durable.
+    pub fn sync_handle(&self) -> Arc<dyn SyncHandle> {
+        Arc::clone(&self.sync_handle)
+    }
+
+    fn poisoned(&mut self, error: Error) -> Error {
+        self.poison.set(&error);
         error
     }
 
@@ -144,16 +185,23 @@ impl WalWriter {
         if self.unsynced_bytes > 0 {
             self.sync()?;
         }
-        match Self::create_file(&self.dir, self.vfs.as_ref(), next_seq) {
-            Ok((file, path, salt)) => {
+        let created = Self::create_file(&self.dir, self.vfs.as_ref(), next_seq).and_then(
+            |(file, path, salt)| {
+                let handle = file.sync_handle().map_err(|e| Error::io(&path, e))?;
+                Ok((file, path, salt, handle))
+            },
+        );
+        match created {
+            Ok((file, path, salt, handle)) => {
                 self.file = file;
+                self.sync_handle = handle.into();
                 self.path = path.clone();
                 self.salt = salt;
                 self.file_bytes = FILE_HEADER_BYTES as u64;
                 self.files.push_back((next_seq, path));
                 Ok(())
             }
-            Err(error) => Err(self.poison(error)),
+            Err(error) => Err(self.poisoned(error)),
         }
     }
 
@@ -162,7 +210,7 @@ impl WalWriter {
         self.check_poisoned()?;
         if let Err(e) = self.file.write_all(records) {
             let error = Error::io(&self.path, e);
-            return Err(self.poison(error));
+            return Err(self.poisoned(error));
         }
         self.file_bytes += records.len() as u64;
         self.unsynced_bytes += records.len() as u64;
@@ -177,7 +225,7 @@ impl WalWriter {
         self.check_poisoned()?;
         if let Err(e) = self.file.sync_data() {
             let error = Error::io(&self.path, e);
-            return Err(self.poison(error));
+            return Err(self.poisoned(error));
         }
         self.unsynced_bytes = 0;
         Ok(())
