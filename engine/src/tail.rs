@@ -9,7 +9,7 @@
 //! use auditlog_engine::tail::Tail;
 //! use auditlog_engine::event::StoredEvent;
 //! let mut tail = Tail::default();
-//! tail.push(vec![StoredEvent { seq: 1, ..Default::default() }].into());
+//! tail.push(std::sync::Arc::new(vec![StoredEvent { seq: 1, ..Default::default() }]));
 //! assert_eq!(tail.snapshot().iter().count(), 1);
 //! ```
 
@@ -18,6 +18,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::event::StoredEvent;
+
+/// A group of consecutive events, shared by the tail, snapshots and subscribers. A `Vec` inside
+/// the `Arc` (rather than `Arc<[_]>`) so that turning a decoded batch into a chunk moves it
+/// instead of copying every event.
+pub type Chunk = Arc<Vec<StoredEvent>>;
 
 /// A rough count of the heap and inline bytes a stored event holds in memory.
 pub fn approx_bytes(event: &StoredEvent) -> u64 {
@@ -71,7 +76,7 @@ pub type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHashHasher>>;
 /// The unsealed events.
 #[derive(Default)]
 pub struct Tail {
-    chunks: Vec<Arc<[StoredEvent]>>,
+    chunks: Vec<Chunk>,
     /// Approximate bytes of each chunk, parallel to `chunks`.
     chunk_bytes: Vec<u64>,
     events: u64,
@@ -83,8 +88,13 @@ pub struct Tail {
 }
 
 impl Tail {
+    /// Makes room for `keys` more idempotency keys (replay knows how many are coming).
+    pub fn reserve_keys(&mut self, keys: usize) {
+        self.keys.reserve(keys);
+    }
+
     /// Adds a chunk of consecutive events (seq order) that follows the current last one.
-    pub fn push(&mut self, events: Arc<[StoredEvent]>) {
+    pub fn push(&mut self, events: Chunk) {
         let bytes = events.iter().map(approx_bytes).sum();
         let hashes: Vec<u64> = events
             .iter()
@@ -100,7 +110,7 @@ impl Tail {
 
     /// [`Tail::push`] with the chunk's approximate bytes and each event's key hash (0 for an
     /// event without `id`) computed beforehand, off the commit thread.
-    pub fn push_prepared(&mut self, events: Arc<[StoredEvent]>, bytes: u64, key_hashes: &[u64]) {
+    pub fn push_prepared(&mut self, events: Chunk, bytes: u64, key_hashes: &[u64]) {
         if events.is_empty() {
             return;
         }
@@ -221,7 +231,7 @@ impl Tail {
 /// An immutable view of the tail at one instant, in seq order.
 #[derive(Clone, Default)]
 pub struct TailSnapshot {
-    chunks: Vec<Arc<[StoredEvent]>>,
+    chunks: Vec<Chunk>,
 }
 
 impl TailSnapshot {
@@ -242,7 +252,7 @@ impl TailSnapshot {
     }
 
     /// The chunks (group commits) of this snapshot.
-    pub fn chunks(&self) -> &[Arc<[StoredEvent]>] {
+    pub fn chunks(&self) -> &[Chunk] {
         &self.chunks
     }
 

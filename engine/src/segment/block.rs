@@ -11,14 +11,18 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
 
-use super::dictionary::Dictionary;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use super::dictionary::{Dictionary, FxHasher};
 use super::format::{
-    dictionary_slot, get_varint, salted_crc, zigzag_decode, ChunkRef, Column, ColumnKind,
-    RecentCodes, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL,
-    DICTIONARY_COLUMNS, TEXT_LAYOUT_PLAIN, TEXT_LAYOUT_SHREDDED,
+    dictionary_parent, dictionary_slot, get_varint, salted_crc, zigzag_decode, ChunkRef, Column,
+    ColumnKind, RecentCodes, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL,
+    DECODE_ORDER, DICTIONARY_COLUMNS, RECEIVED_FROM_SEQ_RUNS, RECEIVED_FROM_TIMESTAMP,
+    TEXT_LAYOUT_PACKED, TEXT_LAYOUT_PLAIN, TEXT_LAYOUT_SHREDDED,
 };
-use super::json_text;
 use super::Columns;
+use super::{json_text, packed_text};
 
 /// The segment's dictionaries, in [`DICTIONARY_COLUMNS`] order, shared by its blocks.
 #[derive(Debug, Default)]
@@ -371,6 +375,29 @@ pub(crate) struct BlockSource<'a> {
     pub rows: usize,
     pub chunks: &'a [ChunkRef],
     pub dictionaries: &'a Arc<Dictionaries>,
+    /// The segment's received runs `(first seq, received)`, seq ascending (empty when the
+    /// segment stores received relative to the timestamp).
+    pub received_runs: &'a [(u64, i64)],
+}
+
+/// `columns` plus every column they are coded against.
+pub(crate) fn with_dependencies(columns: Columns, received_from_seq: bool) -> Columns {
+    let mut columns = columns;
+    if columns.contains(Column::Received) {
+        columns = columns.with(if received_from_seq {
+            Column::Seq
+        } else {
+            Column::Timestamp
+        });
+    }
+    for column in DICTIONARY_COLUMNS {
+        if columns.contains(column) {
+            if let Some(parent) = dictionary_parent(column) {
+                columns = columns.with(parent);
+            }
+        }
+    }
+    columns
 }
 
 /// Decodes the `columns` of one block.
@@ -379,11 +406,7 @@ pub(crate) fn decode_block(
     decoder: &mut ChunkDecoder,
     columns: Columns,
 ) -> Result<Block> {
-    let columns = if columns.contains(Column::Received) {
-        columns.with(Column::Timestamp)
-    } else {
-        columns
-    };
+    let columns = with_dependencies(columns, !source.received_runs.is_empty());
     let mut block = Block {
         index: source.index,
         first_row: source.first_row,
@@ -399,8 +422,8 @@ pub(crate) fn decode_block(
         outcomes: Vec::new(),
         texts: Default::default(),
     };
-    // `Received` is stored relative to `Timestamp`, which comes first in column order.
-    for column in columns.iter() {
+    // Every column is decoded after the columns it is coded against.
+    for column in DECODE_ORDER.into_iter().filter(|c| columns.contains(*c)) {
         let chunk = source
             .chunks
             .get(column.index())
@@ -435,7 +458,8 @@ pub(crate) fn decode_block(
             }
             ColumnKind::DeltaI64 => block.timestamps = values.deltas_i64()?,
             ColumnKind::ReceivedOffset => {
-                block.received = values.received(&block.timestamps)?;
+                block.received =
+                    values.received(&block.timestamps, &block.seqs, source.received_runs)?;
             }
             ColumnKind::Dictionary | ColumnKind::DictionaryDelta => {
                 let slot = dictionary_slot(column).unwrap_or_default();
@@ -445,11 +469,21 @@ pub(crate) fn decode_block(
                     column,
                     Column::Tenant | Column::Action | Column::ResourceType
                 );
-                block.codes[slot] = values.codes(
+                let parent = dictionary_parent(column)
+                    .and_then(dictionary_slot)
+                    .map(|parent| std::mem::take(&mut block.codes[parent]));
+                let decoded = values.codes(
                     column.kind() == ColumnKind::DictionaryDelta,
+                    parent.as_deref(),
                     dictionary_len,
                     required,
-                )?;
+                );
+                if let (Some(codes), Some(parent)) =
+                    (parent, dictionary_parent(column).and_then(dictionary_slot))
+                {
+                    block.codes[parent] = codes;
+                }
+                block.codes[slot] = decoded?;
             }
             ColumnKind::Byte => {
                 let bytes = values.take_all_bytes()?;
@@ -533,26 +567,94 @@ impl<'a> ColumnReader<'a> {
         Ok(values)
     }
 
-    fn received(&mut self, timestamps: &[i64]) -> Result<Vec<i64>> {
-        if timestamps.len() != self.rows {
-            return Err(self.corrupt("timestamps missing for received".into()));
-        }
+    fn received(
+        &mut self,
+        timestamps: &[i64],
+        seqs: &[u64],
+        runs: &[(u64, i64)],
+    ) -> Result<Vec<i64>> {
+        let mode = *self
+            .raw
+            .first()
+            .ok_or_else(|| self.corrupt("empty received chunk".into()))?;
+        self.position = 1;
         let mut values = Vec::with_capacity(self.rows);
-        for timestamp in timestamps {
-            values.push(timestamp.wrapping_add(zigzag_decode(self.varint()?)));
+        match mode {
+            RECEIVED_FROM_TIMESTAMP => {
+                if timestamps.len() != self.rows {
+                    return Err(self.corrupt("timestamps missing for received".into()));
+                }
+                for timestamp in timestamps {
+                    values.push(timestamp.wrapping_add(zigzag_decode(self.varint()?)));
+                }
+            }
+            RECEIVED_FROM_SEQ_RUNS => {
+                if seqs.len() != self.rows || runs.is_empty() {
+                    return Err(self.corrupt("received runs or seqs missing".into()));
+                }
+                // Rows of one tenant ascend in seq mostly: try the last run found first.
+                let mut run = 0usize;
+                for &seq in seqs {
+                    let fits = |run: usize| {
+                        runs[run].0 <= seq && runs.get(run + 1).is_none_or(|next| seq < next.0)
+                    };
+                    if !fits(run) {
+                        if run + 1 < runs.len() && fits(run + 1) {
+                            run += 1;
+                        } else {
+                            run = runs
+                                .partition_point(|r| r.0 <= seq)
+                                .checked_sub(1)
+                                .ok_or_else(|| {
+                                    self.corrupt(format!("seq {seq} precedes every received run"))
+                                })?;
+                        }
+                    }
+                    values.push(runs[run].1);
+                }
+            }
+            other => return Err(self.corrupt(format!("unknown received mode {other}"))),
         }
         self.finish()?;
         Ok(values)
     }
 
-    fn codes(&mut self, delta: bool, dictionary_len: u64, required: bool) -> Result<Vec<u32>> {
+    fn codes(
+        &mut self,
+        delta: bool,
+        parent: Option<&[u32]>,
+        dictionary_len: u64,
+        required: bool,
+    ) -> Result<Vec<u32>> {
         let mut codes = Vec::with_capacity(self.rows);
         let mut previous = 0u64;
         let mut recent = RecentCodes::default();
-        for _ in 0..self.rows {
+        let mut last_child: HashMap<u32, u32, BuildHasherDefault<FxHasher>> = HashMap::default();
+        if parent.is_some_and(|p| p.len() != self.rows) {
+            return Err(self.corrupt("parent column missing".into()));
+        }
+        for row in 0..self.rows {
             let value = self.varint()?;
             let code = if delta {
                 previous.wrapping_add(zigzag_decode(value) as u64)
+            } else if let Some(parent) = parent {
+                let entry = last_child.entry(parent[row]);
+                let code = match value.checked_sub(1) {
+                    None => match entry {
+                        std::collections::hash_map::Entry::Occupied(o) => u64::from(*o.get()),
+                        std::collections::hash_map::Entry::Vacant(_) => {
+                            return Err(self.corrupt("a repeated code has no earlier row".into()))
+                        }
+                    },
+                    Some(value) => {
+                        let code = recent.decode(value).ok_or_else(|| {
+                            self.corrupt(format!("recent-code position {value} is unused"))
+                        })?;
+                        entry.insert_entry(code as u32);
+                        code
+                    }
+                };
+                code
             } else {
                 recent.decode(value).ok_or_else(|| {
                     self.corrupt(format!("recent-code position {value} is unused"))
@@ -586,11 +688,16 @@ impl<'a> ColumnReader<'a> {
         self.position = 1;
         match layout {
             TEXT_LAYOUT_PLAIN => self.plain_text(),
-            TEXT_LAYOUT_SHREDDED => {
+            TEXT_LAYOUT_SHREDDED | TEXT_LAYOUT_PACKED => {
                 let mut bytes = Vec::with_capacity(self.raw.len() * 3);
                 let mut spans = Vec::with_capacity(self.rows);
-                json_text::decode(&self.raw[1..], self.rows, &mut bytes, &mut spans)
-                    .map_err(|reason| self.corrupt(format!("shredded json: {reason}")))?;
+                if layout == TEXT_LAYOUT_SHREDDED {
+                    json_text::decode(&self.raw[1..], self.rows, &mut bytes, &mut spans)
+                        .map_err(|reason| self.corrupt(format!("shredded json: {reason}")))?;
+                } else {
+                    packed_text::decode(&self.raw[1..], self.rows, &mut bytes, &mut spans)
+                        .map_err(|reason| self.corrupt(format!("packed text: {reason}")))?;
+                }
                 if bytes.len() >= ABSENT as usize {
                     return Err(self.corrupt("text too long".into()));
                 }

@@ -15,8 +15,8 @@ use super::bloom::{self, FilterShape};
 use super::dictionary::Dictionary;
 use super::footer::{Footer, Header, FOOTER_LEN};
 use super::format::{
-    dictionary_slot, ChunkRef, Column, Reader, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD,
-    CODEC_ZSTD_RAW_TAIL, COLUMN_COUNT, DICTIONARY_COLUMNS, HEADER_LEN,
+    dictionary_slot, zigzag_decode, ChunkRef, Column, Reader, CHUNK_RAW_BYTES_MAX, CODEC_RAW,
+    CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL, COLUMN_COUNT, DICTIONARY_COLUMNS, HEADER_LEN,
 };
 use super::{Columns, SegmentMeta};
 
@@ -70,6 +70,9 @@ pub struct Segment {
     dictionary_chunks: [ChunkRef; DICTIONARY_COLUMNS.len()],
     /// Row ranges of the tenants: tenant code `c` holds rows `starts[c - 1]..starts[c]`.
     tenant_row_starts: Vec<u64>,
+    /// `(first seq, received)` of each received run, seq ascending; empty when the segment
+    /// stores received relative to the timestamp.
+    received_runs: Vec<(u64, i64)>,
     filter_shape: FilterShape,
 }
 
@@ -242,6 +245,7 @@ impl Segment {
                 dictionaries: Arc::new(dictionaries),
                 dictionary_chunks,
                 tenant_row_starts: directory.tenant_row_starts,
+                received_runs: directory.received_runs,
                 filter_shape,
                 path: path.clone(),
                 data: Data::Owned(Vec::new()),
@@ -298,8 +302,23 @@ impl Segment {
             rows: meta.rows as usize,
             chunks: &self.chunks[block_index],
             dictionaries: &self.dictionaries,
+            received_runs: &self.received_runs,
         };
         decode_block(&source, decoder, columns)
+    }
+
+    /// The events of rows `rows` (numbered within the block) of block `block_index`: what a page
+    /// query builds once its filter columns picked the rows. Only those rows are materialized.
+    ///
+    /// # Panics
+    /// When `block_index >= self.blocks().len()`.
+    pub fn read_rows(&self, block_index: usize, rows: Range<usize>) -> Result<Vec<StoredEvent>> {
+        let block_rows = self.blocks[block_index].rows as usize;
+        let rows = rows.start.min(block_rows)..rows.end.min(block_rows);
+        with_decoder(&self.path, |decoder| {
+            let block = self.decode_block(decoder, block_index, Columns::ALL)?;
+            Ok(rows.map(|row| block.event(row)).collect())
+        })
     }
 
     /// Every event, in (tenant, timestamp, seq) order.
@@ -498,6 +517,7 @@ impl Segment {
 struct Directory {
     dictionaries: Vec<(Column, u32, ChunkRef)>,
     tenant_row_starts: Vec<u64>,
+    received_runs: Vec<(u64, i64)>,
     blocks: Vec<BlockMeta>,
     chunks: Vec<[ChunkRef; COLUMN_COUNT]>,
 }
@@ -542,6 +562,22 @@ fn parse_directory(raw: &[u8], path: &Path, footer: &Footer) -> Result<Directory
             "tenant row counts add up to {total}, the footer says {}",
             footer.row_count
         )));
+    }
+
+    let run_count = reader.u32()?;
+    if run_count as usize > reader.remaining() / 2 || u64::from(run_count) > footer.row_count {
+        return Err(reader.corrupt(format!("{run_count} received runs cannot fit")));
+    }
+    let mut received_runs: Vec<(u64, i64)> = Vec::with_capacity(run_count as usize);
+    let mut previous = (0u64, 0i64);
+    for index in 0..run_count {
+        let seq = previous.0.wrapping_add(reader.varint()?);
+        let received = previous.1.wrapping_add(zigzag_decode(reader.varint()?));
+        if index > 0 && seq <= previous.0 {
+            return Err(reader.corrupt(format!("received run {index} does not ascend in seq")));
+        }
+        previous = (seq, received);
+        received_runs.push(previous);
     }
 
     let block_count = reader.u32()?;
@@ -605,6 +641,7 @@ fn parse_directory(raw: &[u8], path: &Path, footer: &Footer) -> Result<Directory
     Ok(Directory {
         dictionaries,
         tenant_row_starts,
+        received_runs,
         blocks,
         chunks,
     })

@@ -1,6 +1,8 @@
 //! Writing a sealed segment: sort, build dictionaries, encode each column of each block, compress,
 //! checksum, and append the dictionaries, the key filter, the block directory and the footer.
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -9,15 +11,16 @@ use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 
 use super::bloom;
-use super::dictionary::{Dictionary, DictionaryBuilder};
+use super::dictionary::{Dictionary, DictionaryBuilder, FxHasher};
 use super::footer::{Footer, Header};
 use super::format::{
-    put_varint, salted_crc, zigzag_encode, ChunkRef, Column, ColumnKind, RecentCodes,
-    CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL, COLUMN_COUNT,
-    DICTIONARY_COLUMNS, FORMAT_VERSION, TEXT_LAYOUT_PLAIN, TEXT_LAYOUT_SHREDDED,
+    dictionary_parent, dictionary_slot, put_varint, salted_crc, zigzag_encode, ChunkRef, Column,
+    ColumnKind, RecentCodes, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL,
+    COLUMN_COUNT, DICTIONARY_COLUMNS, FORMAT_VERSION, RECEIVED_FROM_SEQ_RUNS,
+    RECEIVED_FROM_TIMESTAMP, TEXT_LAYOUT_PACKED, TEXT_LAYOUT_PLAIN, TEXT_LAYOUT_SHREDDED,
 };
-use super::json_text;
 use super::SegmentMeta;
+use super::{json_text, packed_text};
 
 /// How to encode a segment. The defaults were chosen by measurement on realistic events
 /// (`engine/examples/segment_size.rs`, numbers in `docs/FORMAT.md`).
@@ -39,8 +42,8 @@ pub struct EncodeOptions {
 impl Default for EncodeOptions {
     fn default() -> Self {
         EncodeOptions {
-            block_rows: 1024,
-            zstd_level: 3,
+            block_rows: 2048,
+            zstd_level: 1,
             text_zstd_level: 3,
             dictionary_zstd_level: 9,
             filter_bits_per_key: 10,
@@ -261,6 +264,13 @@ pub fn encode_segment(
     }
     .write(&mut out);
 
+    let runs = received_runs(rows);
+    let context = ColumnContext {
+        rows,
+        dictionary_codes: &dictionary_codes,
+        received_from_seq: runs.is_some(),
+    };
+    let mut scratch = Scratch::default();
     let mut writer = ChunkWriter::new(segment_id)?;
     let mut raw = Vec::new();
     let mut blocks = Vec::with_capacity(rows.len().div_ceil(options.block_rows));
@@ -286,7 +296,7 @@ pub fn encode_segment(
         }
         for column in Column::ALL {
             raw.clear();
-            let tail_len = encode_column(column, block, rows, &dictionary_codes, &mut raw);
+            let tail_len = encode_column(column, block, &context, &mut scratch, &mut raw);
             let level = if column.is_text() {
                 options.text_zstd_level
             } else {
@@ -333,6 +343,14 @@ pub fn encode_segment(
     raw.extend_from_slice(&(tenant_row_counts.len() as u32).to_le_bytes());
     for count in &tenant_row_counts {
         put_varint(&mut raw, *count);
+    }
+    let runs = runs.unwrap_or_default();
+    raw.extend_from_slice(&(runs.len() as u32).to_le_bytes());
+    let mut previous = (0u64, 0i64);
+    for &(seq, received) in &runs {
+        put_varint(&mut raw, seq.wrapping_sub(previous.0));
+        put_varint(&mut raw, zigzag_encode(received.wrapping_sub(previous.1)));
+        previous = (seq, received);
     }
     raw.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
     for block in &blocks {
@@ -394,15 +412,25 @@ pub fn encode_segment(
     Ok(EncodedSegment { bytes: out, meta })
 }
 
+/// What every column encoder of a segment needs.
+struct ColumnContext<'r> {
+    rows: &'r [StoredEvent],
+    dictionary_codes: &'r [Vec<u32>],
+    /// True when `received` is stored as the segment's received runs.
+    received_from_seq: bool,
+}
+
 /// Appends the raw (uncompressed) encoding of `column` for the rows `block` (input indexes in
 /// sorted order). Returns how many bytes at the end are random (not worth compressing).
 fn encode_column(
     column: Column,
     block: &[u32],
-    rows: &[StoredEvent],
-    dictionary_codes: &[Vec<u32>],
+    context: &ColumnContext<'_>,
+    scratch: &mut Scratch,
     raw: &mut Vec<u8>,
 ) -> usize {
+    let rows = context.rows;
+    let dictionary_codes = context.dictionary_codes;
     match column.kind() {
         ColumnKind::DeltaU64 => {
             let value = |row: &StoredEvent| match column {
@@ -425,19 +453,21 @@ fn encode_column(
             }
         }
         ColumnKind::ReceivedOffset => {
-            for &i in block {
-                let row = &rows[i as usize];
-                put_varint(
-                    raw,
-                    zigzag_encode(row.received_us.wrapping_sub(row.event.timestamp_us)),
-                );
+            if context.received_from_seq {
+                raw.push(RECEIVED_FROM_SEQ_RUNS);
+            } else {
+                raw.push(RECEIVED_FROM_TIMESTAMP);
+                for &i in block {
+                    let row = &rows[i as usize];
+                    put_varint(
+                        raw,
+                        zigzag_encode(row.received_us.wrapping_sub(row.event.timestamp_us)),
+                    );
+                }
             }
         }
         ColumnKind::DictionaryDelta | ColumnKind::Dictionary => {
-            let slot = DICTIONARY_COLUMNS
-                .iter()
-                .position(|c| *c == column)
-                .unwrap_or_default();
+            let slot = dictionary_slot(column).unwrap_or_default();
             let codes = &dictionary_codes[slot];
             if column.kind() == ColumnKind::DictionaryDelta {
                 let mut previous = 0i64;
@@ -445,6 +475,19 @@ fn encode_column(
                     let code = i64::from(codes[i as usize]);
                     put_varint(raw, zigzag_encode(code - previous));
                     previous = code;
+                }
+            } else if let Some(parent) = dictionary_parent(column) {
+                let parent_codes = &dictionary_codes[dictionary_slot(parent).unwrap_or_default()];
+                let mut recent = RecentCodes::default();
+                let last = &mut scratch.last_child;
+                last.clear();
+                for &i in block {
+                    let code = codes[i as usize];
+                    let parent_code = parent_codes[i as usize];
+                    match last.insert(parent_code, code) {
+                        Some(previous) if previous == code => raw.push(0),
+                        _ => put_varint(raw, recent.encode(code) + 1),
+                    }
                 }
             } else {
                 let mut recent = RecentCodes::default();
@@ -463,28 +506,79 @@ fn encode_column(
             }
         }
         ColumnKind::Text => {
-            if column != Column::Id {
+            let values = block.iter().map(|&i| text_field(column, &rows[i as usize]));
+            if column == Column::Id {
+                raw.push(TEXT_LAYOUT_PACKED);
+                if let Some(tail_len) = packed_text::encode(values.clone(), block.len(), raw) {
+                    return tail_len;
+                }
+                raw.clear();
+            } else {
                 raw.push(TEXT_LAYOUT_SHREDDED);
-                let values = block.iter().map(|&i| text_field(column, &rows[i as usize]));
-                if let Some(tail_len) = json_text::encode(values, raw) {
+                if let Some(tail_len) = json_text::encode(values.clone(), raw) {
                     return tail_len;
                 }
                 raw.clear();
             }
             raw.push(TEXT_LAYOUT_PLAIN);
-            for &i in block {
-                let length = match text_field(column, &rows[i as usize]) {
+            for value in values.clone() {
+                let length = match value {
                     Some(text) => text.len() as u64 + 1,
                     None => 0,
                 };
                 put_varint(raw, length);
             }
-            for &i in block {
-                if let Some(text) = text_field(column, &rows[i as usize]) {
-                    raw.extend_from_slice(text.as_bytes());
-                }
+            for text in values.flatten() {
+                raw.extend_from_slice(text.as_bytes());
             }
         }
     }
     0
+}
+
+/// Buffers reused across blocks.
+#[derive(Default)]
+struct Scratch {
+    /// Per parent code, the child code of the last row with it (conditional dictionary coding).
+    last_child: HashMap<u32, u32, BuildHasherDefault<FxHasher>>,
+}
+
+/// The received runs of a segment, when they are cheaper than per-row offsets from the
+/// timestamp: `(first seq of the run, received)` with seq ascending, consecutive runs differing in
+/// received. Received is assigned per group commit, so it is a step function of seq.
+fn received_runs(rows: &[StoredEvent]) -> Option<Vec<(u64, i64)>> {
+    let mut pairs: Vec<(u64, i64)> = rows.iter().map(|r| (r.seq, r.received_us)).collect();
+    if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+        pairs.sort_unstable();
+    }
+    let mut runs: Vec<(u64, i64)> = Vec::new();
+    let mut runs_bytes = 0usize;
+    let mut previous = (0u64, 0i64);
+    for (index, &(seq, received)) in pairs.iter().enumerate() {
+        if index > 0 && pairs[index - 1].0 == seq && pairs[index - 1].1 != received {
+            // One seq with two receive times: not a function of seq.
+            return None;
+        }
+        if runs.last().is_some_and(|last| last.1 == received) {
+            continue;
+        }
+        runs_bytes += varint_len(seq.wrapping_sub(previous.0))
+            + varint_len(zigzag_encode(received.wrapping_sub(previous.1)));
+        previous = (seq, received);
+        runs.push((seq, received));
+    }
+    let offsets_bytes: usize = rows
+        .iter()
+        .map(|r| {
+            varint_len(zigzag_encode(
+                r.received_us.wrapping_sub(r.event.timestamp_us),
+            ))
+        })
+        .sum();
+    (runs_bytes < offsets_bytes).then_some(runs)
+}
+
+#[inline]
+fn varint_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }

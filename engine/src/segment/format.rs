@@ -33,6 +33,15 @@ pub const CODEC_ZSTD_RAW_TAIL: u8 = 2;
 pub const TEXT_LAYOUT_PLAIN: u8 = 0;
 /// First byte of a text chunk: the JSON-aware layout of `json_text.rs`.
 pub const TEXT_LAYOUT_SHREDDED: u8 = 1;
+/// First byte of a text chunk: every present value is one common prefix followed by a fixed
+/// number of symbols from a small alphabet, bit-packed (random ids such as `evt_` + base32).
+pub const TEXT_LAYOUT_PACKED: u8 = 2;
+
+/// First byte of a `received` chunk: n zigzag varints of `received - timestamp`.
+pub const RECEIVED_FROM_TIMESTAMP: u8 = 0;
+/// First byte of a `received` chunk: nothing follows; each row's value is the value of the
+/// segment's received run (in the block directory) that holds the row's `seq`.
+pub const RECEIVED_FROM_SEQ_RUNS: u8 = 1;
 
 /// Upper bound on the decoded size of any chunk. The encoder refuses to write a larger chunk and
 /// the decoder refuses to allocate for one, so a damaged length cannot make a reader allocate
@@ -52,9 +61,10 @@ pub enum Column {
     TenantSeq = 2,
     /// `timestamp` (µs): zigzag varint deltas.
     Timestamp = 3,
-    /// `received` (µs): zigzag varint of `received - timestamp`.
+    /// `received` (µs): `received - timestamp`, or looked up by `seq` in the segment's received
+    /// runs (received is a step function of seq: one value per group commit).
     Received = 4,
-    /// `id` (idempotency key): plain text.
+    /// `id` (idempotency key): plain or bit-packed text.
     Id = 5,
     /// `project`: dictionary codes.
     Project = 6,
@@ -94,10 +104,13 @@ pub enum ColumnKind {
     DeltaU64,
     /// Signed 64-bit integers, zigzag varint deltas from the previous row (first from 0).
     DeltaI64,
-    /// `received`: zigzag varint of `received - timestamp` of the same row.
+    /// `received`: a mode byte, then ([`RECEIVED_FROM_TIMESTAMP`]) zigzag varints of
+    /// `received - timestamp` of the same row, or ([`RECEIVED_FROM_SEQ_RUNS`]) nothing.
     ReceivedOffset,
     /// Segment dictionary codes (0 = absent), move-to-front coded over the last
-    /// [`RECENT_CODES`] distinct codes of the block, varint per row (see [`RecentCodes`]).
+    /// [`RECENT_CODES`] distinct codes of the block, varint per row (see [`RecentCodes`]);
+    /// columns with a [`dictionary_parent`] store 0 for "same as the last row with this parent
+    /// code" and the move-to-front value + 1 otherwise.
     Dictionary,
     /// Segment dictionary codes, zigzag varint deltas (used for the sorted tenant column).
     DictionaryDelta,
@@ -221,6 +234,41 @@ pub const DICTIONARY_COLUMNS: [Column; 10] = [
 pub fn dictionary_slot(column: Column) -> Option<usize> {
     DICTIONARY_COLUMNS.iter().position(|c| *c == column)
 }
+
+/// The column a dictionary column is coded against: a row whose code equals the code the last
+/// row with the same parent code had in this block (an actor's email, ip and user agent, a
+/// resource's name, type and project) stores 0. The parent always decodes first.
+pub fn dictionary_parent(column: Column) -> Option<Column> {
+    match column {
+        Column::ActorEmail | Column::ActorIp | Column::ActorUserAgent => Some(Column::ActorId),
+        Column::Project | Column::ResourceType | Column::ResourceName => Some(Column::ResourceId),
+        _ => None,
+    }
+}
+
+/// The order in which a block's columns are decoded: every column after the columns it is
+/// coded against (`received` after `seq` and `timestamp`, children after their parent).
+pub const DECODE_ORDER: [Column; COLUMN_COUNT] = [
+    Column::Tenant,
+    Column::Seq,
+    Column::TenantSeq,
+    Column::Timestamp,
+    Column::Received,
+    Column::Id,
+    Column::ActorId,
+    Column::ResourceId,
+    Column::Project,
+    Column::ActorEmail,
+    Column::ActorType,
+    Column::ActorIp,
+    Column::ActorUserAgent,
+    Column::Action,
+    Column::Outcome,
+    Column::ResourceType,
+    Column::ResourceName,
+    Column::Changes,
+    Column::Details,
+];
 
 /// Length of the move-to-front list of [`ColumnKind::Dictionary`] columns.
 pub const RECENT_CODES: usize = 16;

@@ -55,6 +55,7 @@ mod encoder;
 mod footer;
 mod format;
 mod json_text;
+mod packed_text;
 
 use serde::{Deserialize, Serialize};
 

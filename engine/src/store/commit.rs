@@ -24,7 +24,7 @@ use super::{AppendResult, Duplicate, Inner};
 use crate::error::{Error, Result};
 use crate::event::{Event, StoredEvent};
 use crate::io::SyncHandle;
-use crate::tail::KeyMap;
+use crate::tail::{Chunk, KeyMap};
 use crate::wal::format::{encode_events, encode_payload, encode_record, BatchHeader};
 use crate::wal::writer::Poison;
 use crate::wal::WalWriter;
@@ -86,7 +86,7 @@ pub(crate) struct Queue {
 /// A group written to the WAL, waiting to be made durable and published.
 pub(crate) struct WrittenGroup {
     /// The stored events, in seq order (empty when every event was a duplicate).
-    chunk: Arc<[StoredEvent]>,
+    chunk: Chunk,
     key_hashes: Vec<u64>,
     bytes: u64,
     /// Fsyncs the file the group was written to (named in errors).
@@ -111,7 +111,7 @@ pub(crate) struct CommitState {
     pub tenant_seqs: HashMap<String, u64>,
     /// Groups written but perhaps not yet published, oldest first, and their keys
     /// (key hash -> seq), so a retry racing its original is still caught.
-    pub inflight: VecDeque<Arc<[StoredEvent]>>,
+    pub inflight: VecDeque<Chunk>,
     pub inflight_keys: KeyMap<u64>,
 }
 
@@ -351,7 +351,7 @@ impl Inner {
                 },
             ));
         }
-        let chunk: Arc<[StoredEvent]> = stored.into();
+        let chunk: Chunk = Arc::new(stored);
         if !chunk.is_empty() {
             for (event, &hash) in chunk.iter().zip(&key_hashes) {
                 if event.event.id.is_some() {

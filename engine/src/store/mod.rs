@@ -51,7 +51,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, StoredEvent};
 use crate::manifest::{Manifest, SegmentEntry};
 use crate::segment::Segment;
-use crate::tail::{key_hash, Tail, TailSnapshot};
+use crate::tail::{key_hash, Chunk, Tail, TailSnapshot};
 use commit::{CommitState, Queue, Reply, Request, SyncQueue, QUEUE_BYTES_MAX};
 
 /// Builds companion files of a segment (the search crate's indexes) before it is published.
@@ -67,7 +67,7 @@ pub trait SegmentHook: Send + Sync {
 }
 
 /// Called with every committed chunk of events, in seq order, before the appenders are answered.
-pub type Subscriber = Box<dyn Fn(&Arc<[StoredEvent]>) + Send + Sync>;
+pub type Subscriber = Box<dyn Fn(&Chunk) + Send + Sync>;
 
 /// An event of a batch that was not stored because its `(tenant, id)` key already was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

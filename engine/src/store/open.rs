@@ -95,17 +95,14 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         .map(|(t, s)| (t.clone(), *s))
         .collect();
     let mut tail = Tail::default();
-    for event in recovered.batches.iter().flatten() {
-        let tenant = &event.event.tenant;
-        match tenant_seqs.get_mut(tenant) {
-            Some(counter) => *counter = (*counter).max(event.tenant_seq),
-            None => {
-                tenant_seqs.insert(tenant.clone(), event.tenant_seq);
-            }
-        }
+    let prepared = prepare_replayed(&recovered.batches);
+    for (tenant, seq) in prepared.tenant_seqs {
+        let counter = tenant_seqs.entry(tenant).or_insert(0);
+        *counter = (*counter).max(seq);
     }
-    for batch in recovered.batches {
-        tail.push(batch.into());
+    tail.reserve_keys(prepared.batches.iter().map(|(_, h)| h.len()).sum());
+    for (batch, (bytes, hashes)) in recovered.batches.into_iter().zip(prepared.batches) {
+        tail.push_prepared(Arc::new(batch), bytes, &hashes);
     }
     let next_seq = recovered.last_seq.max(manifest.sealed_through) + 1;
     let wal = WalWriter::open(
@@ -140,6 +137,78 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         _lock_file: lock_file,
         options,
     })
+}
+
+/// What the tail needs of replayed batches, computed on every core.
+struct Prepared {
+    /// Per batch: approximate bytes and each event's key hash.
+    batches: Vec<(u64, Vec<u64>)>,
+    /// Highest tenant_seq per tenant.
+    tenant_seqs: HashMap<String, u64>,
+}
+
+fn prepare_replayed(batches: &[Vec<crate::event::StoredEvent>]) -> Prepared {
+    fn prepare(part: &[Vec<crate::event::StoredEvent>]) -> Prepared {
+        let mut out = Prepared {
+            batches: Vec::with_capacity(part.len()),
+            tenant_seqs: HashMap::new(),
+        };
+        for batch in part {
+            let mut bytes = 0;
+            let mut hashes = Vec::with_capacity(batch.len());
+            for event in batch {
+                bytes += crate::tail::approx_bytes(event);
+                hashes.push(
+                    event
+                        .event
+                        .id
+                        .as_ref()
+                        .map_or(0, |id| crate::tail::key_hash(&event.event.tenant, id)),
+                );
+            }
+            out.batches.push((bytes, hashes));
+            // tenant_seq grows with seq: the last event of a tenant in the batch is its highest.
+            for event in batch.iter().rev() {
+                let tenant = &event.event.tenant;
+                match out.tenant_seqs.get_mut(tenant) {
+                    Some(seq) => *seq = (*seq).max(event.tenant_seq),
+                    None => {
+                        out.tenant_seqs.insert(tenant.clone(), event.tenant_seq);
+                    }
+                }
+            }
+        }
+        out
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || batches.len() < 16 {
+        return prepare(batches);
+    }
+    let parts: Vec<Prepared> = std::thread::scope(|scope| {
+        let handles: Vec<_> = batches
+            .chunks(batches.len().div_ceil(threads))
+            .map(|part| scope.spawn(move || prepare(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut merged = Prepared {
+        batches: Vec::with_capacity(batches.len()),
+        tenant_seqs: HashMap::new(),
+    };
+    for part in parts {
+        merged.batches.extend(part.batches);
+        for (tenant, seq) in part.tenant_seqs {
+            let counter = merged.tenant_seqs.entry(tenant).or_insert(0);
+            *counter = (*counter).max(seq);
+        }
+    }
+    merged
 }
 
 /// Removes files a crash left behind: segments (and their index files) written but never

@@ -43,7 +43,8 @@ pub struct StoreOptions {
     pub batch_events_max: usize,
     /// A partition's segments of one size tier merge once there are this many.
     pub merge_segments_min: usize,
-    /// Segments are not merged past this many rows.
+    /// Segments are not merged past this many rows. A merge holds its input rows in memory
+    /// (about 1 KiB each), so this bounds the memory merging takes.
     pub merge_rows_max: u64,
     /// How often the background thread checks for retention work.
     pub retention_interval: Duration,
@@ -64,13 +65,13 @@ impl StoreOptions {
             retention: RetentionConfig::default(),
             archive_dir: None,
             wal_file_bytes: 64 << 20,
-            tail_bytes_max: 512 << 20,
+            tail_bytes_max: 256 << 20,
             busy_wait: Duration::from_secs(2),
             seal_bytes: 64 << 20,
             seal_interval: Duration::from_secs(10),
             batch_events_max: 10_000,
             merge_segments_min: 4,
-            merge_rows_max: 8_000_000,
+            merge_rows_max: 500_000,
             retention_interval: Duration::from_secs(60),
             background: true,
             encode: EncodeOptions::default(),

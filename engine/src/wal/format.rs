@@ -180,28 +180,37 @@ pub fn encode_events(events: &[Event]) -> Vec<u8> {
     postcard::to_stdvec(events).expect("events encode")
 }
 
-/// Decodes a record payload into stored events, or a reason it is malformed.
+/// Decodes a record payload into stored events, or a reason it is malformed. Events are decoded
+/// one by one straight into their `StoredEvent` (no intermediate `Vec<Event>`).
 pub fn decode_payload(payload: &[u8]) -> Result<Vec<StoredEvent>, String> {
     let (header, rest): (BatchHeader, &[u8]) =
         postcard::take_from_bytes(payload).map_err(|e| format!("bad batch header: {e}"))?;
-    let events: Vec<Event> =
-        postcard::from_bytes(rest).map_err(|e| format!("bad batch events: {e}"))?;
-    if events.len() != header.tenant_seqs.len() {
+    // postcard encodes a Vec as its length (varint usize) followed by the elements.
+    let (count, mut rest): (usize, &[u8]) =
+        postcard::take_from_bytes(rest).map_err(|e| format!("bad batch length: {e}"))?;
+    if count != header.tenant_seqs.len() {
         return Err(format!(
-            "batch holds {} events but {} tenant seqs",
-            events.len(),
+            "batch holds {count} events but {} tenant seqs",
             header.tenant_seqs.len()
         ));
     }
-    Ok(events
-        .into_iter()
-        .zip(header.tenant_seqs)
-        .enumerate()
-        .map(|(i, (event, tenant_seq))| StoredEvent {
+    let mut events = Vec::with_capacity(count);
+    for (i, &tenant_seq) in header.tenant_seqs.iter().enumerate() {
+        let (event, next): (Event, &[u8]) =
+            postcard::take_from_bytes(rest).map_err(|e| format!("bad event {i} of batch: {e}"))?;
+        rest = next;
+        events.push(StoredEvent {
             seq: header.first_seq + i as u64,
             tenant_seq,
             received_us: header.received_us,
             event,
-        })
-        .collect())
+        });
+    }
+    if !rest.is_empty() {
+        return Err(format!(
+            "{} bytes after the last event of the batch",
+            rest.len()
+        ));
+    }
+    Ok(events)
 }

@@ -79,7 +79,7 @@ pub fn scan(path: &Path, bytes: &[u8]) -> Result<Scan> {
         }
     };
     let salt = header.salt;
-    let mut batches = Vec::new();
+    let mut records: Vec<(usize, &[u8])> = Vec::new();
     let mut payload_bytes = 0u64;
     let mut pos = FILE_HEADER_BYTES;
     let end = loop {
@@ -88,13 +88,8 @@ pub fn scan(path: &Path, bytes: &[u8]) -> Result<Scan> {
         }
         match read_record(salt, bytes, pos) {
             Some((payload, next)) => {
-                let events = decode_payload(payload).map_err(|reason| Error::Corrupt {
-                    path: path.to_path_buf(),
-                    offset: pos as u64,
-                    reason,
-                })?;
                 payload_bytes += payload.len() as u64;
-                batches.push(events);
+                records.push((pos, payload));
                 pos = next;
             }
             None => {
@@ -105,12 +100,53 @@ pub fn scan(path: &Path, bytes: &[u8]) -> Result<Scan> {
             }
         }
     };
+    let batches = decode_records(path, &records)?;
     Ok(Scan {
         header,
         batches,
         payload_bytes,
         end,
     })
+}
+
+/// Decodes verified record payloads, on every core when there are many: framing and checksums
+/// are checked sequentially above, decoding (allocation-heavy) is what costs.
+fn decode_records(path: &Path, records: &[(usize, &[u8])]) -> Result<Vec<Vec<StoredEvent>>> {
+    let decode = |records: &[(usize, &[u8])]| -> Result<Vec<Vec<StoredEvent>>> {
+        records
+            .iter()
+            .map(|&(offset, payload)| {
+                decode_payload(payload).map_err(|reason| Error::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: offset as u64,
+                    reason,
+                })
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || records.len() < 16 {
+        return decode(records);
+    }
+    let per_thread = records.len().div_ceil(threads);
+    let parts: Vec<Result<Vec<Vec<StoredEvent>>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = records
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || decode(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut batches = Vec::with_capacity(records.len());
+    for part in parts {
+        batches.extend(part?);
+    }
+    Ok(batches)
 }
 
 /// Reads the record at `pos` if it is whole and both its checksums hold.
