@@ -1,0 +1,873 @@
+//! Answering a [`Query`] over a [`Snapshot`]: a page of events, a count, facets, a histogram.
+//!
+//! # Plan
+//!
+//! 1. **Scope**: the tenants to read are the query's scope narrowed by its `tenant` filter
+//!    ([`Query::effective_tenants`]); no other tenant's rows are ever decoded.
+//! 2. **Segments**: a sealed segment is skipped when its time span (manifest entry) misses the
+//!    time range or lies wholly behind the cursor, when it holds none of the tenants, or when a
+//!    filter's any-of values are all absent from its dictionary. Each wanted value is looked up
+//!    in the segment dictionary once; a filter then compares integer codes.
+//! 3. **Rows**: a segment sorts its rows by `(tenant, timestamp, seq)`, so each tenant's rows
+//!    are a contiguous, time-ordered run. A run walks its blocks in the query's order, skips
+//!    blocks whose time span misses the range, stops at the first block past it, and decodes
+//!    only the columns the filters need (timestamps only for blocks that straddle a bound).
+//!    Text columns are decoded only for blocks with rows left after the filters.
+//! 4. **Merge**: the runs of every segment and the matching tail events (a scan of the tail)
+//!    are merged by `(timestamp, seq)` with a heap, lazily: a page of 50 newest rows decodes the
+//!    newest blocks of each run and stops. Only the blocks holding the page's rows are then
+//!    decoded whole.
+//!
+//! `count`, `facets` and `histogram` visit the same rows without merging; they ignore the
+//! query's cursor, order and limit. A block wholly inside the time range, with no filter and no
+//! text, is counted from the block directory without decoding anything.
+//!
+//! Freshness: a snapshot holds every event with `seq <= sealed_through` in exactly one
+//! segment and every later acknowledged event in the tail, so each event is seen exactly once;
+//! the tail is read from `sealed_through + 1` on.
+
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::ops::Range;
+
+use auditlog_engine::event::{ActorType, Outcome, StoredEvent};
+use auditlog_engine::manifest::SegmentEntry;
+use auditlog_engine::segment::{Block, BlockMeta, Column, Columns, Segment};
+use auditlog_engine::Snapshot;
+
+use crate::error::{Error, Result};
+use crate::query::{Cursor, Field, FieldFilter, Order, Query, LIMIT_MAX};
+use crate::text::TextMatcher;
+
+/// Most values [`facets`] returns.
+pub const FACET_SIZE_MAX: usize = LIMIT_MAX;
+/// Most buckets [`histogram`] returns.
+pub const HISTOGRAM_BUCKETS_MAX: usize = 10_000;
+
+/// One page of a search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// At most `limit` events, in the query's order.
+    pub events: Vec<StoredEvent>,
+    /// Where the next page starts ([`Cursor::encode`]); `None` when no matching event follows.
+    pub next_cursor: Option<String>,
+}
+
+/// The page of events the query asks for.
+pub fn search(snapshot: &Snapshot, query: &Query) -> Result<Page> {
+    query.validate()?;
+    let plan = Plan::new(query, true)?;
+    if plan.tenants.is_empty() {
+        return Ok(Page::default());
+    }
+    let matchers = plan.segment_matchers(snapshot)?;
+    let order = query.order;
+
+    let mut tail: Vec<&StoredEvent> = tail_events(snapshot)
+        .filter(|event| plan.matches_event(event))
+        .collect();
+    tail.sort_unstable_by(|a, b| compare_keys(order, key_of(a), key_of(b)));
+
+    let mut runs: Vec<Run<'_>> = Vec::new();
+    for (index, matcher) in matchers.iter().enumerate() {
+        for rows in &matcher.tenant_ranges {
+            runs.push(Run::Sealed(SealedRun {
+                matcher: index,
+                rows: rows.clone(),
+                blocks: matcher.segment.blocks_for_rows(rows.clone()),
+                buffered: VecDeque::new(),
+                last: None,
+            }));
+        }
+    }
+    runs.push(Run::Tail(
+        tail.iter().enumerate().collect::<Vec<_>>().into_iter(),
+    ));
+
+    let mut heap = BinaryHeap::with_capacity(runs.len());
+    for (index, run) in runs.iter_mut().enumerate() {
+        if let Some(candidate) = run.next(&plan, &matchers)? {
+            heap.push(HeapItem {
+                order,
+                run: index,
+                candidate,
+            });
+        }
+    }
+    let mut selected: Vec<Candidate> = Vec::with_capacity(query.limit + 1);
+    while selected.len() <= query.limit {
+        let Some(item) = heap.pop() else { break };
+        selected.push(item.candidate);
+        if let Some(candidate) = runs[item.run].next(&plan, &matchers)? {
+            heap.push(HeapItem {
+                order,
+                run: item.run,
+                candidate,
+            });
+        }
+    }
+    let more = selected.len() > query.limit;
+    selected.truncate(query.limit);
+
+    // Decode whole only the blocks that hold the page's rows, each once.
+    let mut blocks: HashMap<(usize, usize), Block> = HashMap::new();
+    for candidate in &selected {
+        if let Location::Sealed { matcher, block, .. } = candidate.location {
+            if let std::collections::hash_map::Entry::Vacant(slot) = blocks.entry((matcher, block))
+            {
+                slot.insert(matchers[matcher].segment.read_block(block, Columns::ALL)?);
+            }
+        }
+    }
+    let events: Vec<StoredEvent> = selected
+        .iter()
+        .map(|candidate| match candidate.location {
+            Location::Sealed {
+                matcher,
+                block,
+                row,
+            } => blocks[&(matcher, block)].event(row),
+            Location::Tail(index) => tail[index].clone(),
+        })
+        .collect();
+    let next_cursor = match events.last() {
+        Some(last) if more => Some(Cursor::after(order, last).encode()),
+        _ => None,
+    };
+    Ok(Page {
+        events,
+        next_cursor,
+    })
+}
+
+/// How many events match the query (its cursor, order and limit aside).
+pub fn count(snapshot: &Snapshot, query: &Query) -> Result<u64> {
+    query.validate()?;
+    let plan = Plan::new(query, false)?;
+    let mut total = 0u64;
+    plan.scan(snapshot, Columns::NONE, |visit| {
+        total += match visit {
+            Visit::Rows { rows, .. } => rows.len() as u64,
+            Visit::Event(_) => 1,
+        };
+        Ok(())
+    })?;
+    Ok(total)
+}
+
+/// The `top_n` most frequent values of `field` among the events that match the query (its
+/// cursor, order and limit aside), by count descending, then value ascending. Events without a
+/// value for the field are not counted; [`Field::Actor`] counts the email, else the id.
+pub fn facets(
+    snapshot: &Snapshot,
+    query: &Query,
+    field: Field,
+    top_n: usize,
+) -> Result<Vec<(String, u64)>> {
+    query.validate()?;
+    if top_n == 0 || top_n > FACET_SIZE_MAX {
+        return Err(Error::FacetSizeOutOfRange {
+            found: top_n,
+            max: FACET_SIZE_MAX,
+        });
+    }
+    let plan = Plan::new(query, false)?;
+    let columns = field_columns(field);
+    let extra = columns.iter().fold(Columns::NONE, |set, c| set.with(*c));
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    // Per segment: counts by (column, code), resolved to text once per segment.
+    let mut codes: HashMap<(Column, u32), u64> = HashMap::new();
+    let mut current: Option<usize> = None;
+    let flush = |codes: &mut HashMap<(Column, u32), u64>,
+                 segment: &Segment,
+                 counts: &mut HashMap<String, u64>| {
+        for ((column, code), n) in codes.drain() {
+            if let Some(value) = code_value(segment, column, code) {
+                *counts.entry(value.to_string()).or_default() += n;
+            }
+        }
+    };
+    let segments = &snapshot.segments;
+    plan.scan(snapshot, extra, |visit| {
+        match visit {
+            Visit::Rows {
+                matcher,
+                block,
+                rows,
+            } => {
+                if current != Some(matcher.index) {
+                    if let Some(previous) = current {
+                        flush(&mut codes, &segments[previous].segment, &mut counts);
+                    }
+                    current = Some(matcher.index);
+                }
+                let block = block.expect("facet columns were asked for");
+                let views: Vec<(Column, Codes<'_>)> =
+                    columns.iter().map(|c| (*c, Codes::of(block, *c))).collect();
+                for &row in rows {
+                    // The last non-absent column: the email before the id for `actor`.
+                    let found = views
+                        .iter()
+                        .rev()
+                        .map(|(column, codes)| (*column, codes.get(row)))
+                        .find(|(_, code)| *code != 0);
+                    if let Some(key) = found {
+                        *codes.entry(key).or_default() += 1;
+                    }
+                }
+            }
+            Visit::Event(event) => {
+                if let Some(value) = field.facet_value_of(event) {
+                    *counts.entry(value.to_string()).or_default() += 1;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(previous) = current {
+        flush(&mut codes, &segments[previous].segment, &mut counts);
+    }
+    let mut out: Vec<(String, u64)> = counts.into_iter().collect();
+    out.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out.truncate(top_n);
+    Ok(out)
+}
+
+/// Counts of matching events (cursor, order and limit aside) per time bucket of `bucket_us`
+/// microseconds, buckets aligned on the Unix epoch (`start = timestamp - timestamp mod
+/// bucket_us`). Only non-empty buckets are returned, oldest first.
+pub fn histogram(snapshot: &Snapshot, query: &Query, bucket_us: i64) -> Result<Vec<(i64, u64)>> {
+    query.validate()?;
+    if bucket_us <= 0 {
+        return Err(Error::BucketWidth { found: bucket_us });
+    }
+    let plan = Plan::new(query, false)?;
+    let mut buckets: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut add = |timestamp_us: i64| -> Result<()> {
+        let start = timestamp_us - timestamp_us.rem_euclid(bucket_us);
+        *buckets.entry(start).or_default() += 1;
+        if buckets.len() > HISTOGRAM_BUCKETS_MAX {
+            return Err(Error::TooManyBuckets {
+                limit: HISTOGRAM_BUCKETS_MAX,
+            });
+        }
+        Ok(())
+    };
+    plan.scan(
+        snapshot,
+        Columns::from(Column::Timestamp),
+        |visit| match visit {
+            Visit::Rows { block, rows, .. } => {
+                let timestamps = block.expect("timestamps were asked for").timestamps();
+                rows.iter().try_for_each(|&row| add(timestamps[row]))
+            }
+            Visit::Event(event) => add(event.event.timestamp_us),
+        },
+    )?;
+    Ok(buckets.into_iter().collect())
+}
+
+/// The tail events a snapshot must add to its segments: those after `sealed_through`.
+fn tail_events(snapshot: &Snapshot) -> impl Iterator<Item = &StoredEvent> + '_ {
+    snapshot
+        .tail
+        .iter_from(snapshot.sealed_through.saturating_add(1))
+}
+
+fn key_of(event: &StoredEvent) -> (i64, u64) {
+    (event.event.timestamp_us, event.seq)
+}
+
+/// `Less` when `a` comes first in `order`.
+fn compare_keys(order: Order, a: (i64, u64), b: (i64, u64)) -> Ordering {
+    match order {
+        Order::OldestFirst => a.cmp(&b),
+        Order::NewestFirst => b.cmp(&a),
+    }
+}
+
+/// The segment columns holding a field's values; for [`Field::Actor`], the id then the email
+/// (a facet takes the last non-absent one).
+fn field_columns(field: Field) -> &'static [Column] {
+    match field {
+        Field::Tenant => &[Column::Tenant],
+        Field::Project => &[Column::Project],
+        Field::Action => &[Column::Action],
+        Field::Outcome => &[Column::Outcome],
+        Field::ResourceType => &[Column::ResourceType],
+        Field::ResourceId => &[Column::ResourceId],
+        Field::ResourceName => &[Column::ResourceName],
+        Field::Actor => &[Column::ActorId, Column::ActorEmail],
+        Field::ActorId => &[Column::ActorId],
+        Field::ActorEmail => &[Column::ActorEmail],
+        Field::ActorIp => &[Column::ActorIp],
+        Field::ActorType => &[Column::ActorType],
+    }
+}
+
+/// The dictionary text columns full-text search reads (with `details` and `changes`).
+const TEXT_DICTIONARY_COLUMNS: [Column; 7] = [
+    Column::ResourceName,
+    Column::ResourceId,
+    Column::ActorEmail,
+    Column::ActorId,
+    Column::Action,
+    Column::Project,
+    Column::ActorUserAgent,
+];
+const TEXT_COLUMNS: Columns = Columns::of(&[
+    Column::ResourceName,
+    Column::ResourceId,
+    Column::ActorEmail,
+    Column::ActorId,
+    Column::Action,
+    Column::Project,
+    Column::ActorUserAgent,
+    Column::Details,
+    Column::Changes,
+]);
+
+/// The code of `value` in a column of `segment`: a dictionary code, or for the enum columns the
+/// enum's code plus one (so that 0 still means "absent", as in dictionaries).
+fn value_code(segment: &Segment, column: Column, value: &str) -> Option<u32> {
+    match column {
+        Column::Outcome => Outcome::parse(value).map(|o| u32::from(o.code()) + 1),
+        Column::ActorType => ActorType::parse(value).map(|t| u32::from(t.code()) + 1),
+        _ => segment.dictionary(column)?.code_of(value),
+    }
+}
+
+/// Inverse of [`value_code`].
+fn code_value(segment: &Segment, column: Column, code: u32) -> Option<&str> {
+    let enum_code = || u8::try_from(code.checked_sub(1)?).ok();
+    match column {
+        Column::Outcome => Outcome::from_code(enum_code()?).map(Outcome::as_str),
+        Column::ActorType => ActorType::from_code(enum_code()?).map(ActorType::as_str),
+        _ => segment.dictionary(column)?.get(code),
+    }
+}
+
+/// A decoded column seen as codes ([`value_code`]'s numbering).
+enum Codes<'b> {
+    Dictionary(&'b [u32]),
+    Outcome(&'b [Outcome]),
+    ActorType(&'b [ActorType]),
+}
+
+impl<'b> Codes<'b> {
+    fn of(block: &'b Block, column: Column) -> Codes<'b> {
+        match column {
+            Column::Outcome => Codes::Outcome(block.outcomes()),
+            Column::ActorType => Codes::ActorType(block.actor_types()),
+            _ => Codes::Dictionary(block.codes(column)),
+        }
+    }
+
+    #[inline]
+    fn get(&self, row: usize) -> u32 {
+        match self {
+            Codes::Dictionary(codes) => codes[row],
+            Codes::Outcome(values) => u32::from(values[row].code()) + 1,
+            Codes::ActorType(values) => u32::from(values[row].code()) + 1,
+        }
+    }
+}
+
+/// One field filter resolved against a segment: sorted codes per column.
+struct Condition {
+    /// `None`: no any-of set. Otherwise the row passes when one of its columns holds one of
+    /// the codes (never empty: a segment where no wanted value exists is skipped).
+    any: Option<Vec<(Column, Vec<u32>)>>,
+    none: Vec<(Column, Vec<u32>)>,
+}
+
+impl Condition {
+    fn resolve(segment: &Segment, field: Field, filter: &FieldFilter) -> Option<Condition> {
+        let codes = |values: &std::collections::BTreeSet<String>| -> Vec<(Column, Vec<u32>)> {
+            field_columns(field)
+                .iter()
+                .map(|&column| {
+                    let mut codes: Vec<u32> = values
+                        .iter()
+                        .filter_map(|value| value_code(segment, column, value))
+                        .collect();
+                    codes.sort_unstable();
+                    (column, codes)
+                })
+                .filter(|(_, codes)| !codes.is_empty())
+                .collect()
+        };
+        let any = if filter.any_of.is_empty() {
+            None
+        } else {
+            let any = codes(&filter.any_of);
+            if any.is_empty() {
+                // No wanted value exists in this segment.
+                return None;
+            }
+            Some(any)
+        };
+        Some(Condition {
+            any,
+            none: codes(&filter.none_of),
+        })
+    }
+
+    fn is_trivial(&self) -> bool {
+        self.any.is_none() && self.none.is_empty()
+    }
+
+    fn columns(&self) -> Columns {
+        self.any
+            .iter()
+            .flatten()
+            .chain(&self.none)
+            .fold(Columns::NONE, |set, (column, _)| set.with(*column))
+    }
+}
+
+/// What a query asks, prepared once.
+struct Plan<'q> {
+    query: &'q Query,
+    /// Sorted tenant names to read.
+    tenants: Vec<&'q str>,
+    /// Filters other than `tenant` (which `tenants` already applies).
+    filters: Vec<(Field, &'q FieldFilter)>,
+    text: TextMatcher,
+    /// The cursor to resume after (search only).
+    cursor: Option<Cursor>,
+}
+
+impl<'q> Plan<'q> {
+    fn new(query: &'q Query, use_cursor: bool) -> Result<Plan<'q>> {
+        let mut tenants = query.effective_tenants();
+        tenants.sort_unstable();
+        Ok(Plan {
+            query,
+            tenants,
+            filters: query
+                .filters
+                .iter()
+                .filter(|(field, _)| *field != Field::Tenant)
+                .collect(),
+            text: TextMatcher::new(&query.text)?,
+            cursor: if use_cursor { query.cursor } else { None },
+        })
+    }
+
+    /// Whether a row with this key is in the time range and after the cursor.
+    fn admits(&self, key: (i64, u64)) -> bool {
+        self.query.in_time_range(key.0) && self.cursor.is_none_or(|c| c.admits(key))
+    }
+
+    /// False when no row with a timestamp in `min..=max` can be admitted.
+    fn span_may_match(&self, min: i64, max: i64) -> bool {
+        let in_range = self.query.from_us.is_none_or(|from| max >= from)
+            && self.query.to_us.is_none_or(|to| min < to);
+        let after_cursor = self.cursor.is_none_or(|c| match c.order {
+            Order::NewestFirst => min <= c.timestamp_us,
+            Order::OldestFirst => max >= c.timestamp_us,
+        });
+        in_range && after_cursor
+    }
+
+    /// True when every row with a timestamp in `min..=max` is admitted (whatever its seq).
+    fn span_admitted(&self, min: i64, max: i64) -> bool {
+        let in_range = self.query.from_us.is_none_or(|from| min >= from)
+            && self.query.to_us.is_none_or(|to| max < to);
+        let after_cursor = self.cursor.is_none_or(|c| match c.order {
+            Order::NewestFirst => max < c.timestamp_us,
+            Order::OldestFirst => min > c.timestamp_us,
+        });
+        in_range && after_cursor
+    }
+
+    /// True when a block of a tenant run walked in `order` and every block after it lie past
+    /// the time range (rows of a run are time-ordered, and the block holds some of them).
+    fn block_past(&self, meta: &BlockMeta, order: Order) -> bool {
+        match order {
+            Order::OldestFirst => self
+                .query
+                .to_us
+                .is_some_and(|to| meta.min_timestamp_us >= to),
+            Order::NewestFirst => self
+                .query
+                .from_us
+                .is_some_and(|from| meta.max_timestamp_us < from),
+        }
+    }
+
+    fn entry_may_match(&self, entry: &SegmentEntry) -> bool {
+        entry.rows > 0 && self.span_may_match(entry.min_timestamp_us, entry.max_timestamp_us)
+    }
+
+    /// Whether a tail event matches: scope, time, cursor, filters, text.
+    fn matches_event(&self, event: &StoredEvent) -> bool {
+        self.tenants
+            .binary_search(&event.event.tenant.as_str())
+            .is_ok()
+            && self.admits(key_of(event))
+            && self
+                .filters
+                .iter()
+                .all(|(field, filter)| filter.accepts(field.values_of(event)))
+            && self.text.matches_event(event)
+    }
+
+    /// A matcher per segment that may hold matching rows, in snapshot order.
+    fn segment_matchers<'s>(&self, snapshot: &'s Snapshot) -> Result<Vec<SegmentMatcher<'s>>> {
+        let mut matchers = Vec::new();
+        for (index, sealed) in snapshot.segments.iter().enumerate() {
+            if !self.entry_may_match(&sealed.entry) {
+                continue;
+            }
+            if let Some(matcher) = SegmentMatcher::new(self, index, &sealed.segment) {
+                matchers.push(matcher);
+            }
+        }
+        Ok(matchers)
+    }
+
+    /// Calls `visit` with the matching rows of every block (decoded with `extra` when any
+    /// column had to be decoded) and with every matching tail event.
+    fn scan<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        extra: Columns,
+        mut visit: impl FnMut(Visit<'_, 's>) -> Result<()>,
+    ) -> Result<()> {
+        if self.tenants.is_empty() {
+            return Ok(());
+        }
+        for matcher in self.segment_matchers(snapshot)? {
+            for rows in &matcher.tenant_ranges {
+                for block_index in matcher.segment.blocks_for_rows(rows.clone()) {
+                    let meta = &matcher.segment.blocks()[block_index];
+                    if !self.span_may_match(meta.min_timestamp_us, meta.max_timestamp_us) {
+                        continue;
+                    }
+                    if let Some((block, matched)) =
+                        matcher.match_block(self, block_index, rows, extra)?
+                    {
+                        if !matched.is_empty() {
+                            visit(Visit::Rows {
+                                matcher: &matcher,
+                                block: block.as_ref(),
+                                rows: &matched,
+                            })?;
+                        }
+                    }
+                }
+            }
+        }
+        for event in tail_events(snapshot) {
+            if self.matches_event(event) {
+                visit(Visit::Event(event))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`Plan::scan`] found.
+enum Visit<'a, 's> {
+    /// Matching rows of one block (indexes in the block, ascending).
+    Rows {
+        matcher: &'a SegmentMatcher<'s>,
+        block: Option<&'a Block>,
+        rows: &'a [usize],
+    },
+    /// A matching tail event.
+    Event(&'s StoredEvent),
+}
+
+/// A segment prepared for one query.
+struct SegmentMatcher<'s> {
+    /// Index in the snapshot's segments.
+    index: usize,
+    segment: &'s Segment,
+    /// Row ranges of the tenants to read, in row order.
+    tenant_ranges: Vec<Range<u64>>,
+    conditions: Vec<Condition>,
+    condition_columns: Columns,
+    /// Text masks of dictionary values already seen: (column, code) -> mask.
+    text_masks: RefCell<HashMap<(Column, u32), u64>>,
+}
+
+impl<'s> SegmentMatcher<'s> {
+    /// `None` when the segment cannot hold a matching row.
+    fn new(plan: &Plan<'_>, index: usize, segment: &'s Segment) -> Option<SegmentMatcher<'s>> {
+        let mut tenant_ranges = Vec::new();
+        let dictionary = segment.dictionary(Column::Tenant)?;
+        if plan.tenants.len() <= dictionary.len() {
+            tenant_ranges.extend(plan.tenants.iter().filter_map(|t| segment.tenant_rows(t)));
+        } else {
+            for (code, tenant) in dictionary.iter() {
+                if plan.tenants.binary_search(&tenant).is_ok() {
+                    tenant_ranges.extend(segment.tenant_code_rows(code));
+                }
+            }
+        }
+        if tenant_ranges.is_empty() {
+            return None;
+        }
+        tenant_ranges.sort_unstable_by_key(|range| range.start);
+        let mut conditions = Vec::new();
+        for (field, filter) in &plan.filters {
+            let condition = Condition::resolve(segment, *field, filter)?;
+            if !condition.is_trivial() {
+                conditions.push(condition);
+            }
+        }
+        let condition_columns = conditions
+            .iter()
+            .fold(Columns::NONE, |set, c| set | c.columns());
+        Some(SegmentMatcher {
+            index,
+            segment,
+            tenant_ranges,
+            conditions,
+            condition_columns,
+            text_masks: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// The rows of block `block_index` inside `rows` that match the plan (time, cursor,
+    /// filters, text), as indexes in the block, ascending; with the block decoded with at least
+    /// `extra` (`None` when nothing had to be decoded and `extra` is empty).
+    fn match_block(
+        &self,
+        plan: &Plan<'_>,
+        block_index: usize,
+        rows: &Range<u64>,
+        extra: Columns,
+    ) -> Result<Option<(Option<Block>, Vec<usize>)>> {
+        let meta = &self.segment.blocks()[block_index];
+        let block_rows = meta.row_range();
+        let start = rows.start.max(block_rows.start);
+        let end = rows.end.min(block_rows.end);
+        if start >= end {
+            return Ok(None);
+        }
+        let local = (start - block_rows.start) as usize..(end - block_rows.start) as usize;
+        let check_keys = !plan.span_admitted(meta.min_timestamp_us, meta.max_timestamp_us);
+        let mut columns = extra | self.condition_columns;
+        if check_keys {
+            columns = columns.with(Column::Timestamp);
+            if plan.cursor.is_some() {
+                columns = columns.with(Column::Seq);
+            }
+        }
+        let block = if columns.is_empty() {
+            None
+        } else {
+            Some(self.segment.read_block(block_index, columns)?)
+        };
+        let mut matched: Vec<usize> = local.collect();
+        if let Some(block) = &block {
+            if check_keys {
+                let timestamps = block.timestamps();
+                if plan.cursor.is_some() {
+                    let seqs = block.seqs();
+                    matched.retain(|&row| plan.admits((timestamps[row], seqs[row])));
+                } else {
+                    matched.retain(|&row| plan.query.in_time_range(timestamps[row]));
+                }
+            }
+            for condition in &self.conditions {
+                if matched.is_empty() {
+                    break;
+                }
+                let any: Option<Vec<(Codes<'_>, &[u32])>> = condition.any.as_ref().map(|any| {
+                    any.iter()
+                        .map(|(column, codes)| (Codes::of(block, *column), codes.as_slice()))
+                        .collect()
+                });
+                let none: Vec<(Codes<'_>, &[u32])> = condition
+                    .none
+                    .iter()
+                    .map(|(column, codes)| (Codes::of(block, *column), codes.as_slice()))
+                    .collect();
+                let holds = |views: &[(Codes<'_>, &[u32])], row: usize| {
+                    views.iter().any(|(view, codes)| {
+                        let code = view.get(row);
+                        code != 0 && codes.binary_search(&code).is_ok()
+                    })
+                };
+                matched.retain(|&row| {
+                    any.as_ref().is_none_or(|any| holds(any, row)) && !holds(&none, row)
+                });
+            }
+        }
+        if !plan.text.is_empty() && !matched.is_empty() {
+            let texts = self.segment.read_block(block_index, TEXT_COLUMNS)?;
+            let mut cache = self.text_masks.borrow_mut();
+            matched.retain(|&row| {
+                let mut mask = 0;
+                for column in TEXT_DICTIONARY_COLUMNS {
+                    let code = texts.codes(column)[row];
+                    if code == 0 {
+                        continue;
+                    }
+                    mask |= *cache.entry((column, code)).or_insert_with(|| {
+                        code_value(self.segment, column, code)
+                            .map_or(0, |value| plan.text.field_mask(value))
+                    });
+                }
+                for column in [Column::Details, Column::Changes] {
+                    if let Some(value) = texts.str(column, row) {
+                        mask |= plan.text.field_mask(value);
+                    }
+                }
+                plan.text.accepts(mask)
+            });
+        }
+        Ok(Some((block, matched)))
+    }
+}
+
+/// Where a candidate row lives.
+#[derive(Debug, Clone, Copy)]
+enum Location {
+    Sealed {
+        matcher: usize,
+        block: usize,
+        row: usize,
+    },
+    /// Index in the sorted matching tail events.
+    Tail(usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    key: (i64, u64),
+    location: Location,
+}
+
+/// The rows of one tenant in one segment, yielded in the query's order.
+struct SealedRun {
+    matcher: usize,
+    rows: Range<u64>,
+    /// Blocks not walked yet.
+    blocks: Range<usize>,
+    buffered: VecDeque<Candidate>,
+    /// Key of the last row yielded, to check the segment's sort order.
+    last: Option<(i64, u64)>,
+}
+
+enum Run<'t> {
+    Sealed(SealedRun),
+    Tail(std::vec::IntoIter<(usize, &'t &'t StoredEvent)>),
+}
+
+impl Run<'_> {
+    fn next(
+        &mut self,
+        plan: &Plan<'_>,
+        matchers: &[SegmentMatcher<'_>],
+    ) -> Result<Option<Candidate>> {
+        match self {
+            Run::Tail(events) => Ok(events.next().map(|(index, event)| Candidate {
+                key: key_of(event),
+                location: Location::Tail(index),
+            })),
+            Run::Sealed(run) => run.next(plan, matchers),
+        }
+    }
+}
+
+impl SealedRun {
+    fn next(
+        &mut self,
+        plan: &Plan<'_>,
+        matchers: &[SegmentMatcher<'_>],
+    ) -> Result<Option<Candidate>> {
+        let order = plan.query.order;
+        let matcher = &matchers[self.matcher];
+        loop {
+            if let Some(candidate) = self.buffered.pop_front() {
+                if self
+                    .last
+                    .is_some_and(|last| !order.before(last, candidate.key))
+                {
+                    return Err(Error::Unsorted {
+                        path: matcher.segment.path().to_path_buf(),
+                        block: match candidate.location {
+                            Location::Sealed { block, .. } => block,
+                            Location::Tail(_) => 0,
+                        },
+                    });
+                }
+                self.last = Some(candidate.key);
+                return Ok(Some(candidate));
+            }
+            let next = match order {
+                Order::OldestFirst => self.blocks.next(),
+                Order::NewestFirst => self.blocks.next_back(),
+            };
+            let Some(block_index) = next else {
+                return Ok(None);
+            };
+            let meta = &matcher.segment.blocks()[block_index];
+            if plan.block_past(meta, order) {
+                self.blocks = 0..0;
+                return Ok(None);
+            }
+            if !plan.span_may_match(meta.min_timestamp_us, meta.max_timestamp_us) {
+                continue;
+            }
+            let Some((block, matched)) = matcher.match_block(
+                plan,
+                block_index,
+                &self.rows,
+                Column::Timestamp | Column::Seq,
+            )?
+            else {
+                continue;
+            };
+            let block = block.expect("timestamps and seqs were asked for");
+            let (timestamps, seqs) = (block.timestamps(), block.seqs());
+            let candidates = matched.iter().map(|&row| Candidate {
+                key: (timestamps[row], seqs[row]),
+                location: Location::Sealed {
+                    matcher: self.matcher,
+                    block: block_index,
+                    row,
+                },
+            });
+            match order {
+                Order::OldestFirst => self.buffered.extend(candidates),
+                Order::NewestFirst => self.buffered.extend(candidates.rev()),
+            }
+        }
+    }
+}
+
+/// A run's next candidate in the merge heap (a max-heap: the row that comes first in the
+/// query's order is the greatest).
+struct HeapItem {
+    order: Order,
+    run: usize,
+    candidate: Candidate,
+}
+
+impl PartialEq for HeapItem {
+    fn eq(&self, other: &Self) -> bool {
+        self.candidate.key == other.candidate.key
+    }
+}
+
+impl Eq for HeapItem {}
+
+impl PartialOrd for HeapItem {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for HeapItem {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare_keys(self.order, other.candidate.key, self.candidate.key)
+    }
+}

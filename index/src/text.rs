@@ -1,0 +1,207 @@
+//! Full-text matching by scanning: what a [`TextTerm`] means, evaluated on field values.
+//!
+//! The text fields of an event are [`TEXT_FIELDS`]: `resource.name`, `resource.id`,
+//! `actor.email`, `actor.id`, `action`, `project`, `actor.user_agent`, and the JSON text of
+//! `details` and `changes` (keys and values alike). Each field is tokenized on its own by
+//! [`crate::tokenize`], so a phrase never spans two fields.
+//!
+//! A term with atoms `t0 .. tn` (its text tokenized the same way) matches a field whose atoms
+//! hold `t0 .. tn` at consecutive positions; for [`TextKind::Prefix`] the last atom of the field
+//! need only start with `tn`. Words and phrases are the same test: `llama-finetune`,
+//! `"llama finetune"` and `llama finetune` written as a phrase all ask for the atom `llama`
+//! followed by `finetune`. An event matches a query's text when every plain term matches some
+//! field and no negated term matches any.
+
+use auditlog_engine::event::StoredEvent;
+
+use crate::error::{Error, Result};
+use crate::query::{TextKind, TextTerm, TEXT_TERMS_MAX};
+use crate::tokenize::{atoms, normalize};
+
+/// The fields full-text search looks at, in the order [`event_texts`] returns them.
+pub const TEXT_FIELDS: [&str; 9] = [
+    "resource.name",
+    "resource.id",
+    "actor.email",
+    "actor.id",
+    "action",
+    "project",
+    "actor.user_agent",
+    "details",
+    "changes",
+];
+
+/// The values of an event's [`TEXT_FIELDS`].
+pub fn event_texts(event: &StoredEvent) -> [Option<&str>; 9] {
+    let e = &event.event;
+    [
+        e.resource.name.as_deref(),
+        e.resource.id.as_deref(),
+        e.actor.email.as_deref(),
+        e.actor.id.as_deref(),
+        Some(e.action.as_str()),
+        e.project.as_deref(),
+        e.actor.user_agent.as_deref(),
+        e.details.as_deref(),
+        e.changes.as_deref(),
+    ]
+}
+
+// One bit per term in a u64 mask.
+const _: () = assert!(TEXT_TERMS_MAX <= 64);
+
+#[derive(Debug, Clone)]
+struct CompiledTerm {
+    atoms: Vec<String>,
+    prefix: bool,
+}
+
+impl CompiledTerm {
+    fn matches(&self, field: &[&str]) -> bool {
+        let n = self.atoms.len();
+        if n == 0 || field.len() < n {
+            return false;
+        }
+        let (last, head) = self.atoms.split_last().expect("at least one atom");
+        field.windows(n).any(|window| {
+            let (field_last, field_head) = window.split_last().expect("n >= 1");
+            field_head.iter().zip(head).all(|(a, b)| *a == b)
+                && if self.prefix {
+                    field_last.starts_with(last.as_str())
+                } else {
+                    field_last == last
+                }
+        })
+    }
+}
+
+/// The text terms of a query, compiled. Each term owns one bit of a `u64` mask: a field value's
+/// mask has the bits of the terms it matches, and [`TextMatcher::accepts`] judges the OR of a
+/// row's field masks.
+#[derive(Debug, Clone, Default)]
+pub struct TextMatcher {
+    terms: Vec<CompiledTerm>,
+    required: u64,
+    forbidden: u64,
+}
+
+impl TextMatcher {
+    /// Compiles the terms; a term without any atom is [`Error::EmptyTextTerm`].
+    pub fn new(terms: &[TextTerm]) -> Result<TextMatcher> {
+        if terms.len() > TEXT_TERMS_MAX {
+            return Err(Error::TooManyTextTerms {
+                found: terms.len(),
+                limit: TEXT_TERMS_MAX,
+            });
+        }
+        let mut matcher = TextMatcher::default();
+        for (bit, term) in terms.iter().enumerate() {
+            let normalized = normalize(&term.text);
+            let atoms: Vec<String> = atoms(&normalized).map(str::to_owned).collect();
+            if atoms.is_empty() {
+                return Err(Error::EmptyTextTerm {
+                    text: term.text.clone(),
+                });
+            }
+            matcher.terms.push(CompiledTerm {
+                atoms,
+                prefix: term.kind == TextKind::Prefix,
+            });
+            if term.negated {
+                matcher.forbidden |= 1 << bit;
+            } else {
+                matcher.required |= 1 << bit;
+            }
+        }
+        Ok(matcher)
+    }
+
+    /// True when there is no term (every event matches).
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    /// The mask of the terms that match one field value.
+    pub fn field_mask(&self, value: &str) -> u64 {
+        if self.terms.is_empty() {
+            return 0;
+        }
+        let normalized = normalize(value);
+        let field: Vec<&str> = atoms(&normalized).collect();
+        let mut mask = 0;
+        for (bit, term) in self.terms.iter().enumerate() {
+            if term.matches(&field) {
+                mask |= 1 << bit;
+            }
+        }
+        mask
+    }
+
+    /// Whether a row whose field masks OR to `mask` matches the query's text.
+    pub fn accepts(&self, mask: u64) -> bool {
+        mask & self.required == self.required && mask & self.forbidden == 0
+    }
+
+    /// Whether the event matches the query's text.
+    pub fn matches_event(&self, event: &StoredEvent) -> bool {
+        if self.terms.is_empty() {
+            return true;
+        }
+        let mask = event_texts(event)
+            .into_iter()
+            .flatten()
+            .fold(0, |mask, value| mask | self.field_mask(value));
+        self.accepts(mask)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(term: TextTerm, value: &str) -> bool {
+        let matcher = TextMatcher::new(&[term]).unwrap();
+        matcher.accepts(matcher.field_mask(value))
+    }
+
+    #[test]
+    fn text_hyphenated_name_is_found_by_its_parts() {
+        let name = "llama-finetune-3";
+        for word in [
+            "llama",
+            "finetune",
+            "llama-finetune",
+            "finetune-3",
+            "llama-finetune-3",
+            "LLAMA",
+        ] {
+            assert!(matches(TextTerm::word(word), name), "{word}");
+        }
+        assert!(matches(TextTerm::phrase("llama finetune"), name));
+        assert!(matches(TextTerm::prefix("llam"), name));
+        assert!(matches(TextTerm::prefix("llama-fine"), name));
+        assert!(!matches(TextTerm::word("llam"), name));
+        assert!(!matches(TextTerm::word("finetune-llama"), name));
+        assert!(!matches(TextTerm::word("llama-3"), name));
+    }
+
+    #[test]
+    fn text_email_is_found_by_address_local_part_and_domain() {
+        let email = "alice@example.com";
+        for word in ["alice@example.com", "alice", "example.com", "Example.COM"] {
+            assert!(matches(TextTerm::word(word), email), "{word}");
+        }
+        assert!(!matches(TextTerm::word("bob@example.com"), email));
+        assert!(!matches(TextTerm::word("exam"), email));
+    }
+
+    #[test]
+    fn text_negated_terms_exclude() {
+        let matcher =
+            TextMatcher::new(&[TextTerm::word("llama"), TextTerm::word("gpu").negate()]).unwrap();
+        assert!(matcher.accepts(matcher.field_mask("llama-7b")));
+        let mask = matcher.field_mask("llama-7b") | matcher.field_mask("gpu_count");
+        assert!(!matcher.accepts(mask));
+        assert!(!matcher.accepts(0));
+    }
+}
