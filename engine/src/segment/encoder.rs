@@ -206,6 +206,17 @@ pub fn encode_segment(
     rows: &[StoredEvent],
     options: &EncodeOptions,
 ) -> Result<EncodedSegment> {
+    let refs: Vec<&StoredEvent> = rows.iter().collect();
+    encode_segment_refs(segment_id, &refs, options)
+}
+
+/// [`encode_segment`] over borrowed rows, so a caller that groups events (sealing groups the
+/// tail by partition) need not clone them.
+pub fn encode_segment_refs(
+    segment_id: u64,
+    rows: &[&StoredEvent],
+    options: &EncodeOptions,
+) -> Result<EncodedSegment> {
     if options.block_rows == 0 || options.block_rows > BLOCK_ROWS_MAX {
         return Err(Error::Config(format!(
             "segment block_rows is {}, must be in 1..={BLOCK_ROWS_MAX}",
@@ -414,7 +425,7 @@ pub fn encode_segment(
 
 /// What every column encoder of a segment needs.
 struct ColumnContext<'r> {
-    rows: &'r [StoredEvent],
+    rows: &'r [&'r StoredEvent],
     dictionary_codes: &'r [Vec<u32>],
     /// True when `received` is stored as the segment's received runs.
     received_from_seq: bool,
@@ -546,7 +557,7 @@ struct Scratch {
 /// The received runs of a segment, when they are cheaper than per-row offsets from the
 /// timestamp: `(first seq of the run, received)` with seq ascending, consecutive runs differing in
 /// received. Received is assigned per group commit, so it is a step function of seq.
-fn received_runs(rows: &[StoredEvent]) -> Option<Vec<(u64, i64)>> {
+fn received_runs(rows: &[&StoredEvent]) -> Option<Vec<(u64, i64)>> {
     let mut pairs: Vec<(u64, i64)> = rows.iter().map(|r| (r.seq, r.received_us)).collect();
     if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
         pairs.sort_unstable();

@@ -63,7 +63,7 @@ pub use block::Block;
 pub use bloom::key_hash;
 pub use decoder::{BlockMeta, Segment};
 pub use dictionary::Dictionary;
-pub use encoder::{encode_segment, EncodeOptions, EncodedSegment};
+pub use encoder::{encode_segment, encode_segment_refs, EncodeOptions, EncodedSegment};
 pub use footer::FOOTER_LEN;
 pub use format::{
     Column, ColumnKind, CHUNK_RAW_BYTES_MAX, COLUMN_COUNT, FORMAT_VERSION, HEADER_LEN, MAGIC,

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 use crate::manifest::{segment_file_name, Manifest, SegmentEntry};
 use crate::partition::PartitionKey;
-use crate::segment::{encode_segment, Segment};
+use crate::segment::{encode_segment_refs, Segment};
 
 /// Size tier of a segment for merging: segments of one tier are within 4x of each other.
 fn tier(rows: u64) -> u32 {
@@ -40,14 +40,14 @@ impl Inner {
             return Ok(manifest.sealed_through);
         };
         let retention = &self.options.retention;
-        let mut groups: BTreeMap<PartitionKey, Vec<StoredEvent>> = BTreeMap::new();
+        let mut groups: BTreeMap<PartitionKey, Vec<&StoredEvent>> = BTreeMap::new();
         let mut tenant_seqs: HashMap<&str, u64> = HashMap::new();
         for event in snapshot.iter() {
             let class = retention.class_of(&event.event.tenant);
             groups
                 .entry(PartitionKey::of(class, event.event.timestamp_us))
                 .or_default()
-                .push(event.clone());
+                .push(event);
             let counter = tenant_seqs.entry(&event.event.tenant).or_insert(0);
             *counter = (*counter).max(event.tenant_seq);
         }
@@ -100,7 +100,7 @@ impl Inner {
         &self,
         segment_id: u64,
         partition: &PartitionKey,
-        rows: &[StoredEvent],
+        rows: &[&StoredEvent],
     ) -> Result<Arc<SealedSegment>> {
         let vfs = self.options.vfs.as_ref();
         let dir = Manifest::partition_dir(&self.options.dir, partition);
@@ -116,7 +116,7 @@ impl Inner {
                 parent = p.parent();
             }
         }
-        let encoded = encode_segment(segment_id, rows, &self.options.encode)?;
+        let encoded = encode_segment_refs(segment_id, rows, &self.options.encode)?;
         let name = segment_file_name(segment_id);
         let path = dir.join(&name);
         let tmp = dir.join(format!("{name}.tmp"));
@@ -209,7 +209,9 @@ impl Inner {
         let mut manifest = self.state.read().manifest.clone();
         let segment_id = manifest.next_segment_id;
         manifest.next_segment_id += 1;
-        let merged = self.write_segment(segment_id, partition, &rows)?;
+        let refs: Vec<&StoredEvent> = rows.iter().collect();
+        let merged = self.write_segment(segment_id, partition, &refs)?;
+        drop(refs);
         drop(rows);
         let removed: Vec<u64> = chosen.iter().map(|s| s.entry.segment_id).collect();
         manifest
