@@ -109,6 +109,16 @@ impl RetentionConfig {
         self.days_of_class(self.class_of(tenant))
     }
 
+    /// The per-tenant retention days that ingest validation checks timestamps against.
+    pub fn policy(&self) -> crate::event::RetentionPolicy {
+        let mut policy =
+            crate::event::RetentionPolicy::new(self.days_of_class(&self.default_class));
+        for (tenant, class) in &self.tenant_classes {
+            policy = policy.with_tenant(tenant.clone(), self.days_of_class(class));
+        }
+        policy
+    }
+
     /// Checks that every class named exists and the class names are path-safe.
     pub fn validate(&self) -> Result<(), String> {
         let safe = |name: &str| {

@@ -368,6 +368,20 @@ impl Store {
         Ok(())
     }
 
+    /// Every tenant that has an acknowledged event (sorted).
+    pub fn tenants(&self) -> Vec<String> {
+        let mut tenants: Vec<String> = self
+            .inner
+            .commit
+            .lock()
+            .tenant_seqs
+            .keys()
+            .cloned()
+            .collect();
+        tenants.sort_unstable();
+        tenants
+    }
+
     pub fn stats(&self) -> Stats {
         let state = self.inner.state.read();
         let partitions: HashSet<_> = state.segments.iter().map(|s| &s.entry.partition).collect();

@@ -1,0 +1,44 @@
+//! The server audits itself: token creation and revocation, exports and stream subscriptions
+//! are recorded as events of the system tenant, so access to the audit log is on the record.
+
+use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource};
+
+use crate::auth::Principal;
+use crate::state::AppState;
+
+/// Tenant of the server's own events.
+pub const SYSTEM_TENANT: &str = "auditlog.system";
+
+/// Records one self-audit event; a failure is logged, never hidden from the operator.
+pub fn record(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    resource_type: &str,
+    resource_id: Option<String>,
+    details: serde_json::Value,
+) {
+    let event = Event {
+        id: None,
+        timestamp_us: auditlog_engine::store::now_us(),
+        tenant: SYSTEM_TENANT.into(),
+        project: None,
+        actor: Actor {
+            id: Some(principal.token_id.clone()),
+            kind: ActorType::ApiToken,
+            ..Actor::default()
+        },
+        action: action.into(),
+        outcome: Outcome::Success,
+        resource: Resource {
+            kind: resource_type.into(),
+            id: resource_id,
+            name: None,
+        },
+        changes: None,
+        details: Some(details.to_string()),
+    };
+    if let Err(error) = state.store.append(vec![event]) {
+        tracing::error!(%error, action, "could not record a self-audit event");
+    }
+}

@@ -1,0 +1,291 @@
+//! API tokens: random secrets shown once, stored as SHA-256 hashes, compared in constant time.
+//!
+//! Roles: `admin` (everything, every tenant), `ingest` (POST /v1/events, optionally limited to
+//! tenants), `read` (queries, export and stream of one or more tenants). The tokens file
+//! (`tokens.json` in the data directory) is replaced atomically on every change.
+//!
+//! A secret looks like `alt_` followed by 64 hex digits; clients send it as
+//! `Authorization: Bearer alt_...`.
+
+use std::path::{Path, PathBuf};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Ingest,
+    Read,
+}
+
+/// A stored token (the secret itself is never stored).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// Tenants the token is limited to; empty means every tenant (admin, or unlimited ingest).
+    pub tenants: Vec<String>,
+    /// Hex SHA-256 of the secret.
+    pub hash: String,
+    pub created: String,
+}
+
+/// The caller of a request, once authenticated.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub token_id: String,
+    pub role: Role,
+    pub tenants: Vec<String>,
+}
+
+impl Principal {
+    /// May this caller read events of `tenant`?
+    pub fn may_read(&self, tenant: &str) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Read => self.tenants.iter().any(|t| t == tenant),
+            Role::Ingest => false,
+        }
+    }
+
+    /// May this caller write events of `tenant`?
+    pub fn may_ingest(&self, tenant: &str) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Ingest => self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant),
+            Role::Read => false,
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this endpoint needs an admin token"))
+        }
+    }
+
+    pub fn require_reader(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin | Role::Read => Ok(()),
+            Role::Ingest => Err(ApiError::forbidden(
+                "an ingest token cannot read events; use a read or admin token",
+            )),
+        }
+    }
+}
+
+/// Every token, persisted in `tokens.json`.
+pub struct TokenStore {
+    path: PathBuf,
+    records: RwLock<Vec<TokenRecord>>,
+}
+
+fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buffer = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buffer);
+    hex::encode(buffer)
+}
+
+impl TokenStore {
+    /// Opens (or starts) the token file of a data directory.
+    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+        let path = data_dir.join("tokens.json");
+        let records = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            path,
+            records: RwLock::new(records),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.read().is_empty()
+    }
+
+    fn persist(&self, records: &[TokenRecord]) -> std::io::Result<()> {
+        use std::io::Write;
+        let tmp = self.path.with_extension("json.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec_pretty(records).map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Creates a token; returns its record and the secret (shown once, never stored).
+    /// `secret` may be given (the first admin token from `AUDITLOG_ADMIN_TOKEN`).
+    pub fn create(
+        &self,
+        name: &str,
+        role: Role,
+        tenants: Vec<String>,
+        secret: Option<String>,
+    ) -> std::io::Result<(TokenRecord, String)> {
+        let secret = secret.unwrap_or_else(|| format!("alt_{}", random_hex(32)));
+        let record = TokenRecord {
+            id: format!("tok_{}", random_hex(8)),
+            name: name.to_string(),
+            role,
+            tenants,
+            hash: hash_secret(&secret),
+            created: auditlog_engine::event::time::format_rfc3339_us(
+                auditlog_engine::store::now_us(),
+            ),
+        };
+        let mut records = self.records.write();
+        let mut next = records.clone();
+        next.push(record.clone());
+        self.persist(&next)?;
+        *records = next;
+        Ok((record, secret))
+    }
+
+    /// Revokes a token; `false` when no token has this id.
+    pub fn revoke(&self, id: &str) -> std::io::Result<Option<TokenRecord>> {
+        let mut records = self.records.write();
+        let Some(position) = records.iter().position(|r| r.id == id) else {
+            return Ok(None);
+        };
+        let mut next = records.clone();
+        let removed = next.remove(position);
+        self.persist(&next)?;
+        *records = next;
+        Ok(Some(removed))
+    }
+
+    pub fn list(&self) -> Vec<TokenRecord> {
+        self.records.read().clone()
+    }
+
+    /// The token a secret belongs to. Every stored hash is compared, in constant time each.
+    pub fn authenticate(&self, secret: &str) -> Option<TokenRecord> {
+        let hash = hash_secret(secret);
+        let mut found = None;
+        for record in self.records.read().iter() {
+            if constant_time_eq(record.hash.as_bytes(), hash.as_bytes()) {
+                found = Some(record.clone());
+            }
+        }
+        found
+    }
+}
+
+impl FromRequestParts<std::sync::Arc<AppState>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &std::sync::Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        // Browsers cannot set headers on WebSocket upgrades: the stream also takes ?token=.
+        let from_query = || {
+            parts.uri.query().and_then(|q| {
+                form_pairs(q)
+                    .into_iter()
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v)
+            })
+        };
+        let secret = match header {
+            Some(value) => value
+                .strip_prefix("Bearer ")
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    ApiError::unauthorized("Authorization must be \"Bearer <token>\"")
+                })?,
+            None => from_query().ok_or_else(|| {
+                ApiError::unauthorized("missing token: send Authorization: Bearer <token>")
+            })?,
+        };
+        let record = state
+            .tokens
+            .authenticate(secret.trim())
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+        Ok(Principal {
+            token_id: record.id,
+            role: record.role,
+            tenants: record.tenants,
+        })
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` pairs (query strings).
+pub fn form_pairs(query: &str) -> Vec<(String, String)> {
+    fn hex_digit(byte: u8) -> Option<u8> {
+        match byte {
+            b'0'..=b'9' => Some(byte - b'0'),
+            b'a'..=b'f' => Some(byte - b'a' + 10),
+            b'A'..=b'F' => Some(byte - b'A' + 10),
+            _ => None,
+        }
+    }
+    fn decode(text: &str) -> String {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let byte = bytes[i];
+            if byte == b'+' {
+                out.push(b' ');
+            } else if byte == b'%' && i + 2 < bytes.len() {
+                match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
+                    (Some(high), Some(low)) => {
+                        out.push(high << 4 | low);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            } else {
+                out.push(byte);
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) => (decode(key), decode(value)),
+            None => (decode(pair), String::new()),
+        })
+        .collect()
+}

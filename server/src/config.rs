@@ -1,0 +1,91 @@
+//! Server configuration: defaults, then a TOML file, then environment, then flags (the CLI
+//! applies the last two).
+//!
+//! ```toml
+//! data_dir = "/var/lib/auditlog"
+//! listen = "0.0.0.0:7700"
+//! retention_days = 90
+//! archive_dir = "/mnt/archive/auditlog"
+//! batch_events_max = 10000
+//! batch_bytes_max = 16777216
+//!
+//! [retention_classes]
+//! extended = 365
+//!
+//! [tenant_classes]
+//! acct_0042 = "extended"
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use auditlog_engine::partition::RetentionConfig;
+use auditlog_engine::StoreOptions;
+use serde::Deserialize;
+
+/// Everything `auditlog serve` can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Retention of the default class (`standard`), in days.
+    pub retention_days: u32,
+    /// More retention classes: name -> days.
+    pub retention_classes: HashMap<String, u32>,
+    /// Tenants in a class other than the default: tenant -> class.
+    pub tenant_classes: HashMap<String, String>,
+    /// Where expired partitions are moved; absent: they are deleted.
+    pub archive_dir: Option<PathBuf>,
+    /// Most events in one ingest request (413 beyond).
+    pub batch_events_max: usize,
+    /// Most bytes of one ingest request after decompression (413 beyond).
+    pub batch_bytes_max: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./auditlog-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            retention_days: 90,
+            retention_classes: HashMap::new(),
+            tenant_classes: HashMap::new(),
+            archive_dir: None,
+            batch_events_max: 10_000,
+            batch_bytes_max: 16 << 20,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a TOML configuration file; unknown keys are an error naming them.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("configuration {}: {e}", path.display()))
+    }
+
+    /// The engine's retention configuration.
+    pub fn retention(&self) -> RetentionConfig {
+        let mut retention = RetentionConfig::default();
+        retention
+            .class_days
+            .insert(retention.default_class.clone(), self.retention_days);
+        for (class, days) in &self.retention_classes {
+            retention.class_days.insert(class.clone(), *days);
+        }
+        retention.tenant_classes = self.tenant_classes.clone();
+        retention
+    }
+
+    /// The engine's options for this configuration.
+    pub fn store_options(&self) -> StoreOptions {
+        let mut options = StoreOptions::new(&self.data_dir);
+        options.retention = self.retention();
+        options.archive_dir = self.archive_dir.clone();
+        options.batch_events_max = self.batch_events_max;
+        options
+    }
+}

@@ -1,0 +1,172 @@
+//! Every error of the API, mapped to HTTP in one place. 4xx answers carry a precise message;
+//! 5xx answers are logged and say only "internal error".
+//!
+//! Body: `{"error": {"code": "invalid_event", "message": "...", "line": 3, "field": "actor.ip"}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub line: Option<usize>,
+    pub field: Option<String>,
+    pub retry_after_seconds: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            line: None,
+            field: None,
+            retry_after_seconds: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+    }
+
+    /// A server-side failure: logged in full, answered without detail.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                line: self.line,
+                field: self.field.as_deref(),
+            },
+        })
+        .unwrap_or_default();
+        let mut response = (
+            self.status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
+        if let Some(seconds) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<auditlog_engine::event::ValidationError> for ApiError {
+    fn from(error: auditlog_engine::event::ValidationError) -> Self {
+        let mut api = ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", error.to_string());
+        api.line = (error.line > 0).then_some(error.line);
+        api.field = error.field;
+        api
+    }
+}
+
+impl From<auditlog_engine::Error> for ApiError {
+    fn from(error: auditlog_engine::Error) -> Self {
+        use auditlog_engine::Error as E;
+        match error {
+            E::Invalid(invalid) => invalid.into(),
+            E::Busy { .. } => {
+                let mut api =
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", error.to_string());
+                api.retry_after_seconds = Some(1);
+                api
+            }
+            E::BatchTooLarge { .. } => ApiError::too_large(error.to_string()),
+            E::DiskFull { .. } | E::Poisoned { .. } | E::Closed => {
+                tracing::error!(%error, "store refuses writes");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the store refuses writes (disk full or failed i/o); nothing acknowledged is lost",
+                )
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<auditlog_index::Error> for ApiError {
+    fn from(error: auditlog_index::Error) -> Self {
+        use auditlog_index::Error as E;
+        match error {
+            E::Engine(engine) => engine.into(),
+            E::Unsorted { .. } => ApiError::internal(error),
+            E::Parse(parse) => {
+                let mut api =
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", parse.to_string());
+                api.field = Some("q".into());
+                api
+            }
+            other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", other.to_string()),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        ApiError::internal(error)
+    }
+}
+
+/// Runs blocking store or index work off the async threads.
+pub async fn blocking<T, F>(work: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await?
+}

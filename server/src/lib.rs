@@ -1,0 +1,171 @@
+//! # auditlog-server: the HTTP and WebSocket API of the audit-log datastore
+//!
+//! What it does: exposes the engine (`auditlog-engine`) and search (`auditlog-index`) as a
+//! service: batch ingest that answers once events are durable, filtered queries with cursors,
+//! streamed CSV/NDJSON export, facets and a histogram for the page, a live WebSocket stream that
+//! resumes from a seq, API tokens with roles and tenant scopes, and admin endpoints. The server
+//! audits itself (token changes, exports, stream subscriptions) in the `auditlog.system` tenant.
+//!
+//! What it is not for: it holds no data of its own beyond the token file; every read is scoped
+//! to the token's tenants before the index sees it (tenant isolation below the HTTP layer).
+//! Store and index calls are blocking and run on `spawn_blocking` threads.
+//!
+//! Routes (all JSON errors are `{"error": {"code", "message", "line"?, "field"?}}`):
+//!
+//! ```text
+//! POST   /v1/events               ingest (admin, ingest)
+//! GET    /v1/events               query page (admin, read)
+//! GET    /v1/events/{seq}         one event
+//! GET    /v1/events/export        CSV or NDJSON, streamed
+//! GET    /v1/facets               top values of a field
+//! GET    /v1/histogram            counts per time bucket
+//! GET    /v1/stream               WebSocket live feed
+//! POST   /v1/tokens  GET /v1/tokens  DELETE /v1/tokens/{id}     (admin)
+//! POST   /v1/admin/flush  GET /v1/admin/stats                     (admin)
+//! GET    /healthz  /readyz
+//! ```
+
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod state;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use tokio::sync::broadcast;
+use tower_http::decompression::RequestDecompressionLayer;
+
+use auditlog_engine::Store;
+
+pub use config::ServerConfig;
+pub use state::AppState;
+
+/// Errors of starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] auditlog_engine::Error),
+    #[error("token file: {0}")]
+    Tokens(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// The router of the API over a shared state.
+pub fn router(state: Arc<AppState>) -> Router {
+    // The ingest body limit applies after decompression, in the handler.
+    let ingest = Router::new()
+        .route(
+            "/v1/events",
+            post(routes::ingest::ingest).get(routes::events::list),
+        )
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestDecompressionLayer::new().gzip(true).zstd(true));
+    Router::new()
+        .merge(ingest)
+        .route("/v1/events/export", get(routes::events::export))
+        .route("/v1/events/{seq}", get(routes::events::get))
+        .route("/v1/facets", get(routes::events::facets))
+        .route("/v1/histogram", get(routes::events::histogram))
+        .route("/v1/stream", get(routes::stream::stream))
+        .route(
+            "/v1/tokens",
+            post(routes::tokens::create).get(routes::tokens::list),
+        )
+        .route("/v1/tokens/{id}", delete(routes::tokens::revoke))
+        .route("/v1/admin/flush", post(routes::admin::flush))
+        .route("/v1/admin/stats", get(routes::admin::stats))
+        .route("/healthz", get(routes::admin::healthz))
+        .route("/readyz", get(routes::admin::readyz))
+        .fallback(routes::events::not_found)
+        .with_state(state)
+}
+
+/// Opens the store and token file, creating the first admin token when there is none: taken
+/// from `admin_token` (e.g. `AUDITLOG_ADMIN_TOKEN`) or generated and returned to print once.
+pub fn open_state(
+    config: ServerConfig,
+    admin_token: Option<String>,
+) -> Result<(Arc<AppState>, Option<String>), ServeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(ServeError::Tokens)?;
+    let options = config.store_options();
+    options.retention.validate().map_err(ServeError::Config)?;
+    let retention = options.retention.policy();
+    let store = Arc::new(Store::open(options)?);
+    let tokens = auth::TokenStore::open(&config.data_dir).map_err(ServeError::Tokens)?;
+    let mut shown = None;
+    if tokens.is_empty() {
+        let given = admin_token.is_some();
+        let (_, secret) = tokens
+            .create("admin", auth::Role::Admin, Vec::new(), admin_token)
+            .map_err(ServeError::Tokens)?;
+        if !given {
+            shown = Some(secret);
+        }
+    }
+    let (live, _) = broadcast::channel(routes::stream::BROADCAST_CHUNKS);
+    let sender = live.clone();
+    store.subscribe(Box::new(move |chunk| {
+        // No receiver is fine; a full channel drops the oldest for laggards (they resync).
+        let _ = sender.send(Arc::clone(chunk));
+    }));
+    Ok((
+        Arc::new(AppState {
+            store,
+            tokens,
+            config,
+            retention,
+            live,
+        }),
+        shown,
+    ))
+}
+
+/// Serves until ctrl-c or SIGTERM: stops accepting, finishes in-flight requests, closes the
+/// store (flushing the commit pipeline), returns.
+pub async fn serve(state: Arc<AppState>) -> Result<(), ServeError> {
+    let addr = state.config.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, router(Arc::clone(&state)))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(ServeError::Serve)?;
+    state.store.close();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

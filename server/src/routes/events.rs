@@ -1,0 +1,370 @@
+//! Reading: `GET /v1/events`, `GET /v1/events/{seq}`, `GET /v1/events/export`,
+//! `GET /v1/facets`, `GET /v1/histogram`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes_body::json_response;
+
+use auditlog_engine::event::{write_json_string, write_stored_event_json, StoredEvent};
+use auditlog_index::{Field, Page};
+
+use crate::auth::Principal;
+use crate::error::{blocking, ApiError};
+use crate::routes::params::{build_query, pairs};
+use crate::state::AppState;
+
+mod bytes_body {
+    use axum::http::{header, HeaderValue};
+    use axum::response::{IntoResponse, Response};
+
+    /// A JSON body built by hand (events are written by the engine's serializer).
+    pub fn json_response(body: Vec<u8>) -> Response {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response()
+    }
+}
+
+fn page_json(page: &Page) -> Vec<u8> {
+    let mut out = Vec::with_capacity(page.events.len() * 700 + 64);
+    out.extend_from_slice(b"{\"events\":[");
+    for (i, event) in page.events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_stored_event_json(event, &mut out);
+    }
+    out.extend_from_slice(b"],\"next_cursor\":");
+    match &page.next_cursor {
+        Some(cursor) => write_json_string(cursor, &mut out),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+    out
+}
+
+/// `GET /v1/events`: one page of events matching the filters, and the cursor of the next.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let body = blocking(move || {
+        let Some(query) = build_query(&state, &principal, &pairs(raw.as_deref()), &[])? else {
+            return Ok(page_json(&Page::default()));
+        };
+        let page = auditlog_index::search(&state.store.snapshot(), &query)?;
+        Ok(page_json(&page))
+    })
+    .await?;
+    Ok(json_response(body))
+}
+
+/// `GET /v1/events/{seq}`: one event, if the token may read its tenant.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(seq): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require_reader()?;
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("seq must be a number, found {seq:?}")))?;
+    let body = blocking(move || {
+        let event = state
+            .store
+            .get(seq)?
+            .ok_or_else(|| ApiError::not_found(format!("no event with seq {seq}")))?;
+        if !principal.may_read(&event.event.tenant) {
+            return Err(ApiError::forbidden(
+                "this token may not read the tenant of this event",
+            ));
+        }
+        let mut out = Vec::with_capacity(1024);
+        write_stored_event_json(&event, &mut out);
+        Ok(out)
+    })
+    .await?;
+    Ok(json_response(body))
+}
+
+/// CSV columns of the export, in order (documented in the README).
+pub const CSV_COLUMNS: &[&str] = &[
+    "seq",
+    "timestamp",
+    "received",
+    "tenant",
+    "tenant_seq",
+    "id",
+    "project",
+    "actor_id",
+    "actor_email",
+    "actor_type",
+    "actor_ip",
+    "actor_user_agent",
+    "action",
+    "outcome",
+    "resource_type",
+    "resource_id",
+    "resource_name",
+    "changes",
+    "details",
+];
+
+fn csv_field(value: &str, out: &mut Vec<u8>) {
+    if value
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    {
+        out.push(b'"');
+        for byte in value.bytes() {
+            if byte == b'"' {
+                out.push(b'"');
+            }
+            out.push(byte);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(value.as_bytes());
+    }
+}
+
+/// One RFC 4180 record (CRLF-terminated) of an event.
+pub fn write_csv_row(stored: &StoredEvent, out: &mut Vec<u8>) {
+    use auditlog_engine::event::time::format_rfc3339_us;
+    let e = &stored.event;
+    let text = |v: &Option<String>| v.as_deref().unwrap_or("").to_string();
+    let fields: [String; 19] = [
+        stored.seq.to_string(),
+        format_rfc3339_us(e.timestamp_us),
+        format_rfc3339_us(stored.received_us),
+        e.tenant.clone(),
+        stored.tenant_seq.to_string(),
+        text(&e.id),
+        text(&e.project),
+        text(&e.actor.id),
+        text(&e.actor.email),
+        e.actor.kind.as_str().to_string(),
+        text(&e.actor.ip),
+        text(&e.actor.user_agent),
+        e.action.clone(),
+        e.outcome.as_str().to_string(),
+        e.resource.kind.clone(),
+        text(&e.resource.id),
+        text(&e.resource.name),
+        text(&e.changes),
+        text(&e.details),
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        csv_field(field, out);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `GET /v1/events/export?format=csv|ndjson&...`: every matching event, oldest or newest first,
+/// streamed page by page (constant memory, no row cap).
+pub async fn export(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = pairs(raw.as_deref());
+    let format = pairs
+        .iter()
+        .find(|(k, _)| k == "format")
+        .map_or("csv", |(_, v)| v.as_str())
+        .to_string();
+    if format != "csv" && format != "ndjson" {
+        let mut error =
+            ApiError::bad_request(format!("format must be csv or ndjson, found {format:?}"));
+        error.field = Some("format".into());
+        return Err(error);
+    }
+    let check_state = Arc::clone(&state);
+    let check_principal = principal.clone();
+    let check_pairs = pairs.clone();
+    let query = blocking(move || {
+        let mut query = build_query(&check_state, &check_principal, &check_pairs, &["format"])?;
+        if let Some(query) = query.as_mut() {
+            if !check_pairs.iter().any(|(k, _)| k == "limit") {
+                query.limit = auditlog_index::query::LIMIT_MAX;
+            }
+        }
+        Ok(query)
+    })
+    .await?;
+    crate::audit::record(
+        &state,
+        &principal,
+        "export",
+        "audit_log",
+        None,
+        serde_json::json!({ "format": format, "query": raw.unwrap_or_default() }),
+    );
+
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let csv = format == "csv";
+    let worker_state = Arc::clone(&state);
+    tokio::task::spawn_blocking(move || {
+        let mut first = Vec::new();
+        if csv {
+            first.extend_from_slice(CSV_COLUMNS.join(",").as_bytes());
+            first.extend_from_slice(b"\r\n");
+        }
+        if sender.blocking_send(Ok(first)).is_err() {
+            return;
+        }
+        let Some(mut query) = query else { return };
+        loop {
+            let page = match auditlog_index::search(&worker_state.store.snapshot(), &query) {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::error!(%error, "export failed");
+                    let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
+                    return;
+                }
+            };
+            let mut chunk = Vec::with_capacity(page.events.len() * 600);
+            for event in &page.events {
+                if csv {
+                    write_csv_row(event, &mut chunk);
+                } else {
+                    write_stored_event_json(event, &mut chunk);
+                    chunk.push(b'\n');
+                }
+            }
+            if sender.blocking_send(Ok(chunk)).is_err() {
+                return; // the client went away
+            }
+            match page.next_cursor {
+                Some(cursor) => match auditlog_index::Cursor::decode(&cursor) {
+                    Ok(cursor) => query.cursor = Some(cursor),
+                    Err(_) => return,
+                },
+                None => return,
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    let stamp = auditlog_engine::event::time::format_rfc3339_us(auditlog_engine::store::now_us())
+        .replace(':', "-");
+    let (content_type, extension) = if csv {
+        ("text/csv; charset=utf-8", "csv")
+    } else {
+        ("application/x-ndjson", "ndjson")
+    };
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"auditlog-{stamp}.{extension}\""
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/facets?field=action&top=20&...`: top values of a field with counts.
+pub async fn facets(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let body = blocking(move || {
+        let pairs = pairs(raw.as_deref());
+        let get = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let field_name = get("field").unwrap_or_else(|| "action".into());
+        let field = Field::from_name(&field_name).ok_or_else(|| {
+            let mut error = ApiError::bad_request(format!("unknown facet field {field_name:?}"));
+            error.field = Some("field".into());
+            error
+        })?;
+        let top: usize = match get("top") {
+            Some(top) => top.parse().map_err(|_| {
+                ApiError::bad_request(format!("top must be a number, found {top:?}"))
+            })?,
+            None => 20,
+        };
+        let query = build_query(&state, &principal, &pairs, &["field", "top"])?;
+        let values = match query {
+            Some(query) => auditlog_index::facets(&state.store.snapshot(), &query, field, top)?,
+            None => Vec::new(),
+        };
+        let total = match build_query(&state, &principal, &pairs, &["field", "top"])? {
+            Some(query) => auditlog_index::count(&state.store.snapshot(), &query)?,
+            None => 0,
+        };
+        let values: Vec<serde_json::Value> = values
+            .into_iter()
+            .map(|(value, count)| serde_json::json!({ "value": value, "count": count }))
+            .collect();
+        Ok(serde_json::to_vec(&serde_json::json!({
+            "field": field.name(),
+            "total": total,
+            "values": values,
+        }))
+        .unwrap_or_default())
+    })
+    .await?;
+    Ok(json_response(body))
+}
+
+/// `GET /v1/histogram?bucket=1h&...`: event counts per time bucket (UTC-aligned).
+pub async fn histogram(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let body = blocking(move || {
+        let pairs = pairs(raw.as_deref());
+        let bucket = pairs
+            .iter()
+            .find(|(k, _)| k == "bucket")
+            .map_or("1h".to_string(), |(_, v)| v.clone());
+        let bucket_us = crate::routes::params::parse_duration_us(&bucket).ok_or_else(|| {
+            let mut error = ApiError::bad_request(format!(
+                "bucket must be a duration like 5m, 1h or 1d, found {bucket:?}"
+            ));
+            error.field = Some("bucket".into());
+            error
+        })?;
+        let buckets = match build_query(&state, &principal, &pairs, &["bucket"])? {
+            Some(query) => auditlog_index::histogram(&state.store.snapshot(), &query, bucket_us)?,
+            None => Vec::new(),
+        };
+        let buckets: Vec<serde_json::Value> = buckets
+            .into_iter()
+            .map(|(start, count)| {
+                serde_json::json!({
+                    "start": auditlog_engine::event::time::format_rfc3339_us(start),
+                    "count": count,
+                })
+            })
+            .collect();
+        Ok(
+            serde_json::to_vec(&serde_json::json!({ "bucket": bucket, "buckets": buckets }))
+                .unwrap_or_default(),
+        )
+    })
+    .await?;
+    Ok(json_response(body))
+}
+
+/// Answers 404 with the API's error body for unknown routes.
+pub async fn not_found() -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+}

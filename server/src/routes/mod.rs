@@ -1,0 +1,8 @@
+//! The `/v1` routes.
+
+pub mod admin;
+pub mod events;
+pub mod ingest;
+pub mod params;
+pub mod stream;
+pub mod tokens;

@@ -1,0 +1,179 @@
+//! Query-string parameters shared by list, export, facets, histogram and stream: the filters of
+//! the page, turned into an index `Query` scoped to what the token may read.
+//!
+//! `tenant` (repeated), `from`/`to` (RFC 3339), `since` (`24h`, `7d`, `30d`, any `<n>m|h|d|w`),
+//! repeated `action`, `resource_type`, `actor`, `project`, `outcome`, `q` (the query language),
+//! `limit`, `cursor`, `order` (`newest`|`oldest`).
+
+use auditlog_engine::event::time::parse_rfc3339_us;
+use auditlog_index::{Cursor, Field, Order, Query, Scope};
+
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The parameters every filtered endpoint accepts.
+const FILTER_KEYS: &[&str] = &[
+    "tenant",
+    "from",
+    "to",
+    "since",
+    "action",
+    "resource_type",
+    "actor",
+    "project",
+    "outcome",
+    "q",
+    "limit",
+    "cursor",
+    "order",
+    "token",
+];
+
+/// Parses a duration like `30m`, `24h`, `7d`, `4w` into microseconds.
+pub fn parse_duration_us(text: &str) -> Option<i64> {
+    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
+    let number: i64 = number.parse().ok().filter(|n| *n > 0)?;
+    let unit_us: i64 = match unit {
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
+        "w" => 7 * 86_400_000_000,
+        _ => return None,
+    };
+    number.checked_mul(unit_us)
+}
+
+/// Builds the query of a request. `None` when the caller may read nothing yet (an admin on an
+/// empty store): the answer is empty.
+pub fn build_query(
+    state: &AppState,
+    principal: &Principal,
+    pairs: &[(String, String)],
+    extra_keys: &[&str],
+) -> Result<Option<Query>, ApiError> {
+    principal.require_reader()?;
+    for (key, _) in pairs {
+        if !FILTER_KEYS.contains(&key.as_str()) && !extra_keys.contains(&key.as_str()) {
+            let mut error = ApiError::bad_request(format!(
+                "unknown query parameter {key:?}; known: {}",
+                FILTER_KEYS
+                    .iter()
+                    .chain(extra_keys)
+                    .filter(|k| **k != "token")
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            error.field = Some(key.clone());
+            return Err(error);
+        }
+    }
+    let values = |key: &str| -> Vec<&str> {
+        pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    let single = |key: &str| -> Result<Option<&str>, ApiError> {
+        let found = values(key);
+        if found.len() > 1 {
+            let mut error = ApiError::bad_request(format!("parameter {key:?} may appear once"));
+            error.field = Some(key.to_string());
+            return Err(error);
+        }
+        Ok(found.first().copied())
+    };
+    let invalid = |key: &str, message: String| {
+        let mut error = ApiError::bad_request(message);
+        error.field = Some(key.to_string());
+        error
+    };
+
+    // Scope: what the token may read, narrowed by `tenant`; asking for more is refused.
+    let requested: Vec<String> = values("tenant").into_iter().map(str::to_string).collect();
+    for tenant in &requested {
+        if !principal.may_read(tenant) {
+            return Err(ApiError::forbidden(format!(
+                "this token may not read tenant {tenant:?}"
+            )));
+        }
+    }
+    let tenants: Vec<String> = if !requested.is_empty() {
+        requested
+    } else if principal.role == Role::Admin {
+        state.store.tenants()
+    } else {
+        principal.tenants.clone()
+    };
+    let Ok(scope) = Scope::new(tenants) else {
+        return Ok(None);
+    };
+    let mut query = Query::new(scope);
+    let now = auditlog_engine::store::now_us();
+
+    for (key, field) in [
+        ("action", Field::Action),
+        ("resource_type", Field::ResourceType),
+        ("actor", Field::Actor),
+        ("project", Field::Project),
+        ("outcome", Field::Outcome),
+    ] {
+        for value in values(key) {
+            query.filters.include(field, value);
+        }
+    }
+    if let Some(from) = single("from")? {
+        query.from_us = Some(
+            parse_rfc3339_us(from).map_err(|e| invalid("from", format!("from: {e}: {from:?}")))?,
+        );
+    }
+    if let Some(to) = single("to")? {
+        query.to_us =
+            Some(parse_rfc3339_us(to).map_err(|e| invalid("to", format!("to: {e}: {to:?}")))?);
+    }
+    if let Some(since) = single("since")? {
+        let us = parse_duration_us(since).ok_or_else(|| {
+            invalid(
+                "since",
+                format!("since must be a duration like 24h, 7d or 30d, found {since:?}"),
+            )
+        })?;
+        let from = now.saturating_sub(us);
+        query.from_us = Some(query.from_us.map_or(from, |f| f.max(from)));
+    }
+    if let Some(q) = single("q")? {
+        auditlog_index::parse(q)
+            .map_err(auditlog_index::Error::from)?
+            .apply(&mut query, now);
+    }
+    if let Some(limit) = single("limit")? {
+        query.limit = limit
+            .parse()
+            .map_err(|_| invalid("limit", format!("limit must be a number, found {limit:?}")))?;
+    }
+    if let Some(order) = single("order")? {
+        query.order = match order {
+            "newest" | "desc" => Order::NewestFirst,
+            "oldest" | "asc" => Order::OldestFirst,
+            other => {
+                return Err(invalid(
+                    "order",
+                    format!("order must be newest or oldest, found {other:?}"),
+                ))
+            }
+        };
+    }
+    if let Some(cursor) = single("cursor")? {
+        query.cursor = Some(Cursor::decode(cursor)?);
+    }
+    query.validate()?;
+    Ok(Some(query))
+}
+
+/// The raw query string's pairs.
+pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(crate::auth::form_pairs).unwrap_or_default()
+}

@@ -1,0 +1,189 @@
+//! `GET /v1/stream` (WebSocket): the live feed, with the same filters as `GET /v1/events`.
+//!
+//! `from_seq=N` resumes: stored events with `seq >= N` first, then live ones, with no gap and no
+//! duplicate, always in seq order. Messages are JSON text:
+//!
+//! ```text
+//! {"type":"event","event":{...stored event...}}
+//! {"type":"heartbeat","last_seq":1234}                      every 15 s
+//! {"type":"resync","from_seq":1235,"reason":"client too slow"}   then the server closes
+//! ```
+//!
+//! Each client has a bounded buffer: one that falls behind is told where to resume and closed,
+//! never given an unbounded queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use tokio::sync::broadcast;
+
+use auditlog_engine::event::{write_stored_event_json, StoredEvent};
+use auditlog_engine::tail::Chunk;
+use auditlog_index::text::TextMatcher;
+use auditlog_index::Query;
+
+use crate::auth::{Principal, Role};
+use crate::error::{blocking, ApiError};
+use crate::routes::params::{build_query, pairs};
+use crate::state::AppState;
+
+/// Committed chunks the broadcast keeps for slow subscribers before they must resync.
+pub const BROADCAST_CHUNKS: usize = 1024;
+const HEARTBEAT: Duration = Duration::from_secs(15);
+const RESUME_PAGE: usize = 1000;
+
+/// What a subscription matches, checked per event.
+struct Matcher {
+    query: Query,
+    /// An admin without a tenant filter sees every tenant, including ones created later.
+    all_tenants: bool,
+    text: TextMatcher,
+}
+
+impl Matcher {
+    fn matches(&self, event: &StoredEvent) -> bool {
+        (self.all_tenants || self.query.tenants.contains(&event.event.tenant))
+            && self.query.in_time_range(event.event.timestamp_us)
+            && self.query.filters.accepts(event)
+            && self.text.matches_event(event)
+    }
+}
+
+fn event_message(event: &StoredEvent) -> Message {
+    let mut out = Vec::with_capacity(800);
+    out.extend_from_slice(b"{\"type\":\"event\",\"event\":");
+    write_stored_event_json(event, &mut out);
+    out.push(b'}');
+    Message::Text(String::from_utf8(out).unwrap_or_default().into())
+}
+
+pub async fn stream(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let pairs = pairs(raw.as_deref());
+    let from_seq: Option<u64> = match pairs.iter().find(|(k, _)| k == "from_seq") {
+        Some((_, v)) => Some(v.parse().map_err(|_| {
+            ApiError::bad_request(format!("from_seq must be a number, found {v:?}"))
+        })?),
+        None => None,
+    };
+    let all_tenants = principal.role == Role::Admin && !pairs.iter().any(|(k, _)| k == "tenant");
+    let query_state = Arc::clone(&state);
+    let query_principal = principal.clone();
+    let query = blocking(move || {
+        let query = build_query(&query_state, &query_principal, &pairs, &["from_seq"])?;
+        Ok(query)
+    })
+    .await?;
+    let query = match query {
+        Some(query) => query,
+        // An admin on an empty store: every tenant, none known yet.
+        None => Query::new(auditlog_index::Scope::one("-")),
+    };
+    let text = TextMatcher::new(&query.text).map_err(ApiError::from)?;
+    let matcher = Matcher {
+        query,
+        all_tenants,
+        text,
+    };
+    crate::audit::record(
+        &state,
+        &principal,
+        "stream_subscribed",
+        "audit_log",
+        None,
+        serde_json::json!({ "query": raw.unwrap_or_default(), "from_seq": from_seq }),
+    );
+    Ok(upgrade.on_upgrade(move |socket| run(socket, state, matcher, from_seq)))
+}
+
+async fn run(mut socket: WebSocket, state: Arc<AppState>, matcher: Matcher, from_seq: Option<u64>) {
+    // Subscribe before reading stored events, so nothing committed in between is missed.
+    let mut live = state.live.subscribe();
+    let mut next_seq = match from_seq {
+        Some(seq) => seq,
+        None => state.store.stats().last_seq + 1,
+    };
+    let matcher = Arc::new(matcher);
+    // Stored events first, page by page.
+    loop {
+        let store_state = Arc::clone(&state);
+        let from = next_seq;
+        let page =
+            tokio::task::spawn_blocking(move || store_state.store.read_from_seq(from, RESUME_PAGE))
+                .await;
+        let page = match page {
+            Ok(Ok(page)) => page,
+            _ => return,
+        };
+        let done = page.len() < RESUME_PAGE;
+        for event in &page {
+            next_seq = event.seq + 1;
+            if matcher.matches(event) && socket.send(event_message(event)).await.is_err() {
+                return;
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            received = live.recv() => match received {
+                Ok(chunk) => {
+                    if !send_chunk(&mut socket, &chunk, &matcher, &mut next_seq).await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let message = serde_json::json!({
+                        "type": "resync",
+                        "from_seq": next_seq,
+                        "reason": "client too slow: resume from from_seq",
+                    });
+                    let _ = socket.send(Message::Text(message.to_string().into())).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = heartbeat.tick() => {
+                let message = serde_json::json!({ "type": "heartbeat", "last_seq": next_seq.saturating_sub(1) });
+                if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// Sends the chunk's matching events not yet delivered; false when the client is gone.
+async fn send_chunk(
+    socket: &mut WebSocket,
+    chunk: &Chunk,
+    matcher: &Matcher,
+    next_seq: &mut u64,
+) -> bool {
+    for event in chunk.iter() {
+        if event.seq < *next_seq {
+            continue;
+        }
+        *next_seq = event.seq + 1;
+        if matcher.matches(event) && socket.send(event_message(event)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,131 @@
+//! `POST /v1/tokens`, `GET /v1/tokens`, `DELETE /v1/tokens/{id}` (admin only).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Principal, Role, TokenRecord};
+use crate::error::{blocking, ApiError};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    pub role: Role,
+    #[serde(default)]
+    pub tenants: Vec<String>,
+}
+
+/// A token as listed: never its secret or hash.
+#[derive(Serialize)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub tenants: Vec<String>,
+    pub created: String,
+}
+
+impl From<TokenRecord> for TokenView {
+    fn from(record: TokenRecord) -> Self {
+        Self {
+            id: record.id,
+            name: record.name,
+            role: record.role,
+            tenants: record.tenants,
+            created: record.created,
+        }
+    }
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let request: CreateToken = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("token request: {e}")))?;
+    if request.name.trim().is_empty() || request.name.len() > 128 {
+        return Err(ApiError::bad_request("name must be 1..128 bytes"));
+    }
+    if request.role == Role::Read && request.tenants.is_empty() {
+        return Err(ApiError::bad_request(
+            "a read token must be limited to at least one tenant",
+        ));
+    }
+    if request.role == Role::Admin && !request.tenants.is_empty() {
+        return Err(ApiError::bad_request(
+            "an admin token cannot be limited to tenants",
+        ));
+    }
+    let answer = blocking(move || {
+        let (record, secret) = state
+            .tokens
+            .create(&request.name, request.role, request.tenants, None)
+            .map_err(ApiError::internal)?;
+        crate::audit::record(
+            &state,
+            &principal,
+            "token_created",
+            "api_token",
+            Some(record.id.clone()),
+            serde_json::json!({ "name": record.name, "role": record.role, "tenants": record.tenants }),
+        );
+        Ok(serde_json::json!({
+            "id": record.id,
+            "name": record.name,
+            "role": record.role,
+            "tenants": record.tenants,
+            "created": record.created,
+            "token": secret,
+        }))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let tokens: Vec<TokenView> = state
+        .tokens
+        .list()
+        .into_iter()
+        .map(TokenView::from)
+        .collect();
+    Ok(Json(serde_json::json!({ "tokens": tokens })).into_response())
+}
+
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    blocking(move || {
+        let removed = state
+            .tokens
+            .revoke(&id)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found(format!("no token with id {id:?}")))?;
+        crate::audit::record(
+            &state,
+            &principal,
+            "token_revoked",
+            "api_token",
+            Some(removed.id.clone()),
+            serde_json::json!({ "name": removed.name, "role": removed.role }),
+        );
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,20 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use auditlog_engine::event::RetentionPolicy;
+use auditlog_engine::Store;
+
+use crate::auth::TokenStore;
+use crate::config::ServerConfig;
+
+/// Shared state of the server.
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub tokens: TokenStore,
+    pub config: ServerConfig,
+    /// Per-tenant retention, for ingest validation.
+    pub retention: RetentionPolicy,
+    /// Every committed chunk, for the live stream.
+    pub live: tokio::sync::broadcast::Sender<auditlog_engine::tail::Chunk>,
+}
