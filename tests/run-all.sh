@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
+# The end-to-end tests run the real binary.
+cargo build -p auditlog --locked
 cargo test --workspace --locked
