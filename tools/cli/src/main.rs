@@ -2,7 +2,16 @@
 //!
 //! ```text
 //! auditlog serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--retention-days N]
+//! auditlog ingest FILE|-            NDJSON in batches, with a progress bar
+//! auditlog query [filters]          matching events as NDJSON, page after page
+//! auditlog tail [filters]           the live stream
+//! auditlog export [filters] --format csv|ndjson [--output FILE]
+//! auditlog token create|list|revoke
+//! auditlog loadgen --rate N --connections N --duration S
 //! ```
+//!
+//! Client commands take `--url` (`AUDITLOG_URL`, default http://127.0.0.1:7700) and `--token`
+//! (`AUDITLOG_TOKEN`).
 //!
 //! Configuration precedence: defaults, then the TOML file, then `AUDITLOG_*` environment
 //! variables, then flags. On first start the server creates an admin token and prints it once
@@ -12,7 +21,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+mod client;
+mod loadgen;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -43,6 +55,160 @@ enum Command {
         /// Directory that expired partitions are moved to (deleted when unset).
         #[arg(long, env = "AUDITLOG_ARCHIVE_DIR")]
         archive_dir: Option<PathBuf>,
+    },
+    /// Send NDJSON events from a file (or - for stdin).
+    Ingest {
+        #[command(flatten)]
+        server: ServerArgs,
+        input: String,
+        /// Events per request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// Print matching events as NDJSON.
+    Query {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// Events per page.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Pages to fetch at most.
+        #[arg(long, default_value_t = 1)]
+        pages: usize,
+    },
+    /// Follow the live stream.
+    Tail {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// Resume from this seq (stored events first, then live ones).
+        #[arg(long)]
+        from_seq: Option<u64>,
+    },
+    /// Export every matching event.
+    Export {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        filters: FilterArgs,
+        #[arg(long, default_value = "csv")]
+        format: String,
+        #[arg(long)]
+        output: Option<String>,
+    },
+    /// Manage API tokens (admin).
+    Token {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Generate realistic load and report events/s and ack latency.
+    Loadgen {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Target events/s over all connections (0: as fast as acknowledged).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        #[arg(long, default_value_t = 2000)]
+        tenants: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Server URL.
+    #[arg(long, env = "AUDITLOG_URL", default_value = "http://127.0.0.1:7700")]
+    url: String,
+    /// API token.
+    #[arg(long, env = "AUDITLOG_TOKEN")]
+    token: String,
+}
+
+impl ServerArgs {
+    fn endpoint(self) -> client::Endpoint {
+        client::Endpoint {
+            url: self.url,
+            token: self.token,
+        }
+    }
+}
+
+#[derive(Args)]
+struct FilterArgs {
+    /// Query language (`action:delete -outcome:failure llama*`).
+    #[arg(long, short)]
+    q: Option<String>,
+    #[arg(long)]
+    tenant: Vec<String>,
+    #[arg(long)]
+    action: Vec<String>,
+    #[arg(long)]
+    resource_type: Vec<String>,
+    #[arg(long)]
+    actor: Vec<String>,
+    /// 24h, 7d, 30d, ...
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    from: Option<String>,
+    #[arg(long)]
+    to: Option<String>,
+}
+
+impl FilterArgs {
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        for (key, values) in [
+            ("tenant", &self.tenant),
+            ("action", &self.action),
+            ("resource_type", &self.resource_type),
+            ("actor", &self.actor),
+        ] {
+            pairs.extend(values.iter().map(|v| (key, v.clone())));
+        }
+        for (key, value) in [
+            ("q", &self.q),
+            ("since", &self.since),
+            ("from", &self.from),
+            ("to", &self.to),
+        ] {
+            if let Some(value) = value {
+                pairs.push((key, value.clone()));
+            }
+        }
+        pairs
+    }
+}
+
+#[derive(Subcommand)]
+pub enum TokenAction {
+    /// Create a token (its secret is printed once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// admin, ingest or read.
+        #[arg(long)]
+        role: String,
+        /// Tenants the token is limited to (repeat).
+        #[arg(long)]
+        tenants: Vec<String>,
+    },
+    List,
+    Revoke {
+        id: String,
     },
 }
 
@@ -93,5 +259,56 @@ fn main() -> anyhow::Result<()> {
                 .context("server failed")?;
             Ok(())
         }
+        Command::Ingest {
+            server,
+            input,
+            batch,
+        } => client::ingest(&server.endpoint(), &input, batch),
+        Command::Query {
+            server,
+            filters,
+            limit,
+            pages,
+        } => {
+            let mut pairs = filters.pairs();
+            pairs.push(("limit", limit.to_string()));
+            client::query(&server.endpoint(), &pairs, pages)
+        }
+        Command::Tail {
+            server,
+            filters,
+            from_seq,
+        } => client::tail(&server.endpoint(), &filters.pairs(), from_seq),
+        Command::Export {
+            server,
+            filters,
+            format,
+            output,
+        } => client::export(
+            &server.endpoint(),
+            &filters.pairs(),
+            &format,
+            output.as_deref(),
+        ),
+        Command::Token { server, action } => client::token(&server.endpoint(), action),
+        Command::Loadgen {
+            server,
+            rate,
+            connections,
+            batch,
+            duration,
+            tenants,
+            seed,
+        } => loadgen::run(
+            &server.endpoint(),
+            &loadgen::LoadOptions {
+                rate,
+                connections,
+                batch,
+                duration: std::time::Duration::from_secs(duration),
+                tenants,
+                seed,
+            },
+        ),
     }
 }
