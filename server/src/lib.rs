@@ -22,13 +22,18 @@
 //! GET    /v1/stream               WebSocket live feed
 //! POST   /v1/tokens  GET /v1/tokens  DELETE /v1/tokens/{id}     (admin)
 //! POST   /v1/admin/flush  GET /v1/admin/stats                     (admin)
+//! GET    /v1/openapi.json         the OpenAPI 3 document (no token)
 //! GET    /healthz  /readyz
 //! ```
+//!
+//! [`ROUTES`] is the one list of them: the router checks each route it registers against it, and
+//! tests check it against the OpenAPI document and the running server.
 
 pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 
@@ -63,32 +68,92 @@ pub enum ServeError {
     Config(String),
 }
 
+/// Every `(method, path)` the router serves, in axum's path syntax (also OpenAPI's).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/events"),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/events/{seq}"),
+    ("GET", "/v1/events/export"),
+    ("GET", "/v1/facets"),
+    ("GET", "/v1/histogram"),
+    ("GET", "/v1/stream"),
+    ("POST", "/v1/tokens"),
+    ("GET", "/v1/tokens"),
+    ("DELETE", "/v1/tokens/{id}"),
+    ("POST", "/v1/admin/flush"),
+    ("GET", "/v1/admin/stats"),
+    ("GET", "/v1/openapi.json"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+];
+
+/// The Audit Logs page and its assets: served by the same router, not part of the API (so
+/// neither in [`ROUTES`] nor in the OpenAPI document).
+pub const PAGE_ROUTES: &[&str] = &["/", "/app.js", "/app.css"];
+
+/// `path`, after checking that each of `methods` on it is listed in [`ROUTES`]: a route added to
+/// the router but not to the list fails every server start (and so every test).
+fn listed(path: &'static str, methods: &[&str]) -> &'static str {
+    for method in methods {
+        assert!(
+            ROUTES.contains(&(method, path)),
+            "route {method} {path} is not listed in ROUTES"
+        );
+    }
+    path
+}
+
 /// The router of the API over a shared state.
 pub fn router(state: Arc<AppState>) -> Router {
     // The ingest body limit applies after decompression, in the handler.
     let ingest = Router::new()
         .route(
-            "/v1/events",
+            listed("/v1/events", &["POST", "GET"]),
             post(routes::ingest::ingest).get(routes::events::list),
         )
         .layer(DefaultBodyLimit::disable())
         .layer(RequestDecompressionLayer::new().gzip(true).zstd(true));
     Router::new()
         .merge(ingest)
-        .route("/v1/events/export", get(routes::events::export))
-        .route("/v1/events/{seq}", get(routes::events::get))
-        .route("/v1/facets", get(routes::events::facets))
-        .route("/v1/histogram", get(routes::events::histogram))
-        .route("/v1/stream", get(routes::stream::stream))
         .route(
-            "/v1/tokens",
+            listed("/v1/events/export", &["GET"]),
+            get(routes::events::export),
+        )
+        .route(
+            listed("/v1/events/{seq}", &["GET"]),
+            get(routes::events::get),
+        )
+        .route(listed("/v1/facets", &["GET"]), get(routes::events::facets))
+        .route(
+            listed("/v1/histogram", &["GET"]),
+            get(routes::events::histogram),
+        )
+        .route(listed("/v1/stream", &["GET"]), get(routes::stream::stream))
+        .route(
+            listed("/v1/tokens", &["POST", "GET"]),
             post(routes::tokens::create).get(routes::tokens::list),
         )
-        .route("/v1/tokens/{id}", delete(routes::tokens::revoke))
-        .route("/v1/admin/flush", post(routes::admin::flush))
-        .route("/v1/admin/stats", get(routes::admin::stats))
-        .route("/healthz", get(routes::admin::healthz))
-        .route("/readyz", get(routes::admin::readyz))
+        .route(
+            listed("/v1/tokens/{id}", &["DELETE"]),
+            delete(routes::tokens::revoke),
+        )
+        .route(
+            listed("/v1/admin/flush", &["POST"]),
+            post(routes::admin::flush),
+        )
+        .route(
+            listed("/v1/admin/stats", &["GET"]),
+            get(routes::admin::stats),
+        )
+        .route(
+            listed("/v1/openapi.json", &["GET"]),
+            get(openapi::openapi_json),
+        )
+        .route(PAGE_ROUTES[0], get(routes::page::index))
+        .route(PAGE_ROUTES[1], get(routes::page::app_js))
+        .route(PAGE_ROUTES[2], get(routes::page::app_css))
+        .route(listed("/healthz", &["GET"]), get(routes::admin::healthz))
+        .route(listed("/readyz", &["GET"]), get(routes::admin::readyz))
         .fallback(routes::events::not_found)
         .with_state(state)
 }
@@ -167,5 +232,24 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn router_registers_only_listed_routes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..ServerConfig::default()
+        };
+        let (state, shown) = open_state(config, None).unwrap();
+        assert!(shown.is_some_and(|secret| secret.starts_with("alt_")));
+        // `listed` panics on a route missing from ROUTES.
+        let _router = router(Arc::clone(&state));
+        state.store.close();
     }
 }

@@ -6,10 +6,15 @@
 //! last fsync). This library is what both share: a deterministic event generator, so that the
 //! checker can rebuild any event byte for byte from its `id`, and the invariant checker.
 //!
+//! [`server`] runs the real `auditlog` binary on a loopback port for the server's end-to-end
+//! tests (`tests/server_*.rs`).
+//!
 //! What it is not for: it is not a load generator (`tools/gen` is) and publishes nothing.
 //!
 //! Limits: batches are identified by `(round, producer, counter)`, each below 2^32; events are
 //! never reused across batches, so a `(tenant, id)` key belongs to exactly one batch.
+
+pub mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -11,6 +11,17 @@ use crate::auth::Principal;
 use crate::error::{blocking, ApiError};
 use crate::state::AppState;
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/flush",
+    tag = "admin",
+    responses(
+        (status = 200, description = "`{sealed_through}`: every event so far is in segments", content_type = "application/json"),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse),
+        (status = 503, description = "The store refuses writes (disk full or failed I/O)", body = crate::openapi::ErrorResponse)
+    )
+)]
 pub async fn flush(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -45,6 +56,16 @@ fn bytes_by_kind(dir: &Path, totals: &mut [u64; 3]) {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/stats",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Event, tenant, partition and segment counts, bytes by kind", content_type = "application/json"),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
+    )
+)]
 pub async fn stats(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -72,10 +93,24 @@ pub async fn stats(
     Ok(Json(answer).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "admin",
+    security(()),
+    responses((status = 200, description = "The process answers", content_type = "text/plain"))
+)]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "admin",
+    security(()),
+    responses((status = 200, description = "The store answers", content_type = "text/plain"))
+)]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     // Ready when the store answers; a poisoned writer shows in ingest answers (503).
     let _ = state.store.stats();

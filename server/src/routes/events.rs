@@ -53,6 +53,18 @@ fn page_json(page: &Page) -> Vec<u8> {
 }
 
 /// `GET /v1/events`: one page of events matching the filters, and the cursor of the next.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(crate::openapi::FilterParams),
+    responses(
+        (status = 200, description = "One page, newest first unless order=oldest", body = crate::openapi::PageSchema),
+        (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -70,6 +82,19 @@ pub async fn list(
 }
 
 /// `GET /v1/events/{seq}`: one event, if the token may read its tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{seq}",
+    tag = "events",
+    params(("seq" = u64, Path, description = "The event's seq")),
+    responses(
+        (status = 200, description = "The event", body = crate::openapi::StoredEventSchema),
+        (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorResponse)
+    )
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -175,6 +200,24 @@ pub fn write_csv_row(stored: &StoredEvent, out: &mut Vec<u8>) {
 
 /// `GET /v1/events/export?format=csv|ndjson&...`: every matching event, oldest or newest first,
 /// streamed page by page (constant memory, no row cap).
+#[utoipa::path(
+    get,
+    path = "/v1/events/export",
+    tag = "events",
+    params(
+        crate::openapi::FilterParams,
+        ("format" = Option<String>, Query, description = "`csv` (default) or `ndjson`"),
+    ),
+    responses(
+        (status = 200, description = "Every matching event, streamed", content(
+            ("text/csv"),
+            ("application/x-ndjson")
+        )),
+        (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
+    )
+)]
 pub async fn export(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -279,6 +322,22 @@ pub async fn export(
 }
 
 /// `GET /v1/facets?field=action&top=20&...`: top values of a field with counts.
+#[utoipa::path(
+    get,
+    path = "/v1/facets",
+    tag = "events",
+    params(
+        crate::openapi::FilterParams,
+        ("field" = Option<String>, Query, description = "Field to count values of (default action)"),
+        ("top" = Option<usize>, Query, description = "Most values returned (default 20)"),
+    ),
+    responses(
+        (status = 200, description = "`{field, total, values: [{value, count}]}`", content_type = "application/json"),
+        (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
+    )
+)]
 pub async fn facets(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -324,6 +383,21 @@ pub async fn facets(
 }
 
 /// `GET /v1/histogram?bucket=1h&...`: event counts per time bucket (UTC-aligned).
+#[utoipa::path(
+    get,
+    path = "/v1/histogram",
+    tag = "events",
+    params(
+        crate::openapi::FilterParams,
+        ("bucket" = Option<String>, Query, description = "Bucket width: 5m, 1h (default), 1d"),
+    ),
+    responses(
+        (status = 200, description = "`{bucket, buckets: [{start, count}]}`", content_type = "application/json"),
+        (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
+    )
+)]
 pub async fn histogram(
     State(state): State<Arc<AppState>>,
     principal: Principal,

@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::error::{blocking, ApiError};
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct IngestAnswer {
     pub accepted: usize,
     pub duplicates: Vec<DuplicateAnswer>,
@@ -23,7 +23,7 @@ pub struct IngestAnswer {
     pub last_seq: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DuplicateAnswer {
     /// 1-based position of the event in the batch (its line for NDJSON).
     pub line: usize,
@@ -31,6 +31,28 @@ pub struct DuplicateAnswer {
     pub seq: u64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    request_body(
+        description = "NDJSON (one event per line) or a JSON array of events; may be gzip or zstd \
+                       encoded (Content-Encoding). At most 10,000 events and 16 MiB decoded",
+        content(
+            (Vec<crate::openapi::EventSchema> = "application/json"),
+            ("application/x-ndjson")
+        )
+    ),
+    responses(
+        (status = 200, description = "Durable: accepted count, duplicates by line, seq range", body = IngestAnswer),
+        (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse),
+        (status = 413, description = "Body or batch over its limit", body = crate::openapi::ErrorResponse),
+        (status = 429, description = "The commit queue is full; retry after Retry-After", body = crate::openapi::ErrorResponse),
+        (status = 503, description = "The store refuses writes (disk full or failed I/O)", body = crate::openapi::ErrorResponse)
+    )
+)]
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
     principal: Principal,

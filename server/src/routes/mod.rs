@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod events;
 pub mod ingest;
+pub mod page;
 pub mod params;
 pub mod stream;
 pub mod tokens;

@@ -60,6 +60,22 @@ fn event_message(event: &StoredEvent) -> Message {
     Message::Text(String::from_utf8(out).unwrap_or_default().into())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/stream",
+    tag = "events",
+    params(
+        crate::openapi::FilterParams,
+        ("from_seq" = Option<u64>, Query, description = "Resume: stored events from this seq, then live ones"),
+        ("token" = Option<String>, Query, description = "The token, for clients that cannot set headers"),
+    ),
+    responses(
+        (status = 101, description = "WebSocket: JSON text messages of type event, heartbeat or resync"),
+        (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
+    )
+)]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -100,16 +116,30 @@ pub async fn stream(
         None,
         serde_json::json!({ "query": raw.unwrap_or_default(), "from_seq": from_seq }),
     );
-    Ok(upgrade.on_upgrade(move |socket| run(socket, state, matcher, from_seq)))
+    // Subscribe, and fix where a live-only feed starts, before answering the upgrade: an event
+    // acknowledged after the client sees the handshake's answer is then always delivered (the
+    // upgraded task may start later). Subscribing before reading stored events means nothing
+    // committed in between is missed. A live-only feed starts after the last *published* seq
+    // (not the last assigned one): events still in the commit pipeline are broadcast after
+    // this subscription and so delivered.
+    let live = state.live.subscribe();
+    let next_seq = match from_seq {
+        Some(seq) => seq,
+        None => {
+            let snapshot = state.store.snapshot();
+            snapshot.tail.last_seq().unwrap_or(snapshot.sealed_through) + 1
+        }
+    };
+    Ok(upgrade.on_upgrade(move |socket| run(socket, state, matcher, live, next_seq)))
 }
 
-async fn run(mut socket: WebSocket, state: Arc<AppState>, matcher: Matcher, from_seq: Option<u64>) {
-    // Subscribe before reading stored events, so nothing committed in between is missed.
-    let mut live = state.live.subscribe();
-    let mut next_seq = match from_seq {
-        Some(seq) => seq,
-        None => state.store.stats().last_seq + 1,
-    };
+async fn run(
+    mut socket: WebSocket,
+    state: Arc<AppState>,
+    matcher: Matcher,
+    mut live: broadcast::Receiver<Chunk>,
+    mut next_seq: u64,
+) {
     let matcher = Arc::new(matcher);
     // Stored events first, page by page.
     loop {

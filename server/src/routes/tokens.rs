@@ -12,7 +12,7 @@ use crate::auth::{Principal, Role, TokenRecord};
 use crate::error::{blocking, ApiError};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
@@ -22,13 +22,31 @@ pub struct CreateToken {
 }
 
 /// A token as listed: never its secret or hash.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: String,
     pub name: String,
     pub role: Role,
     pub tenants: Vec<String>,
     pub created: String,
+}
+
+/// A new token: the only answer that carries its secret.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub tenants: Vec<String>,
+    pub created: String,
+    /// The secret: send it as `Authorization: Bearer <token>`; it is not stored.
+    pub token: String,
+}
+
+/// `GET /v1/tokens`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
 }
 
 impl From<TokenRecord> for TokenView {
@@ -43,6 +61,18 @@ impl From<TokenRecord> for TokenView {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    tag = "tokens",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The token and its secret (shown once)", body = CreatedToken),
+        (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -77,19 +107,29 @@ pub async fn create(
             Some(record.id.clone()),
             serde_json::json!({ "name": record.name, "role": record.role, "tenants": record.tenants }),
         );
-        Ok(serde_json::json!({
-            "id": record.id,
-            "name": record.name,
-            "role": record.role,
-            "tenants": record.tenants,
-            "created": record.created,
-            "token": secret,
-        }))
+        Ok(CreatedToken {
+            id: record.id,
+            name: record.name,
+            role: record.role,
+            tenants: record.tenants,
+            created: record.created,
+            token: secret,
+        })
     })
     .await?;
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tokens",
+    tag = "tokens",
+    responses(
+        (status = 200, description = "Every token, without secrets", body = TokenList),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -101,9 +141,21 @@ pub async fn list(
         .into_iter()
         .map(TokenView::from)
         .collect();
-    Ok(Json(serde_json::json!({ "tokens": tokens })).into_response())
+    Ok(Json(TokenList { tokens }).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{id}",
+    tag = "tokens",
+    params(("id" = String, Path, description = "The token's id (tok_...)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorResponse)
+    )
+)]
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     principal: Principal,

@@ -1,0 +1,1248 @@
+/*
+ * The Audit Logs page: vanilla ES2020, no framework, no build step, served from the binary.
+ *
+ * Data flow: the filters live in the URL's query string (shareable, reloadable); every filter
+ * change fires the list, the facets and the histogram in parallel (one round trip of latency) and
+ * drops answers of an older generation. Rows are rendered as HTML strings in batches; live events
+ * (WebSocket /v1/stream) are queued and flushed at most once per animation frame, newest on top,
+ * with at most ROWS_MAX rows kept, so a burst of thousands of events a second does not block
+ * input. An event opens in a drawer (hash #seq=N, loadable on its own).
+ */
+'use strict';
+
+(() => {
+  const TOKEN_KEY = 'auditlog.token';
+  const PAGE_SIZE = 100;
+  const ROWS_MAX = 5000;
+  const FACET_TOP = 50;
+  const FLUSH_INTERVAL_MS = 80;
+  const DEFAULT_RANGE = '7d';
+
+  const ACTION_GROUPS = [
+    ['Resource', [['create', 'Create'], ['update', 'Update'], ['delete', 'Delete'], ['start,stop', 'Start/Stop'], ['restart', 'Restart']]],
+    ['Account', [['login', 'Login'], ['logout', 'Logout'], ['token_created', 'Token created'], ['token_revoked', 'Token revoked'], ['ssh_key_added', 'SSH key added'], ['ssh_key_deleted', 'SSH key deleted']]],
+    ['Team', [['invite_sent', 'Invite sent'], ['invite_accepted', 'Invite accepted'], ['member_removed', 'Member removed'], ['permissions_changed', 'Permissions changed']]],
+  ];
+  const ACTION_LABELS = new Map([...ACTION_GROUPS.flatMap(([, items]) => items).filter(([v]) => !v.includes(',')), ['start', 'Start'], ['stop', 'Stop']]);
+  const RESOURCE_TYPES = [['pod', 'Pods'], ['vm', 'Virtual Machines'], ['storage', 'Storage'], ['project', 'Projects'], ['ssh_key', 'SSH Keys'], ['api_token', 'API Tokens'], ['member', 'Members'], ['account', 'Accounts']];
+  const RESOURCE_LABELS = new Map([['pod', 'Pod'], ['vm', 'Virtual machine'], ['storage', 'Storage'], ['project', 'Project'], ['ssh_key', 'SSH key'], ['api_token', 'API token'], ['member', 'Member'], ['account', 'Account']]);
+  const RANGE_MS = { '24h': 864e5, '7d': 7 * 864e5, '30d': 30 * 864e5 };
+  const RANGE_LABELS = { '24h': 'Last 24 hours', '7d': 'Last 7 days', '30d': 'Last 30 days' };
+  const BUCKETS = [['5m', 3e5], ['15m', 9e5], ['1h', 36e5], ['3h', 108e5], ['6h', 216e5], ['12h', 432e5], ['1d', 864e5], ['7d', 6048e5]];
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    signin: $('signin'), signinForm: $('signin-form'), tokenInput: $('token-input'), signinError: $('signin-error'),
+    app: $('app'), signout: $('signout'), scope: $('scope'),
+    liveToggle: $('live-toggle'), liveIndicator: $('live-indicator'), exportBtn: $('export'),
+    searchForm: $('search-form'), q: $('q'), qError: $('q-error'),
+    action: $('f-action'), type: $('f-type'), range: $('f-range'), user: $('f-user'), tenant: $('f-tenant'),
+    tenantField: $('tenant-field'), customFrom: $('custom-range'), customTo: $('custom-range-to'), from: $('f-from'), to: $('f-to'),
+    reset: $('reset'), chart: $('chart'), chartCaption: $('chart-caption'),
+    total: $('total'), banner: $('banner'), grid: $('grid'), rows: $('rows'), empty: $('empty'),
+    sentinel: $('sentinel'), listStatus: $('list-status'),
+    drawer: $('drawer'), drawerTitle: $('drawer-title'), drawerBody: $('drawer-body'), drawerClose: $('drawer-close'), backdrop: $('backdrop'),
+  };
+
+  const numberFormat = new Intl.NumberFormat('en-US');
+  const localFormat = new Intl.DateTimeFormat(undefined, {
+    year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short',
+  });
+
+  const state = {
+    token: sessionStorage.getItem(TOKEN_KEY) || '',
+    filters: null,
+    generation: 0,
+    abort: null,
+    events: new Map(), // seq -> event, for every row in the DOM
+    nextCursor: null,
+    loadingMore: false,
+    trimmed: false,
+    total: null,
+    selectedSeq: null,
+    openSeq: null,
+    tenantFacet: true,
+    facets: {},
+    histogram: null,
+    // live
+    live: false,
+    socket: null,
+    socketId: 0,
+    lastSeq: null,
+    retryMs: 500,
+    retryTimer: null,
+    pending: [],
+    pendingSeqs: new Set(),
+    flushScheduled: false,
+    lastFlush: 0,
+    listReady: false,
+  };
+
+  // ---------- helpers ----------
+
+  const ESCAPES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+  const esc = (value) => String(value ?? '').replace(/[&<>"']/g, (c) => ESCAPES[c]);
+
+  function parseTime(text) {
+    // Date.parse wants at most millisecond precision.
+    return Date.parse(String(text).replace(/(\.\d{3})\d+/, '$1'));
+  }
+  function utcShort(text) {
+    return String(text).slice(0, 10) + ' ' + String(text).slice(11, 19);
+  }
+  function utcOfMs(ms) {
+    return new Date(ms).toISOString().slice(0, 19).replace('T', ' ') + ' UTC';
+  }
+  function localOf(text) {
+    const ms = typeof text === 'number' ? text : parseTime(text);
+    return Number.isFinite(ms) ? localFormat.format(new Date(ms)) : '';
+  }
+  function plural(n, word) {
+    return `${numberFormat.format(n)} ${word}${n === 1 ? '' : 's'}`;
+  }
+  function actionLabel(action) {
+    return ACTION_LABELS.get(action) || action;
+  }
+  function resourceLabel(type) {
+    return RESOURCE_LABELS.get(type) || type;
+  }
+  function short(value, max = 40) {
+    const text = typeof value === 'string' ? value : JSON.stringify(value);
+    return text === undefined ? '—' : text.length > max ? text.slice(0, max - 1) + '…' : text;
+  }
+  function isContainer(value) {
+    return value !== null && typeof value === 'object';
+  }
+  function byteOffsetToIndex(text, offset) {
+    const bytes = new TextEncoder().encode(text);
+    return new TextDecoder().decode(bytes.slice(0, Math.min(offset, bytes.length))).length;
+  }
+
+  // ---------- filters and the URL ----------
+
+  function defaultFilters() {
+    return { range: DEFAULT_RANGE, from: '', to: '', action: '', type: '', user: '', tenant: '', q: '' };
+  }
+
+  function filtersFromUrl() {
+    const params = new URLSearchParams(location.search);
+    const f = defaultFilters();
+    for (const key of Object.keys(f)) {
+      const value = params.get(key);
+      if (value !== null) f[key] = value;
+    }
+    if (!['24h', '7d', '30d', 'custom'].includes(f.range)) f.range = DEFAULT_RANGE;
+    return f;
+  }
+
+  function urlOfFilters(f) {
+    const params = new URLSearchParams();
+    const defaults = defaultFilters();
+    for (const [key, value] of Object.entries(f)) {
+      if (key === 'from' || key === 'to') {
+        if (f.range === 'custom' && value) params.set(key, value);
+      } else if (value && value !== defaults[key]) {
+        params.set(key, value);
+      }
+    }
+    const search = params.toString();
+    return location.pathname + (search ? '?' + search : '') + location.hash;
+  }
+
+  /** The API's query parameters for filters `f`, leaving out the filter `omit` (for its facet). */
+  function apiParams(f, omit) {
+    const p = new URLSearchParams();
+    if (f.tenant && omit !== 'tenant') p.append('tenant', f.tenant);
+    if (f.range === 'custom') {
+      if (f.from) p.set('from', f.from);
+      if (f.to) p.set('to', f.to);
+    } else {
+      p.set('since', f.range);
+    }
+    if (f.action && omit !== 'action') for (const a of f.action.split(',')) p.append('action', a);
+    if (f.type && omit !== 'type') p.append('resource_type', f.type);
+    if (f.user && omit !== 'user') p.append('actor', f.user);
+    if (f.q.trim()) p.set('q', f.q.trim());
+    return p;
+  }
+
+  /** The time span the filters cover, in ms: [from, to). */
+  function domainOf(f) {
+    const now = Date.now();
+    if (f.range !== 'custom') return { from: now - RANGE_MS[f.range], to: now };
+    const from = f.from ? Date.parse(f.from) : now - RANGE_MS['7d'];
+    const to = f.to ? Date.parse(f.to) : now;
+    return { from, to: Math.max(to, from + 6e4) };
+  }
+
+  function bucketOf(domain) {
+    const span = domain.to - domain.from;
+    return BUCKETS.find(([, ms]) => span / ms <= 60) || BUCKETS[BUCKETS.length - 1];
+  }
+
+  function setFilters(changes, { push = true } = {}) {
+    state.filters = { ...state.filters, ...changes };
+    const url = urlOfFilters(state.filters);
+    if (url !== location.pathname + location.search + location.hash) {
+      if (push) history.pushState(null, '', url);
+      else history.replaceState(null, '', url);
+    }
+    syncControls();
+    refresh();
+  }
+
+  // ---------- API ----------
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      super(body?.error?.message || `request failed (HTTP ${status})`);
+      this.status = status;
+      this.code = body?.error?.code;
+      this.field = body?.error?.field;
+    }
+  }
+
+  async function api(path, params, signal) {
+    const url = params ? `${path}?${params}` : path;
+    const response = await fetch(url, { headers: { Authorization: `Bearer ${state.token}` }, signal });
+    if (!response.ok) {
+      let body = null;
+      try { body = await response.json(); } catch (_) { /* not JSON */ }
+      throw new ApiError(response.status, body);
+    }
+    return response.json();
+  }
+
+  // ---------- sign in ----------
+
+  function showSignin(message) {
+    stopLive();
+    el.app.hidden = true;
+    el.signout.hidden = true;
+    el.scope.hidden = true;
+    closeDrawer({ keepHash: true });
+    el.signin.hidden = false;
+    el.signinError.hidden = !message;
+    el.signinError.textContent = message || '';
+    el.tokenInput.value = '';
+    el.tokenInput.focus();
+  }
+
+  function signOut(message) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    state.token = '';
+    state.generation++;
+    state.abort?.abort();
+    showSignin(message);
+  }
+
+  function startApp() {
+    el.signin.hidden = true;
+    el.app.hidden = false;
+    el.signout.hidden = false;
+    state.tenantFacet = true;
+    syncControls();
+    refresh();
+    openFromHash();
+  }
+
+  // ---------- loading ----------
+
+  function refresh() {
+    const gen = ++state.generation;
+    state.abort?.abort();
+    const controller = new AbortController();
+    state.abort = controller;
+    const f = state.filters;
+    const signal = controller.signal;
+    const ours = () => gen === state.generation;
+
+    state.listReady = false;
+    state.pending = [];
+    state.pendingSeqs.clear();
+    el.grid.setAttribute('aria-busy', 'true');
+    el.listStatus.textContent = 'Loading…';
+    hideQueryError();
+    el.banner.hidden = true;
+
+    const listParams = apiParams(f);
+    listParams.set('limit', String(PAGE_SIZE));
+    const list = api('/v1/events', listParams, signal);
+
+    const facetKeys = [['action', 'action'], ['resource.type', 'type'], ['actor', 'user']];
+    if (state.tenantFacet || f.tenant) facetKeys.push(['tenant', 'tenant']);
+    const facets = facetKeys.map(([field, key]) => {
+      const p = apiParams(f, key);
+      p.set('field', field);
+      p.set('top', String(FACET_TOP));
+      return api('/v1/facets', p, signal).then((answer) => [key, answer]);
+    });
+
+    const domain = domainOf(f);
+    const [bucketName, bucketMs] = bucketOf(domain);
+    const histParams = apiParams(f);
+    histParams.set('bucket', bucketName);
+    const histogram = api('/v1/histogram', histParams, signal);
+
+    let failed = false;
+    const fail = (error) => {
+      if (!ours() || error.name === 'AbortError' || failed) return;
+      failed = true;
+      handleLoadError(error);
+    };
+
+    list.then((page) => {
+      if (!ours()) return;
+      renderFirstPage(page);
+      if (state.live) restartStream();
+    }, fail);
+
+    for (const facet of facets) {
+      facet.then(([key, answer]) => {
+        if (!ours()) return;
+        state.facets[key] = answer;
+        renderFacet(key, answer);
+        // A facet whose own filter is unset counts exactly the current filters.
+        if (!f[key] && state.total === null) setTotal(answer.total);
+      }, fail);
+    }
+
+    histogram.then((answer) => {
+      if (!ours()) return;
+      state.histogram = { answer, domain, bucketName, bucketMs };
+      renderChart();
+      const every = facetKeys.every(([, key]) => f[key]);
+      if (every && state.total === null) {
+        setTotal(answer.buckets.reduce((sum, b) => sum + b.count, 0));
+      }
+    }, fail);
+
+    state.total = null;
+    el.total.textContent = '';
+    updateCaption();
+    // Tests and tools can wait for a view to settle: data-ready turns true once every request of
+    // this generation has answered.
+    el.app.dataset.ready = 'false';
+    Promise.allSettled([list, histogram, ...facets]).then(() => {
+      if (ours()) el.app.dataset.ready = 'true';
+    });
+  }
+
+  function handleLoadError(error) {
+    el.grid.removeAttribute('aria-busy');
+    el.listStatus.textContent = '';
+    if (error.status === 401) {
+      signOut(`${error.message}. Sign in again.`);
+      return;
+    }
+    clearRows();
+    if (error.field === 'q') {
+      showQueryError(error.message);
+      showEmpty('Fix the search query to see events.');
+    } else {
+      el.banner.hidden = false;
+      el.banner.textContent = error.status === 403 ? `Not allowed: ${error.message}` : `Could not load events: ${error.message}`;
+      showEmpty('No events to show.');
+    }
+    el.chart.innerHTML = '';
+    setTotal(null);
+  }
+
+  function setTotal(total) {
+    state.total = total;
+    el.total.textContent = total === null ? '' : plural(total, 'event');
+  }
+
+  function clearRows() {
+    el.rows.textContent = '';
+    state.events.clear();
+    state.nextCursor = null;
+    state.trimmed = false;
+    state.selectedSeq = null;
+    el.grid.removeAttribute('aria-activedescendant');
+  }
+
+  function renderFirstPage(page) {
+    clearRows();
+    state.listReady = true;
+    el.grid.removeAttribute('aria-busy');
+    appendRows(page.events);
+    state.nextCursor = page.next_cursor;
+    updateListStatus();
+    if (state.pending.length) scheduleFlush();
+    maybeLoadMore();
+  }
+
+  function appendRows(events) {
+    let html = '';
+    for (const event of events) {
+      if (state.events.has(event.seq)) continue;
+      state.events.set(event.seq, event);
+      html += rowHtml(event);
+    }
+    el.rows.insertAdjacentHTML('beforeend', html);
+  }
+
+  function updateListStatus() {
+    const count = state.events.size;
+    showEmpty(count === 0 ? (state.filters.q || hasFilters() ? 'No events match these filters.' : 'No events in this time range.') : '');
+    if (count === 0) el.listStatus.textContent = '';
+    else if (state.loadingMore) el.listStatus.textContent = 'Loading more…';
+    else if (state.trimmed) el.listStatus.textContent = `Showing the newest ${numberFormat.format(count)} rows. Export to get every matching event.`;
+    else if (state.nextCursor) el.listStatus.textContent = `${plural(count, 'row')} loaded; scroll for more.`;
+    else el.listStatus.textContent = `End of results (${plural(count, 'row')}).`;
+  }
+
+  function hasFilters() {
+    const f = state.filters;
+    return Boolean(f.action || f.type || f.user || f.tenant);
+  }
+
+  function showEmpty(message) {
+    el.empty.hidden = !message;
+    el.empty.textContent = message;
+  }
+
+  async function loadMore() {
+    if (state.loadingMore || !state.nextCursor || !state.listReady || state.trimmed) return;
+    const gen = state.generation;
+    state.loadingMore = true;
+    updateListStatus();
+    try {
+      const params = apiParams(state.filters);
+      params.set('limit', String(PAGE_SIZE));
+      params.set('cursor', state.nextCursor);
+      const page = await api('/v1/events', params, state.abort?.signal);
+      if (gen !== state.generation) return;
+      appendRows(page.events);
+      state.nextCursor = page.next_cursor;
+    } catch (error) {
+      if (gen === state.generation && error.name !== 'AbortError') {
+        el.banner.hidden = false;
+        el.banner.textContent = `Could not load more events: ${error.message}`;
+      }
+    } finally {
+      if (gen === state.generation) {
+        state.loadingMore = false;
+        updateListStatus();
+        maybeLoadMore();
+      }
+    }
+  }
+
+  function maybeLoadMore() {
+    // Load while the sentinel is near the viewport (IntersectionObserver only reports changes).
+    requestAnimationFrame(() => {
+      const rect = el.sentinel.getBoundingClientRect();
+      if (rect.top < window.innerHeight + 800) loadMore();
+    });
+  }
+
+  // ---------- rows ----------
+
+  function summaryOf(event) {
+    const parts = [];
+    if (Array.isArray(event.changes) && event.changes.length) {
+      const shown = event.changes.slice(0, 3).map((c) => (
+        !isContainer(c?.old) && !isContainer(c?.new)
+          ? `${c.field}: ${short(c.old, 24)} → ${short(c.new, 24)}`
+          : `${c?.field} changed`));
+      if (event.changes.length > 3) shown.push(`+${event.changes.length - 3} more`);
+      parts.push(shown.join(', '));
+    }
+    if (isContainer(event.details) && !Array.isArray(event.details)) {
+      const entries = Object.entries(event.details).slice(0, 3).map(([k, v]) => `${k}: ${short(v, 30)}`);
+      if (entries.length) parts.push(entries.join(', '));
+    }
+    return parts.join(' · ');
+  }
+
+  function actionClass(action) {
+    if (action === 'create' || action === 'invite_accepted' || action.endsWith('_added') || action.endsWith('_created')) return 'a-create';
+    if (action === 'update' || action === 'permissions_changed' || action === 'restart') return 'a-update';
+    if (action === 'delete' || action.endsWith('_removed') || action.endsWith('_deleted') || action.endsWith('_revoked')) return 'a-delete';
+    if (action === 'start' || action === 'stop') return 'a-power';
+    return 'a-other';
+  }
+
+  function rowHtml(event) {
+    const actor = event.actor || {};
+    const resource = event.resource || {};
+    const user = actor.email || actor.id || '—';
+    const userSub = actor.type && actor.type !== 'user' ? actor.type.replace('_', ' ') : (actor.email && actor.id ? actor.id : '');
+    const name = resource.name || resource.id || '—';
+    const resourceSub = [resourceLabel(resource.type), event.project].filter(Boolean).join(' · ');
+    const summary = summaryOf(event);
+    const failed = event.outcome === 'failure';
+    const selected = event.seq === state.selectedSeq;
+    return `<div class="row${failed ? ' failed' : ''}${selected ? ' selected' : ''}" role="row" id="row-${event.seq}" data-seq="${event.seq}" data-action="${esc(event.action)}" data-type="${esc(resource.type)}" data-tenant="${esc(event.tenant)}" aria-selected="${selected}">`
+      + `<div role="gridcell" class="c-time" title="${esc(localOf(event.timestamp))} (local time)"><time datetime="${esc(event.timestamp)}">${esc(utcShort(event.timestamp))}</time></div>`
+      + `<div role="gridcell" class="c-user"><span class="primary" title="${esc(user)}">${esc(user)}</span>${userSub ? `<span class="sub">${esc(userSub)}</span>` : ''}</div>`
+      + `<div role="gridcell" class="c-action"><span class="badge ${actionClass(event.action)}">${esc(actionLabel(event.action))}</span>${failed ? '<span class="badge a-failed">Failed</span>' : ''}</div>`
+      + `<div role="gridcell" class="c-resource"><span class="primary" title="${esc(name)}">${esc(name)}</span><span class="sub">${esc(resourceSub)}</span></div>`
+      + `<div role="gridcell" class="c-details" title="${esc(summary)}">${esc(summary)}</div>`
+      + '</div>';
+  }
+
+  function rowOf(seq) {
+    return document.getElementById(`row-${seq}`);
+  }
+
+  function select(row, { scroll = true } = {}) {
+    if (!row) return;
+    const previous = state.selectedSeq !== null && rowOf(state.selectedSeq);
+    if (previous) {
+      previous.classList.remove('selected');
+      previous.setAttribute('aria-selected', 'false');
+    }
+    row.classList.add('selected');
+    row.setAttribute('aria-selected', 'true');
+    state.selectedSeq = Number(row.dataset.seq);
+    el.grid.setAttribute('aria-activedescendant', row.id);
+    if (scroll) row.scrollIntoView({ block: 'nearest' });
+  }
+
+  // ---------- facets ----------
+
+  function optionHtml(value, label, count, selected) {
+    const text = count === undefined ? label : `${label} (${numberFormat.format(count)})`;
+    return `<option value="${esc(value)}"${selected ? ' selected' : ''}>${esc(text)}</option>`;
+  }
+
+  function renderFacet(key, answer) {
+    const counts = new Map(answer.values.map((v) => [v.value, v.count]));
+    const f = state.filters;
+    const allCount = answer.total;
+    if (key === 'action') {
+      const known = new Set();
+      let html = optionHtml('', 'All actions', allCount, !f.action);
+      for (const [group, items] of ACTION_GROUPS) {
+        html += `<optgroup label="${esc(group)}">`;
+        for (const [value, label] of items) {
+          value.split(',').forEach((v) => known.add(v));
+          const count = value.split(',').reduce((sum, v) => sum + (counts.get(v) || 0), 0);
+          html += optionHtml(value, label, count, f.action === value);
+        }
+        html += '</optgroup>';
+      }
+      const others = answer.values.filter((v) => !known.has(v.value));
+      if (f.action && !known.has(f.action) && !others.some((v) => v.value === f.action) && !f.action.includes(',')) others.push({ value: f.action, count: 0 });
+      if (others.length) {
+        html += '<optgroup label="Other">';
+        for (const v of others) html += optionHtml(v.value, v.value, v.count, f.action === v.value);
+        html += '</optgroup>';
+      }
+      el.action.innerHTML = html;
+    } else if (key === 'type') {
+      let html = optionHtml('', 'All types', allCount, !f.type);
+      const known = new Set();
+      for (const [value, label] of RESOURCE_TYPES) {
+        known.add(value);
+        html += optionHtml(value, label, counts.get(value) || 0, f.type === value);
+      }
+      const others = answer.values.filter((v) => !known.has(v.value));
+      if (f.type && !known.has(f.type) && !others.some((v) => v.value === f.type)) others.push({ value: f.type, count: 0 });
+      for (const v of others) html += optionHtml(v.value, v.value, v.count, f.type === v.value);
+      el.type.innerHTML = html;
+    } else if (key === 'user') {
+      let html = optionHtml('', 'All users', allCount, !f.user);
+      const values = answer.values.slice();
+      if (f.user && !counts.has(f.user)) values.push({ value: f.user, count: 0 });
+      for (const v of values) html += optionHtml(v.value, v.value, v.count, f.user === v.value);
+      el.user.innerHTML = html;
+    } else if (key === 'tenant') {
+      if (answer.values.length <= 1 && !f.tenant) {
+        // One tenant in scope (a read token's): the filter would be noise; stop asking.
+        state.tenantFacet = false;
+        el.tenantField.hidden = true;
+        if (answer.values.length === 1) showScope(answer.values[0].value);
+        return;
+      }
+      el.tenantField.hidden = false;
+      let html = optionHtml('', 'All tenants', allCount, !f.tenant);
+      const values = answer.values.slice();
+      if (f.tenant && !counts.has(f.tenant)) values.push({ value: f.tenant, count: 0 });
+      for (const v of values) html += optionHtml(v.value, v.value, v.count, f.tenant === v.value);
+      el.tenant.innerHTML = html;
+    }
+  }
+
+  function showScope(tenant) {
+    el.scope.hidden = false;
+    el.scope.textContent = `Tenant: ${tenant}`;
+  }
+
+  /** Puts the filters into the controls (options keep their counts until the facets answer). */
+  function syncControls() {
+    const f = state.filters;
+    const ensure = (select, value, label) => {
+      if (![...select.options].some((o) => o.value === value)) {
+        select.insertAdjacentHTML('beforeend', optionHtml(value, label));
+      }
+      select.value = value;
+    };
+    ensure(el.action, f.action, f.action ? (ACTION_GROUPS.flatMap(([, i]) => i).find(([v]) => v === f.action)?.[1] || f.action) : 'All actions');
+    ensure(el.type, f.type, f.type ? (RESOURCE_TYPES.find(([v]) => v === f.type)?.[1] || f.type) : 'All types');
+    ensure(el.user, f.user, f.user || 'All users');
+    ensure(el.tenant, f.tenant, f.tenant || 'All tenants');
+    if (f.tenant) el.tenantField.hidden = false;
+    el.range.value = f.range;
+    const custom = f.range === 'custom';
+    el.customFrom.hidden = !custom;
+    el.customTo.hidden = !custom;
+    el.from.value = f.from ? toInputValue(f.from) : '';
+    el.to.value = f.to ? toInputValue(f.to) : '';
+    if (document.activeElement !== el.q) el.q.value = f.q;
+    el.reset.disabled = !(hasFilters() || f.q || f.range !== DEFAULT_RANGE);
+  }
+
+  function toInputValue(iso) {
+    const ms = Date.parse(iso);
+    return Number.isFinite(ms) ? new Date(ms).toISOString().slice(0, 16) : '';
+  }
+  function fromInputValue(value) {
+    return value ? `${value}:00Z` : '';
+  }
+  function isoMinute(ms) {
+    return new Date(ms).toISOString().slice(0, 16) + ':00Z';
+  }
+
+  function updateCaption() {
+    const f = state.filters;
+    if (f.range !== 'custom') {
+      el.chartCaption.textContent = `${RANGE_LABELS[f.range]} · click a bar to zoom in`;
+    } else {
+      const d = domainOf(f);
+      el.chartCaption.textContent = `${utcOfMs(d.from)} – ${utcOfMs(d.to)} · click a bar to zoom in`;
+    }
+  }
+
+  // ---------- query errors ----------
+
+  function showQueryError(message) {
+    const q = state.filters.q.trim();
+    el.qError.hidden = false;
+    el.qError.querySelector('.q-error-message').textContent = `Query error: ${message}`;
+    const where = el.qError.querySelector('.q-error-where');
+    const match = /at position (\d+)/.exec(message);
+    if (match) {
+      const index = byteOffsetToIndex(q, Number(match[1]));
+      const at = q.slice(index, index + 1) || ' ';
+      where.innerHTML = `${esc(q.slice(0, index))}<mark class="q-error-at">${esc(at)}</mark>${esc(q.slice(index + 1))}\n${' '.repeat(index)}^`;
+      where.hidden = false;
+      // The input holds the trimmed query's text at an offset of its leading spaces.
+      const lead = el.q.value.length - el.q.value.trimStart().length;
+      el.q.focus();
+      el.q.setSelectionRange(lead + index, lead + index + (q.slice(index, index + 1) ? 1 : 0));
+    } else {
+      where.hidden = true;
+    }
+    el.q.setAttribute('aria-invalid', 'true');
+    el.q.setAttribute('aria-describedby', 'q-error q-help');
+  }
+
+  function hideQueryError() {
+    el.qError.hidden = true;
+    el.q.removeAttribute('aria-invalid');
+    el.q.setAttribute('aria-describedby', 'q-help');
+  }
+
+  // ---------- chart ----------
+
+  function renderChart() {
+    const h = state.histogram;
+    if (!h) return;
+    const { answer, domain, bucketMs } = h;
+    const counts = new Map(answer.buckets.map((b) => [parseTime(b.start), b.count]));
+    const start = Math.floor(domain.from / bucketMs) * bucketMs;
+    const series = [];
+    for (let t = start; t < domain.to; t += bucketMs) series.push([t, counts.get(t) || 0]);
+    const width = Math.max(280, el.chart.clientWidth || 600);
+    const height = 132;
+    const left = 44, right = 8, top = 10, bottom = 22;
+    const plotW = width - left - right;
+    const plotH = height - top - bottom;
+    const max = Math.max(1, ...series.map(([, c]) => c));
+    const niceMax = niceCeiling(max);
+    const step = plotW / Math.max(1, series.length);
+    const gap = Math.min(3, step * 0.25);
+    let bars = '';
+    series.forEach(([t, count], i) => {
+      const x = left + i * step;
+      const barH = count ? Math.max(2, (count / niceMax) * plotH) : 0;
+      const label = `${utcOfMs(t)} – ${utcOfMs(Math.min(t + bucketMs, domain.to))}: ${plural(count, 'event')}`;
+      bars += `<g class="bar" data-start="${t}" role="button" tabindex="-1" aria-label="${esc(label)}"><title>${esc(label)}</title>`
+        + `<rect class="hit" x="${x}" y="${top}" width="${step}" height="${plotH}"></rect>`
+        + `<rect class="fill" x="${x + gap / 2}" y="${top + plotH - barH}" width="${Math.max(1, step - gap)}" height="${barH}" rx="1.5"></rect></g>`;
+    });
+    let axis = '';
+    for (const fraction of [0, 0.5, 1]) {
+      const y = top + plotH - fraction * plotH;
+      axis += `<line class="gridline" x1="${left}" x2="${width - right}" y1="${y}" y2="${y}"></line>`
+        + `<text class="tick" x="${left - 6}" y="${y + 4}" text-anchor="end">${esc(compact(niceMax * fraction))}</text>`;
+    }
+    // Label day starts when buckets are hours long, else evenly spaced buckets.
+    const maxLabels = Math.max(2, Math.floor(plotW / 84));
+    let candidates = series.map((_, i) => i);
+    if (bucketMs >= 108e5 && bucketMs < 864e5) candidates = candidates.filter((i) => series[i][0] % 864e5 === 0);
+    const every = Math.max(1, Math.ceil(candidates.length / maxLabels));
+    candidates.filter((_, k) => k % every === 0).forEach((i) => {
+      const x = Math.min(left + i * step + step / 2, width - right - 18);
+      axis += `<text class="tick" x="${x}" y="${height - 6}" text-anchor="middle">${esc(tickLabel(series[i][0], bucketMs))}</text>`;
+    });
+    const total = series.reduce((sum, [, c]) => sum + c, 0);
+    el.chart.innerHTML = `<svg width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="Events over time: ${esc(plural(total, 'event'))} in ${series.length} buckets">${axis}${bars}</svg>`;
+  }
+
+  function niceCeiling(value) {
+    const power = 10 ** Math.floor(Math.log10(value));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * power >= value) return m * power;
+    return 10 * power;
+  }
+  function compact(n) {
+    if (n >= 1e6) return `${+(n / 1e6).toFixed(1)}M`;
+    if (n >= 1e3) return `${+(n / 1e3).toFixed(1)}k`;
+    return String(+n.toFixed(1));
+  }
+  const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  function tickLabel(ms, bucketMs) {
+    const d = new Date(ms);
+    const day = `${MONTHS[d.getUTCMonth()]} ${d.getUTCDate()}`;
+    if (bucketMs >= 108e5 || ms % 864e5 === 0) return day;
+    return d.toISOString().slice(11, 16);
+  }
+
+  // ---------- details drawer ----------
+
+  function dl(pairs) {
+    return '<dl class="kv">' + pairs.filter(([, v]) => v !== undefined && v !== null && v !== '')
+      .map(([k, v, raw]) => `<dt>${esc(k)}</dt><dd>${raw ? v : esc(v)}</dd>`).join('') + '</dl>';
+  }
+
+  /** Flattens old/new into rows `{path, old, new, kind}`, recursing into objects and arrays. */
+  function diffRows(path, before, after, out) {
+    const bothObjects = isContainer(before) && isContainer(after) && Array.isArray(before) === Array.isArray(after);
+    if (bothObjects) {
+      const keys = Array.isArray(before)
+        ? Array.from({ length: Math.max(before.length, after.length) }, (_, i) => i)
+        : [...new Set([...Object.keys(before), ...Object.keys(after)])];
+      if (!keys.length) out.push({ path, old: before, new: after, kind: 'same' });
+      for (const key of keys) {
+        const child = Array.isArray(before) ? `${path}[${key}]` : `${path}.${key}`;
+        const inOld = Array.isArray(before) ? key < before.length : Object.prototype.hasOwnProperty.call(before, key);
+        const inNew = Array.isArray(after) ? key < after.length : Object.prototype.hasOwnProperty.call(after, key);
+        if (!inOld) out.push({ path: child, old: undefined, new: after[key], kind: 'added' });
+        else if (!inNew) out.push({ path: child, old: before[key], new: undefined, kind: 'removed' });
+        else diffRows(child, before[key], after[key], out);
+      }
+      return out;
+    }
+    const same = JSON.stringify(before) === JSON.stringify(after);
+    out.push({ path, old: before, new: after, kind: same ? 'same' : 'changed' });
+    return out;
+  }
+
+  function valueHtml(value) {
+    if (value === undefined) return '<span class="absent">(absent)</span>';
+    return `<code>${esc(JSON.stringify(value, null, isContainer(value) ? 1 : 0))}</code>`;
+  }
+
+  function changesHtml(changes) {
+    if (!Array.isArray(changes)) {
+      return `<pre class="json">${esc(JSON.stringify(changes, null, 2))}</pre>`;
+    }
+    const rows = [];
+    for (const change of changes) {
+      const field = change && typeof change.field === 'string' ? change.field : '(field)';
+      const before = change && 'old' in change ? change.old : undefined;
+      const after = change && 'new' in change ? change.new : undefined;
+      diffRows(field, before, after, rows);
+    }
+    const kindLabel = { changed: 'modified', added: 'added', removed: 'removed', same: 'unchanged' };
+    return '<div class="diff-wrap"><table class="diff"><thead><tr><th scope="col">Field</th><th scope="col">Previous value</th><th scope="col">New value</th></tr></thead><tbody>'
+      + rows.map((r) => `<tr class="d-${r.kind}" data-field="${esc(r.path)}"><th scope="row"><span class="d-field">${esc(r.path)}</span><span class="sr-only"> (${kindLabel[r.kind]})</span></th><td class="d-old">${valueHtml(r.old)}</td><td class="d-new">${valueHtml(r.new)}</td></tr>`).join('')
+      + '</tbody></table></div>';
+  }
+
+  function permalinkOf(seq) {
+    return `${location.origin}/#seq=${seq}`;
+  }
+
+  function renderDrawer(event) {
+    const actor = event.actor || {};
+    const resource = event.resource || {};
+    el.drawerTitle.textContent = `${actionLabel(event.action)} · ${resourceLabel(resource.type)}${resource.name ? ` · ${resource.name}` : ''}`;
+    const outcome = event.outcome === 'failure' ? '<span class="badge a-failed">Failure</span>' : '<span class="badge a-create">Success</span>';
+    let html = '<section class="d-section" aria-labelledby="d-activity"><h3 id="d-activity">Activity</h3>' + dl([
+      ['Timestamp (UTC)', event.timestamp],
+      ['Local time', localOf(event.timestamp)],
+      ['Action', event.action],
+      ['Outcome', outcome, true],
+      ['User', actor.email],
+      ['User ID', actor.id],
+      ['Actor type', actor.type],
+      ['IP address', actor.ip],
+      ['User agent', actor.user_agent],
+      ['Tenant', event.tenant],
+    ]) + '</section>';
+    html += '<section class="d-section" aria-labelledby="d-resource"><h3 id="d-resource">Resource</h3>' + dl([
+      ['Type', resource.type],
+      ['ID', resource.id],
+      ['Name', resource.name],
+      ['Project', event.project],
+    ]) + '</section>';
+    if (event.changes !== undefined) {
+      html += `<section class="d-section" aria-labelledby="d-changes"><h3 id="d-changes">Changes</h3>${changesHtml(event.changes)}</section>`;
+    }
+    if (event.details !== undefined) {
+      html += `<section class="d-section" aria-labelledby="d-details"><h3 id="d-details">Details</h3><pre class="json">${esc(JSON.stringify(event.details, null, 2))}</pre></section>`;
+    }
+    html += '<section class="d-section" aria-labelledby="d-meta"><h3 id="d-meta">Record</h3>' + dl([
+      ['Seq', String(event.seq)],
+      ['Tenant seq', String(event.tenant_seq)],
+      ['Event ID', event.id],
+      ['Received (UTC)', event.received],
+    ]) + '</section>';
+    html += `<section class="d-section" aria-labelledby="d-raw"><div class="d-section-head"><h3 id="d-raw">Raw event</h3><button type="button" class="btn btn-ghost btn-sm" data-copy="raw">Copy JSON</button></div><pre class="json raw" id="raw-json">${esc(JSON.stringify(event, null, 2))}</pre></section>`;
+    const link = permalinkOf(event.seq);
+    html += `<div class="d-link"><a id="permalink" href="${esc(link)}">Link to this event</a><button type="button" class="btn btn-ghost btn-sm" data-copy="link">Copy link</button></div>`;
+    el.drawerBody.innerHTML = html;
+    el.drawerBody.scrollTop = 0;
+  }
+
+  function openDrawer(event, { focus = true } = {}) {
+    state.openSeq = event.seq;
+    renderDrawer(event);
+    el.drawer.hidden = false;
+    el.backdrop.hidden = false;
+    document.body.classList.add('drawer-open');
+    const hash = `#seq=${event.seq}`;
+    if (location.hash !== hash) history.replaceState(null, '', location.pathname + location.search + hash);
+    if (focus) el.drawerClose.focus({ preventScroll: true });
+  }
+
+  function closeDrawer({ keepHash = false } = {}) {
+    if (el.drawer.hidden) return;
+    el.drawer.hidden = true;
+    el.backdrop.hidden = true;
+    document.body.classList.remove('drawer-open');
+    state.openSeq = null;
+    if (!keepHash && location.hash) history.replaceState(null, '', location.pathname + location.search);
+    if (!el.app.hidden) el.grid.focus({ preventScroll: true });
+  }
+
+  async function openSeq(seq) {
+    const known = state.events.get(seq);
+    if (known) {
+      const row = rowOf(seq);
+      if (row) select(row);
+      openDrawer(known);
+      return;
+    }
+    el.drawerTitle.textContent = `Event #${seq}`;
+    el.drawerBody.innerHTML = '<p class="muted">Loading…</p>';
+    el.drawer.hidden = false;
+    el.backdrop.hidden = false;
+    try {
+      const event = await api(`/v1/events/${encodeURIComponent(seq)}`);
+      openDrawer(event);
+    } catch (error) {
+      if (error.status === 401) { signOut(`${error.message}. Sign in again.`); return; }
+      el.drawerBody.innerHTML = `<p class="form-error">Could not load event #${esc(seq)}: ${esc(error.message)}</p>`;
+    }
+  }
+
+  function openFromHash() {
+    const match = /^#seq=(\d+)$/.exec(location.hash);
+    if (match && state.token) openSeq(Number(match[1]));
+  }
+
+  // ---------- export ----------
+
+  async function exportCsv() {
+    const button = el.exportBtn;
+    const label = button.querySelector('span');
+    button.disabled = true;
+    label.textContent = 'Exporting…';
+    try {
+      const params = apiParams(state.filters);
+      params.set('format', 'csv');
+      const response = await fetch(`/v1/events/export?${params}`, { headers: { Authorization: `Bearer ${state.token}` } });
+      if (!response.ok) {
+        let body = null;
+        try { body = await response.json(); } catch (_) { /* not JSON */ }
+        throw new ApiError(response.status, body);
+      }
+      const blob = await response.blob();
+      const disposition = response.headers.get('Content-Disposition') || '';
+      const name = /filename="([^"]+)"/.exec(disposition)?.[1] || 'auditlog.csv';
+      const url = URL.createObjectURL(blob);
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = name;
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    } catch (error) {
+      el.banner.hidden = false;
+      el.banner.textContent = `Export failed: ${error.message}`;
+    } finally {
+      button.disabled = false;
+      label.textContent = 'Export CSV';
+    }
+  }
+
+  // ---------- live updates ----------
+
+  function setIndicator(mode) {
+    const text = { off: 'Live off', connecting: 'Connecting…', streaming: 'Streaming', reconnecting: 'Reconnecting…' }[mode];
+    el.liveIndicator.dataset.state = mode;
+    el.liveIndicator.querySelector('.live-text').textContent = text;
+    el.liveIndicator.hidden = mode === 'off';
+  }
+
+  function setLive(on) {
+    state.live = on;
+    el.liveToggle.setAttribute('aria-checked', String(on));
+    if (on) {
+      state.lastSeq = null;
+      if (state.listReady) restartStream();
+      else setIndicator('connecting');
+    } else {
+      stopLive();
+    }
+  }
+
+  function stopLive() {
+    clearTimeout(state.retryTimer);
+    state.socketId++;
+    if (state.socket) {
+      try { state.socket.close(1000, 'live updates off'); } catch (_) { /* already closed */ }
+    }
+    state.socket = null;
+    setIndicator('off');
+  }
+
+  /** A new subscription for the current filters, live from now (after a filter change). */
+  function restartStream() {
+    clearTimeout(state.retryTimer);
+    state.socketId++;
+    if (state.socket) {
+      try { state.socket.close(1000, 'filters changed'); } catch (_) { /* already closed */ }
+    }
+    state.socket = null;
+    state.lastSeq = null;
+    state.retryMs = 500;
+    connect();
+  }
+
+  function connect() {
+    const id = ++state.socketId;
+    const params = apiParams(state.filters);
+    params.set('token', state.token);
+    const resumeFrom = state.lastSeq === null ? null : state.lastSeq + 1;
+    if (resumeFrom !== null) params.set('from_seq', String(resumeFrom));
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    let socket;
+    try {
+      socket = new WebSocket(`${scheme}//${location.host}/v1/stream?${params}`);
+    } catch (_) {
+      scheduleReconnect(id);
+      return;
+    }
+    state.socket = socket;
+    setIndicator(resumeFrom === null ? 'connecting' : 'reconnecting');
+    socket.onopen = () => {
+      if (id !== state.socketId) return;
+      state.retryMs = 500;
+      setIndicator('streaming');
+      // A feed that starts "from now" may miss what was stored between the list's answer and the
+      // subscription: fetch the newest page again and merge what is new (deduplicated by seq).
+      if (resumeFrom === null) fillGap(state.generation);
+    };
+    socket.onmessage = (message) => {
+      if (id !== state.socketId) return;
+      let data;
+      try { data = JSON.parse(message.data); } catch (_) { return; }
+      if (data.type === 'event' && data.event) {
+        const seq = data.event.seq;
+        if (state.lastSeq === null || seq > state.lastSeq) state.lastSeq = seq;
+        enqueue(data.event);
+      } else if (data.type === 'heartbeat') {
+        if (typeof data.last_seq === 'number' && (state.lastSeq === null || data.last_seq > state.lastSeq)) state.lastSeq = data.last_seq;
+      } else if (data.type === 'resync') {
+        if (typeof data.from_seq === 'number') state.lastSeq = data.from_seq - 1;
+      }
+    };
+    socket.onclose = () => {
+      if (id !== state.socketId || !state.live) return;
+      state.socket = null;
+      scheduleReconnect(id);
+    };
+    socket.onerror = () => { /* onclose follows */ };
+  }
+
+  function scheduleReconnect(id) {
+    if (id !== state.socketId || !state.live) return;
+    setIndicator('reconnecting');
+    const delay = state.retryMs;
+    state.retryMs = Math.min(state.retryMs * 2, 10000);
+    state.retryTimer = setTimeout(() => {
+      if (id === state.socketId && state.live) connect();
+    }, delay);
+  }
+
+  async function fillGap(gen) {
+    try {
+      const params = apiParams(state.filters);
+      params.set('limit', String(PAGE_SIZE));
+      const page = await api('/v1/events', params, state.abort?.signal);
+      if (gen !== state.generation || !state.live) return;
+      let newest = -1;
+      for (const seq of state.events.keys()) if (seq > newest) newest = seq;
+      const fresh = page.events.filter((e) => e.seq > newest).reverse();
+      for (const event of fresh) enqueue(event);
+    } catch (_) { /* the stream still delivers what comes next */ }
+  }
+
+  function enqueue(event) {
+    if (state.events.has(event.seq) || state.pendingSeqs.has(event.seq)) return;
+    state.pendingSeqs.add(event.seq);
+    state.pending.push(event);
+    if (state.pending.length > ROWS_MAX * 2) {
+      // Far behind: only the newest ROWS_MAX can ever be shown.
+      const dropped = state.pending.splice(0, state.pending.length - ROWS_MAX);
+      for (const e of dropped) state.pendingSeqs.delete(e.seq);
+      state.trimmed = true;
+      bumpTotal(dropped.length);
+    }
+    scheduleFlush();
+  }
+
+  function scheduleFlush() {
+    if (state.flushScheduled || !state.listReady) return;
+    state.flushScheduled = true;
+    const wait = Math.max(0, FLUSH_INTERVAL_MS - (performance.now() - state.lastFlush));
+    setTimeout(() => requestAnimationFrame(flush), wait);
+  }
+
+  function bumpTotal(n) {
+    if (state.total !== null && n > 0) setTotal(state.total + n);
+  }
+
+  function flush() {
+    const t0 = performance.now();
+    try { flushInner(); } finally { (window.__flush = window.__flush || []).push([Math.round(performance.now() - t0), state.pending.length]); }
+  }
+  function flushInner() {
+    state.flushScheduled = false;
+    state.lastFlush = performance.now();
+    if (!state.listReady || !state.pending.length) return;
+    let batch = state.pending;
+    state.pending = [];
+    state.pendingSeqs.clear();
+    batch.sort((a, b) => a.seq - b.seq);
+    let skipped = 0;
+    if (batch.length > ROWS_MAX) {
+      skipped = batch.length - ROWS_MAX;
+      batch = batch.slice(skipped);
+      state.trimmed = true;
+    }
+    let html = '';
+    let added = 0;
+    // A few new rows are flashed; a burst is not (thousands of running animations cost frames).
+    const flash = batch.length <= 20;
+    for (let i = batch.length - 1; i >= 0; i--) {
+      const event = batch[i];
+      if (state.events.has(event.seq)) continue;
+      state.events.set(event.seq, event);
+      html += flash ? rowHtml(event).replace('class="row', 'class="row fresh') : rowHtml(event);
+      added++;
+    }
+    if (!added && !skipped) return;
+    el.rows.insertAdjacentHTML('afterbegin', html);
+    trimRows();
+    bumpTotal(added + skipped);
+    updateListStatus();
+  }
+
+  function trimRows() {
+    const extra = el.rows.children.length - ROWS_MAX;
+    if (extra <= 0) return;
+    const children = el.rows.children;
+    for (let i = ROWS_MAX; i < children.length; i++) state.events.delete(Number(children[i].dataset.seq));
+    const range = document.createRange();
+    range.setStartBefore(children[ROWS_MAX]);
+    range.setEndAfter(el.rows.lastElementChild);
+    range.deleteContents();
+    state.trimmed = true;
+    state.nextCursor = null;
+  }
+
+  // ---------- events ----------
+
+  function bind() {
+    el.signinForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const token = el.tokenInput.value.trim();
+      if (!token) return;
+      state.token = token;
+      sessionStorage.setItem(TOKEN_KEY, token);
+      startApp();
+    });
+    el.signout.addEventListener('click', () => signOut());
+
+    el.searchForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      setFilters({ q: el.q.value.trim() });
+    });
+    el.q.addEventListener('search', () => {
+      // The clear button of type=search.
+      if (!el.q.value && state.filters.q) setFilters({ q: '' });
+    });
+    el.action.addEventListener('change', () => setFilters({ action: el.action.value }));
+    el.type.addEventListener('change', () => setFilters({ type: el.type.value }));
+    el.user.addEventListener('change', () => setFilters({ user: el.user.value }));
+    el.tenant.addEventListener('change', () => setFilters({ tenant: el.tenant.value }));
+    el.range.addEventListener('change', () => {
+      const range = el.range.value;
+      if (range === 'custom') {
+        const d = domainOf(state.filters);
+        setFilters({ range, from: isoMinute(d.from), to: isoMinute(d.to + 6e4) });
+      } else {
+        setFilters({ range, from: '', to: '' });
+      }
+    });
+    const customChanged = () => {
+      const from = fromInputValue(el.from.value);
+      const to = fromInputValue(el.to.value);
+      if (from && to && Date.parse(from) >= Date.parse(to)) return;
+      setFilters({ range: 'custom', from, to });
+    };
+    el.from.addEventListener('change', customChanged);
+    el.to.addEventListener('change', customChanged);
+    el.reset.addEventListener('click', () => {
+      el.q.value = '';
+      setFilters({ ...defaultFilters() });
+    });
+
+    el.chart.addEventListener('click', (e) => {
+      const bar = e.target.closest('.bar');
+      if (!bar || !state.histogram) return;
+      const start = Number(bar.dataset.start);
+      const { domain, bucketMs } = state.histogram;
+      const from = Math.max(start, Math.floor(domain.from / 6e4) * 6e4);
+      const to = Math.min(start + bucketMs, Math.ceil(domain.to / 6e4) * 6e4);
+      setFilters({ range: 'custom', from: isoMinute(from), to: isoMinute(to) });
+    });
+
+    el.exportBtn.addEventListener('click', exportCsv);
+    el.liveToggle.addEventListener('click', () => setLive(!state.live));
+
+    el.rows.addEventListener('click', (e) => {
+      const row = e.target.closest('.row');
+      if (!row) return;
+      select(row, { scroll: false });
+      const event = state.events.get(Number(row.dataset.seq));
+      if (event) openDrawer(event, { focus: false });
+    });
+
+    el.grid.addEventListener('keydown', (e) => {
+      const current = state.selectedSeq !== null ? rowOf(state.selectedSeq) : null;
+      let target = null;
+      switch (e.key) {
+        case 'ArrowDown': target = current ? current.nextElementSibling : el.rows.firstElementChild; break;
+        case 'ArrowUp': target = current ? current.previousElementSibling : el.rows.firstElementChild; break;
+        case 'Home': target = el.rows.firstElementChild; break;
+        case 'End': target = el.rows.lastElementChild; break;
+        case 'PageDown': target = stepRows(current, 10); break;
+        case 'PageUp': target = stepRows(current, -10); break;
+        case 'Enter':
+        case ' ':
+          if (current) {
+            e.preventDefault();
+            const event = state.events.get(state.selectedSeq);
+            if (event) openDrawer(event, { focus: false });
+          }
+          return;
+        default: return;
+      }
+      e.preventDefault();
+      if (target) {
+        select(target);
+        if (!el.drawer.hidden) {
+          const event = state.events.get(state.selectedSeq);
+          if (event) openDrawer(event, { focus: false });
+        }
+        if (!target.nextElementSibling) loadMore();
+      }
+    });
+    el.grid.addEventListener('focus', () => {
+      if (state.selectedSeq === null && el.rows.firstElementChild) select(el.rows.firstElementChild, { scroll: false });
+    });
+
+    document.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && !el.drawer.hidden) {
+        e.preventDefault();
+        closeDrawer();
+      }
+    });
+    el.drawerClose.addEventListener('click', () => closeDrawer());
+    el.backdrop.addEventListener('click', () => closeDrawer());
+    el.drawerBody.addEventListener('click', (e) => {
+      const button = e.target.closest('[data-copy]');
+      if (!button) return;
+      const text = button.dataset.copy === 'link' ? permalinkOf(state.openSeq) : $('raw-json')?.textContent || '';
+      navigator.clipboard?.writeText(text).then(() => {
+        const old = button.textContent;
+        button.textContent = 'Copied';
+        setTimeout(() => { button.textContent = old; }, 1200);
+      }, () => {});
+    });
+
+    new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting)) loadMore();
+    }, { rootMargin: '800px 0px' }).observe(el.sentinel);
+
+    window.addEventListener('popstate', () => {
+      state.filters = filtersFromUrl();
+      syncControls();
+      refresh();
+    });
+    window.addEventListener('hashchange', () => {
+      if (/^#seq=\d+$/.test(location.hash)) openFromHash();
+      else closeDrawer({ keepHash: true });
+    });
+    let resizeTimer = null;
+    window.addEventListener('resize', () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(renderChart, 120);
+    });
+    // Leaving the page ends the stream (and a page restored from the back/forward cache resumes).
+    window.addEventListener('pagehide', () => {
+      if (state.socket) stopLive();
+    });
+    window.addEventListener('pageshow', (e) => {
+      if (e.persisted && state.live) setLive(true);
+    });
+  }
+
+  function stepRows(row, n) {
+    let target = row || el.rows.firstElementChild;
+    for (let i = 0; i < Math.abs(n) && target; i++) {
+      const next = n > 0 ? target.nextElementSibling : target.previousElementSibling;
+      if (!next) break;
+      target = next;
+    }
+    return target;
+  }
+
+  // ---------- start ----------
+
+  state.filters = filtersFromUrl();
+  bind();
+  setIndicator('off');
+  if (state.token) startApp();
+  else showSignin();
+})();

@@ -1,0 +1,173 @@
+//! The real `auditlog` binary on a loopback port, for the end-to-end tests of the server.
+//!
+//! [`ServerProcess::start`] runs `auditlog serve` on a free `127.0.0.1` port with a data
+//! directory and a known admin token, waits for `/healthz`, and kills the process when dropped.
+//! The binary is found next to the test executable (`target/<profile>/auditlog`); it belongs to
+//! another package, so `cargo build -p auditlog` must have run first (tests/run-all.sh does).
+//! Only std is used here, so the crash test's dependencies stay as they are.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The admin token every test server is started with (`AUDITLOG_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "alt_e2e_admin_secret_0123456789abcdef";
+
+/// How long a server may take to answer `/healthz` (a debug build replaying a WAL is slow).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Path of the `auditlog` binary built in the same target directory as the running test.
+pub fn auditlog_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    // target/<profile>/deps/<test> -> target/<profile>/auditlog
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable is in target/<profile>/deps");
+    let binary = profile_dir.join(format!("auditlog{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.is_file(),
+        "the auditlog binary is missing at {}: run `cargo build -p auditlog` (same profile) \
+         before these tests (tests/run-all.sh does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A free loopback port: bound, then released for the server to take.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// `GET path` over a fresh connection; the status code, or `None` when nothing answered.
+fn get_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let text = String::from_utf8_lossy(&answer);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// A running `auditlog serve`; killed (SIGKILL) when dropped.
+pub struct ServerProcess {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    log_path: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts a server on `data_dir` (created if missing); its output goes to `<data_dir>.log`.
+    pub fn start(data_dir: &Path) -> Self {
+        let mut last_error = String::new();
+        // A port found free can be taken by someone else before the server binds it: retry.
+        for _ in 0..5 {
+            match Self::try_start(data_dir) {
+                Ok(server) => return server,
+                Err(error) => last_error = error,
+            }
+        }
+        panic!("auditlog serve did not start: {last_error}");
+    }
+
+    fn try_start(data_dir: &Path) -> Result<Self, String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let log_path = data_dir.with_extension("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("log file {}: {e}", log_path.display()))?;
+        let log_err = log.try_clone().map_err(|e| e.to_string())?;
+        let mut command = Command::new(auditlog_binary());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("AUDITLOG_") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .env("AUDITLOG_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn()
+            .map_err(|e| format!("cannot run the auditlog binary: {e}"))?;
+        let mut server = ServerProcess {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            log_path,
+        };
+        let started = Instant::now();
+        loop {
+            if get_status(addr, "/healthz") == Some(200) {
+                return Ok(server);
+            }
+            let child = server.child.as_mut().expect("child is running");
+            if let Ok(Some(status)) = child.try_wait() {
+                server.child = None;
+                return Err(format!("exited with {status}; log:\n{}", server.log()));
+            }
+            if started.elapsed() > START_TIMEOUT {
+                return Err(format!(
+                    "no answer on {addr}/healthz after {START_TIMEOUT:?}; log:\n{}",
+                    server.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:<port><path>`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Everything the server printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Kills the server with SIGKILL (acknowledged events must survive it) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server and starts it again on the same data directory (on a new port).
+    pub fn restart(&mut self) {
+        self.kill();
+        let restarted = ServerProcess::start(&self.data_dir);
+        *self = restarted;
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

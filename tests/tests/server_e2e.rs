@@ -1,0 +1,845 @@
+//! End to end on the real `auditlog` binary and a real loopback port: ingest (NDJSON, JSON
+//! array, gzip, a retried batch), query with filters and cursors, one event by seq, CSV and
+//! NDJSON export checked against the query answer for the same filters, facets, histogram, the
+//! live WebSocket stream and its `from_seq` resume (under concurrent ingest and across a
+//! SIGKILL restart), and the OpenAPI document against the router's list of routes.
+//!
+//! Needs `cargo build -p auditlog` first (tests/run-all.sh does it).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use auditlog_engine::event::time::{format_rfc3339_us, parse_rfc3339_us};
+use auditlog_engine::store::now_us;
+use auditlog_tests::server::{ServerProcess, ADMIN_TOKEN};
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------------------------
+// HTTP and WebSocket helpers
+
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!(
+                "answer is not JSON ({error}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("answer is UTF-8")
+    }
+}
+
+fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Reply {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build();
+    let mut request = agent.request(method, url);
+    if let Some(token) = token {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let result = match body {
+        Some(body) => request.send_bytes(body),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("{method} {url}: {error}"),
+    };
+    let status = response.status();
+    let content_type = response.header("content-type").unwrap_or("").to_string();
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .read_to_end(&mut body)
+        .expect("read the answer");
+    Reply {
+        status,
+        content_type,
+        body,
+    }
+}
+
+fn get(server: &ServerProcess, path: &str, token: &str) -> Reply {
+    call("GET", &server.url(path), Some(token), &[], None)
+}
+
+fn get_ok(server: &ServerProcess, path: &str, token: &str) -> Value {
+    let reply = get(server, path, token);
+    assert_eq!(reply.status, 200, "GET {path}: {}", reply.text());
+    reply.json()
+}
+
+fn ndjson(events: &[Value]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for event in events {
+        serde_json::to_writer(&mut body, event).unwrap();
+        body.push(b'\n');
+    }
+    body
+}
+
+/// Ingests `events` as NDJSON with `token`; the answer (`accepted`, `first_seq`, ...).
+fn ingest(server: &ServerProcess, token: &str, events: &[Value]) -> Value {
+    let reply = call(
+        "POST",
+        &server.url("/v1/events"),
+        Some(token),
+        &[("Content-Type", "application/x-ndjson")],
+        Some(&ndjson(events)),
+    );
+    assert_eq!(reply.status, 200, "ingest: {}", reply.text());
+    reply.json()
+}
+
+/// Every seq an ingest answer acknowledged as new (a batch gets consecutive seqs).
+fn acked_seqs(answer: &Value) -> Vec<u64> {
+    match (answer["first_seq"].as_u64(), answer["last_seq"].as_u64()) {
+        (Some(first), Some(last)) => {
+            let seqs: Vec<u64> = (first..=last).collect();
+            assert_eq!(seqs.len() as u64, answer["accepted"].as_u64().unwrap());
+            seqs
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Every page of `GET /v1/events?<filters>`, followed through the cursors.
+fn query_all(server: &ServerProcess, token: &str, filters: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/events?{filters}&limit=70");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={}", encode(cursor)));
+        }
+        let page = get_ok(server, &path, token);
+        events.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return events,
+        }
+        assert!(events.len() < 100_000, "cursor loop");
+    }
+}
+
+/// Percent-encodes a query-string value.
+fn encode(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// A live-stream connection (`GET /v1/stream` upgraded to a WebSocket).
+struct Stream {
+    socket: tungstenite::WebSocket<TcpStream>,
+}
+
+impl Stream {
+    fn open(server: &ServerProcess, query: &str, token: &str) -> Stream {
+        let stream = TcpStream::connect(server.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let url = server.ws_url(&format!("/v1/stream?{query}&token={token}"));
+        match tungstenite::client(url.as_str(), stream) {
+            Ok((socket, _)) => Stream { socket },
+            Err(error) => panic!("stream handshake for {query}: {error}"),
+        }
+    }
+
+    /// The next event message (heartbeats are skipped; a resync fails the test).
+    fn next_event(&mut self) -> Value {
+        loop {
+            let message = self.socket.read().expect("a stream message within 20 s");
+            let tungstenite::Message::Text(text) = message else {
+                continue;
+            };
+            let message: Value = serde_json::from_str(&text).expect("stream message is JSON");
+            match message["type"].as_str() {
+                Some("event") => return message["event"].clone(),
+                Some("heartbeat") => continue,
+                other => panic!("unexpected stream message {other:?}: {message}"),
+            }
+        }
+    }
+
+    /// The seqs of the next `count` events.
+    fn next_seqs(&mut self, count: usize, tenant: &str) -> Vec<u64> {
+        (0..count)
+            .map(|_| {
+                let event = self.next_event();
+                assert_eq!(event["tenant"], tenant, "stream leaked another tenant");
+                event["seq"].as_u64().unwrap()
+            })
+            .collect()
+    }
+}
+
+/// A minimal RFC 4180 reader (quoted fields, doubled quotes, CRLF records).
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => quoted = false,
+                c => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            ',' => row.push(std::mem::take(&mut field)),
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            c => field.push(c),
+        }
+    }
+    assert!(!quoted, "unterminated quoted CSV field");
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generated events
+
+const HOUR_US: i64 = 3_600_000_000;
+
+/// Event `i` of `tenant`: every optional field sometimes present, text with commas, quotes,
+/// newlines and non-ASCII (the CSV must quote them), timestamps spread over the last hours.
+fn event(tenant: &str, i: usize, timestamp_us: i64) -> Value {
+    let actions = ["create", "update", "delete", "login"];
+    let kinds = ["pod", "vm", "storage"];
+    let mut event = json!({
+        "id": format!("{tenant}-{i}"),
+        "timestamp": format_rfc3339_us(timestamp_us),
+        "tenant": tenant,
+        "actor": {
+            "id": format!("user_{}", i % 7),
+            "type": if i.is_multiple_of(9) { "api_token" } else { "user" },
+        },
+        "action": actions[i % actions.len()],
+        "outcome": if i.is_multiple_of(5) { "failure" } else { "success" },
+        "resource": {
+            "type": kinds[i % kinds.len()],
+            "id": format!("res_{i}"),
+        },
+    });
+    if !i.is_multiple_of(3) {
+        event["project"] = json!(format!("proj_{}", i % 4));
+    }
+    if i.is_multiple_of(2) {
+        event["actor"]["email"] = json!(format!("u{}@example.com", i % 7));
+    }
+    if !i.is_multiple_of(4) {
+        event["actor"]["ip"] = json!(format!("10.0.{}.{}", i % 256, (i * 7) % 256));
+    }
+    if i.is_multiple_of(6) {
+        event["actor"]["user_agent"] = json!("Mozilla/5.0 (X11, \"Linux\") Ünïcödé");
+    }
+    if i % 2 == 1 {
+        event["resource"]["name"] = json!(format!("llama, \"v{i}\"\nfinetune"));
+    }
+    if i % 4 == 1 {
+        event["changes"] =
+            json!([{ "field": "gpu_count", "old": i % 8, "new": { "n": 4, "s": "a,b" } }]);
+    }
+    if i % 3 == 1 {
+        event["details"] = json!({ "region": "eu-west", "reason": format!("scale up, \"{i}\"\r\nnow"), "n": [1, 2.5, null] });
+    }
+    event
+}
+
+/// A stored event without what the server assigned: compares to what was sent.
+fn as_sent(stored: &Value) -> Value {
+    let mut event = stored.clone();
+    let object = event.as_object_mut().unwrap();
+    for key in ["seq", "tenant_seq", "received"] {
+        assert!(object.remove(key).is_some(), "stored event lacks {key}");
+    }
+    event
+}
+
+/// The CSV record of a stored event, in `CSV_COLUMNS` order (changes and details as JSON).
+fn csv_record(stored: &Value) -> Vec<Value> {
+    let text = |v: &Value| json!(v.as_str().unwrap_or(""));
+    let number = |v: &Value| json!(v.as_u64().unwrap().to_string());
+    let embedded = |v: &Value| if v.is_null() { json!("") } else { v.clone() };
+    vec![
+        number(&stored["seq"]),
+        text(&stored["timestamp"]),
+        text(&stored["received"]),
+        text(&stored["tenant"]),
+        number(&stored["tenant_seq"]),
+        text(&stored["id"]),
+        text(&stored["project"]),
+        text(&stored["actor"]["id"]),
+        text(&stored["actor"]["email"]),
+        text(&stored["actor"]["type"]),
+        text(&stored["actor"]["ip"]),
+        text(&stored["actor"]["user_agent"]),
+        text(&stored["action"]),
+        text(&stored["outcome"]),
+        text(&stored["resource"]["type"]),
+        text(&stored["resource"]["id"]),
+        text(&stored["resource"]["name"]),
+        embedded(&stored["changes"]),
+        embedded(&stored["details"]),
+    ]
+}
+
+/// A parsed CSV row in the shape of [`csv_record`]: the two JSON columns parsed.
+fn csv_row_values(row: &[String]) -> Vec<Value> {
+    row.iter()
+        .enumerate()
+        .map(|(column, cell)| {
+            if column >= 17 && !cell.is_empty() {
+                serde_json::from_str(cell).expect("changes/details cell is JSON")
+            } else {
+                json!(cell)
+            }
+        })
+        .collect()
+}
+
+fn assert_newest_first(events: &[Value]) {
+    let keys: Vec<(i64, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                parse_rfc3339_us(e["timestamp"].as_str().unwrap()).unwrap(),
+                e["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for pair in keys.windows(2) {
+        assert!(pair[0] > pair[1], "not newest first: {pair:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn server_ingest_query_get_export_facets_histogram_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let admin = ADMIN_TOKEN;
+    let tenant = "acct_e2e";
+    let other = "acct_other";
+    let base_us = now_us() - 6 * HOUR_US;
+    // Ten minutes apart: the events span five hours of histogram buckets.
+    let timestamp = |i: usize| base_us + i as i64 * 600_000_000 / 10 + (i as i64 % 13) * 1_000;
+
+    // 1. NDJSON batch of two tenants, then the same batch again (a client retry).
+    let mut first_batch: Vec<Value> = (0..200).map(|i| event(tenant, i, timestamp(i))).collect();
+    first_batch.extend((0..50).map(|i| event(other, i, timestamp(i))));
+    let answer = ingest(&server, admin, &first_batch);
+    assert_eq!(answer["accepted"], 250, "{answer}");
+    assert_eq!(answer["duplicates"], json!([]));
+    let first_seqs = acked_seqs(&answer);
+    let retry = ingest(&server, admin, &first_batch);
+    assert_eq!(
+        retry["accepted"], 0,
+        "a retried batch stores nothing: {retry}"
+    );
+    let duplicates = retry["duplicates"].as_array().unwrap();
+    assert_eq!(duplicates.len(), 250);
+    for (index, duplicate) in duplicates.iter().enumerate() {
+        assert_eq!(duplicate["line"], index + 1);
+        assert_eq!(duplicate["seq"], first_seqs[index]);
+    }
+
+    // 2. Seal what is there, so reads cover sealed segments and the in-memory tail.
+    let flushed = call(
+        "POST",
+        &server.url("/v1/admin/flush"),
+        Some(admin),
+        &[],
+        Some(b""),
+    );
+    assert_eq!(flushed.status, 200, "{}", flushed.text());
+    assert!(flushed.json()["sealed_through"].as_u64().unwrap() >= *first_seqs.last().unwrap());
+
+    // 3. A JSON array, gzip-encoded.
+    let second_batch: Vec<Value> = (200..300).map(|i| event(tenant, i, timestamp(i))).collect();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(&serde_json::to_vec(&second_batch).unwrap())
+        .unwrap();
+    let reply = call(
+        "POST",
+        &server.url("/v1/events"),
+        Some(admin),
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ],
+        Some(&gzip.finish().unwrap()),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["accepted"], 100);
+
+    let sent: BTreeMap<String, Value> = first_batch
+        .iter()
+        .chain(&second_batch)
+        .filter(|e| e["tenant"] == tenant)
+        .map(|e| (e["id"].as_str().unwrap().to_string(), e.clone()))
+        .collect();
+    assert_eq!(sent.len(), 300);
+
+    // 4. Query: every event of the tenant, newest first, exactly as sent, none of the other.
+    let all = query_all(&server, admin, &format!("tenant={tenant}"));
+    assert_eq!(all.len(), 300);
+    assert_newest_first(&all);
+    let mut seen = BTreeSet::new();
+    for stored in &all {
+        let id = stored["id"].as_str().unwrap();
+        assert!(seen.insert(id.to_string()), "duplicate {id}");
+        assert_eq!(
+            as_sent(stored),
+            sent[id],
+            "event {id} differs from what was sent"
+        );
+    }
+
+    // Filters, each checked against the same filter applied to what was sent.
+    let local = |keep: &dyn Fn(&Value) -> bool| -> BTreeSet<String> {
+        sent.values()
+            .filter(|e| keep(e))
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let ids = |events: &[Value]| -> BTreeSet<String> {
+        events
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let from = format_rfc3339_us(timestamp(100));
+    let to = format_rfc3339_us(timestamp(150));
+    let cases: Vec<(String, BTreeSet<String>)> = vec![
+        (
+            format!("tenant={tenant}&action=login&outcome=failure"),
+            local(&|e| e["action"] == "login" && e["outcome"] == "failure"),
+        ),
+        (
+            format!("tenant={tenant}&action=create&action=delete&resource_type=pod"),
+            local(&|e| {
+                (e["action"] == "create" || e["action"] == "delete")
+                    && e["resource"]["type"] == "pod"
+            }),
+        ),
+        (
+            format!(
+                "tenant={tenant}&q={}",
+                encode("resource.type:vm -outcome:failure")
+            ),
+            local(&|e| e["resource"]["type"] == "vm" && e["outcome"] != "failure"),
+        ),
+        (
+            format!("tenant={tenant}&from={}&to={}", encode(&from), encode(&to)),
+            local(&|e| {
+                let t = parse_rfc3339_us(e["timestamp"].as_str().unwrap()).unwrap();
+                t >= timestamp(100) && t < timestamp(150)
+            }),
+        ),
+        (
+            format!("tenant={tenant}&actor=u3%40example.com"),
+            local(&|e| e["actor"]["email"] == "u3@example.com"),
+        ),
+    ];
+    for (filters, expected) in &cases {
+        assert!(!expected.is_empty(), "case {filters} selects nothing");
+        let found = query_all(&server, admin, filters);
+        assert_newest_first(&found);
+        assert_eq!(&ids(&found), expected, "filters {filters}");
+    }
+    let oldest = query_all(&server, admin, &format!("tenant={tenant}&order=oldest"));
+    let mut reversed = all.clone();
+    reversed.reverse();
+    assert_eq!(oldest, reversed, "order=oldest is newest-first reversed");
+
+    // 5. One event by seq, identical to the query's copy; an unknown seq is 404.
+    for stored in all.iter().step_by(37) {
+        let seq = stored["seq"].as_u64().unwrap();
+        assert_eq!(
+            &get_ok(&server, &format!("/v1/events/{seq}"), admin),
+            stored
+        );
+    }
+    let missing = get(&server, "/v1/events/999999999", admin);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"]["code"], "not_found");
+
+    // 6. Export: CSV parsed back, and NDJSON, equal the query answer for the same filters.
+    for filters in [
+        format!("tenant={tenant}"),
+        format!("tenant={tenant}&action=update&order=oldest"),
+        format!("tenant={tenant}&q={}", encode("-outcome:failure type:pod")),
+    ] {
+        let expected = query_all(&server, admin, &filters);
+        let csv = get(&server, &format!("/v1/events/export?{filters}"), admin);
+        assert_eq!(csv.status, 200, "{}", csv.text());
+        assert!(
+            csv.content_type.starts_with("text/csv"),
+            "{}",
+            csv.content_type
+        );
+        let rows = parse_csv(&csv.text());
+        assert_eq!(
+            rows[0],
+            auditlog_server::routes::events::CSV_COLUMNS.to_vec(),
+            "CSV header"
+        );
+        assert_eq!(rows.len() - 1, expected.len(), "CSV rows for {filters}");
+        for (row, stored) in rows[1..].iter().zip(&expected) {
+            assert_eq!(row.len(), 19, "CSV columns");
+            assert_eq!(
+                csv_row_values(row),
+                csv_record(stored),
+                "CSV row of {stored}"
+            );
+        }
+        let ndjson = get(
+            &server,
+            &format!("/v1/events/export?{filters}&format=ndjson"),
+            admin,
+        );
+        assert_eq!(ndjson.status, 200);
+        let lines: Vec<Value> = ndjson
+            .text()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines, expected, "NDJSON export of {filters}");
+    }
+
+    // 7. Facets: counts of the values, and the total, for the filters.
+    let facets = get_ok(
+        &server,
+        &format!("/v1/facets?tenant={tenant}&field=action"),
+        admin,
+    );
+    assert_eq!(facets["total"], 300);
+    let mut expected_counts: BTreeMap<String, u64> = BTreeMap::new();
+    for e in sent.values() {
+        *expected_counts
+            .entry(e["action"].as_str().unwrap().into())
+            .or_default() += 1;
+    }
+    let counts: BTreeMap<String, u64> = facets["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap().to_string(),
+                v["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counts, expected_counts);
+    let facets = get_ok(
+        &server,
+        &format!("/v1/facets?tenant={tenant}&field=resource.type&outcome=failure&top=2"),
+        admin,
+    );
+    let failures = local(&|e| e["outcome"] == "failure");
+    assert_eq!(facets["total"], failures.len());
+    let values = facets["values"].as_array().unwrap();
+    assert!(values.len() <= 2, "top=2: {facets}");
+    for value in values {
+        let kind = value["value"].as_str().unwrap();
+        let expected = sent
+            .values()
+            .filter(|e| e["outcome"] == "failure" && e["resource"]["type"] == kind)
+            .count();
+        assert_eq!(value["count"], expected, "facet {kind}");
+    }
+
+    // 8. Histogram: counts per UTC-aligned hour.
+    let histogram = get_ok(
+        &server,
+        &format!("/v1/histogram?tenant={tenant}&bucket=1h"),
+        admin,
+    );
+    let mut expected_buckets: BTreeMap<String, u64> = BTreeMap::new();
+    for e in sent.values() {
+        let t = parse_rfc3339_us(e["timestamp"].as_str().unwrap()).unwrap();
+        *expected_buckets
+            .entry(format_rfc3339_us(t.div_euclid(HOUR_US) * HOUR_US))
+            .or_default() += 1;
+    }
+    let buckets: BTreeMap<String, u64> = histogram["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["count"].as_u64().unwrap() > 0)
+        .map(|b| {
+            (
+                b["start"].as_str().unwrap().to_string(),
+                b["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(buckets, expected_buckets, "histogram {histogram}");
+}
+
+#[test]
+fn server_stream_delivers_live_events_and_resumes_without_gap_or_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(&dir.path().join("data"));
+    let admin = ADMIN_TOKEN;
+    let tenant = "acct_stream";
+    let now = now_us();
+    let mut counter = 0;
+    let mut batch = |size: usize| -> Vec<Value> {
+        let events = (counter..counter + size)
+            .map(|i| event(tenant, i, now - 1_000_000 + i as i64))
+            .collect();
+        counter += size;
+        events
+    };
+    // Noise of another tenant between the stream's events: filtered out, never delivered.
+    let noise = |server: &ServerProcess, n: usize| {
+        let events: Vec<Value> = (0..3)
+            .map(|i| event("acct_noise", n * 10 + i, now))
+            .collect();
+        ingest(server, admin, &events);
+    };
+
+    // A read token of the tenant (it must survive the restart: the token file is durable).
+    let created = call(
+        "POST",
+        &server.url("/v1/tokens"),
+        Some(admin),
+        &[("Content-Type", "application/json")],
+        Some(br#"{"name":"stream reader","role":"read","tenants":["acct_stream"]}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let reader = created.json()["token"].as_str().unwrap().to_string();
+
+    // A: stored before any subscription.
+    let a = acked_seqs(&ingest(&server, admin, &batch(20)));
+    noise(&server, 0);
+
+    // Live only: events acknowledged after the handshake arrive, in order.
+    let mut live = Stream::open(&server, &format!("tenant={tenant}"), admin);
+    let b = acked_seqs(&ingest(&server, admin, &batch(10)));
+    noise(&server, 1);
+    assert_eq!(live.next_seqs(b.len(), tenant), b, "live events");
+
+    // Resume from A's first seq while another client ingests: stored, then live, no gap, no
+    // duplicate, in seq order.
+    let writer_addr = server.url("/v1/events");
+    let concurrent: Vec<Vec<Value>> = (0..30).map(|_| batch(5)).collect();
+    let writer = std::thread::spawn(move || {
+        let mut seqs = Vec::new();
+        for (n, events) in concurrent.iter().enumerate() {
+            let reply = call(
+                "POST",
+                &writer_addr,
+                Some(ADMIN_TOKEN),
+                &[],
+                Some(&ndjson(events)),
+            );
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            seqs.extend(acked_seqs(&reply.json()));
+            if n % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        seqs
+    });
+    let mut resumed = Stream::open(
+        &server,
+        &format!("tenant={tenant}&from_seq={}", a[0]),
+        &reader,
+    );
+    let c = writer.join().unwrap();
+    let expected: Vec<u64> = a.iter().chain(&b).chain(&c).copied().collect();
+    let got = resumed.next_seqs(expected.len(), tenant);
+    assert_eq!(got, expected, "resume under concurrent ingest");
+    // The live-only stream saw the concurrent batches too, in order.
+    assert_eq!(live.next_seqs(c.len(), tenant), c);
+
+    // Seal part of it, add more (left in the WAL and the tail), then SIGKILL and restart.
+    let flushed = call(
+        "POST",
+        &server.url("/v1/admin/flush"),
+        Some(admin),
+        &[],
+        Some(b""),
+    );
+    assert_eq!(flushed.status, 200);
+    let d = acked_seqs(&ingest(&server, admin, &batch(10)));
+    noise(&server, 2);
+    drop(live);
+    drop(resumed);
+    server.restart();
+
+    // Resume from the middle of B across the restart (sealed segments, then the replayed WAL),
+    // then live events after the handshake.
+    let from = b[4];
+    let mut after_restart = Stream::open(
+        &server,
+        &format!("tenant={tenant}&from_seq={from}"),
+        &reader,
+    );
+    let e = acked_seqs(&ingest(&server, admin, &batch(10)));
+    let expected: Vec<u64> = b[4..]
+        .iter()
+        .chain(&c)
+        .chain(&d)
+        .chain(&e)
+        .copied()
+        .collect();
+    let got = after_restart.next_seqs(expected.len(), tenant);
+    assert_eq!(got, expected, "resume across a restart");
+    // The reader's query sees exactly the same events, in the same order.
+    let stored: Vec<u64> = query_all(&server, &reader, "order=oldest")
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let all: Vec<u64> = a
+        .iter()
+        .chain(&b)
+        .chain(&c)
+        .chain(&d)
+        .chain(&e)
+        .copied()
+        .collect();
+    assert_eq!(stored, all, "query after restart");
+}
+
+#[test]
+fn server_openapi_document_is_valid_and_lists_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+
+    // Public: no token needed.
+    let reply = call("GET", &server.url("/v1/openapi.json"), None, &[], None);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.content_type.starts_with("application/json"));
+    let document = reply.json();
+    let version = document["openapi"].as_str().expect("openapi version");
+    assert!(version.starts_with("3."), "openapi {version}");
+    assert!(document["info"]["title"].is_string());
+    assert!(document["info"]["version"].is_string());
+    let paths = document["paths"].as_object().expect("paths object");
+    let mut documented = BTreeSet::new();
+    for (path, item) in paths {
+        assert!(path.starts_with('/'), "path {path}");
+        let mut operations = 0;
+        for method in ["get", "post", "put", "delete", "patch", "head", "options"] {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            operations += 1;
+            let responses = operation["responses"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{method} {path} has no responses object"));
+            assert!(!responses.is_empty(), "{method} {path} has no responses");
+            for (status, response) in responses {
+                assert!(
+                    status == "default" || status.parse::<u16>().is_ok(),
+                    "{method} {path}: status {status}"
+                );
+                assert!(
+                    response["description"].is_string(),
+                    "{method} {path} {status}: no description"
+                );
+            }
+            // Every path parameter is declared.
+            for segment in path.split('/') {
+                if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    let declared = operation["parameters"].as_array().is_some_and(|ps| {
+                        ps.iter().any(|p| p["name"] == name && p["in"] == "path")
+                    });
+                    assert!(declared, "{method} {path}: parameter {name} not declared");
+                }
+            }
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+        assert!(operations > 0, "path {path} has no operation");
+    }
+    // Every $ref points at a schema that exists.
+    let schemas = document["components"]["schemas"]
+        .as_object()
+        .expect("components.schemas");
+    let text = document.to_string();
+    for reference in text.split("\"$ref\":\"").skip(1) {
+        let target = reference.split('"').next().unwrap();
+        let name = target
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected $ref {target}"));
+        assert!(schemas.contains_key(name), "dangling $ref {target}");
+    }
+
+    // The router's list of routes and the document agree, both ways.
+    let routes: BTreeSet<(String, String)> = auditlog_server::ROUTES
+        .iter()
+        .map(|(method, path)| (method.to_string(), path.to_string()))
+        .collect();
+    assert_eq!(documented, routes, "OpenAPI paths vs ROUTES");
+
+    // And the running server serves every listed route (not the 404 fallback, not 405).
+    for (method, path) in auditlog_server::ROUTES {
+        let concrete = path
+            .replace("{seq}", "999999999")
+            .replace("{id}", "tok_missing");
+        let body: Option<&[u8]> = (*method == "POST" || *method == "DELETE").then_some(b"");
+        let reply = call(method, &server.url(&concrete), Some(ADMIN_TOKEN), &[], body);
+        assert_ne!(reply.status, 405, "{method} {path}");
+        let fallback = reply.status == 404 && reply.text().contains("no such route");
+        assert!(!fallback, "{method} {path} is not routed");
+    }
+    let unknown = call(
+        "GET",
+        &server.url("/v1/nothing"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.text().contains("no such route"));
+}

@@ -1,0 +1,903 @@
+//! What the server refuses, on the real `auditlog` binary and a real loopback port:
+//!
+//! - isolation: every endpoint x (no token, an unknown token, a token of the wrong role, a read
+//!   token of another tenant) answers 401 or 403 with an error body and no data; a read token
+//!   sees only its tenants even without a tenant filter; a revoked token is refused;
+//! - bad input: a corpus of broken ingest bodies, each answered with a precise 4xx naming the
+//!   line, field or limit, and nothing of that batch stored.
+//!
+//! Needs `cargo build -p auditlog` first (tests/run-all.sh does it).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use auditlog_engine::event::time::format_rfc3339_us;
+use auditlog_engine::store::now_us;
+use auditlog_tests::server::{ServerProcess, ADMIN_TOKEN};
+use serde_json::{json, Value};
+
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!(
+                "answer is not JSON ({error}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Reply {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build();
+    let mut request = agent.request(method, url);
+    if let Some(token) = token {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let result = match body {
+        Some(body) => request.send_bytes(body),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("{method} {url}: {error}"),
+    };
+    let status = response.status();
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .read_to_end(&mut body)
+        .expect("read the answer");
+    Reply { status, body }
+}
+
+/// The HTTP status of a WebSocket handshake on `/v1/stream?<query>` (101 when it upgraded).
+fn stream_handshake_status(server: &ServerProcess, query: &str, token: Option<&str>) -> u16 {
+    let stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let url = server.ws_url(&format!("/v1/stream?{query}"));
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
+    if let Some(token) = token {
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    match tungstenite::client(request, stream) {
+        Ok((_socket, response)) => response.status().as_u16(),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            let body = response.body().clone().unwrap_or_default();
+            let text = String::from_utf8_lossy(&body);
+            assert!(
+                !text.contains("secret-"),
+                "refused handshake leaked data: {text}"
+            );
+            response.status().as_u16()
+        }
+        Err(error) => panic!("stream handshake: {error}"),
+    }
+}
+
+fn create_token(
+    server: &ServerProcess,
+    name: &str,
+    role: &str,
+    tenants: &[&str],
+) -> (String, String) {
+    let body = json!({ "name": name, "role": role, "tenants": tenants }).to_string();
+    let reply = call(
+        "POST",
+        &server.url("/v1/tokens"),
+        Some(ADMIN_TOKEN),
+        &[("Content-Type", "application/json")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(reply.status, 201, "create token: {}", reply.text());
+    let answer = reply.json();
+    (
+        answer["id"].as_str().unwrap().to_string(),
+        answer["token"].as_str().unwrap().to_string(),
+    )
+}
+
+/// An event of `tenant` whose text carries a marker that must never leak to other tenants.
+fn marked_event(tenant: &str, i: usize) -> Value {
+    json!({
+        "id": format!("{tenant}-{i}"),
+        "tenant": tenant,
+        "actor": { "id": format!("secret-{tenant}-actor") },
+        "action": "update",
+        "resource": { "type": "pod", "name": format!("secret-{tenant}-{i}") },
+        "details": { "marker": format!("secret-{tenant}") },
+    })
+}
+
+fn ndjson(events: &[Value]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for event in events {
+        serde_json::to_writer(&mut body, event).unwrap();
+        body.push(b'\n');
+    }
+    body
+}
+
+/// Events of `tenant` stored, as an admin's query sees them.
+fn stored_count(server: &ServerProcess, tenant: &str) -> usize {
+    let reply = call(
+        "GET",
+        &server.url(&format!("/v1/events?tenant={tenant}&limit=1000")),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["events"].as_array().unwrap().len()
+}
+
+fn assert_error_body(reply: &Reply, what: &str) -> Value {
+    let body = reply.json();
+    let error = &body["error"];
+    assert!(error["code"].is_string(), "{what}: no error code: {body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: no error message: {body}"
+    );
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["error"],
+        "{what}: an error answer carries nothing else"
+    );
+    error.clone()
+}
+
+#[test]
+fn server_isolation_refuses_every_endpoint_without_the_right_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let (_, ingest_a) = create_token(&server, "ingest a", "ingest", &["acct_a"]);
+    let (_, read_a) = create_token(&server, "read a", "read", &["acct_a"]);
+    let (read_b_id, read_b) = create_token(&server, "read b", "read", &["acct_b"]);
+
+    let events: Vec<Value> = (0..10)
+        .flat_map(|i| [marked_event("acct_a", i), marked_event("acct_b", i)])
+        .collect();
+    let reply = call(
+        "POST",
+        &server.url("/v1/events"),
+        Some(ADMIN_TOKEN),
+        &[],
+        Some(&ndjson(&events)),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let first_seq = reply.json()["first_seq"].as_u64().unwrap();
+    // Events alternate a, b, a, b...
+    let seq_b = first_seq + 1;
+    let seq_a = first_seq;
+
+    let event_a = ndjson(&[marked_event("acct_a", 100)]);
+    let event_b = ndjson(&[marked_event("acct_b", 100)]);
+    let token_body = br#"{"name":"x","role":"admin"}"#.to_vec();
+
+    // (method, path, body, wrong-role tokens, the other-tenant request: path, body and token)
+    struct Endpoint<'a> {
+        method: &'a str,
+        path: String,
+        body: Option<Vec<u8>>,
+        wrong_role: Vec<&'a str>,
+        other_tenant: Vec<(String, Option<Vec<u8>>, &'a str)>,
+    }
+    let read_endpoint = |path: &str, other: &str| Endpoint {
+        method: "GET",
+        path: path.to_string(),
+        body: None,
+        wrong_role: vec![ingest_a.as_str()],
+        other_tenant: vec![(other.to_string(), None, read_a.as_str())],
+    };
+    let admin_endpoint = |method: &'static str, path: &str, body: Option<Vec<u8>>| Endpoint {
+        method,
+        path: path.to_string(),
+        body: body.clone(),
+        wrong_role: vec![ingest_a.as_str(), read_a.as_str()],
+        other_tenant: vec![(path.to_string(), body, read_a.as_str())],
+    };
+    let endpoints = vec![
+        Endpoint {
+            method: "POST",
+            path: "/v1/events".into(),
+            body: Some(event_a.clone()),
+            wrong_role: vec![read_a.as_str()],
+            other_tenant: vec![
+                (
+                    "/v1/events".into(),
+                    Some(event_b.clone()),
+                    ingest_a.as_str(),
+                ),
+                ("/v1/events".into(), Some(event_b.clone()), read_a.as_str()),
+            ],
+        },
+        read_endpoint("/v1/events?tenant=acct_a", "/v1/events?tenant=acct_b"),
+        read_endpoint(
+            &format!("/v1/events/{seq_a}"),
+            &format!("/v1/events/{seq_b}"),
+        ),
+        read_endpoint(
+            "/v1/events/export?tenant=acct_a",
+            "/v1/events/export?tenant=acct_b",
+        ),
+        read_endpoint(
+            "/v1/events/export?tenant=acct_a&format=ndjson",
+            "/v1/events/export?tenant=acct_a&tenant=acct_b&format=ndjson",
+        ),
+        read_endpoint(
+            "/v1/facets?tenant=acct_a&field=tenant",
+            "/v1/facets?tenant=acct_b&field=resource.name",
+        ),
+        read_endpoint("/v1/histogram?tenant=acct_a", "/v1/histogram?tenant=acct_b"),
+        admin_endpoint("POST", "/v1/tokens", Some(token_body.clone())),
+        admin_endpoint("GET", "/v1/tokens", None),
+        admin_endpoint("DELETE", &format!("/v1/tokens/{read_b_id}"), None),
+        admin_endpoint("POST", "/v1/admin/flush", Some(Vec::new())),
+        admin_endpoint("GET", "/v1/admin/stats", None),
+    ];
+
+    let mut checked = 0;
+    let mut check = |what: String, reply: Reply, allowed: &[u16]| {
+        assert!(
+            allowed.contains(&reply.status),
+            "{what}: expected {allowed:?}, got {} {}",
+            reply.status,
+            reply.text()
+        );
+        assert!(
+            !reply.text().contains("secret-"),
+            "{what}: refused answer leaked data: {}",
+            reply.text()
+        );
+        let error = assert_error_body(&reply, &what);
+        let code = if reply.status == 401 {
+            "unauthorized"
+        } else {
+            "forbidden"
+        };
+        assert_eq!(error["code"], code, "{what}");
+        checked += 1;
+    };
+    for endpoint in &endpoints {
+        let url = server.url(&endpoint.path);
+        let body = endpoint.body.as_deref();
+        let label = format!("{} {}", endpoint.method, endpoint.path);
+        check(
+            format!("{label} without a token"),
+            call(endpoint.method, &url, None, &[], body),
+            &[401],
+        );
+        check(
+            format!("{label} with an unknown token"),
+            call(endpoint.method, &url, Some("alt_not_a_token"), &[], body),
+            &[401],
+        );
+        check(
+            format!("{label} with a malformed Authorization header"),
+            call(
+                endpoint.method,
+                &url,
+                None,
+                &[("Authorization", ADMIN_TOKEN)],
+                body,
+            ),
+            &[401],
+        );
+        for token in &endpoint.wrong_role {
+            check(
+                format!("{label} with a wrong-role token"),
+                call(endpoint.method, &url, Some(token), &[], body),
+                &[403],
+            );
+        }
+        for (path, body, token) in &endpoint.other_tenant {
+            check(
+                format!("{} {path} with another tenant's token", endpoint.method),
+                call(
+                    endpoint.method,
+                    &server.url(path),
+                    Some(token),
+                    &[],
+                    body.as_deref(),
+                ),
+                &[403],
+            );
+        }
+    }
+    assert!(checked >= 60, "only {checked} refusals checked");
+
+    // The stream: refused in the handshake, before any event is sent.
+    assert_eq!(stream_handshake_status(&server, "tenant=acct_a", None), 401);
+    assert_eq!(
+        stream_handshake_status(&server, "tenant=acct_a&token=alt_not_a_token", None),
+        401
+    );
+    assert_eq!(
+        stream_handshake_status(&server, "tenant=acct_a", Some("alt_not_a_token")),
+        401
+    );
+    assert_eq!(
+        stream_handshake_status(&server, "tenant=acct_a", Some(&ingest_a)),
+        403
+    );
+    assert_eq!(
+        stream_handshake_status(&server, &format!("tenant=acct_a&token={ingest_a}"), None),
+        403
+    );
+    assert_eq!(
+        stream_handshake_status(&server, "tenant=acct_b&from_seq=1", Some(&read_a)),
+        403
+    );
+    assert_eq!(
+        stream_handshake_status(&server, &format!("tenant=acct_b&token={read_a}"), None),
+        403
+    );
+    assert_eq!(
+        stream_handshake_status(&server, "tenant=acct_a", Some(&read_a)),
+        101
+    );
+
+    // Nothing was written by the refused ingests, and the tokens are as they were.
+    assert_eq!(stored_count(&server, "acct_a"), 10);
+    assert_eq!(stored_count(&server, "acct_b"), 10);
+    let tokens = call(
+        "GET",
+        &server.url("/v1/tokens"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(tokens.json()["tokens"].as_array().unwrap().len(), 4);
+
+    // Without a tenant filter, a read token sees its own tenants only, on every read path.
+    let get_text = |path: &str, token: &str| {
+        let reply = call("GET", &server.url(path), Some(token), &[], None);
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.text());
+        reply.text()
+    };
+    for path in [
+        "/v1/events?limit=1000",
+        "/v1/events/export",
+        "/v1/events/export?format=ndjson",
+        "/v1/facets?field=resource.name&top=100",
+        "/v1/facets?field=tenant",
+        "/v1/facets?field=actor",
+    ] {
+        let text = get_text(path, &read_a);
+        assert!(text.contains("acct_a"), "{path}: {text}");
+        assert!(!text.contains("acct_b"), "{path} leaked tenant b: {text}");
+    }
+    let page: Value = serde_json::from_str(&get_text("/v1/events?limit=1000", &read_a)).unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 10);
+    let histogram: Value = serde_json::from_str(&get_text("/v1/histogram", &read_a)).unwrap();
+    let total: u64 = histogram["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 10, "histogram counts only tenant a");
+    // The query language narrows the scope, never widens it.
+    for q in [
+        "tenant:acct_b",
+        "secret-acct_b",
+        "resource.name:secret-acct_b-1",
+    ] {
+        let page: Value = serde_json::from_str(&get_text(
+            &format!("/v1/events?q={}", q.replace(':', "%3A")),
+            &read_a,
+        ))
+        .unwrap();
+        assert_eq!(page["events"], json!([]), "q={q}");
+    }
+
+    // A revoked token is refused at once.
+    assert_eq!(
+        call(
+            "GET",
+            &server.url("/v1/events?tenant=acct_b"),
+            Some(&read_b),
+            &[],
+            None
+        )
+        .status,
+        200
+    );
+    let revoked = call(
+        "DELETE",
+        &server.url(&format!("/v1/tokens/{read_b_id}")),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(revoked.status, 204, "{}", revoked.text());
+    let reply = call(
+        "GET",
+        &server.url("/v1/events?tenant=acct_b"),
+        Some(&read_b),
+        &[],
+        None,
+    );
+    assert_eq!(reply.status, 401);
+    assert!(!reply.text().contains("secret-"));
+}
+
+/// One broken ingest body and what the answer must say.
+struct Case {
+    name: &'static str,
+    body: Vec<u8>,
+    content_encoding: Option<&'static str>,
+    status: u16,
+    code: &'static str,
+    /// Words the message must contain (what is wrong, which limit).
+    message: &'static [&'static str],
+    line: Option<u64>,
+    field: Option<&'static str>,
+}
+
+const BAD_TENANT: &str = "acct_bad";
+
+/// A valid event of the bad-input tenant: every body starts with some, so a batch that is
+/// refused must also drop its valid events.
+fn good(i: usize) -> String {
+    json!({
+        "id": format!("good-{i}"),
+        "tenant": BAD_TENANT,
+        "actor": { "id": "u1" },
+        "action": "login",
+        "resource": { "type": "account" },
+    })
+    .to_string()
+}
+
+/// A body of one valid line and then `bad` on line 2.
+fn second_line(bad: &str) -> Vec<u8> {
+    format!("{}\n{bad}\n{}\n", good(1), good(3)).into_bytes()
+}
+
+/// The valid event with one field replaced (a dotted path) by `value`.
+fn with(path: &str, value: Value) -> String {
+    let mut event: Value = serde_json::from_str(&good(2)).unwrap();
+    let mut target = &mut event;
+    let parts: Vec<&str> = path.split('.').collect();
+    for part in &parts[..parts.len() - 1] {
+        target = target
+            .as_object_mut()
+            .unwrap()
+            .entry(part.to_string())
+            .or_insert_with(|| json!({}));
+    }
+    target[parts[parts.len() - 1]] = value;
+    event.to_string()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn corpus() -> Vec<Case> {
+    let now = now_us();
+    let day_us = 86_400_000_000i64;
+    let nested = |depth: usize| {
+        let mut details = "1".to_string();
+        for _ in 0..depth {
+            details = format!("{{\"a\":{details}}}");
+        }
+        let event = good(2);
+        format!("{},\"details\":{details}}}", &event[..event.len() - 1])
+    };
+    let mut invalid_utf8 = with("resource.name", json!("caf_")).into_bytes();
+    let position = invalid_utf8.windows(4).position(|w| w == b"caf_").unwrap();
+    invalid_utf8[position + 3] = 0xff;
+    let mut invalid_utf8_body = format!("{}\n", good(1)).into_bytes();
+    invalid_utf8_body.extend_from_slice(&invalid_utf8);
+    // More than 16 MiB once decoded: valid events, so only the size is wrong.
+    let line = good(7);
+    let mut huge = Vec::with_capacity((16 << 20) + 4096);
+    while huge.len() <= (16 << 20) + 1024 {
+        huge.extend_from_slice(line.as_bytes());
+        huge.push(b'\n');
+    }
+    let many: Vec<u8> = (0..10_001)
+        .flat_map(|i| format!("{}\n", good(100_000 + i)).into_bytes())
+        .collect();
+
+    vec![
+        Case {
+            name: "malformed JSON",
+            body: second_line(r#"{"tenant":"acct_bad","actor":{"id":"u1"},"action":"login""#),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["malformed"],
+            line: Some(2),
+            field: None,
+        },
+        Case {
+            name: "not an object",
+            body: second_line("[1,2,3]"),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["object"],
+            line: Some(2),
+            field: None,
+        },
+        Case {
+            name: "malformed JSON array",
+            body: format!("[{},{}", good(1), good(2)).into_bytes(),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["malformed", "EOF"],
+            // The position in the array where the body broke off.
+            line: Some(3),
+            field: None,
+        },
+        Case {
+            name: "wrong type: action is a number",
+            body: second_line(&with("action", json!(5))),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["string"],
+            line: Some(2),
+            field: Some("action"),
+        },
+        Case {
+            name: "wrong type: actor is a string",
+            body: second_line(&with("actor", json!("u1"))),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["object"],
+            line: Some(2),
+            field: Some("actor"),
+        },
+        Case {
+            name: "wrong type: changes is an object",
+            body: second_line(&with("changes", json!({"field": "x"}))),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["array"],
+            line: Some(2),
+            field: Some("changes"),
+        },
+        Case {
+            name: "wrong type: details is an array (in a JSON array body, item 3)",
+            body: format!(
+                "[{},{},{}]",
+                good(1),
+                good(2),
+                with("details", json!([1, 2]))
+            )
+            .into_bytes(),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["object"],
+            line: Some(3),
+            field: Some("details"),
+        },
+        Case {
+            name: "unknown top-level field",
+            body: second_line(&with("colour", json!("red"))),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["unknown", "colour"],
+            line: Some(2),
+            field: Some("colour"),
+        },
+        Case {
+            name: "unknown nested field",
+            body: second_line(&with("actor.name", json!("alice"))),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["unknown", "name"],
+            line: Some(2),
+            field: Some("actor.name"),
+        },
+        Case {
+            name: "missing tenant",
+            body: second_line(
+                r#"{"actor":{"id":"u1"},"action":"login","resource":{"type":"account"}}"#,
+            ),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["missing"],
+            line: Some(2),
+            field: Some("tenant"),
+        },
+        Case {
+            name: "bad tenant characters",
+            body: second_line(&with("tenant", json!("acct bad"))),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["tenant"],
+            line: Some(2),
+            field: Some("tenant"),
+        },
+        Case {
+            name: "oversized event",
+            body: second_line(&with("details.blob", json!("x".repeat(70 * 1024)))),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["65536"],
+            line: Some(2),
+            field: None,
+        },
+        Case {
+            name: "body over 16 MiB",
+            body: huge.clone(),
+            content_encoding: None,
+            status: 413,
+            code: "too_large",
+            message: &["16777216"],
+            line: None,
+            field: None,
+        },
+        Case {
+            name: "gzip body over 16 MiB once decoded",
+            body: gzip(&huge),
+            content_encoding: Some("gzip"),
+            status: 413,
+            code: "too_large",
+            message: &["16777216", "decompression"],
+            line: None,
+            field: None,
+        },
+        Case {
+            name: "more than 10,000 events",
+            body: many,
+            content_encoding: None,
+            status: 413,
+            code: "too_large",
+            message: &["10001", "10000"],
+            line: None,
+            field: None,
+        },
+        Case {
+            name: "bad timestamp",
+            body: second_line(&with("timestamp", json!("2026-13-45T00:00:00Z"))),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["2026-13-45"],
+            line: Some(2),
+            field: Some("timestamp"),
+        },
+        Case {
+            name: "timestamp without offset",
+            body: second_line(&with("timestamp", json!("2026-01-02T03:04:05"))),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["offset"],
+            line: Some(2),
+            field: Some("timestamp"),
+        },
+        Case {
+            name: "timestamp more than 24 h ahead",
+            body: second_line(&with(
+                "timestamp",
+                json!(format_rfc3339_us(now + 2 * day_us)),
+            )),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["future"],
+            line: Some(2),
+            field: Some("timestamp"),
+        },
+        Case {
+            name: "timestamp older than retention",
+            body: second_line(&with(
+                "timestamp",
+                json!(format_rfc3339_us(now - 400 * day_us)),
+            )),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["retention"],
+            line: Some(2),
+            field: Some("timestamp"),
+        },
+        Case {
+            name: "bad IPv4",
+            body: second_line(&with("actor.ip", json!("300.1.1.1"))),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["300.1.1.1"],
+            line: Some(2),
+            field: Some("actor.ip"),
+        },
+        Case {
+            name: "bad IPv6",
+            body: second_line(&with("actor.ip", json!("2001:db8:::1"))),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["2001:db8:::1"],
+            line: Some(2),
+            field: Some("actor.ip"),
+        },
+        Case {
+            name: "invalid UTF-8",
+            body: invalid_utf8_body,
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["UTF-8"],
+            line: Some(2),
+            field: None,
+        },
+        Case {
+            name: "details nested 40 deep",
+            body: second_line(&nested(40)),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["32"],
+            line: Some(2),
+            field: Some("details"),
+        },
+        Case {
+            // Deeper than serde_json's own recursion limit: still the depth error.
+            name: "details nested 5000 deep",
+            body: second_line(&nested(5000)),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["32"],
+            line: Some(2),
+            field: Some("details"),
+        },
+        Case {
+            name: "empty body",
+            body: b"\n\n".to_vec(),
+            content_encoding: None,
+            status: 400,
+            code: "invalid_event",
+            message: &["empty"],
+            line: None,
+            field: None,
+        },
+        Case {
+            name: "Content-Encoding gzip on a body that is not gzip",
+            body: second_line(&good(2)),
+            content_encoding: Some("gzip"),
+            status: 400,
+            code: "bad_request",
+            message: &["body"],
+            line: None,
+            field: None,
+        },
+    ]
+}
+
+#[test]
+fn server_bad_input_gets_a_precise_error_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let mut failures = Vec::new();
+    for case in corpus() {
+        let mut headers = vec![("Content-Type", "application/x-ndjson")];
+        if let Some(encoding) = case.content_encoding {
+            headers.push(("Content-Encoding", encoding));
+        }
+        let reply = call(
+            "POST",
+            &server.url("/v1/events"),
+            Some(ADMIN_TOKEN),
+            &headers,
+            Some(&case.body),
+        );
+        let what = case.name;
+        if reply.status != case.status {
+            failures.push(format!(
+                "{what}: status {} (expected {}): {}",
+                reply.status,
+                case.status,
+                reply.text()
+            ));
+            continue;
+        }
+        let error = assert_error_body(&reply, what);
+        eprintln!("{what}: {} {error}", reply.status);
+        let message = error["message"].as_str().unwrap();
+        let mut problems = Vec::new();
+        if error["code"] != case.code {
+            problems.push(format!("code {} (expected {})", error["code"], case.code));
+        }
+        for word in case.message {
+            if !message.contains(word) {
+                problems.push(format!("message lacks {word:?}"));
+            }
+        }
+        if error["line"].as_u64() != case.line {
+            problems.push(format!("line {} (expected {:?})", error["line"], case.line));
+        }
+        if let Some(field) = case.field {
+            if error["field"] != field {
+                problems.push(format!("field {} (expected {field})", error["field"]));
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{what}: {}: {}", problems.join(", "), error));
+        }
+        // Nothing of a refused batch is stored, not even its valid events.
+        let stored = stored_count(&server, BAD_TENANT);
+        if stored != 0 {
+            failures.push(format!("{what}: {stored} events stored"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "bad input answers:\n{}",
+        failures.join("\n")
+    );
+
+    // The same kind of body, valid, is stored (the corpus fails for its defect alone).
+    let valid = format!("{}\n{}\n", good(1), good(2));
+    for (body, encoding) in [
+        (valid.clone().into_bytes(), None),
+        (gzip(valid.as_bytes()), Some("gzip")),
+    ] {
+        let mut headers = vec![];
+        if let Some(encoding) = encoding {
+            headers.push(("Content-Encoding", encoding));
+        }
+        let reply = call(
+            "POST",
+            &server.url("/v1/events"),
+            Some(ADMIN_TOKEN),
+            &headers,
+            Some(&body),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert_eq!(
+        stored_count(&server, BAD_TENANT),
+        2,
+        "the retry was deduplicated"
+    );
+    // The server is still healthy after the corpus.
+    let health = call("GET", &server.url("/healthz"), None, &[], None);
+    assert_eq!(health.status, 200);
+}
