@@ -13,6 +13,10 @@ use auditlog_engine::segment::{encode_segment, Column, Columns, EncodeOptions, S
 use auditlog_gen::{GenConfig, Generator};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
+// The binaries that read and write segments (server, engine-report) use mimalloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DAY_US: i64 = 86_400_000_000;
 const PAGE_EVENTS: usize = 50;
 

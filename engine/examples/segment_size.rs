@@ -8,6 +8,8 @@
 //!   --text-level N   zstd level of id/changes/details
 //!   --dict-level N   zstd level of the dictionaries
 //!   --sweep          compare block sizes 256..8192 and a few level choices
+//!   --profile WHAT   only run WHAT five times, for perf: `encode`, `decode` (read_all),
+//!                    `page` (filter columns + read_rows of 50), `rows`, `block` (all columns)
 //! ```
 //!
 //! The events are one UTC day of a 2000-tenant platform (one partition), in acknowledgement
@@ -65,6 +67,17 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     (best, last.expect("at least one run"))
 }
 
+/// CPU time of this process (the machine may be busy with other work).
+fn cpu_seconds() -> f64 {
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `time` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut time) };
+    time.tv_sec as f64 + time.tv_nsec as f64 * 1e-9
+}
+
 struct Measured {
     bytes: usize,
     encode: Duration,
@@ -106,6 +119,7 @@ fn main() {
     let mut count = 1_000_000usize;
     let mut options = EncodeOptions::default();
     let mut sweep = false;
+    let mut profile: Option<String> = None;
     while let Some(argument) = arguments.next() {
         let mut value = || -> i64 {
             arguments
@@ -119,6 +133,7 @@ fn main() {
             "--text-level" => options.text_zstd_level = value() as i32,
             "--dict-level" => options.dictionary_zstd_level = value() as i32,
             "--sweep" => sweep = true,
+            "--profile" => profile = arguments.next(),
             other => count = other.parse().expect("events is a number"),
         }
     }
@@ -129,6 +144,60 @@ fn main() {
         "generated {count} events in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+
+    if let Some(what) = profile {
+        // Only the named path, repeated, for `perf record`.
+        let encoded = encode_segment(1, &rows, &options).expect("encode succeeds");
+        let segment = Segment::from_bytes("profile.seg", encoded.bytes).expect("segment opens");
+        let started = Instant::now();
+        let cpu_started = cpu_seconds();
+        for _ in 0..5 {
+            match what.as_str() {
+                "encode" => drop(std::hint::black_box(
+                    encode_segment(1, &rows, &options).expect("encode succeeds"),
+                )),
+                "decode" => drop(std::hint::black_box(
+                    segment.read_all().expect("decode succeeds"),
+                )),
+                "page" => {
+                    let filter = Columns::of(&[Column::Tenant, Column::Timestamp, Column::Seq]);
+                    for index in 0..segment.blocks().len() {
+                        let block = segment.read_block(index, filter).expect("decodes");
+                        let rows = block.len();
+                        std::hint::black_box(
+                            segment
+                                .read_rows(index, rows.saturating_sub(50)..rows)
+                                .expect("decodes"),
+                        );
+                    }
+                }
+                "rows" => {
+                    for index in 0..segment.blocks().len() {
+                        let rows = segment.blocks()[index].rows as usize;
+                        std::hint::black_box(
+                            segment
+                                .read_rows(index, rows.saturating_sub(50)..rows)
+                                .expect("decodes"),
+                        );
+                    }
+                }
+                "block" => {
+                    for index in 0..segment.blocks().len() {
+                        std::hint::black_box(
+                            segment.read_block(index, Columns::ALL).expect("decodes"),
+                        );
+                    }
+                }
+                other => panic!("--profile takes encode, decode, page, rows or block, not {other}"),
+            }
+        }
+        println!(
+            "{what}: {:.4} s per run, {:.4} s cpu",
+            started.elapsed().as_secs_f64() / 5.0,
+            (cpu_seconds() - cpu_started) / 5.0
+        );
+        return;
+    }
 
     let mut ndjson = Vec::with_capacity(count * 700);
     for row in &rows {

@@ -3,10 +3,11 @@
  *
  * Data flow: the filters live in the URL's query string (shareable, reloadable); every filter
  * change fires the list, the facets and the histogram in parallel (one round trip of latency) and
- * drops answers of an older generation. Rows are rendered as HTML strings in batches; live events
- * (WebSocket /v1/stream) are queued and flushed at most once per animation frame, newest on top,
- * with at most ROWS_MAX rows kept, so a burst of thousands of events a second does not block
- * input. An event opens in a drawer (hash #seq=N, loadable on its own).
+ * drops answers of an older generation. The table is virtualized: rows have a fixed height and only
+ * those near the viewport are in the DOM, so its cost does not grow with the rows kept. Live events
+ * (WebSocket /v1/stream) are queued and flushed at most every FLUSH_INTERVAL_MS in an animation
+ * frame, newest on top, with at most ROWS_MAX rows kept, so a burst of thousands of events a second
+ * does not block input. An event opens in a drawer (hash #seq=N, loadable on its own).
  */
 'use strict';
 
@@ -15,7 +16,11 @@
   const PAGE_SIZE = 100;
   const ROWS_MAX = 5000;
   const FACET_TOP = 50;
+  // Live rows are drawn at most this often; during a burst (a big last batch) less often, so the
+  // main thread stays free for input.
   const FLUSH_INTERVAL_MS = 80;
+  const FLUSH_INTERVAL_BURST_MS = 250;
+  const BURST_BATCH = 100;
   const DEFAULT_RANGE = '7d';
 
   const ACTION_GROUPS = [
@@ -39,7 +44,7 @@
     action: $('f-action'), type: $('f-type'), range: $('f-range'), user: $('f-user'), tenant: $('f-tenant'),
     tenantField: $('tenant-field'), customFrom: $('custom-range'), customTo: $('custom-range-to'), from: $('f-from'), to: $('f-to'),
     reset: $('reset'), chart: $('chart'), chartCaption: $('chart-caption'),
-    total: $('total'), banner: $('banner'), grid: $('grid'), rows: $('rows'), empty: $('empty'),
+    total: $('total'), banner: $('banner'), grid: $('grid'), gridHead: document.querySelector('.grid-head'), topbar: document.querySelector('.topbar'), rows: $('rows'), empty: $('empty'),
     sentinel: $('sentinel'), listStatus: $('list-status'),
     drawer: $('drawer'), drawerTitle: $('drawer-title'), drawerBody: $('drawer-body'), drawerClose: $('drawer-close'), backdrop: $('backdrop'),
   };
@@ -54,7 +59,12 @@
     filters: null,
     generation: 0,
     abort: null,
-    events: new Map(), // seq -> event, for every row in the DOM
+    events: new Map(), // seq -> event, for every row kept
+    list: [], // the rows kept, in display order (newest first)
+    rowHeight: 48,
+    window: { first: -1, last: -1, version: -1 },
+    listVersion: 0,
+    freshUntil: new Map(), // seq -> time until which the row is marked new
     nextCursor: null,
     loadingMore: false,
     trimmed: false,
@@ -75,6 +85,7 @@
     pendingSeqs: new Set(),
     flushScheduled: false,
     lastFlush: 0,
+    lastBatch: 0,
     listReady: false,
   };
 
@@ -354,8 +365,10 @@
   }
 
   function clearRows() {
-    el.rows.textContent = '';
+    state.list = [];
     state.events.clear();
+    state.freshUntil.clear();
+    invalidate();
     state.nextCursor = null;
     state.trimmed = false;
     state.selectedSeq = null;
@@ -367,6 +380,7 @@
     state.listReady = true;
     el.grid.removeAttribute('aria-busy');
     appendRows(page.events);
+    renderWindow();
     state.nextCursor = page.next_cursor;
     updateListStatus();
     if (state.pending.length) scheduleFlush();
@@ -374,17 +388,85 @@
   }
 
   function appendRows(events) {
-    let html = '';
     for (const event of events) {
       if (state.events.has(event.seq)) continue;
       state.events.set(event.seq, event);
-      html += rowHtml(event);
+      state.list.push(event);
     }
-    el.rows.insertAdjacentHTML('beforeend', html);
+    invalidate();
+  }
+
+  // ---------- the virtual list ----------
+
+  const OVERSCAN_ROWS = 8;
+  let renderScheduled = false;
+
+  function invalidate() {
+    state.listVersion++;
+    scheduleRender();
+  }
+
+  function scheduleRender() {
+    if (renderScheduled) return;
+    renderScheduled = true;
+    requestAnimationFrame(() => {
+      renderScheduled = false;
+      renderWindow();
+    });
+  }
+
+  function measureRowHeight() {
+    const value = parseFloat(getComputedStyle(el.rows).getPropertyValue('--row-h'));
+    if (value > 0 && value !== state.rowHeight) {
+      state.rowHeight = value;
+      state.listVersion++;
+    }
+  }
+
+  /** Renders the rows near the viewport; the container's height stands for all of them. */
+  function renderWindow() {
+    const count = state.list.length;
+    const rowHeight = state.rowHeight;
+    el.rows.style.height = `${count * rowHeight}px`;
+    el.grid.setAttribute('aria-rowcount', String(count + 1));
+    const top = el.rows.getBoundingClientRect().top;
+    const viewTop = Math.max(0, -top);
+    const viewBottom = Math.max(0, window.innerHeight - top);
+    const first = Math.max(0, Math.floor(viewTop / rowHeight) - OVERSCAN_ROWS);
+    const last = Math.min(count, Math.ceil(viewBottom / rowHeight) + OVERSCAN_ROWS);
+    const w = state.window;
+    if (first === w.first && last === w.last && w.version === state.listVersion) return;
+    w.first = first;
+    w.last = last;
+    w.version = state.listVersion;
+    const now = Date.now();
+    let html = '';
+    for (let i = first; i < last; i++) html += rowHtml(state.list[i], i, now);
+    el.rows.innerHTML = html;
+    const selected = state.selectedSeq !== null && rowOf(state.selectedSeq);
+    if (selected) el.grid.setAttribute('aria-activedescendant', selected.id);
+    else el.grid.removeAttribute('aria-activedescendant');
+  }
+
+  function indexOfSeq(seq) {
+    return state.list.findIndex((event) => event.seq === seq);
+  }
+
+  /** Height of what sticks to the top of the viewport: the top bar and the table's header. */
+  function stickyHeight() {
+    return el.topbar.offsetHeight + el.gridHead.offsetHeight;
+  }
+
+  /** Scrolls the window so that row `index` is fully visible (below the sticky header). */
+  function revealIndex(index) {
+    const rowTop = el.rows.getBoundingClientRect().top + index * state.rowHeight;
+    const sticky = stickyHeight();
+    if (rowTop < sticky) window.scrollBy(0, rowTop - sticky);
+    else if (rowTop + state.rowHeight > window.innerHeight) window.scrollBy(0, rowTop + state.rowHeight - window.innerHeight);
   }
 
   function updateListStatus() {
-    const count = state.events.size;
+    const count = state.list.length;
     showEmpty(count === 0 ? (state.filters.q || hasFilters() ? 'No events match these filters.' : 'No events in this time range.') : '');
     if (count === 0) el.listStatus.textContent = '';
     else if (state.loadingMore) el.listStatus.textContent = 'Loading more…';
@@ -415,6 +497,7 @@
       const page = await api('/v1/events', params, state.abort?.signal);
       if (gen !== state.generation) return;
       appendRows(page.events);
+      renderWindow();
       state.nextCursor = page.next_cursor;
     } catch (error) {
       if (gen === state.generation && error.name !== 'AbortError') {
@@ -465,7 +548,7 @@
     return 'a-other';
   }
 
-  function rowHtml(event) {
+  function rowHtml(event, index, now) {
     const actor = event.actor || {};
     const resource = event.resource || {};
     const user = actor.email || actor.id || '—';
@@ -475,7 +558,8 @@
     const summary = summaryOf(event);
     const failed = event.outcome === 'failure';
     const selected = event.seq === state.selectedSeq;
-    return `<div class="row${failed ? ' failed' : ''}${selected ? ' selected' : ''}" role="row" id="row-${event.seq}" data-seq="${event.seq}" data-action="${esc(event.action)}" data-type="${esc(resource.type)}" data-tenant="${esc(event.tenant)}" aria-selected="${selected}">`
+    const fresh = (state.freshUntil.get(event.seq) || 0) > now;
+    return `<div class="row${failed ? ' failed' : ''}${selected ? ' selected' : ''}${fresh ? ' fresh' : ''}" role="row" id="row-${event.seq}" aria-rowindex="${index + 2}" style="top:${index * state.rowHeight}px" data-seq="${event.seq}" data-action="${esc(event.action)}" data-type="${esc(resource.type)}" data-tenant="${esc(event.tenant)}" aria-selected="${selected}">`
       + `<div role="gridcell" class="c-time" title="${esc(localOf(event.timestamp))} (local time)"><time datetime="${esc(event.timestamp)}">${esc(utcShort(event.timestamp))}</time></div>`
       + `<div role="gridcell" class="c-user"><span class="primary" title="${esc(user)}">${esc(user)}</span>${userSub ? `<span class="sub">${esc(userSub)}</span>` : ''}</div>`
       + `<div role="gridcell" class="c-action"><span class="badge ${actionClass(event.action)}">${esc(actionLabel(event.action))}</span>${failed ? '<span class="badge a-failed">Failed</span>' : ''}</div>`
@@ -488,18 +572,14 @@
     return document.getElementById(`row-${seq}`);
   }
 
-  function select(row, { scroll = true } = {}) {
-    if (!row) return;
-    const previous = state.selectedSeq !== null && rowOf(state.selectedSeq);
-    if (previous) {
-      previous.classList.remove('selected');
-      previous.setAttribute('aria-selected', 'false');
-    }
-    row.classList.add('selected');
-    row.setAttribute('aria-selected', 'true');
-    state.selectedSeq = Number(row.dataset.seq);
-    el.grid.setAttribute('aria-activedescendant', row.id);
-    if (scroll) row.scrollIntoView({ block: 'nearest' });
+  /** Selects the row at `index` of the list. */
+  function selectIndex(index, { scroll = true } = {}) {
+    const event = state.list[index];
+    if (!event) return;
+    state.selectedSeq = event.seq;
+    if (scroll) revealIndex(index);
+    state.listVersion++;
+    renderWindow();
   }
 
   // ---------- facets ----------
@@ -834,8 +914,7 @@
   async function openSeq(seq) {
     const known = state.events.get(seq);
     if (known) {
-      const row = rowOf(seq);
-      if (row) select(row);
+      selectIndex(indexOfSeq(seq));
       openDrawer(known);
       return;
     }
@@ -1000,7 +1079,7 @@
       const page = await api('/v1/events', params, state.abort?.signal);
       if (gen !== state.generation || !state.live) return;
       let newest = -1;
-      for (const seq of state.events.keys()) if (seq > newest) newest = seq;
+      for (const event of state.list) if (event.seq > newest) newest = event.seq;
       const fresh = page.events.filter((e) => e.seq > newest).reverse();
       for (const event of fresh) enqueue(event);
     } catch (_) { /* the stream still delivers what comes next */ }
@@ -1023,7 +1102,8 @@
   function scheduleFlush() {
     if (state.flushScheduled || !state.listReady) return;
     state.flushScheduled = true;
-    const wait = Math.max(0, FLUSH_INTERVAL_MS - (performance.now() - state.lastFlush));
+    const interval = state.lastBatch > BURST_BATCH ? FLUSH_INTERVAL_BURST_MS : FLUSH_INTERVAL_MS;
+    const wait = Math.max(0, interval - (performance.now() - state.lastFlush));
     setTimeout(() => requestAnimationFrame(flush), wait);
   }
 
@@ -1040,6 +1120,7 @@
     state.lastFlush = performance.now();
     if (!state.listReady || !state.pending.length) return;
     let batch = state.pending;
+    state.lastBatch = batch.length;
     state.pending = [];
     state.pendingSeqs.clear();
     batch.sort((a, b) => a.seq - b.seq);
@@ -1049,33 +1130,41 @@
       batch = batch.slice(skipped);
       state.trimmed = true;
     }
-    let html = '';
-    let added = 0;
-    // A few new rows are flashed; a burst is not (thousands of running animations cost frames).
-    const flash = batch.length <= 20;
+    const fresh = [];
+    const freshUntil = Date.now() + 2000;
     for (let i = batch.length - 1; i >= 0; i--) {
       const event = batch[i];
       if (state.events.has(event.seq)) continue;
       state.events.set(event.seq, event);
-      html += flash ? rowHtml(event).replace('class="row', 'class="row fresh') : rowHtml(event);
-      added++;
+      fresh.push(event);
+      state.freshUntil.set(event.seq, freshUntil);
     }
-    if (!added && !skipped) return;
-    el.rows.insertAdjacentHTML('afterbegin', html);
+    if (!fresh.length && !skipped) return;
+    // A reader scrolled into the list keeps seeing the same rows: the new ones push the page down.
+    const scrolledIn = el.rows.getBoundingClientRect().top < stickyHeight() - 1;
+    state.list = fresh.concat(state.list);
     trimRows();
-    bumpTotal(added + skipped);
+    if (scrolledIn) window.scrollBy(0, fresh.length * state.rowHeight);
+    invalidate();
+    renderWindow();
+    bumpTotal(fresh.length + skipped);
     updateListStatus();
+    setTimeout(expireFresh, 2100);
+  }
+
+  function expireFresh() {
+    const now = Date.now();
+    for (const [seq, until] of state.freshUntil) if (until <= now) state.freshUntil.delete(seq);
+    invalidate();
   }
 
   function trimRows() {
-    const extra = el.rows.children.length - ROWS_MAX;
-    if (extra <= 0) return;
-    const children = el.rows.children;
-    for (let i = ROWS_MAX; i < children.length; i++) state.events.delete(Number(children[i].dataset.seq));
-    const range = document.createRange();
-    range.setStartBefore(children[ROWS_MAX]);
-    range.setEndAfter(el.rows.lastElementChild);
-    range.deleteContents();
+    if (state.list.length <= ROWS_MAX) return;
+    for (const event of state.list.slice(ROWS_MAX)) {
+      state.events.delete(event.seq);
+      state.freshUntil.delete(event.seq);
+    }
+    state.list.length = ROWS_MAX;
     state.trimmed = true;
     state.nextCursor = null;
   }
@@ -1143,24 +1232,26 @@
     el.rows.addEventListener('click', (e) => {
       const row = e.target.closest('.row');
       if (!row) return;
-      select(row, { scroll: false });
       const event = state.events.get(Number(row.dataset.seq));
+      selectIndex(indexOfSeq(Number(row.dataset.seq)), { scroll: false });
       if (event) openDrawer(event, { focus: false });
     });
 
     el.grid.addEventListener('keydown', (e) => {
-      const current = state.selectedSeq !== null ? rowOf(state.selectedSeq) : null;
-      let target = null;
+      const current = state.selectedSeq !== null ? indexOfSeq(state.selectedSeq) : -1;
+      const last = state.list.length - 1;
+      const page = Math.max(1, Math.floor(window.innerHeight / state.rowHeight) - 2);
+      let target = -1;
       switch (e.key) {
-        case 'ArrowDown': target = current ? current.nextElementSibling : el.rows.firstElementChild; break;
-        case 'ArrowUp': target = current ? current.previousElementSibling : el.rows.firstElementChild; break;
-        case 'Home': target = el.rows.firstElementChild; break;
-        case 'End': target = el.rows.lastElementChild; break;
-        case 'PageDown': target = stepRows(current, 10); break;
-        case 'PageUp': target = stepRows(current, -10); break;
+        case 'ArrowDown': target = current < 0 ? 0 : Math.min(last, current + 1); break;
+        case 'ArrowUp': target = current < 0 ? 0 : Math.max(0, current - 1); break;
+        case 'Home': target = 0; break;
+        case 'End': target = last; break;
+        case 'PageDown': target = Math.min(last, Math.max(0, current) + page); break;
+        case 'PageUp': target = Math.max(0, current - page); break;
         case 'Enter':
         case ' ':
-          if (current) {
+          if (current >= 0) {
             e.preventDefault();
             const event = state.events.get(state.selectedSeq);
             if (event) openDrawer(event, { focus: false });
@@ -1169,18 +1260,19 @@
         default: return;
       }
       e.preventDefault();
-      if (target) {
-        select(target);
+      if (target >= 0) {
+        selectIndex(target);
         if (!el.drawer.hidden) {
           const event = state.events.get(state.selectedSeq);
           if (event) openDrawer(event, { focus: false });
         }
-        if (!target.nextElementSibling) loadMore();
+        if (target >= last - 5) loadMore();
       }
     });
     el.grid.addEventListener('focus', () => {
-      if (state.selectedSeq === null && el.rows.firstElementChild) select(el.rows.firstElementChild, { scroll: false });
+      if (state.selectedSeq === null && state.list.length) selectIndex(0, { scroll: false });
     });
+    window.addEventListener('scroll', scheduleRender, { passive: true });
 
     document.addEventListener('keydown', (e) => {
       if (e.key === 'Escape' && !el.drawer.hidden) {
@@ -1218,6 +1310,8 @@
     window.addEventListener('resize', () => {
       clearTimeout(resizeTimer);
       resizeTimer = setTimeout(renderChart, 120);
+      measureRowHeight();
+      scheduleRender();
     });
     // Leaving the page ends the stream (and a page restored from the back/forward cache resumes).
     window.addEventListener('pagehide', () => {
@@ -1228,20 +1322,11 @@
     });
   }
 
-  function stepRows(row, n) {
-    let target = row || el.rows.firstElementChild;
-    for (let i = 0; i < Math.abs(n) && target; i++) {
-      const next = n > 0 ? target.nextElementSibling : target.previousElementSibling;
-      if (!next) break;
-      target = next;
-    }
-    return target;
-  }
-
   // ---------- start ----------
 
   state.filters = filtersFromUrl();
   bind();
+  measureRowHeight();
   setIndicator('off');
   if (state.token) startApp();
   else showSignin();

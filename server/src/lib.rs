@@ -33,6 +33,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod state;
@@ -83,6 +84,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/admin/flush"),
     ("GET", "/v1/admin/stats"),
     ("GET", "/v1/openapi.json"),
+    ("GET", "/metrics"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
 ];
@@ -152,10 +154,37 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(PAGE_ROUTES[0], get(routes::page::index))
         .route(PAGE_ROUTES[1], get(routes::page::app_js))
         .route(PAGE_ROUTES[2], get(routes::page::app_css))
+        .route(listed("/metrics", &["GET"]), get(metrics::metrics))
         .route(listed("/healthz", &["GET"]), get(routes::admin::healthz))
         .route(listed("/readyz", &["GET"]), get(routes::admin::readyz))
         .fallback(routes::events::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_statuses,
+        ))
         .with_state(state)
+}
+
+/// Counts 4xx and 5xx answers of every route for `/metrics`.
+async fn count_statuses(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() {
+        state
+            .metrics
+            .rejected_4xx
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    } else if status.is_server_error() {
+        state
+            .metrics
+            .failed_5xx
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    response
 }
 
 /// Opens the store and token file, creating the first admin token when there is none: taken
@@ -192,6 +221,7 @@ pub fn open_state(
             tokens,
             config,
             retention,
+            metrics: metrics::ServerMetrics::default(),
             live,
         }),
         shown,

@@ -39,6 +39,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         crate::routes::admin::stats,
         crate::routes::admin::healthz,
         crate::routes::admin::readyz,
+        crate::metrics::metrics,
         openapi_json,
     ),
     components(schemas(ErrorResponse, ErrorDetail, EventSchema, StoredEventSchema, PageSchema)),

@@ -15,6 +15,8 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Per-tenant retention, for ingest validation.
     pub retention: RetentionPolicy,
+    /// Request counters and latencies for `/metrics`.
+    pub metrics: crate::metrics::ServerMetrics,
     /// Every committed chunk, for the live stream.
     pub live: tokio::sync::broadcast::Sender<auditlog_engine::tail::Chunk>,
 }

@@ -11,10 +11,9 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
+use std::ops::Range;
 
-use super::dictionary::{Dictionary, FxHasher};
+use super::dictionary::Dictionary;
 use super::format::{
     dictionary_parent, dictionary_slot, get_varint, salted_crc, zigzag_decode, ChunkRef, Column,
     ColumnKind, RecentCodes, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL,
@@ -44,10 +43,13 @@ fn text_slot(column: Column) -> Option<usize> {
 /// Marks an absent value in [`TextColumn::spans`].
 const ABSENT: u32 = u32::MAX;
 
-/// One decoded text column: the values of the block, concatenated, with each row's span.
+/// One decoded text column: the values of the block (or of the rows a caller asked for),
+/// concatenated, with each row's span.
 #[derive(Debug, Default, Clone)]
 struct TextColumn {
     text: String,
+    /// Block row of `spans[0]`: 0 unless only some rows were decoded.
+    first_row: usize,
     /// `(start, end)` in `text`; `(ABSENT, ABSENT)` when the row has no value.
     spans: Vec<(u32, u32)>,
 }
@@ -55,7 +57,7 @@ struct TextColumn {
 impl TextColumn {
     #[inline]
     fn get(&self, row: usize) -> Option<&str> {
-        let (start, end) = *self.spans.get(row)?;
+        let (start, end) = *self.spans.get(row.checked_sub(self.first_row)?)?;
         if start == ABSENT {
             return None;
         }
@@ -234,10 +236,36 @@ impl Block {
     }
 }
 
+/// Per parent code: (stamp, child code of the last row with that parent code), for decoding
+/// parent-coded dictionary columns without a hash map. Entries whose stamp is not the current
+/// one are stale, so the table is never cleared between columns.
+#[derive(Default)]
+pub(crate) struct LastChild {
+    entries: Vec<(u32, u32)>,
+    stamp: u32,
+}
+
+impl LastChild {
+    /// Readies the table for a column whose parent dictionary has `parent_len` values; returns
+    /// the stamp of this column's entries.
+    fn start(&mut self, parent_len: usize) -> u32 {
+        if self.entries.len() <= parent_len {
+            self.entries.resize(parent_len + 1, (0, 0));
+        }
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.entries.fill((0, 0));
+            self.stamp = 1;
+        }
+        self.stamp
+    }
+}
+
 /// Checks and decompresses chunks; one per thread is reused across blocks.
 pub(crate) struct ChunkDecoder {
     decompressor: zstd::bulk::Decompressor<'static>,
     buffer: Vec<u8>,
+    last_child: LastChild,
 }
 
 /// Largest scratch buffer kept between calls.
@@ -248,6 +276,7 @@ impl ChunkDecoder {
         Ok(ChunkDecoder {
             decompressor: zstd::bulk::Decompressor::new().map_err(|e| Error::io(path, e))?,
             buffer: Vec::new(),
+            last_child: LastChild::default(),
         })
     }
 
@@ -293,6 +322,25 @@ impl ChunkDecoder {
         path: &Path,
         what: &dyn Fn() -> String,
     ) -> Result<&'s [u8]> {
+        ChunkDecoder::raw_with(
+            &mut self.decompressor,
+            &mut self.buffer,
+            stored,
+            chunk,
+            path,
+            what,
+        )
+    }
+
+    /// [`ChunkDecoder::raw`] on the decoder's parts, so the caller may borrow its other scratch.
+    fn raw_with<'s>(
+        decompressor: &mut zstd::bulk::Decompressor<'static>,
+        buffer: &'s mut Vec<u8>,
+        stored: &'s [u8],
+        chunk: &ChunkRef,
+        path: &Path,
+        what: &dyn Fn() -> String,
+    ) -> Result<&'s [u8]> {
         let corrupt = |reason: String| Error::Corrupt {
             path: path.to_path_buf(),
             offset: chunk.offset,
@@ -331,34 +379,33 @@ impl ChunkDecoder {
                         chunk.raw_len
                     )));
                 }
-                if self.buffer.capacity() > SCRATCH_BYTES_KEPT
+                let buffer_slot = buffer;
+                if buffer_slot.capacity() > SCRATCH_BYTES_KEPT
                     && (chunk.raw_len as usize) < SCRATCH_BYTES_KEPT
                 {
-                    self.buffer = Vec::new();
+                    *buffer_slot = Vec::new();
                 }
-                self.buffer.clear();
-                self.buffer.reserve(chunk.raw_len as usize);
+                buffer_slot.clear();
+                buffer_slot.reserve(chunk.raw_len as usize);
                 let head_len = (chunk.raw_len as usize)
                     .checked_sub(tail.len())
                     .ok_or_else(|| corrupt("raw tail longer than the chunk".into()))?;
-                let mut head = std::mem::take(&mut self.buffer);
-                let result = self.decompressor.decompress_to_buffer(frame, &mut head);
-                self.buffer = head;
+                let result = decompressor.decompress_to_buffer(frame, buffer_slot);
                 let written = result.map_err(|e| corrupt(format!("zstd: {e}")))?;
                 if written != head_len {
                     return Err(corrupt(format!(
                         "decompressed to {written} bytes, the directory says {head_len}"
                     )));
                 }
-                self.buffer.extend_from_slice(tail);
-                if self.buffer.len() != chunk.raw_len as usize {
+                buffer_slot.extend_from_slice(tail);
+                if buffer_slot.len() != chunk.raw_len as usize {
                     return Err(corrupt(format!(
                         "decoded to {} bytes, the directory says {}",
-                        self.buffer.len(),
+                        buffer_slot.len(),
                         chunk.raw_len
                     )));
                 }
-                Ok(&self.buffer)
+                Ok(buffer_slot)
             }
             other => Err(corrupt(format!("unknown codec {other}"))),
         }
@@ -400,11 +447,14 @@ pub(crate) fn with_dependencies(columns: Columns, received_from_seq: bool) -> Co
     columns
 }
 
-/// Decodes the `columns` of one block.
+/// Decodes the `columns` of one block. Text columns are decoded for the rows `text_rows` only
+/// (a [`Block`] decoded with fewer than all rows must not be handed out: its other rows' texts
+/// read as absent).
 pub(crate) fn decode_block(
     source: &BlockSource<'_>,
     decoder: &mut ChunkDecoder,
     columns: Columns,
+    text_rows: Range<usize>,
 ) -> Result<Block> {
     let columns = with_dependencies(columns, !source.received_runs.is_empty());
     let mut block = Block {
@@ -439,7 +489,12 @@ pub(crate) fn decode_block(
         let what = || format!("block {} column {}", source.index, column.name());
         let stored =
             ChunkDecoder::stored(source.file, chunk, source.segment_id, source.path, &what)?;
-        let raw = decoder.raw(stored, chunk, source.path, &what)?;
+        let ChunkDecoder {
+            decompressor,
+            buffer,
+            last_child,
+        } = &mut *decoder;
+        let raw = ChunkDecoder::raw_with(decompressor, buffer, stored, chunk, source.path, &what)?;
         let mut values = ColumnReader {
             raw,
             position: 0,
@@ -472,11 +527,15 @@ pub(crate) fn decode_block(
                 let parent = dictionary_parent(column)
                     .and_then(dictionary_slot)
                     .map(|parent| std::mem::take(&mut block.codes[parent]));
+                let parent_len = dictionary_parent(column)
+                    .and_then(dictionary_slot)
+                    .map_or(0, |parent| source.dictionaries.0[parent].len());
                 let decoded = values.codes(
                     column.kind() == ColumnKind::DictionaryDelta,
-                    parent.as_deref(),
+                    parent.as_deref().map(|codes| (codes, parent_len)),
                     dictionary_len,
                     required,
+                    last_child,
                 );
                 if let (Some(codes), Some(parent)) =
                     (parent, dictionary_parent(column).and_then(dictionary_slot))
@@ -503,7 +562,7 @@ pub(crate) fn decode_block(
             }
             ColumnKind::Text => {
                 let slot = text_slot(column).unwrap_or_default();
-                block.texts[slot] = values.text()?;
+                block.texts[slot] = values.text(text_rows.clone())?;
             }
         }
     }
@@ -529,8 +588,20 @@ impl<'a> ColumnReader<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64> {
+        // Fast path: one byte (codes, small deltas).
+        if let Some(&byte) = self.raw.get(self.position) {
+            if byte < 0x80 {
+                self.position += 1;
+                return Ok(u64::from(byte));
+            }
+        }
+        self.varint_slow()
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64> {
         get_varint(self.raw, &mut self.position).map_err(|e| self.corrupt(e.reason().into()))
     }
 
@@ -619,46 +690,55 @@ impl<'a> ColumnReader<'a> {
         Ok(values)
     }
 
+    /// `parent`: the parent column's codes and dictionary length. `last_child` is scratch space
+    /// kept between calls: per parent code, (stamp, code of the last row with that parent).
     fn codes(
         &mut self,
         delta: bool,
-        parent: Option<&[u32]>,
+        parent: Option<(&[u32], usize)>,
         dictionary_len: u64,
         required: bool,
+        last_child: &mut LastChild,
     ) -> Result<Vec<u32>> {
         let mut codes = Vec::with_capacity(self.rows);
         let mut previous = 0u64;
         let mut recent = RecentCodes::default();
-        let mut last_child: HashMap<u32, u32, BuildHasherDefault<FxHasher>> = HashMap::default();
-        if parent.is_some_and(|p| p.len() != self.rows) {
+        if parent.is_some_and(|(p, _)| p.len() != self.rows) {
             return Err(self.corrupt("parent column missing".into()));
         }
+        let stamp = match parent {
+            Some((_, parent_len)) => last_child.start(parent_len),
+            None => 0,
+        };
         for row in 0..self.rows {
             let value = self.varint()?;
             let code = if delta {
                 previous.wrapping_add(zigzag_decode(value) as u64)
-            } else if let Some(parent) = parent {
-                let entry = last_child.entry(parent[row]);
-                let code = match value.checked_sub(1) {
-                    None => match entry {
-                        std::collections::hash_map::Entry::Occupied(o) => u64::from(*o.get()),
-                        std::collections::hash_map::Entry::Vacant(_) => {
-                            return Err(self.corrupt("a repeated code has no earlier row".into()))
+            } else if let Some((parent, _)) = parent {
+                // Parent codes were checked against the parent dictionary's length.
+                let entry = &mut last_child.entries[parent[row] as usize];
+                match value.checked_sub(1) {
+                    None => {
+                        if entry.0 != stamp {
+                            return Err(self.corrupt("a repeated code has no earlier row".into()));
                         }
-                    },
+                        u64::from(entry.1)
+                    }
                     Some(value) => {
-                        let code = recent.decode(value).ok_or_else(|| {
-                            self.corrupt(format!("recent-code position {value} is unused"))
-                        })?;
-                        entry.insert_entry(code as u32);
+                        let Some(code) = recent.decode(value) else {
+                            return Err(
+                                self.corrupt(format!("recent-code position {value} is unused"))
+                            );
+                        };
+                        *entry = (stamp, code as u32);
                         code
                     }
+                }
+            } else {
+                let Some(code) = recent.decode(value) else {
+                    return Err(self.corrupt(format!("recent-code position {value} is unused")));
                 };
                 code
-            } else {
-                recent.decode(value).ok_or_else(|| {
-                    self.corrupt(format!("recent-code position {value} is unused"))
-                })?
             };
             previous = code;
             if code > dictionary_len || (required && code == 0) {
@@ -680,7 +760,7 @@ impl<'a> ColumnReader<'a> {
         Ok(self.raw)
     }
 
-    fn text(&mut self) -> Result<TextColumn> {
+    fn text(&mut self, wanted: Range<usize>) -> Result<TextColumn> {
         let layout = *self
             .raw
             .first()
@@ -689,14 +769,28 @@ impl<'a> ColumnReader<'a> {
         match layout {
             TEXT_LAYOUT_PLAIN => self.plain_text(),
             TEXT_LAYOUT_SHREDDED | TEXT_LAYOUT_PACKED => {
-                let mut bytes = Vec::with_capacity(self.raw.len() * 3);
-                let mut spans = Vec::with_capacity(self.rows);
+                let wanted = wanted.start.min(self.rows)..wanted.end.min(self.rows);
+                let part = wanted.len() as f64 / self.rows.max(1) as f64;
+                let mut bytes = Vec::with_capacity((self.raw.len() as f64 * 3.0 * part) as usize);
+                let mut spans = Vec::with_capacity(wanted.len());
                 if layout == TEXT_LAYOUT_SHREDDED {
-                    json_text::decode(&self.raw[1..], self.rows, &mut bytes, &mut spans)
-                        .map_err(|reason| self.corrupt(format!("shredded json: {reason}")))?;
+                    json_text::decode_rows(
+                        &self.raw[1..],
+                        self.rows,
+                        wanted.clone(),
+                        &mut bytes,
+                        &mut spans,
+                    )
+                    .map_err(|reason| self.corrupt(format!("shredded json: {reason}")))?;
                 } else {
-                    packed_text::decode(&self.raw[1..], self.rows, &mut bytes, &mut spans)
-                        .map_err(|reason| self.corrupt(format!("packed text: {reason}")))?;
+                    packed_text::decode_rows(
+                        &self.raw[1..],
+                        self.rows,
+                        wanted.clone(),
+                        &mut bytes,
+                        &mut spans,
+                    )
+                    .map_err(|reason| self.corrupt(format!("packed text: {reason}")))?;
                 }
                 if bytes.len() >= ABSENT as usize {
                     return Err(self.corrupt("text too long".into()));
@@ -709,7 +803,9 @@ impl<'a> ColumnReader<'a> {
                     })
                     .collect();
                 self.position = self.raw.len();
-                self.text_column(bytes, spans)
+                let mut column = self.text_column(bytes, spans)?;
+                column.first_row = wanted.start;
+                Ok(column)
             }
             other => Err(self.corrupt(format!("unknown text layout {other}"))),
         }
@@ -753,6 +849,10 @@ impl<'a> ColumnReader<'a> {
                 return Err(self.corrupt("a text value splits a utf-8 character".into()));
             }
         }
-        Ok(TextColumn { text, spans })
+        Ok(TextColumn {
+            text,
+            first_row: 0,
+            spans,
+        })
     }
 }

@@ -25,15 +25,32 @@ pub const PROBES_MAX: u32 = 32;
 /// Stable 64-bit hash of an idempotency key: FNV-1a 64 over the tenant's length (u32 LE), the
 /// tenant bytes and the id bytes, then the murmur3 finalizer (FNV's low bits are weak).
 pub fn key_hash(tenant: &str, id: &str) -> u64 {
-    const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = FNV_OFFSET;
-    let length = (tenant.len() as u32).to_le_bytes();
-    for byte in length.iter().chain(tenant.as_bytes()).chain(id.as_bytes()) {
+    key_hash_id(key_hash_tenant(tenant), id)
+}
+
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+#[inline]
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for byte in bytes {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(FNV_PRIME);
     }
-    mix(hash)
+    hash
+}
+
+/// The state of [`key_hash`] after the tenant: the encoder computes it once per tenant.
+#[inline]
+pub(crate) fn key_hash_tenant(tenant: &str) -> u64 {
+    const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    let hash = fnv1a(FNV_OFFSET, &(tenant.len() as u32).to_le_bytes());
+    fnv1a(hash, tenant.as_bytes())
+}
+
+/// [`key_hash`] from the state [`key_hash_tenant`] returned.
+#[inline]
+pub(crate) fn key_hash_id(tenant_state: u64, id: &str) -> u64 {
+    mix(fnv1a(tenant_state, id.as_bytes()))
 }
 
 /// murmur3's 64-bit finalizer.

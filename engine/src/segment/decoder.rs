@@ -292,6 +292,18 @@ impl Segment {
         block_index: usize,
         columns: Columns,
     ) -> Result<Block> {
+        self.decode_block_rows(decoder, block_index, columns, 0..usize::MAX)
+    }
+
+    /// [`Segment::decode_block`] with the text columns decoded for `text_rows` only: the block
+    /// must not leave this module unless `text_rows` covers it.
+    fn decode_block_rows(
+        &self,
+        decoder: &mut ChunkDecoder,
+        block_index: usize,
+        columns: Columns,
+        text_rows: Range<usize>,
+    ) -> Result<Block> {
         let meta = &self.blocks[block_index];
         let source = BlockSource {
             path: &self.path,
@@ -304,7 +316,7 @@ impl Segment {
             dictionaries: &self.dictionaries,
             received_runs: &self.received_runs,
         };
-        decode_block(&source, decoder, columns)
+        decode_block(&source, decoder, columns, text_rows)
     }
 
     /// The events of rows `rows` (numbered within the block) of block `block_index`: what a page
@@ -316,7 +328,7 @@ impl Segment {
         let block_rows = self.blocks[block_index].rows as usize;
         let rows = rows.start.min(block_rows)..rows.end.min(block_rows);
         with_decoder(&self.path, |decoder| {
-            let block = self.decode_block(decoder, block_index, Columns::ALL)?;
+            let block = self.decode_block_rows(decoder, block_index, Columns::ALL, rows.clone())?;
             Ok(rows.map(|row| block.event(row)).collect())
         })
     }

@@ -9,8 +9,7 @@
 //! Stored layout (before zstd): one varint length per value, then the bytes of every value,
 //! concatenated. The value count is in the block directory.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 use std::path::Path;
 
 use crate::error::Result;
@@ -135,50 +134,147 @@ impl Dictionary {
 }
 
 /// Builds the dictionary of one column while the encoder walks the rows in input order.
-pub(crate) struct DictionaryBuilder<'a> {
-    ids: HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>,
-    values: Vec<&'a str>,
-    /// Per input row: first-seen id + 1, or 0 when absent.
-    row_ids: Vec<u32>,
+///
+/// The distinct values are copied into one arena and found through an open-addressing table of
+/// full hashes: a lookup compares against the arena (small, cache-resident) instead of the first
+/// row that held the value (anywhere in a large heap).
+pub(crate) struct DictionaryBuilder {
+    /// Every distinct value, concatenated in first-seen order.
+    arena: Vec<u8>,
+    /// Per first-seen id: end of its value in `arena`, and its hash.
+    ends: Vec<usize>,
+    hashes: Vec<u64>,
+    /// Open addressing, linear probing: `hash >> 32 << 32 | (first-seen id + 1)`, 0 = empty
+    /// slot. The upper hash bits rule out most other values without a look at `hashes`.
+    slots: Vec<u64>,
+    /// `64 - log2(slots.len())`.
+    shift: u32,
 }
 
-impl<'a> DictionaryBuilder<'a> {
-    pub fn with_capacity(rows: usize) -> Self {
+const TAG_MASK: u64 = 0xffff_ffff_0000_0000;
+
+impl Default for DictionaryBuilder {
+    fn default() -> Self {
+        const INITIAL_SLOTS: usize = 64;
         DictionaryBuilder {
-            ids: HashMap::default(),
-            values: Vec::new(),
-            row_ids: Vec::with_capacity(rows),
+            arena: Vec::new(),
+            ends: Vec::new(),
+            hashes: Vec::new(),
+            slots: vec![0; INITIAL_SLOTS],
+            shift: 64 - INITIAL_SLOTS.trailing_zeros(),
         }
+    }
+}
+
+impl DictionaryBuilder {
+    #[inline]
+    fn slot_of(&self, hash: u64) -> usize {
+        (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
     }
 
     #[inline]
-    pub fn push(&mut self, value: Option<&'a str>) {
-        let id = match value {
-            None => 0,
-            Some(value) => {
-                let next = self.values.len() as u32;
-                let id = *self.ids.entry(value).or_insert(next);
-                if id == next {
-                    self.values.push(value);
-                }
-                id + 1
-            }
+    fn value(&self, id: usize) -> &[u8] {
+        let start = match id {
+            0 => 0,
+            _ => self.ends[id - 1],
         };
-        self.row_ids.push(id);
+        &self.arena[start..self.ends[id]]
     }
 
-    /// Sorts the values and returns them with the code of every input row.
-    pub fn finish(self) -> (Vec<&'a str>, Vec<u32>) {
-        let mut order: Vec<u32> = (0..self.values.len() as u32).collect();
-        order.sort_unstable_by_key(|&id| self.values[id as usize]);
-        // remap[first-seen id + 1] = sorted code; remap[0] = 0 (absent).
-        let mut remap = vec![0u32; self.values.len() + 1];
+    /// The value's first-seen id + 1, or 0 when absent.
+    #[inline]
+    pub fn push(&mut self, value: Option<&str>) -> u32 {
+        let Some(value) = value else { return 0 };
+        let bytes = value.as_bytes();
+        let mut hasher = FxHasher::default();
+        hasher.write(bytes);
+        let hash = hasher.finish();
+        let mask = self.slots.len() - 1;
+        let mut slot = self.slot_of(hash);
+        let tag = hash & TAG_MASK;
+        loop {
+            let entry = self.slots[slot];
+            if entry == 0 {
+                break;
+            }
+            let id = (entry & !TAG_MASK) as usize - 1;
+            if entry & TAG_MASK == tag && self.hashes[id] == hash && self.value(id) == bytes {
+                return id as u32 + 1;
+            }
+            slot = (slot + 1) & mask;
+        }
+        let id = self.ends.len() as u32;
+        self.arena.extend_from_slice(bytes);
+        self.ends.push(self.arena.len());
+        self.hashes.push(hash);
+        self.slots[slot] = tag | u64::from(id + 1);
+        if self.ends.len() * 2 > self.slots.len() {
+            self.grow();
+        }
+        id + 1
+    }
+
+    fn grow(&mut self) {
+        let size = self.slots.len() * 2;
+        self.slots.clear();
+        self.slots.resize(size, 0);
+        self.shift -= 1;
+        let mask = size - 1;
+        for (id, &hash) in self.hashes.iter().enumerate() {
+            let mut slot = self.slot_of(hash);
+            while self.slots[slot] != 0 {
+                slot = (slot + 1) & mask;
+            }
+            self.slots[slot] = (hash & TAG_MASK) | (id as u64 + 1);
+        }
+    }
+
+    /// Sorts the values; returns them and the code of each id [`DictionaryBuilder::push`]
+    /// returned (`remap[id]`; `remap[0] == 0`, absent).
+    pub fn finish(self) -> (SortedValues, Vec<u32>) {
+        let mut order: Vec<u32> = (0..self.ends.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| self.value(a as usize).cmp(self.value(b as usize)));
+        let mut remap = vec![0u32; self.ends.len() + 1];
+        let mut sorted = SortedValues {
+            text: String::with_capacity(self.arena.len()),
+            ends: Vec::with_capacity(self.ends.len()),
+        };
         for (sorted_index, &id) in order.iter().enumerate() {
             remap[id as usize + 1] = sorted_index as u32 + 1;
+            // The arena holds whole `str` values, each valid UTF-8.
+            let value = std::str::from_utf8(self.value(id as usize)).unwrap_or_default();
+            sorted.text.push_str(value);
+            sorted.ends.push(sorted.text.len());
         }
-        let sorted: Vec<&'a str> = order.iter().map(|&id| self.values[id as usize]).collect();
-        let codes = self.row_ids.iter().map(|&id| remap[id as usize]).collect();
-        (sorted, codes)
+        (sorted, remap)
+    }
+}
+
+/// The sorted distinct values of a dictionary being written.
+#[derive(Debug, Default)]
+pub(crate) struct SortedValues {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl SortedValues {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Value `index` (code `index + 1`).
+    pub fn get(&self, index: usize) -> Option<&str> {
+        let end = *self.ends.get(index)?;
+        let start = match index {
+            0 => 0,
+            _ => self.ends[index - 1],
+        };
+        self.text.get(start..end)
+    }
+
+    /// The values in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + Clone + '_ {
+        (0..self.ends.len()).filter_map(|index| self.get(index))
     }
 }
 
@@ -201,18 +297,27 @@ impl FxHasher {
 impl Hasher for FxHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
+        let mut rest = bytes;
+        while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+            self.add(u64::from_le_bytes(*word));
+            rest = tail;
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
+        // The last 1..=7 bytes, read without a call to memcpy.
+        if rest.is_empty() {
+            return;
         }
+        let mut word = 0u64;
+        let mut shift = 0u32;
+        if let Some((half, tail)) = rest.split_first_chunk::<4>() {
+            word = u64::from(u32::from_le_bytes(*half));
+            shift = 32;
+            rest = tail;
+        }
+        for byte in rest {
+            word |= u64::from(*byte) << shift;
+            shift += 8;
+        }
+        self.add(word);
     }
 
     #[inline]
@@ -237,16 +342,18 @@ mod tests {
 
     #[test]
     fn dictionary_codes_follow_sorted_values() {
-        let mut builder = DictionaryBuilder::with_capacity(5);
-        for value in [Some("b"), None, Some("a"), Some("b"), Some("é")] {
-            builder.push(value);
-        }
-        let (values, codes) = builder.finish();
-        assert_eq!(values, vec!["a", "b", "é"]);
+        let mut builder = DictionaryBuilder::default();
+        let ids: Vec<u32> = [Some("b"), None, Some("a"), Some("b"), Some("é")]
+            .into_iter()
+            .map(|value| builder.push(value))
+            .collect();
+        let (values, remap) = builder.finish();
+        let codes: Vec<u32> = ids.iter().map(|&id| remap[id as usize]).collect();
+        assert_eq!(values.iter().collect::<Vec<_>>(), vec!["a", "b", "é"]);
         assert_eq!(codes, vec![2, 0, 1, 2, 3]);
 
         let mut raw = Vec::new();
-        Dictionary::encode(values.iter().copied(), &mut raw);
+        Dictionary::encode(values.iter(), &mut raw);
         let dictionary = Dictionary::decode(&raw, 3, Path::new("x"), 0, "test").unwrap();
         assert_eq!(dictionary.get(0), None);
         assert_eq!(dictionary.get(1), Some("a"));

@@ -286,7 +286,12 @@ pub struct RecentCodes {
 impl RecentCodes {
     #[inline]
     fn promote(&mut self, position: usize, code: u32) {
-        self.codes.copy_within(0..position, 1);
+        // Positions are small (a session repeats its codes): a short loop beats a memmove call.
+        let mut at = position;
+        while at > 0 {
+            self.codes[at] = self.codes[at - 1];
+            at -= 1;
+        }
         self.codes[0] = code;
     }
 

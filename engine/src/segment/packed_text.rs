@@ -25,11 +25,9 @@ fn bits_for(alphabet_len: usize) -> u32 {
 
 /// Encodes `values` in the packed layout (without the layout tag) when they fit it and it saves
 /// space; returns the length of the bit-stream tail, or `None` (nothing written) otherwise.
-pub(crate) fn encode<'a>(
-    values: impl Iterator<Item = Option<&'a str>> + Clone,
-    rows: usize,
-    out: &mut Vec<u8>,
-) -> Option<usize> {
+pub(crate) fn encode(values: &[Option<&str>], out: &mut Vec<u8>) -> Option<usize> {
+    let rows = values.len();
+    let values = values.iter().copied();
     let mut prefix: Option<&[u8]> = None;
     let mut length = 0usize;
     let mut present = 0usize;
@@ -115,9 +113,22 @@ pub(crate) fn encode<'a>(
 
 /// Decodes a packed chunk (after the layout tag) of `rows` rows, appending the text of every
 /// present row to `text` and each row's span (`None` when absent) to `spans`.
+#[cfg(test)]
 pub(crate) fn decode(
     raw: &[u8],
     rows: usize,
+    text: &mut Vec<u8>,
+    spans: &mut Vec<Option<(usize, usize)>>,
+) -> Result<(), String> {
+    decode_rows(raw, rows, 0..rows, text, spans)
+}
+
+/// [`decode`] of the rows `wanted` only (spans are pushed for those rows only): the symbols of
+/// earlier rows are skipped by bit offset.
+pub(crate) fn decode_rows(
+    raw: &[u8],
+    rows: usize,
+    wanted: std::ops::Range<usize>,
     text: &mut Vec<u8>,
     spans: &mut Vec<Option<(usize, usize)>>,
 ) -> Result<(), String> {
@@ -180,15 +191,47 @@ pub(crate) fn decode(
         }
     }
     let value_len = prefix_len + suffix_len;
-    text.reserve(present * value_len);
-    spans.reserve(rows);
+    let wanted = wanted.start.min(rows)..wanted.end.min(rows);
+    let present_before = |row: usize| match bitmap {
+        None => row,
+        Some(bitmap) => {
+            let whole: usize = bitmap[..row / 8]
+                .iter()
+                .map(|b| b.count_ones() as usize)
+                .sum();
+            whole
+                + match row % 8 {
+                    0 => 0,
+                    bits => (bitmap[row / 8] & ((1u8 << bits) - 1)).count_ones() as usize,
+                }
+        }
+    };
+    text.reserve(present.min(wanted.len()) * value_len);
+    spans.reserve(wanted.len());
     let mask = (1u64 << bits) - 1;
+    // Start at the first wanted row's first symbol.
+    let first_bit = present_before(wanted.start) * suffix_len * bits as usize;
+    let mut next = first_bit / 8;
     let mut accumulator = 0u64;
     let mut available = 0u32;
-    let mut next = 0usize;
+    let skip = (first_bit % 8) as u32;
     let mut table = [0u8; ALPHABET_MAX];
     table[..alphabet_len].copy_from_slice(alphabet);
-    for row in 0..rows {
+    let refill = |accumulator: &mut u64, available: &mut u32, next: &mut usize| {
+        let mut word = [0u8; 4];
+        let start = (*next).min(stream.len());
+        let end = (start + 4).min(stream.len());
+        word[..end - start].copy_from_slice(&stream[start..end]);
+        *accumulator |= u64::from(u32::from_le_bytes(word)) << *available;
+        *available += 32;
+        *next += 4;
+    };
+    if skip > 0 {
+        refill(&mut accumulator, &mut available, &mut next);
+        accumulator >>= skip;
+        available -= skip;
+    }
+    for row in wanted.clone() {
         if let Some(bitmap) = bitmap {
             if bitmap[row / 8] & (1 << (row % 8)) == 0 {
                 spans.push(None);
@@ -199,12 +242,7 @@ pub(crate) fn decode(
         text.extend_from_slice(prefix);
         for _ in 0..suffix_len {
             if available < bits {
-                let mut word = [0u8; 4];
-                let end = (next + 4).min(stream.len());
-                word[..end - next].copy_from_slice(&stream[next..end]);
-                accumulator |= u64::from(u32::from_le_bytes(word)) << available;
-                available += 32;
-                next += 4;
+                refill(&mut accumulator, &mut available, &mut next);
             }
             let symbol = (accumulator & mask) as usize;
             accumulator >>= bits;
@@ -217,7 +255,7 @@ pub(crate) fn decode(
         spans.push(Some((start, text.len())));
     }
     // The padding bits of the last byte are zero in a well-formed chunk.
-    if accumulator & ((1u64 << available.min(63)) - 1) != 0 {
+    if wanted.end == rows && accumulator & ((1u64 << available.min(63)) - 1) != 0 {
         return Err("nonzero padding bits".into());
     }
     Ok(())
@@ -229,7 +267,7 @@ mod tests {
 
     fn round_trip(values: &[Option<&str>]) -> Option<usize> {
         let mut out = Vec::new();
-        let tail = encode(values.iter().copied(), values.len(), &mut out)?;
+        let tail = encode(values, &mut out)?;
         let mut text = Vec::new();
         let mut spans = Vec::new();
         decode(&out, values.len(), &mut text, &mut spans).unwrap();
@@ -273,12 +311,7 @@ mod tests {
     #[test]
     fn packed_text_rejects_bad_input_without_panic() {
         let mut out = Vec::new();
-        encode(
-            [Some("evt_abc"), None, Some("evt_xyz")].into_iter(),
-            3,
-            &mut out,
-        )
-        .unwrap();
+        encode(&[Some("evt_abc"), None, Some("evt_xyz")], &mut out).unwrap();
         for cut in 0..out.len() {
             let (mut text, mut spans) = (Vec::new(), Vec::new());
             assert!(decode(&out[..cut], 3, &mut text, &mut spans).is_err());

@@ -398,7 +398,10 @@ impl Inner {
             // fsyncs the file it closes.
             let synced = match groups.iter().rev().find(|g| g.needs_sync) {
                 Some(newest) => poison.check().and_then(|()| {
-                    newest.sync.sync_data().map_err(|e| {
+                    let started = Instant::now();
+                    let synced = newest.sync.sync_data();
+                    self.metrics.fsync.record(started.elapsed());
+                    synced.map_err(|e| {
                         let error = Error::io(&newest.file, e);
                         poison.set(&error);
                         error
@@ -427,6 +430,10 @@ impl Inner {
                     }
                 }
             }
+            let appended: usize = groups.iter().map(|g| g.chunk.len()).sum();
+            self.metrics
+                .events_appended
+                .fetch_add(appended as u64, Ordering::Relaxed);
             let subscribers = self.subscribers.read();
             for group in groups {
                 if !group.chunk.is_empty() {

@@ -28,6 +28,7 @@
 //! ```
 
 mod commit;
+mod metrics;
 mod open;
 mod options;
 mod retention;
@@ -44,6 +45,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 pub use commit::now_us;
+pub use metrics::{LatencyHistogram, StoreMetrics, LATENCY_BUCKETS_US};
 pub use options::{Durability, StoreOptions};
 pub use retention::RetentionReport;
 
@@ -159,6 +161,7 @@ pub(crate) struct Inner {
     pub tail_room_lock: Mutex<()>,
     pub tail_room: Condvar,
     pub subscribers: RwLock<Vec<Subscriber>>,
+    pub metrics: StoreMetrics,
     pub shutdown: AtomicBool,
     pub background_lock: Mutex<()>,
     pub background_wake: Condvar,
@@ -206,6 +209,11 @@ impl Store {
             inner,
             threads: Mutex::new(threads),
         })
+    }
+
+    /// Fsync and seal latencies, events appended.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.inner.metrics
     }
 
     /// The options the store was opened with.

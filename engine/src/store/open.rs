@@ -131,6 +131,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         tail_room_lock: Mutex::new(()),
         tail_room: Condvar::new(),
         subscribers: RwLock::new(Vec::new()),
+        metrics: super::StoreMetrics::default(),
         shutdown: AtomicBool::new(false),
         background_lock: Mutex::new(()),
         background_wake: Condvar::new(),

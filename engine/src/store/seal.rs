@@ -32,6 +32,15 @@ impl Inner {
     /// Seals every event in the tail now; returns the sealed-through seq.
     pub(crate) fn seal(&self) -> Result<u64> {
         let _maintenance = self.maintenance.lock();
+        let started = std::time::Instant::now();
+        let result = self.seal_locked();
+        if result.is_ok() {
+            self.metrics.seal.record(started.elapsed());
+        }
+        result
+    }
+
+    fn seal_locked(&self) -> Result<u64> {
         let (snapshot, mut manifest) = {
             let state = self.state.read();
             (state.tail.snapshot(), state.manifest.clone())

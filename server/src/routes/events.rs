@@ -248,6 +248,10 @@ pub async fn export(
         Ok(query)
     })
     .await?;
+    state
+        .metrics
+        .exports
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     crate::audit::record(
         &state,
         &principal,

@@ -58,6 +58,11 @@ pub async fn ingest(
     principal: Principal,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    state
+        .metrics
+        .ingest_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if !matches!(
         principal.role,
         crate::auth::Role::Admin | crate::auth::Role::Ingest
@@ -104,6 +109,15 @@ pub async fn ingest(
             return Err(error);
         }
         let result = state.store.append(events)?;
+        let metrics = &state.metrics;
+        metrics.ack_latency.record(started.elapsed());
+        metrics
+            .ingest_events
+            .fetch_add(result.accepted as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics.ingest_duplicates.fetch_add(
+            result.duplicates.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(IngestAnswer {
             accepted: result.accepted,
             duplicates: result

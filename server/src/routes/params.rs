@@ -53,6 +53,10 @@ pub fn build_query(
     extra_keys: &[&str],
 ) -> Result<Option<Query>, ApiError> {
     principal.require_reader()?;
+    state
+        .metrics
+        .queries
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for (key, _) in pairs {
         if !FILTER_KEYS.contains(&key.as_str()) && !extra_keys.contains(&key.as_str()) {
             let mut error = ApiError::bad_request(format!(

@@ -140,6 +140,21 @@ async fn run(
     mut live: broadcast::Receiver<Chunk>,
     mut next_seq: u64,
 ) {
+    /// Keeps the connected-clients gauge right however the connection ends.
+    struct Connected(Arc<AppState>);
+    impl Drop for Connected {
+        fn drop(&mut self) {
+            self.0
+                .metrics
+                .stream_clients
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    state
+        .metrics
+        .stream_clients
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _connected = Connected(Arc::clone(&state));
     let matcher = Arc::new(matcher);
     // Stored events first, page by page.
     loop {

@@ -1,0 +1,69 @@
+//! Counters the store keeps for monitoring (the server exposes them on `/metrics`).
+//!
+//! ```
+//! use auditlog_engine::store::LatencyHistogram;
+//! let histogram = LatencyHistogram::default();
+//! histogram.record(std::time::Duration::from_micros(700));
+//! assert_eq!(histogram.count(), 1);
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in microseconds (Prometheus `le` labels).
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 5_000_000,
+];
+
+/// A lock-free latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Per bucket (not cumulative); the last slot counts what exceeds every bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&self, duration: Duration) {
+        let us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        let index = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&bound| us <= bound)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us.load(Ordering::Relaxed)
+    }
+
+    /// Cumulative counts per bound of [`LATENCY_BUCKETS_US`] (Prometheus `_bucket` series).
+    pub fn cumulative(&self) -> [u64; LATENCY_BUCKETS_US.len()] {
+        let mut out = [0; LATENCY_BUCKETS_US.len()];
+        let mut running = 0;
+        for (slot, bucket) in out.iter_mut().zip(&self.buckets) {
+            running += bucket.load(Ordering::Relaxed);
+            *slot = running;
+        }
+        out
+    }
+}
+
+/// What the store measures about itself.
+#[derive(Debug, Default)]
+pub struct StoreMetrics {
+    /// Each WAL fdatasync of the commit pipeline.
+    pub fsync: LatencyHistogram,
+    /// Each seal (tail to segments).
+    pub seal: LatencyHistogram,
+    /// Events acknowledged since the store was opened.
+    pub events_appended: AtomicU64,
+}
