@@ -110,15 +110,27 @@ pub fn search(snapshot: &Snapshot, query: &Query) -> Result<Page> {
     let more = selected.len() > query.limit;
     selected.truncate(query.limit);
 
-    // Decode whole only the blocks that hold the page's rows, each once.
-    let mut blocks: HashMap<(usize, usize), Block> = HashMap::new();
+    // Build only the page's rows: per block, the row range spanning its selected rows (text
+    // columns are decoded for that range only).
+    let mut spans: HashMap<(usize, usize), (usize, usize)> = HashMap::new();
     for candidate in &selected {
-        if let Location::Sealed { matcher, block, .. } = candidate.location {
-            if let std::collections::hash_map::Entry::Vacant(slot) = blocks.entry((matcher, block))
-            {
-                slot.insert(matchers[matcher].segment.read_block(block, Columns::ALL)?);
-            }
+        if let Location::Sealed {
+            matcher,
+            block,
+            row,
+        } = candidate.location
+        {
+            let span = spans.entry((matcher, block)).or_insert((row, row));
+            span.0 = span.0.min(row);
+            span.1 = span.1.max(row);
         }
+    }
+    let mut rows: HashMap<(usize, usize), (usize, Vec<StoredEvent>)> = HashMap::new();
+    for (&(matcher, block), &(first, last)) in &spans {
+        let events = matchers[matcher]
+            .segment
+            .read_rows(block, first..last + 1)?;
+        rows.insert((matcher, block), (first, events));
     }
     let events: Vec<StoredEvent> = selected
         .iter()
@@ -127,7 +139,10 @@ pub fn search(snapshot: &Snapshot, query: &Query) -> Result<Page> {
                 matcher,
                 block,
                 row,
-            } => blocks[&(matcher, block)].event(row),
+            } => {
+                let (first, events) = &rows[&(matcher, block)];
+                events[row - first].clone()
+            }
             Location::Tail(index) => tail[index].clone(),
         })
         .collect();

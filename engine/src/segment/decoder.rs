@@ -120,6 +120,13 @@ impl Segment {
         // SAFETY: sealed segments are immutable once written: nothing writes or truncates a
         // published file (retention unlinks whole files, which keeps an existing mapping valid).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        // Reads touch a few chunks at a time: no read-ahead of the whole file and no huge
+        // pages, so resident memory follows what queries use (advice only; failures ignored).
+        #[cfg(target_os = "linux")]
+        {
+            let _ = map.advise(memmap2::Advice::Random);
+            let _ = map.advise(memmap2::Advice::NoHugePage);
+        }
         Segment::parse(path.to_path_buf(), Data::Mapped(map))
     }
 

@@ -71,7 +71,7 @@ impl StoreOptions {
             seal_interval: Duration::from_secs(10),
             batch_events_max: 10_000,
             merge_segments_min: 4,
-            merge_rows_max: 500_000,
+            merge_rows_max: 250_000,
             retention_interval: Duration::from_secs(60),
             background: true,
             encode: EncodeOptions::default(),
