@@ -9,3 +9,5 @@ cargo fmt --all -- --check
 # The end-to-end tests run the real binary.
 cargo build -p auditlog --locked
 cargo test --workspace --locked
+# The Audit Logs page in headless Chromium (installs chromium and playwright-core if missing).
+bash tests/browser/run.sh

@@ -365,6 +365,8 @@
   }
 
   function clearRows() {
+    renderedRows.clear();
+    el.rows.textContent = '';
     state.list = [];
     state.events.clear();
     state.freshUntil.clear();
@@ -399,6 +401,7 @@
   // ---------- the virtual list ----------
 
   const OVERSCAN_ROWS = 8;
+  const renderedRows = new Map(); // seq -> element, for the rows in the DOM
   let renderScheduled = false;
 
   function invalidate() {
@@ -440,12 +443,50 @@
     w.last = last;
     w.version = state.listVersion;
     const now = Date.now();
-    let html = '';
-    for (let i = first; i < last; i++) html += rowHtml(state.list[i], i, now);
-    el.rows.innerHTML = html;
+    // Keyed: a row's element lives as long as the row is in the window (a click that starts on it
+    // ends on it, even if live rows arrive in between); only the missing ones are built.
+    let missing = '';
+    for (let i = first; i < last; i++) {
+      if (!renderedRows.has(state.list[i].seq)) missing += rowHtml(state.list[i], i, now);
+    }
+    if (missing) {
+      const template = document.createElement('template');
+      template.innerHTML = missing;
+      for (const node of [...template.content.children]) renderedRows.set(Number(node.dataset.seq), node);
+    }
+    const kept = new Set();
+    let ref = el.rows.firstElementChild;
+    for (let i = first; i < last; i++) {
+      const event = state.list[i];
+      const node = renderedRows.get(event.seq);
+      kept.add(event.seq);
+      updateRow(node, event, i, now);
+      if (node === ref) ref = ref.nextElementSibling;
+      else el.rows.insertBefore(node, ref);
+    }
+    for (const [seq, node] of renderedRows) {
+      if (!kept.has(seq)) {
+        node.remove();
+        renderedRows.delete(seq);
+      }
+    }
     const selected = state.selectedSeq !== null && rowOf(state.selectedSeq);
     if (selected) el.grid.setAttribute('aria-activedescendant', selected.id);
     else el.grid.removeAttribute('aria-activedescendant');
+  }
+
+  function updateRow(node, event, index, now) {
+    const top = `${index * state.rowHeight}px`;
+    if (node.style.top !== top) node.style.top = top;
+    const rowIndex = String(index + 2);
+    if (node.getAttribute('aria-rowindex') !== rowIndex) node.setAttribute('aria-rowindex', rowIndex);
+    const selected = event.seq === state.selectedSeq;
+    if (node.classList.contains('selected') !== selected) {
+      node.classList.toggle('selected', selected);
+      node.setAttribute('aria-selected', String(selected));
+    }
+    const fresh = (state.freshUntil.get(event.seq) || 0) > now;
+    if (node.classList.contains('fresh') !== fresh) node.classList.toggle('fresh', fresh);
   }
 
   function indexOfSeq(seq) {
@@ -1112,10 +1153,6 @@
   }
 
   function flush() {
-    const t0 = performance.now();
-    try { flushInner(); } finally { (window.__flush = window.__flush || []).push([Math.round(performance.now() - t0), state.pending.length]); }
-  }
-  function flushInner() {
     state.flushScheduled = false;
     state.lastFlush = performance.now();
     if (!state.listReady || !state.pending.length) return;
@@ -1132,12 +1169,14 @@
     }
     const fresh = [];
     const freshUntil = Date.now() + 2000;
+    // A few new rows are marked as new for a moment; a burst is not (everything would be).
+    const mark = batch.length <= 20;
     for (let i = batch.length - 1; i >= 0; i--) {
       const event = batch[i];
       if (state.events.has(event.seq)) continue;
       state.events.set(event.seq, event);
       fresh.push(event);
-      state.freshUntil.set(event.seq, freshUntil);
+      if (mark) state.freshUntil.set(event.seq, freshUntil);
     }
     if (!fresh.length && !skipped) return;
     // A reader scrolled into the list keeps seeing the same rows: the new ones push the page down.
@@ -1149,7 +1188,7 @@
     renderWindow();
     bumpTotal(fresh.length + skipped);
     updateListStatus();
-    setTimeout(expireFresh, 2100);
+    if (mark) setTimeout(expireFresh, 2100);
   }
 
   function expireFresh() {
@@ -1260,6 +1299,7 @@
         default: return;
       }
       e.preventDefault();
+      if (target === 0) window.scrollTo(0, 0);
       if (target >= 0) {
         selectIndex(target);
         if (!el.drawer.hidden) {
