@@ -173,7 +173,11 @@ fn golden_manifest_v1_reads_back_exactly() {
     write_golden_if_asked();
     let path = fixtures().join("manifest/MANIFEST");
     let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(bytes, golden_manifest().encode(), "the v1 manifest encoding changed");
+    assert_eq!(
+        bytes,
+        golden_manifest().encode(),
+        "the v1 manifest encoding changed"
+    );
     assert_eq!(Manifest::decode(&path, &bytes).unwrap(), golden_manifest());
 }
 
