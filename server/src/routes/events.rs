@@ -362,14 +362,16 @@ pub async fn facets(
             })?,
             None => 20,
         };
-        let query = build_query(&state, &principal, &pairs, &["field", "top"])?;
-        let values = match query {
-            Some(query) => auditlog_index::facets(&state.store.snapshot(), &query, field, top)?,
-            None => Vec::new(),
-        };
-        let total = match build_query(&state, &principal, &pairs, &["field", "top"])? {
-            Some(query) => auditlog_index::count(&state.store.snapshot(), &query)?,
-            None => 0,
+        // One query and one snapshot: the total and the values agree.
+        let (values, total) = match build_query(&state, &principal, &pairs, &["field", "top"])? {
+            Some(query) => {
+                let snapshot = state.store.snapshot();
+                (
+                    auditlog_index::facets(&snapshot, &query, field, top)?,
+                    auditlog_index::count(&snapshot, &query)?,
+                )
+            }
+            None => (Vec::new(), 0),
         };
         let values: Vec<serde_json::Value> = values
             .into_iter()
