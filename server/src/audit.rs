@@ -42,3 +42,22 @@ pub fn record(
         tracing::error!(%error, action, "could not record a self-audit event");
     }
 }
+
+/// [`record`] from an async handler: the append (and its fsync) runs on a blocking thread.
+pub async fn record_async(
+    state: &std::sync::Arc<AppState>,
+    principal: &Principal,
+    action: &'static str,
+    resource_type: &'static str,
+    details: serde_json::Value,
+) {
+    let state = std::sync::Arc::clone(state);
+    let principal = principal.clone();
+    let recorded = tokio::task::spawn_blocking(move || {
+        record(&state, &principal, action, resource_type, None, details)
+    })
+    .await;
+    if let Err(error) = recorded {
+        tracing::error!(%error, action, "self-audit task failed");
+    }
+}

@@ -252,14 +252,14 @@ pub async fn export(
         .metrics
         .exports
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    crate::audit::record(
+    crate::audit::record_async(
         &state,
         &principal,
         "export",
         "audit_log",
-        None,
         serde_json::json!({ "format": format, "query": raw.unwrap_or_default() }),
-    );
+    )
+    .await;
 
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let csv = format == "csv";

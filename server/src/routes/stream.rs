@@ -108,14 +108,14 @@ pub async fn stream(
         all_tenants,
         text,
     };
-    crate::audit::record(
+    crate::audit::record_async(
         &state,
         &principal,
         "stream_subscribed",
         "audit_log",
-        None,
         serde_json::json!({ "query": raw.unwrap_or_default(), "from_seq": from_seq }),
-    );
+    )
+    .await;
     // Subscribe, and fix where a live-only feed starts, before answering the upgrade: an event
     // acknowledged after the client sees the handshake's answer is then always delivered (the
     // upgraded task may start later). Subscribing before reading stored events means nothing
