@@ -109,17 +109,46 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buffer)
 }
 
+/// The token file's identification, standing in for a binary magic (see docs/FORMAT.md).
+const TOKENS_FORMAT: &str = "auditlog-tokens";
+const TOKENS_VERSION: u32 = 1;
+
+/// `tokens.json`: `{"format": "auditlog-tokens", "version": 1, "tokens": [...]}`.
+#[derive(Serialize, Deserialize)]
+struct TokensFile {
+    format: String,
+    version: u32,
+    tokens: Vec<TokenRecord>,
+}
+
 impl TokenStore {
     /// Opens (or starts) the token file of a data directory.
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
         let path = data_dir.join("tokens.json");
+        let invalid = |message: String| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {message}", path.display()),
+            )
+        };
         let records = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            })?,
+            Ok(bytes) => {
+                let file: TokensFile =
+                    serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+                if file.format != TOKENS_FORMAT {
+                    return Err(invalid(format!(
+                        "not a token file (format {:?}, expected {TOKENS_FORMAT:?})",
+                        file.format
+                    )));
+                }
+                if file.version != TOKENS_VERSION {
+                    return Err(invalid(format!(
+                        "token file version {}, this build reads version {TOKENS_VERSION}",
+                        file.version
+                    )));
+                }
+                file.tokens
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
@@ -137,7 +166,12 @@ impl TokenStore {
         use std::io::Write;
         let tmp = self.path.with_extension("json.tmp");
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(records).map_err(std::io::Error::other)?)?;
+        let contents = TokensFile {
+            format: TOKENS_FORMAT.into(),
+            version: TOKENS_VERSION,
+            tokens: records.to_vec(),
+        };
+        file.write_all(&serde_json::to_vec_pretty(&contents).map_err(std::io::Error::other)?)?;
         file.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
         if let Some(dir) = self.path.parent() {
@@ -288,4 +322,41 @@ pub fn form_pairs(query: &str) -> Vec<(String, String)> {
             None => (decode(pair), String::new()),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_survive_reopen_and_only_the_secret_authenticates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::open(dir.path()).unwrap();
+        let (record, secret) = store
+            .create("siem", Role::Read, vec!["acct_1".into()], None)
+            .unwrap();
+        let reopened = TokenStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.authenticate(&secret).unwrap().id, record.id);
+        assert!(reopened.authenticate("alt_wrong").is_none());
+        let text = std::fs::read_to_string(dir.path().join("tokens.json")).unwrap();
+        assert!(!text.contains(&secret), "the secret itself is never stored");
+        assert!(text.contains("\"format\": \"auditlog-tokens\""), "{text}");
+    }
+
+    #[test]
+    fn tokens_file_of_another_version_is_refused_with_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("tokens.json"),
+            r#"{"format":"auditlog-tokens","version":2,"tokens":[]}"#,
+        )
+        .unwrap();
+        let error = TokenStore::open(dir.path()).err().unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("token file version 2, this build reads version 1"),
+            "{error}"
+        );
+    }
 }
