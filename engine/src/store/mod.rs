@@ -391,18 +391,26 @@ impl Store {
     }
 
     pub fn stats(&self) -> Stats {
+        // Lock order is commit, then state (the commit thread holds commit while it reads the
+        // state); never take commit while holding state.
+        let (wal_files, tenants) = {
+            let commit = self.inner.commit.lock();
+            (
+                commit.wal.file_count() as u64,
+                commit.tenant_seqs.len() as u64,
+            )
+        };
         let state = self.inner.state.read();
         let partitions: HashSet<_> = state.segments.iter().map(|s| &s.entry.partition).collect();
-        let last_seq = self.inner.commit.lock().next_seq - 1;
-        let wal_files = self.inner.commit.lock().wal.file_count() as u64;
         Stats {
-            last_seq,
+            // Acknowledged (visible) events only; seqs being fsynced are not counted yet.
+            last_seq: self.inner.published_seq.load(Ordering::Acquire),
             sealed_events: state.segments.iter().map(|s| s.entry.rows).sum(),
             tail_events: state.tail.len(),
             tail_bytes: state.tail.bytes(),
             segments: state.segments.len() as u64,
             partitions: partitions.len() as u64,
-            tenants: self.inner.commit.lock().tenant_seqs.len() as u64,
+            tenants,
             segment_bytes: state.segments.iter().map(|s| s.entry.bytes).sum(),
             wal_files,
         }
