@@ -27,7 +27,9 @@ installed="$(node -p 'try { require("./node_modules/playwright-core/package.json
 if [ "$installed" != "$pinned" ]; then
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 fi
-if [ ! -x "$root/target/debug/auditlog" ]; then
+target="${CARGO_TARGET_DIR:-$root/target}"
+export AUDITLOG_BIN="${AUDITLOG_BIN:-$target/debug/auditlog}"
+if [ ! -x "$AUDITLOG_BIN" ]; then
   (cd "$root" && cargo build -p auditlog --locked)
 fi
 
