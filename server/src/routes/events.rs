@@ -165,34 +165,37 @@ fn csv_field(value: &str, out: &mut Vec<u8>) {
 
 /// One RFC 4180 record (CRLF-terminated) of an event.
 pub fn write_csv_row(stored: &StoredEvent, out: &mut Vec<u8>) {
-    use auditlog_engine::event::time::format_rfc3339_us;
+    use auditlog_engine::event::time::write_rfc3339_us;
+    use std::io::Write;
+    // Written straight into `out`: no per-field allocation on the export path.
     let e = &stored.event;
-    let text = |v: &Option<String>| v.as_deref().unwrap_or("").to_string();
-    let fields: [String; 19] = [
-        stored.seq.to_string(),
-        format_rfc3339_us(e.timestamp_us),
-        format_rfc3339_us(stored.received_us),
-        e.tenant.clone(),
-        stored.tenant_seq.to_string(),
+    fn text(value: &Option<String>) -> &str {
+        value.as_deref().unwrap_or("")
+    }
+    let _ = write!(out, "{},", stored.seq);
+    write_rfc3339_us(e.timestamp_us, out);
+    out.push(b',');
+    write_rfc3339_us(stored.received_us, out);
+    out.push(b',');
+    csv_field(&e.tenant, out);
+    let _ = write!(out, ",{}", stored.tenant_seq);
+    for field in [
         text(&e.id),
         text(&e.project),
         text(&e.actor.id),
         text(&e.actor.email),
-        e.actor.kind.as_str().to_string(),
+        e.actor.kind.as_str(),
         text(&e.actor.ip),
         text(&e.actor.user_agent),
-        e.action.clone(),
-        e.outcome.as_str().to_string(),
-        e.resource.kind.clone(),
+        &e.action,
+        e.outcome.as_str(),
+        &e.resource.kind,
         text(&e.resource.id),
         text(&e.resource.name),
         text(&e.changes),
         text(&e.details),
-    ];
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    ] {
+        out.push(b',');
         csv_field(field, out);
     }
     out.extend_from_slice(b"\r\n");
