@@ -4,9 +4,11 @@
 //! directory and a known admin token, waits for `/healthz`, and kills the process when dropped.
 //! The binary is found next to the test executable (`target/<profile>/auditlog`); it belongs to
 //! another package, so `cargo build -p auditlog` must have run first (tests/run-all.sh does).
-//! Only std is used here, so the crash test's dependencies stay as they are.
+//! The HTTP helpers ([`call`], [`Reply`]) use `ureq`, shared by both end-to-end test files.
 
 use std::io::{Read, Write};
+
+use serde_json::Value;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -169,5 +171,69 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+// HTTP client helpers shared by the end-to-end tests.
+
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// An HTTP answer, whatever its status.
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!(
+                "answer is not JSON ({error}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("answer is UTF-8")
+    }
+}
+
+/// Sends a request to the server under test; any status is an answer, a transport error panics.
+pub fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Reply {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build();
+    let mut request = agent.request(method, url);
+    if let Some(token) = token {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let result = match body {
+        Some(body) => request.send_bytes(body),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("{method} {url}: {error}"),
+    };
+    let status = response.status();
+    let content_type = response.header("content-type").unwrap_or("").to_string();
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .read_to_end(&mut body)
+        .expect("read the answer");
+    Reply {
+        status,
+        content_type,
+        body,
     }
 }

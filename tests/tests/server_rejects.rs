@@ -8,68 +8,14 @@
 //!
 //! Needs `cargo build -p auditlog` first (tests/run-all.sh does it).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
 use auditlog_engine::event::time::format_rfc3339_us;
 use auditlog_engine::store::now_us;
-use auditlog_tests::server::{ServerProcess, ADMIN_TOKEN};
+use auditlog_tests::server::{call, Reply, ServerProcess, ADMIN_TOKEN};
 use serde_json::{json, Value};
-
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
-            panic!(
-                "answer is not JSON ({error}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn call(
-    method: &str,
-    url: &str,
-    token: Option<&str>,
-    headers: &[(&str, &str)],
-    body: Option<&[u8]>,
-) -> Reply {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(60))
-        .build();
-    let mut request = agent.request(method, url);
-    if let Some(token) = token {
-        request = request.set("Authorization", &format!("Bearer {token}"));
-    }
-    for (name, value) in headers {
-        request = request.set(name, value);
-    }
-    let result = match body {
-        Some(body) => request.send_bytes(body),
-        None => request.call(),
-    };
-    let response = match result {
-        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
-        Err(error) => panic!("{method} {url}: {error}"),
-    };
-    let status = response.status();
-    let mut body = Vec::new();
-    response
-        .into_reader()
-        .read_to_end(&mut body)
-        .expect("read the answer");
-    Reply { status, body }
-}
 
 /// The HTTP status of a WebSocket handshake on `/v1/stream?<query>` (101 when it upgraded).
 fn stream_handshake_status(server: &ServerProcess, query: &str, token: Option<&str>) -> u16 {
