@@ -31,13 +31,17 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::ops::Range;
 
-use auditlog_engine::event::{ActorType, Outcome, StoredEvent};
+use auditlog_engine::event::StoredEvent;
 use auditlog_engine::manifest::SegmentEntry;
 use auditlog_engine::segment::{Block, BlockMeta, Column, Columns, Segment};
+use auditlog_engine::store::SealedSegment;
 use auditlog_engine::Snapshot;
+use roaring::RoaringBitmap;
 
+use crate::codes::{code_value, value_code, Codes};
 use crate::error::{Error, Result};
 use crate::query::{Cursor, Field, FieldFilter, Order, Query, LIMIT_MAX};
+use crate::segment_index::SegmentIndex;
 use crate::text::TextMatcher;
 
 /// Most values [`facets`] returns.
@@ -343,52 +347,6 @@ const TEXT_COLUMNS: Columns = Columns::of(&[
     Column::Changes,
 ]);
 
-/// The code of `value` in a column of `segment`: a dictionary code, or for the enum columns the
-/// enum's code plus one (so that 0 still means "absent", as in dictionaries).
-fn value_code(segment: &Segment, column: Column, value: &str) -> Option<u32> {
-    match column {
-        Column::Outcome => Outcome::parse(value).map(|o| u32::from(o.code()) + 1),
-        Column::ActorType => ActorType::parse(value).map(|t| u32::from(t.code()) + 1),
-        _ => segment.dictionary(column)?.code_of(value),
-    }
-}
-
-/// Inverse of [`value_code`].
-fn code_value(segment: &Segment, column: Column, code: u32) -> Option<&str> {
-    let enum_code = || u8::try_from(code.checked_sub(1)?).ok();
-    match column {
-        Column::Outcome => Outcome::from_code(enum_code()?).map(Outcome::as_str),
-        Column::ActorType => ActorType::from_code(enum_code()?).map(ActorType::as_str),
-        _ => segment.dictionary(column)?.get(code),
-    }
-}
-
-/// A decoded column seen as codes ([`value_code`]'s numbering).
-enum Codes<'b> {
-    Dictionary(&'b [u32]),
-    Outcome(&'b [Outcome]),
-    ActorType(&'b [ActorType]),
-}
-
-impl<'b> Codes<'b> {
-    fn of(block: &'b Block, column: Column) -> Codes<'b> {
-        match column {
-            Column::Outcome => Codes::Outcome(block.outcomes()),
-            Column::ActorType => Codes::ActorType(block.actor_types()),
-            _ => Codes::Dictionary(block.codes(column)),
-        }
-    }
-
-    #[inline]
-    fn get(&self, row: usize) -> u32 {
-        match self {
-            Codes::Dictionary(codes) => codes[row],
-            Codes::Outcome(values) => u32::from(values[row].code()) + 1,
-            Codes::ActorType(values) => u32::from(values[row].code()) + 1,
-        }
-    }
-}
-
 /// One field filter resolved against a segment: sorted codes per column.
 struct Condition {
     /// `None`: no any-of set. Otherwise the row passes when one of its columns holds one of
@@ -427,6 +385,38 @@ impl Condition {
             any,
             none: codes(&filter.none_of),
         })
+    }
+
+    /// Applies the condition to `rows` with the segment's filter index; false (and `rows`
+    /// untouched) when a column it needs is not indexed.
+    fn apply(&self, index: &SegmentIndex, rows: &mut RoaringBitmap) -> Result<bool> {
+        let union = |sets: &[(Column, Vec<u32>)]| -> Result<Option<RoaringBitmap>> {
+            let mut union = RoaringBitmap::new();
+            for (column, codes) in sets {
+                for &code in codes {
+                    match index.posting(*column, code)? {
+                        Some(posting) => union |= posting.as_ref(),
+                        None => return Ok(None),
+                    }
+                }
+            }
+            Ok(Some(union))
+        };
+        let any = match &self.any {
+            Some(any) => match union(any)? {
+                Some(bitmap) => Some(bitmap),
+                None => return Ok(false),
+            },
+            None => None,
+        };
+        let Some(none) = union(&self.none)? else {
+            return Ok(false);
+        };
+        if let Some(any) = any {
+            *rows &= any;
+        }
+        *rows -= none;
+        Ok(true)
     }
 
     fn is_trivial(&self) -> bool {
@@ -537,7 +527,7 @@ impl<'q> Plan<'q> {
             if !self.entry_may_match(&sealed.entry) {
                 continue;
             }
-            if let Some(matcher) = SegmentMatcher::new(self, index, &sealed.segment) {
+            if let Some(matcher) = SegmentMatcher::new(self, index, sealed)? {
                 matchers.push(matcher);
             }
         }
@@ -604,6 +594,10 @@ struct SegmentMatcher<'s> {
     segment: &'s Segment,
     /// Row ranges of the tenants to read, in row order.
     tenant_ranges: Vec<Range<u64>>,
+    /// With the segment's indexes: the rows that pass the indexed filters and may match the
+    /// text (a superset of the matching rows within `tenant_ranges`).
+    candidates: Option<RoaringBitmap>,
+    /// The filters the index did not answer, checked row by row.
     conditions: Vec<Condition>,
     condition_columns: Columns,
     /// Text masks of dictionary values already seen: (column, code) -> mask.
@@ -612,40 +606,89 @@ struct SegmentMatcher<'s> {
 
 impl<'s> SegmentMatcher<'s> {
     /// `None` when the segment cannot hold a matching row.
-    fn new(plan: &Plan<'_>, index: usize, segment: &'s Segment) -> Option<SegmentMatcher<'s>> {
+    fn new(
+        plan: &Plan<'_>,
+        index: usize,
+        sealed: &'s SealedSegment,
+    ) -> Result<Option<SegmentMatcher<'s>>> {
+        let segment = &sealed.segment;
         let mut tenant_ranges = Vec::new();
-        let dictionary = segment.dictionary(Column::Tenant)?;
+        let mut tenant_codes = Vec::new();
+        let Some(dictionary) = segment.dictionary(Column::Tenant) else {
+            return Ok(None);
+        };
         if plan.tenants.len() <= dictionary.len() {
-            tenant_ranges.extend(plan.tenants.iter().filter_map(|t| segment.tenant_rows(t)));
+            for tenant in &plan.tenants {
+                if let Some(code) = dictionary.code_of(tenant) {
+                    tenant_codes.push(code);
+                    tenant_ranges.extend(segment.tenant_code_rows(code));
+                }
+            }
         } else {
             for (code, tenant) in dictionary.iter() {
                 if plan.tenants.binary_search(&tenant).is_ok() {
+                    tenant_codes.push(code);
                     tenant_ranges.extend(segment.tenant_code_rows(code));
                 }
             }
         }
         if tenant_ranges.is_empty() {
-            return None;
+            return Ok(None);
         }
         tenant_ranges.sort_unstable_by_key(|range| range.start);
+        tenant_codes.sort_unstable();
         let mut conditions = Vec::new();
         for (field, filter) in &plan.filters {
-            let condition = Condition::resolve(segment, *field, filter)?;
+            let Some(condition) = Condition::resolve(segment, *field, filter) else {
+                return Ok(None);
+            };
             if !condition.is_trivial() {
                 conditions.push(condition);
+            }
+        }
+        let mut candidates = None;
+        if let Some(index) = SegmentIndex::of(sealed) {
+            let mut rows = RoaringBitmap::new();
+            for range in &tenant_ranges {
+                rows.insert_range(range.start as u32..range.end as u32);
+            }
+            let mut narrowed = false;
+            let mut unindexed = Vec::new();
+            for condition in conditions {
+                if condition.apply(index, &mut rows)? {
+                    narrowed = true;
+                } else {
+                    unindexed.push(condition);
+                }
+            }
+            conditions = unindexed;
+            if let Some(text_rows) =
+                index
+                    .text
+                    .candidates(segment, &plan.query.text, &tenant_codes)?
+            {
+                rows &= text_rows;
+                narrowed = true;
+            }
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            if narrowed {
+                candidates = Some(rows);
             }
         }
         let condition_columns = conditions
             .iter()
             .fold(Columns::NONE, |set, c| set | c.columns());
-        Some(SegmentMatcher {
+        Ok(Some(SegmentMatcher {
             index,
             segment,
             tenant_ranges,
+            candidates,
             conditions,
             condition_columns,
             text_masks: RefCell::new(HashMap::new()),
-        })
+        }))
     }
 
     /// The rows of block `block_index` inside `rows` that match the plan (time, cursor,
@@ -666,6 +709,16 @@ impl<'s> SegmentMatcher<'s> {
             return Ok(None);
         }
         let local = (start - block_rows.start) as usize..(end - block_rows.start) as usize;
+        let mut matched: Vec<usize> = match &self.candidates {
+            Some(candidates) => candidates
+                .range(start as u32..end as u32)
+                .map(|row| (u64::from(row) - block_rows.start) as usize)
+                .collect(),
+            None => local.collect(),
+        };
+        if matched.is_empty() {
+            return Ok(None);
+        }
         let check_keys = !plan.span_admitted(meta.min_timestamp_us, meta.max_timestamp_us);
         let mut columns = extra | self.condition_columns;
         if check_keys {
@@ -679,7 +732,6 @@ impl<'s> SegmentMatcher<'s> {
         } else {
             Some(self.segment.read_block(block_index, columns)?)
         };
-        let mut matched: Vec<usize> = local.collect();
         if let Some(block) = &block {
             if check_keys {
                 let timestamps = block.timestamps();

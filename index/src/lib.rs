@@ -54,10 +54,14 @@
 //! assert_eq!(page.next_cursor, None);
 //! ```
 
+pub mod codes;
 pub mod error;
 pub mod exec;
+pub mod filter;
+pub mod fulltext;
 pub mod parse;
 pub mod query;
+pub mod segment_index;
 pub mod text;
 pub mod tokenize;
 
@@ -65,3 +69,4 @@ pub use error::{Error, Result};
 pub use exec::{count, facets, histogram, search, Page};
 pub use parse::{parse, ParseError, ParsedQuery};
 pub use query::{Cursor, Field, FieldFilter, Filters, Order, Query, Scope, TextKind, TextTerm};
+pub use segment_index::{SegmentIndex, SegmentIndexer};

@@ -32,8 +32,8 @@ fn tenant_name(tenant: usize) -> String {
     format!("acct_{tenant}")
 }
 
-fn open_store(dir: &std::path::Path) -> Store {
-    common::open_store(dir, &["acct_3"])
+fn open_store(dir: &std::path::Path, indexed: bool) -> Store {
+    common::open_store(dir, &["acct_3"], indexed)
 }
 
 #[derive(Debug, Clone)]
@@ -544,6 +544,8 @@ enum Op {
     Merge,
     /// `expire(NOW_US + days)`
     Expire(i64),
+    /// Close and open the store again (indexes are opened, or rebuilt, from disk).
+    Reopen,
     Query(QuerySpec),
 }
 
@@ -553,6 +555,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Seal),
         2 => Just(Op::Merge),
         1 => (0i64..40).prop_map(Op::Expire),
+        1 => Just(Op::Reopen),
         3 => query_spec().prop_map(Op::Query),
     ]
 }
@@ -564,9 +567,10 @@ proptest! {
     fn query_model_every_answer_matches_a_naive_scan(
         ops in prop::collection::vec(op(), 1..24),
         finals in prop::collection::vec(query_spec(), 1..6),
+        indexed in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_store(dir.path());
+        let mut store = open_store(dir.path(), indexed);
         for op in &ops {
             match op {
                 Op::Append(specs) => {
@@ -580,6 +584,11 @@ proptest! {
                 }
                 Op::Expire(days) => {
                     store.expire(NOW_US + days * MICROS_PER_DAY).unwrap();
+                }
+                Op::Reopen => {
+                    store.close();
+                    drop(store);
+                    store = open_store(dir.path(), indexed);
                 }
                 Op::Query(spec) => check_query(&store, spec)?,
             }
@@ -616,9 +625,10 @@ proptest! {
         seal_first in any::<bool>(),
         spec in query_spec(),
         changes in prop::collection::vec(between(), 1..30),
+        indexed in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_store(dir.path());
+        let store = open_store(dir.path(), indexed);
         store.append(initial.iter().map(build_event).collect()).unwrap();
         if seal_first {
             store.seal().unwrap();

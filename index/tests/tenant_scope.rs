@@ -32,7 +32,7 @@ fn event(tenant: &str, n: i64, name: &str) -> Event {
 /// Tenants `a` and `b` interleaved in time; some sealed (tiny blocks shared by both), the rest
 /// in the tail. `b`'s events alone mention `secret-b`.
 fn store_with_two_tenants(dir: &std::path::Path) -> Store {
-    let store = common::open_store(dir, &[]);
+    let store = common::open_store(dir, &[], true);
     for round in 0..3 {
         let batch: Vec<Event> = (0..10)
             .flat_map(|i| {

@@ -56,16 +56,32 @@ use crate::segment::Segment;
 use crate::tail::{key_hash, Chunk, Tail, TailSnapshot};
 use commit::{CommitState, Queue, Reply, Request, SyncQueue, QUEUE_BYTES_MAX};
 
-/// Builds companion files of a segment (the search crate's indexes) before it is published.
-/// Files it writes must be inside `partition_dir` and named `{segment_id:016x}.*`, so that
-/// merging and retention remove them with the segment.
+/// What a [`SegmentHook`] attaches to an open segment (the search crate's open indexes); readers
+/// find it in [`SealedSegment::attachment`] and downcast it.
+pub type Attachment = Arc<dyn std::any::Any + Send + Sync>;
+
+/// Builds and opens companion files of a segment (the search crate's indexes). Files it writes
+/// must be inside `partition_dir` and named `{segment_id:016x}.*` (files or directories), so
+/// that merging, retention and orphan cleanup handle them with the segment; it must make them
+/// durable itself (the store fsyncs the directory afterwards).
 pub trait SegmentHook: Send + Sync {
+    /// Called for a new segment (seal or merge) before it is published; a failure fails the
+    /// seal or merge, which leaves the store as it was.
     fn segment_written(
         &self,
         partition_dir: &std::path::Path,
         entry: &SegmentEntry,
         segment: &Segment,
-    ) -> Result<()>;
+    ) -> Result<Option<Attachment>>;
+
+    /// Called for each published segment when the store opens: opens (or, when missing or
+    /// unreadable, rebuilds) its companion files.
+    fn segment_opened(
+        &self,
+        partition_dir: &std::path::Path,
+        entry: &SegmentEntry,
+        segment: &Segment,
+    ) -> Result<Option<Attachment>>;
 }
 
 /// Called with every committed chunk of events, in seq order, before the appenders are answered.
@@ -96,6 +112,8 @@ pub struct SealedSegment {
     pub entry: SegmentEntry,
     pub path: PathBuf,
     pub segment: Segment,
+    /// What the store's [`SegmentHook`] opened for this segment, if any.
+    pub attachment: Option<Attachment>,
 }
 
 /// A consistent view of the store: every event with `seq <= sealed_through` is in `segments`

@@ -72,10 +72,17 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
             });
         }
         let segment = Segment::open(&path)?;
+        let attachment = match (&options.segment_hook, path.parent()) {
+            (Some(hook), Some(partition_dir)) => {
+                hook.segment_opened(partition_dir, entry, &segment)?
+            }
+            _ => None,
+        };
         segments.push(Arc::new(SealedSegment {
             entry: entry.clone(),
             path,
             segment,
+            attachment,
         }));
     }
     if !archived.is_empty() {

@@ -147,14 +147,16 @@ impl Inner {
             min_seq: meta.min_seq,
             max_seq: meta.max_seq,
         };
-        if let Some(hook) = &self.options.segment_hook {
-            hook.segment_written(&dir, &entry, &segment)?;
-        }
+        let attachment = match &self.options.segment_hook {
+            Some(hook) => hook.segment_written(&dir, &entry, &segment)?,
+            None => None,
+        };
         vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         Ok(Arc::new(SealedSegment {
             entry,
             path,
             segment,
+            attachment,
         }))
     }
 

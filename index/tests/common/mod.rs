@@ -65,8 +65,10 @@ impl Vfs for NoSyncVfs {
 
 /// A store driven by hand (no background thread), with tiny blocks so that a few events make
 /// multi-block segments whose blocks are shared by tenants, merging at two segments, and
-/// retention: `standard` 30 days, `extended` 365 days for the tenants in `extended`.
-pub fn open_store(dir: &Path, extended: &[&str]) -> Store {
+/// retention: `standard` 30 days, `extended` 365 days for the tenants in `extended`. With
+/// `indexed`, segments get their filter and text indexes (the server's configuration); without,
+/// queries scan (a store opened by a tool without the hook).
+pub fn open_store(dir: &Path, extended: &[&str], indexed: bool) -> Store {
     let mut retention = RetentionConfig::default();
     retention.class_days.insert("standard".into(), 30);
     retention.class_days.insert("extended".into(), 365);
@@ -82,5 +84,8 @@ pub fn open_store(dir: &Path, extended: &[&str]) -> Store {
     options.retention = retention;
     options.merge_segments_min = 2;
     options.encode.block_rows = 4;
+    if indexed {
+        options.segment_hook = Some(auditlog_index::SegmentIndexer::hook());
+    }
     Store::open(options).unwrap()
 }

@@ -1,0 +1,398 @@
+//! The full-text index of a sealed segment (tantivy): which blocks of which tenant may hold a
+//! word.
+//!
+//! One tantivy index per segment, in the directory `{segment_id:016x}.text/` beside the segment
+//! (removed with it). It holds **one document per (block, tenant)**: the distinct terms of the
+//! tenant's rows in that block, over every [`TEXT_FIELDS`](crate::text::TEXT_FIELDS) value. It
+//! answers "which (block, tenant) pairs may match these terms"; the rows of those blocks are then
+//! checked exactly by [`crate::text::TextMatcher`] (phrases, positions, field boundaries), as log
+//! stores with per-block filters do. This costs a few bytes per event where a document per event
+//! with positions costs tens.
+//!
+//! # Schema (version 1)
+//!
+//! - `t`: text, indexed without frequencies or positions ([`IndexRecordOption::Basic`]),
+//!   whitespace-tokenized: the terms, pre-tokenized by [`crate::tokenize`] (lowercased atoms).
+//!   An atom that looks random ([`is_random_atom`]: 12 characters or more, with a digit, such
+//!   as a request id) is indexed as `~` plus its first 4 characters, so a dictionary of unique
+//!   ids does not grow with every event, yet a search for the whole id still prunes blocks.
+//! - `tn`: u64, indexed: the tenant's code in the segment's tenant dictionary.
+//! - `k`: u64, fast field: `block << 32 | tenant code`.
+//!
+//! The directory also holds `VERSION` (the text `1`); an index without it, or with another
+//! version, is rebuilt when the store opens.
+//!
+//! Example: a block 3 holding, for tenant code 2, one event with resource name
+//! `llama-finetune-3` and details `{"request_id":"req_8f3a9c2e1b0d4f67"}` gives the document
+//! `t = "llama finetune 3 request id req ~8f3a"`, `tn = 2`, `k = 3 << 32 | 2`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use auditlog_engine::segment::{Column, Columns, Segment};
+use auditlog_engine::{Error, Result};
+use roaring::RoaringBitmap;
+use tantivy::collector::DocSetCollector;
+use tantivy::query::{BooleanQuery, Occur, Query as TantivyQuery, RegexQuery, TermQuery};
+use tantivy::schema::{
+    Field as SchemaField, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED,
+};
+use tantivy::tokenizer::WhitespaceTokenizer;
+use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
+
+use crate::codes::code_value;
+use crate::query::{TextKind, TextTerm};
+use crate::tokenize::{atoms, normalize};
+
+/// The schema version this code writes and reads.
+pub const VERSION: u32 = 1;
+const VERSION_FILE: &str = "VERSION";
+const TOKENIZER: &str = "auditlog_ws";
+/// Characters of a random atom that are indexed.
+const RANDOM_PREFIX_CHARS: usize = 4;
+/// Memory the tantivy writer may use while building one segment's index.
+const WRITER_BYTES: usize = 64 << 20;
+
+/// The text columns held as dictionary codes.
+const DICTIONARY_COLUMNS: [Column; 7] = [
+    Column::ResourceName,
+    Column::ResourceId,
+    Column::ActorEmail,
+    Column::ActorId,
+    Column::Action,
+    Column::Project,
+    Column::ActorUserAgent,
+];
+
+/// The directory name of a segment's text index.
+pub fn dir_name(segment_id: u64) -> String {
+    format!("{segment_id:016x}.text")
+}
+
+/// True for an atom indexed only by its first characters: 12 characters or more with a digit
+/// (request ids, session ids, hashes), whose dictionary entries would be unique per event.
+pub fn is_random_atom(atom: &str) -> bool {
+    atom.len() >= 12 && atom.bytes().any(|b| b.is_ascii_digit()) && atom.chars().count() >= 12
+}
+
+/// The index term of an atom (see the module docs).
+fn index_term(atom: &str) -> std::borrow::Cow<'_, str> {
+    if is_random_atom(atom) {
+        let mut term = String::with_capacity(1 + RANDOM_PREFIX_CHARS * 4);
+        term.push('~');
+        term.extend(atom.chars().take(RANDOM_PREFIX_CHARS));
+        term.into()
+    } else {
+        atom.into()
+    }
+}
+
+struct Fields {
+    text: SchemaField,
+    tenant: SchemaField,
+    key: SchemaField,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let indexing = TextFieldIndexing::default()
+        .set_tokenizer(TOKENIZER)
+        .set_index_option(IndexRecordOption::Basic)
+        .set_fieldnorms(false);
+    let text = builder.add_text_field("t", TextOptions::default().set_indexing_options(indexing));
+    let tenant = builder.add_u64_field("tn", INDEXED);
+    let key = builder.add_u64_field("k", FAST);
+    (builder.build(), Fields { text, tenant, key })
+}
+
+fn register(index: &Index) {
+    index
+        .tokenizers()
+        .register(TOKENIZER, WhitespaceTokenizer::default());
+}
+
+fn tantivy_error(path: &Path, error: impl std::fmt::Display) -> Error {
+    Error::io(
+        path,
+        std::io::Error::other(format!("full-text index: {error}")),
+    )
+}
+
+/// Builds the text index of `segment` into `dir` (which must not exist), durably.
+pub fn build(segment: &Segment, dir: &Path) -> Result<()> {
+    let tmp = dir.with_extension("text.tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let (schema, fields) = schema();
+    let index = Index::create_in_dir(&tmp, schema).map_err(|e| tantivy_error(&tmp, e))?;
+    register(&index);
+    let mut writer = index
+        .writer_with_num_threads::<TantivyDocument>(1, WRITER_BYTES)
+        .map_err(|e| tantivy_error(&tmp, e))?;
+    let columns = DICTIONARY_COLUMNS
+        .iter()
+        .fold(Columns::from(Column::Tenant), |set, c| set.with(*c))
+        .with(Column::Details)
+        .with(Column::Changes);
+    // Index terms of each dictionary value, computed once per segment.
+    let mut value_terms: HashMap<(Column, u32), Vec<String>> = HashMap::new();
+    let mut doc_terms: HashSet<String> = HashSet::new();
+    let mut text = String::new();
+    for block_index in 0..segment.blocks().len() {
+        let block = segment.read_block(block_index, columns)?;
+        let tenants = block.tenant_codes();
+        let mut start = 0;
+        while start < tenants.len() {
+            let tenant = tenants[start];
+            let end = start + tenants[start..].partition_point(|t| *t == tenant);
+            doc_terms.clear();
+            for row in start..end {
+                for column in DICTIONARY_COLUMNS {
+                    let code = block.codes(column)[row];
+                    if code == 0 {
+                        continue;
+                    }
+                    let terms = value_terms.entry((column, code)).or_insert_with(|| {
+                        let value = code_value(segment, column, code).unwrap_or_default();
+                        let normalized = normalize(value);
+                        let mut terms: Vec<String> = atoms(&normalized)
+                            .map(|a| index_term(a).into_owned())
+                            .collect();
+                        terms.sort_unstable();
+                        terms.dedup();
+                        terms
+                    });
+                    for term in terms.iter() {
+                        if !doc_terms.contains(term) {
+                            doc_terms.insert(term.clone());
+                        }
+                    }
+                }
+                for column in [Column::Details, Column::Changes] {
+                    if let Some(value) = block.str(column, row) {
+                        let normalized = normalize(value);
+                        for atom in atoms(&normalized) {
+                            let term = index_term(atom);
+                            if !doc_terms.contains(term.as_ref()) {
+                                doc_terms.insert(term.into_owned());
+                            }
+                        }
+                    }
+                }
+            }
+            text.clear();
+            for term in &doc_terms {
+                text.push_str(term);
+                text.push(' ');
+            }
+            let mut document = TantivyDocument::new();
+            document.add_text(fields.text, &text);
+            document.add_u64(fields.tenant, u64::from(tenant));
+            document.add_u64(fields.key, ((block_index as u64) << 32) | u64::from(tenant));
+            writer
+                .add_document(document)
+                .map_err(|e| tantivy_error(&tmp, e))?;
+            start = end;
+        }
+    }
+    writer.commit().map_err(|e| tantivy_error(&tmp, e))?;
+    writer
+        .wait_merging_threads()
+        .map_err(|e| tantivy_error(&tmp, e))?;
+    std::fs::write(tmp.join(VERSION_FILE), VERSION.to_string()).map_err(|e| Error::io(&tmp, e))?;
+    sync_tree(&tmp)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
+}
+
+/// fsyncs every file of a directory, then the directory.
+fn sync_tree(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_file() {
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// An open text index.
+pub struct TextIndex {
+    path: PathBuf,
+    // Kept so the searcher's segments stay open.
+    _reader: IndexReader,
+    searcher: Searcher,
+    fields: Fields,
+}
+
+impl std::fmt::Debug for TextIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextIndex")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl TextIndex {
+    /// Opens the text index in `dir`.
+    pub fn open(dir: &Path) -> Result<TextIndex> {
+        let version = std::fs::read_to_string(dir.join(VERSION_FILE))
+            .map_err(|e| Error::io(dir.join(VERSION_FILE), e))?;
+        let found: u32 = version.trim().parse().unwrap_or(0);
+        if found != VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: dir.to_path_buf(),
+                kind: "full-text index",
+                found,
+                supported: VERSION,
+            });
+        }
+        let index = Index::open_in_dir(dir).map_err(|e| tantivy_error(dir, e))?;
+        register(&index);
+        let (_, fields) = schema();
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| tantivy_error(dir, e))?;
+        let searcher = reader.searcher();
+        Ok(TextIndex {
+            path: dir.to_path_buf(),
+            _reader: reader,
+            searcher,
+            fields,
+        })
+    }
+
+    /// Bytes of the index's files.
+    pub fn bytes(&self) -> u64 {
+        dir_bytes(&self.path)
+    }
+
+    /// The rows of `segment` that may match every non-negated term, among the rows of the
+    /// tenants with these codes; `None` when no term narrows anything (only negated terms).
+    pub fn candidates(
+        &self,
+        segment: &Segment,
+        terms: &[TextTerm],
+        tenant_codes: &[u32],
+    ) -> Result<Option<RoaringBitmap>> {
+        let mut clauses: Vec<(Occur, Box<dyn TantivyQuery>)> = Vec::new();
+        for term in terms.iter().filter(|t| !t.negated) {
+            let normalized = normalize(&term.text);
+            let term_atoms: Vec<&str> = atoms(&normalized).collect();
+            for (i, atom) in term_atoms.iter().enumerate() {
+                let last = i + 1 == term_atoms.len();
+                if last && term.kind == TextKind::Prefix {
+                    clauses.push((Occur::Must, self.prefix_query(atom)?));
+                } else {
+                    let term = Term::from_field_text(self.fields.text, &index_term(atom));
+                    clauses.push((
+                        Occur::Must,
+                        Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+                    ));
+                }
+            }
+        }
+        if clauses.is_empty() {
+            return Ok(None);
+        }
+        if tenant_codes.len() <= 256 {
+            let tenants: Vec<(Occur, Box<dyn TantivyQuery>)> = tenant_codes
+                .iter()
+                .map(|&code| {
+                    let term = Term::from_field_u64(self.fields.tenant, u64::from(code));
+                    let query: Box<dyn TantivyQuery> =
+                        Box::new(TermQuery::new(term, IndexRecordOption::Basic));
+                    (Occur::Should, query)
+                })
+                .collect();
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(tenants))));
+        }
+        let query = BooleanQuery::new(clauses);
+        let found = self
+            .searcher
+            .search(&query, &DocSetCollector)
+            .map_err(|e| tantivy_error(&self.path, e))?;
+        let mut rows = RoaringBitmap::new();
+        let mut keys: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
+        for address in found {
+            let column = match keys.entry(address.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
+                    self.searcher
+                        .segment_reader(address.segment_ord)
+                        .fast_fields()
+                        .u64("k")
+                        .map_err(|e| tantivy_error(&self.path, e))?,
+                ),
+            };
+            let Some(key) = column.first(address.doc_id) else {
+                continue;
+            };
+            let (block, tenant) = ((key >> 32) as usize, key as u32);
+            if tenant_codes.binary_search(&tenant).is_err() {
+                continue;
+            }
+            let (Some(meta), Some(tenant_rows)) = (
+                segment.blocks().get(block),
+                segment.tenant_code_rows(tenant),
+            ) else {
+                continue;
+            };
+            let block_rows = meta.row_range();
+            let start = block_rows.start.max(tenant_rows.start);
+            let end = block_rows.end.min(tenant_rows.end);
+            if start < end {
+                rows.insert_range(start as u32..end as u32);
+            }
+        }
+        Ok(Some(rows))
+    }
+
+    /// Documents with a term starting with `prefix`, or a random atom that may.
+    fn prefix_query(&self, prefix: &str) -> Result<Box<dyn TantivyQuery>> {
+        // Atoms are alphanumeric, so they hold no regex syntax.
+        let regex = |pattern: String| -> Result<Box<dyn TantivyQuery>> {
+            Ok(Box::new(
+                RegexQuery::from_pattern(&pattern, self.fields.text)
+                    .map_err(|e| tantivy_error(&self.path, e))?,
+            ))
+        };
+        let random: Box<dyn TantivyQuery> = if prefix.chars().count() >= RANDOM_PREFIX_CHARS {
+            let mut term = String::from("~");
+            term.extend(prefix.chars().take(RANDOM_PREFIX_CHARS));
+            Box::new(TermQuery::new(
+                Term::from_field_text(self.fields.text, &term),
+                IndexRecordOption::Basic,
+            ))
+        } else {
+            regex(format!("~{prefix}.*"))?
+        };
+        Ok(Box::new(BooleanQuery::new(vec![
+            (Occur::Should, regex(format!("{prefix}.*"))?),
+            (Occur::Should, random),
+        ])))
+    }
+}
+
+/// Bytes of the files under `dir`.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,192 @@
+//! The indexes of one sealed segment, built when the engine writes the segment and attached to
+//! it when the store opens: [`SegmentIndexer`] is the engine's [`SegmentHook`].
+//!
+//! ```
+//! use auditlog_engine::store::{Store, StoreOptions};
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut options = StoreOptions::new(dir.path());
+//! options.segment_hook = Some(auditlog_index::SegmentIndexer::hook());
+//! let store = Store::open(options).unwrap();
+//! // Every segment sealed or merged from now on gets `{id}.idx` and `{id}.text/` beside it,
+//! // and queries over `store.snapshot()` use them.
+//! # drop(store);
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use auditlog_engine::manifest::SegmentEntry;
+use auditlog_engine::segment::{Column, Segment};
+use auditlog_engine::store::{Attachment, SealedSegment, SegmentHook};
+use auditlog_engine::Result;
+use parking_lot::Mutex;
+use roaring::RoaringBitmap;
+
+use crate::filter::{self, FilterIndex};
+use crate::fulltext::{self, TextIndex};
+
+/// The open indexes of one segment.
+#[derive(Debug)]
+pub struct SegmentIndex {
+    pub filters: FilterIndex,
+    pub text: TextIndex,
+    /// Postings decoded so far, by (column, code). Bounded by the filter index itself: each
+    /// posting is decoded at most once.
+    postings: Mutex<HashMap<(Column, u32), Arc<RoaringBitmap>>>,
+}
+
+impl SegmentIndex {
+    fn new(filters: FilterIndex, text: TextIndex) -> SegmentIndex {
+        SegmentIndex {
+            filters,
+            text,
+            postings: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The indexes attached to a sealed segment, if its store indexes segments.
+    pub fn of(sealed: &SealedSegment) -> Option<&SegmentIndex> {
+        sealed.attachment.as_ref()?.downcast_ref::<SegmentIndex>()
+    }
+
+    /// The rows whose `column` holds `code` ([`FilterIndex::posting`]), decoded once and then
+    /// shared; `None` when the column is not indexed.
+    pub fn posting(&self, column: Column, code: u32) -> Result<Option<Arc<RoaringBitmap>>> {
+        if let Some(found) = self.postings.lock().get(&(column, code)) {
+            return Ok(Some(Arc::clone(found)));
+        }
+        let Some(bitmap) = self.filters.posting(column, code)? else {
+            return Ok(None);
+        };
+        let bitmap = Arc::new(bitmap);
+        self.postings
+            .lock()
+            .insert((column, code), Arc::clone(&bitmap));
+        Ok(Some(bitmap))
+    }
+}
+
+/// Time and bytes spent building indexes since the process started (for reports and metrics).
+#[derive(Debug, Default)]
+pub struct BuildCounters {
+    pub segments: AtomicU64,
+    pub rows: AtomicU64,
+    pub filter_nanos: AtomicU64,
+    pub text_nanos: AtomicU64,
+    pub filter_bytes: AtomicU64,
+    pub text_bytes: AtomicU64,
+    pub rebuilt: AtomicU64,
+}
+
+/// The process-wide build counters.
+pub static BUILD_COUNTERS: BuildCounters = BuildCounters {
+    segments: AtomicU64::new(0),
+    rows: AtomicU64::new(0),
+    filter_nanos: AtomicU64::new(0),
+    text_nanos: AtomicU64::new(0),
+    filter_bytes: AtomicU64::new(0),
+    text_bytes: AtomicU64::new(0),
+    rebuilt: AtomicU64::new(0),
+};
+
+/// Builds a segment's filter index and text index (on two threads) and opens them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SegmentIndexer;
+
+impl SegmentIndexer {
+    /// The hook to put in [`StoreOptions::segment_hook`](auditlog_engine::StoreOptions).
+    pub fn hook() -> Arc<dyn SegmentHook> {
+        Arc::new(SegmentIndexer)
+    }
+
+    fn build(&self, dir: &Path, entry: &SegmentEntry, segment: &Segment) -> Result<SegmentIndex> {
+        let id = entry.segment_id;
+        let filter_path = dir.join(filter::file_name(id));
+        let text_dir = dir.join(fulltext::dir_name(id));
+        let (filters, text) = std::thread::scope(|scope| {
+            let text = scope.spawn(|| {
+                let started = Instant::now();
+                let result = fulltext::build(segment, &text_dir);
+                let nanos = started.elapsed().as_nanos() as u64;
+                BUILD_COUNTERS
+                    .text_nanos
+                    .fetch_add(nanos, Ordering::Relaxed);
+                result
+            });
+            let started = Instant::now();
+            let filters = filter::build(segment)
+                .and_then(|bytes| filter::write_file(&filter_path, &bytes).map(|()| bytes.len()));
+            BUILD_COUNTERS
+                .filter_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            let text = text.join().expect("the text index builder panicked");
+            (filters, text)
+        });
+        let filter_bytes = filters?;
+        text?;
+        let index = SegmentIndex::new(
+            FilterIndex::open(&filter_path, id, entry.rows)?,
+            TextIndex::open(&text_dir)?,
+        );
+        BUILD_COUNTERS.segments.fetch_add(1, Ordering::Relaxed);
+        BUILD_COUNTERS.rows.fetch_add(entry.rows, Ordering::Relaxed);
+        BUILD_COUNTERS
+            .filter_bytes
+            .fetch_add(filter_bytes as u64, Ordering::Relaxed);
+        BUILD_COUNTERS
+            .text_bytes
+            .fetch_add(index.text.bytes(), Ordering::Relaxed);
+        Ok(index)
+    }
+}
+
+impl SegmentHook for SegmentIndexer {
+    fn segment_written(
+        &self,
+        partition_dir: &Path,
+        entry: &SegmentEntry,
+        segment: &Segment,
+    ) -> Result<Option<Attachment>> {
+        let index = self.build(partition_dir, entry, segment)?;
+        Ok(Some(Arc::new(index)))
+    }
+
+    fn segment_opened(
+        &self,
+        partition_dir: &Path,
+        entry: &SegmentEntry,
+        segment: &Segment,
+    ) -> Result<Option<Attachment>> {
+        let id = entry.segment_id;
+        let opened = FilterIndex::open(&partition_dir.join(filter::file_name(id)), id, entry.rows)
+            .and_then(|filters| {
+                Ok(SegmentIndex::new(
+                    filters,
+                    TextIndex::open(&partition_dir.join(fulltext::dir_name(id)))?,
+                ))
+            });
+        let index = match opened {
+            Ok(index) => index,
+            Err(error) => {
+                // Indexes are derived data: a missing (older store, crash before they were
+                // written) or damaged index is rebuilt from the segment.
+                tracing::warn!(
+                    segment = %format!("{id:016x}"),
+                    dir = %partition_dir.display(),
+                    %error,
+                    "rebuilding the indexes of a segment"
+                );
+                BUILD_COUNTERS.rebuilt.fetch_add(1, Ordering::Relaxed);
+                let index = self.build(partition_dir, entry, segment)?;
+                std::fs::File::open(partition_dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| auditlog_engine::Error::io(partition_dir, e))?;
+                index
+            }
+        };
+        Ok(Some(Arc::new(index)))
+    }
+}
