@@ -70,6 +70,65 @@ impl Hasher for KeyHashHasher {
     }
 }
 
+/// Where each tenant's events are in one chunk: `(tenant hash, offset)` pairs sorted, so a
+/// query for a few tenants visits only their events instead of scanning the whole tail.
+///
+/// ```
+/// use auditlog_engine::event::StoredEvent;
+/// use auditlog_engine::tail::TenantIndex;
+/// let mut a = StoredEvent::default();
+/// a.event.tenant = "a".into();
+/// let mut b = a.clone();
+/// b.event.tenant = "b".into();
+/// let chunk = vec![a.clone(), b, a];
+/// let index = TenantIndex::of(&chunk);
+/// assert_eq!(index.offsets(&chunk, "a").collect::<Vec<_>>(), [0, 2]);
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct TenantIndex(Vec<(u64, u32)>);
+
+/// The hash [`TenantIndex`] files a tenant under.
+pub fn tenant_hash(tenant: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(tenant.as_bytes());
+    hasher.finish()
+}
+
+impl TenantIndex {
+    /// The index of one chunk.
+    pub fn of(chunk: &[StoredEvent]) -> TenantIndex {
+        let mut entries: Vec<(u64, u32)> = Vec::with_capacity(chunk.len());
+        let mut previous: Option<(&str, u64)> = None;
+        for (offset, event) in chunk.iter().enumerate() {
+            let tenant = event.event.tenant.as_str();
+            // Batches often hold runs of one tenant: hash once per run.
+            let hash = match previous {
+                Some((last, hash)) if last == tenant => hash,
+                _ => tenant_hash(tenant),
+            };
+            previous = Some((tenant, hash));
+            entries.push((hash, offset as u32));
+        }
+        entries.sort_unstable();
+        TenantIndex(entries)
+    }
+
+    /// Offsets in `chunk` (the chunk this index was built from) of `tenant`'s events, ascending.
+    pub fn offsets<'a, 't>(
+        &'a self,
+        chunk: &'a [StoredEvent],
+        tenant: &'t str,
+    ) -> impl Iterator<Item = usize> + use<'a, 't> {
+        let hash = tenant_hash(tenant);
+        let start = self.0.partition_point(|(h, _)| *h < hash);
+        self.0[start..]
+            .iter()
+            .take_while(move |(h, _)| *h == hash)
+            .map(|(_, offset)| *offset as usize)
+            .filter(move |&offset| chunk[offset].event.tenant == tenant)
+    }
+}
+
 /// A map keyed by idempotency-key hash.
 pub type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHashHasher>>;
 
@@ -79,6 +138,8 @@ pub struct Tail {
     chunks: Vec<Chunk>,
     /// Approximate bytes of each chunk, parallel to `chunks`.
     chunk_bytes: Vec<u64>,
+    /// Tenant index of each chunk, parallel to `chunks`.
+    chunk_tenants: Vec<Arc<TenantIndex>>,
     events: u64,
     bytes: u64,
     /// Idempotency keys of tail events: key hash -> seq (an exact check follows). Two different
@@ -111,6 +172,18 @@ impl Tail {
     /// [`Tail::push`] with the chunk's approximate bytes and each event's key hash (0 for an
     /// event without `id`) computed beforehand, off the commit thread.
     pub fn push_prepared(&mut self, events: Chunk, bytes: u64, key_hashes: &[u64]) {
+        let tenants = Arc::new(TenantIndex::of(&events));
+        self.push_indexed(events, bytes, key_hashes, tenants);
+    }
+
+    /// [`Tail::push_prepared`] with the chunk's [`TenantIndex`] built beforehand too.
+    pub fn push_indexed(
+        &mut self,
+        events: Chunk,
+        bytes: u64,
+        key_hashes: &[u64],
+        tenants: Arc<TenantIndex>,
+    ) {
         if events.is_empty() {
             return;
         }
@@ -128,6 +201,7 @@ impl Tail {
         self.events += events.len() as u64;
         self.chunks.push(events);
         self.chunk_bytes.push(bytes);
+        self.chunk_tenants.push(tenants);
     }
 
     pub fn last_seq(&self) -> Option<u64> {
@@ -188,6 +262,7 @@ impl Tail {
     pub fn snapshot(&self) -> TailSnapshot {
         TailSnapshot {
             chunks: self.chunks.clone(),
+            tenants: self.chunk_tenants.clone(),
         }
     }
 
@@ -196,6 +271,7 @@ impl Tail {
         let keep_from = self
             .chunks
             .partition_point(|c| c.last().is_some_and(|e| e.seq <= sealed_through));
+        self.chunk_tenants.drain(..keep_from);
         for bytes in self.chunk_bytes.drain(..keep_from) {
             self.bytes = self.bytes.saturating_sub(bytes);
         }
@@ -232,6 +308,8 @@ impl Tail {
 #[derive(Clone, Default)]
 pub struct TailSnapshot {
     chunks: Vec<Chunk>,
+    /// Parallel to `chunks`.
+    tenants: Vec<Arc<TenantIndex>>,
 }
 
 impl TailSnapshot {
@@ -249,6 +327,27 @@ impl TailSnapshot {
             .iter()
             .flat_map(|c| c.iter())
             .skip_while(move |e| e.seq < from)
+    }
+
+    /// `tenant`'s events with `seq >= from`, in seq order, found through each chunk's
+    /// [`TenantIndex`] (the other tenants' events are not visited).
+    pub fn iter_tenant_from<'a, 't>(
+        &'a self,
+        tenant: &'t str,
+        from: u64,
+    ) -> impl Iterator<Item = &'a StoredEvent> + use<'a, 't> {
+        let start = self
+            .chunks
+            .partition_point(|c| c.last().is_some_and(|e| e.seq < from));
+        self.chunks[start..]
+            .iter()
+            .zip(&self.tenants[start..])
+            .flat_map(move |(chunk, index)| {
+                index
+                    .offsets(chunk, tenant)
+                    .map(move |offset| &chunk[offset])
+            })
+            .filter(move |e| e.seq >= from)
     }
 
     /// The chunks (group commits) of this snapshot.

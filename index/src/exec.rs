@@ -30,6 +30,7 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::ops::Range;
+use std::sync::Arc;
 
 use auditlog_engine::event::StoredEvent;
 use auditlog_engine::manifest::SegmentEntry;
@@ -38,6 +39,7 @@ use auditlog_engine::store::SealedSegment;
 use auditlog_engine::Snapshot;
 use roaring::RoaringBitmap;
 
+use crate::block_cache;
 use crate::codes::{code_value, value_code, Codes};
 use crate::error::{Error, Result};
 use crate::query::{Cursor, Field, FieldFilter, Order, Query, LIMIT_MAX};
@@ -46,6 +48,8 @@ use crate::text::TextMatcher;
 
 /// Most values [`facets`] returns.
 pub const FACET_SIZE_MAX: usize = LIMIT_MAX;
+/// Up to this many tenants in scope, the tail is read through its tenant index; past it, scanned.
+const TAIL_TENANT_LOOKUPS_MAX: usize = 64;
 /// Most buckets [`histogram`] returns.
 pub const HISTOGRAM_BUCKETS_MAX: usize = 10_000;
 
@@ -68,9 +72,8 @@ pub fn search(snapshot: &Snapshot, query: &Query) -> Result<Page> {
     let matchers = plan.segment_matchers(snapshot)?;
     let order = query.order;
 
-    let mut tail: Vec<&StoredEvent> = tail_events(snapshot)
-        .filter(|event| plan.matches_event(event))
-        .collect();
+    let mut tail: Vec<&StoredEvent> = Vec::new();
+    plan.tail_matches(snapshot, |event| tail.push(event));
     tail.sort_unstable_by(|a, b| compare_keys(order, key_of(a), key_of(b)));
 
     let mut runs: Vec<Run<'_>> = Vec::new();
@@ -81,6 +84,7 @@ pub fn search(snapshot: &Snapshot, query: &Query) -> Result<Page> {
                 rows: rows.clone(),
                 blocks: matcher.segment.blocks_for_rows(rows.clone()),
                 buffered: VecDeque::new(),
+                pending: None,
                 last: None,
             }));
         }
@@ -102,7 +106,9 @@ pub fn search(snapshot: &Snapshot, query: &Query) -> Result<Page> {
     let mut selected: Vec<Candidate> = Vec::with_capacity(query.limit + 1);
     while selected.len() <= query.limit {
         let Some(item) = heap.pop() else { break };
-        selected.push(item.candidate);
+        if !matches!(item.candidate.location, Location::Pending) {
+            selected.push(item.candidate);
+        }
         if let Some(candidate) = runs[item.run].next(&plan, &matchers)? {
             heap.push(HeapItem {
                 order,
@@ -131,9 +137,7 @@ pub fn search(snapshot: &Snapshot, query: &Query) -> Result<Page> {
     }
     let mut rows: HashMap<(usize, usize), (usize, Vec<StoredEvent>)> = HashMap::new();
     for (&(matcher, block), &(first, last)) in &spans {
-        let events = matchers[matcher]
-            .segment
-            .read_rows(block, first..last + 1)?;
+        let events = matchers[matcher].read_rows(block, first..last + 1)?;
         rows.insert((matcher, block), (first, events));
     }
     let events: Vec<StoredEvent> = selected
@@ -148,6 +152,7 @@ pub fn search(snapshot: &Snapshot, query: &Query) -> Result<Page> {
                 events[row - first].clone()
             }
             Location::Tail(index) => tail[index].clone(),
+            Location::Pending => unreachable!("pending candidates are never selected"),
         })
         .collect();
     let next_cursor = match events.last() {
@@ -520,6 +525,27 @@ impl<'q> Plan<'q> {
             && self.text.matches_event(event)
     }
 
+    /// Calls `found` with each matching tail event. With a few tenants in scope, only their
+    /// events are visited (through each chunk's tenant index); else the tail is scanned.
+    fn tail_matches<'s>(&self, snapshot: &'s Snapshot, mut found: impl FnMut(&'s StoredEvent)) {
+        let from = snapshot.sealed_through.saturating_add(1);
+        if self.tenants.len() <= TAIL_TENANT_LOOKUPS_MAX {
+            for tenant in &self.tenants {
+                for event in snapshot.tail.iter_tenant_from(tenant, from) {
+                    if self.matches_event(event) {
+                        found(event);
+                    }
+                }
+            }
+        } else {
+            for event in tail_events(snapshot) {
+                if self.matches_event(event) {
+                    found(event);
+                }
+            }
+        }
+    }
+
     /// A matcher per segment that may hold matching rows, in snapshot order.
     fn segment_matchers<'s>(&self, snapshot: &'s Snapshot) -> Result<Vec<SegmentMatcher<'s>>> {
         let mut matchers = Vec::new();
@@ -558,7 +584,7 @@ impl<'q> Plan<'q> {
                         if !matched.is_empty() {
                             visit(Visit::Rows {
                                 matcher: &matcher,
-                                block: block.as_ref(),
+                                block: block.as_deref(),
                                 rows: &matched,
                             })?;
                         }
@@ -566,12 +592,13 @@ impl<'q> Plan<'q> {
                 }
             }
         }
-        for event in tail_events(snapshot) {
-            if self.matches_event(event) {
-                visit(Visit::Event(event))?;
+        let mut result = Ok(());
+        self.tail_matches(snapshot, |event| {
+            if result.is_ok() {
+                result = visit(Visit::Event(event));
             }
-        }
-        Ok(())
+        });
+        result
     }
 }
 
@@ -599,6 +626,8 @@ struct SegmentMatcher<'s> {
     candidates: Option<RoaringBitmap>,
     /// The filters the index did not answer, checked row by row.
     conditions: Vec<Condition>,
+    /// The segment's instance number in the decoded-block cache (indexed segments only).
+    cache: Option<u64>,
     condition_columns: Columns,
     /// Text masks of dictionary values already seen: (column, code) -> mask.
     text_masks: RefCell<HashMap<(Column, u32), u64>>,
@@ -647,6 +676,7 @@ impl<'s> SegmentMatcher<'s> {
             }
         }
         let mut candidates = None;
+        let cache = SegmentIndex::of(sealed).map(SegmentIndex::instance);
         if let Some(index) = SegmentIndex::of(sealed) {
             let mut rows = RoaringBitmap::new();
             for range in &tenant_ranges {
@@ -686,9 +716,49 @@ impl<'s> SegmentMatcher<'s> {
             tenant_ranges,
             candidates,
             conditions,
+            cache,
             condition_columns,
             text_masks: RefCell::new(HashMap::new()),
         }))
+    }
+
+    /// `columns` of a block: from the decoded-block cache when the segment is indexed (whole
+    /// blocks are cached when text columns are asked for, since they are most of a block).
+    fn read_block(&self, block_index: usize, columns: Columns) -> Result<Arc<Block>> {
+        let Some(instance) = self.cache else {
+            return Ok(Arc::new(self.segment.read_block(block_index, columns)?));
+        };
+        if let Some(block) = block_cache::get(instance, block_index) {
+            return Ok(block);
+        }
+        if columns.contains(Column::Details) || columns.contains(Column::Changes) {
+            return Ok(block_cache::whole(instance, self.segment, block_index)?);
+        }
+        Ok(Arc::new(self.segment.read_block(block_index, columns)?))
+    }
+
+    /// The events of rows `rows` of a block (see [`Segment::read_rows`]), through the cache
+    /// when the segment is indexed.
+    fn read_rows(&self, block_index: usize, rows: Range<usize>) -> Result<Vec<StoredEvent>> {
+        let Some(instance) = self.cache else {
+            return Ok(self.segment.read_rows(block_index, rows)?);
+        };
+        let block = block_cache::whole(instance, self.segment, block_index)?;
+        let end = rows.end.min(block.len());
+        Ok((rows.start.min(end)..end)
+            .map(|row| block.event(row))
+            .collect())
+    }
+
+    /// False when the index shows that no candidate row of `rows` lies in the block.
+    fn block_may_match(&self, block_index: usize, rows: &Range<u64>) -> bool {
+        let Some(candidates) = &self.candidates else {
+            return true;
+        };
+        let block_rows = self.segment.blocks()[block_index].row_range();
+        let start = rows.start.max(block_rows.start);
+        let end = rows.end.min(block_rows.end);
+        start < end && candidates.range(start as u32..end as u32).next().is_some()
     }
 
     /// The rows of block `block_index` inside `rows` that match the plan (time, cursor,
@@ -700,7 +770,7 @@ impl<'s> SegmentMatcher<'s> {
         block_index: usize,
         rows: &Range<u64>,
         extra: Columns,
-    ) -> Result<Option<(Option<Block>, Vec<usize>)>> {
+    ) -> Result<Option<BlockMatch>> {
         let meta = &self.segment.blocks()[block_index];
         let block_rows = meta.row_range();
         let start = rows.start.max(block_rows.start);
@@ -730,7 +800,7 @@ impl<'s> SegmentMatcher<'s> {
         let block = if columns.is_empty() {
             None
         } else {
-            Some(self.segment.read_block(block_index, columns)?)
+            Some(self.read_block(block_index, columns)?)
         };
         if let Some(block) = &block {
             if check_keys {
@@ -768,7 +838,7 @@ impl<'s> SegmentMatcher<'s> {
             }
         }
         if !plan.text.is_empty() && !matched.is_empty() {
-            let texts = self.segment.read_block(block_index, TEXT_COLUMNS)?;
+            let texts = self.read_block(block_index, TEXT_COLUMNS)?;
             let mut cache = self.text_masks.borrow_mut();
             matched.retain(|&row| {
                 let mut mask = 0;
@@ -794,6 +864,10 @@ impl<'s> SegmentMatcher<'s> {
     }
 }
 
+/// A block's matching rows (indexes in the block, ascending), with the block when columns had
+/// to be decoded.
+type BlockMatch = (Option<Arc<Block>>, Vec<usize>);
+
 /// Where a candidate row lives.
 #[derive(Debug, Clone, Copy)]
 enum Location {
@@ -804,6 +878,10 @@ enum Location {
     },
     /// Index in the sorted matching tail events.
     Tail(usize),
+    /// Not a row: the bound of a sealed run's next block, not decoded yet. Its key is the
+    /// best key any row of that block can have, so the block is decoded only when the merge
+    /// reaches that key (a page of the newest rows never decodes older blocks).
+    Pending,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -819,6 +897,8 @@ struct SealedRun {
     /// Blocks not walked yet.
     blocks: Range<usize>,
     buffered: VecDeque<Candidate>,
+    /// A block announced by a [`Location::Pending`] candidate, to decode on the next call.
+    pending: Option<usize>,
     /// Key of the last row yielded, to check the segment's sort order.
     last: Option<(i64, u64)>,
 }
@@ -862,12 +942,16 @@ impl SealedRun {
                         path: matcher.segment.path().to_path_buf(),
                         block: match candidate.location {
                             Location::Sealed { block, .. } => block,
-                            Location::Tail(_) => 0,
+                            Location::Tail(_) | Location::Pending => 0,
                         },
                     });
                 }
                 self.last = Some(candidate.key);
                 return Ok(Some(candidate));
+            }
+            if let Some(block_index) = self.pending.take() {
+                self.decode(plan, matcher, block_index)?;
+                continue;
             }
             let next = match order {
                 Order::OldestFirst => self.blocks.next(),
@@ -884,30 +968,52 @@ impl SealedRun {
             if !plan.span_may_match(meta.min_timestamp_us, meta.max_timestamp_us) {
                 continue;
             }
-            let Some((block, matched)) = matcher.match_block(
-                plan,
-                block_index,
-                &self.rows,
-                Column::Timestamp | Column::Seq,
-            )?
-            else {
+            if !matcher.block_may_match(block_index, &self.rows) {
                 continue;
-            };
-            let block = block.expect("timestamps and seqs were asked for");
-            let (timestamps, seqs) = (block.timestamps(), block.seqs());
-            let candidates = matched.iter().map(|&row| Candidate {
-                key: (timestamps[row], seqs[row]),
-                location: Location::Sealed {
-                    matcher: self.matcher,
-                    block: block_index,
-                    row,
-                },
-            });
-            match order {
-                Order::OldestFirst => self.buffered.extend(candidates),
-                Order::NewestFirst => self.buffered.extend(candidates.rev()),
             }
+            self.pending = Some(block_index);
+            let bound = match order {
+                Order::OldestFirst => (meta.min_timestamp_us, 0),
+                Order::NewestFirst => (meta.max_timestamp_us, u64::MAX),
+            };
+            return Ok(Some(Candidate {
+                key: bound,
+                location: Location::Pending,
+            }));
         }
+    }
+
+    /// Decodes a block's matching rows into `buffered`, in the query's order.
+    fn decode(
+        &mut self,
+        plan: &Plan<'_>,
+        matcher: &SegmentMatcher<'_>,
+        block_index: usize,
+    ) -> Result<()> {
+        let Some((block, matched)) = matcher.match_block(
+            plan,
+            block_index,
+            &self.rows,
+            Column::Timestamp | Column::Seq,
+        )?
+        else {
+            return Ok(());
+        };
+        let block = block.expect("timestamps and seqs were asked for");
+        let (timestamps, seqs) = (block.timestamps(), block.seqs());
+        let candidates = matched.iter().map(|&row| Candidate {
+            key: (timestamps[row], seqs[row]),
+            location: Location::Sealed {
+                matcher: self.matcher,
+                block: block_index,
+                row,
+            },
+        });
+        match plan.query.order {
+            Order::OldestFirst => self.buffered.extend(candidates),
+            Order::NewestFirst => self.buffered.extend(candidates.rev()),
+        }
+        Ok(())
     }
 }
 

@@ -27,13 +27,14 @@
 //! `t = "llama finetune 3 request id req ~8f3a"`, `tn = 2`, `k = 3 << 32 | 2`.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use auditlog_engine::segment::{Column, Columns, Segment};
 use auditlog_engine::{Error, Result};
 use roaring::RoaringBitmap;
 use tantivy::collector::DocSetCollector;
-use tantivy::query::{BooleanQuery, Occur, Query as TantivyQuery, RegexQuery, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query as TantivyQuery, RangeQuery, TermQuery};
 use tantivy::schema::{
     Field as SchemaField, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED,
 };
@@ -358,13 +359,16 @@ impl TextIndex {
         Ok(Some(rows))
     }
 
-    /// Documents with a term starting with `prefix`, or a random atom that may.
+    /// Documents with a term starting with `prefix`, or a random atom that may: ranges of the
+    /// term dictionary (no automaton to build per query and segment).
     fn prefix_query(&self, prefix: &str) -> Result<Box<dyn TantivyQuery>> {
-        // Atoms are alphanumeric, so they hold no regex syntax.
-        let regex = |pattern: String| -> Result<Box<dyn TantivyQuery>> {
-            Ok(Box::new(
-                RegexQuery::from_pattern(&pattern, self.fields.text)
-                    .map_err(|e| tantivy_error(&self.path, e))?,
+        let range = |prefix: &str| -> Box<dyn TantivyQuery> {
+            let lower = Term::from_field_text(self.fields.text, prefix);
+            // Every term that starts with `prefix` sorts below `prefix` + U+10FFFF.
+            let upper = Term::from_field_text(self.fields.text, &format!("{prefix}\u{10FFFF}"));
+            Box::new(RangeQuery::new(
+                Bound::Included(lower),
+                Bound::Included(upper),
             ))
         };
         let random: Box<dyn TantivyQuery> = if prefix.chars().count() >= RANDOM_PREFIX_CHARS {
@@ -375,10 +379,10 @@ impl TextIndex {
                 IndexRecordOption::Basic,
             ))
         } else {
-            regex(format!("~{prefix}.*"))?
+            range(&format!("~{prefix}"))
         };
         Ok(Box::new(BooleanQuery::new(vec![
-            (Occur::Should, regex(format!("{prefix}.*"))?),
+            (Occur::Should, range(prefix)),
             (Occur::Should, random),
         ])))
     }

@@ -54,6 +54,7 @@
 //! assert_eq!(page.next_cursor, None);
 //! ```
 
+pub mod block_cache;
 pub mod codes;
 pub mod error;
 pub mod exec;

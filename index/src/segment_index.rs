@@ -36,6 +36,8 @@ pub struct SegmentIndex {
     /// Postings decoded so far, by (column, code). Bounded by the filter index itself: each
     /// posting is decoded at most once.
     postings: Mutex<HashMap<(Column, u32), Arc<RoaringBitmap>>>,
+    /// This open segment's number in the decoded-block cache.
+    instance: u64,
 }
 
 impl SegmentIndex {
@@ -44,7 +46,13 @@ impl SegmentIndex {
             filters,
             text,
             postings: Mutex::new(HashMap::new()),
+            instance: crate::block_cache::new_instance(),
         }
+    }
+
+    /// This open segment's number in the decoded-block cache ([`crate::block_cache`]).
+    pub fn instance(&self) -> u64 {
+        self.instance
     }
 
     /// The indexes attached to a sealed segment, if its store indexes segments.

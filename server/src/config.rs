@@ -86,6 +86,8 @@ impl ServerConfig {
         options.retention = self.retention();
         options.archive_dir = self.archive_dir.clone();
         options.batch_events_max = self.batch_events_max;
+        // Every segment gets its filter and full-text indexes (built, or rebuilt, on open).
+        options.segment_hook = Some(auditlog_index::SegmentIndexer::hook());
         options
     }
 }

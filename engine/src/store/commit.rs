@@ -24,7 +24,7 @@ use super::{AppendResult, Duplicate, Inner};
 use crate::error::{Error, Result};
 use crate::event::{Event, StoredEvent};
 use crate::io::SyncHandle;
-use crate::tail::{Chunk, KeyMap};
+use crate::tail::{Chunk, KeyMap, TenantIndex};
 use crate::wal::format::{encode_events, encode_payload, encode_record, BatchHeader};
 use crate::wal::writer::Poison;
 use crate::wal::WalWriter;
@@ -394,6 +394,12 @@ impl Inner {
                 queue.groups.drain(..).collect()
             };
             self.sync_room.notify_all();
+            // The tail's tenant index of each chunk, built while the disk is busy (or before
+            // the lock): publishing only pushes it.
+            let tenants: Vec<Arc<TenantIndex>> = groups
+                .iter()
+                .map(|g| Arc::new(TenantIndex::of(&g.chunk)))
+                .collect();
             // One fdatasync of the newest group's file covers every group before it: a rotation
             // fsyncs the file it closes.
             let synced = match groups.iter().rev().find(|g| g.needs_sync) {
@@ -419,12 +425,13 @@ impl Inner {
             }
             {
                 let mut state = self.state.write();
-                for group in &groups {
+                for (group, tenants) in groups.iter().zip(tenants) {
                     if let Some(last) = group.chunk.last() {
-                        state.tail.push_prepared(
+                        state.tail.push_indexed(
                             Arc::clone(&group.chunk),
                             group.bytes,
                             &group.key_hashes,
+                            tenants,
                         );
                         self.published_seq.store(last.seq, Ordering::Release);
                     }

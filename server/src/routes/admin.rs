@@ -31,14 +31,16 @@ pub async fn flush(
     Ok(Json(serde_json::json!({ "sealed_through": sealed_through })).into_response())
 }
 
-fn bytes_by_kind(dir: &Path, totals: &mut [u64; 3]) {
+/// Bytes on disk under `dir`: [WAL, segment data, filter bitmaps, text index, other].
+fn bytes_by_kind(dir: &Path, totals: &mut [u64; 5], in_text_index: bool) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            bytes_by_kind(&path, totals);
+            let text = in_text_index || path.extension().is_some_and(|e| e == "text" || e == "tmp");
+            bytes_by_kind(&path, totals, text);
             continue;
         }
         let len = entry.metadata().map_or(0, |m| m.len());
@@ -46,12 +48,16 @@ fn bytes_by_kind(dir: &Path, totals: &mut [u64; 3]) {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if name.ends_with(".wal") {
+        if in_text_index {
+            totals[3] += len;
+        } else if name.ends_with(".wal") {
             totals[0] += len;
         } else if name.ends_with(".seg") {
             totals[1] += len;
-        } else {
+        } else if name.ends_with(".idx") {
             totals[2] += len;
+        } else {
+            totals[4] += len;
         }
     }
 }
@@ -73,8 +79,8 @@ pub async fn stats(
     principal.require_admin()?;
     let answer = blocking(move || {
         let stats = state.store.stats();
-        let mut totals = [0u64; 3];
-        bytes_by_kind(&state.config.data_dir, &mut totals);
+        let mut totals = [0u64; 5];
+        bytes_by_kind(&state.config.data_dir, &mut totals, false);
         Ok(serde_json::json!({
             "events": stats.sealed_events + stats.tail_events,
             "last_seq": stats.last_seq,
@@ -85,7 +91,9 @@ pub async fn stats(
             "bytes": {
                 "wal": totals[0],
                 "segments": totals[1],
-                "other": totals[2],
+                "bitmaps": totals[2],
+                "text_index": totals[3],
+                "other": totals[4],
             },
         }))
     })
