@@ -2,8 +2,9 @@
 //! word.
 //!
 //! One tantivy index per segment, in the directory `{segment_id:016x}.text/` beside the segment
-//! (removed with it). It holds **one document per (block, tenant)**: the distinct terms of the
-//! tenant's rows in that block, over every [`TEXT_FIELDS`](crate::text::TEXT_FIELDS) value. It
+//! (removed with it). It holds **one document per (block, tenant)** for tenants with at least
+//! 64 rows in the block, and one shared document per block for the other tenants' rows: the
+//! distinct terms of those rows, over every [`TEXT_FIELDS`](crate::text::TEXT_FIELDS) value. It
 //! answers "which (block, tenant) pairs may match these terms"; the rows of those blocks are then
 //! checked exactly by [`crate::text::TextMatcher`] (phrases, positions, field boundaries), as log
 //! stores with per-block filters do. This costs a few bytes per event where a document per event
@@ -16,8 +17,9 @@
 //!   An atom that looks random ([`is_random_atom`]: 12 characters or more, with a digit, such
 //!   as a request id) is indexed as `~` plus its first 4 characters, so a dictionary of unique
 //!   ids does not grow with every event, yet a search for the whole id still prunes blocks.
-//! - `tn`: u64, indexed: the tenant's code in the segment's tenant dictionary.
-//! - `k`: u64, fast field: `block << 32 | tenant code`.
+//! - `tn`: u64, indexed: the tenant's code in the segment's tenant dictionary, or `2^32 - 1`
+//!   for a block's shared document.
+//! - `k`: u64, fast field: `block << 32 | tn`.
 //!
 //! The directory also holds `VERSION` (the text `1`); an index without it, or with another
 //! version, is rebuilt when the store opens.
@@ -51,6 +53,11 @@ const VERSION_FILE: &str = "VERSION";
 const TOKENIZER: &str = "auditlog_ws";
 /// Characters of a random atom that are indexed.
 const RANDOM_PREFIX_CHARS: usize = 4;
+/// A tenant with at least this many rows in a block gets a document of its own there; the
+/// smaller runs of a block share one document (tenant [`SHARED_TENANT`]).
+const OWN_DOCUMENT_ROWS: usize = 64;
+/// The tenant code of a block's shared document.
+const SHARED_TENANT: u32 = u32::MAX;
 /// Memory the tantivy writer may use while building one segment's index.
 const WRITER_BYTES: usize = 64 << 20;
 
@@ -145,46 +152,10 @@ pub fn build(segment: &Segment, dir: &Path) -> Result<()> {
         let block = segment.read_block(block_index, columns)?;
         let tenants = block.tenant_codes();
         let mut start = 0;
-        while start < tenants.len() {
-            let tenant = tenants[start];
-            let end = start + tenants[start..].partition_point(|t| *t == tenant);
-            doc_terms.clear();
-            for row in start..end {
-                for column in DICTIONARY_COLUMNS {
-                    let code = block.codes(column)[row];
-                    if code == 0 {
-                        continue;
-                    }
-                    let terms = value_terms.entry((column, code)).or_insert_with(|| {
-                        let value = code_value(segment, column, code).unwrap_or_default();
-                        let normalized = normalize(value);
-                        let mut terms: Vec<String> = atoms(&normalized)
-                            .map(|a| index_term(a).into_owned())
-                            .collect();
-                        terms.sort_unstable();
-                        terms.dedup();
-                        terms
-                    });
-                    for term in terms.iter() {
-                        if !doc_terms.contains(term) {
-                            doc_terms.insert(term.clone());
-                        }
-                    }
-                }
-                for column in [Column::Details, Column::Changes] {
-                    if let Some(value) = block.str(column, row) {
-                        let normalized = normalize(value);
-                        for atom in atoms(&normalized) {
-                            let term = index_term(atom);
-                            if !doc_terms.contains(term.as_ref()) {
-                                doc_terms.insert(term.into_owned());
-                            }
-                        }
-                    }
-                }
-            }
+        let mut shared: HashSet<String> = HashSet::new();
+        let mut emit = |terms: &HashSet<String>, tenant: u32| -> Result<()> {
             text.clear();
-            for term in &doc_terms {
+            for term in terms {
                 text.push_str(term);
                 text.push(' ');
             }
@@ -195,7 +166,59 @@ pub fn build(segment: &Segment, dir: &Path) -> Result<()> {
             writer
                 .add_document(document)
                 .map_err(|e| tantivy_error(&tmp, e))?;
+            Ok(())
+        };
+        while start < tenants.len() {
+            let tenant = tenants[start];
+            let end = start + tenants[start..].partition_point(|t| *t == tenant);
+            let own = end - start >= OWN_DOCUMENT_ROWS;
+            let terms = if own {
+                doc_terms.clear();
+                &mut doc_terms
+            } else {
+                &mut shared
+            };
+            for row in start..end {
+                for column in DICTIONARY_COLUMNS {
+                    let code = block.codes(column)[row];
+                    if code == 0 {
+                        continue;
+                    }
+                    let value_terms = value_terms.entry((column, code)).or_insert_with(|| {
+                        let value = code_value(segment, column, code).unwrap_or_default();
+                        let normalized = normalize(value);
+                        let mut terms: Vec<String> = atoms(&normalized)
+                            .map(|a| index_term(a).into_owned())
+                            .collect();
+                        terms.sort_unstable();
+                        terms.dedup();
+                        terms
+                    });
+                    for term in value_terms.iter() {
+                        if !terms.contains(term) {
+                            terms.insert(term.clone());
+                        }
+                    }
+                }
+                for column in [Column::Details, Column::Changes] {
+                    if let Some(value) = block.str(column, row) {
+                        let normalized = normalize(value);
+                        for atom in atoms(&normalized) {
+                            let term = index_term(atom);
+                            if !terms.contains(term.as_ref()) {
+                                terms.insert(term.into_owned());
+                            }
+                        }
+                    }
+                }
+            }
+            if own {
+                emit(&doc_terms, tenant)?;
+            }
             start = end;
+        }
+        if !shared.is_empty() {
+            emit(&shared, SHARED_TENANT)?;
         }
     }
     writer.commit().map_err(|e| tantivy_error(&tmp, e))?;
@@ -309,6 +332,7 @@ impl TextIndex {
         if tenant_codes.len() <= 256 {
             let tenants: Vec<(Occur, Box<dyn TantivyQuery>)> = tenant_codes
                 .iter()
+                .chain([&SHARED_TENANT])
                 .map(|&code| {
                     let term = Term::from_field_u64(self.fields.tenant, u64::from(code));
                     let query: Box<dyn TantivyQuery> =
@@ -340,20 +364,38 @@ impl TextIndex {
                 continue;
             };
             let (block, tenant) = ((key >> 32) as usize, key as u32);
-            if tenant_codes.binary_search(&tenant).is_err() {
-                continue;
-            }
-            let (Some(meta), Some(tenant_rows)) = (
-                segment.blocks().get(block),
-                segment.tenant_code_rows(tenant),
-            ) else {
+            let Some(meta) = segment.blocks().get(block) else {
                 continue;
             };
             let block_rows = meta.row_range();
-            let start = block_rows.start.max(tenant_rows.start);
-            let end = block_rows.end.min(tenant_rows.end);
-            if start < end {
-                rows.insert_range(start as u32..end as u32);
+            let codes: &[u32] = if tenant == SHARED_TENANT {
+                // Every tenant in scope with rows in the block (codes ascend with rows).
+                let first = tenant_codes.partition_point(|&code| {
+                    segment
+                        .tenant_code_rows(code)
+                        .is_none_or(|r| r.end <= block_rows.start)
+                });
+                let end = first
+                    + tenant_codes[first..].partition_point(|&code| {
+                        segment
+                            .tenant_code_rows(code)
+                            .is_none_or(|r| r.start < block_rows.end)
+                    });
+                &tenant_codes[first..end]
+            } else if tenant_codes.binary_search(&tenant).is_ok() {
+                std::slice::from_ref(&tenant)
+            } else {
+                continue;
+            };
+            for &code in codes {
+                let Some(tenant_rows) = segment.tenant_code_rows(code) else {
+                    continue;
+                };
+                let start = block_rows.start.max(tenant_rows.start);
+                let end = block_rows.end.min(tenant_rows.end);
+                if start < end {
+                    rows.insert_range(start as u32..end as u32);
+                }
             }
         }
         Ok(Some(rows))
@@ -399,4 +441,96 @@ pub fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditlog_engine::event::{Actor, Event, Resource, StoredEvent};
+    use auditlog_engine::segment::{encode_segment, EncodeOptions};
+
+    fn stored(seq: u64, tenant: &str, name: &str) -> StoredEvent {
+        StoredEvent {
+            seq,
+            tenant_seq: seq,
+            received_us: 1,
+            event: Event {
+                timestamp_us: seq as i64,
+                tenant: tenant.into(),
+                actor: Actor {
+                    id: Some("user_1".into()),
+                    ..Actor::default()
+                },
+                action: "create".into(),
+                resource: Resource {
+                    kind: "pod".into(),
+                    name: Some(name.into()),
+                    ..Resource::default()
+                },
+                ..Event::default()
+            },
+        }
+    }
+
+    fn rows(segment: &Segment, index: &TextIndex, text: TextTerm, tenants: &[&str]) -> Vec<u32> {
+        let dictionary = segment.dictionary(Column::Tenant).unwrap();
+        let mut codes: Vec<u32> = tenants
+            .iter()
+            .filter_map(|t| dictionary.code_of(t))
+            .collect();
+        codes.sort_unstable();
+        index
+            .candidates(segment, &[text], &codes)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .collect()
+    }
+
+    #[test]
+    fn small_and_large_tenant_runs_are_found() {
+        // Tenant "big" has 100 rows in the block (own document); "a" and "c" 1 row each
+        // (the block's shared document).
+        let mut events = vec![stored(1, "a", "llama-finetune-3")];
+        events.extend((0..100).map(|i| stored(2 + i, "big", "mistral-7b")));
+        events.push(stored(200, "c", "llama-train"));
+        let encoded = encode_segment(7, &events, &EncodeOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::from_bytes(dir.path().join("s.seg"), encoded.bytes).unwrap();
+        let text_dir = dir.path().join(dir_name(7));
+        build(&segment, &text_dir).unwrap();
+        let index = TextIndex::open(&text_dir).unwrap();
+        // Rows are sorted by tenant: a = row 0, big = rows 1..=100, c = row 101.
+        assert_eq!(rows(&segment, &index, TextTerm::word("llama"), &["a"]), [0]);
+        assert_eq!(
+            rows(&segment, &index, TextTerm::word("llama"), &["a", "c"]),
+            [0, 101]
+        );
+        assert_eq!(
+            rows(&segment, &index, TextTerm::prefix("llam"), &["c"]),
+            [101]
+        );
+        // The shared document stands for every tenant in scope with rows in the block: a
+        // superset, which the row check narrows.
+        let both = rows(&segment, &index, TextTerm::prefix("llam"), &["c", "big"]);
+        assert!(both.contains(&101) && !both.contains(&0));
+        assert_eq!(
+            rows(&segment, &index, TextTerm::word("mistral"), &["big"]).len(),
+            100
+        );
+        assert!(rows(&segment, &index, TextTerm::word("mistral"), &["a"]).is_empty());
+        assert_eq!(
+            rows(&segment, &index, TextTerm::prefix("user_"), &["a"]),
+            [0]
+        );
+    }
+
+    #[test]
+    fn random_atoms_are_indexed_by_their_first_characters() {
+        assert!(is_random_atom("8f3a9c2e1b0d4f67"));
+        assert!(!is_random_atom("finetune"));
+        assert!(!is_random_atom("8f3a9c2e"));
+        assert_eq!(index_term("8f3a9c2e1b0d4f67"), "~8f3a");
+        assert_eq!(index_term("llama"), "llama");
+    }
 }

@@ -1062,6 +1062,27 @@ fn main() {
         "  index overhead              {:>10.1} B/event",
         per_event(disk.filter_index + disk.text_index)
     );
+    {
+        // The filter index by column.
+        let snapshot = store.snapshot();
+        let mut by_column: Vec<(auditlog_engine::segment::Column, u64)> =
+            auditlog_index::filter::FILTER_COLUMNS
+                .iter()
+                .map(|&column| (column, 0))
+                .collect();
+        for sealed in snapshot.segments.iter() {
+            if let Some(index) = auditlog_index::SegmentIndex::of(sealed) {
+                for (column, bytes) in &mut by_column {
+                    *bytes += index.filters.column_bytes(*column);
+                }
+            }
+        }
+        let parts: Vec<String> = by_column
+            .iter()
+            .map(|(column, bytes)| format!("{} {:.2}", column.name(), per_event(*bytes)))
+            .collect();
+        println!("    by column (B/event): {}", parts.join(", "));
+    }
     if disk.other > 0 {
         println!(
             "  other files                 {:>10.1} B/event",
