@@ -40,7 +40,7 @@ use auditlog_engine::Snapshot;
 use roaring::RoaringBitmap;
 
 use crate::block_cache;
-use crate::codes::{code_value, value_code, Codes};
+use crate::codes::{code_value, max_code, value_code, Codes};
 use crate::error::{Error, Result};
 use crate::query::{Cursor, Field, FieldFilter, Order, Query, LIMIT_MAX};
 use crate::segment_index::SegmentIndex;
@@ -200,15 +200,20 @@ pub fn facets(
     let columns = field_columns(field);
     let extra = columns.iter().fold(Columns::NONE, |set, c| set.with(*c));
     let mut counts: HashMap<String, u64> = HashMap::new();
-    // Per segment: counts by (column, code), resolved to text once per segment.
-    let mut codes: HashMap<(Column, u32), u64> = HashMap::new();
+    // Per segment: counts by code for each of the field's columns (a vector indexed by code),
+    // resolved to text once per segment.
+    let mut codes: Vec<Vec<u64>> = vec![Vec::new(); columns.len()];
     let mut current: Option<usize> = None;
-    let flush = |codes: &mut HashMap<(Column, u32), u64>,
-                 segment: &Segment,
-                 counts: &mut HashMap<String, u64>| {
-        for ((column, code), n) in codes.drain() {
-            if let Some(value) = code_value(segment, column, code) {
-                *counts.entry(value.to_string()).or_default() += n;
+    let flush = |codes: &mut [Vec<u64>], segment: &Segment, counts: &mut HashMap<String, u64>| {
+        for (column, by_code) in columns.iter().zip(codes.iter_mut()) {
+            for (code, n) in by_code.iter_mut().enumerate() {
+                if *n == 0 {
+                    continue;
+                }
+                if let Some(value) = code_value(segment, *column, code as u32) {
+                    *counts.entry(value.to_string()).or_default() += *n;
+                }
+                *n = 0;
             }
         }
     };
@@ -225,19 +230,44 @@ pub fn facets(
                         flush(&mut codes, &segments[previous].segment, &mut counts);
                     }
                     current = Some(matcher.index);
+                    for (column, by_code) in columns.iter().zip(codes.iter_mut()) {
+                        by_code.resize(max_code(matcher.segment, *column) as usize + 1, 0);
+                    }
                 }
                 let block = block.expect("facet columns were asked for");
-                let views: Vec<(Column, Codes<'_>)> =
-                    columns.iter().map(|c| (*c, Codes::of(block, *c))).collect();
-                for &row in rows {
-                    // The last non-absent column: the email before the id for `actor`.
-                    let found = views
-                        .iter()
-                        .rev()
-                        .map(|(column, codes)| (*column, codes.get(row)))
-                        .find(|(_, code)| *code != 0);
-                    if let Some(key) = found {
-                        *codes.entry(key).or_default() += 1;
+                match columns {
+                    [column] => {
+                        let by_code = &mut codes[0];
+                        match Codes::of(block, *column) {
+                            Codes::Dictionary(values) => {
+                                for &row in rows {
+                                    by_code[values[row] as usize] += 1;
+                                }
+                            }
+                            view => {
+                                for &row in rows {
+                                    by_code[view.get(row) as usize] += 1;
+                                }
+                            }
+                        }
+                        // Code 0 is "absent": not counted.
+                        by_code[0] = 0;
+                    }
+                    _ => {
+                        let views: Vec<Codes<'_>> =
+                            columns.iter().map(|c| Codes::of(block, *c)).collect();
+                        for &row in rows {
+                            // The last non-absent column: the email before the id for `actor`.
+                            let found = views
+                                .iter()
+                                .enumerate()
+                                .rev()
+                                .map(|(slot, view)| (slot, view.get(row)))
+                                .find(|(_, code)| *code != 0);
+                            if let Some((slot, code)) = found {
+                                codes[slot][code as usize] += 1;
+                            }
+                        }
                     }
                 }
             }
@@ -392,36 +422,51 @@ impl Condition {
         })
     }
 
-    /// Applies the condition to `rows` with the segment's filter index; false (and `rows`
-    /// untouched) when a column it needs is not indexed.
-    fn apply(&self, index: &SegmentIndex, rows: &mut RoaringBitmap) -> Result<bool> {
-        let union = |sets: &[(Column, Vec<u32>)]| -> Result<Option<RoaringBitmap>> {
+    /// Narrows `rows` with the segment's filter index. Returns whether the condition is then
+    /// fully applied (else it must still be checked row by row: a column not indexed, or
+    /// indexed by block).
+    fn apply(
+        &self,
+        segment: &Segment,
+        index: &SegmentIndex,
+        rows: &mut RoaringBitmap,
+    ) -> Result<bool> {
+        // The union of the postings, and whether it is exact; `None` when a column is not
+        // indexed.
+        let union = |sets: &[(Column, Vec<u32>)]| -> Result<Option<(RoaringBitmap, bool)>> {
             let mut union = RoaringBitmap::new();
+            let mut exact = true;
             for (column, codes) in sets {
                 for &code in codes {
-                    match index.posting(*column, code)? {
-                        Some(posting) => union |= posting.as_ref(),
+                    match index.posting(segment, *column, code)? {
+                        Some((posting, is_exact)) => {
+                            union |= posting.as_ref();
+                            exact &= is_exact;
+                        }
                         None => return Ok(None),
                     }
                 }
             }
-            Ok(Some(union))
+            Ok(Some((union, exact)))
         };
-        let any = match &self.any {
-            Some(any) => match union(any)? {
-                Some(bitmap) => Some(bitmap),
-                None => return Ok(false),
-            },
-            None => None,
-        };
-        let Some(none) = union(&self.none)? else {
-            return Ok(false);
-        };
-        if let Some(any) = any {
-            *rows &= any;
+        let mut applied = true;
+        if let Some(any) = &self.any {
+            match union(any)? {
+                Some((bitmap, exact)) => {
+                    *rows &= bitmap;
+                    applied &= exact;
+                }
+                None => applied = false,
+            }
         }
-        *rows -= none;
-        Ok(true)
+        if !self.none.is_empty() {
+            match union(&self.none)? {
+                // Only exact rows may be subtracted.
+                Some((bitmap, true)) => *rows -= bitmap,
+                _ => applied = false,
+            }
+        }
+        Ok(applied)
     }
 
     fn is_trivial(&self) -> bool {
@@ -624,6 +669,13 @@ struct SegmentMatcher<'s> {
     /// With the segment's indexes: the rows that pass the indexed filters and may match the
     /// text (a superset of the matching rows within `tenant_ranges`).
     candidates: Option<RoaringBitmap>,
+    /// Codes of the tenants in scope, ascending.
+    tenant_codes: Vec<u32>,
+    /// The segment's indexes when the query has text.
+    text_index: Option<&'s SegmentIndex>,
+    /// The rows the text index lets through, asked of it the first time a block of this
+    /// segment is decoded (a page of the newest rows never asks older segments).
+    text_rows: RefCell<Option<Option<RoaringBitmap>>>,
     /// The filters the index did not answer, checked row by row.
     conditions: Vec<Condition>,
     /// The segment's instance number in the decoded-block cache (indexed segments only).
@@ -685,21 +737,13 @@ impl<'s> SegmentMatcher<'s> {
             let mut narrowed = false;
             let mut unindexed = Vec::new();
             for condition in conditions {
-                if condition.apply(index, &mut rows)? {
-                    narrowed = true;
-                } else {
+                let before = rows.len();
+                if !condition.apply(segment, index, &mut rows)? {
                     unindexed.push(condition);
                 }
+                narrowed |= rows.len() != before;
             }
             conditions = unindexed;
-            if let Some(text_rows) =
-                index
-                    .text
-                    .candidates(segment, &plan.query.text, &tenant_codes)?
-            {
-                rows &= text_rows;
-                narrowed = true;
-            }
             if rows.is_empty() {
                 return Ok(None);
             }
@@ -710,10 +754,14 @@ impl<'s> SegmentMatcher<'s> {
         let condition_columns = conditions
             .iter()
             .fold(Columns::NONE, |set, c| set | c.columns());
+        let text_index = SegmentIndex::of(sealed).filter(|_| !plan.text.is_empty());
         Ok(Some(SegmentMatcher {
             index,
             segment,
             tenant_ranges,
+            tenant_codes,
+            text_index,
+            text_rows: RefCell::new(None),
             candidates,
             conditions,
             cache,
@@ -786,6 +834,19 @@ impl<'s> SegmentMatcher<'s> {
                 .collect(),
             None => local.collect(),
         };
+        if let Some(index) = self.text_index {
+            let mut text_rows = self.text_rows.borrow_mut();
+            if text_rows.is_none() {
+                *text_rows = Some(index.text.candidates(
+                    self.segment,
+                    &plan.query.text,
+                    &self.tenant_codes,
+                )?);
+            }
+            if let Some(Some(allowed)) = text_rows.as_ref() {
+                matched.retain(|&row| allowed.contains((block_rows.start + row as u64) as u32));
+            }
+        }
         if matched.is_empty() {
             return Ok(None);
         }

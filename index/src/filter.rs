@@ -22,7 +22,7 @@
 //! 24      8     rows of the segment
 //! 32      C*24  column table, per column:
 //!                 u8  column id (the segment format's column number)
-//!                 u8  granularity (0: postings hold row numbers; other values reserved)
+//!                 u8  granularity (0: postings hold row numbers, 1: block numbers)
 //!                 u16 reserved (0)
 //!                 u32 N: codes 1..=N have a posting
 //!                 u64 offset of the column's section from the start of the file
@@ -81,6 +81,37 @@ pub const FILTER_COLUMNS: [Column; 10] = [
     Column::ActorType,
 ];
 
+/// What a column's postings number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    /// Row numbers: a posting is exactly the rows holding the value.
+    Rows = 0,
+    /// Block numbers: the blocks holding the value (a superset of its rows, checked row by
+    /// row after decoding the column). For high-cardinality columns, whose values sit in few
+    /// blocks each, this is several times smaller than rows.
+    Blocks = 1,
+}
+
+/// The granularity each filter column is written with.
+pub fn granularity_of(column: Column) -> Granularity {
+    match column {
+        Column::ResourceId
+        | Column::ResourceName
+        | Column::ActorId
+        | Column::ActorEmail
+        | Column::ActorIp => Granularity::Blocks,
+        _ => Granularity::Rows,
+    }
+}
+
+/// A decoded posting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Posting {
+    pub granularity: Granularity,
+    /// Row or block numbers, per `granularity`.
+    pub values: RoaringBitmap,
+}
+
 /// The file name of a segment's filter index.
 pub fn file_name(segment_id: u64) -> String {
     format!("{segment_id:016x}.idx")
@@ -104,6 +135,7 @@ pub fn build(segment: &Segment) -> Result<Vec<u8>> {
         let first = u32::try_from(block.first_row()).map_err(|_| too_many_rows(segment))?;
         for (slot, &column) in FILTER_COLUMNS.iter().enumerate() {
             let codes = Codes::of(&block, column);
+            let by_block = granularity_of(column) == Granularity::Blocks;
             let lists = &mut postings[slot];
             for row in 0..codes.len() {
                 let code = codes.get(row) as usize;
@@ -113,7 +145,11 @@ pub fn build(segment: &Segment) -> Result<Vec<u8>> {
                         offset: 0,
                         reason: format!("{} code {code} out of range", column.name()),
                     })?;
-                    list.push(first + row as u32);
+                    if !by_block {
+                        list.push(first + row as u32);
+                    } else if list.last() != Some(&(block_index as u32)) {
+                        list.push(block_index as u32);
+                    }
                 }
             }
         }
@@ -145,7 +181,7 @@ pub fn build(segment: &Segment) -> Result<Vec<u8>> {
         out.extend_from_slice(&body);
         let entry = &mut out[table_start + slot * TABLE_ENTRY_LEN..][..TABLE_ENTRY_LEN];
         entry[0] = column as u8;
-        entry[1] = 0;
+        entry[1] = granularity_of(column) as u8;
         entry[4..8].copy_from_slice(&(codes as u32).to_le_bytes());
         entry[8..16].copy_from_slice(&(section_start as u64).to_le_bytes());
         let len = (out.len() - section_start) as u64;
@@ -235,6 +271,7 @@ fn encode_posting(rows: &[u32], out: &mut Vec<u8>) {
 }
 
 struct ColumnSection {
+    granularity: Granularity,
     codes: u32,
     /// Offset of the posting offsets in the file.
     offsets: usize,
@@ -331,7 +368,7 @@ impl FilterIndex {
             let offsets_len = (codes as usize + 1) * 4;
             let section_end = offset.checked_add(len).filter(|e| *e <= end);
             if column >= sections.len()
-                || bytes[at + 1] != 0
+                || bytes[at + 1] > 1
                 || offset < table_end
                 || section_end.is_none()
                 || len < offsets_len
@@ -339,6 +376,11 @@ impl FilterIndex {
                 return Err(corrupt(at, format!("bad column table entry {slot}")));
             }
             sections[column] = Some(ColumnSection {
+                granularity: if bytes[at + 1] == 0 {
+                    Granularity::Rows
+                } else {
+                    Granularity::Blocks
+                },
                 codes,
                 offsets: offset,
                 postings: offset + offsets_len,
@@ -370,14 +412,21 @@ impl FilterIndex {
             .is_some_and(Option::is_some)
     }
 
-    /// The rows whose `column` holds `code`; `None` when the column is not indexed. A code the
-    /// index does not know has no rows.
-    pub fn posting(&self, column: Column, code: u32) -> Result<Option<RoaringBitmap>> {
+    /// The rows (or blocks, see [`Granularity`]) whose `column` holds `code`; `None` when the
+    /// column is not indexed. A code the index does not know has none.
+    pub fn posting(&self, column: Column, code: u32) -> Result<Option<Posting>> {
         let Some(Some(section)) = self.sections.get(column as usize) else {
             return Ok(None);
         };
+        let granularity = section.granularity;
+        let posting = |values| {
+            Ok(Some(Posting {
+                granularity,
+                values,
+            }))
+        };
         if code == 0 || code > section.codes {
-            return Ok(Some(RoaringBitmap::new()));
+            return posting(RoaringBitmap::new());
         }
         let at = section.offsets + (code as usize - 1) * 4;
         let offset = |at: usize| u32::from_le_bytes(self.map[at..at + 4].try_into().unwrap());
@@ -401,7 +450,7 @@ impl FilterIndex {
             if bitmap.len() != count {
                 return Err(corrupt("row count mismatch"));
             }
-            return Ok(Some(bitmap));
+            return posting(bitmap);
         }
         let mut rows = Vec::with_capacity(count.min(1 << 20) as usize);
         let mut row = 0u64;
@@ -416,9 +465,7 @@ impl FilterIndex {
             }
             rows.push(row as u32);
         }
-        Ok(Some(
-            RoaringBitmap::from_sorted_iter(rows).expect("checked ascending"),
-        ))
+        posting(RoaringBitmap::from_sorted_iter(rows).expect("checked ascending"))
     }
 
     /// Bytes of one column's section (for size reports).

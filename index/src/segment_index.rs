@@ -25,7 +25,7 @@ use auditlog_engine::Result;
 use parking_lot::Mutex;
 use roaring::RoaringBitmap;
 
-use crate::filter::{self, FilterIndex};
+use crate::filter::{self, FilterIndex, Granularity};
 use crate::fulltext::{self, TextIndex};
 
 /// The open indexes of one segment.
@@ -60,20 +60,41 @@ impl SegmentIndex {
         sealed.attachment.as_ref()?.downcast_ref::<SegmentIndex>()
     }
 
-    /// The rows whose `column` holds `code` ([`FilterIndex::posting`]), decoded once and then
-    /// shared; `None` when the column is not indexed.
-    pub fn posting(&self, column: Column, code: u32) -> Result<Option<Arc<RoaringBitmap>>> {
+    /// The rows whose `column` may hold `code` ([`FilterIndex::posting`], block postings
+    /// turned into the blocks' rows), decoded once and then shared, and whether they are exact
+    /// (row postings) or a superset to check row by row (block postings); `None` when the
+    /// column is not indexed.
+    pub fn posting(
+        &self,
+        segment: &Segment,
+        column: Column,
+        code: u32,
+    ) -> Result<Option<(Arc<RoaringBitmap>, bool)>> {
+        let exact = filter::granularity_of(column) == Granularity::Rows;
         if let Some(found) = self.postings.lock().get(&(column, code)) {
-            return Ok(Some(Arc::clone(found)));
+            return Ok(Some((Arc::clone(found), exact)));
         }
-        let Some(bitmap) = self.filters.posting(column, code)? else {
+        let Some(posting) = self.filters.posting(column, code)? else {
             return Ok(None);
+        };
+        let exact = posting.granularity == Granularity::Rows;
+        let bitmap = if exact {
+            posting.values
+        } else {
+            let mut rows = RoaringBitmap::new();
+            for block in &posting.values {
+                if let Some(meta) = segment.blocks().get(block as usize) {
+                    let range = meta.row_range();
+                    rows.insert_range(range.start as u32..range.end as u32);
+                }
+            }
+            rows
         };
         let bitmap = Arc::new(bitmap);
         self.postings
             .lock()
             .insert((column, code), Arc::clone(&bitmap));
-        Ok(Some(bitmap))
+        Ok(Some((bitmap, exact)))
     }
 }
 
