@@ -127,6 +127,33 @@ fn store_retried_batch_is_acknowledged_without_duplicates() {
     assert_eq!(again.accepted, 0);
 }
 
+/// The precise idempotency contract: a retry (the same event, so the same timestamp) is caught
+/// however late; an `id` reused for an event of another day is caught while the first one is
+/// unsealed, and once it is sealed only within its partition (the day of its timestamp).
+#[test]
+fn store_sealed_keys_are_looked_up_in_the_retried_events_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_us();
+    let store = Store::open(options(dir.path())).unwrap();
+    let first = event("acct_1", 1, now);
+    let mut other_day = first.clone();
+    other_day.timestamp_us = now - 3 * MICROS_PER_DAY;
+    store.append(vec![first.clone()]).unwrap();
+    // Unsealed: any timestamp is caught.
+    assert_eq!(store.append(vec![other_day.clone()]).unwrap().accepted, 0);
+    store.seal().unwrap();
+    // Sealed: the retry is caught, also after a reopen.
+    assert_eq!(
+        store.append(vec![first.clone()]).unwrap().duplicates.len(),
+        1
+    );
+    drop(store);
+    let store = Store::open(options(dir.path())).unwrap();
+    assert_eq!(store.append(vec![first]).unwrap().duplicates.len(), 1);
+    // The same id on an event of another day is a different event there.
+    assert_eq!(store.append(vec![other_day]).unwrap().accepted, 1);
+}
+
 #[test]
 fn store_merge_keeps_every_event_once() {
     let dir = tempfile::tempdir().unwrap();

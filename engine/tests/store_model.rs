@@ -52,7 +52,7 @@ fn retention() -> RetentionConfig {
 enum IdSpec {
     /// A key never used before.
     Fresh,
-    /// The `n`-th key used so far (modulo their count): a retry of that event, with its tenant.
+    /// The `n`-th event with a key sent so far (modulo their count), sent again unchanged.
     Reuse(usize),
     /// No idempotency key.
     Absent,
@@ -183,7 +183,8 @@ struct Model {
     /// A WAL write failed: appends are refused until a reopen.
     poisoned: bool,
     /// Every key used so far, for retries.
-    keys: Vec<(usize, String)>,
+    /// Events sent with a fresh key, which `IdSpec::Reuse` sends again.
+    keys: Vec<Event>,
     fresh_ids: u64,
     batches: Vec<Vec<Event>>,
 }
@@ -195,16 +196,14 @@ impl Model {
 
     fn build_event(&mut self, spec: &EventSpec) -> Event {
         let (tenant, id) = match &spec.id {
+            // A retry re-sends the same event (same timestamp, so same partition).
             IdSpec::Reuse(n) if !self.keys.is_empty() => {
-                let (tenant, id) = self.keys[n % self.keys.len()].clone();
-                (tenant, Some(id))
+                return self.keys[n % self.keys.len()].clone();
             }
             IdSpec::Absent => (spec.tenant, None),
             _ => {
                 self.fresh_ids += 1;
-                let id = format!("evt_{}", self.fresh_ids);
-                self.keys.push((spec.tenant, id.clone()));
-                (spec.tenant, Some(id))
+                (spec.tenant, Some(format!("evt_{}", self.fresh_ids)))
             }
         };
         let intra = match spec.time_of_day {
@@ -215,7 +214,7 @@ impl Model {
         };
         let day_start = (NOW_US.div_euclid(MICROS_PER_DAY) - spec.age_days) * MICROS_PER_DAY;
         let v = spec.variant;
-        Event {
+        let event = Event {
             id,
             timestamp_us: day_start + intra,
             tenant: tenant_name(tenant),
@@ -246,7 +245,11 @@ impl Model {
                     "x".repeat(usize::from(v))
                 )
             }),
+        };
+        if event.id.is_some() {
+            self.keys.push(event.clone());
         }
+        event
     }
 
     /// The answer the store must give to appending `events`, and the events it must store

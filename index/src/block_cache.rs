@@ -3,9 +3,9 @@
 //!
 //! Entries are keyed by the [`SegmentIndex`](crate::SegmentIndex)'s instance number (unique
 //! for the life of the process, so a merged-away segment's blocks are never confused with a new
-//! one's) and the block number. The cache holds at most [`CACHE_BYTES`] of estimated decoded
-//! size; past it, the least recently used entries go. Only whole blocks (every column) are
-//! cached: any column request can be served from one.
+//! one's), the block number and the set of columns decoded. A request is served by an entry of
+//! exactly its columns or by the whole block. The cache holds at most [`CACHE_BYTES`] of
+//! estimated decoded size; past it, the least recently used entries go.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +33,7 @@ struct Entry {
 
 #[derive(Default)]
 struct Cache {
-    entries: HashMap<(u64, usize), Entry>,
+    entries: HashMap<(u64, usize, Columns), Entry>,
     bytes: u64,
     clock: u64,
     hits: u64,
@@ -50,40 +50,52 @@ pub fn stats() -> (u64, u64) {
 
 fn estimated_bytes(block: &Block) -> u64 {
     let rows = block.len() as u64;
+    let columns = block.columns();
     let mut text = 0u64;
     for column in [Column::Details, Column::Changes] {
-        for row in 0..block.len() {
-            text += block.str(column, row).map_or(0, |s| s.len() as u64);
+        if columns.contains(column) {
+            for row in 0..block.len() {
+                text += block.str(column, row).map_or(0, |s| s.len() as u64);
+            }
         }
     }
     // Numbers and codes: about 8 bytes per row and column; text as its length.
-    rows * 8 * auditlog_engine::segment::COLUMN_COUNT as u64 + text
+    rows * 8 * columns.iter().count() as u64 + text
 }
 
-/// The cached whole block, if present.
-pub(crate) fn get(instance: u64, block_index: usize) -> Option<Arc<Block>> {
+/// The cached block with `columns` (or the whole block), if present.
+pub(crate) fn get(instance: u64, block_index: usize, columns: Columns) -> Option<Arc<Block>> {
     let mut cache = CACHE.lock();
     cache.clock += 1;
     let clock = cache.clock;
-    let found = cache
-        .entries
-        .get_mut(&(instance, block_index))
-        .map(|entry| {
+    let mut found = None;
+    for key in [
+        (instance, block_index, columns),
+        (instance, block_index, Columns::ALL),
+    ] {
+        if let Some(entry) = cache.entries.get_mut(&key) {
             entry.last_used = clock;
-            Arc::clone(&entry.block)
-        });
+            found = Some(Arc::clone(&entry.block));
+            break;
+        }
+    }
     if found.is_some() {
         cache.hits += 1;
     }
     found
 }
 
-/// The whole block, from the cache or decoded (and then cached).
-pub(crate) fn whole(instance: u64, segment: &Segment, block_index: usize) -> Result<Arc<Block>> {
-    if let Some(block) = get(instance, block_index) {
+/// The block with `columns`, from the cache or decoded (and then cached).
+pub(crate) fn read(
+    instance: u64,
+    segment: &Segment,
+    block_index: usize,
+    columns: Columns,
+) -> Result<Arc<Block>> {
+    if let Some(block) = get(instance, block_index, columns) {
         return Ok(block);
     }
-    let block = Arc::new(segment.read_block(block_index, Columns::ALL)?);
+    let block = Arc::new(segment.read_block(block_index, columns)?);
     let bytes = estimated_bytes(&block);
     let mut cache = CACHE.lock();
     cache.misses += 1;
@@ -93,7 +105,7 @@ pub(crate) fn whole(instance: u64, segment: &Segment, block_index: usize) -> Res
     cache.clock += 1;
     let clock = cache.clock;
     if let Some(old) = cache.entries.insert(
-        (instance, block_index),
+        (instance, block_index, columns),
         Entry {
             block: Arc::clone(&block),
             bytes,
@@ -105,12 +117,12 @@ pub(crate) fn whole(instance: u64, segment: &Segment, block_index: usize) -> Res
     cache.bytes += bytes;
     if cache.bytes > CACHE_BYTES {
         // Evict the least recently used quarter of the entries (amortizes the sort).
-        let mut by_age: Vec<(u64, (u64, usize))> = cache
+        let mut by_age: Vec<(u64, (u64, usize, Columns))> = cache
             .entries
             .iter()
             .map(|(key, entry)| (entry.last_used, *key))
             .collect();
-        by_age.sort_unstable();
+        by_age.sort_unstable_by_key(|(age, _)| *age);
         let evict = (by_age.len() / 4).max(1);
         for (_, key) in by_age.into_iter().take(evict) {
             if let Some(entry) = cache.entries.remove(&key) {
@@ -119,4 +131,9 @@ pub(crate) fn whole(instance: u64, segment: &Segment, block_index: usize) -> Res
         }
     }
     Ok(block)
+}
+
+/// The whole block (every column), from the cache or decoded.
+pub(crate) fn whole(instance: u64, segment: &Segment, block_index: usize) -> Result<Arc<Block>> {
+    read(instance, segment, block_index, Columns::ALL)
 }

@@ -7,20 +7,28 @@
 //! 2. **Segments**: a sealed segment is skipped when its time span (manifest entry) misses the
 //!    time range or lies wholly behind the cursor, when it holds none of the tenants, or when a
 //!    filter's any-of values are all absent from its dictionary. Each wanted value is looked up
-//!    in the segment dictionary once; a filter then compares integer codes.
-//! 3. **Rows**: a segment sorts its rows by `(tenant, timestamp, seq)`, so each tenant's rows
+//!    in the segment dictionary once; a filter then works on integer codes.
+//! 3. **Candidates** (segments with indexes, [`SegmentIndex`]): the tenants' row ranges are
+//!    AND-ed with each filter's postings (OR of its values; none-of values subtracted) as
+//!    roaring bitmaps. Row postings answer a filter exactly; block postings (high-cardinality
+//!    fields) and the text index (asked the first time a block of the segment is decoded)
+//!    narrow to candidate blocks, whose rows are then checked.
+//! 4. **Rows**: a segment sorts its rows by `(tenant, timestamp, seq)`, so each tenant's rows
 //!    are a contiguous, time-ordered run. A run walks its blocks in the query's order, skips
-//!    blocks whose time span misses the range, stops at the first block past it, and decodes
-//!    only the columns the filters need (timestamps only for blocks that straddle a bound).
-//!    Text columns are decoded only for blocks with rows left after the filters.
-//! 4. **Merge**: the runs of every segment and the matching tail events (a scan of the tail)
-//!    are merged by `(timestamp, seq)` with a heap, lazily: a page of 50 newest rows decodes the
-//!    newest blocks of each run and stops. Only the blocks holding the page's rows are then
-//!    decoded whole.
+//!    blocks whose time span misses the range or that hold no candidate, stops at the first
+//!    block past the range, and decodes only the columns still to check (timestamps only for
+//!    blocks that straddle a bound, text columns only for blocks with rows left).
+//! 5. **Merge**: the runs of every segment and the matching tail events (found through the
+//!    tail's per-chunk tenant index) are merged by `(timestamp, seq)` with a heap, lazily: a
+//!    run first offers the bound of its next block ([`Location::Pending`]) and decodes it only
+//!    when the merge reaches that bound, so a page of the newest rows never decodes older
+//!    segments. The page's rows are then built from whole decoded blocks, kept in the
+//!    [`block_cache`] for the next query.
 //!
 //! `count`, `facets` and `histogram` visit the same rows without merging; they ignore the
-//! query's cursor, order and limit. A block wholly inside the time range, with no filter and no
-//! text, is counted from the block directory without decoding anything.
+//! query's cursor, order and limit. A block wholly inside the time range whose candidates need
+//! no check is counted without decoding anything; facets count codes in vectors and resolve
+//! them to text once per segment.
 //!
 //! Freshness: a snapshot holds every event with `seq <= sealed_through` in exactly one
 //! segment and every later acknowledged event in the tail, so each event is seen exactly once;
@@ -666,8 +674,8 @@ struct SegmentMatcher<'s> {
     segment: &'s Segment,
     /// Row ranges of the tenants to read, in row order.
     tenant_ranges: Vec<Range<u64>>,
-    /// With the segment's indexes: the rows that pass the indexed filters and may match the
-    /// text (a superset of the matching rows within `tenant_ranges`).
+    /// With the segment's indexes, when they narrowed anything: the rows of `tenant_ranges`
+    /// that pass the indexed filters (exactly for row postings, a superset for block ones).
     candidates: Option<RoaringBitmap>,
     /// Codes of the tenants in scope, ascending.
     tenant_codes: Vec<u32>,
@@ -770,19 +778,21 @@ impl<'s> SegmentMatcher<'s> {
         }))
     }
 
-    /// `columns` of a block: from the decoded-block cache when the segment is indexed (whole
-    /// blocks are cached when text columns are asked for, since they are most of a block).
+    /// `columns` of a block: from the decoded-block cache when the segment is indexed (the whole
+    /// block when text columns are asked for, since they are most of a block).
     fn read_block(&self, block_index: usize, columns: Columns) -> Result<Arc<Block>> {
         let Some(instance) = self.cache else {
             return Ok(Arc::new(self.segment.read_block(block_index, columns)?));
         };
-        if let Some(block) = block_cache::get(instance, block_index) {
-            return Ok(block);
-        }
         if columns.contains(Column::Details) || columns.contains(Column::Changes) {
             return Ok(block_cache::whole(instance, self.segment, block_index)?);
         }
-        Ok(Arc::new(self.segment.read_block(block_index, columns)?))
+        Ok(block_cache::read(
+            instance,
+            self.segment,
+            block_index,
+            columns,
+        )?)
     }
 
     /// The events of rows `rows` of a block (see [`Segment::read_rows`]), through the cache
@@ -912,6 +922,11 @@ impl<'s> SegmentMatcher<'s> {
                         code_value(self.segment, column, code)
                             .map_or(0, |value| plan.text.field_mask(value))
                     });
+                }
+                // The JSON columns are the costly ones to tokenize: skipped when the others
+                // already settle the row.
+                if plan.text.settled(mask) {
+                    return true;
                 }
                 for column in [Column::Details, Column::Changes] {
                     if let Some(value) = texts.str(column, row) {

@@ -29,6 +29,7 @@
 //! `t = "llama finetune 3 request id req ~8f3a"`, `tn = 2`, `k = 3 << 32 | 2`.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
@@ -41,7 +42,7 @@ use tantivy::schema::{
     Field as SchemaField, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED,
 };
 use tantivy::tokenizer::WhitespaceTokenizer;
-use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 use crate::codes::code_value;
 use crate::query::{TextKind, TextTerm};
@@ -60,6 +61,8 @@ const OWN_DOCUMENT_ROWS: usize = 64;
 const SHARED_TENANT: u32 = u32::MAX;
 /// Memory the tantivy writer may use while building one segment's index.
 const WRITER_BYTES: usize = 64 << 20;
+/// Threads preparing documents, and tantivy indexing threads.
+const BUILD_THREADS: usize = 2;
 
 /// The text columns held as dictionary codes.
 const DICTIONARY_COLUMNS: [Column; 7] = [
@@ -136,24 +139,65 @@ pub fn build(segment: &Segment, dir: &Path) -> Result<()> {
     let (schema, fields) = schema();
     let index = Index::create_in_dir(&tmp, schema).map_err(|e| tantivy_error(&tmp, e))?;
     register(&index);
-    let mut writer = index
-        .writer_with_num_threads::<TantivyDocument>(1, WRITER_BYTES)
+    let writer = index
+        .writer_with_num_threads::<TantivyDocument>(BUILD_THREADS, WRITER_BYTES)
         .map_err(|e| tantivy_error(&tmp, e))?;
+    // The blocks are split between threads, each preparing documents for the shared writer
+    // (which indexes them on its own threads).
+    let blocks = segment.blocks().len();
+    let per_thread = blocks.div_ceil(BUILD_THREADS).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..BUILD_THREADS)
+            .map(|t| t * per_thread..((t + 1) * per_thread).min(blocks))
+            .filter(|range| !range.is_empty())
+            .map(|range| {
+                let writer = &writer;
+                let fields = &fields;
+                let tmp = &tmp;
+                scope.spawn(move || add_blocks(segment, range, writer, fields, tmp))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("a text index builder thread panicked"))
+    })?;
+    let mut writer = writer;
+    writer.commit().map_err(|e| tantivy_error(&tmp, e))?;
+    writer
+        .wait_merging_threads()
+        .map_err(|e| tantivy_error(&tmp, e))?;
+    std::fs::write(tmp.join(VERSION_FILE), VERSION.to_string()).map_err(|e| Error::io(&tmp, e))?;
+    sync_tree(&tmp)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Prepares and adds the documents of `blocks` (see the module docs).
+fn add_blocks(
+    segment: &Segment,
+    blocks: std::ops::Range<usize>,
+    writer: &IndexWriter<TantivyDocument>,
+    fields: &Fields,
+    tmp: &Path,
+) -> Result<()> {
     let columns = DICTIONARY_COLUMNS
         .iter()
         .fold(Columns::from(Column::Tenant), |set, c| set.with(*c))
         .with(Column::Details)
         .with(Column::Changes);
-    // Index terms of each dictionary value, computed once per segment.
-    let mut value_terms: HashMap<(Column, u32), Vec<String>> = HashMap::new();
-    let mut doc_terms: HashSet<String> = HashSet::new();
+    // Index terms of each dictionary value, computed once per segment and thread.
+    let mut value_terms: FastMap<(Column, u32), Vec<String>> = FastMap::default();
+    let mut doc_terms: FastSet<String> = FastSet::default();
+    let mut shared: FastSet<String> = FastSet::default();
     let mut text = String::new();
-    for block_index in 0..segment.blocks().len() {
+    for block_index in blocks {
         let block = segment.read_block(block_index, columns)?;
         let tenants = block.tenant_codes();
         let mut start = 0;
-        let mut shared: HashSet<String> = HashSet::new();
-        let mut emit = |terms: &HashSet<String>, tenant: u32| -> Result<()> {
+        shared.clear();
+        let mut emit = |terms: &FastSet<String>, tenant: u32| -> Result<()> {
             text.clear();
             for term in terms {
                 text.push_str(term);
@@ -165,7 +209,7 @@ pub fn build(segment: &Segment, dir: &Path) -> Result<()> {
             document.add_u64(fields.key, ((block_index as u64) << 32) | u64::from(tenant));
             writer
                 .add_document(document)
-                .map_err(|e| tantivy_error(&tmp, e))?;
+                .map_err(|e| tantivy_error(tmp, e))?;
             Ok(())
         };
         while start < tenants.len() {
@@ -221,16 +265,50 @@ pub fn build(segment: &Segment, dir: &Path) -> Result<()> {
             emit(&shared, SHARED_TENANT)?;
         }
     }
-    writer.commit().map_err(|e| tantivy_error(&tmp, e))?;
-    writer
-        .wait_merging_threads()
-        .map_err(|e| tantivy_error(&tmp, e))?;
-    std::fs::write(tmp.join(VERSION_FILE), VERSION.to_string()).map_err(|e| Error::io(&tmp, e))?;
-    sync_tree(&tmp)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(())
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FastSet<T> = HashSet<T, BuildHasherDefault<FxHasher>>;
+
+/// The Fx hash (as in rustc): fast for short keys; the sets it backs hold no untrusted keys
+/// whose collisions could matter (terms of one segment, deduplicated per document).
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+        }
     }
-    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
+
+    fn write_u8(&mut self, value: u8) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(K);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// fsyncs every file of a directory, then the directory.

@@ -12,18 +12,20 @@
 //!   (`action:delete -outcome:failure "llama finetune" since:24h`), with errors that name the
 //!   position, what was expected and what was found. The grammar is in the module docs.
 //! - [`exec`]: [`search`] (a page and the next cursor), [`count`], [`facets`] and
-//!   [`histogram`], planned as: prune segments by time, scope and dictionaries; walk each
-//!   tenant's time-ordered rows block by block in the query's order; decode only the columns
-//!   the filters need; merge all runs and the tail by `(timestamp, seq)`; decode whole only the
-//!   blocks holding the page's rows.
+//!   [`histogram`], planned as: prune segments by time, scope and dictionaries; AND the filter
+//!   postings of each segment into candidate rows; walk each tenant's time-ordered rows block
+//!   by block in the query's order, decoding a block only when the merge of all runs and the
+//!   tail reaches it; check row by row only what the indexes could not answer exactly.
+//! - [`segment_index`]: the indexes of a sealed segment, built by the engine's segment hook
+//!   ([`SegmentIndexer`]) when the segment is sealed or merged: the [`filter`] index (rows or
+//!   blocks per value of each exact-match field) and the [`fulltext`] index (tantivy, one
+//!   document per block and tenant run). [`block_cache`] keeps decoded blocks.
 //! - [`tokenize`] and [`text`]: the tokenizer (atoms plus whole hyphenated/dotted tokens) and
-//!   what a text term matches; the tantivy index will reuse the tokenizer.
+//!   what a text term matches, shared by the index builder and the row check.
 //!
-//! What it is not for, yet: there are no per-segment filter bitmaps and no inverted index.
-//! Filters are evaluated on dictionary codes of decoded blocks, text by tokenizing the values of
-//! candidate rows (dictionary values once per segment and query), and the tail by a scan of its
-//! events. Answers are exact; only their speed will change when roaring bitmaps and tantivy
-//! arrive. It does not rank by relevance: rows are ordered by time.
+//! A store opened without the hook (a tool reading a data directory) is still answered
+//! exactly: segments without indexes are scanned block by block. Results are ordered by time,
+//! not ranked by relevance.
 //!
 //! Limits: `limit` is 1..=1000 ([`query::LIMIT_MAX`]); at most 32 text terms, 256 values per
 //! field, 1024 bytes per value; a query text is at most 4096 bytes; facets return at most 1000

@@ -142,6 +142,12 @@ impl TextMatcher {
         mask & self.required == self.required && mask & self.forbidden == 0
     }
 
+    /// True when a row whose fields so far give `mask` is accepted whatever its other fields
+    /// hold: every required term matched and no term is forbidden.
+    pub fn settled(&self, mask: u64) -> bool {
+        self.forbidden == 0 && mask & self.required == self.required
+    }
+
     /// Whether the event matches the query's text.
     pub fn matches_event(&self, event: &StoredEvent) -> bool {
         if self.terms.is_empty() {

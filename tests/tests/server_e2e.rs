@@ -339,6 +339,19 @@ fn server_ingest_query_get_export_facets_histogram_end_to_end() {
     );
     assert_eq!(flushed.status, 200, "{}", flushed.text());
     assert!(flushed.json()["sealed_through"].as_u64().unwrap() >= *first_seqs.last().unwrap());
+    // The sealed segments have their filter and text indexes, reported apart.
+    let stats = call(
+        "GET",
+        &server.url("/v1/admin/stats"),
+        Some(admin),
+        &[],
+        None,
+    );
+    assert_eq!(stats.status, 200, "{}", stats.text());
+    let bytes = &stats.json()["bytes"];
+    for kind in ["segments", "bitmaps", "text_index"] {
+        assert!(bytes[kind].as_u64().unwrap() > 0, "{kind}: {bytes}");
+    }
 
     // 3. A JSON array, gzip-encoded.
     let second_batch: Vec<Value> = (200..300).map(|i| event(tenant, i, timestamp(i))).collect();

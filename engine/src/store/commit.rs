@@ -266,9 +266,12 @@ impl Inner {
                             .or_else(|| commit.find_inflight(hash, &event.tenant, id))
                             .or_else(|| state.tail.find_key_hashed(hash, &event.tenant, id))
                             .or_else(|| {
-                                super::find_key_in(&newer, &event.tenant, id, |_| true)
-                                    .ok()
-                                    .flatten()
+                                let partition = self.key_partition(event);
+                                super::find_key_in(&newer, &event.tenant, id, |s| {
+                                    s.entry.partition == partition
+                                })
+                                .ok()
+                                .flatten()
                             });
                         if let Some(seq) = existing {
                             duplicates.push(Duplicate { index, seq });

@@ -502,12 +502,24 @@ impl Inner {
         }
         for (index, event) in events.iter().enumerate() {
             if let Some(id) = &event.id {
-                if let Some(seq) = find_key_in(&segments, &event.tenant, id, |_| true)? {
+                let partition = self.key_partition(event);
+                if let Some(seq) = find_key_in(&segments, &event.tenant, id, |s| {
+                    s.entry.partition == partition
+                })? {
                     duplicates.push(Duplicate { index, seq });
                 }
             }
         }
         Ok((duplicates, checked_max))
+    }
+
+    /// The partition where a sealed copy of `event` would be: a retry re-sends the same event,
+    /// so with the same timestamp, and only that partition's segments (not every segment of
+    /// the store, whose Bloom filters' false positives would each cost a decode) are searched
+    /// for its key. The tail and in-flight events are searched whatever their timestamp.
+    pub(crate) fn key_partition(&self, event: &Event) -> crate::partition::PartitionKey {
+        let class = self.options.retention.class_of(&event.tenant);
+        crate::partition::PartitionKey::of(class, event.timestamp_us)
     }
 
     pub(crate) fn wake_background(&self) {
