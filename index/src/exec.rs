@@ -306,9 +306,8 @@ pub fn histogram(snapshot: &Snapshot, query: &Query, bucket_us: i64) -> Result<V
     }
     let plan = Plan::new(query, false)?;
     let mut buckets: BTreeMap<i64, u64> = BTreeMap::new();
-    let mut add = |timestamp_us: i64| -> Result<()> {
-        let start = timestamp_us - timestamp_us.rem_euclid(bucket_us);
-        *buckets.entry(start).or_default() += 1;
+    let mut add = |start: i64, n: u64| -> Result<()> {
+        *buckets.entry(start).or_default() += n;
         if buckets.len() > HISTOGRAM_BUCKETS_MAX {
             return Err(Error::TooManyBuckets {
                 limit: HISTOGRAM_BUCKETS_MAX,
@@ -316,15 +315,33 @@ pub fn histogram(snapshot: &Snapshot, query: &Query, bucket_us: i64) -> Result<V
         }
         Ok(())
     };
+    let bucket_of = |timestamp_us: i64| timestamp_us - timestamp_us.rem_euclid(bucket_us);
     plan.scan(
         snapshot,
         Columns::from(Column::Timestamp),
         |visit| match visit {
             Visit::Rows { block, rows, .. } => {
                 let timestamps = block.expect("timestamps were asked for").timestamps();
-                rows.iter().try_for_each(|&row| add(timestamps[row]))
+                // Rows of a run are time-ordered: count runs of one bucket, then add them.
+                let mut current: Option<(i64, u64)> = None;
+                for &row in rows {
+                    let start = bucket_of(timestamps[row]);
+                    match &mut current {
+                        Some((bucket, n)) if *bucket == start => *n += 1,
+                        _ => {
+                            if let Some((bucket, n)) = current.take() {
+                                add(bucket, n)?;
+                            }
+                            current = Some((start, 1));
+                        }
+                    }
+                }
+                match current {
+                    Some((bucket, n)) => add(bucket, n),
+                    None => Ok(()),
+                }
             }
-            Visit::Event(event) => add(event.event.timestamp_us),
+            Visit::Event(event) => add(bucket_of(event.event.timestamp_us), 1),
         },
     )?;
     Ok(buckets.into_iter().collect())

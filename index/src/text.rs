@@ -47,6 +47,21 @@ pub fn event_texts(event: &StoredEvent) -> [Option<&str>; 9] {
     ]
 }
 
+/// True when `needle` occurs in `haystack`, ASCII letters compared without case.
+fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    if haystack.len() < needle.len() {
+        return false;
+    }
+    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    (0..=haystack.len() - needle.len()).any(|i| {
+        let b = haystack[i];
+        (b == lower || b == upper) && haystack[i + 1..i + needle.len()].eq_ignore_ascii_case(rest)
+    })
+}
+
 // One bit per term in a u64 mask.
 const _: () = assert!(TEXT_TERMS_MAX <= 64);
 
@@ -126,6 +141,17 @@ impl TextMatcher {
         if self.terms.is_empty() {
             return 0;
         }
+        // Cheap pre-check for ASCII text (most JSON): a term can only match if its first atom
+        // occurs in the value, ignoring ASCII case. (Not for other text: a non-ASCII character
+        // may lowercase to an ASCII one.)
+        if value.is_ascii()
+            && !self
+                .terms
+                .iter()
+                .any(|term| contains_ignore_ascii_case(value.as_bytes(), term.atoms[0].as_bytes()))
+        {
+            return 0;
+        }
         let normalized = normalize(value);
         let field: Vec<&str> = atoms(&normalized).collect();
         let mut mask = 0;
@@ -164,6 +190,19 @@ impl TextMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_case_insensitive_search() {
+        assert!(contains_ignore_ascii_case(b"Llama-Finetune", b"finetune"));
+        assert!(contains_ignore_ascii_case(b"abc", b""));
+        assert!(!contains_ignore_ascii_case(b"llam", b"llama"));
+        assert!(!contains_ignore_ascii_case(b"mistral", b"llama"));
+        // Non-ASCII text is never pre-filtered: the Kelvin sign lowercases to `k`.
+        let matcher = TextMatcher::new(&[TextTerm::word("k8s")]).unwrap();
+        assert_eq!(matcher.field_mask("\u{212A}8s"), 1);
+        assert_eq!(matcher.field_mask("{\"cluster\":\"K8S\"}"), 1);
+        assert_eq!(matcher.field_mask("{\"cluster\":\"gke\"}"), 0);
+    }
 
     fn matches(term: TextTerm, value: &str) -> bool {
         let matcher = TextMatcher::new(&[term]).unwrap();
