@@ -754,7 +754,7 @@ impl<'s> SegmentMatcher<'s> {
         }
         let mut candidates = None;
         let cache = SegmentIndex::of(sealed).map(SegmentIndex::instance);
-        if let Some(index) = SegmentIndex::of(sealed) {
+        if let Some(index) = SegmentIndex::of(sealed).filter(|_| !conditions.is_empty()) {
             let mut rows = RoaringBitmap::new();
             for range in &tenant_ranges {
                 rows.insert_range(range.start as u32..range.end as u32);

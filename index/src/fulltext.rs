@@ -129,7 +129,8 @@ fn tantivy_error(path: &Path, error: impl std::fmt::Display) -> Error {
     )
 }
 
-/// Builds the text index of `segment` into `dir` (which must not exist), durably.
+/// Builds the text index of `segment` into `dir` durably (in `dir`.tmp, fsynced, then renamed
+/// over any previous `dir`).
 pub fn build(segment: &Segment, dir: &Path) -> Result<()> {
     let tmp = dir.with_extension("text.tmp");
     if tmp.exists() {
