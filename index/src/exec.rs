@@ -52,7 +52,7 @@ use crate::codes::{code_value, max_code, value_code, Codes};
 use crate::error::{Error, Result};
 use crate::query::{Cursor, Field, FieldFilter, Order, Query, LIMIT_MAX};
 use crate::segment_index::SegmentIndex;
-use crate::text::TextMatcher;
+use crate::text::{TextMatcher, TEXT_DICTIONARY_COLUMNS};
 
 /// Most values [`facets`] returns.
 pub const FACET_SIZE_MAX: usize = LIMIT_MAX;
@@ -385,16 +385,7 @@ fn field_columns(field: Field) -> &'static [Column] {
     }
 }
 
-/// The dictionary text columns full-text search reads (with `details` and `changes`).
-const TEXT_DICTIONARY_COLUMNS: [Column; 7] = [
-    Column::ResourceName,
-    Column::ResourceId,
-    Column::ActorEmail,
-    Column::ActorId,
-    Column::Action,
-    Column::Project,
-    Column::ActorUserAgent,
-];
+/// The columns full-text search reads: the dictionary ones, `details` and `changes`.
 const TEXT_COLUMNS: Columns = Columns::of(&[
     Column::ResourceName,
     Column::ResourceId,

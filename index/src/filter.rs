@@ -214,6 +214,13 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// The little-endian u32 at `at` (the caller checked the bounds).
+fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push(value as u8 | 0x80);
@@ -317,8 +324,12 @@ impl FilterIndex {
                 kind: "filter index",
             });
         }
-        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        let u32_at = |at: usize| le_u32(bytes, at);
+        let u64_at = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(word)
+        };
         let version = u32_at(8);
         if version != VERSION {
             return Err(Error::UnsupportedVersion {
@@ -430,7 +441,7 @@ impl FilterIndex {
             return posting(RoaringBitmap::new());
         }
         let at = section.offsets + (code as usize - 1) * 4;
-        let offset = |at: usize| u32::from_le_bytes(self.map[at..at + 4].try_into().unwrap());
+        let offset = |at: usize| le_u32(&self.map, at);
         let start = section.postings + offset(at) as usize;
         let end = section.postings + offset(at + 4) as usize;
         let corrupt = |reason: &str| Error::Corrupt {

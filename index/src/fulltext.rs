@@ -46,6 +46,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDo
 
 use crate::codes::code_value;
 use crate::query::{TextKind, TextTerm};
+use crate::text::TEXT_DICTIONARY_COLUMNS;
 use crate::tokenize::{atoms, normalize};
 
 /// The schema version this code writes and reads.
@@ -63,17 +64,6 @@ const SHARED_TENANT: u32 = u32::MAX;
 const WRITER_BYTES: usize = 64 << 20;
 /// Threads preparing documents, and tantivy indexing threads.
 const BUILD_THREADS: usize = 2;
-
-/// The text columns held as dictionary codes.
-const DICTIONARY_COLUMNS: [Column; 7] = [
-    Column::ResourceName,
-    Column::ResourceId,
-    Column::ActorEmail,
-    Column::ActorId,
-    Column::Action,
-    Column::Project,
-    Column::ActorUserAgent,
-];
 
 /// The directory name of a segment's text index.
 pub fn dir_name(segment_id: u64) -> String {
@@ -183,7 +173,7 @@ fn add_blocks(
     fields: &Fields,
     tmp: &Path,
 ) -> Result<()> {
-    let columns = DICTIONARY_COLUMNS
+    let columns = TEXT_DICTIONARY_COLUMNS
         .iter()
         .fold(Columns::from(Column::Tenant), |set, c| set.with(*c))
         .with(Column::Details)
@@ -224,7 +214,7 @@ fn add_blocks(
                 &mut shared
             };
             for row in start..end {
-                for column in DICTIONARY_COLUMNS {
+                for column in TEXT_DICTIONARY_COLUMNS {
                     let code = block.codes(column)[row];
                     if code == 0 {
                         continue;

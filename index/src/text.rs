@@ -13,6 +13,7 @@
 //! field and no negated term matches any.
 
 use auditlog_engine::event::StoredEvent;
+use auditlog_engine::segment::Column;
 
 use crate::error::{Error, Result};
 use crate::query::{TextKind, TextTerm, TEXT_TERMS_MAX};
@@ -29,6 +30,18 @@ pub const TEXT_FIELDS: [&str; 9] = [
     "actor.user_agent",
     "details",
     "changes",
+];
+
+/// The segment columns of the [`TEXT_FIELDS`] held as dictionary codes (all but `details` and
+/// `changes`).
+pub const TEXT_DICTIONARY_COLUMNS: [Column; 7] = [
+    Column::ResourceName,
+    Column::ResourceId,
+    Column::ActorEmail,
+    Column::ActorId,
+    Column::Action,
+    Column::Project,
+    Column::ActorUserAgent,
 ];
 
 /// The values of an event's [`TEXT_FIELDS`].
