@@ -744,8 +744,8 @@ impl<'s> SegmentMatcher<'s> {
             }
         }
         let mut candidates = None;
-        let cache = SegmentIndex::of(sealed).map(SegmentIndex::instance);
-        if let Some(index) = SegmentIndex::of(sealed).filter(|_| !conditions.is_empty()) {
+        let indexes = SegmentIndex::of(sealed);
+        if let Some(index) = indexes.filter(|_| !conditions.is_empty()) {
             let mut rows = RoaringBitmap::new();
             for range in &tenant_ranges {
                 rows.insert_range(range.start as u32..range.end as u32);
@@ -770,7 +770,7 @@ impl<'s> SegmentMatcher<'s> {
         let condition_columns = conditions
             .iter()
             .fold(Columns::NONE, |set, c| set | c.columns());
-        let text_index = SegmentIndex::of(sealed).filter(|_| !plan.text.is_empty());
+        let text_index = indexes.filter(|_| !plan.text.is_empty());
         Ok(Some(SegmentMatcher {
             index,
             segment,
@@ -780,7 +780,7 @@ impl<'s> SegmentMatcher<'s> {
             text_rows: RefCell::new(None),
             candidates,
             conditions,
-            cache,
+            cache: indexes.map(SegmentIndex::instance),
             condition_columns,
             text_masks: RefCell::new(HashMap::new()),
         }))

@@ -50,7 +50,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use auditlog_engine::segment::{Column, Columns, Segment};
+use auditlog_engine::segment::{get_varint, put_varint, Column, Columns, Segment};
 use auditlog_engine::{Error, Result};
 use memmap2::Mmap;
 use roaring::RoaringBitmap;
@@ -124,6 +124,12 @@ fn salt(segment_id: u64) -> u32 {
 
 /// Builds the filter index of `segment` (decoding only its filter columns).
 pub fn build(segment: &Segment) -> Result<Vec<u8>> {
+    build_with(segment, granularity_of)
+}
+
+/// [`build`] with another choice of granularity per column (a reader accepts any, so files
+/// written under an earlier choice stay readable).
+pub fn build_with(segment: &Segment, granularity_of: fn(Column) -> Granularity) -> Result<Vec<u8>> {
     let columns = FILTER_COLUMNS
         .iter()
         .fold(Columns::NONE, |set, c| set.with(*c));
@@ -221,33 +227,8 @@ fn le_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(word)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
 fn varint_len(value: u64) -> usize {
     (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-fn get_varint(bytes: &[u8], position: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    let mut shift = 0;
-    loop {
-        let byte = *bytes.get(*position)?;
-        *position += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return Some(value);
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
 }
 
 /// Appends one posting (sorted, distinct rows) in the smaller of its two encodings.
@@ -454,7 +435,7 @@ impl FilterIndex {
         }
         let bytes = &self.map[start..end];
         let mut position = 0;
-        let header = get_varint(bytes, &mut position).ok_or_else(|| corrupt("bad header"))?;
+        let header = get_varint(bytes, &mut position).map_err(|_| corrupt("bad header"))?;
         let count = header >> 1;
         if header & 1 == 1 {
             let bitmap = RoaringBitmap::deserialize_from(&bytes[position..])
@@ -467,7 +448,7 @@ impl FilterIndex {
         let mut rows = Vec::with_capacity(count.min(1 << 20) as usize);
         let mut row = 0u64;
         for i in 0..count {
-            let delta = get_varint(bytes, &mut position).ok_or_else(|| corrupt("bad row"))?;
+            let delta = get_varint(bytes, &mut position).map_err(|_| corrupt("bad row"))?;
             if i > 0 && delta == 0 {
                 return Err(corrupt("rows not ascending"));
             }

@@ -28,6 +28,9 @@ use roaring::RoaringBitmap;
 use crate::filter::{self, FilterIndex, Granularity};
 use crate::fulltext::{self, TextIndex};
 
+/// A posting as rows, and whether it is exact (row granularity) or a superset (blocks).
+type RowPosting = (Arc<RoaringBitmap>, bool);
+
 /// The open indexes of one segment.
 #[derive(Debug)]
 pub struct SegmentIndex {
@@ -35,7 +38,7 @@ pub struct SegmentIndex {
     pub text: TextIndex,
     /// Postings decoded so far, by (column, code). Bounded by the filter index itself: each
     /// posting is decoded at most once.
-    postings: Mutex<HashMap<(Column, u32), Arc<RoaringBitmap>>>,
+    postings: Mutex<HashMap<(Column, u32), RowPosting>>,
     /// This open segment's number in the decoded-block cache.
     instance: u64,
 }
@@ -69,10 +72,11 @@ impl SegmentIndex {
         segment: &Segment,
         column: Column,
         code: u32,
-    ) -> Result<Option<(Arc<RoaringBitmap>, bool)>> {
-        let exact = filter::granularity_of(column) == Granularity::Rows;
-        if let Some(found) = self.postings.lock().get(&(column, code)) {
-            return Ok(Some((Arc::clone(found), exact)));
+    ) -> Result<Option<RowPosting>> {
+        // Exactness is the file's granularity, not today's choice of it: an index written
+        // under another choice stays readable.
+        if let Some((found, exact)) = self.postings.lock().get(&(column, code)) {
+            return Ok(Some((Arc::clone(found), *exact)));
         }
         let Some(posting) = self.filters.posting(column, code)? else {
             return Ok(None);
@@ -93,7 +97,7 @@ impl SegmentIndex {
         let bitmap = Arc::new(bitmap);
         self.postings
             .lock()
-            .insert((column, code), Arc::clone(&bitmap));
+            .insert((column, code), (Arc::clone(&bitmap), exact));
         Ok(Some((bitmap, exact)))
     }
 }
@@ -217,5 +221,74 @@ impl SegmentHook for SegmentIndexer {
             }
         };
         Ok(Some(Arc::new(index)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditlog_engine::event::{Actor, Event, StoredEvent};
+    use auditlog_engine::segment::{encode_segment, EncodeOptions};
+
+    /// An index written when `actor.email` was indexed by block is still read as a superset,
+    /// also when the posting comes from the cache the second time.
+    #[test]
+    fn posting_exactness_follows_the_file_not_the_current_choice() {
+        let events: Vec<StoredEvent> = (1..=10u64)
+            .map(|seq| StoredEvent {
+                seq,
+                tenant_seq: seq,
+                received_us: 1,
+                event: Event {
+                    timestamp_us: seq as i64,
+                    tenant: "acct_1".into(),
+                    actor: Actor {
+                        email: Some(format!("u{}@example.com", seq % 2)),
+                        ..Actor::default()
+                    },
+                    action: "login".into(),
+                    ..Event::default()
+                },
+            })
+            .collect();
+        let encoded = encode_segment(3, &events, &EncodeOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::from_bytes(dir.path().join("s.seg"), encoded.bytes).unwrap();
+        let blocks = |column| match column {
+            Column::ActorEmail => Granularity::Blocks,
+            _ => Granularity::Rows,
+        };
+        let path = dir.path().join(filter::file_name(3));
+        filter::write_file(&path, &filter::build_with(&segment, blocks).unwrap()).unwrap();
+        let text_dir = dir.path().join(fulltext::dir_name(3));
+        fulltext::build(&segment, &text_dir).unwrap();
+        let index = SegmentIndex::new(
+            FilterIndex::open(&path, 3, 10).unwrap(),
+            TextIndex::open(&text_dir).unwrap(),
+        );
+        let code = segment
+            .dictionary(Column::ActorEmail)
+            .unwrap()
+            .code_of("u0@example.com")
+            .unwrap();
+        for _ in 0..2 {
+            let (rows, exact) = index
+                .posting(&segment, Column::ActorEmail, code)
+                .unwrap()
+                .unwrap();
+            assert!(!exact, "a block posting is a superset");
+            assert_eq!(rows.len(), 10, "every row of the one block");
+        }
+        let code = segment
+            .dictionary(Column::Action)
+            .unwrap()
+            .code_of("login")
+            .unwrap();
+        let (rows, exact) = index
+            .posting(&segment, Column::Action, code)
+            .unwrap()
+            .unwrap();
+        assert!(exact);
+        assert_eq!(rows.len(), 10);
     }
 }

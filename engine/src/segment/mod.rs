@@ -65,6 +65,7 @@ pub use decoder::{BlockMeta, Segment};
 pub use dictionary::Dictionary;
 pub use encoder::{encode_segment, encode_segment_refs, EncodeOptions, EncodedSegment};
 pub use footer::FOOTER_LEN;
+pub use format::{get_varint, put_varint, VarintError};
 pub use format::{
     Column, ColumnKind, CHUNK_RAW_BYTES_MAX, COLUMN_COUNT, FORMAT_VERSION, HEADER_LEN, MAGIC,
 };
