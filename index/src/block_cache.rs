@@ -133,6 +133,20 @@ pub(crate) fn read(
     Ok(block)
 }
 
+/// The block with `columns`, from the cache or decoded, without caching it (for scans that read
+/// many blocks once: they would evict what pages reuse).
+pub(crate) fn read_uncached(
+    instance: u64,
+    segment: &Segment,
+    block_index: usize,
+    columns: Columns,
+) -> Result<Arc<Block>> {
+    if let Some(block) = get(instance, block_index, columns) {
+        return Ok(block);
+    }
+    Ok(Arc::new(segment.read_block(block_index, columns)?))
+}
+
 /// The whole block (every column), from the cache or decoded.
 pub(crate) fn whole(instance: u64, segment: &Segment, block_index: usize) -> Result<Arc<Block>> {
     read(instance, segment, block_index, Columns::ALL)

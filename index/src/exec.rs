@@ -84,85 +84,39 @@ pub fn search(snapshot: &Snapshot, query: &Query) -> Result<Page> {
     plan.tail_matches(snapshot, |event| tail.push(event));
     tail.sort_unstable_by(|a, b| compare_keys(order, key_of(a), key_of(b)));
 
-    let mut runs: Vec<Run<'_>> = Vec::new();
-    for (index, matcher) in matchers.iter().enumerate() {
-        for rows in &matcher.tenant_ranges {
-            runs.push(Run::Sealed(SealedRun {
-                matcher: index,
-                rows: rows.clone(),
-                blocks: matcher.segment.blocks_for_rows(rows.clone()),
-                buffered: VecDeque::new(),
-                pending: None,
-                last: None,
-            }));
-        }
-    }
-    runs.push(Run::Tail(
-        tail.iter().enumerate().collect::<Vec<_>>().into_iter(),
-    ));
-
-    let mut heap = BinaryHeap::with_capacity(runs.len());
-    for (index, run) in runs.iter_mut().enumerate() {
-        if let Some(candidate) = run.next(&plan, &matchers)? {
-            heap.push(HeapItem {
-                order,
-                run: index,
-                candidate,
-            });
-        }
-    }
+    let mut merge = Merge::new(&plan, &matchers, &tail)?;
     let mut selected: Vec<Candidate> = Vec::with_capacity(query.limit + 1);
     while selected.len() <= query.limit {
-        let Some(item) = heap.pop() else { break };
-        if !matches!(item.candidate.location, Location::Pending) {
-            selected.push(item.candidate);
-        }
-        if let Some(candidate) = runs[item.run].next(&plan, &matchers)? {
-            heap.push(HeapItem {
-                order,
-                run: item.run,
-                candidate,
-            });
-        }
+        let Some((_, candidate)) = merge.pop(&plan, &matchers, &tail)? else {
+            break;
+        };
+        selected.push(candidate);
     }
     let more = selected.len() > query.limit;
     selected.truncate(query.limit);
 
-    // Build only the page's rows: per block, the row range spanning its selected rows (text
-    // columns are decoded for that range only).
-    let mut spans: HashMap<(usize, usize), (usize, usize)> = HashMap::new();
+    // Build only the page's rows, each block decoded (or found in the cache) once.
+    let mut blocks: HashMap<(usize, usize), Arc<Block>> = HashMap::new();
+    let mut events: Vec<StoredEvent> = Vec::with_capacity(selected.len());
     for candidate in &selected {
-        if let Location::Sealed {
-            matcher,
-            block,
-            row,
-        } = candidate.location
-        {
-            let span = spans.entry((matcher, block)).or_insert((row, row));
-            span.0 = span.0.min(row);
-            span.1 = span.1.max(row);
-        }
-    }
-    let mut rows: HashMap<(usize, usize), (usize, Vec<StoredEvent>)> = HashMap::new();
-    for (&(matcher, block), &(first, last)) in &spans {
-        let events = matchers[matcher].read_rows(block, first..last + 1)?;
-        rows.insert((matcher, block), (first, events));
-    }
-    let events: Vec<StoredEvent> = selected
-        .iter()
-        .map(|candidate| match candidate.location {
+        events.push(match candidate.location {
             Location::Sealed {
                 matcher,
                 block,
                 row,
             } => {
-                let (first, events) = &rows[&(matcher, block)];
-                events[row - first].clone()
+                let decoded = match blocks.entry((matcher, block)) {
+                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        entry.insert(matchers[matcher].read_whole(block)?)
+                    }
+                };
+                decoded.event(row)
             }
             Location::Tail(index) => tail[index].clone(),
             Location::Pending => unreachable!("pending candidates are never selected"),
-        })
-        .collect();
+        });
+    }
     let next_cursor = match events.last() {
         Some(last) if more => Some(Cursor::after(order, last).encode()),
         _ => None,
@@ -508,6 +462,10 @@ struct Plan<'q> {
     text: TextMatcher,
     /// The cursor to resume after (search only).
     cursor: Option<Cursor>,
+    /// Whether decoded blocks go into the [`block_cache`] (not for exports, which read many
+    /// blocks once) and sealed runs decode only keys (the page's rows are read afterwards)
+    /// rather than whole blocks.
+    fill_cache: bool,
 }
 
 impl<'q> Plan<'q> {
@@ -524,6 +482,7 @@ impl<'q> Plan<'q> {
                 .collect(),
             text: TextMatcher::new(&query.text)?,
             cursor: if use_cursor { query.cursor } else { None },
+            fill_cache: true,
         })
     }
 
@@ -696,9 +655,11 @@ struct SegmentMatcher<'s> {
     conditions: Vec<Condition>,
     /// The segment's instance number in the decoded-block cache (indexed segments only).
     cache: Option<u64>,
+    /// [`Plan::fill_cache`].
+    fill_cache: bool,
     condition_columns: Columns,
     /// Text masks of dictionary values already seen: (column, code) -> mask.
-    text_masks: RefCell<HashMap<(Column, u32), u64>>,
+    text_masks: RefCell<rustc_hash::FxHashMap<(Column, u32), u64>>,
 }
 
 impl<'s> SegmentMatcher<'s> {
@@ -781,8 +742,9 @@ impl<'s> SegmentMatcher<'s> {
             candidates,
             conditions,
             cache: indexes.map(SegmentIndex::instance),
+            fill_cache: plan.fill_cache,
             condition_columns,
-            text_masks: RefCell::new(HashMap::new()),
+            text_masks: RefCell::default(),
         }))
     }
 
@@ -792,6 +754,14 @@ impl<'s> SegmentMatcher<'s> {
         let Some(instance) = self.cache else {
             return Ok(Arc::new(self.segment.read_block(block_index, columns)?));
         };
+        if !self.fill_cache {
+            return Ok(block_cache::read_uncached(
+                instance,
+                self.segment,
+                block_index,
+                columns,
+            )?);
+        }
         if columns.contains(Column::Details) || columns.contains(Column::Changes) {
             return Ok(block_cache::whole(instance, self.segment, block_index)?);
         }
@@ -803,17 +773,9 @@ impl<'s> SegmentMatcher<'s> {
         )?)
     }
 
-    /// The events of rows `rows` of a block (see [`Segment::read_rows`]), through the cache
-    /// when the segment is indexed.
-    fn read_rows(&self, block_index: usize, rows: Range<usize>) -> Result<Vec<StoredEvent>> {
-        let Some(instance) = self.cache else {
-            return Ok(self.segment.read_rows(block_index, rows)?);
-        };
-        let block = block_cache::whole(instance, self.segment, block_index)?;
-        let end = rows.end.min(block.len());
-        Ok((rows.start.min(end)..end)
-            .map(|row| block.event(row))
-            .collect())
+    /// A block with every column, through the cache when the segment is indexed.
+    fn read_whole(&self, block_index: usize) -> Result<Arc<Block>> {
+        self.read_block(block_index, Columns::ALL)
     }
 
     /// False when the index shows that no candidate row of `rows` lies in the block.
@@ -917,7 +879,10 @@ impl<'s> SegmentMatcher<'s> {
             }
         }
         if !plan.text.is_empty() && !matched.is_empty() {
-            let texts = self.read_block(block_index, TEXT_COLUMNS)?;
+            let texts = match &block {
+                Some(block) if block.columns().contains_all(TEXT_COLUMNS) => Arc::clone(block),
+                _ => self.read_block(block_index, TEXT_COLUMNS)?,
+            };
             let mut cache = self.text_masks.borrow_mut();
             matched.retain(|&row| {
                 let mut mask = 0;
@@ -985,26 +950,217 @@ struct SealedRun {
     pending: Option<usize>,
     /// Key of the last row yielded, to check the segment's sort order.
     last: Option<(i64, u64)>,
+    /// The block the buffered rows come from (decoded whole when the plan exports).
+    current: Option<Arc<Block>>,
 }
 
-enum Run<'t> {
+enum Run {
     Sealed(SealedRun),
-    Tail(std::vec::IntoIter<(usize, &'t &'t StoredEvent)>),
+    /// The sorted matching tail events from this index on.
+    Tail(usize),
 }
 
-impl Run<'_> {
+impl Run {
     fn next(
         &mut self,
         plan: &Plan<'_>,
         matchers: &[SegmentMatcher<'_>],
+        tail: &[&StoredEvent],
     ) -> Result<Option<Candidate>> {
         match self {
-            Run::Tail(events) => Ok(events.next().map(|(index, event)| Candidate {
-                key: key_of(event),
-                location: Location::Tail(index),
+            Run::Tail(next) => Ok(tail.get(*next).map(|event| {
+                *next += 1;
+                Candidate {
+                    key: key_of(event),
+                    location: Location::Tail(*next - 1),
+                }
             })),
             Run::Sealed(run) => run.next(plan, matchers),
         }
+    }
+}
+
+/// The merge of every run of a query: yields the matching rows in the query's order.
+struct Merge {
+    runs: Vec<Run>,
+    heap: BinaryHeap<HeapItem>,
+    /// The run of the row yielded last, advanced at the next [`Merge::pop`] (so that its
+    /// decoded block is still [`SealedRun::current`] while the caller reads the row).
+    advance: Option<usize>,
+}
+
+impl Merge {
+    /// A run per tenant range of each matcher, and one for `tail` (the matching tail events,
+    /// sorted in the query's order).
+    fn new(
+        plan: &Plan<'_>,
+        matchers: &[SegmentMatcher<'_>],
+        tail: &[&StoredEvent],
+    ) -> Result<Merge> {
+        let mut runs: Vec<Run> = Vec::new();
+        for (index, matcher) in matchers.iter().enumerate() {
+            for rows in &matcher.tenant_ranges {
+                runs.push(Run::Sealed(SealedRun {
+                    matcher: index,
+                    rows: rows.clone(),
+                    blocks: matcher.segment.blocks_for_rows(rows.clone()),
+                    buffered: VecDeque::new(),
+                    pending: None,
+                    last: None,
+                    current: None,
+                }));
+            }
+        }
+        runs.push(Run::Tail(0));
+        let order = plan.query.order;
+        let mut heap = BinaryHeap::with_capacity(runs.len());
+        for (index, run) in runs.iter_mut().enumerate() {
+            if let Some(candidate) = run.next(plan, matchers, tail)? {
+                heap.push(HeapItem {
+                    order,
+                    run: index,
+                    candidate,
+                });
+            }
+        }
+        Ok(Merge {
+            runs,
+            heap,
+            advance: None,
+        })
+    }
+
+    fn push_next(
+        &mut self,
+        run: usize,
+        plan: &Plan<'_>,
+        matchers: &[SegmentMatcher<'_>],
+        tail: &[&StoredEvent],
+    ) -> Result<()> {
+        if let Some(candidate) = self.runs[run].next(plan, matchers, tail)? {
+            self.heap.push(HeapItem {
+                order: plan.query.order,
+                run,
+                candidate,
+            });
+        }
+        Ok(())
+    }
+
+    /// The next matching row and its run; `None` when every run is done.
+    fn pop(
+        &mut self,
+        plan: &Plan<'_>,
+        matchers: &[SegmentMatcher<'_>],
+        tail: &[&StoredEvent],
+    ) -> Result<Option<(usize, Candidate)>> {
+        if let Some(run) = self.advance.take() {
+            self.push_next(run, plan, matchers, tail)?;
+        }
+        while let Some(item) = self.heap.pop() {
+            if matches!(item.candidate.location, Location::Pending) {
+                self.push_next(item.run, plan, matchers, tail)?;
+                continue;
+            }
+            self.advance = Some(item.run);
+            return Ok(Some((item.run, item.candidate)));
+        }
+        Ok(None)
+    }
+}
+
+/// Every event a query matches, in the query's order, read from one snapshot in batches: what
+/// an export streams. The query's `limit` is ignored (no row cap); its cursor is honoured.
+///
+/// Unlike [`search`], which reads only the rows of its page, an export decodes each block it
+/// reaches whole, once, and does not put it in the [`block_cache`] (a large tenant's blocks
+/// would evict every page's); memory stays at about one decoded block per tenant run of each
+/// segment, whatever the number of rows.
+///
+/// ```
+/// # use auditlog_engine::event::{Actor, Event};
+/// # use auditlog_engine::store::{Store, StoreOptions};
+/// use auditlog_index::{Export, Query, Scope};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+/// # let event = Event {
+/// #     tenant: "acct_1".into(),
+/// #     timestamp_us: 1_795_000_000_000_000,
+/// #     actor: Actor { id: Some("user_1".into()), ..Actor::default() },
+/// #     action: "delete".into(),
+/// #     ..Event::default()
+/// # };
+/// # store.append(vec![event]).unwrap();
+/// let snapshot = store.snapshot();
+/// let query = Query::new(Scope::one("acct_1"));
+/// let mut export = Export::new(&snapshot, &query).unwrap();
+/// let mut rows = 0;
+/// loop {
+///     let batch = export.next_batch(1000).unwrap();
+///     if batch.is_empty() {
+///         break;
+///     }
+///     rows += batch.len();
+/// }
+/// assert_eq!(rows, 1);
+/// ```
+pub struct Export<'a> {
+    plan: Plan<'a>,
+    matchers: Vec<SegmentMatcher<'a>>,
+    tail: Vec<&'a StoredEvent>,
+    merge: Option<Merge>,
+}
+
+impl<'a> Export<'a> {
+    /// Plans the export (segments and tail events to read); reads no block yet.
+    pub fn new(snapshot: &'a Snapshot, query: &'a Query) -> Result<Export<'a>> {
+        query.validate()?;
+        let mut plan = Plan::new(query, true)?;
+        plan.fill_cache = false;
+        if plan.tenants.is_empty() {
+            return Ok(Export {
+                plan,
+                matchers: Vec::new(),
+                tail: Vec::new(),
+                merge: None,
+            });
+        }
+        let matchers = plan.segment_matchers(snapshot)?;
+        let mut tail: Vec<&StoredEvent> = Vec::new();
+        plan.tail_matches(snapshot, |event| tail.push(event));
+        tail.sort_unstable_by(|a, b| compare_keys(query.order, key_of(a), key_of(b)));
+        let merge = Merge::new(&plan, &matchers, &tail)?;
+        Ok(Export {
+            plan,
+            matchers,
+            tail,
+            merge: Some(merge),
+        })
+    }
+
+    /// The next at most `max` events (at least one unless the export is done: an empty batch
+    /// means every matching event was returned).
+    pub fn next_batch(&mut self, max: usize) -> Result<Vec<StoredEvent>> {
+        let Some(merge) = self.merge.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut events = Vec::with_capacity(max.min(LIMIT_MAX));
+        while events.len() < max {
+            let Some((run, candidate)) = merge.pop(&self.plan, &self.matchers, &self.tail)? else {
+                self.merge = None;
+                break;
+            };
+            events.push(match (candidate.location, &merge.runs[run]) {
+                (Location::Sealed { row, .. }, Run::Sealed(sealed)) => sealed
+                    .current
+                    .as_ref()
+                    .expect("a sealed row comes from its run's current block")
+                    .event(row),
+                (Location::Tail(index), _) => self.tail[index].clone(),
+                _ => unreachable!("a sealed row from a sealed run, a tail row from the tail"),
+            });
+        }
+        Ok(events)
     }
 }
 
@@ -1074,16 +1230,17 @@ impl SealedRun {
         matcher: &SegmentMatcher<'_>,
         block_index: usize,
     ) -> Result<()> {
-        let Some((block, matched)) = matcher.match_block(
-            plan,
-            block_index,
-            &self.rows,
-            Column::Timestamp | Column::Seq,
-        )?
+        let columns = if plan.fill_cache {
+            Column::Timestamp | Column::Seq
+        } else {
+            Columns::ALL
+        };
+        let Some((block, matched)) = matcher.match_block(plan, block_index, &self.rows, columns)?
         else {
             return Ok(());
         };
         let block = block.expect("timestamps and seqs were asked for");
+        self.current = Some(Arc::clone(&block));
         let (timestamps, seqs) = (block.timestamps(), block.seqs());
         let candidates = matched.iter().map(|&row| Candidate {
             key: (timestamps[row], seqs[row]),

@@ -405,6 +405,14 @@ impl FilterIndex {
             .is_some_and(Option::is_some)
     }
 
+    /// How `column` is indexed; `None` when it is not.
+    pub fn granularity(&self, column: Column) -> Option<Granularity> {
+        self.sections
+            .get(column as usize)?
+            .as_ref()
+            .map(|section| section.granularity)
+    }
+
     /// The rows (or blocks, see [`Granularity`]) whose `column` holds `code`; `None` when the
     /// column is not indexed. A code the index does not know has none.
     pub fn posting(&self, column: Column, code: u32) -> Result<Option<Posting>> {

@@ -18,7 +18,9 @@
 //!   as a request id) is indexed as `~` plus its first 4 characters, so a dictionary of unique
 //!   ids does not grow with every event, yet a search for the whole id still prunes blocks.
 //! - `tn`: u64, indexed: the tenant's code in the segment's tenant dictionary, or `2^32 - 1`
-//!   for a block's shared document.
+//!   for a block's shared document. (Queries read the tenant from `k` instead: a term has few
+//!   documents per segment, and intersecting them with a union of tenant postings cost more
+//!   than it saved. The field is small and kept so that version 1 indexes stay valid.)
 //! - `k`: u64, fast field: `block << 32 | tn`.
 //!
 //! The directory also holds `VERSION` (the text `1`); an index without it, or with another
@@ -28,8 +30,6 @@
 //! `llama-finetune-3` and details `{"request_id":"req_8f3a9c2e1b0d4f67"}` gives the document
 //! `t = "llama finetune 3 request id req ~8f3a"`, `tn = 2`, `k = 3 << 32 | 2`.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
@@ -259,48 +259,10 @@ fn add_blocks(
     Ok(())
 }
 
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-type FastSet<T> = HashSet<T, BuildHasherDefault<FxHasher>>;
-
-/// The Fx hash (as in rustc): fast for short keys; the sets it backs hold no untrusted keys
-/// whose collisions could matter (terms of one segment, deduplicated per document).
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
-        }
-        for &byte in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
-        }
-    }
-
-    fn write_u8(&mut self, value: u8) {
-        self.write_u64(u64::from(value));
-    }
-
-    fn write_u32(&mut self, value: u32) {
-        self.write_u64(u64::from(value));
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(K);
-    }
-
-    fn write_usize(&mut self, value: usize) {
-        self.write_u64(value as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+// The Fx hash (as in rustc): fast for short keys; the sets hold no untrusted keys whose
+// collisions could matter (terms of one segment, deduplicated per document).
+type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
+type FastSet<T> = rustc_hash::FxHashSet<T>;
 
 /// fsyncs every file of a directory, then the directory.
 fn sync_tree(dir: &Path) -> Result<()> {
@@ -323,6 +285,8 @@ pub struct TextIndex {
     // Kept so the searcher's segments stay open.
     _reader: IndexReader,
     searcher: Searcher,
+    /// The `k` fast field (block and tenant of a document) of each tantivy segment.
+    keys: Vec<tantivy::columnar::Column<u64>>,
     fields: Fields,
 }
 
@@ -357,10 +321,17 @@ impl TextIndex {
             .try_into()
             .map_err(|e| tantivy_error(dir, e))?;
         let searcher = reader.searcher();
+        let keys = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| segment.fast_fields().u64("k"))
+            .collect::<tantivy::Result<Vec<_>>>()
+            .map_err(|e| tantivy_error(dir, e))?;
         Ok(TextIndex {
             path: dir.to_path_buf(),
             _reader: reader,
             searcher,
+            keys,
             fields,
         })
     }
@@ -398,36 +369,22 @@ impl TextIndex {
         if clauses.is_empty() {
             return Ok(None);
         }
-        if tenant_codes.len() <= 256 {
-            let tenants: Vec<(Occur, Box<dyn TantivyQuery>)> = tenant_codes
-                .iter()
-                .chain([&SHARED_TENANT])
-                .map(|&code| {
-                    let term = Term::from_field_u64(self.fields.tenant, u64::from(code));
-                    let query: Box<dyn TantivyQuery> =
-                        Box::new(TermQuery::new(term, IndexRecordOption::Basic));
-                    (Occur::Should, query)
-                })
-                .collect();
-            clauses.push((Occur::Must, Box::new(BooleanQuery::new(tenants))));
-        }
-        let query = BooleanQuery::new(clauses);
+        // No tenant clause: the documents of the terms are few (a segment has a few per block),
+        // and their keys name the tenant, checked below; a per-tenant union of postings cost
+        // more than it saved.
+        let query: Box<dyn TantivyQuery> = if clauses.len() == 1 {
+            clauses.pop().expect("one clause").1
+        } else {
+            Box::new(BooleanQuery::new(clauses))
+        };
         let found = self
             .searcher
-            .search(&query, &DocSetCollector)
+            .search(&*query, &DocSetCollector)
             .map_err(|e| tantivy_error(&self.path, e))?;
         let mut rows = RoaringBitmap::new();
-        let mut keys: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
         for address in found {
-            let column = match keys.entry(address.segment_ord) {
-                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
-                    self.searcher
-                        .segment_reader(address.segment_ord)
-                        .fast_fields()
-                        .u64("k")
-                        .map_err(|e| tantivy_error(&self.path, e))?,
-                ),
+            let Some(column) = self.keys.get(address.segment_ord as usize) else {
+                continue;
             };
             let Some(key) = column.first(address.doc_id) else {
                 continue;

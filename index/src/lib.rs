@@ -69,7 +69,7 @@ pub mod text;
 pub mod tokenize;
 
 pub use error::{Error, Result};
-pub use exec::{count, facets, histogram, search, Page};
+pub use exec::{count, facets, histogram, search, Export, Page};
 pub use parse::{parse, ParseError, ParsedQuery};
 pub use query::{Cursor, Field, FieldFilter, Filters, Order, Query, Scope, TextKind, TextTerm};
 pub use segment_index::{SegmentIndex, SegmentIndexer};

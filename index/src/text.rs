@@ -69,10 +69,9 @@ fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
         return false;
     }
     let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
-    (0..=haystack.len() - needle.len()).any(|i| {
-        let b = haystack[i];
-        (b == lower || b == upper) && haystack[i + 1..i + needle.len()].eq_ignore_ascii_case(rest)
-    })
+    let starts = &haystack[..=haystack.len() - needle.len()];
+    memchr::memchr2_iter(lower, upper, starts)
+        .any(|i| haystack[i + 1..i + needle.len()].eq_ignore_ascii_case(rest))
 }
 
 // One bit per term in a u64 mask.

@@ -201,8 +201,11 @@ pub fn write_csv_row(stored: &StoredEvent, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Events per chunk of an export's body.
+const EXPORT_BATCH_ROWS: usize = 1000;
+
 /// `GET /v1/events/export?format=csv|ndjson&...`: every matching event, oldest or newest first,
-/// streamed page by page (constant memory, no row cap).
+/// streamed in chunks from one snapshot (constant memory, no row cap; `limit` is refused).
 #[utoipa::path(
     get,
     path = "/v1/events/export",
@@ -238,19 +241,20 @@ pub async fn export(
         error.field = Some("format".into());
         return Err(error);
     }
+    if pairs.iter().any(|(k, _)| k == "limit") {
+        let mut error = ApiError::bad_request(
+            "an export streams every matching event and takes no limit; narrow it with from, to \
+             or since",
+        );
+        error.field = Some("limit".into());
+        return Err(error);
+    }
     let check_state = Arc::clone(&state);
     let check_principal = principal.clone();
     let check_pairs = pairs.clone();
-    let query = blocking(move || {
-        let mut query = build_query(&check_state, &check_principal, &check_pairs, &["format"])?;
-        if let Some(query) = query.as_mut() {
-            if !check_pairs.iter().any(|(k, _)| k == "limit") {
-                query.limit = auditlog_index::query::LIMIT_MAX;
-            }
-        }
-        Ok(query)
-    })
-    .await?;
+    let query =
+        blocking(move || build_query(&check_state, &check_principal, &check_pairs, &["format"]))
+            .await?;
     state
         .metrics
         .exports
@@ -276,18 +280,25 @@ pub async fn export(
         if sender.blocking_send(Ok(first)).is_err() {
             return;
         }
-        let Some(mut query) = query else { return };
+        let Some(query) = query else { return };
+        // One snapshot for the whole export: a consistent cut, each block decoded once.
+        let snapshot = worker_state.store.snapshot();
+        let fail = |error: auditlog_index::Error| {
+            tracing::error!(%error, "export failed");
+            let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
+        };
+        let mut export = match auditlog_index::Export::new(&snapshot, &query) {
+            Ok(export) => export,
+            Err(error) => return fail(error),
+        };
         loop {
-            let page = match auditlog_index::search(&worker_state.store.snapshot(), &query) {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::error!(%error, "export failed");
-                    let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
-                    return;
-                }
+            let events = match export.next_batch(EXPORT_BATCH_ROWS) {
+                Ok(events) if events.is_empty() => return,
+                Ok(events) => events,
+                Err(error) => return fail(error),
             };
-            let mut chunk = Vec::with_capacity(page.events.len() * 600);
-            for event in &page.events {
+            let mut chunk = Vec::with_capacity(events.len() * 600);
+            for event in &events {
                 if csv {
                     write_csv_row(event, &mut chunk);
                 } else {
@@ -297,13 +308,6 @@ pub async fn export(
             }
             if sender.blocking_send(Ok(chunk)).is_err() {
                 return; // the client went away
-            }
-            match page.next_cursor {
-                Some(cursor) => match auditlog_index::Cursor::decode(&cursor) {
-                    Ok(cursor) => query.cursor = Some(cursor),
-                    Err(_) => return,
-                },
-                None => return,
             }
         }
     });
