@@ -27,8 +27,12 @@
 //!
 //! `count`, `facets` and `histogram` visit the same rows without merging; they ignore the
 //! query's cursor, order and limit. A block wholly inside the time range whose candidates need
-//! no check is counted without decoding anything; facets count codes in vectors and resolve
-//! them to text once per segment.
+//! no check is counted without decoding anything. Facets of a field indexed by row, when no
+//! filter or text is left to check row by row, come from postings alone: per value of the
+//! segment, the cardinality of its posting within the tenants' rows in the time range (found
+//! by decoding timestamps only where a bound falls) and the other filters' candidates. Else
+//! they count codes of the matching rows in vectors; either way values are resolved to text
+//! once per segment.
 //!
 //! Freshness: a snapshot holds every event with `seq <= sealed_through` in exactly one
 //! segment and every later acknowledged event in the tail, so each event is seen exactly once;
@@ -50,6 +54,7 @@ use roaring::RoaringBitmap;
 use crate::block_cache;
 use crate::codes::{code_value, max_code, value_code, Codes};
 use crate::error::{Error, Result};
+use crate::filter::Granularity;
 use crate::query::{Cursor, Field, FieldFilter, Order, Query, LIMIT_MAX};
 use crate::segment_index::SegmentIndex;
 use crate::text::{TextMatcher, TEXT_DICTIONARY_COLUMNS};
@@ -58,6 +63,11 @@ use crate::text::{TextMatcher, TEXT_DICTIONARY_COLUMNS};
 pub const FACET_SIZE_MAX: usize = LIMIT_MAX;
 /// Up to this many tenants in scope, the tail is read through its tenant index; past it, scanned.
 const TAIL_TENANT_LOOKUPS_MAX: usize = 64;
+/// [`facets`] counts a segment's values from postings (one cardinality per value of the field
+/// in the segment) rather than from its rows when it has at least this many matching rows per
+/// value: a posting's cardinality within a row range costs about as much as counting this
+/// many rows.
+const ROWS_PER_POSTING_COUNT: u64 = 128;
 /// Most buckets [`histogram`] returns.
 pub const HISTOGRAM_BUCKETS_MAX: usize = 10_000;
 
@@ -162,92 +172,89 @@ pub fn facets(
     let columns = field_columns(field);
     let extra = columns.iter().fold(Columns::NONE, |set, c| set.with(*c));
     let mut counts: HashMap<String, u64> = HashMap::new();
+    if plan.tenants.is_empty() {
+        return Ok(Vec::new());
+    }
     // Per segment: counts by code for each of the field's columns (a vector indexed by code),
-    // resolved to text once per segment.
+    // from the filter index's postings when it can, else from the rows; resolved to text once.
     let mut codes: Vec<Vec<u64>> = vec![Vec::new(); columns.len()];
-    let mut current: Option<usize> = None;
-    let flush = |codes: &mut [Vec<u64>], segment: &Segment, counts: &mut HashMap<String, u64>| {
+    for matcher in plan.segment_matchers(snapshot)? {
         for (column, by_code) in columns.iter().zip(codes.iter_mut()) {
-            for (code, n) in by_code.iter_mut().enumerate() {
-                if *n == 0 {
+            by_code.clear();
+            by_code.resize(max_code(matcher.segment, *column) as usize + 1, 0);
+        }
+        let counted = match columns {
+            [column] => matcher.posting_counts(&plan, *column, &mut codes[0])?,
+            _ => false,
+        };
+        if !counted {
+            plan.scan_segment(&matcher, extra, |visit| {
+                let Visit::Rows { block, rows, .. } = visit else {
+                    return Ok(());
+                };
+                let block = block.expect("facet columns were asked for");
+                count_codes(block, columns, rows, &mut codes);
+                Ok(())
+            })?;
+        }
+        for (column, by_code) in columns.iter().zip(&codes) {
+            // Code 0 is "absent": not counted.
+            for (code, &n) in by_code.iter().enumerate().skip(1) {
+                if n == 0 {
                     continue;
                 }
-                if let Some(value) = code_value(segment, *column, code as u32) {
-                    *counts.entry(value.to_string()).or_default() += *n;
-                }
-                *n = 0;
-            }
-        }
-    };
-    let segments = &snapshot.segments;
-    plan.scan(snapshot, extra, |visit| {
-        match visit {
-            Visit::Rows {
-                matcher,
-                block,
-                rows,
-            } => {
-                if current != Some(matcher.index) {
-                    if let Some(previous) = current {
-                        flush(&mut codes, &segments[previous].segment, &mut counts);
-                    }
-                    current = Some(matcher.index);
-                    for (column, by_code) in columns.iter().zip(codes.iter_mut()) {
-                        by_code.resize(max_code(matcher.segment, *column) as usize + 1, 0);
-                    }
-                }
-                let block = block.expect("facet columns were asked for");
-                match columns {
-                    [column] => {
-                        let by_code = &mut codes[0];
-                        match Codes::of(block, *column) {
-                            Codes::Dictionary(values) => {
-                                for &row in rows {
-                                    by_code[values[row] as usize] += 1;
-                                }
-                            }
-                            view => {
-                                for &row in rows {
-                                    by_code[view.get(row) as usize] += 1;
-                                }
-                            }
-                        }
-                        // Code 0 is "absent": not counted.
-                        by_code[0] = 0;
-                    }
-                    _ => {
-                        let views: Vec<Codes<'_>> =
-                            columns.iter().map(|c| Codes::of(block, *c)).collect();
-                        for &row in rows {
-                            // The last non-absent column: the email before the id for `actor`.
-                            let found = views
-                                .iter()
-                                .enumerate()
-                                .rev()
-                                .map(|(slot, view)| (slot, view.get(row)))
-                                .find(|(_, code)| *code != 0);
-                            if let Some((slot, code)) = found {
-                                codes[slot][code as usize] += 1;
-                            }
-                        }
-                    }
-                }
-            }
-            Visit::Event(event) => {
-                if let Some(value) = field.facet_value_of(event) {
-                    *counts.entry(value.to_string()).or_default() += 1;
+                if let Some(value) = code_value(matcher.segment, *column, code as u32) {
+                    *counts.entry(value.to_string()).or_default() += n;
                 }
             }
         }
-        Ok(())
-    })?;
-    if let Some(previous) = current {
-        flush(&mut codes, &segments[previous].segment, &mut counts);
     }
+    plan.tail_matches(snapshot, |event| {
+        if let Some(value) = field.facet_value_of(event) {
+            *counts.entry(value.to_string()).or_default() += 1;
+        }
+    });
     let mut out: Vec<(String, u64)> = counts.into_iter().collect();
     out.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     out.truncate(top_n);
     Ok(out)
+}
+
+/// Adds the codes of `rows` of a block to `codes` (one vector per column of the field, indexed
+/// by code). With two columns (`actor`), a row counts the last non-absent one: the email
+/// before the id.
+fn count_codes(block: &Block, columns: &[Column], rows: &[usize], codes: &mut [Vec<u64>]) {
+    match columns {
+        [column] => {
+            let by_code = &mut codes[0];
+            match Codes::of(block, *column) {
+                Codes::Dictionary(values) => {
+                    for &row in rows {
+                        by_code[values[row] as usize] += 1;
+                    }
+                }
+                view => {
+                    for &row in rows {
+                        by_code[view.get(row) as usize] += 1;
+                    }
+                }
+            }
+        }
+        _ => {
+            let views: Vec<Codes<'_>> = columns.iter().map(|c| Codes::of(block, *c)).collect();
+            for &row in rows {
+                let found = views
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(slot, view)| (slot, view.get(row)))
+                    .find(|(_, code)| *code != 0);
+                if let Some((slot, code)) = found {
+                    codes[slot][code as usize] += 1;
+                }
+            }
+        }
+    }
 }
 
 /// Counts of matching events (cursor, order and limit aside) per time bucket of `bucket_us`
@@ -569,11 +576,11 @@ impl<'q> Plan<'q> {
     /// A matcher per segment that may hold matching rows, in snapshot order.
     fn segment_matchers<'s>(&self, snapshot: &'s Snapshot) -> Result<Vec<SegmentMatcher<'s>>> {
         let mut matchers = Vec::new();
-        for (index, sealed) in snapshot.segments.iter().enumerate() {
+        for sealed in snapshot.segments.iter() {
             if !self.entry_may_match(&sealed.entry) {
                 continue;
             }
-            if let Some(matcher) = SegmentMatcher::new(self, index, sealed)? {
+            if let Some(matcher) = SegmentMatcher::new(self, sealed)? {
                 matchers.push(matcher);
             }
         }
@@ -592,25 +599,7 @@ impl<'q> Plan<'q> {
             return Ok(());
         }
         for matcher in self.segment_matchers(snapshot)? {
-            for rows in &matcher.tenant_ranges {
-                for block_index in matcher.segment.blocks_for_rows(rows.clone()) {
-                    let meta = &matcher.segment.blocks()[block_index];
-                    if !self.span_may_match(meta.min_timestamp_us, meta.max_timestamp_us) {
-                        continue;
-                    }
-                    if let Some((block, matched)) =
-                        matcher.match_block(self, block_index, rows, extra)?
-                    {
-                        if !matched.is_empty() {
-                            visit(Visit::Rows {
-                                matcher: &matcher,
-                                block: block.as_deref(),
-                                rows: &matched,
-                            })?;
-                        }
-                    }
-                }
-            }
+            self.scan_segment(&matcher, extra, &mut visit)?;
         }
         let mut result = Ok(());
         self.tail_matches(snapshot, |event| {
@@ -620,13 +609,40 @@ impl<'q> Plan<'q> {
         });
         result
     }
+
+    /// [`Plan::scan`] over one segment (no tail).
+    fn scan_segment<'s>(
+        &self,
+        matcher: &SegmentMatcher<'s>,
+        extra: Columns,
+        mut visit: impl FnMut(Visit<'_, 's>) -> Result<()>,
+    ) -> Result<()> {
+        for rows in &matcher.tenant_ranges {
+            for block_index in matcher.segment.blocks_for_rows(rows.clone()) {
+                let meta = &matcher.segment.blocks()[block_index];
+                if !self.span_may_match(meta.min_timestamp_us, meta.max_timestamp_us) {
+                    continue;
+                }
+                if let Some((block, matched)) =
+                    matcher.match_block(self, block_index, rows, extra)?
+                {
+                    if !matched.is_empty() {
+                        visit(Visit::Rows {
+                            block: block.as_deref(),
+                            rows: &matched,
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What [`Plan::scan`] found.
 enum Visit<'a, 's> {
     /// Matching rows of one block (indexes in the block, ascending).
     Rows {
-        matcher: &'a SegmentMatcher<'s>,
         block: Option<&'a Block>,
         rows: &'a [usize],
     },
@@ -636,8 +652,6 @@ enum Visit<'a, 's> {
 
 /// A segment prepared for one query.
 struct SegmentMatcher<'s> {
-    /// Index in the snapshot's segments.
-    index: usize,
     segment: &'s Segment,
     /// Row ranges of the tenants to read, in row order.
     tenant_ranges: Vec<Range<u64>>,
@@ -653,6 +667,8 @@ struct SegmentMatcher<'s> {
     text_rows: RefCell<Option<Option<RoaringBitmap>>>,
     /// The filters the index did not answer, checked row by row.
     conditions: Vec<Condition>,
+    /// The segment's indexes, when it has them.
+    indexes: Option<&'s SegmentIndex>,
     /// The segment's instance number in the decoded-block cache (indexed segments only).
     cache: Option<u64>,
     /// [`Plan::fill_cache`].
@@ -664,11 +680,7 @@ struct SegmentMatcher<'s> {
 
 impl<'s> SegmentMatcher<'s> {
     /// `None` when the segment cannot hold a matching row.
-    fn new(
-        plan: &Plan<'_>,
-        index: usize,
-        sealed: &'s SealedSegment,
-    ) -> Result<Option<SegmentMatcher<'s>>> {
+    fn new(plan: &Plan<'_>, sealed: &'s SealedSegment) -> Result<Option<SegmentMatcher<'s>>> {
         let segment = &sealed.segment;
         let mut tenant_ranges = Vec::new();
         let mut tenant_codes = Vec::new();
@@ -733,7 +745,6 @@ impl<'s> SegmentMatcher<'s> {
             .fold(Columns::NONE, |set, c| set | c.columns());
         let text_index = indexes.filter(|_| !plan.text.is_empty());
         Ok(Some(SegmentMatcher {
-            index,
             segment,
             tenant_ranges,
             tenant_codes,
@@ -741,6 +752,7 @@ impl<'s> SegmentMatcher<'s> {
             text_rows: RefCell::new(None),
             candidates,
             conditions,
+            indexes,
             cache: indexes.map(SegmentIndex::instance),
             fill_cache: plan.fill_cache,
             condition_columns,
@@ -771,6 +783,100 @@ impl<'s> SegmentMatcher<'s> {
             block_index,
             columns,
         )?)
+    }
+
+    /// Counts by code of `column` over the matching rows, from the filter index's row postings
+    /// alone: per code, the cardinality of its posting within the rows of the tenants in the
+    /// time range (and the candidates of the other filters). Returns false, counting nothing,
+    /// when it cannot (no index, `column` not indexed by row, filters or text left to check
+    /// row by row) or when counting rows is cheaper (many codes, few rows).
+    fn posting_counts(&self, plan: &Plan<'_>, column: Column, by_code: &mut [u64]) -> Result<bool> {
+        let Some(index) = self.indexes else {
+            return Ok(false);
+        };
+        if !plan.text.is_empty()
+            || !self.conditions.is_empty()
+            || index.filters.granularity(column) != Some(Granularity::Rows)
+        {
+            return Ok(false);
+        }
+        let mut ranges = Vec::with_capacity(self.tenant_ranges.len());
+        let mut rows = 0;
+        for tenant_rows in &self.tenant_ranges {
+            let range = self.rows_in_time_range(plan, tenant_rows.clone())?;
+            if !range.is_empty() {
+                rows += range.end - range.start;
+                ranges.push(range.start as u32..range.end as u32);
+            }
+        }
+        let top = match column {
+            Column::Outcome => 2,
+            Column::ActorType => 3,
+            _ => max_code(self.segment, column),
+        };
+        if u64::from(top) * ROWS_PER_POSTING_COUNT > rows {
+            return Ok(false);
+        }
+        let admitted = self.candidates.as_ref().map(|candidates| {
+            let mut admitted = RoaringBitmap::new();
+            for range in &ranges {
+                admitted.insert_range(range.clone());
+            }
+            admitted &= candidates;
+            admitted
+        });
+        for code in 1..=top {
+            let Some((posting, true)) = index.posting(self.segment, column, code)? else {
+                unreachable!("the column is indexed by row");
+            };
+            by_code[code as usize] = match &admitted {
+                Some(admitted) => posting.intersection_len(admitted),
+                None => ranges
+                    .iter()
+                    .map(|range| posting.range_cardinality(range.clone()))
+                    .sum(),
+            };
+        }
+        Ok(true)
+    }
+
+    /// The rows of a tenant's run `rows` whose timestamps lie in the query's time range (a
+    /// run is time-ordered, so they are contiguous); timestamps are decoded only for the
+    /// blocks where a bound falls.
+    fn rows_in_time_range(&self, plan: &Plan<'_>, rows: Range<u64>) -> Result<Range<u64>> {
+        let start = match plan.query.from_us {
+            Some(from) => self.first_row_at(from, rows.clone())?,
+            None => rows.start,
+        };
+        let end = match plan.query.to_us {
+            Some(to) => self.first_row_at(to, rows)?,
+            None => rows.end,
+        };
+        Ok(start..end.max(start))
+    }
+
+    /// The first row of the run `rows` with a timestamp at or after `bound` (`rows.end` if
+    /// none).
+    fn first_row_at(&self, bound: i64, rows: Range<u64>) -> Result<u64> {
+        for block_index in self.segment.blocks_for_rows(rows.clone()) {
+            let meta = &self.segment.blocks()[block_index];
+            if meta.max_timestamp_us < bound {
+                continue;
+            }
+            let block_rows = meta.row_range();
+            let start = rows.start.max(block_rows.start);
+            let end = rows.end.min(block_rows.end);
+            if meta.min_timestamp_us >= bound {
+                return Ok(start);
+            }
+            let block = self.read_block(block_index, Columns::from(Column::Timestamp))?;
+            let local = (start - block_rows.start) as usize..(end - block_rows.start) as usize;
+            let before = block.timestamps()[local.clone()].partition_point(|&t| t < bound);
+            if before < local.len() {
+                return Ok(start + before as u64);
+            }
+        }
+        Ok(rows.end)
     }
 
     /// A block with every column, through the cache when the segment is indexed.
