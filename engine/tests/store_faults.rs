@@ -153,3 +153,101 @@ fn fault_eio_on_each_fsync_while_sealing_leaves_a_consistent_state() {
         assert_eq!(store.read_all().unwrap().len(), 51, "fsync {n}");
     }
 }
+
+/// A hook that writes a companion file per segment and fails for the `fail_at`-th call (from 1).
+struct FlakyHook {
+    calls: std::sync::atomic::AtomicUsize,
+    fail_at: usize,
+}
+
+impl auditlog_engine::store::SegmentHook for FlakyHook {
+    fn segment_written(
+        &self,
+        partition_dir: &std::path::Path,
+        entry: &auditlog_engine::manifest::SegmentEntry,
+        _segment: &auditlog_engine::segment::Segment,
+    ) -> auditlog_engine::Result<Option<auditlog_engine::store::Attachment>> {
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let path = partition_dir.join(format!("{:016x}.extra", entry.segment_id));
+        std::fs::write(&path, b"x").unwrap();
+        if call == self.fail_at {
+            return Err(Error::io(&path, std::io::Error::other("injected hook failure")));
+        }
+        Ok(None)
+    }
+
+    fn segment_opened(
+        &self,
+        _partition_dir: &std::path::Path,
+        _entry: &auditlog_engine::manifest::SegmentEntry,
+        _segment: &auditlog_engine::segment::Segment,
+    ) -> auditlog_engine::Result<Option<auditlog_engine::store::Attachment>> {
+        Ok(None)
+    }
+}
+
+/// Files under `dir` whose name ends with one of `suffixes`.
+fn files_ending(dir: &std::path::Path, suffixes: &[&str]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_ending(&path, suffixes));
+        } else if suffixes
+            .iter()
+            .any(|s| path.to_string_lossy().ends_with(s))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// A seal writing several partitions indexes one segment while it encodes the next; when the
+/// hook fails for any of them, the seal fails, publishes nothing, leaves no segment or
+/// companion file behind, and keeps every event readable; the next seal publishes them all.
+#[test]
+fn store_a_failing_segment_hook_fails_the_seal_and_leaves_nothing_behind() {
+    for fail_at in 1..=4 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = StoreOptions::new(dir.path());
+        options.background = false;
+        options.segment_hook = Some(Arc::new(FlakyHook {
+            calls: std::sync::atomic::AtomicUsize::new(0),
+            fail_at,
+        }));
+        let store = Store::open(options).unwrap();
+        // Four partitions: four UTC days.
+        let events: Vec<Event> = (0..4u64)
+            .flat_map(|day| {
+                batch(day * 100, 25).into_iter().map(move |mut e| {
+                    e.timestamp_us -= day as i64 * 86_400_000_000;
+                    e
+                })
+            })
+            .collect();
+        store.append(events).unwrap();
+        let before = store.read_all().unwrap();
+
+        let error = store.seal().unwrap_err();
+        assert!(
+            error.to_string().contains("injected hook failure"),
+            "call {fail_at}: {error}"
+        );
+        assert_eq!(store.read_all().unwrap(), before, "call {fail_at}");
+        assert_eq!(store.snapshot().segments.len(), 0, "call {fail_at}");
+        let segments = dir.path().join("segments");
+        assert_eq!(
+            files_ending(&segments, &[".seg", ".seg.tmp", ".extra"]),
+            Vec::<std::path::PathBuf>::new(),
+            "call {fail_at}: files left behind"
+        );
+
+        store.seal().unwrap();
+        assert_eq!(store.snapshot().segments.len(), 4, "call {fail_at}");
+        assert_eq!(store.read_all().unwrap(), before, "call {fail_at}");
+    }
+}

@@ -505,6 +505,14 @@ fn server_ingest_query_get_export_facets_histogram_end_to_end() {
             .collect();
         assert_eq!(lines, expected, "NDJSON export of {filters}");
     }
+    // An export has no row cap: a limit is refused, naming the parameter, not silently ignored.
+    let capped = get(
+        &server,
+        &format!("/v1/events/export?tenant={tenant}&limit=10"),
+        admin,
+    );
+    assert_eq!(capped.status, 400, "{}", capped.text());
+    assert_eq!(capped.json()["error"]["field"], "limit");
 
     // 7. Facets: counts of the values, and the total, for the filters.
     let facets = get_ok(

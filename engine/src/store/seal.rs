@@ -60,17 +60,48 @@ impl Inner {
             let counter = tenant_seqs.entry(&event.event.tenant).or_insert(0);
             *counter = (*counter).max(event.tenant_seq);
         }
+        // Pipelined: while the hook indexes one segment (on its own threads), the next one is
+        // encoded; at most one hook runs at a time.
         let mut written: Vec<Arc<SealedSegment>> = Vec::with_capacity(groups.len());
-        for (partition, rows) in groups {
-            let segment_id = manifest.next_segment_id;
-            manifest.next_segment_id += 1;
-            match self.write_segment(segment_id, &partition, &rows) {
-                Ok(sealed) => written.push(sealed),
-                Err(error) => {
-                    self.discard(&written);
-                    return Err(error);
+        let result: Result<()> = std::thread::scope(|scope| {
+            let mut in_flight: Option<std::thread::ScopedJoinHandle<'_, Result<SealedSegment>>> =
+                None;
+            let finish = |handle: std::thread::ScopedJoinHandle<'_, Result<SealedSegment>>,
+                          written: &mut Vec<Arc<SealedSegment>>|
+             -> Result<()> {
+                let sealed = handle.join().expect("a segment hook thread panicked")?;
+                written.push(Arc::new(sealed));
+                Ok(())
+            };
+            for (partition, rows) in &groups {
+                let segment_id = manifest.next_segment_id;
+                manifest.next_segment_id += 1;
+                let file = self.write_segment_file(segment_id, partition, rows);
+                let previous = in_flight
+                    .take()
+                    .map(|handle| finish(handle, &mut written))
+                    .transpose();
+                match (file, previous) {
+                    (Ok(file), Ok(_)) => {
+                        in_flight = Some(scope.spawn(move || self.index_segment(file)));
+                    }
+                    (Ok(file), Err(error)) => {
+                        if let Some(dir) = file.path.parent() {
+                            let _ = remove_segment_files(self, dir, segment_id);
+                        }
+                        return Err(error);
+                    }
+                    (Err(error), _) => return Err(error),
                 }
             }
+            match in_flight {
+                Some(handle) => finish(handle, &mut written),
+                None => Ok(()),
+            }
+        });
+        if let Err(error) = result {
+            self.discard(&written);
+            return Err(error);
         }
         for (tenant, seq) in tenant_seqs {
             let counter = manifest.tenant_seqs.entry(tenant.to_string()).or_insert(0);
@@ -104,13 +135,13 @@ impl Inner {
         Ok(upto)
     }
 
-    /// Writes, checks and indexes one segment file; it is not published yet.
-    fn write_segment(
+    /// Writes and checks one segment file; it is neither indexed nor published yet.
+    fn write_segment_file(
         &self,
         segment_id: u64,
         partition: &PartitionKey,
         rows: &[&StoredEvent],
-    ) -> Result<Arc<SealedSegment>> {
+    ) -> Result<SealedSegment> {
         let vfs = self.options.vfs.as_ref();
         let dir = Manifest::partition_dir(&self.options.dir, partition);
         if !dir.exists() {
@@ -147,17 +178,45 @@ impl Inner {
             min_seq: meta.min_seq,
             max_seq: meta.max_seq,
         };
-        let attachment = match &self.options.segment_hook {
-            Some(hook) => hook.segment_written(&dir, &entry, &segment)?,
-            None => None,
-        };
-        vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        Ok(Arc::new(SealedSegment {
+        Ok(SealedSegment {
             entry,
             path,
             segment,
-            attachment,
-        }))
+            attachment: None,
+        })
+    }
+
+    /// Lets the segment hook build its companion files for a written segment, then makes the
+    /// directory durable; the segment is still not published.
+    fn index_segment(&self, mut sealed: SealedSegment) -> Result<SealedSegment> {
+        let dir = sealed
+            .path
+            .parent()
+            .expect("a segment file lives in a partition directory")
+            .to_path_buf();
+        if let Some(hook) = &self.options.segment_hook {
+            if let Err(error) = hook
+                .segment_written(&dir, &sealed.entry, &sealed.segment)
+                .map(|attachment| sealed.attachment = attachment)
+            {
+                let _ = remove_segment_files(self, &dir, sealed.entry.segment_id);
+                return Err(error);
+            }
+        }
+        let vfs = self.options.vfs.as_ref();
+        vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(sealed)
+    }
+
+    /// Writes, checks and indexes one segment file; it is not published yet.
+    fn write_segment(
+        &self,
+        segment_id: u64,
+        partition: &PartitionKey,
+        rows: &[&StoredEvent],
+    ) -> Result<Arc<SealedSegment>> {
+        let file = self.write_segment_file(segment_id, partition, rows)?;
+        Ok(Arc::new(self.index_segment(file)?))
     }
 
     /// Best-effort removal of segments written but not published (an open would remove them too).

@@ -145,22 +145,23 @@ pub const CSV_COLUMNS: &[&str] = &[
     "details",
 ];
 
+/// One RFC 4180 field: quoted (quotes doubled) when it holds a comma, quote or line break.
 fn csv_field(value: &str, out: &mut Vec<u8>) {
-    if value
-        .bytes()
-        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    let bytes = value.as_bytes();
+    if memchr::memchr3(b',', b'"', b'\n', bytes).is_none() && memchr::memchr(b'\r', bytes).is_none()
     {
-        out.push(b'"');
-        for byte in value.bytes() {
-            if byte == b'"' {
-                out.push(b'"');
-            }
-            out.push(byte);
-        }
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(bytes);
+        return;
     }
+    out.push(b'"');
+    let mut rest = bytes;
+    while let Some(quote) = memchr::memchr(b'"', rest) {
+        out.extend_from_slice(&rest[..=quote]);
+        out.push(b'"');
+        rest = &rest[quote + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
 }
 
 /// One RFC 4180 record (CRLF-terminated) of an event.
@@ -454,4 +455,28 @@ pub async fn histogram(
 /// Answers 404 with the API's error body for unknown routes.
 pub async fn not_found() -> Response {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed_with_quotes_doubled() {
+        let cases = [
+            ("plain", "plain"),
+            ("", ""),
+            ("a,b", "\"a,b\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            ("\"", "\"\"\"\""),
+            ("line\r\nbreak", "\"line\r\nbreak\""),
+            ("cr\ronly", "\"cr\ronly\""),
+            (r#"{"k":"v","n":[1,2]}"#, r#""{""k"":""v"",""n"":[1,2]}""#),
+        ];
+        for (value, expected) in cases {
+            let mut out = Vec::new();
+            csv_field(value, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{value:?}");
+        }
+    }
 }
