@@ -167,14 +167,14 @@ impl auditlog_engine::store::SegmentHook for FlakyHook {
         entry: &auditlog_engine::manifest::SegmentEntry,
         _segment: &auditlog_engine::segment::Segment,
     ) -> auditlog_engine::Result<Option<auditlog_engine::store::Attachment>> {
-        let call = self
-            .calls
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         let path = partition_dir.join(format!("{:016x}.extra", entry.segment_id));
         std::fs::write(&path, b"x").unwrap();
         if call == self.fail_at {
-            return Err(Error::io(&path, std::io::Error::other("injected hook failure")));
+            return Err(Error::io(
+                &path,
+                std::io::Error::other("injected hook failure"),
+            ));
         }
         Ok(None)
     }
@@ -196,10 +196,7 @@ fn files_ending(dir: &std::path::Path, suffixes: &[&str]) -> Vec<std::path::Path
         let path = entry.path();
         if path.is_dir() {
             found.extend(files_ending(&path, suffixes));
-        } else if suffixes
-            .iter()
-            .any(|s| path.to_string_lossy().ends_with(s))
-        {
+        } else if suffixes.iter().any(|s| path.to_string_lossy().ends_with(s)) {
             found.push(path);
         }
     }

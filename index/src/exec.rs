@@ -1056,8 +1056,9 @@ struct SealedRun {
     pending: Option<usize>,
     /// Key of the last row yielded, to check the segment's sort order.
     last: Option<(i64, u64)>,
-    /// The block the buffered rows come from (decoded whole when the plan exports).
-    current: Option<Arc<Block>>,
+    /// When the plan exports: the events of the buffered rows, in the same order (built
+    /// when their block is decoded, so the block itself is not kept).
+    events: VecDeque<StoredEvent>,
 }
 
 enum Run {
@@ -1113,7 +1114,7 @@ impl Merge {
                     buffered: VecDeque::new(),
                     pending: None,
                     last: None,
-                    current: None,
+                    events: VecDeque::new(),
                 }));
             }
         }
@@ -1179,9 +1180,11 @@ impl Merge {
 /// an export streams. The query's `limit` is ignored (no row cap); its cursor is honoured.
 ///
 /// Unlike [`search`], which reads only the rows of its page, an export decodes each block it
-/// reaches whole, once, and does not put it in the [`block_cache`] (a large tenant's blocks
-/// would evict every page's); memory stays at about one decoded block per tenant run of each
-/// segment, whatever the number of rows.
+/// reaches whole, once, turns its matching rows into events and drops it, without putting it
+/// in the [`block_cache`] (a large tenant's blocks would evict every page's). Memory is at
+/// most one block's matching events per run (a tenant's rows in one segment) whatever the
+/// number of rows exported: a few megabytes for one tenant; for a query over thousands of
+/// tenants it grows with tenants x segments, as the merge has a run for each.
 ///
 /// ```
 /// # use auditlog_engine::event::{Actor, Event};
@@ -1256,12 +1259,11 @@ impl<'a> Export<'a> {
                 self.merge = None;
                 break;
             };
-            events.push(match (candidate.location, &merge.runs[run]) {
-                (Location::Sealed { row, .. }, Run::Sealed(sealed)) => sealed
-                    .current
-                    .as_ref()
-                    .expect("a sealed row comes from its run's current block")
-                    .event(row),
+            events.push(match (candidate.location, &mut merge.runs[run]) {
+                (Location::Sealed { .. }, Run::Sealed(sealed)) => sealed
+                    .events
+                    .pop_front()
+                    .expect("a sealed row's event was built with its block"),
                 (Location::Tail(index), _) => self.tail[index].clone(),
                 _ => unreachable!("a sealed row from a sealed run, a tail row from the tail"),
             });
@@ -1346,7 +1348,6 @@ impl SealedRun {
             return Ok(());
         };
         let block = block.expect("timestamps and seqs were asked for");
-        self.current = Some(Arc::clone(&block));
         let (timestamps, seqs) = (block.timestamps(), block.seqs());
         let candidates = matched.iter().map(|&row| Candidate {
             key: (timestamps[row], seqs[row]),
@@ -1356,9 +1357,21 @@ impl SealedRun {
                 row,
             },
         });
+        let start = self.buffered.len();
         match plan.query.order {
             Order::OldestFirst => self.buffered.extend(candidates),
             Order::NewestFirst => self.buffered.extend(candidates.rev()),
+        }
+        if !plan.fill_cache {
+            let rows: Vec<usize> = self
+                .buffered
+                .range(start..)
+                .map(|candidate| match candidate.location {
+                    Location::Sealed { row, .. } => row,
+                    Location::Tail(_) | Location::Pending => unreachable!("rows of this block"),
+                })
+                .collect();
+            self.events.extend(rows.iter().map(|&row| block.event(row)));
         }
         Ok(())
     }

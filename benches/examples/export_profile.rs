@@ -1,0 +1,43 @@
+//! Profiling aid: opens an existing store (e.g. the one `search-report --dir D` leaves in
+//! `D/store`) and times [`Export`] of one tenant's last 30 days, decoded, `runs` times.
+//! `cargo run --release -p auditlog-benches --example export_profile -- /tmp/sr10m/store acct_0924 5`
+
+use std::time::Instant;
+
+use auditlog_engine::store::{now_us, Store, StoreOptions};
+use auditlog_index::{Export, Query, Scope, SegmentIndexer};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().expect("store directory");
+    let tenant = args.next().expect("tenant");
+    let runs: usize = args.next().map_or(5, |a| a.parse().expect("runs"));
+    let mut options = StoreOptions::new(&dir);
+    options.background = false;
+    options.segment_hook = Some(SegmentIndexer::hook());
+    let store = Store::open(options).expect("open");
+    let mut query = Query::new(Scope::one(tenant.as_str()));
+    query.from_us = Some(now_us() - 30 * 86_400_000_000);
+    for run in 0..runs {
+        let snapshot = store.snapshot();
+        let start = Instant::now();
+        let mut export = Export::new(&snapshot, &query).expect("export");
+        let mut rows = 0usize;
+        loop {
+            let batch = export.next_batch(1000).expect("batch");
+            if batch.is_empty() {
+                break;
+            }
+            rows += batch.len();
+            std::hint::black_box(&batch);
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        println!(
+            "run {run}: {rows} rows in {seconds:.3} s: {:.0} rows/s",
+            rows as f64 / seconds
+        );
+    }
+}
