@@ -879,6 +879,25 @@ impl<'s> SegmentMatcher<'s> {
         Ok(rows.end)
     }
 
+    /// The events of `rows` of a block (in that order): from the cached whole block when there
+    /// is one, else decoding text only over the rows' span ([`Segment::read_rows_at`]).
+    fn read_events(&self, block_index: usize, rows: &[usize]) -> Result<Vec<StoredEvent>> {
+        if let Some(block) = self
+            .cache
+            .and_then(|instance| block_cache::get(instance, block_index, Columns::ALL))
+        {
+            return Ok(rows.iter().map(|&row| block.event(row)).collect());
+        }
+        let mut sorted = rows.to_vec();
+        sorted.sort_unstable();
+        let events = self.segment.read_rows_at(block_index, &sorted)?;
+        if sorted == rows {
+            return Ok(events);
+        }
+        // Newest first: the rows come in descending order.
+        Ok(events.into_iter().rev().collect())
+    }
+
     /// A block with every column, through the cache when the segment is indexed.
     fn read_whole(&self, block_index: usize) -> Result<Arc<Block>> {
         self.read_block(block_index, Columns::ALL)
@@ -1338,11 +1357,7 @@ impl SealedRun {
         matcher: &SegmentMatcher<'_>,
         block_index: usize,
     ) -> Result<()> {
-        let columns = if plan.fill_cache {
-            Column::Timestamp | Column::Seq
-        } else {
-            Columns::ALL
-        };
+        let columns = Column::Timestamp | Column::Seq;
         let Some((block, matched)) = matcher.match_block(plan, block_index, &self.rows, columns)?
         else {
             return Ok(());
@@ -1371,7 +1386,7 @@ impl SealedRun {
                     Location::Tail(_) | Location::Pending => unreachable!("rows of this block"),
                 })
                 .collect();
-            self.events.extend(rows.iter().map(|&row| block.event(row)));
+            self.events.extend(matcher.read_events(block_index, &rows)?);
         }
         Ok(())
     }

@@ -340,6 +340,24 @@ impl Segment {
         })
     }
 
+    /// The events of `rows` (numbered within the block, ascending) of block `block_index`, in
+    /// that order: the text columns are decoded only from the first to the last of them, and
+    /// only they are materialized (an export reads a small tenant's few rows of a block shared
+    /// with others this way).
+    ///
+    /// # Panics
+    /// When `block_index >= self.blocks().len()` or a row is out of the block.
+    pub fn read_rows_at(&self, block_index: usize, rows: &[usize]) -> Result<Vec<StoredEvent>> {
+        let (Some(&first), Some(&last)) = (rows.iter().min(), rows.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        with_decoder(&self.path, |decoder| {
+            let block =
+                self.decode_block_rows(decoder, block_index, Columns::ALL, first..last + 1)?;
+            Ok(rows.iter().map(|&row| block.event(row)).collect())
+        })
+    }
+
     /// Every event, in (tenant, timestamp, seq) order.
     pub fn read_all(&self) -> Result<Vec<StoredEvent>> {
         with_decoder(&self.path, |decoder| {

@@ -316,5 +316,23 @@ fn segment_read_rows_matches_read_all_for_any_range() {
                 "block {block} rows {start}..{end}"
             );
         }
+        for picked in [
+            vec![],
+            vec![0],
+            vec![199],
+            vec![3, 4, 9, 120],
+            vec![50, 52, 54, 56, 58],
+            (0..200).step_by(13).collect::<Vec<usize>>(),
+        ] {
+            let expected: Vec<StoredEvent> = picked
+                .iter()
+                .map(|&row| all[block * 200 + row].clone())
+                .collect();
+            assert_eq!(
+                segment.read_rows_at(block, &picked).unwrap(),
+                expected,
+                "block {block} rows {picked:?}"
+            );
+        }
     }
 }
