@@ -347,17 +347,9 @@ fn field_columns(field: Field) -> &'static [Column] {
 }
 
 /// The columns full-text search reads: the dictionary ones, `details` and `changes`.
-const TEXT_COLUMNS: Columns = Columns::of(&[
-    Column::ResourceName,
-    Column::ResourceId,
-    Column::ActorEmail,
-    Column::ActorId,
-    Column::Action,
-    Column::Project,
-    Column::ActorUserAgent,
-    Column::Details,
-    Column::Changes,
-]);
+const TEXT_COLUMNS: Columns = Columns::of(&TEXT_DICTIONARY_COLUMNS)
+    .with(Column::Details)
+    .with(Column::Changes);
 
 /// One field filter resolved against a segment: sorted codes per column.
 struct Condition {
