@@ -55,6 +55,7 @@ use crate::block_cache;
 use crate::codes::{code_value, max_code, value_code, Codes};
 use crate::error::{Error, Result};
 use crate::filter::Granularity;
+use crate::fulltext::TextCandidates;
 use crate::query::{Cursor, Field, FieldFilter, Order, Query, LIMIT_MAX};
 use crate::segment_index::SegmentIndex;
 use crate::text::{TextMatcher, TEXT_DICTIONARY_COLUMNS};
@@ -347,9 +348,11 @@ fn field_columns(field: Field) -> &'static [Column] {
 }
 
 /// The columns full-text search reads: the dictionary ones, `details` and `changes`.
-const TEXT_COLUMNS: Columns = Columns::of(&TEXT_DICTIONARY_COLUMNS)
+const TEXT_COLUMNS: Columns = TEXT_DICTIONARY_COLUMN_SET
     .with(Column::Details)
     .with(Column::Changes);
+/// The dictionary-coded text columns.
+const TEXT_DICTIONARY_COLUMN_SET: Columns = Columns::of(&TEXT_DICTIONARY_COLUMNS);
 
 /// One field filter resolved against a segment: sorted codes per column.
 struct Condition {
@@ -656,7 +659,7 @@ struct SegmentMatcher<'s> {
     text_index: Option<&'s SegmentIndex>,
     /// The rows the text index lets through, asked of it the first time a block of this
     /// segment is decoded (a page of the newest rows never asks older segments).
-    text_rows: RefCell<Option<Option<RoaringBitmap>>>,
+    text_rows: RefCell<Option<TextCandidates>>,
     /// The filters the index did not answer, checked row by row.
     conditions: Vec<Condition>,
     /// The segment's indexes, when it has them.
@@ -940,7 +943,7 @@ impl<'s> SegmentMatcher<'s> {
                     &self.tenant_codes,
                 )?);
             }
-            if let Some(Some(allowed)) = text_rows.as_ref() {
+            if let Some(allowed) = text_rows.as_ref().and_then(|c| c.rows.as_ref()) {
                 matched.retain(|&row| allowed.contains((block_rows.start + row as u64) as u32));
             }
         }
@@ -996,9 +999,21 @@ impl<'s> SegmentMatcher<'s> {
             }
         }
         if !plan.text.is_empty() && !matched.is_empty() {
+            // With the text index, only the rows whose JSON may hold a word of the query need
+            // their JSON columns: the others are settled by their dictionary values.
+            let candidates = self.text_rows.borrow();
+            let json_rows = candidates.as_ref().map(|c| &c.json);
+            let needs_json = |row: usize| {
+                json_rows.is_none_or(|json| json.contains((block_rows.start + row as u64) as u32))
+            };
+            let columns = if matched.iter().any(|&row| needs_json(row)) {
+                TEXT_COLUMNS
+            } else {
+                TEXT_DICTIONARY_COLUMN_SET
+            };
             let texts = match &block {
-                Some(block) if block.columns().contains_all(TEXT_COLUMNS) => Arc::clone(block),
-                _ => self.read_block(block_index, TEXT_COLUMNS)?,
+                Some(block) if block.columns().contains_all(columns) => Arc::clone(block),
+                _ => self.read_block(block_index, columns)?,
             };
             let mut cache = self.text_masks.borrow_mut();
             matched.retain(|&row| {
@@ -1014,9 +1029,9 @@ impl<'s> SegmentMatcher<'s> {
                     });
                 }
                 // The JSON columns are the costly ones to tokenize: skipped when the others
-                // already settle the row.
-                if plan.text.settled(mask) {
-                    return true;
+                // already settle the row, or when they cannot hold a word of the query.
+                if plan.text.settled(mask) || !needs_json(row) {
+                    return plan.text.accepts(mask);
                 }
                 for column in [Column::Details, Column::Changes] {
                     if let Some(value) = texts.str(column, row) {

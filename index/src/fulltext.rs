@@ -10,25 +10,29 @@
 //! stores with per-block filters do. This costs a few bytes per event where a document per event
 //! with positions costs tens.
 //!
-//! # Schema (version 1)
+//! # Schema (version 2)
 //!
 //! - `t`: text, indexed without frequencies or positions ([`IndexRecordOption::Basic`]),
-//!   whitespace-tokenized: the terms, pre-tokenized by [`crate::tokenize`] (lowercased atoms).
-//!   An atom that looks random ([`is_random_atom`]: 12 characters or more, with a digit, such
-//!   as a request id) is indexed as `~` plus its first 4 characters, so a dictionary of unique
-//!   ids does not grow with every event, yet a search for the whole id still prunes blocks.
-//! - `tn`: u64, indexed: the tenant's code in the segment's tenant dictionary, or `2^32 - 1`
-//!   for a block's shared document. (Queries read the tenant from `k` instead: a term has few
-//!   documents per segment, and intersecting them with a union of tenant postings cost more
-//!   than it saved. The field is small and kept so that version 1 indexes stay valid.)
-//! - `k`: u64, fast field: `block << 32 | tn`.
+//!   whitespace-tokenized: the terms of the dictionary-coded text fields (resource name and id,
+//!   actor email and id, action, project, user agent), pre-tokenized by [`crate::tokenize`]
+//!   (lowercased atoms). An atom that looks random ([`is_random_atom`]: 12 characters or more,
+//!   with a digit, such as a request id) is indexed as `~` plus its first 4 characters, so a
+//!   dictionary of unique ids does not grow with every event, yet a search for the whole id
+//!   still prunes blocks.
+//! - `j`: the same for the terms of `details` and `changes`. Kept apart so that a query learns
+//!   which documents may hold its words in the JSON columns: the other rows are settled by
+//!   their dictionary values alone, without decoding or scanning JSON.
+//! - `k`: u64, fast field: `block << 32 | tenant`, the tenant's code in the segment's tenant
+//!   dictionary, or `2^32 - 1` for a block's shared document.
 //!
-//! The directory also holds `VERSION` (the text `1`); an index without it, or with another
+//! The directory also holds `VERSION` (the text `2`); an index without it, or with another
 //! version, is rebuilt when the store opens.
 //!
 //! Example: a block 3 holding, for tenant code 2, one event with resource name
 //! `llama-finetune-3` and details `{"request_id":"req_8f3a9c2e1b0d4f67"}` gives the document
-//! `t = "llama finetune 3 request id req ~8f3a"`, `tn = 2`, `k = 3 << 32 | 2`.
+//! `t = "llama finetune 3"`, `j = "request id req ~8f3a"`, `k = 3 << 32 | 2`.
+//!
+//! Version 1 had all terms in `t` and an indexed `tn` field (the tenant, now read from `k`).
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -39,7 +43,7 @@ use roaring::RoaringBitmap;
 use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, Occur, Query as TantivyQuery, RangeQuery, TermQuery};
 use tantivy::schema::{
-    Field as SchemaField, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED,
+    Field as SchemaField, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST,
 };
 use tantivy::tokenizer::WhitespaceTokenizer;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
@@ -50,7 +54,7 @@ use crate::text::TEXT_DICTIONARY_COLUMNS;
 use crate::tokenize::{atoms, normalize};
 
 /// The schema version this code writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const VERSION_FILE: &str = "VERSION";
 const TOKENIZER: &str = "auditlog_ws";
 /// Characters of a random atom that are indexed.
@@ -89,8 +93,10 @@ fn index_term(atom: &str) -> std::borrow::Cow<'_, str> {
 }
 
 struct Fields {
+    /// Terms of the dictionary-coded text fields.
     text: SchemaField,
-    tenant: SchemaField,
+    /// Terms of `details` and `changes`.
+    json: SchemaField,
     key: SchemaField,
 }
 
@@ -100,10 +106,11 @@ fn schema() -> (Schema, Fields) {
         .set_tokenizer(TOKENIZER)
         .set_index_option(IndexRecordOption::Basic)
         .set_fieldnorms(false);
-    let text = builder.add_text_field("t", TextOptions::default().set_indexing_options(indexing));
-    let tenant = builder.add_u64_field("tn", INDEXED);
+    let options = TextOptions::default().set_indexing_options(indexing);
+    let text = builder.add_text_field("t", options.clone());
+    let json = builder.add_text_field("j", options);
     let key = builder.add_u64_field("k", FAST);
-    (builder.build(), Fields { text, tenant, key })
+    (builder.build(), Fields { text, json, key })
 }
 
 fn register(index: &Index) {
@@ -180,38 +187,44 @@ fn add_blocks(
         .with(Column::Changes);
     // Index terms of each dictionary value, computed once per segment and thread.
     let mut value_terms: FastMap<(Column, u32), Vec<String>> = FastMap::default();
-    let mut doc_terms: FastSet<String> = FastSet::default();
-    let mut shared: FastSet<String> = FastSet::default();
+    // (dictionary-field terms, JSON terms) of the document being built, and of the block's
+    // shared document.
+    let mut own: (FastSet<String>, FastSet<String>) = Default::default();
+    let mut shared: (FastSet<String>, FastSet<String>) = Default::default();
     let mut text = String::new();
     for block_index in blocks {
         let block = segment.read_block(block_index, columns)?;
         let tenants = block.tenant_codes();
         let mut start = 0;
-        shared.clear();
-        let mut emit = |terms: &FastSet<String>, tenant: u32| -> Result<()> {
-            text.clear();
-            for term in terms {
-                text.push_str(term);
-                text.push(' ');
-            }
-            let mut document = TantivyDocument::new();
-            document.add_text(fields.text, &text);
-            document.add_u64(fields.tenant, u64::from(tenant));
-            document.add_u64(fields.key, ((block_index as u64) << 32) | u64::from(tenant));
-            writer
-                .add_document(document)
-                .map_err(|e| tantivy_error(tmp, e))?;
-            Ok(())
-        };
+        shared.0.clear();
+        shared.1.clear();
+        let mut emit =
+            |(terms, json): &(FastSet<String>, FastSet<String>), tenant: u32| -> Result<()> {
+                let mut document = TantivyDocument::new();
+                for (field, terms) in [(fields.text, terms), (fields.json, json)] {
+                    text.clear();
+                    for term in terms {
+                        text.push_str(term);
+                        text.push(' ');
+                    }
+                    document.add_text(field, &text);
+                }
+                document.add_u64(fields.key, ((block_index as u64) << 32) | u64::from(tenant));
+                writer
+                    .add_document(document)
+                    .map_err(|e| tantivy_error(tmp, e))?;
+                Ok(())
+            };
         while start < tenants.len() {
             let tenant = tenants[start];
             let end = start + tenants[start..].partition_point(|t| *t == tenant);
-            let own = end - start >= OWN_DOCUMENT_ROWS;
-            let terms = if own {
-                doc_terms.clear();
-                &mut doc_terms
+            let has_own = end - start >= OWN_DOCUMENT_ROWS;
+            let (terms, json) = if has_own {
+                own.0.clear();
+                own.1.clear();
+                (&mut own.0, &mut own.1)
             } else {
-                &mut shared
+                (&mut shared.0, &mut shared.1)
             };
             for row in start..end {
                 for column in TEXT_DICTIONARY_COLUMNS {
@@ -240,19 +253,19 @@ fn add_blocks(
                         let normalized = normalize(value);
                         for atom in atoms(&normalized) {
                             let term = index_term(atom);
-                            if !terms.contains(term.as_ref()) {
-                                terms.insert(term.into_owned());
+                            if !json.contains(term.as_ref()) {
+                                json.insert(term.into_owned());
                             }
                         }
                     }
                 }
             }
-            if own {
-                emit(&doc_terms, tenant)?;
+            if has_own {
+                emit(&own, tenant)?;
             }
             start = end;
         }
-        if !shared.is_empty() {
+        if !shared.0.is_empty() || !shared.1.is_empty() {
             emit(&shared, SHARED_TENANT)?;
         }
     }
@@ -341,45 +354,72 @@ impl TextIndex {
         dir_bytes(&self.path)
     }
 
-    /// The rows of `segment` that may match every non-negated term, among the rows of the
-    /// tenants with these codes; `None` when no term narrows anything (only negated terms).
+    /// What the index says of `terms` in `segment`, among the rows of the tenants with these
+    /// codes: the rows that may match, and the rows whose JSON columns may hold a word of them.
     pub fn candidates(
         &self,
         segment: &Segment,
         terms: &[TextTerm],
         tenant_codes: &[u32],
-    ) -> Result<Option<RoaringBitmap>> {
+    ) -> Result<TextCandidates> {
+        // A row may match when, for every atom of every non-negated term, its document holds
+        // the atom in one of the two fields.
         let mut clauses: Vec<(Occur, Box<dyn TantivyQuery>)> = Vec::new();
-        for term in terms.iter().filter(|t| !t.negated) {
+        // Its JSON needs a look when its document's `j` holds an atom of any term.
+        let mut json_clauses: Vec<(Occur, Box<dyn TantivyQuery>)> = Vec::new();
+        for term in terms {
             let normalized = normalize(&term.text);
             let term_atoms: Vec<&str> = atoms(&normalized).collect();
             for (i, atom) in term_atoms.iter().enumerate() {
-                let last = i + 1 == term_atoms.len();
-                if last && term.kind == TextKind::Prefix {
-                    clauses.push((Occur::Must, self.prefix_query(atom)?));
-                } else {
-                    let term = Term::from_field_text(self.fields.text, &index_term(atom));
+                let prefix = i + 1 == term_atoms.len() && term.kind == TextKind::Prefix;
+                let query_in = |field: SchemaField| -> Box<dyn TantivyQuery> {
+                    if prefix {
+                        self.prefix_query(field, atom)
+                    } else {
+                        Box::new(TermQuery::new(
+                            Term::from_field_text(field, &index_term(atom)),
+                            IndexRecordOption::Basic,
+                        ))
+                    }
+                };
+                json_clauses.push((Occur::Should, query_in(self.fields.json)));
+                if !term.negated {
                     clauses.push((
                         Occur::Must,
-                        Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+                        Box::new(BooleanQuery::new(vec![
+                            (Occur::Should, query_in(self.fields.text)),
+                            (Occur::Should, query_in(self.fields.json)),
+                        ])),
                     ));
                 }
             }
         }
-        if clauses.is_empty() {
-            return Ok(None);
-        }
-        // No tenant clause: the documents of the terms are few (a segment has a few per block),
-        // and their keys name the tenant, checked below; a per-tenant union of postings cost
-        // more than it saved.
-        let query: Box<dyn TantivyQuery> = if clauses.len() == 1 {
-            clauses.pop().expect("one clause").1
+        let rows = if clauses.is_empty() {
+            None
         } else {
-            Box::new(BooleanQuery::new(clauses))
+            Some(self.rows_of(segment, BooleanQuery::new(clauses), tenant_codes)?)
         };
+        let json = if json_clauses.is_empty() {
+            RoaringBitmap::new()
+        } else {
+            self.rows_of(segment, BooleanQuery::new(json_clauses), tenant_codes)?
+        };
+        Ok(TextCandidates { rows, json })
+    }
+
+    /// The rows of the documents `query` finds, among the rows of the tenants with these codes.
+    /// No tenant clause in the query: the documents of a term are few (a segment has a few per
+    /// block), and their keys name the tenant; a per-tenant union of postings cost more than it
+    /// saved.
+    fn rows_of(
+        &self,
+        segment: &Segment,
+        query: BooleanQuery,
+        tenant_codes: &[u32],
+    ) -> Result<RoaringBitmap> {
         let found = self
             .searcher
-            .search(&*query, &DocSetCollector)
+            .search(&query, &DocSetCollector)
             .map_err(|e| tantivy_error(&self.path, e))?;
         let mut rows = RoaringBitmap::new();
         for address in found {
@@ -419,21 +459,24 @@ impl TextIndex {
                 };
                 let start = block_rows.start.max(tenant_rows.start);
                 let end = block_rows.end.min(tenant_rows.end);
-                if start < end {
+                // The shared document holds only the tenants without a document of their own
+                // in the block.
+                let own = end.saturating_sub(start) >= OWN_DOCUMENT_ROWS as u64;
+                if start < end && (tenant != SHARED_TENANT || !own) {
                     rows.insert_range(start as u32..end as u32);
                 }
             }
         }
-        Ok(Some(rows))
+        Ok(rows)
     }
 
-    /// Documents with a term starting with `prefix`, or a random atom that may: ranges of the
-    /// term dictionary (no automaton to build per query and segment).
-    fn prefix_query(&self, prefix: &str) -> Result<Box<dyn TantivyQuery>> {
+    /// Documents whose `field` has a term starting with `prefix`, or a random atom that may:
+    /// ranges of the term dictionary (no automaton to build per query and segment).
+    fn prefix_query(&self, field: SchemaField, prefix: &str) -> Box<dyn TantivyQuery> {
         let range = |prefix: &str| -> Box<dyn TantivyQuery> {
-            let lower = Term::from_field_text(self.fields.text, prefix);
+            let lower = Term::from_field_text(field, prefix);
             // Every term that starts with `prefix` sorts below `prefix` + U+10FFFF.
-            let upper = Term::from_field_text(self.fields.text, &format!("{prefix}\u{10FFFF}"));
+            let upper = Term::from_field_text(field, &format!("{prefix}\u{10FFFF}"));
             Box::new(RangeQuery::new(
                 Bound::Included(lower),
                 Bound::Included(upper),
@@ -443,17 +486,29 @@ impl TextIndex {
             let mut term = String::from("~");
             term.extend(prefix.chars().take(RANDOM_PREFIX_CHARS));
             Box::new(TermQuery::new(
-                Term::from_field_text(self.fields.text, &term),
+                Term::from_field_text(field, &term),
                 IndexRecordOption::Basic,
             ))
         } else {
             range(&format!("~{prefix}"))
         };
-        Ok(Box::new(BooleanQuery::new(vec![
+        Box::new(BooleanQuery::new(vec![
             (Occur::Should, range(prefix)),
             (Occur::Should, random),
-        ])))
+        ]))
     }
+}
+
+/// What a segment's text index says of a query's text ([`TextIndex::candidates`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TextCandidates {
+    /// The rows that may match every non-negated term; `None` when no term narrows anything
+    /// (only negated terms).
+    pub rows: Option<RoaringBitmap>,
+    /// The rows whose `details` or `changes` may hold a word of any term, negated ones too.
+    /// The JSON columns of the other rows cannot change whether they match: their dictionary
+    /// values decide.
+    pub json: RoaringBitmap,
 }
 
 /// Bytes of the files under `dir`.
@@ -498,19 +553,71 @@ mod tests {
         }
     }
 
-    fn rows(segment: &Segment, index: &TextIndex, text: TextTerm, tenants: &[&str]) -> Vec<u32> {
+    fn candidates(
+        segment: &Segment,
+        index: &TextIndex,
+        text: &[TextTerm],
+        tenants: &[&str],
+    ) -> TextCandidates {
         let dictionary = segment.dictionary(Column::Tenant).unwrap();
         let mut codes: Vec<u32> = tenants
             .iter()
             .filter_map(|t| dictionary.code_of(t))
             .collect();
         codes.sort_unstable();
-        index
-            .candidates(segment, &[text], &codes)
-            .unwrap()
+        index.candidates(segment, text, &codes).unwrap()
+    }
+
+    fn rows(segment: &Segment, index: &TextIndex, text: TextTerm, tenants: &[&str]) -> Vec<u32> {
+        candidates(segment, index, &[text], tenants)
+            .rows
             .unwrap()
             .iter()
             .collect()
+    }
+
+    #[test]
+    fn json_rows_are_those_whose_details_or_changes_may_hold_a_word() {
+        // "a" (row 0) has `gpu` in its details; "big" (rows 1..=100) only in its name; "c"
+        // (row 101, shared document with "a") nowhere.
+        let mut first = stored(1, "a", "llama-finetune-3");
+        first.event.details = Some(r#"{"gpu":"H100","note":"for llama"}"#.into());
+        let mut events = vec![first];
+        events.extend((0..100).map(|i| stored(2 + i, "big", "gpu-pool")));
+        events.push(stored(200, "c", "llama-train"));
+        let encoded = encode_segment(9, &events, &EncodeOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::from_bytes(dir.path().join("s.seg"), encoded.bytes).unwrap();
+        let text_dir = dir.path().join(dir_name(9));
+        build(&segment, &text_dir).unwrap();
+        let index = TextIndex::open(&text_dir).unwrap();
+        let json = |terms: &[TextTerm], tenants: &[&str]| -> Vec<u32> {
+            candidates(&segment, &index, terms, tenants)
+                .json
+                .iter()
+                .collect()
+        };
+        let all = ["a", "big", "c"];
+        // The shared document of "a" and "c" holds `gpu` in `j`: both may need a look.
+        assert_eq!(json(&[TextTerm::word("gpu")], &all), [0, 101]);
+        assert_eq!(
+            rows(&segment, &index, TextTerm::word("gpu"), &all).len(),
+            102
+        );
+        // Names only: no JSON to look at.
+        assert!(json(&[TextTerm::word("pool")], &all).is_empty());
+        assert!(json(&[TextTerm::word("train")], &all).is_empty());
+        // Prefixes and negated terms count too.
+        assert_eq!(json(&[TextTerm::prefix("h1")], &all), [0, 101]);
+        let mut negated = TextTerm::word("note");
+        negated.negated = true;
+        assert_eq!(
+            json(&[TextTerm::word("pool"), negated.clone()], &all),
+            [0, 101]
+        );
+        assert!(candidates(&segment, &index, &[negated], &all)
+            .rows
+            .is_none());
     }
 
     #[test]
