@@ -553,6 +553,17 @@ mod tests {
         }
     }
 
+    /// A segment of `events` and its text index, in a temporary directory.
+    fn indexed(segment_id: u64, events: &[StoredEvent]) -> (tempfile::TempDir, Segment, TextIndex) {
+        let encoded = encode_segment(segment_id, events, &EncodeOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::from_bytes(dir.path().join("s.seg"), encoded.bytes).unwrap();
+        let text_dir = dir.path().join(dir_name(segment_id));
+        build(&segment, &text_dir).unwrap();
+        let index = TextIndex::open(&text_dir).unwrap();
+        (dir, segment, index)
+    }
+
     fn candidates(
         segment: &Segment,
         index: &TextIndex,
@@ -585,12 +596,7 @@ mod tests {
         let mut events = vec![first];
         events.extend((0..100).map(|i| stored(2 + i, "big", "gpu-pool")));
         events.push(stored(200, "c", "llama-train"));
-        let encoded = encode_segment(9, &events, &EncodeOptions::default()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let segment = Segment::from_bytes(dir.path().join("s.seg"), encoded.bytes).unwrap();
-        let text_dir = dir.path().join(dir_name(9));
-        build(&segment, &text_dir).unwrap();
-        let index = TextIndex::open(&text_dir).unwrap();
+        let (_dir, segment, index) = indexed(9, &events);
         let json = |terms: &[TextTerm], tenants: &[&str]| -> Vec<u32> {
             candidates(&segment, &index, terms, tenants)
                 .json
@@ -627,12 +633,7 @@ mod tests {
         let mut events = vec![stored(1, "a", "llama-finetune-3")];
         events.extend((0..100).map(|i| stored(2 + i, "big", "mistral-7b")));
         events.push(stored(200, "c", "llama-train"));
-        let encoded = encode_segment(7, &events, &EncodeOptions::default()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let segment = Segment::from_bytes(dir.path().join("s.seg"), encoded.bytes).unwrap();
-        let text_dir = dir.path().join(dir_name(7));
-        build(&segment, &text_dir).unwrap();
-        let index = TextIndex::open(&text_dir).unwrap();
+        let (_dir, segment, index) = indexed(7, &events);
         // Rows are sorted by tenant: a = row 0, big = rows 1..=100, c = row 101.
         assert_eq!(rows(&segment, &index, TextTerm::word("llama"), &["a"]), [0]);
         assert_eq!(
