@@ -1,9 +1,12 @@
 //! Profiling aid: opens an existing store (e.g. the one `search-report --dir D` leaves in
-//! `D/store`) and times [`Export`] of one tenant's last 30 days, decoded, `runs` times.
-//! `cargo run --release -p auditlog-benches --example export_profile -- /tmp/sr10m/store acct_0924 5`
+//! `D/store`) and times [`Export`] of one tenant's last 30 days, decoded and written as CSV
+//! (into memory; mode `csv`), or only borrowed (`refs`) or as owned events (`owned`), `runs`
+//! times.
+//! `cargo run --release -p auditlog-benches --example export_profile -- /tmp/sr10m/store acct_0924 5 csv`
 
 use std::time::Instant;
 
+use auditlog_engine::event::write_event_csv;
 use auditlog_engine::store::{now_us, Store, StoreOptions};
 use auditlog_index::{Export, Query, Scope, SegmentIndexer};
 
@@ -15,6 +18,7 @@ fn main() {
     let dir = args.next().expect("store directory");
     let tenant = args.next().expect("tenant");
     let runs: usize = args.next().map_or(5, |a| a.parse().expect("runs"));
+    let mode = args.next().unwrap_or_else(|| "csv".into());
     let mut options = StoreOptions::new(&dir);
     options.background = false;
     options.segment_hook = Some(SegmentIndexer::hook());
@@ -26,13 +30,23 @@ fn main() {
         let start = Instant::now();
         let mut export = Export::new(&snapshot, &query).expect("export");
         let mut rows = 0usize;
+        let mut csv = Vec::with_capacity(1 << 20);
         loop {
-            let batch = export.next_batch(1000).expect("batch");
-            if batch.is_empty() {
+            csv.clear();
+            let written = match mode.as_str() {
+                "csv" => export.next_batch_with(1000, |event| write_event_csv(&event, &mut csv)),
+                "refs" => export.next_batch_with(1000, |event| {
+                    std::hint::black_box(event);
+                }),
+                "owned" => export.next_batch(1000).map(|batch| batch.len()),
+                _ => panic!("mode is csv, refs or owned"),
+            }
+            .expect("batch");
+            if written == 0 {
                 break;
             }
-            rows += batch.len();
-            std::hint::black_box(&batch);
+            rows += written;
+            std::hint::black_box(&csv);
         }
         let seconds = start.elapsed().as_secs_f64();
         println!(

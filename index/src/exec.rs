@@ -44,7 +44,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
-use auditlog_engine::event::StoredEvent;
+use auditlog_engine::event::{EventRef, StoredEvent};
 use auditlog_engine::manifest::SegmentEntry;
 use auditlog_engine::segment::{Block, BlockMeta, Column, Columns, Segment};
 use auditlog_engine::store::SealedSegment;
@@ -874,23 +874,21 @@ impl<'s> SegmentMatcher<'s> {
         Ok(rows.end)
     }
 
-    /// The events of `rows` of a block (in that order): from the cached whole block when there
-    /// is one, else decoding text only over the rows' span ([`Segment::read_rows_at`]).
-    fn read_events(&self, block_index: usize, rows: &[usize]) -> Result<Vec<StoredEvent>> {
+    /// Block `block_index` with every column over `rows` (ascending, within the block): the
+    /// cached whole block when there is one, else decoded with its text columns only over the
+    /// rows' span ([`Segment::read_block_rows`]), not cached.
+    fn read_rows_block(&self, block_index: usize, rows: &[usize]) -> Result<Arc<Block>> {
         if let Some(block) = self
             .cache
             .and_then(|instance| block_cache::get(instance, block_index, Columns::ALL))
         {
-            return Ok(rows.iter().map(|&row| block.event(row)).collect());
+            return Ok(block);
         }
-        let mut sorted = rows.to_vec();
-        sorted.sort_unstable();
-        let events = self.segment.read_rows_at(block_index, &sorted)?;
-        if sorted == rows {
-            return Ok(events);
-        }
-        // Newest first: the rows come in descending order.
-        Ok(events.into_iter().rev().collect())
+        let span = match (rows.first(), rows.last()) {
+            (Some(&first), Some(&last)) => first..last + 1,
+            _ => 0..0,
+        };
+        Ok(Arc::new(self.segment.read_block_rows(block_index, span)?))
     }
 
     /// A block with every column, through the cache when the segment is indexed.
@@ -1082,9 +1080,9 @@ struct SealedRun {
     pending: Option<usize>,
     /// Key of the last row yielded, to check the segment's sort order.
     last: Option<(i64, u64)>,
-    /// When the plan exports: the events of the buffered rows, in the same order (built
-    /// when their block is decoded, so the block itself is not kept).
-    events: VecDeque<StoredEvent>,
+    /// When the plan exports: the block of the buffered rows (they all come from one block),
+    /// with every column decoded over their span.
+    rows_block: Option<Arc<Block>>,
 }
 
 enum Run {
@@ -1140,7 +1138,7 @@ impl Merge {
                     buffered: VecDeque::new(),
                     pending: None,
                     last: None,
-                    events: VecDeque::new(),
+                    rows_block: None,
                 }));
             }
         }
@@ -1276,25 +1274,42 @@ impl<'a> Export<'a> {
     /// The next at most `max` events (at least one unless the export is done: an empty batch
     /// means every matching event was returned).
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<StoredEvent>> {
-        let Some(merge) = self.merge.as_mut() else {
-            return Ok(Vec::new());
-        };
         let mut events = Vec::with_capacity(max.min(LIMIT_MAX));
-        while events.len() < max {
+        self.next_batch_with(max, |event| events.push(event.to_stored()))?;
+        Ok(events)
+    }
+
+    /// Hands the next at most `max` events to `write`, borrowed from their decoded block (no
+    /// string is copied: what an export that writes CSV or NDJSON uses); returns how many, 0
+    /// when the export is done.
+    pub fn next_batch_with(
+        &mut self,
+        max: usize,
+        mut write: impl FnMut(EventRef<'_>),
+    ) -> Result<usize> {
+        let Some(merge) = self.merge.as_mut() else {
+            return Ok(0);
+        };
+        let mut written = 0;
+        while written < max {
             let Some((run, candidate)) = merge.pop(&self.plan, &self.matchers, &self.tail)? else {
                 self.merge = None;
                 break;
             };
-            events.push(match (candidate.location, &mut merge.runs[run]) {
-                (Location::Sealed { .. }, Run::Sealed(sealed)) => sealed
-                    .events
-                    .pop_front()
-                    .expect("a sealed row's event was built with its block"),
-                (Location::Tail(index), _) => self.tail[index].clone(),
+            match (candidate.location, &merge.runs[run]) {
+                (Location::Sealed { row, .. }, Run::Sealed(sealed)) => write(
+                    sealed
+                        .rows_block
+                        .as_ref()
+                        .expect("a sealed row's block is kept while its rows are merged")
+                        .event_ref(row),
+                ),
+                (Location::Tail(index), _) => write(self.tail[index].view()),
                 _ => unreachable!("a sealed row from a sealed run, a tail row from the tail"),
-            });
+            }
+            written += 1;
         }
-        Ok(events)
+        Ok(written)
     }
 }
 
@@ -1379,21 +1394,12 @@ impl SealedRun {
                 row,
             },
         });
-        let start = self.buffered.len();
         match plan.query.order {
             Order::OldestFirst => self.buffered.extend(candidates),
             Order::NewestFirst => self.buffered.extend(candidates.rev()),
         }
-        if !plan.fill_cache {
-            let rows: Vec<usize> = self
-                .buffered
-                .range(start..)
-                .map(|candidate| match candidate.location {
-                    Location::Sealed { row, .. } => row,
-                    Location::Tail(_) | Location::Pending => unreachable!("rows of this block"),
-                })
-                .collect();
-            self.events.extend(matcher.read_events(block_index, &rows)?);
+        if !plan.fill_cache && !matched.is_empty() {
+            self.rows_block = Some(matcher.read_rows_block(block_index, &matched)?);
         }
         Ok(())
     }

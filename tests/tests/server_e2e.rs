@@ -480,7 +480,7 @@ fn server_ingest_query_get_export_facets_histogram_end_to_end() {
         let rows = parse_csv(&csv.text());
         assert_eq!(
             rows[0],
-            auditlog_server::routes::events::CSV_COLUMNS.to_vec(),
+            auditlog_engine::event::CSV_COLUMNS.to_vec(),
             "CSV header"
         );
         assert_eq!(rows.len() - 1, expected.len(), "CSV rows for {filters}");

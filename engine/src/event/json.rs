@@ -35,26 +35,31 @@
 //! );
 //! ```
 
-use super::model::{Event, StoredEvent};
+use super::model::{Event, EventRef, StoredEvent};
 use super::time::write_rfc3339_us;
 
 /// Appends the JSON object of `event` (EVENT.md's input shape, no `seq`) to `out`.
 pub fn write_event_json(event: &Event, out: &mut Vec<u8>) {
     out.push(b'{');
-    write_event_fields(event, out);
+    write_event_fields(&event.view(0, 0, 0), out);
     out.push(b'}');
 }
 
 /// Appends the JSON object of a stored event: `seq`, `tenant_seq`, `received`, then the event.
 pub fn write_stored_event_json(stored: &StoredEvent, out: &mut Vec<u8>) {
+    write_event_ref_json(&stored.view(), out);
+}
+
+/// [`write_stored_event_json`] for a borrowed event (same output).
+pub fn write_event_ref_json(event: &EventRef<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"seq\":");
-    write_u64(stored.seq, out);
+    write_u64(event.seq, out);
     out.extend_from_slice(b",\"tenant_seq\":");
-    write_u64(stored.tenant_seq, out);
+    write_u64(event.tenant_seq, out);
     out.extend_from_slice(b",\"received\":\"");
-    write_rfc3339_us(stored.received_us, out);
+    write_rfc3339_us(event.received_us, out);
     out.extend_from_slice(b"\",");
-    write_event_fields(&stored.event, out);
+    write_event_fields(event, out);
     out.push(b'}');
 }
 
@@ -93,9 +98,9 @@ pub fn write_json_string(value: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// Writes the members of the event object, without the braces.
-fn write_event_fields(event: &Event, out: &mut Vec<u8>) {
-    if let Some(id) = &event.id {
+/// Writes the members of the event object (EVENT.md's input shape), without the braces.
+fn write_event_fields(event: &EventRef<'_>, out: &mut Vec<u8>) {
+    if let Some(id) = event.id {
         out.extend_from_slice(b"\"id\":");
         write_json_string(id, out);
         out.push(b',');
@@ -103,18 +108,17 @@ fn write_event_fields(event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\"timestamp\":\"");
     write_rfc3339_us(event.timestamp_us, out);
     out.extend_from_slice(b"\",\"tenant\":");
-    write_json_string(&event.tenant, out);
-    write_optional_string(b"project", event.project.as_deref(), out);
+    write_json_string(event.tenant, out);
+    write_optional_string(b"project", event.project, out);
 
-    let actor = &event.actor;
     out.extend_from_slice(b",\"actor\":{");
     let mut first = true;
-    if let Some(id) = &actor.id {
+    if let Some(id) = event.actor_id {
         out.extend_from_slice(b"\"id\":");
         write_json_string(id, out);
         first = false;
     }
-    if let Some(email) = &actor.email {
+    if let Some(email) = event.actor_email {
         if !first {
             out.push(b',');
         }
@@ -126,23 +130,23 @@ fn write_event_fields(event: &Event, out: &mut Vec<u8>) {
         out.push(b',');
     }
     out.extend_from_slice(b"\"type\":\"");
-    out.extend_from_slice(actor.kind.as_str().as_bytes());
+    out.extend_from_slice(event.actor_type.as_str().as_bytes());
     out.push(b'"');
-    write_optional_string(b"ip", actor.ip.as_deref(), out);
-    write_optional_string(b"user_agent", actor.user_agent.as_deref(), out);
+    write_optional_string(b"ip", event.actor_ip, out);
+    write_optional_string(b"user_agent", event.actor_user_agent, out);
 
     out.extend_from_slice(b"},\"action\":");
-    write_json_string(&event.action, out);
+    write_json_string(event.action, out);
     out.extend_from_slice(b",\"outcome\":\"");
     out.extend_from_slice(event.outcome.as_str().as_bytes());
     out.extend_from_slice(b"\",\"resource\":{\"type\":");
-    write_json_string(&event.resource.kind, out);
-    write_optional_string(b"id", event.resource.id.as_deref(), out);
-    write_optional_string(b"name", event.resource.name.as_deref(), out);
+    write_json_string(event.resource_type, out);
+    write_optional_string(b"id", event.resource_id, out);
+    write_optional_string(b"name", event.resource_name, out);
     out.push(b'}');
 
-    write_optional_json(b"changes", event.changes.as_deref(), out);
-    write_optional_json(b"details", event.details.as_deref(), out);
+    write_optional_json(b"changes", event.changes, out);
+    write_optional_json(b"details", event.details, out);
 }
 
 /// Writes `,"name":"value"` when `value` is present and not empty.
@@ -165,7 +169,7 @@ fn write_optional_json(name: &[u8], json: Option<&str>, out: &mut Vec<u8>) {
     }
 }
 
-fn write_u64(mut value: u64, out: &mut Vec<u8>) {
+pub(crate) fn write_u64(mut value: u64, out: &mut Vec<u8>) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {

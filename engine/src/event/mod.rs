@@ -4,6 +4,8 @@
 //! - [`parse_batch`] / [`parse_event`]: ingest bodies (NDJSON or a JSON array) to validated
 //!   events, failing with a [`ValidationError`] that names the line, the field and the rule;
 //! - [`write_event_json`] / [`write_stored_event_json`]: events back to EVENT.md JSON;
+//! - [`write_event_csv`]: events as the export's CSV records ([`CSV_COLUMNS`]);
+//! - [`EventRef`]: a stored event borrowed where it lives, for the writers above;
 //! - [`time`]: RFC 3339 timestamps to and from UTC microseconds.
 //!
 //! ```
@@ -18,13 +20,17 @@
 //! assert_eq!(parse_batch(&json, &ctx).unwrap(), events);
 //! ```
 
+pub mod csv;
 pub mod json;
 mod model;
 pub mod parse;
 pub mod time;
 
-pub use json::{write_event_json, write_json_string, write_stored_event_json};
-pub use model::{Actor, ActorType, Event, Outcome, Resource, StoredEvent, TimestampUs};
+pub use csv::{write_csv_field, write_event_csv, CSV_COLUMNS};
+pub use json::{
+    write_event_json, write_event_ref_json, write_json_string, write_stored_event_json,
+};
+pub use model::{Actor, ActorType, Event, EventRef, Outcome, Resource, StoredEvent, TimestampUs};
 pub use parse::{
     parse_batch, parse_event, RetentionPolicy, ValidationContext, ValidationError,
     ACTION_BYTES_MAX, DETAILS_DEPTH_MAX, EMAIL_BYTES_MAX, EVENT_BYTES_MAX, FUTURE_TOLERANCE_US,

@@ -173,3 +173,116 @@ pub struct StoredEvent {
     pub received_us: TimestampUs,
     pub event: Event,
 }
+
+/// A stored event borrowed from where it lives (a decoded block's columns, a tail event): what
+/// read paths that only write events out (export, stream) use, so that no string is copied
+/// before it reaches the output. Flat: the nested [`Event`] fields are spelled out.
+///
+/// ```
+/// use auditlog_engine::event::{Actor, Event, StoredEvent};
+/// let stored = StoredEvent {
+///     seq: 7,
+///     event: Event {
+///         tenant: "acct_1".into(),
+///         actor: Actor { email: Some("ana@example.com".into()), ..Actor::default() },
+///         action: "delete".into(),
+///         ..Event::default()
+///     },
+///     ..StoredEvent::default()
+/// };
+/// let view = stored.view();
+/// assert_eq!((view.seq, view.actor_email), (7, Some("ana@example.com")));
+/// assert_eq!(view.to_stored(), stored);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    pub seq: u64,
+    pub tenant_seq: u64,
+    pub received_us: TimestampUs,
+    pub id: Option<&'a str>,
+    pub timestamp_us: TimestampUs,
+    pub tenant: &'a str,
+    pub project: Option<&'a str>,
+    pub actor_id: Option<&'a str>,
+    pub actor_email: Option<&'a str>,
+    pub actor_type: ActorType,
+    pub actor_ip: Option<&'a str>,
+    pub actor_user_agent: Option<&'a str>,
+    pub action: &'a str,
+    pub outcome: Outcome,
+    pub resource_type: &'a str,
+    pub resource_id: Option<&'a str>,
+    pub resource_name: Option<&'a str>,
+    /// Compact JSON text, as in [`Event::changes`].
+    pub changes: Option<&'a str>,
+    /// Compact JSON text, as in [`Event::details`].
+    pub details: Option<&'a str>,
+}
+
+impl EventRef<'_> {
+    /// The owned event.
+    pub fn to_stored(&self) -> StoredEvent {
+        let owned = |value: Option<&str>| value.map(str::to_owned);
+        StoredEvent {
+            seq: self.seq,
+            tenant_seq: self.tenant_seq,
+            received_us: self.received_us,
+            event: Event {
+                id: owned(self.id),
+                timestamp_us: self.timestamp_us,
+                tenant: self.tenant.to_owned(),
+                project: owned(self.project),
+                actor: Actor {
+                    id: owned(self.actor_id),
+                    email: owned(self.actor_email),
+                    kind: self.actor_type,
+                    ip: owned(self.actor_ip),
+                    user_agent: owned(self.actor_user_agent),
+                },
+                action: self.action.to_owned(),
+                outcome: self.outcome,
+                resource: Resource {
+                    kind: self.resource_type.to_owned(),
+                    id: owned(self.resource_id),
+                    name: owned(self.resource_name),
+                },
+                changes: owned(self.changes),
+                details: owned(self.details),
+            },
+        }
+    }
+}
+
+impl StoredEvent {
+    /// The event borrowed as an [`EventRef`].
+    pub fn view(&self) -> EventRef<'_> {
+        self.event.view(self.seq, self.tenant_seq, self.received_us)
+    }
+}
+
+impl Event {
+    /// The event borrowed as an [`EventRef`] with the given store-assigned numbers.
+    pub fn view(&self, seq: u64, tenant_seq: u64, received_us: TimestampUs) -> EventRef<'_> {
+        EventRef {
+            seq,
+            tenant_seq,
+            received_us,
+            id: self.id.as_deref(),
+            timestamp_us: self.timestamp_us,
+            tenant: &self.tenant,
+            project: self.project.as_deref(),
+            actor_id: self.actor.id.as_deref(),
+            actor_email: self.actor.email.as_deref(),
+            actor_type: self.actor.kind,
+            actor_ip: self.actor.ip.as_deref(),
+            actor_user_agent: self.actor.user_agent.as_deref(),
+            action: &self.action,
+            outcome: self.outcome,
+            resource_type: &self.resource.kind,
+            resource_id: self.resource.id.as_deref(),
+            resource_name: self.resource.name.as_deref(),
+            changes: self.changes.as_deref(),
+            details: self.details.as_deref(),
+        }
+    }
+}

@@ -154,41 +154,34 @@ pub fn write_rfc3339_us(timestamp_us: TimestampUs, out: &mut Vec<u8>) {
     let seconds_of_day = micros_of_day / US_PER_SECOND;
     let fraction_us = micros_of_day % US_PER_SECOND;
 
+    // Every other field has a fixed width: fill a template (exports write two per row).
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    fill_digits(&mut text[5..7], month);
+    fill_digits(&mut text[8..10], day);
+    fill_digits(&mut text[11..13], seconds_of_day / 3600);
+    fill_digits(&mut text[14..16], seconds_of_day / 60 % 60);
+    fill_digits(&mut text[17..19], seconds_of_day % 60);
+    fill_digits(&mut text[20..26], fraction_us);
     if (0..=9999).contains(&year) {
-        push_digits(out, year, 4);
-    } else {
-        if year < 0 {
-            out.push(b'-');
-        } else {
-            out.push(b'+');
-        }
-        let magnitude = year.unsigned_abs();
-        let width = magnitude
-            .checked_ilog10()
-            .map_or(1, |log| log as usize + 1)
-            .max(4);
-        push_digits(out, magnitude as i64, width);
+        fill_digits(&mut text[0..4], year);
+        out.extend_from_slice(&text);
+        return;
     }
-    out.push(b'-');
-    push_digits(out, month, 2);
-    out.push(b'-');
-    push_digits(out, day, 2);
-    out.push(b'T');
-    push_digits(out, seconds_of_day / 3600, 2);
-    out.push(b':');
-    push_digits(out, seconds_of_day / 60 % 60, 2);
-    out.push(b':');
-    push_digits(out, seconds_of_day % 60, 2);
-    out.push(b'.');
-    push_digits(out, fraction_us, 6);
-    out.push(b'Z');
-}
-
-/// Writes `value` (non-negative) as exactly `width` decimal digits, zero-padded.
-fn push_digits(out: &mut Vec<u8>, mut value: i64, width: usize) {
+    out.push(if year < 0 { b'-' } else { b'+' });
+    let magnitude = year.unsigned_abs();
+    let width = magnitude
+        .checked_ilog10()
+        .map_or(1, |log| log as usize + 1)
+        .max(4);
     let start = out.len();
     out.resize(start + width, b'0');
-    for slot in out[start..].iter_mut().rev() {
+    fill_digits(&mut out[start..], magnitude as i64);
+    out.extend_from_slice(&text[4..]);
+}
+
+/// Writes `value` (non-negative) as exactly `digits.len()` decimal digits, zero-padded.
+fn fill_digits(digits: &mut [u8], mut value: i64) {
+    for slot in digits.iter_mut().rev() {
         *slot = b'0' + (value % 10) as u8;
         value /= 10;
     }

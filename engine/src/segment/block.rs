@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
+use crate::event::{ActorType, EventRef, Outcome, StoredEvent};
 
 use std::ops::Range;
 
@@ -194,39 +194,39 @@ impl Block {
     /// Materializes `row` as a [`StoredEvent`]; every column must have been decoded.
     #[track_caller]
     pub fn event(&self, row: usize) -> StoredEvent {
+        self.event_ref(row).to_stored()
+    }
+
+    /// `row` borrowed from the block's columns, copying no string; every column must have
+    /// been decoded (for the text columns, at least over `row`).
+    #[track_caller]
+    pub fn event_ref(&self, row: usize) -> EventRef<'_> {
         assert!(
             self.columns.contains_all(Columns::ALL),
             "block {} was decoded without every column",
             self.index
         );
         let dictionary = |slot: usize| self.dictionaries.0[slot].get(self.codes[slot][row]);
-        let owned = |slot: usize| dictionary(slot).map(str::to_owned);
-        StoredEvent {
+        EventRef {
             seq: self.seqs[row],
             tenant_seq: self.tenant_seqs[row],
             received_us: self.received[row],
-            event: Event {
-                id: self.texts[0].get(row).map(str::to_owned),
-                timestamp_us: self.timestamps[row],
-                tenant: owned(0).unwrap_or_default(),
-                project: owned(1),
-                actor: Actor {
-                    id: owned(2),
-                    email: owned(3),
-                    kind: self.actor_types[row],
-                    ip: owned(4),
-                    user_agent: owned(5),
-                },
-                action: owned(6).unwrap_or_default(),
-                outcome: self.outcomes[row],
-                resource: Resource {
-                    kind: owned(7).unwrap_or_default(),
-                    id: owned(8),
-                    name: owned(9),
-                },
-                changes: self.texts[1].get(row).map(str::to_owned),
-                details: self.texts[2].get(row).map(str::to_owned),
-            },
+            id: self.texts[0].get(row),
+            timestamp_us: self.timestamps[row],
+            tenant: dictionary(0).unwrap_or_default(),
+            project: dictionary(1),
+            actor_id: dictionary(2),
+            actor_email: dictionary(3),
+            actor_type: self.actor_types[row],
+            actor_ip: dictionary(4),
+            actor_user_agent: dictionary(5),
+            action: dictionary(6).unwrap_or_default(),
+            outcome: self.outcomes[row],
+            resource_type: dictionary(7).unwrap_or_default(),
+            resource_id: dictionary(8),
+            resource_name: dictionary(9),
+            changes: self.texts[1].get(row),
+            details: self.texts[2].get(row),
         }
     }
 

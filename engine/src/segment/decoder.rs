@@ -326,24 +326,34 @@ impl Segment {
         decode_block(&source, decoder, columns, text_rows)
     }
 
+    /// Block `block_index` with every column, its text columns (ids, changes, details)
+    /// decoded only over `rows` (numbered within the block): what reads that materialize a
+    /// few rows of a block use ([`Block::event_ref`] then works for the rows of that span).
+    ///
+    /// # Panics
+    /// When `block_index >= self.blocks().len()`.
+    pub fn read_block_rows(&self, block_index: usize, rows: Range<usize>) -> Result<Block> {
+        let block_rows = self.blocks[block_index].rows as usize;
+        let rows = rows.start.min(block_rows)..rows.end.min(block_rows);
+        with_decoder(&self.path, |decoder| {
+            self.decode_block_rows(decoder, block_index, Columns::ALL, rows)
+        })
+    }
+
     /// The events of rows `rows` (numbered within the block) of block `block_index`: what a page
     /// query builds once its filter columns picked the rows. Only those rows are materialized.
     ///
     /// # Panics
     /// When `block_index >= self.blocks().len()`.
     pub fn read_rows(&self, block_index: usize, rows: Range<usize>) -> Result<Vec<StoredEvent>> {
-        let block_rows = self.blocks[block_index].rows as usize;
-        let rows = rows.start.min(block_rows)..rows.end.min(block_rows);
-        with_decoder(&self.path, |decoder| {
-            let block = self.decode_block_rows(decoder, block_index, Columns::ALL, rows.clone())?;
-            Ok(rows.map(|row| block.event(row)).collect())
-        })
+        let block = self.read_block_rows(block_index, rows.clone())?;
+        let rows = rows.start.min(block.len())..rows.end.min(block.len());
+        Ok(rows.map(|row| block.event(row)).collect())
     }
 
     /// The events of `rows` (numbered within the block, ascending) of block `block_index`, in
     /// that order: the text columns are decoded only from the first to the last of them, and
-    /// only they are materialized (an export reads a small tenant's few rows of a block shared
-    /// with others this way).
+    /// only they are materialized.
     ///
     /// # Panics
     /// When `block_index >= self.blocks().len()` or a row is out of the block.
@@ -351,11 +361,8 @@ impl Segment {
         let (Some(&first), Some(&last)) = (rows.iter().min(), rows.iter().max()) else {
             return Ok(Vec::new());
         };
-        with_decoder(&self.path, |decoder| {
-            let block =
-                self.decode_block_rows(decoder, block_index, Columns::ALL, first..last + 1)?;
-            Ok(rows.iter().map(|&row| block.event(row)).collect())
-        })
+        let block = self.read_block_rows(block_index, first..last + 1)?;
+        Ok(rows.iter().map(|&row| block.event(row)).collect())
     }
 
     /// Every event, in (tenant, timestamp, seq) order.

@@ -9,7 +9,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes_body::json_response;
 
-use auditlog_engine::event::{write_json_string, write_stored_event_json, StoredEvent};
+use auditlog_engine::event::{
+    write_event_csv, write_event_ref_json, write_json_string, write_stored_event_json, CSV_COLUMNS,
+};
 use auditlog_index::{Field, Page};
 
 use crate::auth::Principal;
@@ -122,86 +124,6 @@ pub async fn get(
     Ok(json_response(body))
 }
 
-/// CSV columns of the export, in order (documented in the README).
-pub const CSV_COLUMNS: &[&str] = &[
-    "seq",
-    "timestamp",
-    "received",
-    "tenant",
-    "tenant_seq",
-    "id",
-    "project",
-    "actor_id",
-    "actor_email",
-    "actor_type",
-    "actor_ip",
-    "actor_user_agent",
-    "action",
-    "outcome",
-    "resource_type",
-    "resource_id",
-    "resource_name",
-    "changes",
-    "details",
-];
-
-/// One RFC 4180 field: quoted (quotes doubled) when it holds a comma, quote or line break.
-fn csv_field(value: &str, out: &mut Vec<u8>) {
-    let bytes = value.as_bytes();
-    if memchr::memchr3(b',', b'"', b'\n', bytes).is_none() && memchr::memchr(b'\r', bytes).is_none()
-    {
-        out.extend_from_slice(bytes);
-        return;
-    }
-    out.push(b'"');
-    let mut rest = bytes;
-    while let Some(quote) = memchr::memchr(b'"', rest) {
-        out.extend_from_slice(&rest[..=quote]);
-        out.push(b'"');
-        rest = &rest[quote + 1..];
-    }
-    out.extend_from_slice(rest);
-    out.push(b'"');
-}
-
-/// One RFC 4180 record (CRLF-terminated) of an event.
-pub fn write_csv_row(stored: &StoredEvent, out: &mut Vec<u8>) {
-    use auditlog_engine::event::time::write_rfc3339_us;
-    use std::io::Write;
-    // Written straight into `out`: no per-field allocation on the export path.
-    let e = &stored.event;
-    fn text(value: &Option<String>) -> &str {
-        value.as_deref().unwrap_or("")
-    }
-    let _ = write!(out, "{},", stored.seq);
-    write_rfc3339_us(e.timestamp_us, out);
-    out.push(b',');
-    write_rfc3339_us(stored.received_us, out);
-    out.push(b',');
-    csv_field(&e.tenant, out);
-    let _ = write!(out, ",{}", stored.tenant_seq);
-    for field in [
-        text(&e.id),
-        text(&e.project),
-        text(&e.actor.id),
-        text(&e.actor.email),
-        e.actor.kind.as_str(),
-        text(&e.actor.ip),
-        text(&e.actor.user_agent),
-        &e.action,
-        e.outcome.as_str(),
-        &e.resource.kind,
-        text(&e.resource.id),
-        text(&e.resource.name),
-        text(&e.changes),
-        text(&e.details),
-    ] {
-        out.push(b',');
-        csv_field(field, out);
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
 /// Events per chunk of an export's body.
 const EXPORT_BATCH_ROWS: usize = 1000;
 
@@ -293,19 +215,19 @@ pub async fn export(
             Err(error) => return fail(error),
         };
         loop {
-            let events = match export.next_batch(EXPORT_BATCH_ROWS) {
-                Ok(events) if events.is_empty() => return,
-                Ok(events) => events,
-                Err(error) => return fail(error),
-            };
-            let mut chunk = Vec::with_capacity(events.len() * 600);
-            for event in &events {
+            let mut chunk = Vec::with_capacity(EXPORT_BATCH_ROWS * 600);
+            let written = export.next_batch_with(EXPORT_BATCH_ROWS, |event| {
                 if csv {
-                    write_csv_row(event, &mut chunk);
+                    write_event_csv(&event, &mut chunk);
                 } else {
-                    write_stored_event_json(event, &mut chunk);
+                    write_event_ref_json(&event, &mut chunk);
                     chunk.push(b'\n');
                 }
+            });
+            match written {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(error) => return fail(error),
             }
             if sender.blocking_send(Ok(chunk)).is_err() {
                 return; // the client went away
@@ -455,28 +377,4 @@ pub async fn histogram(
 /// Answers 404 with the API's error body for unknown routes.
 pub async fn not_found() -> Response {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_field;
-
-    #[test]
-    fn csv_fields_are_quoted_only_when_needed_with_quotes_doubled() {
-        let cases = [
-            ("plain", "plain"),
-            ("", ""),
-            ("a,b", "\"a,b\""),
-            ("say \"hi\"", "\"say \"\"hi\"\"\""),
-            ("\"", "\"\"\"\""),
-            ("line\r\nbreak", "\"line\r\nbreak\""),
-            ("cr\ronly", "\"cr\ronly\""),
-            (r#"{"k":"v","n":[1,2]}"#, r#""{""k"":""v"",""n"":[1,2]}""#),
-        ];
-        for (value, expected) in cases {
-            let mut out = Vec::new();
-            csv_field(value, &mut out);
-            assert_eq!(String::from_utf8(out).unwrap(), expected, "{value:?}");
-        }
-    }
 }
