@@ -671,6 +671,10 @@ struct SegmentMatcher<'s> {
     condition_columns: Columns,
     /// Text masks of dictionary values already seen: (column, code) -> mask.
     text_masks: RefCell<rustc_hash::FxHashMap<(Column, u32), u64>>,
+    /// For an export over several tenants: blocks decoded whole, by index, shared by the
+    /// tenants' runs while any of them holds one (a block holds rows of many small tenants,
+    /// and each run would decode it again).
+    shared_blocks: RefCell<rustc_hash::FxHashMap<usize, std::sync::Weak<Block>>>,
 }
 
 impl<'s> SegmentMatcher<'s> {
@@ -752,6 +756,7 @@ impl<'s> SegmentMatcher<'s> {
             fill_cache: plan.fill_cache,
             condition_columns,
             text_masks: RefCell::default(),
+            shared_blocks: RefCell::default(),
         }))
     }
 
@@ -888,7 +893,21 @@ impl<'s> SegmentMatcher<'s> {
             (Some(&first), Some(&last)) => first..last + 1,
             _ => 0..0,
         };
-        Ok(Arc::new(self.segment.read_block_rows(block_index, span)?))
+        let block_rows = self.segment.blocks()[block_index].rows as usize;
+        if self.tenant_ranges.len() == 1 || span.len() == block_rows {
+            return Ok(Arc::new(self.segment.read_block_rows(block_index, span)?));
+        }
+        // Other tenants' runs may need this block too: decode it whole, once.
+        let mut shared = self.shared_blocks.borrow_mut();
+        if let Some(block) = shared.get(&block_index).and_then(std::sync::Weak::upgrade) {
+            return Ok(block);
+        }
+        let block = Arc::new(self.segment.read_block_rows(block_index, 0..block_rows)?);
+        if shared.len() >= SHARED_BLOCKS_SWEEP {
+            shared.retain(|_, block| block.strong_count() > 0);
+        }
+        shared.insert(block_index, Arc::downgrade(&block));
+        Ok(block)
     }
 
     /// A block with every column, through the cache when the segment is indexed.
@@ -1311,6 +1330,97 @@ impl<'a> Export<'a> {
         }
         Ok(written)
     }
+}
+
+/// Least estimated rows per tenant run in an export window (see [`export_windows`]).
+const ROWS_PER_RUN_PER_WINDOW: u64 = 1024;
+
+/// Entries of [`SegmentMatcher::shared_blocks`] past which dropped blocks are swept out.
+const SHARED_BLOCKS_SWEEP: usize = 256;
+
+/// The time windows `[from, to)` an export of `query` splits into, in the query's order,
+/// covering its whole time range without overlap, each holding about `window_rows` matching
+/// rows at most by estimate (or [`ROWS_PER_RUN_PER_WINDOW`] per tenant run when there are
+/// many): per segment that may match, its rows of the tenants in scope (or its index
+/// candidates) spread evenly over its time span. Concatenating the windows' exports
+/// gives the query's export, since rows are ordered by timestamp first. See
+/// [`crate::export::export_chunks`].
+pub(crate) fn export_windows(
+    snapshot: &Snapshot,
+    query: &Query,
+    window_rows: u64,
+) -> Result<Vec<(Option<i64>, Option<i64>)>> {
+    let plan = Plan::new(query, true)?;
+    let (from, to) = (
+        query.from_us.unwrap_or(i64::MIN),
+        query.to_us.unwrap_or(i64::MAX),
+    );
+    // Per segment: [start, end) of its timestamps within the query's range, its rows and its
+    // tenant runs.
+    let mut spans: Vec<(i64, i64, u64, u64)> = Vec::new();
+    if !plan.tenants.is_empty() {
+        for sealed in snapshot.segments.iter() {
+            if !plan.entry_may_match(&sealed.entry) {
+                continue;
+            }
+            let Some(matcher) = SegmentMatcher::new(&plan, sealed)? else {
+                continue;
+            };
+            let rows = match &matcher.candidates {
+                Some(candidates) => candidates.len(),
+                None => matcher
+                    .tenant_ranges
+                    .iter()
+                    .map(|range| range.end - range.start)
+                    .sum(),
+            };
+            let start = sealed.entry.min_timestamp_us.max(from);
+            let end = sealed.entry.max_timestamp_us.saturating_add(1).min(to);
+            if start < end {
+                spans.push((start, end, rows, matcher.tenant_ranges.len() as u64));
+            }
+        }
+    }
+    let mut points: Vec<i64> = spans
+        .iter()
+        .flat_map(|&(start, end, ..)| [start, end])
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    let mut cuts = Vec::with_capacity(points.len());
+    for pair in points.windows(2) {
+        let (start, end) = (pair[0], pair[1]);
+        let width = (end as i128 - start as i128) as f64;
+        let covering = || spans.iter().filter(|&&(s, e, ..)| s <= start && end <= e);
+        let rows: f64 = covering()
+            .map(|&(s, e, rows, _)| rows as f64 * width / (e as i128 - s as i128) as f64)
+            .sum();
+        // Every window decodes each block its runs reach: with many tenants a block holds
+        // rows of many runs, so windows must hold more rows for a block to be decoded once
+        // for many of its rows rather than again in every window.
+        let runs = covering().map(|&(.., runs)| runs).max().unwrap_or(1);
+        let window = window_rows.max(runs * ROWS_PER_RUN_PER_WINDOW).max(1);
+        let pieces = (rows / window as f64).ceil().max(1.0) as i128;
+        cuts.push(start);
+        for piece in 1..pieces {
+            cuts.push((start as i128 + (end as i128 - start as i128) * piece / pieces) as i64);
+        }
+    }
+    cuts.extend(points.last());
+    cuts.dedup();
+    let mut bounds = vec![query.from_us];
+    bounds.extend(
+        cuts.into_iter()
+            .filter(|&cut| cut > from && cut < to)
+            .map(Some),
+    );
+    bounds.push(query.to_us);
+    let mut windows: Vec<(Option<i64>, Option<i64>)> =
+        bounds.windows(2).map(|pair| (pair[0], pair[1])).collect();
+    if query.order == Order::NewestFirst {
+        windows.reverse();
+    }
+    Ok(windows)
 }
 
 impl SealedRun {

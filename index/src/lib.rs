@@ -16,6 +16,9 @@
 //!   postings of each segment into candidate rows; walk each tenant's time-ordered rows block
 //!   by block in the query's order, decoding a block only when the merge of all runs and the
 //!   tail reaches it; check row by row only what the indexes could not answer exactly.
+//!   [`Export`] is the same merge without a row cap, handing out borrowed rows.
+//! - [`export`](mod@export): [`export_chunks`] runs an export on several threads in time
+//!   windows and hands its output out in order, in bounded memory.
 //! - [`segment_index`]: the indexes of a sealed segment, built by the engine's segment hook
 //!   ([`SegmentIndexer`]) when the segment is sealed or merged: the [`filter`] index (rows or
 //!   blocks per value of each exact-match field) and the [`fulltext`] index (tantivy, one
@@ -30,8 +33,8 @@
 //! Limits: `limit` is 1..=1000 ([`query::LIMIT_MAX`]); at most 32 text terms, 256 values per
 //! field, 1024 bytes per value; a query text is at most 4096 bytes; facets return at most 1000
 //! values; a histogram at most 10,000 non-empty buckets. `count`, `facets` and `histogram`
-//! ignore the cursor. A query reads one snapshot, synchronously, on the caller's thread; the
-//! server runs it on a blocking thread.
+//! ignore the cursor. A query reads one snapshot, synchronously, on the caller's thread (an
+//! [`export_chunks`] also on its worker threads); the server runs it on a blocking thread.
 //!
 //! ```
 //! use auditlog_engine::event::{Actor, Event, Resource};
@@ -60,6 +63,7 @@ pub mod block_cache;
 pub mod codes;
 pub mod error;
 pub mod exec;
+pub mod export;
 pub mod filter;
 pub mod fulltext;
 pub mod parse;
@@ -70,6 +74,7 @@ pub mod tokenize;
 
 pub use error::{Error, Result};
 pub use exec::{count, facets, histogram, search, Export, Page};
+pub use export::{export_chunks, ExportOptions};
 pub use parse::{parse, ParseError, ParsedQuery};
 pub use query::{Cursor, Field, FieldFilter, Filters, Order, Query, Scope, TextKind, TextTerm};
 pub use segment_index::{SegmentIndex, SegmentIndexer};

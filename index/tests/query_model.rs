@@ -16,12 +16,16 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
+use auditlog_engine::event::{
+    write_event_ref_json, write_stored_event_json, Actor, ActorType, Event, Outcome, Resource,
+    StoredEvent,
+};
 use auditlog_engine::partition::MICROS_PER_DAY;
 use auditlog_engine::store::Store;
+use auditlog_index::export::RowWriter;
 use auditlog_index::{
-    count, facets, histogram, search, Cursor, Export, Field, Order, Query, Scope, TextKind,
-    TextTerm,
+    count, export_chunks, facets, histogram, search, Cursor, Export, ExportOptions, Field, Order,
+    Query, Scope, TextKind, TextTerm,
 };
 use proptest::prelude::*;
 
@@ -528,6 +532,34 @@ fn check_query(store: &Store, spec: &QuerySpec) -> Result<(), TestCaseError> {
         exported.extend(batch);
     }
     prop_assert_eq!(&exported, &expected, "export of {:?}", query);
+    // The parallel export: tiny time windows, so that most queries span several, written as
+    // NDJSON in order.
+    let mut expected_ndjson = Vec::new();
+    for event in &expected {
+        write_stored_event_json(event, &mut expected_ndjson);
+        expected_ndjson.push(b'\n');
+    }
+    let options = ExportOptions {
+        threads: spec.facet_top % 3 + 1,
+        window_rows: spec.bucket_us as u64 % 5 + 1,
+    };
+    let write: &RowWriter = &|event, out| {
+        write_event_ref_json(event, out);
+        out.push(b'\n');
+    };
+    let mut ndjson = Vec::new();
+    let rows = export_chunks(&snapshot, &query, &options, write, &mut |chunk| {
+        ndjson.extend_from_slice(&chunk);
+        true
+    })
+    .unwrap();
+    prop_assert_eq!(rows, expected.len() as u64);
+    prop_assert!(
+        ndjson == expected_ndjson,
+        "parallel export ({:?}) of {:?}",
+        options,
+        query
+    );
     if let Some(first) = expected.first() {
         let mut resumed = query.clone();
         resumed.cursor = Some(Cursor::after(query.order, first));

@@ -124,9 +124,6 @@ pub async fn get(
     Ok(json_response(body))
 }
 
-/// Events per chunk of an export's body.
-const EXPORT_BATCH_ROWS: usize = 1000;
-
 /// `GET /v1/events/export?format=csv|ndjson&...`: every matching event, oldest or newest first,
 /// streamed in chunks from one snapshot (constant memory, no row cap; `limit` is refused).
 #[utoipa::path(
@@ -210,28 +207,21 @@ pub async fn export(
             tracing::error!(%error, "export failed");
             let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
         };
-        let mut export = match auditlog_index::Export::new(&snapshot, &query) {
-            Ok(export) => export,
-            Err(error) => return fail(error),
+        let write: &auditlog_index::export::RowWriter = if csv {
+            &write_event_csv
+        } else {
+            &|event, out| {
+                write_event_ref_json(event, out);
+                out.push(b'\n');
+            }
         };
-        loop {
-            let mut chunk = Vec::with_capacity(EXPORT_BATCH_ROWS * 600);
-            let written = export.next_batch_with(EXPORT_BATCH_ROWS, |event| {
-                if csv {
-                    write_event_csv(&event, &mut chunk);
-                } else {
-                    write_event_ref_json(&event, &mut chunk);
-                    chunk.push(b'\n');
-                }
-            });
-            match written {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(error) => return fail(error),
-            }
-            if sender.blocking_send(Ok(chunk)).is_err() {
-                return; // the client went away
-            }
+        // Decoded and written on worker threads, window after window, handed out in order;
+        // a send that fails means the client went away, and stops the export.
+        let options = auditlog_index::ExportOptions::default();
+        let sink = &mut |chunk| sender.blocking_send(Ok(chunk)).is_ok();
+        if let Err(error) = auditlog_index::export_chunks(&snapshot, &query, &options, write, sink)
+        {
+            fail(error);
         }
     });
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
