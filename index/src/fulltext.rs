@@ -34,19 +34,22 @@
 //!
 //! Version 1 had all terms in `t` and an indexed `tn` field (the tenant, now read from `k`).
 
-use std::ops::Bound;
+use std::ops::{Bound, Range};
 use std::path::{Path, PathBuf};
 
 use auditlog_engine::segment::{Column, Columns, Segment};
 use auditlog_engine::{Error, Result};
 use roaring::RoaringBitmap;
-use tantivy::collector::DocSetCollector;
-use tantivy::query::{BooleanQuery, Occur, Query as TantivyQuery, RangeQuery, TermQuery};
+use tantivy::query::{
+    BooleanQuery, EnableScoring, Occur, Query as TantivyQuery, RangeQuery, TermQuery,
+};
 use tantivy::schema::{
     Field as SchemaField, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST,
 };
 use tantivy::tokenizer::WhitespaceTokenizer;
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{
+    DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
 
 use crate::codes::code_value;
 use crate::query::{TextKind, TextTerm};
@@ -272,6 +275,49 @@ fn add_blocks(
     Ok(())
 }
 
+/// Adds the rows a document with `key` stands for, among the tenants with these codes: its
+/// tenant's rows in its block, or for the block's shared document, the rows of each tenant in
+/// scope that has no document of its own there.
+fn add_document_rows(segment: &Segment, key: u64, tenant_codes: &[u32], rows: &mut RoaringBitmap) {
+    let (block, tenant) = ((key >> 32) as usize, key as u32);
+    let Some(meta) = segment.blocks().get(block) else {
+        return;
+    };
+    let block_rows = meta.row_range();
+    let codes: &[u32] = if tenant == SHARED_TENANT {
+        // Every tenant in scope with rows in the block (codes ascend with rows).
+        let first = tenant_codes.partition_point(|&code| {
+            segment
+                .tenant_code_rows(code)
+                .is_none_or(|r| r.end <= block_rows.start)
+        });
+        let end = first
+            + tenant_codes[first..].partition_point(|&code| {
+                segment
+                    .tenant_code_rows(code)
+                    .is_none_or(|r| r.start < block_rows.end)
+            });
+        &tenant_codes[first..end]
+    } else if tenant_codes.binary_search(&tenant).is_ok() {
+        std::slice::from_ref(&tenant)
+    } else {
+        return;
+    };
+    for &code in codes {
+        let Some(tenant_rows) = segment.tenant_code_rows(code) else {
+            continue;
+        };
+        let start = block_rows.start.max(tenant_rows.start);
+        let end = block_rows.end.min(tenant_rows.end);
+        // The shared document holds only the tenants without a document of their own in the
+        // block.
+        let own = end.saturating_sub(start) >= OWN_DOCUMENT_ROWS as u64;
+        if start < end && (tenant != SHARED_TENANT || !own) {
+            rows.insert_range(start as u32..end as u32);
+        }
+    }
+}
+
 // The Fx hash (as in rustc): fast for short keys; the sets hold no untrusted keys whose
 // collisions could matter (terms of one segment, deduplicated per document).
 type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
@@ -300,6 +346,9 @@ pub struct TextIndex {
     searcher: Searcher,
     /// The `k` fast field (block and tenant of a document) of each tantivy segment.
     keys: Vec<tantivy::columnar::Column<u64>>,
+    /// Per tantivy segment: whether its documents' keys ascend with their ids. They do, as
+    /// documents are added block by block; checked at open since queries seek by it.
+    sorted: Vec<bool>,
     fields: Fields,
 }
 
@@ -340,11 +389,26 @@ impl TextIndex {
             .map(|segment| segment.fast_fields().u64("k"))
             .collect::<tantivy::Result<Vec<_>>>()
             .map_err(|e| tantivy_error(dir, e))?;
+        let sorted = searcher
+            .segment_readers()
+            .iter()
+            .zip(&keys)
+            .map(|(segment, column)| {
+                let mut last = 0;
+                (0..segment.max_doc()).all(|doc| {
+                    let key = column.first(doc).unwrap_or(u64::MAX);
+                    let ascending = key >= last;
+                    last = key;
+                    ascending
+                })
+            })
+            .collect();
         Ok(TextIndex {
             path: dir.to_path_buf(),
             _reader: reader,
             searcher,
             keys,
+            sorted,
             fields,
         })
     }
@@ -408,62 +472,77 @@ impl TextIndex {
     }
 
     /// The rows of the documents `query` finds, among the rows of the tenants with these codes.
-    /// No tenant clause in the query: the documents of a term are few (a segment has a few per
-    /// block), and their keys name the tenant; a per-tenant union of postings cost more than it
-    /// saved.
+    /// No tenant clause in the query: the documents of a term are few per block, and their
+    /// keys name the tenant. Documents are in block order, so the query's postings are walked
+    /// only over the documents of the blocks that hold the tenants' rows (a seek to each run
+    /// of them): a small tenant's word query does not visit the documents of every tenant
+    /// that used the word.
     fn rows_of(
         &self,
         segment: &Segment,
         query: BooleanQuery,
         tenant_codes: &[u32],
     ) -> Result<RoaringBitmap> {
-        let found = self
-            .searcher
-            .search(&query, &DocSetCollector)
+        let weight = query
+            .weight(EnableScoring::disabled_from_searcher(&self.searcher))
             .map_err(|e| tantivy_error(&self.path, e))?;
+        // Key ranges of the blocks holding the tenants' rows, ascending, merged.
+        let mut key_ranges: Vec<Range<u64>> = tenant_codes
+            .iter()
+            .filter_map(|&code| segment.tenant_code_rows(code))
+            .map(|rows| {
+                let blocks = segment.blocks_for_rows(rows);
+                (blocks.start as u64) << 32..(blocks.end as u64) << 32
+            })
+            .collect();
+        key_ranges.sort_unstable_by_key(|range| range.start);
+        key_ranges.dedup_by(|next, kept| {
+            let joins = next.start <= kept.end;
+            if joins {
+                kept.end = kept.end.max(next.end);
+            }
+            joins
+        });
         let mut rows = RoaringBitmap::new();
-        for address in found {
-            let Some(column) = self.keys.get(address.segment_ord as usize) else {
+        for (ord, reader) in self.searcher.segment_readers().iter().enumerate() {
+            let Some(column) = self.keys.get(ord) else {
                 continue;
             };
-            let Some(key) = column.first(address.doc_id) else {
-                continue;
+            let max_doc = reader.max_doc();
+            // The first document whose key is at least `key`.
+            let first_doc = |key: u64| {
+                let (mut low, mut high) = (0, max_doc);
+                while low < high {
+                    let middle = low + (high - low) / 2;
+                    if column.first(middle).unwrap_or(u64::MAX) < key {
+                        low = middle + 1;
+                    } else {
+                        high = middle;
+                    }
+                }
+                low
             };
-            let (block, tenant) = ((key >> 32) as usize, key as u32);
-            let Some(meta) = segment.blocks().get(block) else {
-                continue;
-            };
-            let block_rows = meta.row_range();
-            let codes: &[u32] = if tenant == SHARED_TENANT {
-                // Every tenant in scope with rows in the block (codes ascend with rows).
-                let first = tenant_codes.partition_point(|&code| {
-                    segment
-                        .tenant_code_rows(code)
-                        .is_none_or(|r| r.end <= block_rows.start)
-                });
-                let end = first
-                    + tenant_codes[first..].partition_point(|&code| {
-                        segment
-                            .tenant_code_rows(code)
-                            .is_none_or(|r| r.start < block_rows.end)
-                    });
-                &tenant_codes[first..end]
-            } else if tenant_codes.binary_search(&tenant).is_ok() {
-                std::slice::from_ref(&tenant)
+            let doc_ranges: Vec<Range<DocId>> = if self.sorted.get(ord) == Some(&true) {
+                key_ranges
+                    .iter()
+                    .map(|keys| first_doc(keys.start)..first_doc(keys.end))
+                    .collect()
             } else {
-                continue;
+                vec![0..max_doc]
             };
-            for &code in codes {
-                let Some(tenant_rows) = segment.tenant_code_rows(code) else {
-                    continue;
-                };
-                let start = block_rows.start.max(tenant_rows.start);
-                let end = block_rows.end.min(tenant_rows.end);
-                // The shared document holds only the tenants without a document of their own
-                // in the block.
-                let own = end.saturating_sub(start) >= OWN_DOCUMENT_ROWS as u64;
-                if start < end && (tenant != SHARED_TENANT || !own) {
-                    rows.insert_range(start as u32..end as u32);
+            let mut scorer = weight
+                .scorer(reader, 1.0)
+                .map_err(|e| tantivy_error(&self.path, e))?;
+            for docs in doc_ranges {
+                let mut doc = scorer.doc();
+                if doc < docs.start {
+                    doc = scorer.seek(docs.start);
+                }
+                while doc < docs.end {
+                    if let Some(key) = column.first(doc) {
+                        add_document_rows(segment, key, tenant_codes, &mut rows);
+                    }
+                    doc = scorer.advance();
                 }
             }
         }
