@@ -528,7 +528,7 @@ impl TextIndex {
                     .map(|keys| first_doc(keys.start)..first_doc(keys.end))
                     .collect()
             } else {
-                vec![0..max_doc]
+                std::iter::once(0..max_doc).collect()
             };
             let mut scorer = weight
                 .scorer(reader, 1.0)
