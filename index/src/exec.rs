@@ -59,6 +59,7 @@ use crate::fulltext::TextCandidates;
 use crate::query::{Cursor, Field, FieldFilter, Order, Query, LIMIT_MAX};
 use crate::segment_index::SegmentIndex;
 use crate::text::{TextMatcher, TEXT_DICTIONARY_COLUMNS};
+use crate::text_cache;
 
 /// Most values [`facets`] returns.
 pub const FACET_SIZE_MAX: usize = LIMIT_MAX;
@@ -462,6 +463,8 @@ struct Plan<'q> {
     /// Filters other than `tenant` (which `tenants` already applies).
     filters: Vec<(Field, &'q FieldFilter)>,
     text: TextMatcher,
+    /// The query's text terms written canonically, keying [`text_cache`]; `None` without text.
+    text_key: Option<String>,
     /// The cursor to resume after (search only).
     cursor: Option<Cursor>,
     /// Whether decoded blocks go into the [`block_cache`] (not for exports, which read many
@@ -483,6 +486,7 @@ impl<'q> Plan<'q> {
                 .filter(|(field, _)| *field != Field::Tenant)
                 .collect(),
             text: TextMatcher::new(&query.text)?,
+            text_key: (!query.text.is_empty()).then(|| format!("{:?}", query.text)),
             cursor: if use_cursor { query.cursor } else { None },
             fill_cache: true,
         })
@@ -949,7 +953,7 @@ impl<'s> SegmentMatcher<'s> {
                 .range(start as u32..end as u32)
                 .map(|row| (u64::from(row) - block_rows.start) as usize)
                 .collect(),
-            None => local.collect(),
+            None => local.clone().collect(),
         };
         if let Some(index) = self.text_index {
             let mut text_rows = self.text_rows.borrow_mut();
@@ -1016,49 +1020,94 @@ impl<'s> SegmentMatcher<'s> {
             }
         }
         if !plan.text.is_empty() && !matched.is_empty() {
-            // With the text index, only the rows whose JSON may hold a word of the query need
-            // their JSON columns: the others are settled by their dictionary values.
-            let candidates = self.text_rows.borrow();
-            let json_rows = candidates.as_ref().map(|c| &c.json);
-            let needs_json = |row: usize| {
-                json_rows.is_none_or(|json| json.contains((block_rows.start + row as u64) as u32))
-            };
-            let columns = if matched.iter().any(|&row| needs_json(row)) {
-                TEXT_COLUMNS
-            } else {
-                TEXT_DICTIONARY_COLUMN_SET
-            };
-            let texts = match &block {
-                Some(block) if block.columns().contains_all(columns) => Arc::clone(block),
-                _ => self.read_block(block_index, columns)?,
-            };
-            let mut cache = self.text_masks.borrow_mut();
-            matched.retain(|&row| {
-                let mut mask = 0;
-                for column in TEXT_DICTIONARY_COLUMNS {
-                    let code = texts.codes(column)[row];
-                    if code == 0 {
-                        continue;
+            match (self.cache, plan.text_key.as_deref()) {
+                (Some(instance), Some(text)) => {
+                    // Shared with the other questions of this text: every row of the run in
+                    // the block is checked once (see `text_cache`).
+                    let entry = text_cache::entry(text, instance, block_index, meta.rows as usize);
+                    let mut checks = entry.lock();
+                    if matched.iter().any(|&row| !checks.is_checked(row)) {
+                        let unchecked: Vec<usize> = local
+                            .clone()
+                            .filter(|&row| !checks.is_checked(row))
+                            .collect();
+                        let found = self.check_text(plan, block_index, &block, &unchecked)?;
+                        let mut found = found.iter().peekable();
+                        for row in unchecked {
+                            let matches = found.next_if_eq(&&row).is_some();
+                            checks.record(row, matches);
+                        }
                     }
-                    mask |= *cache.entry((column, code)).or_insert_with(|| {
-                        code_value(self.segment, column, code)
-                            .map_or(0, |value| plan.text.field_mask(value))
-                    });
+                    matched.retain(|&row| checks.matches(row));
                 }
-                // The JSON columns are the costly ones to tokenize: skipped when the others
-                // already settle the row, or when they cannot hold a word of the query.
-                if plan.text.settled(mask) || !needs_json(row) {
-                    return plan.text.accepts(mask);
-                }
-                for column in [Column::Details, Column::Changes] {
-                    if let Some(value) = texts.str(column, row) {
-                        mask |= plan.text.field_mask(value);
-                    }
-                }
-                plan.text.accepts(mask)
-            });
+                _ => matched = self.check_text(plan, block_index, &block, &matched)?,
+            }
         }
         Ok(Some((block, matched)))
+    }
+
+    /// The rows of `rows` (ascending, within block `block_index`) whose text matches the
+    /// plan's, decoding what the check needs (reusing `block` when it has it).
+    fn check_text(
+        &self,
+        plan: &Plan<'_>,
+        block_index: usize,
+        block: &Option<Arc<Block>>,
+        rows: &[usize],
+    ) -> Result<Vec<usize>> {
+        let block_start = self.segment.blocks()[block_index].first_row;
+        // The text index's candidates: the rows outside them cannot match.
+        let candidates = self.text_rows.borrow();
+        let allowed = candidates.as_ref().and_then(|c| c.rows.as_ref());
+        let mut rows: Vec<usize> = rows
+            .iter()
+            .copied()
+            .filter(|&row| allowed.is_none_or(|a| a.contains((block_start + row as u64) as u32)))
+            .collect();
+        if rows.is_empty() {
+            return Ok(rows);
+        }
+        // With the text index, only the rows whose JSON may hold a word of the query need
+        // their JSON columns: the others are settled by their dictionary values.
+        let json_rows = candidates.as_ref().map(|c| &c.json);
+        let needs_json = |row: usize| {
+            json_rows.is_none_or(|json| json.contains((block_start + row as u64) as u32))
+        };
+        let columns = if rows.iter().any(|&row| needs_json(row)) {
+            TEXT_COLUMNS
+        } else {
+            TEXT_DICTIONARY_COLUMN_SET
+        };
+        let texts = match block {
+            Some(block) if block.columns().contains_all(columns) => Arc::clone(block),
+            _ => self.read_block(block_index, columns)?,
+        };
+        let mut cache = self.text_masks.borrow_mut();
+        rows.retain(|&row| {
+            let mut mask = 0;
+            for column in TEXT_DICTIONARY_COLUMNS {
+                let code = texts.codes(column)[row];
+                if code == 0 {
+                    continue;
+                }
+                mask |= *cache.entry((column, code)).or_insert_with(|| {
+                    code_value(self.segment, column, code)
+                        .map_or(0, |value| plan.text.field_mask(value))
+                });
+            }
+            // The JSON columns are the costly ones to tokenize: skipped when the others
+            // already settle the row, or when they cannot hold a word of the query.
+            if plan.text.settled(mask) || !needs_json(row) {
+                return plan.text.accepts(mask);
+            }
+            for column in [Column::Details, Column::Changes] {
+                if let Some(value) = texts.str(column, row) {
+                    mask |= plan.text.field_mask(value);
+                }
+            }
+            plan.text.accepts(mask)
+        });
+        Ok(rows)
     }
 }
 

@@ -22,7 +22,8 @@
 //! - [`segment_index`]: the indexes of a sealed segment, built by the engine's segment hook
 //!   ([`SegmentIndexer`]) when the segment is sealed or merged: the [`filter`] index (rows or
 //!   blocks per value of each exact-match field) and the [`fulltext`] index (tantivy, one
-//!   document per block and tenant run). [`block_cache`] keeps decoded blocks.
+//!   document per block and tenant run). [`block_cache`] keeps decoded blocks, [`text_cache`]
+//!   the rows of a block that a query text was checked against.
 //! - [`tokenize`] and [`text`]: the tokenizer (atoms plus whole hyphenated/dotted tokens) and
 //!   what a text term matches, shared by the index builder and the row check.
 //!
@@ -70,6 +71,7 @@ pub mod parse;
 pub mod query;
 pub mod segment_index;
 pub mod text;
+pub mod text_cache;
 pub mod tokenize;
 
 pub use error::{Error, Result};

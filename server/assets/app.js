@@ -281,7 +281,11 @@
     const list = api('/v1/events', listParams, signal);
 
     const facetKeys = [['action', 'action'], ['resource.type', 'type'], ['actor', 'user']];
-    if (state.tenantFacet || f.tenant) facetKeys.push(['tenant', 'tenant']);
+    // Per-tenant counts of a text search would check the text of every tenant's events: with
+    // a tenant chosen, the tenant list keeps its names but shows no counts then.
+    const tenantCountsCostly = Boolean(f.q && f.tenant);
+    if ((state.tenantFacet || f.tenant) && !tenantCountsCostly) facetKeys.push(['tenant', 'tenant']);
+    if (tenantCountsCostly) renderTenantsWithoutCounts();
     const facets = facetKeys.map(([field, key]) => {
       const p = apiParams(f, key);
       p.set('field', field);
@@ -686,6 +690,16 @@
       for (const v of values) html += optionHtml(v.value, v.value, v.count, f.tenant === v.value);
       el.tenant.innerHTML = html;
     }
+  }
+
+  /** The tenant list of the last tenant facet, without counts (see refresh). */
+  function renderTenantsWithoutCounts() {
+    const f = state.filters;
+    const values = (state.facets.tenant?.values || []).map((v) => v.value);
+    if (f.tenant && !values.includes(f.tenant)) values.push(f.tenant);
+    let html = optionHtml('', 'All tenants', undefined, !f.tenant);
+    for (const value of values) html += optionHtml(value, value, undefined, f.tenant === value);
+    el.tenant.innerHTML = html;
   }
 
   function showScope(tenant) {
