@@ -534,8 +534,9 @@ test('phone_width_layout_and_screenshots', async () => {
 });
 
 test('live_burst_keeps_the_page_responsive', async () => {
-  // 5,000 events/s aimed at the page for a few seconds (the figure is for a minute; the rate, not
-  // the length, is what could freeze it), while a key is pressed every 200 ms. Input delay is read
+  // 5,000 events/s aimed at the page for a few seconds (BURST_SECONDS, default 5; issue 5's figure
+  // is for a minute: `BURST_SECONDS=60 AUDITLOG_BIN=target/release/auditlog`), while a key is
+  // pressed every 200 ms. Input delay is read
   // from the browser's Event Timing entries: how long each keydown waited for the main thread.
   const page = await newPage({ token: ADMIN_TOKEN, url: '/?tenant=acct_burst', init: () => {
     window.__inputDelays = [];
@@ -548,28 +549,39 @@ test('live_burst_keeps_the_page_responsive', async () => {
   await page.click('#live-toggle');
   await page.waitForSelector('#live-indicator[data-state="streaming"]');
   await page.focus('#grid');
-  const seconds = 5;
+  const seconds = Number(process.env.BURST_SECONDS || 5);
   const perBatch = 500;
   let sent = 0;
   let keys = 0;
   const started = Date.now();
   const presser = setInterval(() => { keys++; page.keyboard.press('ArrowDown').catch(() => {}); }, 200);
-  try {
-    while (Date.now() - started < seconds * 1000) {
-      const tick = Date.now();
-      const batch = [];
-      for (let i = 0; i < perBatch; i++, sent++) {
-        batch.push({ id: `burst-${sent}`, tenant: 'acct_burst', actor: bob, action: ['create', 'update', 'delete', 'start'][sent % 4], resource: { type: 'pod', name: `burst-${sent}` }, details: { n: sent } });
-      }
-      await ingest(batch);
-      const wait = 100 - (Date.now() - tick);
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  // A batch every 100 ms on a fixed schedule, up to 8 in flight (an ingest waits for its fsync,
+  // so one at a time would set the rate by the disk, not by the schedule).
+  const inflight = new Set();
+  const makeBatch = (size) => {
+    const batch = [];
+    for (let i = 0; i < size; i++, sent++) {
+      batch.push({ id: `burst-${sent}`, tenant: 'acct_burst', actor: bob, action: ['create', 'update', 'delete', 'start'][sent % 4], resource: { type: 'pod', name: `burst-${sent}` }, details: { n: sent } });
     }
+    return batch;
+  };
+  try {
+    for (let k = 0; Date.now() - started < seconds * 1000; k++) {
+      const wait = started + k * 100 - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const sending = ingest(makeBatch(perBatch)).finally(() => inflight.delete(sending));
+      inflight.add(sending);
+      if (inflight.size >= 8) await Promise.race(inflight);
+    }
+    await Promise.all(inflight);
+    // Batches in flight together may commit in either order: one last event, alone, is the
+    // newest.
+    await ingest(makeBatch(1));
   } finally {
     clearInterval(presser);
   }
   const rate = Math.round(sent / ((Date.now() - started) / 1000));
-  await page.waitForFunction((n) => document.getElementById('total').textContent === `${n.toLocaleString('en-US')} events`, sent, { timeout: 20_000 });
+  await page.waitForFunction((n) => document.getElementById('total').textContent === `${n.toLocaleString('en-US')} events`, sent, { timeout: 20_000 + seconds * 1000 });
   // The key presses moved the selection down, and a reader scrolled into the list keeps their
   // place while rows arrive; Home goes back to the newest.
   await page.keyboard.press('Home');

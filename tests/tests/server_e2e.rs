@@ -98,6 +98,8 @@ fn encode(value: &str) -> String {
 /// A live-stream connection (`GET /v1/stream` upgraded to a WebSocket).
 struct Stream {
     socket: tungstenite::WebSocket<TcpStream>,
+    /// Events of an `events` message (`batch=true`) not returned yet.
+    queued: std::collections::VecDeque<Value>,
 }
 
 impl Stream {
@@ -108,14 +110,21 @@ impl Stream {
             .unwrap();
         let url = server.ws_url(&format!("/v1/stream?{query}&token={token}"));
         match tungstenite::client(url.as_str(), stream) {
-            Ok((socket, _)) => Stream { socket },
+            Ok((socket, _)) => Stream {
+                socket,
+                queued: Default::default(),
+            },
             Err(error) => panic!("stream handshake for {query}: {error}"),
         }
     }
 
-    /// The next event message (heartbeats are skipped; a resync fails the test).
+    /// The next event, of an `event` message or of an `events` one (heartbeats are skipped;
+    /// a resync fails the test).
     fn next_event(&mut self) -> Value {
         loop {
+            if let Some(event) = self.queued.pop_front() {
+                return event;
+            }
             let message = self.socket.read().expect("a stream message within 20 s");
             let tungstenite::Message::Text(text) = message else {
                 continue;
@@ -123,6 +132,11 @@ impl Stream {
             let message: Value = serde_json::from_str(&text).expect("stream message is JSON");
             match message["type"].as_str() {
                 Some("event") => return message["event"].clone(),
+                Some("events") => {
+                    let events = message["events"].as_array().expect("events array");
+                    assert!(!events.is_empty(), "an events message holds events");
+                    self.queued.extend(events.iter().cloned());
+                }
                 Some("heartbeat") => continue,
                 other => panic!("unexpected stream message {other:?}: {message}"),
             }
@@ -630,7 +644,7 @@ fn server_stream_delivers_live_events_and_resumes_without_gap_or_duplicate() {
     assert_eq!(live.next_seqs(b.len(), tenant), b, "live events");
 
     // Resume from A's first seq while another client ingests: stored, then live, no gap, no
-    // duplicate, in seq order.
+    // duplicate, in seq order (this one in batches: one message per commit).
     let writer_addr = server.url("/v1/events");
     let concurrent: Vec<Vec<Value>> = (0..30).map(|_| batch(5)).collect();
     let writer = std::thread::spawn(move || {
@@ -653,7 +667,7 @@ fn server_stream_delivers_live_events_and_resumes_without_gap_or_duplicate() {
     });
     let mut resumed = Stream::open(
         &server,
-        &format!("tenant={tenant}&from_seq={}", a[0]),
+        &format!("tenant={tenant}&from_seq={}&batch=true", a[0]),
         &reader,
     );
     let c = writer.join().unwrap();

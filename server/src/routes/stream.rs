@@ -9,6 +9,14 @@
 //! {"type":"resync","from_seq":1235,"reason":"client too slow"}   then the server closes
 //! ```
 //!
+//! With `batch=true`, the events of one commit (or of one page of stored events) come in one
+//! message, in seq order, instead of one message each; a busy feed then costs the client a
+//! message per group commit rather than per event (what the page asks for):
+//!
+//! ```text
+//! {"type":"events","events":[{...stored event...},{...}]}
+//! ```
+//!
 //! Each client has a bounded buffer: one that falls behind is told where to resume and closed,
 //! never given an unbounded queue.
 
@@ -18,6 +26,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
+use futures_util::SinkExt;
 use tokio::sync::broadcast;
 
 use auditlog_engine::event::{write_stored_event_json, StoredEvent};
@@ -41,6 +50,8 @@ struct Matcher {
     /// An admin without a tenant filter sees every tenant, including ones created later.
     all_tenants: bool,
     text: TextMatcher,
+    /// `batch=true`: one `events` message per commit.
+    batch: bool,
 }
 
 impl Matcher {
@@ -60,6 +71,55 @@ fn event_message(event: &StoredEvent) -> Message {
     Message::Text(String::from_utf8(out).unwrap_or_default().into())
 }
 
+/// One `events` message of `events` (at least one).
+fn events_message<'e>(events: impl Iterator<Item = &'e StoredEvent>) -> Message {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"{\"type\":\"events\",\"events\":[");
+    for (index, event) in events.enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_stored_event_json(event, &mut out);
+    }
+    out.extend_from_slice(b"]}");
+    Message::Text(String::from_utf8(out).unwrap_or_default().into())
+}
+
+/// Sends the matching events of `events` (in seq order) at or past `next_seq`, as one message
+/// each or one `events` message, flushed once; false when the client is gone.
+async fn send_events<'e>(
+    socket: &mut WebSocket,
+    events: impl Iterator<Item = &'e StoredEvent>,
+    matcher: &Matcher,
+    next_seq: &mut u64,
+) -> bool {
+    let mut matching = Vec::new();
+    for event in events {
+        if event.seq < *next_seq {
+            continue;
+        }
+        *next_seq = event.seq + 1;
+        if matcher.matches(event) {
+            matching.push(event);
+        }
+    }
+    if matching.is_empty() {
+        return true;
+    }
+    if matcher.batch {
+        return socket
+            .send(events_message(matching.into_iter()))
+            .await
+            .is_ok();
+    }
+    for event in matching {
+        if socket.feed(event_message(event)).await.is_err() {
+            return false;
+        }
+    }
+    socket.flush().await.is_ok()
+}
+
 #[utoipa::path(
     get,
     path = "/v1/stream",
@@ -68,9 +128,10 @@ fn event_message(event: &StoredEvent) -> Message {
         crate::openapi::FilterParams,
         ("from_seq" = Option<u64>, Query, description = "Resume: stored events from this seq, then live ones"),
         ("token" = Option<String>, Query, description = "The token, for clients that cannot set headers"),
+        ("batch" = Option<bool>, Query, description = "`true`: the events of a commit in one `events` message"),
     ),
     responses(
-        (status = 101, description = "WebSocket: JSON text messages of type event, heartbeat or resync"),
+        (status = 101, description = "WebSocket: JSON text messages of type event (or events, with batch=true), heartbeat or resync"),
         (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
         (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
         (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
@@ -89,11 +150,27 @@ pub async fn stream(
         })?),
         None => None,
     };
+    let batch = match pairs.iter().find(|(k, _)| k == "batch") {
+        None => false,
+        Some((_, v)) if v == "true" || v == "1" => true,
+        Some((_, v)) if v == "false" || v == "0" => false,
+        Some((_, v)) => {
+            let mut error =
+                ApiError::bad_request(format!("batch must be true or false, found {v:?}"));
+            error.field = Some("batch".into());
+            return Err(error);
+        }
+    };
     let all_tenants = principal.role == Role::Admin && !pairs.iter().any(|(k, _)| k == "tenant");
     let query_state = Arc::clone(&state);
     let query_principal = principal.clone();
     let query = blocking(move || {
-        let query = build_query(&query_state, &query_principal, &pairs, &["from_seq"])?;
+        let query = build_query(
+            &query_state,
+            &query_principal,
+            &pairs,
+            &["from_seq", "batch"],
+        )?;
         Ok(query)
     })
     .await?;
@@ -107,6 +184,7 @@ pub async fn stream(
         query,
         all_tenants,
         text,
+        batch,
     };
     crate::audit::record_async(
         &state,
@@ -168,11 +246,8 @@ async fn run(
             _ => return,
         };
         let done = page.len() < RESUME_PAGE;
-        for event in &page {
-            next_seq = event.seq + 1;
-            if matcher.matches(event) && socket.send(event_message(event)).await.is_err() {
-                return;
-            }
+        if !send_events(&mut socket, page.iter(), &matcher, &mut next_seq).await {
+            return;
         }
         if done {
             break;
@@ -184,7 +259,7 @@ async fn run(
         tokio::select! {
             received = live.recv() => match received {
                 Ok(chunk) => {
-                    if !send_chunk(&mut socket, &chunk, &matcher, &mut next_seq).await {
+                    if !send_events(&mut socket, chunk.iter(), &matcher, &mut next_seq).await {
                         return;
                     }
                 }
@@ -212,23 +287,4 @@ async fn run(
             },
         }
     }
-}
-
-/// Sends the chunk's matching events not yet delivered; false when the client is gone.
-async fn send_chunk(
-    socket: &mut WebSocket,
-    chunk: &Chunk,
-    matcher: &Matcher,
-    next_seq: &mut u64,
-) -> bool {
-    for event in chunk.iter() {
-        if event.seq < *next_seq {
-            continue;
-        }
-        *next_seq = event.seq + 1;
-        if matcher.matches(event) && socket.send(event_message(event)).await.is_err() {
-            return false;
-        }
-    }
-    true
 }
