@@ -34,7 +34,7 @@ mod options;
 mod retention;
 mod seal;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -500,16 +500,41 @@ impl Inner {
         if segments.is_empty() {
             return Ok((duplicates, checked_max));
         }
+        // Per (partition, tenant), the batch's ids: each segment of the partition is asked for
+        // all of a tenant's ids in one pass over that tenant's blocks.
+        type Keys<'e> = (Vec<usize>, Vec<&'e str>);
+        let mut groups: HashMap<(crate::partition::PartitionKey, &str), Keys<'_>> = HashMap::new();
         for (index, event) in events.iter().enumerate() {
             if let Some(id) = &event.id {
-                let partition = self.key_partition(event);
-                if let Some(seq) = find_key_in(&segments, &event.tenant, id, |s| {
-                    s.entry.partition == partition
-                })? {
+                let group = groups
+                    .entry((self.key_partition(event), event.tenant.as_str()))
+                    .or_default();
+                group.0.push(index);
+                group.1.push(id);
+            }
+        }
+        for ((partition, tenant), (indexes, ids)) in &groups {
+            let mut found: Vec<Option<u64>> = vec![None; ids.len()];
+            for sealed in segments.iter().filter(|s| s.entry.partition == *partition) {
+                if found.iter().all(Option::is_some) {
+                    break;
+                }
+                let open: Vec<usize> = (0..ids.len()).filter(|&i| found[i].is_none()).collect();
+                let asked: Vec<&str> = open.iter().map(|&i| ids[i]).collect();
+                for (slot, seq) in open
+                    .into_iter()
+                    .zip(sealed.segment.find_keys(tenant, &asked)?)
+                {
+                    found[slot] = seq;
+                }
+            }
+            for (&index, seq) in indexes.iter().zip(found) {
+                if let Some(seq) = seq {
                     duplicates.push(Duplicate { index, seq });
                 }
             }
         }
+        duplicates.sort_unstable_by_key(|duplicate| duplicate.index);
         Ok((duplicates, checked_max))
     }
 

@@ -1,5 +1,11 @@
 //! `auditlog loadgen`: realistic events (auditlog-gen) at a target rate over N connections;
 //! prints events/s and acknowledgement latency percentiles (HdrHistogram) as a table and as JSON.
+//!
+//! With `--subscribers N` it is also a stream probe: N live-stream subscribers (`batch=true`),
+//! one per tenant, the N most active tenants of the load, open before the load starts; each
+//! records, for every event it receives, the time from the event's `received` stamp (set by
+//! the store when the event's group commit began, before its WAL write and fsync) to its
+//! arrival. The load generator and the subscribers run on this machine, so the clock is one.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +25,8 @@ pub struct LoadOptions {
     pub duration: Duration,
     pub tenants: usize,
     pub seed: u64,
+    /// Live-stream subscribers to open (see the module docs).
+    pub subscribers: usize,
 }
 
 pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
@@ -29,6 +37,24 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
     let errors = Arc::new(AtomicU64::new(0));
     let busy = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let configs: Vec<GenConfig> = (0..options.connections.max(1))
+        .map(|connection| GenConfig {
+            seed: options.seed + connection as u64,
+            tenants: options.tenants,
+            start_us: auditlog_engine::store::now_us(),
+            ..GenConfig::default()
+        })
+        .collect();
+    let probe = if options.subscribers > 0 {
+        Some(Probe::start(
+            endpoint,
+            &configs,
+            options.subscribers,
+            &stop,
+        )?)
+    } else {
+        None
+    };
     let start = Instant::now();
     let per_connection_rate = options.rate as f64 / options.connections.max(1) as f64;
     let simulated_rate = if options.rate == 0 {
@@ -49,13 +75,9 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
             );
             let batch = options.batch;
             let duration = options.duration;
-            let config = GenConfig {
-                seed: options.seed + connection as u64,
-                tenants: options.tenants,
-                start_us: auditlog_engine::store::now_us(),
-                ..GenConfig::default()
-            }
-            .with_rate(simulated_rate / options.connections.max(1) as f64);
+            let config = configs[connection]
+                .clone()
+                .with_rate(simulated_rate / options.connections.max(1) as f64);
             std::thread::spawn(move || {
                 let endpoint = Endpoint { url, token };
                 let mut generator = Generator::new(config);
@@ -117,6 +139,7 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
     for thread in threads {
         let _ = thread.join();
     }
+    let stream = probe.map(Probe::finish).transpose()?;
     let seconds = start.elapsed().as_secs_f64();
     let total = sent.load(Ordering::Relaxed);
     let histogram = histogram
@@ -145,9 +168,28 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         "  errors                {:>12}",
         errors.load(Ordering::Relaxed)
     );
+    if let Some(stream) = &stream {
+        println!(
+            "  stream: {} subscribers ({:.1}% of the load), {} events delivered, {} resyncs",
+            stream.subscribers,
+            stream.share * 100.0,
+            stream.delivered,
+            stream.resyncs
+        );
+        println!("  stream latency p50    {:>12.2} ms", stream.p50_ms);
+        println!("  stream latency p99    {:>12.2} ms", stream.p99_ms);
+        println!("  stream latency max    {:>12.2} ms", stream.max_ms);
+    }
     println!(
         "{}",
         serde_json::json!({
+            "stream": stream.as_ref().map(|s| serde_json::json!({
+                "subscribers": s.subscribers,
+                "share": s.share,
+                "delivered": s.delivered,
+                "resyncs": s.resyncs,
+                "latency_ms": { "p50": s.p50_ms, "p99": s.p99_ms, "max": s.max_ms },
+            })),
             "connections": options.connections,
             "batch": options.batch,
             "seconds": seconds,
@@ -159,4 +201,172 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// The stream probe's subscribers.
+struct Probe {
+    threads: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
+    histogram: Arc<Mutex<Histogram<u64>>>,
+    delivered: Arc<AtomicU64>,
+    resyncs: Arc<AtomicU64>,
+    share: f64,
+}
+
+/// What the probe measured.
+struct StreamFigures {
+    subscribers: usize,
+    share: f64,
+    delivered: u64,
+    resyncs: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Probe {
+    /// Subscribes to the `count` tenants with the largest expected share of the load made by
+    /// generators of `configs` (one per connection), and waits until every handshake is done.
+    fn start(
+        endpoint: &Endpoint,
+        configs: &[GenConfig],
+        count: usize,
+        stop: &Arc<AtomicBool>,
+    ) -> anyhow::Result<Probe> {
+        let generators: Vec<Generator> = configs.iter().cloned().map(Generator::new).collect();
+        let mut shares: Vec<(String, f64)> = generators[0]
+            .tenant_names()
+            .map(|tenant| {
+                let share = generators
+                    .iter()
+                    .filter_map(|generator| generator.tenant_share(tenant))
+                    .sum::<f64>()
+                    / generators.len() as f64;
+                (tenant.to_string(), share)
+            })
+            .collect();
+        shares.sort_by(|a, b| b.1.total_cmp(&a.1));
+        shares.truncate(count);
+        let share = shares.iter().map(|(_, share)| share).sum();
+        let histogram = Arc::new(Mutex::new(
+            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
+        ));
+        let delivered = Arc::new(AtomicU64::new(0));
+        let resyncs = Arc::new(AtomicU64::new(0));
+        let base = endpoint
+            .url
+            .trim_end_matches('/')
+            .replacen("http://", "ws://", 1);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+        let threads = shares
+            .into_iter()
+            .map(|(tenant, _)| {
+                let url = format!(
+                    "{base}/v1/stream?tenant={tenant}&batch=true&token={}",
+                    endpoint.token
+                );
+                let (histogram, delivered, resyncs, stop, ready) = (
+                    Arc::clone(&histogram),
+                    Arc::clone(&delivered),
+                    Arc::clone(&resyncs),
+                    Arc::clone(stop),
+                    ready_tx.clone(),
+                );
+                std::thread::spawn(move || -> anyhow::Result<()> {
+                    let connected = tungstenite::connect(url.as_str())
+                        .with_context(|| format!("subscribing to {tenant}"));
+                    let mut socket = match connected {
+                        Ok((socket, _)) => {
+                            let _ = ready.send(Ok(()));
+                            socket
+                        }
+                        Err(error) => {
+                            let _ = ready.send(Err(anyhow::anyhow!("{error:#}")));
+                            return Err(error);
+                        }
+                    };
+                    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_mut() {
+                        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+                    }
+                    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+                    while !stop.load(Ordering::Relaxed) {
+                        let message = match socket.read() {
+                            Ok(tungstenite::Message::Text(text)) => text,
+                            Ok(_) => continue,
+                            Err(tungstenite::Error::Io(error))
+                                if matches!(
+                                    error.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) =>
+                            {
+                                continue
+                            }
+                            Err(error) => return Err(error.into()),
+                        };
+                        let arrived = auditlog_engine::store::now_us();
+                        let value: serde_json::Value = serde_json::from_str(&message)?;
+                        match value["type"].as_str() {
+                            Some("events") => {
+                                for event in value["events"].as_array().into_iter().flatten() {
+                                    let received = event["received"].as_str().unwrap_or_default();
+                                    if let Ok(received) =
+                                        auditlog_engine::event::time::parse_rfc3339_us(received)
+                                    {
+                                        let _ = local.record((arrived - received).max(1) as u64);
+                                        delivered.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                            }
+                            Some("resync") => {
+                                resyncs.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let Ok(mut shared) = histogram.lock() {
+                        let _ = shared.add(&local);
+                    }
+                    Ok(())
+                })
+            })
+            .collect::<Vec<_>>();
+        drop(ready_tx);
+        for _ in 0..threads.len() {
+            ready_rx
+                .recv()
+                .context("a stream subscriber ended before its handshake")??;
+        }
+        Ok(Probe {
+            threads,
+            histogram,
+            delivered,
+            resyncs,
+            share,
+        })
+    }
+
+    /// Joins the subscribers (after `stop` was set) and reads the figures.
+    fn finish(self) -> anyhow::Result<StreamFigures> {
+        let subscribers = self.threads.len();
+        for thread in self.threads {
+            match thread.join() {
+                Ok(result) => result?,
+                Err(_) => anyhow::bail!("a stream subscriber panicked"),
+            }
+        }
+        let histogram = self
+            .histogram
+            .lock()
+            .map_err(|_| anyhow::anyhow!("histogram lock"))?;
+        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        Ok(StreamFigures {
+            subscribers,
+            share: self.share,
+            delivered: self.delivered.load(Ordering::Relaxed),
+            resyncs: self.resyncs.load(Ordering::Relaxed),
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            max_ms: histogram.max() as f64 / 1000.0,
+        })
+    }
 }

@@ -124,6 +124,10 @@ enum Command {
         tenants: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Live-stream subscribers to open (one per tenant, the largest tenants first), each
+        /// timing events from the store's receive time to their arrival (needs an admin token).
+        #[arg(long, default_value_t = 0)]
+        subscribers: usize,
     },
 }
 
@@ -216,7 +220,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tantivy=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -299,6 +303,7 @@ fn main() -> anyhow::Result<()> {
             duration,
             tenants,
             seed,
+            subscribers,
         } => loadgen::run(
             &server.endpoint(),
             &loadgen::LoadOptions {
@@ -308,6 +313,7 @@ fn main() -> anyhow::Result<()> {
                 duration: std::time::Duration::from_secs(duration),
                 tenants,
                 seed,
+                subscribers,
             },
         ),
     }
