@@ -467,10 +467,12 @@ struct Plan<'q> {
     text_key: Option<String>,
     /// The cursor to resume after (search only).
     cursor: Option<Cursor>,
-    /// Whether decoded blocks go into the [`block_cache`] (not for exports, which read many
-    /// blocks once) and sealed runs decode only keys (the page's rows are read afterwards)
-    /// rather than whole blocks.
+    /// Whether decoded blocks go into the [`block_cache`] (not for large exports, which read
+    /// many blocks once).
     fill_cache: bool,
+    /// Whether sealed runs keep the block of their rows, with every column over them (an
+    /// export), rather than only keys (a page's rows are read afterwards).
+    materialize: bool,
 }
 
 impl<'q> Plan<'q> {
@@ -489,6 +491,7 @@ impl<'q> Plan<'q> {
             text_key: (!query.text.is_empty()).then(|| format!("{:?}", query.text)),
             cursor: if use_cursor { query.cursor } else { None },
             fill_cache: true,
+            materialize: false,
         })
     }
 
@@ -764,6 +767,18 @@ impl<'s> SegmentMatcher<'s> {
         }))
     }
 
+    /// The rows that may match: the index's candidates, else the tenants' rows.
+    fn estimated_rows(&self) -> u64 {
+        match &self.candidates {
+            Some(candidates) => candidates.len(),
+            None => self
+                .tenant_ranges
+                .iter()
+                .map(|range| range.end - range.start)
+                .sum(),
+        }
+    }
+
     /// `columns` of a block: from the decoded-block cache when the segment is indexed (the whole
     /// block when text columns are asked for, since they are most of a block).
     fn read_block(&self, block_index: usize, columns: Columns) -> Result<Arc<Block>> {
@@ -884,9 +899,13 @@ impl<'s> SegmentMatcher<'s> {
     }
 
     /// Block `block_index` with every column over `rows` (ascending, within the block): the
+    /// whole block through the cache when this matcher fills it (a small export), else the
     /// cached whole block when there is one, else decoded with its text columns only over the
     /// rows' span ([`Segment::read_block_rows`]), not cached.
     fn read_rows_block(&self, block_index: usize, rows: &[usize]) -> Result<Arc<Block>> {
+        if self.fill_cache && self.cache.is_some() {
+            return self.read_whole(block_index);
+        }
         if let Some(block) = self
             .cache
             .and_then(|instance| block_cache::get(instance, block_index, Columns::ALL))
@@ -1272,11 +1291,14 @@ impl Merge {
 /// an export streams. The query's `limit` is ignored (no row cap); its cursor is honoured.
 ///
 /// Unlike [`search`], which reads only the rows of its page, an export decodes each block it
-/// reaches whole, once, turns its matching rows into events and drops it, without putting it
-/// in the [`block_cache`] (a large tenant's blocks would evict every page's). Memory is at
-/// most one block's matching events per run (a tenant's rows in one segment) whatever the
-/// number of rows exported: a few megabytes for one tenant; for a query over thousands of
-/// tenants it grows with tenants x segments, as the merge has a run for each.
+/// reaches once (shared by the tenant runs that need it), hands out its matching rows
+/// borrowed from it ([`Export::next_batch_with`]) and drops it, without putting it in the
+/// [`block_cache`] (a large tenant's blocks would evict every page's) unless the export is
+/// small (at most [`SMALL_EXPORT_ROWS`] rows by estimate). Memory is at most one decoded block
+/// per run (a tenant's rows in one segment) whatever the number of rows exported: a few
+/// megabytes for one tenant; for a query over thousands of tenants it grows with tenants x
+/// segments, as the merge has a run for each ([`crate::export_chunks`] bounds it by cutting
+/// the export into time windows).
 ///
 /// ```
 /// # use auditlog_engine::event::{Actor, Event};
@@ -1318,6 +1340,7 @@ impl<'a> Export<'a> {
         query.validate()?;
         let mut plan = Plan::new(query, true)?;
         plan.fill_cache = false;
+        plan.materialize = true;
         if plan.tenants.is_empty() {
             return Ok(Export {
                 plan,
@@ -1326,7 +1349,16 @@ impl<'a> Export<'a> {
                 merge: None,
             });
         }
-        let matchers = plan.segment_matchers(snapshot)?;
+        let mut matchers = plan.segment_matchers(snapshot)?;
+        // A small export (a small tenant's month: a block or two per day) goes through the
+        // block cache like a page: its few blocks are likely the ones its pages show, and
+        // decoding them again at each export would cost more than the rows.
+        let rows: u64 = matchers.iter().map(SegmentMatcher::estimated_rows).sum();
+        if rows <= SMALL_EXPORT_ROWS {
+            for matcher in &mut matchers {
+                matcher.fill_cache = true;
+            }
+        }
         let mut tail: Vec<&StoredEvent> = Vec::new();
         plan.tail_matches(snapshot, |event| tail.push(event));
         tail.sort_unstable_by(|a, b| compare_keys(query.order, key_of(a), key_of(b)));
@@ -1381,8 +1413,13 @@ impl<'a> Export<'a> {
     }
 }
 
-/// Least estimated rows per tenant run in an export window (see [`export_windows`]).
+/// Least estimated rows per tenant run in an export window when a segment has at least
+/// [`MANY_RUNS`] tenant runs in it (see [`export_windows`]).
 const ROWS_PER_RUN_PER_WINDOW: u64 = 1024;
+const MANY_RUNS: u64 = 16;
+
+/// Estimated rows up to which an [`Export`] reads through the [`block_cache`].
+const SMALL_EXPORT_ROWS: u64 = 16_384;
 
 /// Entries of [`SegmentMatcher::shared_blocks`] past which dropped blocks are swept out.
 const SHARED_BLOCKS_SWEEP: usize = 256;
@@ -1390,7 +1427,7 @@ const SHARED_BLOCKS_SWEEP: usize = 256;
 /// The time windows `[from, to)` an export of `query` splits into, in the query's order,
 /// covering its whole time range without overlap, each holding about `window_rows` matching
 /// rows at most by estimate (or [`ROWS_PER_RUN_PER_WINDOW`] per tenant run when there are
-/// many): per segment that may match, its rows of the tenants in scope (or its index
+/// [`MANY_RUNS`] or more): per segment that may match, its rows of the tenants in scope (or its index
 /// candidates) spread evenly over its time span. Concatenating the windows' exports
 /// gives the query's export, since rows are ordered by timestamp first. See
 /// [`crate::export::export_chunks`].
@@ -1415,14 +1452,7 @@ pub(crate) fn export_windows(
             let Some(matcher) = SegmentMatcher::new(&plan, sealed)? else {
                 continue;
             };
-            let rows = match &matcher.candidates {
-                Some(candidates) => candidates.len(),
-                None => matcher
-                    .tenant_ranges
-                    .iter()
-                    .map(|range| range.end - range.start)
-                    .sum(),
-            };
+            let rows = matcher.estimated_rows();
             let start = sealed.entry.min_timestamp_us.max(from);
             let end = sealed.entry.max_timestamp_us.saturating_add(1).min(to);
             if start < end {
@@ -1436,7 +1466,10 @@ pub(crate) fn export_windows(
         .collect();
     points.sort_unstable();
     points.dedup();
-    let mut cuts = Vec::with_capacity(points.len());
+    // Cut where the estimated rows since the previous cut reach a window's worth, so that a
+    // small export is one window (one merge, no threads) and a large one is cut evenly.
+    let mut cuts = Vec::new();
+    let mut carried = 0.0f64;
     for pair in points.windows(2) {
         let (start, end) = (pair[0], pair[1]);
         let width = (end as i128 - start as i128) as f64;
@@ -1448,14 +1481,20 @@ pub(crate) fn export_windows(
         // rows of many runs, so windows must hold more rows for a block to be decoded once
         // for many of its rows rather than again in every window.
         let runs = covering().map(|&(.., runs)| runs).max().unwrap_or(1);
-        let window = window_rows.max(runs * ROWS_PER_RUN_PER_WINDOW).max(1);
-        let pieces = (rows / window as f64).ceil().max(1.0) as i128;
-        cuts.push(start);
-        for piece in 1..pieces {
-            cuts.push((start as i128 + (end as i128 - start as i128) * piece / pieces) as i64);
+        let floor = if runs >= MANY_RUNS {
+            runs * ROWS_PER_RUN_PER_WINDOW
+        } else {
+            0
+        };
+        let window = window_rows.max(floor).max(1) as f64;
+        // Rows into this interval where the next cut falls.
+        let mut next = window - carried;
+        while next < rows {
+            cuts.push((start as i128 + (width * next / rows) as i128) as i64);
+            next += window;
         }
+        carried = rows - (next - window);
     }
-    cuts.extend(points.last());
     cuts.dedup();
     let mut bounds = vec![query.from_us];
     bounds.extend(
@@ -1557,7 +1596,7 @@ impl SealedRun {
             Order::OldestFirst => self.buffered.extend(candidates),
             Order::NewestFirst => self.buffered.extend(candidates.rev()),
         }
-        if !plan.fill_cache && !matched.is_empty() {
+        if plan.materialize && !matched.is_empty() {
             self.rows_block = Some(matcher.read_rows_block(block_index, &matched)?);
         }
         Ok(())
