@@ -399,26 +399,7 @@ impl Segment {
     /// The `seq` of the stored event with idempotency key `(tenant, id)`, if this segment holds
     /// it: the filter first, then an exact check of the `id` column over the tenant's rows.
     pub fn find_key(&self, tenant: &str, id: &str) -> Result<Option<u64>> {
-        if !self.may_contain_key(tenant, id) {
-            return Ok(None);
-        }
-        let Some(rows) = self.tenant_rows(tenant) else {
-            return Ok(None);
-        };
-        with_decoder(&self.path, |decoder| {
-            for index in self.blocks_for_rows(rows.clone()) {
-                let block = self.decode_block(decoder, index, Column::Id | Column::Seq)?;
-                let block_rows = self.blocks[index].row_range();
-                let start = (rows.start.max(block_rows.start) - block_rows.start) as usize;
-                let end = (rows.end.min(block_rows.end) - block_rows.start) as usize;
-                for row in start..end {
-                    if block.str(Column::Id, row) == Some(id) {
-                        return Ok(Some(block.seqs()[row]));
-                    }
-                }
-            }
-            Ok(None)
-        })
+        Ok(self.find_keys(tenant, &[id])?.pop().flatten())
     }
 
     /// [`Segment::find_key`] for several ids of one tenant at once, each answer at the id's
