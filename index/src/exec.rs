@@ -54,6 +54,7 @@ use roaring::RoaringBitmap;
 use crate::block_cache;
 use crate::codes::{code_value, max_code, value_code, Codes};
 use crate::error::{Error, Result};
+use crate::facet_cache;
 use crate::filter::Granularity;
 use crate::fulltext::TextCandidates;
 use crate::query::{Cursor, Field, FieldFilter, Order, Query, LIMIT_MAX};
@@ -172,54 +173,46 @@ pub fn facets(
     }
     let plan = Plan::new(query, false)?;
     let columns = field_columns(field);
-    let extra = columns.iter().fold(Columns::NONE, |set, c| set.with(*c));
-    let mut counts: HashMap<String, u64> = HashMap::new();
+    // Values borrowed from the segments' dictionaries (alive as long as the snapshot).
+    let mut counts: rustc_hash::FxHashMap<&str, u64> = rustc_hash::FxHashMap::default();
     if plan.tenants.is_empty() {
         return Ok(Vec::new());
     }
     // Per segment: counts by code for each of the field's columns (a vector indexed by code),
     // from the filter index's postings when it can, else from the rows; resolved to text once.
+    // A segment wholly inside the time range keeps its counts in the facet cache.
+    let question: Arc<str> = Arc::from(format!("{:?} {:?}", plan.filters, plan.text_key));
     let mut codes: Vec<Vec<u64>> = vec![Vec::new(); columns.len()];
     for matcher in plan.segment_matchers(snapshot)? {
-        for (column, by_code) in columns.iter().zip(codes.iter_mut()) {
-            by_code.clear();
-            by_code.resize(max_code(matcher.segment, *column) as usize + 1, 0);
-        }
-        let counted = match columns {
-            [column] => matcher.posting_counts(&plan, *column, &mut codes[0])?,
-            _ => false,
+        let key = matcher.facet_cache_key(field, &question);
+        let found = match key.as_ref().and_then(facet_cache::get) {
+            Some(found) => found,
+            None => {
+                let found = Arc::new(matcher.facet_codes(&plan, columns, &mut codes)?);
+                if let Some(key) = key {
+                    facet_cache::insert(key, Arc::clone(&found));
+                }
+                found
+            }
         };
-        if !counted {
-            plan.scan_segment(&matcher, extra, |visit| {
-                let Visit::Rows { block, rows, .. } = visit else {
-                    return Ok(());
-                };
-                let block = block.expect("facet columns were asked for");
-                count_codes(block, columns, rows, &mut codes);
-                Ok(())
-            })?;
-        }
-        for (column, by_code) in columns.iter().zip(&codes) {
-            // Code 0 is "absent": not counted.
-            for (code, &n) in by_code.iter().enumerate().skip(1) {
-                if n == 0 {
-                    continue;
-                }
-                if let Some(value) = code_value(matcher.segment, *column, code as u32) {
-                    *counts.entry(value.to_string()).or_default() += n;
-                }
+        for &(slot, code, n) in found.iter() {
+            if let Some(value) = code_value(matcher.segment, columns[slot as usize], code) {
+                *counts.entry(value).or_default() += n;
             }
         }
     }
     plan.tail_matches(snapshot, |event| {
         if let Some(value) = field.facet_value_of(event) {
-            *counts.entry(value.to_string()).or_default() += 1;
+            *counts.entry(value).or_default() += 1;
         }
     });
-    let mut out: Vec<(String, u64)> = counts.into_iter().collect();
-    out.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut out: Vec<(&str, u64)> = counts.into_iter().collect();
+    out.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     out.truncate(top_n);
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|(value, n)| (value.to_string(), n))
+        .collect())
 }
 
 /// Adds the codes of `rows` of a block to `codes` (one vector per column of the field, indexed
@@ -238,6 +231,30 @@ fn count_codes(block: &Block, columns: &[Column], rows: &[usize], codes: &mut [V
                 view => {
                     for &row in rows {
                         by_code[view.get(row) as usize] += 1;
+                    }
+                }
+            }
+        }
+        [first, second] => {
+            let (first, second) = (Codes::of(block, *first), Codes::of(block, *second));
+            let (first_codes, second_codes) = codes.split_at_mut(1);
+            let (first_codes, second_codes) = (&mut first_codes[0], &mut second_codes[0]);
+            let mut add = |code_second: u32, code_first: u32| {
+                if code_second != 0 {
+                    second_codes[code_second as usize] += 1;
+                } else if code_first != 0 {
+                    first_codes[code_first as usize] += 1;
+                }
+            };
+            match (first, second) {
+                (Codes::Dictionary(a), Codes::Dictionary(b)) => {
+                    for &row in rows {
+                        add(b[row], a[row]);
+                    }
+                }
+                (a, b) => {
+                    for &row in rows {
+                        add(b.get(row), a.get(row));
                     }
                 }
             }
@@ -671,6 +688,8 @@ struct SegmentMatcher<'s> {
     conditions: Vec<Condition>,
     /// The segment's indexes, when it has them.
     indexes: Option<&'s SegmentIndex>,
+    /// Every row of the segment lies in the query's time range (its cursor aside).
+    within_time_range: bool,
     /// The segment's instance number in the decoded-block cache (indexed segments only).
     cache: Option<u64>,
     /// [`Plan::fill_cache`].
@@ -693,7 +712,7 @@ impl<'s> SegmentMatcher<'s> {
         let Some(dictionary) = segment.dictionary(Column::Tenant) else {
             return Ok(None);
         };
-        if plan.tenants.len() <= dictionary.len() {
+        if plan.tenants.len() * 16 <= dictionary.len() {
             for tenant in &plan.tenants {
                 if let Some(code) = dictionary.code_of(tenant) {
                     tenant_codes.push(code);
@@ -701,10 +720,18 @@ impl<'s> SegmentMatcher<'s> {
                 }
             }
         } else {
+            // Both sorted: one merge walk (an admin's scope is every tenant, and a lookup per
+            // tenant per segment was most of a tenant facet's time).
+            let mut wanted = plan.tenants.iter().peekable();
             for (code, tenant) in dictionary.iter() {
-                if plan.tenants.binary_search(&tenant).is_ok() {
-                    tenant_codes.push(code);
-                    tenant_ranges.extend(segment.tenant_code_rows(code));
+                while wanted.next_if(|w| **w < tenant).is_some() {}
+                match wanted.peek() {
+                    None => break,
+                    Some(w) if **w == tenant => {
+                        tenant_codes.push(code);
+                        tenant_ranges.extend(segment.tenant_code_rows(code));
+                    }
+                    Some(_) => {}
                 }
             }
         }
@@ -750,8 +777,18 @@ impl<'s> SegmentMatcher<'s> {
             .iter()
             .fold(Columns::NONE, |set, c| set | c.columns());
         let text_index = indexes.filter(|_| !plan.text.is_empty());
+        let entry = &sealed.entry;
+        let within_time_range = plan
+            .query
+            .from_us
+            .is_none_or(|from| entry.min_timestamp_us >= from)
+            && plan
+                .query
+                .to_us
+                .is_none_or(|to| entry.max_timestamp_us < to);
         Ok(Some(SegmentMatcher {
             segment,
+            within_time_range,
             tenant_ranges,
             tenant_codes,
             text_index,
@@ -859,10 +896,103 @@ impl<'s> SegmentMatcher<'s> {
         Ok(true)
     }
 
+    /// The facet cache's key for this segment's counts of `field`, when they can be kept: an
+    /// indexed segment wholly inside the time range.
+    fn facet_cache_key(&self, field: Field, question: &Arc<str>) -> Option<facet_cache::Key> {
+        Some(facet_cache::Key {
+            instance: self.cache.filter(|_| self.within_time_range)?,
+            field,
+            question: Arc::clone(question),
+            tenant_codes: self.tenant_codes.clone(),
+        })
+    }
+
+    /// This segment's non-zero counts of a facet's `columns` among the matching rows, as
+    /// (column slot, code, count); `codes` is scratch space (a vector per column).
+    fn facet_codes(
+        &self,
+        plan: &Plan<'_>,
+        columns: &[Column],
+        codes: &mut [Vec<u64>],
+    ) -> Result<Vec<(u8, u32, u64)>> {
+        for (column, by_code) in columns.iter().zip(codes.iter_mut()) {
+            by_code.clear();
+            by_code.resize(max_code(self.segment, *column) as usize + 1, 0);
+        }
+        let counted = match columns {
+            [Column::Tenant] => self.tenant_counts(plan, &mut codes[0])?,
+            [column] => self.posting_counts(plan, *column, &mut codes[0])?,
+            _ => false,
+        };
+        if !counted {
+            let extra = columns.iter().fold(Columns::NONE, |set, c| set.with(*c));
+            plan.scan_segment(self, extra, |visit| {
+                let Visit::Rows { block, rows, .. } = visit else {
+                    return Ok(());
+                };
+                let block = block.expect("facet columns were asked for");
+                count_codes(block, columns, rows, codes);
+                Ok(())
+            })?;
+        }
+        let mut found = Vec::new();
+        for (slot, by_code) in codes.iter().enumerate() {
+            // Code 0 is "absent": not counted.
+            for (code, &n) in by_code.iter().enumerate().skip(1) {
+                if n != 0 {
+                    found.push((slot as u8, code as u32, n));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Counts by tenant code from the tenants' row runs, without decoding rows: a run's length
+    /// within the time range, or its candidates' count there. False (nothing counted) when
+    /// rows must be checked (text, or filters the index did not answer).
+    fn tenant_counts(&self, plan: &Plan<'_>, by_code: &mut [u64]) -> Result<bool> {
+        if !plan.text.is_empty() || !self.conditions.is_empty() {
+            return Ok(false);
+        }
+        let mut runs = Vec::with_capacity(self.tenant_codes.len());
+        for &code in &self.tenant_codes {
+            if let Some(run) = self.segment.tenant_code_rows(code) {
+                let range = self.rows_in_time_range(plan, run)?;
+                if !range.is_empty() {
+                    runs.push((range, code));
+                }
+            }
+        }
+        let Some(candidates) = &self.candidates else {
+            for (range, code) in runs {
+                by_code[code as usize] = range.end - range.start;
+            }
+            return Ok(true);
+        };
+        // One walk over the candidates beside the runs in row order (a rank query per run
+        // costs more: thousands of small tenants share each bitmap container).
+        runs.sort_unstable_by_key(|(range, _)| range.start);
+        let mut runs = runs.iter().peekable();
+        for row in candidates {
+            let row = u64::from(row);
+            while runs.next_if(|(range, _)| range.end <= row).is_some() {}
+            let Some((range, code)) = runs.peek() else {
+                break;
+            };
+            if row >= range.start {
+                by_code[*code as usize] += 1;
+            }
+        }
+        Ok(true)
+    }
+
     /// The rows of a tenant's run `rows` whose timestamps lie in the query's time range (a
     /// run is time-ordered, so they are contiguous); timestamps are decoded only for the
     /// blocks where a bound falls.
     fn rows_in_time_range(&self, plan: &Plan<'_>, rows: Range<u64>) -> Result<Range<u64>> {
+        if self.within_time_range {
+            return Ok(rows);
+        }
         let start = match plan.query.from_us {
             Some(from) => self.first_row_at(from, rows.clone())?,
             None => rows.start,

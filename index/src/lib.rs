@@ -65,6 +65,7 @@ pub mod codes;
 pub mod error;
 pub mod exec;
 pub mod export;
+pub mod facet_cache;
 pub mod filter;
 pub mod fulltext;
 pub mod parse;

@@ -110,7 +110,9 @@ fn facets_from_postings_match_a_naive_count() {
                 queries.push(filtered);
             }
         }
-        for query in &queries {
+        // Twice: the second pass is answered from the facet cache for the segments wholly
+        // inside a query's time range, and must not mix scopes (same filters, other tenants).
+        for query in queries.iter().chain(&queries) {
             for field in [
                 Field::Action,
                 Field::ResourceType,
