@@ -1,5 +1,7 @@
-//! Profiling aid: appends realistic events (untimed), then times `Store::seal` alone.
-//! `cargo run --release -p auditlog-benches --example seal_profile -- 400000`
+//! Profiling aid: appends realistic events (untimed), then times `Store::seal` alone; with
+//! `indexes`, the seal also builds every index (filter bitmaps and full text), as the server's
+//! does.
+//! `cargo run --release -p auditlog-benches --example seal_profile -- 400000 [indexes]`
 
 use std::time::Instant;
 
@@ -13,8 +15,12 @@ fn main() {
     let events: usize = std::env::args()
         .nth(1)
         .map_or(400_000, |a| a.parse().expect("events"));
+    let indexes = std::env::args().nth(2).as_deref() == Some("indexes");
     let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
     let mut options = StoreOptions::new(dir.path());
+    if indexes {
+        options.segment_hook = Some(auditlog_index::SegmentIndexer::hook());
+    }
     options.background = false;
     options.tail_bytes_max = u64::MAX;
     let store = Store::open(options).expect("open");
@@ -29,8 +35,9 @@ fn main() {
     store.seal().expect("seal");
     let seconds = start.elapsed().as_secs_f64();
     println!(
-        "sealed {events} events in {seconds:.3} s: {:.0} events/s, {} segments",
+        "sealed {events} events in {seconds:.3} s: {:.0} events/s, {} segments{}",
         events as f64 / seconds,
-        store.stats().segments
+        store.stats().segments,
+        if indexes { ", every index built" } else { "" }
     );
 }

@@ -51,10 +51,10 @@ use tantivy::{
     DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
 };
 
-use crate::codes::code_value;
+use crate::codes::{code_value, max_code};
 use crate::query::{TextKind, TextTerm};
 use crate::text::TEXT_DICTIONARY_COLUMNS;
-use crate::tokenize::{atoms, normalize};
+use crate::tokenize::{atoms, is_normalized, normalize};
 
 /// The schema version this code writes and reads.
 pub const VERSION: u32 = 2;
@@ -195,12 +195,22 @@ fn add_blocks(
     let mut own: (FastSet<String>, FastSet<String>) = Default::default();
     let mut shared: (FastSet<String>, FastSet<String>) = Default::default();
     let mut text = String::new();
+    // Per dictionary column and code, the number of the last document that took the value's
+    // terms: a value repeated over a tenant's rows is merged into the document once, not
+    // looked up term by term on every row.
+    let mut merged_into: Vec<Vec<u32>> = TEXT_DICTIONARY_COLUMNS
+        .iter()
+        .map(|column| vec![0; max_code(segment, *column) as usize + 1])
+        .collect();
+    let mut documents = 0u32;
     for block_index in blocks {
         let block = segment.read_block(block_index, columns)?;
         let tenants = block.tenant_codes();
         let mut start = 0;
         shared.0.clear();
         shared.1.clear();
+        documents += 1;
+        let shared_document = documents;
         let mut emit =
             |(terms, json): &(FastSet<String>, FastSet<String>), tenant: u32| -> Result<()> {
                 let mut document = TantivyDocument::new();
@@ -222,19 +232,27 @@ fn add_blocks(
             let tenant = tenants[start];
             let end = start + tenants[start..].partition_point(|t| *t == tenant);
             let has_own = end - start >= OWN_DOCUMENT_ROWS;
-            let (terms, json) = if has_own {
+            let (terms, json, document) = if has_own {
                 own.0.clear();
                 own.1.clear();
-                (&mut own.0, &mut own.1)
+                documents += 1;
+                (&mut own.0, &mut own.1, documents)
             } else {
-                (&mut shared.0, &mut shared.1)
+                (&mut shared.0, &mut shared.1, shared_document)
             };
             for row in start..end {
-                for column in TEXT_DICTIONARY_COLUMNS {
+                for (slot, column) in TEXT_DICTIONARY_COLUMNS.into_iter().enumerate() {
                     let code = block.codes(column)[row];
                     if code == 0 {
                         continue;
                     }
+                    // (An own document in between may have taken the stamp: the shared one
+                    // then merges the value again, which the set makes harmless.)
+                    let stamp = &mut merged_into[slot][code as usize];
+                    if *stamp == document {
+                        continue;
+                    }
+                    *stamp = document;
                     let value_terms = value_terms.entry((column, code)).or_insert_with(|| {
                         let value = code_value(segment, column, code).unwrap_or_default();
                         let normalized = normalize(value);
@@ -253,7 +271,10 @@ fn add_blocks(
                 }
                 for column in [Column::Details, Column::Changes] {
                     if let Some(value) = block.str(column, row) {
-                        let normalized = normalize(value);
+                        let normalized = match is_normalized(value) {
+                            true => std::borrow::Cow::Borrowed(value),
+                            false => std::borrow::Cow::Owned(normalize(value)),
+                        };
                         for atom in atoms(&normalized) {
                             let term = index_term(atom);
                             if !json.contains(term.as_ref()) {

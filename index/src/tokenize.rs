@@ -42,16 +42,20 @@ pub fn is_connector(c: char) -> bool {
     CONNECTORS.contains(&c)
 }
 
-/// The text lowercased character by character. Borrowing would only save work for text that
-/// is already lowercase; the matcher calls this once per field value.
+/// The text lowercased character by character. The matcher calls this once per field value;
+/// the index builder, on every row's `details` and `changes`, borrows the text instead when
+/// it [`is_normalized`].
 pub fn normalize(text: &str) -> String {
-    if text
-        .bytes()
-        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
-    {
+    if is_normalized(text) {
         return text.to_owned();
     }
     text.chars().flat_map(char::to_lowercase).collect()
+}
+
+/// Whether [`normalize`] would return `text` unchanged (ASCII without capitals).
+pub fn is_normalized(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
 }
 
 /// The atoms of a [`normalize`]d text, in order.
