@@ -528,10 +528,15 @@ impl<'q> Plan<'q> {
         in_range && after_cursor
     }
 
+    /// True when every timestamp in `min..=max` lies in the query's time range.
+    fn span_in_time_range(&self, min: i64, max: i64) -> bool {
+        self.query.from_us.is_none_or(|from| min >= from)
+            && self.query.to_us.is_none_or(|to| max < to)
+    }
+
     /// True when every row with a timestamp in `min..=max` is admitted (whatever its seq).
     fn span_admitted(&self, min: i64, max: i64) -> bool {
-        let in_range = self.query.from_us.is_none_or(|from| min >= from)
-            && self.query.to_us.is_none_or(|to| max < to);
+        let in_range = self.span_in_time_range(min, max);
         let after_cursor = self.cursor.is_none_or(|c| match c.order {
             Order::NewestFirst => max < c.timestamp_us,
             Order::OldestFirst => min > c.timestamp_us,
@@ -777,15 +782,8 @@ impl<'s> SegmentMatcher<'s> {
             .iter()
             .fold(Columns::NONE, |set, c| set | c.columns());
         let text_index = indexes.filter(|_| !plan.text.is_empty());
-        let entry = &sealed.entry;
-        let within_time_range = plan
-            .query
-            .from_us
-            .is_none_or(|from| entry.min_timestamp_us >= from)
-            && plan
-                .query
-                .to_us
-                .is_none_or(|to| entry.max_timestamp_us < to);
+        let within_time_range =
+            plan.span_in_time_range(sealed.entry.min_timestamp_us, sealed.entry.max_timestamp_us);
         Ok(Some(SegmentMatcher {
             segment,
             within_time_range,

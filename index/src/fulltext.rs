@@ -248,11 +248,12 @@ fn add_blocks(
                     }
                     // (An own document in between may have taken the stamp: the shared one
                     // then merges the value again, which the set makes harmless.)
-                    let stamp = &mut merged_into[slot][code as usize];
-                    if *stamp == document {
-                        continue;
+                    if let Some(stamp) = merged_into[slot].get_mut(code as usize) {
+                        if *stamp == document {
+                            continue;
+                        }
+                        *stamp = document;
                     }
-                    *stamp = document;
                     let value_terms = value_terms.entry((column, code)).or_insert_with(|| {
                         let value = code_value(segment, column, code).unwrap_or_default();
                         let normalized = normalize(value);
