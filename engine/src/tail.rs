@@ -140,6 +140,9 @@ pub struct Tail {
     chunk_bytes: Vec<u64>,
     /// Tenant index of each chunk, parallel to `chunks`.
     chunk_tenants: Vec<Arc<TenantIndex>>,
+    /// Key hash of each event of each chunk (0 without `id`), parallel to `chunks`: draining a
+    /// sealed chunk removes its keys without hashing them again.
+    chunk_key_hashes: Vec<Box<[u64]>>,
     events: u64,
     bytes: u64,
     /// Idempotency keys of tail events: key hash -> seq (an exact check follows). Two different
@@ -202,6 +205,7 @@ impl Tail {
         self.chunks.push(events);
         self.chunk_bytes.push(bytes);
         self.chunk_tenants.push(tenants);
+        self.chunk_key_hashes.push(key_hashes.into());
     }
 
     pub fn last_seq(&self) -> Option<u64> {
@@ -266,8 +270,11 @@ impl Tail {
         }
     }
 
-    /// Drops every event with `seq <= sealed_through` (they are in segments now).
-    pub fn drain_through(&mut self, sealed_through: u64) {
+    /// Removes every event with `seq <= sealed_through` (they are in segments now) and returns
+    /// their chunks, for the caller to drop once it no longer holds the tail's lock (freeing
+    /// a seal's worth of events takes milliseconds that appends and queries should not wait).
+    #[must_use = "the drained chunks are returned to be dropped outside the tail's lock"]
+    pub fn drain_through(&mut self, sealed_through: u64) -> Vec<Chunk> {
         let keep_from = self
             .chunks
             .partition_point(|c| c.last().is_some_and(|e| e.seq <= sealed_through));
@@ -275,11 +282,11 @@ impl Tail {
         for bytes in self.chunk_bytes.drain(..keep_from) {
             self.bytes = self.bytes.saturating_sub(bytes);
         }
-        for chunk in self.chunks.drain(..keep_from) {
-            for event in chunk.iter() {
+        let drained: Vec<Chunk> = self.chunks.drain(..keep_from).collect();
+        for (chunk, hashes) in drained.iter().zip(self.chunk_key_hashes.drain(..keep_from)) {
+            for (event, &hash) in chunk.iter().zip(hashes.iter()) {
                 self.events -= 1;
-                if let Some(id) = &event.event.id {
-                    let hash = key_hash(&event.event.tenant, id);
+                if event.event.id.is_some() {
                     if self.keys.get(&hash) == Some(&event.seq) {
                         self.keys.remove(&hash);
                         // Promote a colliding key, if any, to the main map.
@@ -301,6 +308,7 @@ impl Tail {
             }
         }
         debug_assert!(self.first_seq().is_none_or(|first| first > sealed_through));
+        drained
     }
 }
 

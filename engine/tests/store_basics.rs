@@ -312,3 +312,50 @@ fn store_flipped_bit_in_a_sealed_segment_is_reported_with_file_and_offset() {
     assert!(text.contains(&segment.display().to_string()), "{text}");
     assert!(text.contains("offset"), "{text}");
 }
+
+/// The nice value of this process's thread named `name` (Linux: field 19 of its `stat`).
+#[cfg(target_os = "linux")]
+fn thread_nice(name: &str) -> Option<i64> {
+    // Threads of other tests come and go: one that vanished is skipped.
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let task = task.path();
+        let Ok(comm) = std::fs::read_to_string(task.join("comm")) else {
+            continue;
+        };
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let rest = &stat[stat.rfind(')')? + 2..];
+        return rest.split(' ').nth(16)?.parse().ok();
+    }
+    None
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn store_background_thread_runs_nicer_than_the_rest_by_the_configured_amount() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(dir.path());
+    options.background_nice = 7;
+    let store = Store::open(options).unwrap();
+    // Appends run on the caller's thread and the commit thread, at the process's priority;
+    // the background thread lowers its own as it starts. (A thread takes its name once it
+    // runs: both are looked for a while.)
+    let mut found = (None, None);
+    for _ in 0..200 {
+        found = (thread_nice("auditlog-commit"), thread_nice("auditlog-seal"));
+        if let (Some(base), Some(nice)) = found {
+            if nice == (base + 7).min(19) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (base, nice) = found;
+    let base = base.expect("the commit thread's nice value");
+    let want = (base + 7).min(19);
+    assert_eq!(nice, Some(want), "the background thread's nice value");
+    drop(store);
+}

@@ -639,7 +639,7 @@ fn store_model_empty_store_answers_empty() {
 /// Found by proptest (shrunk by hand). A reopen that appends nothing leaves a WAL file holding
 /// only its header; the next open lists it among the existing files *and* creates it again as its
 /// current file, so the writer's file list names the current file twice. The next seal's
-/// `remove_sealed` then deletes the current WAL file, and every event appended after that seal is
+/// WAL cleanup (now `take_sealed`) then deleted the current WAL file, and every event appended after that seal is
 /// written to an unlinked file: acknowledged, then lost at the next reopen (clean or not).
 #[test]
 fn store_model_regression_seal_after_two_reopens_keeps_the_current_wal_file() {

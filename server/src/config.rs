@@ -8,6 +8,7 @@
 //! archive_dir = "/mnt/archive/auditlog"
 //! batch_events_max = 10000
 //! batch_bytes_max = 16777216
+//! background_nice = 10
 //!
 //! [retention_classes]
 //! extended = 365
@@ -42,6 +43,10 @@ pub struct ServerConfig {
     pub batch_events_max: usize,
     /// Most bytes of one ingest request after decompression (413 beyond).
     pub batch_bytes_max: usize,
+    /// How much nicer (lower CPU priority) than the server sealing, merging and index
+    /// building run, so that ingest acknowledgements, the live stream and queries come first
+    /// (0: the same priority). See the engine's `StoreOptions::background_nice`.
+    pub background_nice: i32,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +60,7 @@ impl Default for ServerConfig {
             archive_dir: None,
             batch_events_max: 10_000,
             batch_bytes_max: 16 << 20,
+            background_nice: 10,
         }
     }
 }
@@ -86,6 +92,7 @@ impl ServerConfig {
         options.retention = self.retention();
         options.archive_dir = self.archive_dir.clone();
         options.batch_events_max = self.batch_events_max;
+        options.background_nice = self.background_nice;
         // Every segment gets its filter and full-text indexes (built, or rebuilt, on open).
         options.segment_hook = Some(auditlog_index::SegmentIndexer::hook());
         options

@@ -553,6 +553,7 @@ impl Inner {
     }
 
     fn background_loop(self: &Arc<Self>) {
+        lower_thread_priority(self.options.background_nice);
         let mut last_retention = Instant::now() - self.options.retention_interval;
         while !self.shutdown.load(Ordering::SeqCst) {
             let (bytes, oldest_age) = {
@@ -590,6 +591,25 @@ impl Inner {
                 self.background_wake
                     .wait_for(&mut guard, Duration::from_millis(200));
             }
+        }
+    }
+}
+
+/// Makes the calling thread `by` nicer (lower CPU priority) than it is; Linux keeps a nice
+/// value per thread, and threads started from it inherit it. Best effort: on failure, or
+/// elsewhere than Linux, the priority stays as it was.
+fn lower_thread_priority(by: i32) {
+    if by <= 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid takes no argument; getpriority and setpriority only read their
+        // integer arguments.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+            libc::setpriority(libc::PRIO_PROCESS, tid, current.saturating_add(by).min(19));
         }
     }
 }

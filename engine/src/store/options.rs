@@ -50,6 +50,12 @@ pub struct StoreOptions {
     pub retention_interval: Duration,
     /// Run the sealing, merging and retention threads (tests drive them by hand when false).
     pub background: bool,
+    /// How much nicer (lower CPU priority, Linux) than the process the background thread
+    /// runs, and with it the index builders it starts (threads inherit it): appends,
+    /// acknowledgements, the live stream and queries get the CPU first, sealing takes what
+    /// they leave (the tail's bound still stops appends if it falls too far behind). 0 leaves
+    /// its priority alone; the result is capped at nice 19.
+    pub background_nice: i32,
     pub encode: EncodeOptions,
     /// Builds companion files (indexes) for each new segment before it is published.
     pub segment_hook: Option<Arc<dyn SegmentHook>>,
@@ -74,6 +80,7 @@ impl StoreOptions {
             merge_rows_max: 250_000,
             retention_interval: Duration::from_secs(60),
             background: true,
+            background_nice: 10,
             encode: EncodeOptions::default(),
             segment_hook: None,
         }

@@ -119,19 +119,23 @@ impl Inner {
             self.state.write().manifest.next_segment_id = manifest.next_segment_id;
             return Err(error);
         }
-        {
+        let drained = {
             let mut state = self.state.write();
             let mut segments = (*state.segments).clone();
             segments.extend(written);
             state.segments = Arc::new(segments);
-            state.tail.drain_through(upto);
             state.manifest = manifest;
-        }
+            state.tail.drain_through(upto)
+        };
+        // The sealed events are freed here, with the lock released (unless a reader's
+        // snapshot still holds them: then when it is done).
+        drop(drained);
         {
             let _guard = self.tail_room_lock.lock();
             self.tail_room.notify_all();
         }
-        self.commit.lock().wal.remove_sealed(upto)?;
+        let sealed_files = self.commit.lock().wal.take_sealed(upto);
+        sealed_files.remove()?;
         Ok(upto)
     }
 

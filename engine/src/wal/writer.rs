@@ -236,10 +236,11 @@ impl WalWriter {
         self.unsynced_bytes
     }
 
-    /// Deletes every WAL file all of whose events have `seq <= sealed_through`. The current file is
-    /// never deleted.
-    pub fn remove_sealed(&mut self, sealed_through: u64) -> Result<()> {
-        let mut removed = false;
+    /// Takes out of the writer's list every WAL file all of whose events have
+    /// `seq <= sealed_through`, for the caller to delete ([`SealedFiles::remove`]). The current
+    /// file is never taken.
+    pub fn take_sealed(&mut self, sealed_through: u64) -> SealedFiles {
+        let mut files = Vec::new();
         while self.files.len() > 1 {
             // A file holds seqs from its first_seq up to the next file's first_seq - 1.
             let next_first = self.files[1].0;
@@ -247,17 +248,13 @@ impl WalWriter {
                 break;
             }
             let (_, path) = self.files.pop_front().expect("len > 1");
-            self.vfs
-                .remove_file(&path)
-                .map_err(|e| Error::io(&path, e))?;
-            removed = true;
+            files.push(path);
         }
-        if removed {
-            self.vfs
-                .sync_dir(&self.dir)
-                .map_err(|e| Error::io(&self.dir, e))?;
+        SealedFiles {
+            dir: self.dir.clone(),
+            vfs: Arc::clone(&self.vfs),
+            files,
         }
-        Ok(())
     }
 
     /// Number of WAL files on disk.
@@ -268,5 +265,32 @@ impl WalWriter {
     /// Total bytes of the current file.
     pub fn current_file_bytes(&self) -> u64 {
         self.file_bytes
+    }
+}
+
+/// WAL files whose events are all sealed, taken from the writer's list by
+/// [`WalWriter::take_sealed`], to be deleted with [`SealedFiles::remove`] once the caller no
+/// longer holds the commit lock (an unlink and a directory fsync take milliseconds that
+/// acknowledgements should not wait). A file left behind by a failed removal is read and
+/// skipped by the next open, then removed by its first seal.
+#[must_use = "the sealed WAL files stay on disk until removed"]
+pub struct SealedFiles {
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    files: Vec<PathBuf>,
+}
+
+impl SealedFiles {
+    /// Deletes the files, then makes the deletion durable.
+    pub fn remove(self) -> Result<()> {
+        for path in &self.files {
+            self.vfs.remove_file(path).map_err(|e| Error::io(path, e))?;
+        }
+        if !self.files.is_empty() {
+            self.vfs
+                .sync_dir(&self.dir)
+                .map_err(|e| Error::io(&self.dir, e))?;
+        }
+        Ok(())
     }
 }

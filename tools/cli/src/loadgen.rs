@@ -75,6 +75,7 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
             );
             let batch = options.batch;
             let duration = options.duration;
+            let connections = options.connections.max(1);
             let config = configs[connection]
                 .clone()
                 .with_rate(simulated_rate / options.connections.max(1) as f64);
@@ -88,8 +89,11 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                 let mut batches = 0u64;
                 while start.elapsed() < duration && !stop.load(Ordering::Relaxed) {
                     if per_connection_rate > 0.0 {
+                        // Connections are spread over the period (connection i starts i/N of
+                        // it late): independent clients do not all send at the same instant.
+                        let phase = connection as f64 / connections as f64;
                         let due = Duration::from_secs_f64(
-                            batches as f64 * batch as f64 / per_connection_rate,
+                            (batches as f64 + phase) * batch as f64 / per_connection_rate,
                         );
                         if let Some(wait) = due.checked_sub(start.elapsed()) {
                             std::thread::sleep(wait);

@@ -55,6 +55,9 @@ enum Command {
         /// Directory that expired partitions are moved to (deleted when unset).
         #[arg(long, env = "AUDITLOG_ARCHIVE_DIR")]
         archive_dir: Option<PathBuf>,
+        /// How much nicer than the server sealing and index building run [default: 10].
+        #[arg(long, env = "AUDITLOG_BACKGROUND_NICE")]
+        background_nice: Option<i32>,
     },
     /// Send NDJSON events from a file (or - for stdin).
     Ingest {
@@ -231,6 +234,7 @@ fn main() -> anyhow::Result<()> {
             listen,
             retention_days,
             archive_dir,
+            background_nice,
         } => {
             let mut settings = match &config {
                 Some(path) => {
@@ -249,6 +253,9 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(dir) = archive_dir {
                 settings.archive_dir = Some(dir);
+            }
+            if let Some(nice) = background_nice {
+                settings.background_nice = nice;
             }
             let admin_token = std::env::var("AUDITLOG_ADMIN_TOKEN").ok();
             let (state, shown) = auditlog_server::open_state(settings, admin_token)
