@@ -441,10 +441,13 @@ impl Segment {
         };
         with_decoder(&self.path, |decoder| {
             for index in self.blocks_for_rows(rows.clone()) {
-                let block = self.decode_block(decoder, index, Column::Id | Column::Seq)?;
                 let block_rows = self.blocks[index].row_range();
                 let start = (rows.start.max(block_rows.start) - block_rows.start) as usize;
                 let end = (rows.end.min(block_rows.end) - block_rows.start) as usize;
+                // Ids of the tenant's rows only: a small tenant has a few rows of a block of
+                // thousands, and a Bloom false positive lands here for every segment.
+                let block =
+                    self.decode_block_rows(decoder, index, Column::Id | Column::Seq, start..end)?;
                 for row in start..end {
                     let Some(positions) =
                         block.str(Column::Id, row).and_then(|id| wanted.remove(id))
