@@ -31,6 +31,10 @@ pub struct DuplicateAnswer {
     pub seq: u64,
 }
 
+/// An ingest request acknowledged after this long is logged (at `warn`) with where its time
+/// went.
+const SLOW_INGEST: std::time::Duration = std::time::Duration::from_millis(50);
+
 #[utoipa::path(
     post,
     path = "/v1/events",
@@ -83,11 +87,14 @@ pub async fn ingest(
             ApiError::bad_request(format!("cannot read the request body: {error}"))
         }
     })?;
+    let received = started.elapsed();
     let state_for_work = Arc::clone(&state);
     let answer = blocking(move || {
         let state = state_for_work;
+        let queued = started.elapsed();
         let context = ValidationContext::new(auditlog_engine::store::now_us(), &state.retention);
         let events = parse_batch(&bytes, &context)?;
+        let parsed = started.elapsed();
         if events.len() > state.config.batch_events_max {
             return Err(ApiError::too_large(format!(
                 "batch has {} events, limit {}",
@@ -108,9 +115,25 @@ pub async fn ingest(
             error.field = Some("tenant".into());
             return Err(error);
         }
+        let count = events.len();
         let result = state.store.append(events)?;
+        let total = started.elapsed();
         let metrics = &state.metrics;
-        metrics.ack_latency.record(started.elapsed());
+        metrics.ack_latency.record(total);
+        if total >= SLOW_INGEST {
+            // Where a slow acknowledgement spent its time: reading the body, waiting for a
+            // blocking thread, parsing and validating, or in the store (idempotency checks,
+            // the group commit's write and fsync).
+            tracing::warn!(
+                events = count,
+                total_ms = total.as_secs_f64() * 1e3,
+                body_ms = received.as_secs_f64() * 1e3,
+                queued_ms = (queued - received).as_secs_f64() * 1e3,
+                parse_ms = (parsed - queued).as_secs_f64() * 1e3,
+                append_ms = (total - parsed).as_secs_f64() * 1e3,
+                "slow ingest request"
+            );
+        }
         metrics
             .ingest_events
             .fetch_add(result.accepted as u64, std::sync::atomic::Ordering::Relaxed);
