@@ -1,0 +1,43 @@
+"""How a background writer's flushes delay a WAL's fdatasync on this disk (not a test).
+
+One thread appends 350 KB records to a "WAL" file, each followed by fdatasync (what a group
+commit of 1,000 events does), while another writes 24 MiB files the way a seal does:
+`whole` (write, then one fdatasync), `pieces` (fdatasync after every MiB) or `paced` (the
+same with a 4 ms pause per MiB). `grow` appends to a growing WAL file, `prealloc` to a
+zero-filled one. Prints the WAL fdatasync latency percentiles.
+
+    python3 benches/fsync_interference.py grow whole
+    python3 benches/fsync_interference.py grow pieces
+"""
+import os, time, threading, sys
+mode = sys.argv[1]  # grow | prealloc
+bg = sys.argv[2]  # whole | pieces | paced
+stop = False
+def background():
+    i = 0
+    buf = os.urandom(1 << 20)
+    while not stop:
+        fd = os.open(f"/tmp/fsx/bg{i%4}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        for _ in range(24):
+            os.write(fd, buf)
+            if bg == "pieces": os.fdatasync(fd)
+            if bg == "paced": os.fdatasync(fd); time.sleep(0.004)
+        os.fdatasync(fd); os.close(fd); i += 1
+        time.sleep(0.2)
+os.makedirs("/tmp/fsx", exist_ok=True)
+path = "/tmp/fsx/wal"
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+if mode == "prealloc":
+    z = bytes(1 << 20)
+    for _ in range(128): os.write(fd, z)
+    os.fdatasync(fd); os.lseek(fd, 0, 0)
+t = threading.Thread(target=background); t.start()
+rec = os.urandom(350_000)
+lat = []
+end = time.time() + 20
+while time.time() < end:
+    s = time.perf_counter(); os.write(fd, rec); os.fdatasync(fd); lat.append((time.perf_counter() - s) * 1e3)
+    time.sleep(0.02)
+stop = True; t.join()
+lat.sort()
+print(mode, bg, "n", len(lat), "p50 %.1f p90 %.1f p99 %.1f max %.1f ms" % (lat[len(lat)//2], lat[int(len(lat)*.9)], lat[int(len(lat)*.99)], lat[-1]))
