@@ -259,20 +259,7 @@ fn count_codes(block: &Block, columns: &[Column], rows: &[usize], codes: &mut [V
                 }
             }
         }
-        _ => {
-            let views: Vec<Codes<'_>> = columns.iter().map(|c| Codes::of(block, *c)).collect();
-            for &row in rows {
-                let found = views
-                    .iter()
-                    .enumerate()
-                    .rev()
-                    .map(|(slot, view)| (slot, view.get(row)))
-                    .find(|(_, code)| *code != 0);
-                if let Some((slot, code)) = found {
-                    codes[slot][code as usize] += 1;
-                }
-            }
-        }
+        _ => unreachable!("field_columns gives a field one or two columns"),
     }
 }
 
