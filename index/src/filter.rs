@@ -209,14 +209,14 @@ fn too_many_rows(segment: &Segment) -> Error {
     }
 }
 
-/// Writes `bytes` to `path` durably: a temporary file, fsync, rename (the caller fsyncs the
-/// directory).
+/// Writes `bytes` to `path` durably: a temporary file, flushed every MiB on the way
+/// ([`auditlog_engine::io::PacedFile`]), then renamed (the caller fsyncs the directory).
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("idx.tmp");
-    let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut file = auditlog_engine::io::PacedFile::new(file);
     file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    file.sync_data().map_err(|e| Error::io(&tmp, e))?;
-    drop(file);
+    file.finish().map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 

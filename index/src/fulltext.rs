@@ -52,6 +52,7 @@ use tantivy::{
 };
 
 use crate::codes::{code_value, max_code};
+use crate::paced_directory::PacedDirectory;
 use crate::query::{TextKind, TextTerm};
 use crate::text::TEXT_DICTIONARY_COLUMNS;
 use crate::tokenize::{atoms, is_normalized, normalize};
@@ -138,7 +139,10 @@ pub fn build(segment: &Segment, dir: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let (schema, fields) = schema();
-    let index = Index::create_in_dir(&tmp, schema).map_err(|e| tantivy_error(&tmp, e))?;
+    // Its files are flushed every MiB as tantivy writes them (see PacedDirectory).
+    let directory = PacedDirectory::open(&tmp).map_err(|e| tantivy_error(&tmp, e))?;
+    let index = Index::create(directory, schema, tantivy::IndexSettings::default())
+        .map_err(|e| tantivy_error(&tmp, e))?;
     register(&index);
     let writer = index
         .writer_with_num_threads::<TantivyDocument>(BUILD_THREADS, WRITER_BYTES)

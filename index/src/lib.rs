@@ -68,6 +68,7 @@ pub mod export;
 pub mod facet_cache;
 pub mod filter;
 pub mod fulltext;
+pub mod paced_directory;
 pub mod parse;
 pub mod query;
 pub mod segment_index;

@@ -24,6 +24,13 @@ pub struct ServerMetrics {
     pub failed_5xx: AtomicU64,
     /// From request to durable acknowledgement, per ingest request.
     pub ack_latency: LatencyHistogram,
+    /// The parts of an acknowledged ingest request's time: reading the body, waiting for a
+    /// blocking thread, parsing and validating, and the store's append (idempotency checks,
+    /// group commit write and fsync). They tell where an acknowledgement's time goes.
+    pub ingest_body: LatencyHistogram,
+    pub ingest_queue: LatencyHistogram,
+    pub ingest_parse: LatencyHistogram,
+    pub ingest_store: LatencyHistogram,
     pub queries: AtomicU64,
     pub exports: AtomicU64,
     pub stream_clients: AtomicI64,
@@ -98,6 +105,30 @@ pub fn render(state: &AppState) -> String {
         "Ingest request to durable acknowledgement.",
         &m.ack_latency,
     );
+    for (name, help, part) in [
+        (
+            "auditlog_ingest_body_seconds",
+            "Reading an acknowledged ingest request's body.",
+            &m.ingest_body,
+        ),
+        (
+            "auditlog_ingest_queue_seconds",
+            "An acknowledged ingest request waiting for a blocking thread.",
+            &m.ingest_queue,
+        ),
+        (
+            "auditlog_ingest_parse_seconds",
+            "Parsing and validating an acknowledged ingest batch.",
+            &m.ingest_parse,
+        ),
+        (
+            "auditlog_ingest_store_seconds",
+            "The store's append of an acknowledged batch (idempotency checks, group commit).",
+            &m.ingest_store,
+        ),
+    ] {
+        histogram(&mut out, name, help, part);
+    }
     histogram(
         &mut out,
         "auditlog_fsync_latency_seconds",

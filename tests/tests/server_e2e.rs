@@ -597,6 +597,28 @@ fn server_ingest_query_get_export_facets_histogram_end_to_end() {
         })
         .collect();
     assert_eq!(buckets, expected_buckets, "histogram {histogram}");
+
+    // 9. Metrics: every acknowledged request is in the ack histogram and in each of its parts'.
+    let metrics = get(&server, "/metrics", admin).text();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
+    };
+    let acks = value("auditlog_ack_latency_seconds_count");
+    assert!(acks >= 3.0, "{metrics}");
+    for part in ["body", "queue", "parse", "store"] {
+        assert_eq!(
+            value(&format!("auditlog_ingest_{part}_seconds_count")),
+            acks,
+            "{part}"
+        );
+        let inf = format!("auditlog_ingest_{part}_seconds_bucket{{le=\"+Inf\"}}");
+        assert_eq!(value(&inf), acks, "{part}");
+    }
+    assert!(value("auditlog_fsync_latency_seconds_count") >= 1.0);
+    assert!(value("auditlog_ingest_duplicates_total") >= 250.0);
 }
 
 #[test]

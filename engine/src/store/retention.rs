@@ -136,8 +136,7 @@ fn copy_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
         }
         let bytes = std::fs::read(&source).map_err(|e| Error::io(&source, e))?;
         let mut file = vfs.create(&target).map_err(|e| Error::io(&target, e))?;
-        file.write_all(&bytes).map_err(|e| Error::io(&target, e))?;
-        file.sync_data().map_err(|e| Error::io(&target, e))?;
+        crate::io::write_durably(file.as_mut(), &bytes).map_err(|e| Error::io(&target, e))?;
     }
     vfs.sync_dir(to).map_err(|e| Error::io(to, e))
 }

@@ -165,9 +165,8 @@ impl Inner {
         let path = dir.join(&name);
         let tmp = dir.join(format!("{name}.tmp"));
         let mut file = vfs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        file.write_all(&encoded.bytes)
-            .map_err(|e| Error::io(&tmp, e))?;
-        file.sync_data().map_err(|e| Error::io(&tmp, e))?;
+        // Flushed as it goes, so the WAL's fsyncs do not queue behind the whole file.
+        crate::io::write_durably(file.as_mut(), &encoded.bytes).map_err(|e| Error::io(&tmp, e))?;
         drop(file);
         vfs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         let segment = Segment::open(&path)?;

@@ -120,6 +120,10 @@ pub async fn ingest(
         let total = started.elapsed();
         let metrics = &state.metrics;
         metrics.ack_latency.record(total);
+        metrics.ingest_body.record(received);
+        metrics.ingest_queue.record(queued - received);
+        metrics.ingest_parse.record(parsed - queued);
+        metrics.ingest_store.record(total - parsed);
         if total >= SLOW_INGEST {
             // Where a slow acknowledgement spent its time: reading the body, waiting for a
             // blocking thread, parsing and validating, or in the store (idempotency checks,
