@@ -113,6 +113,17 @@ fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// A `/proc/self/status` field in KiB (0 when absent).
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
 fn dir_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -365,11 +376,45 @@ fn rss_mode(base: &Path, events: u64, producers: usize, batch: usize) {
             })
         })
         .collect();
+    // Every 5 s: resident memory split into anonymous (heap) and file-backed (mapped segment
+    // pages, which the kernel can drop and refault from its page cache), and the peaks.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let (mut anon_peak, mut file_peak) = (0u64, 0u64);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                let (anon, file) = (status_kib("RssAnon:"), status_kib("RssFile:"));
+                anon_peak = anon_peak.max(anon);
+                file_peak = file_peak.max(file);
+                if start.elapsed().as_millis() % 5000 < 200 {
+                    let stats = store.stats();
+                    eprintln!(
+                        "{:>6.0} s {:>10} events  rss anon {:>5} MiB  file {:>5} MiB  tail {:>4} MiB",
+                        start.elapsed().as_secs_f64(),
+                        stats.sealed_events + stats.tail_events,
+                        anon >> 10,
+                        file >> 10,
+                        stats.tail_bytes >> 20,
+                    );
+                }
+            }
+            (anon_peak, file_peak)
+        })
+    };
     let busy: u64 = threads
         .into_iter()
         .map(|t| t.join().expect("producer"))
         .sum();
     let seconds = start.elapsed().as_secs_f64();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (anon_peak, file_peak) = sampler.join().expect("sampler");
+    println!(
+        "  peak anonymous {:.0} MiB, peak file-backed {:.0} MiB (sampled every 200 ms)",
+        anon_peak as f64 / 1024.0,
+        file_peak as f64 / 1024.0
+    );
     store.seal().expect("final seal");
     let stats = store.stats();
     println!(

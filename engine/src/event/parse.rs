@@ -217,7 +217,9 @@ pub fn parse_event(
 }
 
 fn parse_ndjson(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
-    let mut events = Vec::new();
+    // One event per line: sized once, so no push moves the (large) events already parsed.
+    let lines = body.iter().filter(|&&byte| byte == b'\n').count() + 1;
+    let mut events = Vec::with_capacity(lines);
     // Validating the whole body at once lets the line split use `str`'s memchr-based search;
     // a body with invalid UTF-8 takes the slower path, which names the line.
     let Ok(text) = std::str::from_utf8(body) else {

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, StoredEvent};
 use crate::io::SyncHandle;
 use crate::tail::{Chunk, KeyMap, TenantIndex};
-use crate::wal::format::{encode_events, encode_payload, encode_record, BatchHeader};
+use crate::wal::format::{encode_batch_header, encode_events, encode_record_parts, BatchHeader};
 use crate::wal::writer::Poison;
 use crate::wal::WalWriter;
 
@@ -470,26 +470,30 @@ impl Inner {
     ) -> Result<()> {
         commit.wal.rotate_if_full(first_seq)?;
         let salt = commit.wal.salt();
-        let mut records = Vec::with_capacity(planned.iter().map(|p| p.encoded.len() + 64).sum());
-        let mut payload = Vec::new();
+        let mut records = Vec::with_capacity(
+            planned
+                .iter()
+                .map(|p| p.encoded.len() + p.tenant_seqs.len() * 4 + 64)
+                .sum(),
+        );
         let mut seq = first_seq;
         for plan in planned {
             if plan.keep.is_empty() {
                 continue;
             }
-            let header = BatchHeader {
+            let header = encode_batch_header(&BatchHeader {
                 first_seq: seq,
                 received_us,
                 tenant_seqs: plan.tenant_seqs.clone(),
-            };
-            payload.clear();
+            });
+            // The record is framed straight from the header and the caller's encoded events
+            // (no payload copy in between).
             if plan.keep.len() == plan.events.len() {
-                encode_payload(&header, &plan.encoded, &mut payload);
+                encode_record_parts(salt, &[&header, &plan.encoded], &mut records);
             } else {
                 let kept: Vec<Event> = plan.keep.iter().map(|&i| plan.events[i].clone()).collect();
-                encode_payload(&header, &encode_events(&kept), &mut payload);
+                encode_record_parts(salt, &[&header, &encode_events(&kept)], &mut records);
             }
-            encode_record(salt, &payload, &mut records);
             seq += plan.keep.len() as u64;
         }
         commit.wal.write(&records, false)

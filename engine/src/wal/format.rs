@@ -121,16 +121,34 @@ fn salted_crc(salt: u64, parts: &[&[u8]]) -> u32 {
 
 /// Appends one framed record to `out`.
 pub fn encode_record(salt: u64, payload: &[u8], out: &mut Vec<u8>) {
-    let payload_len = u32::try_from(payload.len()).expect("record payload fits u32");
-    let payload_crc = salted_crc(salt, &[payload]);
+    encode_record_parts(salt, &[payload], out);
+}
+
+/// Appends one framed record whose payload is `parts` one after the other (the same bytes as
+/// [`encode_record`] of their concatenation, without building it).
+///
+/// ```
+/// use auditlog_engine::wal::format::{encode_record, encode_record_parts};
+/// let (mut whole, mut parts) = (Vec::new(), Vec::new());
+/// encode_record(7, b"header+events", &mut whole);
+/// encode_record_parts(7, &[b"header", b"+events"], &mut parts);
+/// assert_eq!(whole, parts);
+/// ```
+pub fn encode_record_parts(salt: u64, parts: &[&[u8]], out: &mut Vec<u8>) {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    let payload_len = u32::try_from(len).expect("record payload fits u32");
+    let payload_crc = salted_crc(salt, parts);
     let header_crc = salted_crc(
         salt,
         &[&payload_len.to_le_bytes(), &payload_crc.to_le_bytes()],
     );
+    out.reserve(RECORD_HEADER_BYTES + len);
     out.extend_from_slice(&payload_len.to_le_bytes());
     out.extend_from_slice(&payload_crc.to_le_bytes());
     out.extend_from_slice(&header_crc.to_le_bytes());
-    out.extend_from_slice(payload);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
 }
 
 /// Decodes a record header, or `None` when its checksum or length is wrong.
@@ -169,15 +187,42 @@ pub struct BatchHeader {
 /// Builds a record payload from a batch header and the batch's events already encoded with
 /// [`encode_events`].
 pub fn encode_payload(header: &BatchHeader, encoded_events: &[u8], out: &mut Vec<u8>) {
-    // postcard into a Vec cannot fail for these types.
-    let header_bytes = postcard::to_stdvec(header).expect("batch header encodes");
-    out.extend_from_slice(&header_bytes);
+    out.extend_from_slice(&encode_batch_header(header));
     out.extend_from_slice(encoded_events);
+}
+
+/// The first part of a record payload (see [`encode_payload`]).
+pub fn encode_batch_header(header: &BatchHeader) -> Vec<u8> {
+    // postcard into a Vec cannot fail for these types.
+    postcard::to_stdvec(header).expect("batch header encodes")
 }
 
 /// Encodes events the way a payload carries them (postcard `Vec<Event>`).
 pub fn encode_events(events: &[Event]) -> Vec<u8> {
-    postcard::to_stdvec(events).expect("events encode")
+    // Sized for the strings plus a few bytes of lengths, tags and varints per field, so the
+    // buffer is not grown (and copied) on the way.
+    let capacity: usize = events
+        .iter()
+        .map(|e| {
+            let text = |value: &Option<String>| value.as_ref().map_or(0, String::len);
+            e.tenant.len()
+                + e.action.len()
+                + e.resource.kind.len()
+                + text(&e.id)
+                + text(&e.project)
+                + text(&e.actor.id)
+                + text(&e.actor.email)
+                + text(&e.actor.ip)
+                + text(&e.actor.user_agent)
+                + text(&e.resource.id)
+                + text(&e.resource.name)
+                + text(&e.changes)
+                + text(&e.details)
+                + 48
+        })
+        .sum::<usize>()
+        + 8;
+    postcard::to_extend(events, Vec::with_capacity(capacity)).expect("events encode")
 }
 
 /// Decodes a record payload into stored events, or a reason it is malformed. Events are decoded
