@@ -181,6 +181,41 @@ fn store_merge_keeps_every_event_once() {
     assert_eq!(files.len(), 1, "{files:?}");
 }
 
+#[test]
+fn store_merges_stay_within_merge_rows_max_and_are_counted() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_us();
+    let mut options = options(dir.path());
+    options.merge_rows_max = 120;
+    options.merge_segments_min = 2;
+    let store = Store::open(options).unwrap();
+    for round in 0..4u64 {
+        let batch: Vec<Event> = (0..50)
+            .map(|n| event("acct_1", round * 100 + n, now))
+            .collect();
+        store.append(batch).unwrap();
+        store.seal().unwrap();
+    }
+    let before = store.read_all().unwrap();
+    // 50+50 twice; then the two segments of 100 would make 200 > 120: left as they are.
+    let mut merges = 0;
+    loop {
+        match store.merge().unwrap() {
+            0 => break,
+            made => merges += made,
+        }
+    }
+    assert_eq!(merges, 2);
+    assert_eq!(store.stats().segments, 2);
+    assert_eq!(store.read_all().unwrap(), before);
+    let metrics = store.metrics();
+    assert_eq!(metrics.rows_sealed.load(Relaxed), 200);
+    assert_eq!(metrics.rows_merged.load(Relaxed), 200);
+    assert_eq!(metrics.merge.count(), 2);
+    assert_eq!(metrics.seal.count(), 4);
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -141,6 +141,26 @@ pub fn render(state: &AppState) -> String {
         "Sealing the tail into segments.",
         &store.seal,
     );
+    histogram(
+        &mut out,
+        "auditlog_merge_duration_seconds",
+        "Merging a partition's segments into one.",
+        &store.merge,
+    );
+    counter(
+        &mut out,
+        "auditlog_rows_sealed_total",
+        "counter",
+        "Rows written into segments by seals.",
+        load(&store.rows_sealed),
+    );
+    counter(
+        &mut out,
+        "auditlog_rows_merged_total",
+        "counter",
+        "Rows rewritten by merges (encoded and indexed again).",
+        load(&store.rows_merged),
+    );
     counter(
         &mut out,
         "auditlog_store_events_appended_total",

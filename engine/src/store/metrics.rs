@@ -64,6 +64,12 @@ pub struct StoreMetrics {
     pub fsync: LatencyHistogram,
     /// Each seal (tail to segments).
     pub seal: LatencyHistogram,
+    /// Each merge of a partition's segments into one.
+    pub merge: LatencyHistogram,
+    /// Rows written by seals, and rows rewritten by merges: their ratio is the write
+    /// amplification of merging (each merged row is encoded and indexed again).
+    pub rows_sealed: AtomicU64,
+    pub rows_merged: AtomicU64,
     /// Events acknowledged since the store was opened.
     pub events_appended: AtomicU64,
 }

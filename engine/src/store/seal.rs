@@ -33,9 +33,15 @@ impl Inner {
     pub(crate) fn seal(&self) -> Result<u64> {
         let _maintenance = self.maintenance.lock();
         let started = std::time::Instant::now();
+        let before = self.state.read().manifest.sealed_through;
         let result = self.seal_locked();
-        if result.is_ok() {
+        if let Ok(upto) = result {
             self.metrics.seal.record(started.elapsed());
+            // Seqs are consecutive: the tail held exactly the seqs after `before`.
+            self.metrics.rows_sealed.fetch_add(
+                upto.saturating_sub(before),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         result
     }
@@ -232,7 +238,13 @@ impl Inner {
     }
 
     /// Merges, in every partition, segments of one size tier once there are
-    /// `merge_segments_min` of them. Returns the number of merges made.
+    /// `merge_segments_min` of them, smallest first, into one of at most `merge_rows_max`
+    /// rows. Returns the number of merges made.
+    ///
+    /// A merge never exceeds `merge_rows_max`: a segment that cannot pair with another under
+    /// it stays as it is. Each merge encodes and indexes its rows again, so under sustained
+    /// ingest, seals of at least half of `merge_rows_max` rows (see
+    /// [`super::StoreOptions::seal_bytes`]) are written once and never merged.
     pub(crate) fn merge_pass(&self) -> Result<usize> {
         let _maintenance = self.maintenance.lock();
         let segments = Arc::clone(&self.state.read().segments);
@@ -255,7 +267,7 @@ impl Inner {
             let mut chosen = Vec::new();
             let mut rows = 0;
             for sealed in group {
-                if rows + sealed.entry.rows > self.options.merge_rows_max && chosen.len() >= 2 {
+                if rows + sealed.entry.rows > self.options.merge_rows_max {
                     break;
                 }
                 rows += sealed.entry.rows;
@@ -264,7 +276,12 @@ impl Inner {
             if chosen.len() < 2 {
                 continue;
             }
+            let started = std::time::Instant::now();
             self.merge_segments(partition, &chosen)?;
+            self.metrics.merge.record(started.elapsed());
+            self.metrics
+                .rows_merged
+                .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
             merges += 1;
         }
         Ok(merges)
