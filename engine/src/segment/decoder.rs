@@ -429,16 +429,32 @@ impl Segment {
     /// assert_eq!(found, vec![Some(3), None, Some(1)]);
     /// ```
     pub fn find_keys(&self, tenant: &str, ids: &[&str]) -> Result<Vec<Option<u64>>> {
+        let hashes: Vec<u64> = ids.iter().map(|id| bloom::key_hash(tenant, id)).collect();
+        self.find_keys_hashed(tenant, ids, &hashes)
+    }
+
+    /// [`Segment::find_keys`] with each id's [`super::key_hash`] already computed (a batch is
+    /// checked against every segment of its partition: the hashes are computed once).
+    pub fn find_keys_hashed(
+        &self,
+        tenant: &str,
+        ids: &[&str],
+        hashes: &[u64],
+    ) -> Result<Vec<Option<u64>>> {
         let mut found = vec![None; ids.len()];
+        // A segment without the tenant's rows is ruled out before any filter probe.
+        let Some(rows) = self.tenant_rows(tenant) else {
+            return Ok(found);
+        };
         let mut wanted: std::collections::HashMap<&str, Vec<usize>> = Default::default();
-        for (position, id) in ids.iter().enumerate() {
-            if self.may_contain_key(tenant, id) {
+        for (position, (id, &hash)) in ids.iter().zip(hashes).enumerate() {
+            if self.may_contain_key_hash(hash) {
                 wanted.entry(id).or_default().push(position);
             }
         }
-        let Some(rows) = self.tenant_rows(tenant).filter(|_| !wanted.is_empty()) else {
+        if wanted.is_empty() {
             return Ok(found);
-        };
+        }
         with_decoder(&self.path, |decoder| {
             for index in self.blocks_for_rows(rows.clone()) {
                 let block_rows = self.blocks[index].row_range();

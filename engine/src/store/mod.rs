@@ -261,12 +261,13 @@ impl Store {
             });
         }
         inner.wait_for_tail_room()?;
-        let (sealed_duplicates, checked_segment_id_max) = inner.sealed_duplicates(&events)?;
-        let encoded = crate::wal::format::encode_events(&events);
         let key_hashes: Vec<u64> = events
             .iter()
             .map(|e| e.id.as_ref().map_or(0, |id| key_hash(&e.tenant, id)))
             .collect();
+        let (sealed_duplicates, checked_segment_id_max) =
+            inner.sealed_duplicates(&events, &key_hashes)?;
+        let encoded = crate::wal::format::encode_events(&events);
         let bytes = events.iter().map(crate::tail::approx_event_bytes).sum();
         let reply = Arc::new(Reply::default());
         {
@@ -489,7 +490,11 @@ impl Inner {
 
     /// Finds the batch's keys in sealed segments (the slow part of the idempotency check, done
     /// on the caller's thread); the commit thread checks the tail and newer segments.
-    fn sealed_duplicates(&self, events: &[Event]) -> Result<(Vec<Duplicate>, u64)> {
+    fn sealed_duplicates(
+        &self,
+        events: &[Event],
+        key_hashes: &[u64],
+    ) -> Result<(Vec<Duplicate>, u64)> {
         let segments = Arc::clone(&self.state.read().segments);
         let checked_max = segments
             .iter()
@@ -502,7 +507,7 @@ impl Inner {
         }
         // Per (partition, tenant), the batch's ids: each segment of the partition is asked for
         // all of a tenant's ids in one pass over that tenant's blocks.
-        type Keys<'e> = (Vec<usize>, Vec<&'e str>);
+        type Keys<'e> = (Vec<usize>, Vec<&'e str>, Vec<u64>);
         let mut groups: HashMap<(crate::partition::PartitionKey, &str), Keys<'_>> = HashMap::new();
         for (index, event) in events.iter().enumerate() {
             if let Some(id) = &event.id {
@@ -511,20 +516,31 @@ impl Inner {
                     .or_default();
                 group.0.push(index);
                 group.1.push(id);
+                group.2.push(key_hashes[index]);
             }
         }
-        for ((partition, tenant), (indexes, ids)) in &groups {
+        for ((partition, tenant), (indexes, ids, hashes)) in &groups {
             let mut found: Vec<Option<u64>> = vec![None; ids.len()];
+            let mut any_found = false;
             for sealed in segments.iter().filter(|s| s.entry.partition == *partition) {
+                if !any_found {
+                    // The usual case (no duplicate yet): every id is asked, nothing copied.
+                    let answers = sealed.segment.find_keys_hashed(tenant, ids, hashes)?;
+                    any_found = answers.iter().any(Option::is_some);
+                    found = answers;
+                    continue;
+                }
                 if found.iter().all(Option::is_some) {
                     break;
                 }
                 let open: Vec<usize> = (0..ids.len()).filter(|&i| found[i].is_none()).collect();
                 let asked: Vec<&str> = open.iter().map(|&i| ids[i]).collect();
-                for (slot, seq) in open
-                    .into_iter()
-                    .zip(sealed.segment.find_keys(tenant, &asked)?)
-                {
+                let asked_hashes: Vec<u64> = open.iter().map(|&i| hashes[i]).collect();
+                for (slot, seq) in open.into_iter().zip(sealed.segment.find_keys_hashed(
+                    tenant,
+                    &asked,
+                    &asked_hashes,
+                )?) {
                     found[slot] = seq;
                 }
             }
