@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use auditlog_engine::event::{Actor, Event, Resource};
 use auditlog_engine::partition::MICROS_PER_DAY;
-use auditlog_engine::store::{now_us, Store, StoreOptions};
+use auditlog_engine::store::{now_us, AppendHints, Store, StoreOptions};
 use auditlog_engine::Error;
 
 fn event(tenant: &str, n: u64, timestamp_us: i64) -> Event {
@@ -214,6 +214,65 @@ fn store_merges_stay_within_merge_rows_max_and_are_counted() {
     assert_eq!(metrics.rows_merged.load(Relaxed), 200);
     assert_eq!(metrics.merge.count(), 2);
     assert_eq!(metrics.seal.count(), 4);
+}
+
+#[test]
+fn store_sealed_duplicates_are_looked_up_by_client_timestamp_or_in_the_whole_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let today = now_us() - now_us().rem_euclid(MICROS_PER_DAY);
+    let hour = 3_600_000_000;
+    let store = Store::open(options(dir.path())).unwrap();
+    // Three segments of today's partition, an hour apart.
+    let mut seqs = HashMap::new();
+    for round in 0..3u64 {
+        let batch: Vec<Event> = (0..20)
+            .map(|n| {
+                event(
+                    "acct_1",
+                    round * 100 + n,
+                    today + round as i64 * hour + n as i64,
+                )
+            })
+            .collect();
+        let answer = store.append(batch).unwrap();
+        for n in 0..20 {
+            seqs.insert(round * 100 + n, answer.first_seq.unwrap() + n);
+        }
+        store.seal().unwrap();
+    }
+    assert_eq!(store.stats().segments, 3);
+
+    // A retry (same event, same timestamp) of a row of each segment: duplicates.
+    let retries: Vec<Event> = [5u64, 107, 219]
+        .iter()
+        .map(|&n| {
+            event(
+                "acct_1",
+                n,
+                today + (n / 100) as i64 * hour + (n % 100) as i64,
+            )
+        })
+        .collect();
+    let answer = store.append(retries).unwrap();
+    assert_eq!(answer.accepted, 0);
+    let found: Vec<u64> = answer.duplicates.iter().map(|d| d.seq).collect();
+    assert_eq!(found, vec![seqs[&5], seqs[&107], seqs[&219]]);
+
+    // Sent without a timestamp, the retry was stamped with the receiving time: the original
+    // is looked for in every segment of the partition and found.
+    let stamped_at = today + 10 * hour;
+    let restamped = event("acct_1", 7, stamped_at);
+    let hints = AppendHints {
+        server_timestamp_us: Some(stamped_at),
+    };
+    let answer = store.append_with(vec![restamped.clone()], hints).unwrap();
+    assert_eq!(answer.accepted, 0, "{answer:?}");
+    assert_eq!(answer.duplicates[0].seq, seqs[&7]);
+
+    // The same id with another client timestamp is another event once the first is sealed
+    // (a retry re-sends the same event; see AppendHints).
+    let answer = store.append(vec![restamped]).unwrap();
+    assert_eq!(answer.accepted, 1);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -116,7 +116,11 @@ pub async fn ingest(
             return Err(error);
         }
         let count = events.len();
-        let result = state.store.append(events)?;
+        // Events sent without a timestamp were stamped with `context.now_us` by the parser.
+        let hints = auditlog_engine::store::AppendHints {
+            server_timestamp_us: Some(context.now_us),
+        };
+        let result = state.store.append_with(events, hints)?;
         let total = started.elapsed();
         let metrics = &state.metrics;
         metrics.ack_latency.record(total);
