@@ -219,7 +219,8 @@ fn store_merges_stay_within_merge_rows_max_and_are_counted() {
 #[test]
 fn store_sealed_duplicates_are_looked_up_by_client_timestamp_or_in_the_whole_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let today = now_us() - now_us().rem_euclid(MICROS_PER_DAY);
+    let now = now_us();
+    let today = now - now.rem_euclid(MICROS_PER_DAY);
     let hour = 3_600_000_000;
     let store = Store::open(options(dir.path())).unwrap();
     // Three segments of today's partition, an hour apart.
