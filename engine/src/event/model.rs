@@ -261,6 +261,31 @@ impl StoredEvent {
 }
 
 impl Event {
+    /// Bytes of text the event holds: the sum of its strings' lengths (for buffer and memory
+    /// estimates).
+    ///
+    /// ```
+    /// use auditlog_engine::event::Event;
+    /// let event = Event { tenant: "acct_1".into(), action: "login".into(), ..Event::default() };
+    /// assert_eq!(event.text_len(), 11);
+    /// ```
+    pub fn text_len(&self) -> usize {
+        let text = |value: &Option<String>| value.as_ref().map_or(0, String::len);
+        self.tenant.len()
+            + self.action.len()
+            + self.resource.kind.len()
+            + text(&self.id)
+            + text(&self.project)
+            + text(&self.actor.id)
+            + text(&self.actor.email)
+            + text(&self.actor.ip)
+            + text(&self.actor.user_agent)
+            + text(&self.resource.id)
+            + text(&self.resource.name)
+            + text(&self.changes)
+            + text(&self.details)
+    }
+
     /// The event borrowed as an [`EventRef`] with the given store-assigned numbers.
     pub fn view(&self, seq: u64, tenant_seq: u64, received_us: TimestampUs) -> EventRef<'_> {
         EventRef {

@@ -201,27 +201,7 @@ pub fn encode_batch_header(header: &BatchHeader) -> Vec<u8> {
 pub fn encode_events(events: &[Event]) -> Vec<u8> {
     // Sized for the strings plus a few bytes of lengths, tags and varints per field, so the
     // buffer is not grown (and copied) on the way.
-    let capacity: usize = events
-        .iter()
-        .map(|e| {
-            let text = |value: &Option<String>| value.as_ref().map_or(0, String::len);
-            e.tenant.len()
-                + e.action.len()
-                + e.resource.kind.len()
-                + text(&e.id)
-                + text(&e.project)
-                + text(&e.actor.id)
-                + text(&e.actor.email)
-                + text(&e.actor.ip)
-                + text(&e.actor.user_agent)
-                + text(&e.resource.id)
-                + text(&e.resource.name)
-                + text(&e.changes)
-                + text(&e.details)
-                + 48
-        })
-        .sum::<usize>()
-        + 8;
+    let capacity: usize = events.iter().map(|e| e.text_len() + 48).sum::<usize>() + 8;
     postcard::to_extend(events, Vec::with_capacity(capacity)).expect("events encode")
 }
 
