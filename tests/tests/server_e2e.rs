@@ -619,6 +619,28 @@ fn server_ingest_query_get_export_facets_histogram_end_to_end() {
     }
     assert!(value("auditlog_fsync_latency_seconds_count") >= 1.0);
     assert!(value("auditlog_ingest_duplicates_total") >= 250.0);
+
+    // 10. An event sent without a timestamp is stamped on receipt, so its retry carries
+    // another one: once the first is sealed, the retry is still caught.
+    let mut untimed = event("acct_untimed", 1, 0);
+    untimed.as_object_mut().unwrap().remove("timestamp");
+    let first = ingest(&server, admin, std::slice::from_ref(&untimed));
+    assert_eq!(first["accepted"], 1, "{first}");
+    let flushed = call(
+        "POST",
+        &server.url("/v1/admin/flush"),
+        Some(admin),
+        &[],
+        Some(b""),
+    );
+    assert_eq!(flushed.status, 200, "{}", flushed.text());
+    std::thread::sleep(Duration::from_millis(5));
+    let retry = ingest(&server, admin, &[untimed]);
+    assert_eq!(retry["accepted"], 0, "{retry}");
+    assert_eq!(
+        retry["duplicates"],
+        json!([{ "line": 1, "seq": first["first_seq"] }])
+    );
 }
 
 #[test]
