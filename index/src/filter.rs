@@ -380,6 +380,8 @@ impl FilterIndex {
                 end: offset + len,
             });
         }
+        // The checks read the whole file; queries map back the postings they use.
+        auditlog_engine::io::release_mapped_pages(&map);
         Ok(FilterIndex {
             path: path.to_path_buf(),
             map,

@@ -147,6 +147,39 @@ impl Write for PacedFile {
     }
 }
 
+/// Drops this process's mapping of every page of `map` (`MADV_DONTNEED`) without dropping
+/// them from the kernel's page cache: the next read maps them again (a minor fault, or a read
+/// from disk if the kernel has reclaimed them). Called once a seal, merge or index check has
+/// read a whole immutable file through its mapping, so resident memory follows what queries
+/// touch rather than every file written (on this kernel a touched byte of a fresh file maps
+/// about 2 MB of it). Advice only: failures are ignored.
+///
+/// Only for read-only mappings of files nobody writes while mapped (sealed segments and their
+/// index files): then the pages dropped hold exactly the file's bytes, and reads after the
+/// call see the same bytes.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("f");
+/// std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+/// let file = std::fs::File::open(&path).unwrap();
+/// let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+/// assert_eq!(map[4096], 7);
+/// auditlog_engine::io::release_mapped_pages(&map);
+/// assert_eq!(map[4096], 7); // mapped again on read
+/// ```
+pub fn release_mapped_pages(map: &memmap2::Mmap) {
+    #[cfg(unix)]
+    {
+        // SAFETY: `map` is a read-only mapping (`Mmap`, never `MmapMut`) of a file that is not
+        // written while mapped, so no page holds anything but the file's bytes: dropping the
+        // pages loses nothing, and later reads fault the same bytes back in.
+        let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+    }
+    #[cfg(not(unix))]
+    let _ = map;
+}
+
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealVfs;

@@ -283,6 +283,15 @@ impl Segment {
         self.dictionaries.get(column)
     }
 
+    /// Drops this process's mapping of the segment's pages, keeping them in the page cache
+    /// (see [`crate::io::release_mapped_pages`]): called after the seal or merge that wrote
+    /// the segment has read all of it to index it.
+    pub fn release_pages(&self) {
+        if let Data::Mapped(map) = &self.data {
+            crate::io::release_mapped_pages(map);
+        }
+    }
+
     /// Decodes `columns` of block `block_index`, checking each chunk's checksum.
     ///
     /// # Panics

@@ -214,6 +214,8 @@ impl Inner {
         }
         let vfs = self.options.vfs.as_ref();
         vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        // The hook read every block to index it; queries map back what they use.
+        sealed.segment.release_pages();
         Ok(sealed)
     }
 
