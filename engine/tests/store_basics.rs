@@ -159,13 +159,7 @@ fn store_merge_keeps_every_event_once() {
     let dir = tempfile::tempdir().unwrap();
     let now = now_us();
     let store = Store::open(options(dir.path())).unwrap();
-    for round in 0..6u64 {
-        let batch: Vec<Event> = (0..50)
-            .map(|n| event("acct_1", round * 100 + n, now))
-            .collect();
-        store.append(batch).unwrap();
-        store.seal().unwrap();
-    }
+    append_sealed_rounds(&store, 6, now);
     let before = store.read_all().unwrap();
     assert_eq!(store.stats().segments, 6);
     assert_eq!(store.merge().unwrap(), 1);
@@ -190,13 +184,7 @@ fn store_merges_stay_within_merge_rows_max_and_are_counted() {
     options.merge_rows_max = 120;
     options.merge_segments_min = 2;
     let store = Store::open(options).unwrap();
-    for round in 0..4u64 {
-        let batch: Vec<Event> = (0..50)
-            .map(|n| event("acct_1", round * 100 + n, now))
-            .collect();
-        store.append(batch).unwrap();
-        store.seal().unwrap();
-    }
+    append_sealed_rounds(&store, 4, now);
     let before = store.read_all().unwrap();
     // 50+50 twice; then the two segments of 100 would make 200 > 120: left as they are.
     let mut merges = 0;
@@ -274,6 +262,18 @@ fn store_sealed_duplicates_are_looked_up_by_client_timestamp_or_in_the_whole_par
     // (a retry re-sends the same event; see AppendHints).
     let answer = store.append(vec![restamped]).unwrap();
     assert_eq!(answer.accepted, 1);
+}
+
+/// Appends `rounds` batches of 50 events of `acct_1` at `now`, sealing after each (one
+/// segment per round).
+fn append_sealed_rounds(store: &Store, rounds: u64, now: i64) {
+    for round in 0..rounds {
+        let batch: Vec<Event> = (0..50)
+            .map(|n| event("acct_1", round * 100 + n, now))
+            .collect();
+        store.append(batch).unwrap();
+        store.seal().unwrap();
+    }
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -64,6 +64,19 @@ fn acked_seqs(answer: &Value) -> Vec<u64> {
 }
 
 /// Every page of `GET /v1/events?<filters>`, followed through the cursors.
+/// `POST /v1/admin/flush` (seals the tail); the answer (`sealed_through`).
+fn flush(server: &ServerProcess, token: &str) -> Value {
+    let reply = call(
+        "POST",
+        &server.url("/v1/admin/flush"),
+        Some(token),
+        &[],
+        Some(b""),
+    );
+    assert_eq!(reply.status, 200, "flush: {}", reply.text());
+    reply.json()
+}
+
 fn query_all(server: &ServerProcess, token: &str, filters: &str) -> Vec<Value> {
     let mut events = Vec::new();
     let mut cursor: Option<String> = None;
@@ -344,15 +357,8 @@ fn server_ingest_query_get_export_facets_histogram_end_to_end() {
     }
 
     // 2. Seal what is there, so reads cover sealed segments and the in-memory tail.
-    let flushed = call(
-        "POST",
-        &server.url("/v1/admin/flush"),
-        Some(admin),
-        &[],
-        Some(b""),
-    );
-    assert_eq!(flushed.status, 200, "{}", flushed.text());
-    assert!(flushed.json()["sealed_through"].as_u64().unwrap() >= *first_seqs.last().unwrap());
+    let flushed = flush(&server, admin);
+    assert!(flushed["sealed_through"].as_u64().unwrap() >= *first_seqs.last().unwrap());
     // The sealed segments have their filter and text indexes, reported apart.
     let stats = call(
         "GET",
@@ -626,14 +632,7 @@ fn server_ingest_query_get_export_facets_histogram_end_to_end() {
     untimed.as_object_mut().unwrap().remove("timestamp");
     let first = ingest(&server, admin, std::slice::from_ref(&untimed));
     assert_eq!(first["accepted"], 1, "{first}");
-    let flushed = call(
-        "POST",
-        &server.url("/v1/admin/flush"),
-        Some(admin),
-        &[],
-        Some(b""),
-    );
-    assert_eq!(flushed.status, 200, "{}", flushed.text());
+    flush(&server, admin);
     std::thread::sleep(Duration::from_millis(5));
     let retry = ingest(&server, admin, &[untimed]);
     assert_eq!(retry["accepted"], 0, "{retry}");
@@ -722,14 +721,7 @@ fn server_stream_delivers_live_events_and_resumes_without_gap_or_duplicate() {
     assert_eq!(live.next_seqs(c.len(), tenant), c);
 
     // Seal part of it, add more (left in the WAL and the tail), then SIGKILL and restart.
-    let flushed = call(
-        "POST",
-        &server.url("/v1/admin/flush"),
-        Some(admin),
-        &[],
-        Some(b""),
-    );
-    assert_eq!(flushed.status, 200);
+    flush(&server, admin);
     let d = acked_seqs(&ingest(&server, admin, &batch(10)));
     noise(&server, 2);
     drop(live);
