@@ -229,3 +229,176 @@ fn wal_empty_newest_file_from_a_crash_during_creation_is_removed() {
     assert_eq!(recovered.events(), written);
     assert!(!dir.path().join(format!("{:020}.wal", 7)).exists());
 }
+
+mod payload_decoder {
+    //! The hand-written payload decoder (`wal::payload`) reads exactly what postcard writes.
+
+    use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource};
+    use auditlog_engine::wal::format::{encode_batch_header, encode_events, BatchHeader};
+    use auditlog_engine::wal::payload::decode_payload;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "[a-z0-9_.:-]{1,12}",
+            any::<String>(),
+            (0usize..400).prop_map(|n| "é".repeat(n)),
+        ]
+    }
+
+    fn optional() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![Just(None), text().prop_map(Some)]
+    }
+
+    prop_compose! {
+        fn any_event()(
+            texts in prop::collection::vec(optional(), 11),
+            tenant in text(),
+            action in text(),
+            kind in text(),
+            timestamp_us in any::<i64>(),
+            actor_type in 0u8..3,
+            failure in any::<bool>(),
+        ) -> Event {
+            let mut texts = texts.into_iter();
+            let mut next = || texts.next().flatten();
+            Event {
+                id: next(),
+                timestamp_us,
+                tenant,
+                project: next(),
+                actor: Actor {
+                    id: next(),
+                    email: next(),
+                    kind: ActorType::from_code(actor_type).unwrap(),
+                    ip: next(),
+                    user_agent: next(),
+                },
+                action,
+                outcome: if failure { Outcome::Failure } else { Outcome::Success },
+                resource: Resource { kind, id: next(), name: next() },
+                changes: next(),
+                details: next(),
+            }
+        }
+    }
+
+    fn payload(header: &BatchHeader, events: &[Event]) -> Vec<u8> {
+        let mut payload = encode_batch_header(header);
+        payload.extend(encode_events(events));
+        payload
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn decodes_what_postcard_encodes(
+            events in prop::collection::vec(any_event(), 0..12),
+            first_seq in any::<u64>().prop_map(|s| s >> 8),
+            received_us in any::<i64>(),
+            tenant_seq_base in any::<u64>().prop_map(|s| s >> 8),
+        ) {
+            let header = BatchHeader {
+                first_seq,
+                received_us,
+                tenant_seqs: (0..events.len() as u64).map(|i| tenant_seq_base + i * 1000).collect(),
+            };
+            let bytes = payload(&header, &events);
+            // The reference: serde's postcard decoder of the same bytes.
+            let (decoded_header, rest): (BatchHeader, &[u8]) = postcard::take_from_bytes(&bytes).unwrap();
+            let reference: Vec<Event> = postcard::from_bytes(rest).unwrap();
+            prop_assert_eq!(&decoded_header, &header);
+            prop_assert_eq!(&reference, &events);
+
+            let stored = decode_payload(&bytes).unwrap();
+            prop_assert_eq!(stored.len(), events.len());
+            for (i, (stored, event)) in stored.iter().zip(&events).enumerate() {
+                prop_assert_eq!(stored.seq, first_seq + i as u64);
+                prop_assert_eq!(stored.tenant_seq, header.tenant_seqs[i]);
+                prop_assert_eq!(stored.received_us, received_us);
+                prop_assert_eq!(&stored.event, event);
+            }
+            // Every cut of the payload is refused with a reason, never a panic or a wrong batch.
+            for cut in 0..bytes.len() {
+                let refused = decode_payload(&bytes[..cut]);
+                prop_assert!(refused.is_err(), "cut at {} of {} decoded", cut, bytes.len());
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_payload(&bytes);
+        }
+    }
+
+    #[test]
+    fn malformed_payloads_name_the_problem() {
+        let event = Event {
+            tenant: "acct_1".into(),
+            action: "create".into(),
+            ..Event::default()
+        };
+        let header = BatchHeader {
+            first_seq: 1,
+            received_us: 0,
+            tenant_seqs: vec![1],
+        };
+        let good = payload(&header, std::slice::from_ref(&event));
+        assert_eq!(decode_payload(&good).unwrap()[0].event, event);
+
+        let reason = |bytes: &[u8]| decode_payload(bytes).unwrap_err();
+        // Trailing garbage.
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(reason(&long), "1 bytes after the last event of the batch");
+        // An event count that disagrees with the header's tenant seqs.
+        let two = payload(
+            &BatchHeader {
+                tenant_seqs: vec![1, 2],
+                ..header.clone()
+            },
+            std::slice::from_ref(&event),
+        );
+        assert_eq!(reason(&two), "batch holds 1 events but 2 tenant seqs");
+        // The id's option tag (first byte of the event) is neither 0 nor 1.
+        let event_start = encode_batch_header(&header).len() + 1;
+        let mut tag = good.clone();
+        tag[event_start] = 7;
+        assert!(
+            reason(&tag).starts_with("bad event 0 of batch: option tag 7 at byte"),
+            "{}",
+            reason(&tag)
+        );
+        // Invalid UTF-8 in the tenant (id none, timestamp 0, then the tenant's length and bytes).
+        let mut utf8 = good.clone();
+        utf8[event_start + 3] = 0xff;
+        assert!(reason(&utf8).contains("is not UTF-8"), "{}", reason(&utf8));
+        // A varint longer than a u64.
+        let mut endless = vec![0x80u8; 11];
+        endless.push(0);
+        assert!(
+            reason(&endless).contains("overflows 64 bits"),
+            "{}",
+            reason(&endless)
+        );
+        // A huge tenant-seq count is refused before anything is reserved.
+        let huge = [1u8, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(
+            reason(&huge).contains("tenant seqs in"),
+            "{}",
+            reason(&huge)
+        );
+        // An unknown outcome variant: build an event whose outcome index is 2.
+        let mut outcome = good.clone();
+        let outcome_at = outcome.len() - 1 /* details */ - 1 /* changes */ - 1 /* name */ - 1 /* id */
+            - 1 - "".len() /* resource kind: length 0 */ - 1;
+        outcome[outcome_at] = 2;
+        assert!(
+            reason(&outcome).contains("outcome variant 2"),
+            "{}",
+            reason(&outcome)
+        );
+    }
+}

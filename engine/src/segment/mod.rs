@@ -63,6 +63,7 @@ pub use block::Block;
 pub use bloom::key_hash;
 pub use decoder::{BlockMeta, Segment};
 pub use dictionary::Dictionary;
+pub(crate) use dictionary::FxHasher;
 pub use encoder::{encode_segment, encode_segment_refs, EncodeOptions, EncodedSegment};
 pub use footer::FOOTER_LEN;
 pub use format::{get_varint, put_varint, VarintError};

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::hash::BuildHasherDefault;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -11,10 +12,12 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::commit::{CommitState, Queue, SyncQueue};
 use super::{Inner, SealedSegment, State, StoreOptions};
 use crate::error::{Error, Result};
+use crate::event::StoredEvent;
 use crate::manifest::Manifest;
+use crate::segment::FxHasher;
 use crate::segment::Segment;
-use crate::tail::Tail;
-use crate::wal::{recover, WalWriter};
+use crate::tail::{approx_bytes, key_hash, Tail, TenantIndex};
+use crate::wal::{recover_with, WalWriter};
 
 fn lock_directory(dir: &Path) -> Result<File> {
     use std::os::fd::AsRawFd;
@@ -95,21 +98,36 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
     remove_orphans(&dir, &manifest, &options)?;
 
     let wal_dir = dir.join("wal");
-    let recovered = recover(&wal_dir, &vfs, manifest.sealed_through)?;
+    let recovered = recover_with(&wal_dir, &vfs, manifest.sealed_through, &prepare_replayed)?;
     let mut tenant_seqs: HashMap<String, u64> = manifest
         .tenant_seqs
         .iter()
         .map(|(t, s)| (t.clone(), *s))
         .collect();
-    let mut tail = Tail::default();
-    let prepared = prepare_replayed(&recovered.batches);
-    for (tenant, seq) in prepared.tenant_seqs {
-        let counter = tenant_seqs.entry(tenant).or_insert(0);
-        *counter = (*counter).max(seq);
+    // tenant_seq grows with seq: the last replayed event of a tenant holds its highest.
+    {
+        let mut last: HashMap<&str, u64, BuildHasherDefault<FxHasher>> = HashMap::default();
+        for event in recovered.batches.iter().flatten() {
+            last.insert(&event.event.tenant, event.tenant_seq);
+        }
+        for (tenant, seq) in last {
+            match tenant_seqs.get_mut(tenant) {
+                Some(counter) => *counter = (*counter).max(seq),
+                None => {
+                    tenant_seqs.insert(tenant.to_owned(), seq);
+                }
+            }
+        }
     }
-    tail.reserve_keys(prepared.batches.iter().map(|(_, h)| h.len()).sum());
-    for (batch, (bytes, hashes)) in recovered.batches.into_iter().zip(prepared.batches) {
-        tail.push_prepared(Arc::new(batch), bytes, &hashes);
+    let mut tail = Tail::default();
+    tail.reserve_keys(recovered.prepared.iter().map(|b| b.key_hashes.len()).sum());
+    for (batch, prepared) in recovered.batches.into_iter().zip(recovered.prepared) {
+        tail.push_indexed(
+            Arc::new(batch),
+            prepared.bytes,
+            &prepared.key_hashes,
+            Arc::new(prepared.tenants),
+        );
     }
     let next_seq = recovered.last_seq.max(manifest.sealed_through) + 1;
     let wal = WalWriter::open(
@@ -147,76 +165,34 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
     })
 }
 
-/// What the tail needs of replayed batches, computed on every core.
-struct Prepared {
-    /// Per batch: approximate bytes and each event's key hash.
-    batches: Vec<(u64, Vec<u64>)>,
-    /// Highest tenant_seq per tenant.
-    tenant_seqs: HashMap<String, u64>,
+/// What [`Tail::push_indexed`] needs of one replayed batch, computed by
+/// [`prepare_replayed`] on the thread that decoded the batch.
+struct PreparedBatch {
+    /// Approximate bytes in memory.
+    bytes: u64,
+    /// Each event's key hash (0: no `id`).
+    key_hashes: Vec<u64>,
+    tenants: TenantIndex,
 }
 
-fn prepare_replayed(batches: &[Vec<crate::event::StoredEvent>]) -> Prepared {
-    fn prepare(part: &[Vec<crate::event::StoredEvent>]) -> Prepared {
-        let mut out = Prepared {
-            batches: Vec::with_capacity(part.len()),
-            tenant_seqs: HashMap::new(),
-        };
-        for batch in part {
-            let mut bytes = 0;
-            let mut hashes = Vec::with_capacity(batch.len());
-            for event in batch {
-                bytes += crate::tail::approx_bytes(event);
-                hashes.push(
-                    event
-                        .event
-                        .id
-                        .as_ref()
-                        .map_or(0, |id| crate::tail::key_hash(&event.event.tenant, id)),
-                );
-            }
-            out.batches.push((bytes, hashes));
-            // tenant_seq grows with seq: the last event of a tenant in the batch is its highest.
-            for event in batch.iter().rev() {
-                let tenant = &event.event.tenant;
-                match out.tenant_seqs.get_mut(tenant) {
-                    Some(seq) => *seq = (*seq).max(event.tenant_seq),
-                    None => {
-                        out.tenant_seqs.insert(tenant.clone(), event.tenant_seq);
-                    }
-                }
-            }
-        }
-        out
+fn prepare_replayed(batch: &[StoredEvent]) -> PreparedBatch {
+    let mut bytes = 0;
+    let mut key_hashes = Vec::with_capacity(batch.len());
+    for event in batch {
+        bytes += approx_bytes(event);
+        key_hashes.push(
+            event
+                .event
+                .id
+                .as_ref()
+                .map_or(0, |id| key_hash(&event.event.tenant, id)),
+        );
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || batches.len() < 16 {
-        return prepare(batches);
+    PreparedBatch {
+        bytes,
+        key_hashes,
+        tenants: TenantIndex::of(batch),
     }
-    let parts: Vec<Prepared> = std::thread::scope(|scope| {
-        let handles: Vec<_> = batches
-            .chunks(batches.len().div_ceil(threads))
-            .map(|part| scope.spawn(move || prepare(part)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
-    let mut merged = Prepared {
-        batches: Vec::with_capacity(batches.len()),
-        tenant_seqs: HashMap::new(),
-    };
-    for part in parts {
-        merged.batches.extend(part.batches);
-        for (tenant, seq) in part.tenant_seqs {
-            let counter = merged.tenant_seqs.entry(tenant).or_insert(0);
-            *counter = (*counter).max(seq);
-        }
-    }
-    merged
 }
 
 /// Removes files a crash left behind: segments (and their index files) written but never

@@ -12,7 +12,8 @@
 //! reused file never verifies, and the separate header checksum lets recovery tell a torn tail
 //! (nothing valid after the bad record) from corruption in the middle (a valid record follows).
 //!
-//! A payload is one appended batch: `postcard(BatchHeader)` followed by `postcard(Vec<Event>)`.
+//! A payload is one appended batch: `postcard(BatchHeader)` followed by `postcard(Vec<Event>)`,
+//! decoded by the hand-written reader in [`super::payload`].
 //!
 //! ```
 //! use auditlog_engine::wal::format::{encode_record, decode_record_header, RECORD_HEADER_BYTES};
@@ -24,7 +25,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, StoredEvent};
+pub use super::payload::decode_payload;
+use crate::event::Event;
 
 pub const MAGIC: &[u8; 8] = b"AUDITWAL";
 pub const VERSION: u32 = 1;
@@ -203,39 +205,4 @@ pub fn encode_events(events: &[Event]) -> Vec<u8> {
     // buffer is not grown (and copied) on the way.
     let capacity: usize = events.iter().map(|e| e.text_len() + 48).sum::<usize>() + 8;
     postcard::to_extend(events, Vec::with_capacity(capacity)).expect("events encode")
-}
-
-/// Decodes a record payload into stored events, or a reason it is malformed. Events are decoded
-/// one by one straight into their `StoredEvent` (no intermediate `Vec<Event>`).
-pub fn decode_payload(payload: &[u8]) -> Result<Vec<StoredEvent>, String> {
-    let (header, rest): (BatchHeader, &[u8]) =
-        postcard::take_from_bytes(payload).map_err(|e| format!("bad batch header: {e}"))?;
-    // postcard encodes a Vec as its length (varint usize) followed by the elements.
-    let (count, mut rest): (usize, &[u8]) =
-        postcard::take_from_bytes(rest).map_err(|e| format!("bad batch length: {e}"))?;
-    if count != header.tenant_seqs.len() {
-        return Err(format!(
-            "batch holds {count} events but {} tenant seqs",
-            header.tenant_seqs.len()
-        ));
-    }
-    let mut events = Vec::with_capacity(count);
-    for (i, &tenant_seq) in header.tenant_seqs.iter().enumerate() {
-        let (event, next): (Event, &[u8]) =
-            postcard::take_from_bytes(rest).map_err(|e| format!("bad event {i} of batch: {e}"))?;
-        rest = next;
-        events.push(StoredEvent {
-            seq: header.first_seq + i as u64,
-            tenant_seq,
-            received_us: header.received_us,
-            event,
-        });
-    }
-    if !rest.is_empty() {
-        return Err(format!(
-            "{} bytes after the last event of the batch",
-            rest.len()
-        ));
-    }
-    Ok(events)
 }

@@ -21,16 +21,18 @@ pub enum End {
 
 /// The content of one WAL file.
 #[derive(Debug)]
-pub struct Scan {
+pub struct Scan<P = ()> {
     pub header: FileHeader,
     /// Batches in file order, each with its events.
     pub batches: Vec<Vec<StoredEvent>>,
+    /// What [`scan_with`]'s `prepare` made of each batch (same order).
+    pub prepared: Vec<P>,
     /// Bytes of payload read (the replay-speed figure counts these).
     pub payload_bytes: u64,
     pub end: End,
 }
 
-impl Scan {
+impl<P> Scan<P> {
     /// Length of the intact prefix of the file.
     pub fn valid_len(&self, file_len: u64) -> u64 {
         match self.end {
@@ -43,6 +45,18 @@ impl Scan {
 /// Scans the bytes of a WAL file. A damaged record followed by a valid one is corruption and an
 /// error naming the file and offset; a damaged record with nothing valid after it is a torn tail.
 pub fn scan(path: &Path, bytes: &[u8]) -> Result<Scan> {
+    scan_with(path, bytes, 0, &|_| ())
+}
+
+/// [`scan`], and `prepare` called on each decoded batch's events past seq `skip_through`, on the
+/// thread that decoded it while they are still in its cache (replay builds the tail's indexes
+/// this way). Seqs ascend within a batch, so its events past `skip_through` are a suffix.
+pub fn scan_with<P: Send>(
+    path: &Path,
+    bytes: &[u8],
+    skip_through: u64,
+    prepare: &(dyn Fn(&[StoredEvent]) -> P + Sync),
+) -> Result<Scan<P>> {
     let header = match FileHeader::decode(bytes) {
         Ok(header) => header,
         Err(HeaderError::Truncated) => {
@@ -100,36 +114,49 @@ pub fn scan(path: &Path, bytes: &[u8]) -> Result<Scan> {
             }
         }
     };
-    let batches = decode_records(path, &records)?;
+    let (batches, prepared) = decode_records(path, &records, skip_through, prepare)?;
     Ok(Scan {
         header,
         batches,
+        prepared,
         payload_bytes,
         end,
     })
 }
 
-/// Decodes verified record payloads, on every core when there are many: framing and checksums
-/// are checked sequentially above, decoding (allocation-heavy) is what costs.
-fn decode_records(path: &Path, records: &[(usize, &[u8])]) -> Result<Vec<Vec<StoredEvent>>> {
-    let decode = |records: &[(usize, &[u8])]| -> Result<Vec<Vec<StoredEvent>>> {
-        records
-            .iter()
-            .map(|&(offset, payload)| {
-                decode_payload(payload).map_err(|reason| Error::Corrupt {
-                    path: path.to_path_buf(),
-                    offset: offset as u64,
-                    reason,
-                })
-            })
-            .collect()
+/// Decoded batches and what `prepare` made of each.
+type Decoded<P> = (Vec<Vec<StoredEvent>>, Vec<P>);
+
+/// Decodes verified record payloads and prepares them, on every core when there are many:
+/// framing and checksums are checked sequentially above, decoding (allocation-heavy) is what
+/// costs.
+fn decode_records<P: Send>(
+    path: &Path,
+    records: &[(usize, &[u8])],
+    skip_through: u64,
+    prepare: &(dyn Fn(&[StoredEvent]) -> P + Sync),
+) -> Result<Decoded<P>> {
+    let decode = |records: &[(usize, &[u8])]| -> Result<Decoded<P>> {
+        let mut batches = Vec::with_capacity(records.len());
+        let mut prepared = Vec::with_capacity(records.len());
+        for &(offset, payload) in records {
+            let batch = decode_payload(payload).map_err(|reason| Error::Corrupt {
+                path: path.to_path_buf(),
+                offset: offset as u64,
+                reason,
+            })?;
+            let kept = batch.partition_point(|event| event.seq <= skip_through);
+            prepared.push(prepare(&batch[kept..]));
+            batches.push(batch);
+        }
+        Ok((batches, prepared))
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || records.len() < 16 {
         return decode(records);
     }
     let per_thread = records.len().div_ceil(threads);
-    let parts: Vec<Result<Vec<Vec<StoredEvent>>>> = std::thread::scope(|scope| {
+    let parts: Vec<Result<Decoded<P>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = records
             .chunks(per_thread)
             .map(|part| scope.spawn(move || decode(part)))
@@ -143,10 +170,13 @@ fn decode_records(path: &Path, records: &[(usize, &[u8])]) -> Result<Vec<Vec<Sto
             .collect()
     });
     let mut batches = Vec::with_capacity(records.len());
+    let mut prepared = Vec::with_capacity(records.len());
     for part in parts {
-        batches.extend(part?);
+        let (part_batches, part_prepared) = part?;
+        batches.extend(part_batches);
+        prepared.extend(part_prepared);
     }
-    Ok(batches)
+    Ok((batches, prepared))
 }
 
 /// Reads the record at `pos` if it is whole and both its checksums hold.

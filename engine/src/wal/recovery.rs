@@ -4,18 +4,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::FILE_HEADER_BYTES;
-use super::reader::{scan, End};
+use super::reader::{scan_with, End};
 use super::writer::parse_file_name;
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 use crate::io::Vfs;
 
 /// What recovery found in the WAL directory.
-#[derive(Debug, Default)]
-pub struct Recovered {
+#[derive(Debug)]
+pub struct Recovered<P = ()> {
     /// Events with `seq > sealed_through`, in seq order, in the batches they were appended in
     /// (kept apart so they become tail chunks without one large copy).
     pub batches: Vec<Vec<StoredEvent>>,
+    /// What [`recover_with`]'s `prepare` made of each of `batches` (same order).
+    pub prepared: Vec<P>,
     /// The highest seq found in the WAL (0 when it holds none).
     pub last_seq: u64,
     /// WAL files kept on disk, oldest first.
@@ -26,7 +28,20 @@ pub struct Recovered {
     pub truncated: Option<(PathBuf, u64)>,
 }
 
-impl Recovered {
+impl<P> Default for Recovered<P> {
+    fn default() -> Self {
+        Recovered {
+            batches: Vec::new(),
+            prepared: Vec::new(),
+            last_seq: 0,
+            files: Vec::new(),
+            payload_bytes: 0,
+            truncated: None,
+        }
+    }
+}
+
+impl<P> Recovered<P> {
     /// Every replayed event, in seq order (a copy; for tests and tools).
     pub fn events(&self) -> Vec<StoredEvent> {
         self.batches.iter().flatten().cloned().collect()
@@ -54,6 +69,18 @@ pub fn list_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 /// Reads every WAL file in `dir`. Only the newest file may end in a torn record, which is cut off
 /// (through `vfs`, so the cut is durable); damage anywhere else is an error naming file and offset.
 pub fn recover(dir: &Path, vfs: &Arc<dyn Vfs>, sealed_through: u64) -> Result<Recovered> {
+    recover_with(dir, vfs, sealed_through, &|_| ())
+}
+
+/// [`recover`], with `prepare` called on every replayed batch (its events past `sealed_through`)
+/// on the thread that decoded it: what the store's tail needs of a batch is computed while the
+/// batch is still in that core's cache, and on every core.
+pub fn recover_with<P: Send>(
+    dir: &Path,
+    vfs: &Arc<dyn Vfs>,
+    sealed_through: u64,
+    prepare: &(dyn Fn(&[StoredEvent]) -> P + Sync),
+) -> Result<Recovered<P>> {
     let mut files = list_files(dir)?;
     let mut recovered = Recovered::default();
     let mut expected_seq: Option<u64> = None;
@@ -63,8 +90,10 @@ pub fn recover(dir: &Path, vfs: &Arc<dyn Vfs>, sealed_through: u64) -> Result<Re
         let is_last = index + 1 == count;
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         // SAFETY: WAL files are only appended to by this process, which is not writing yet.
-        // Mapping avoids copying (and page-faulting a copy of) every byte of the log.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+        // Mapping avoids copying (and page-faulting a copy of) every byte of the log; populating
+        // the whole mapping at once is cheaper than faulting it in page by page.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+            .map_err(|e| Error::io(&path, e))?;
         let bytes: &[u8] = &map;
         if is_last && bytes.len() < FILE_HEADER_BYTES {
             // A crash while the newest file was being created: it never held a record.
@@ -73,7 +102,7 @@ pub fn recover(dir: &Path, vfs: &Arc<dyn Vfs>, sealed_through: u64) -> Result<Re
             recovered.truncated = Some((path, 0));
             continue;
         }
-        let scanned = scan(&path, bytes)?;
+        let scanned = scan_with(&path, bytes, sealed_through, prepare)?;
         drop(map);
         if scanned.header.first_seq != first_seq {
             return Err(Error::Corrupt {
@@ -100,7 +129,7 @@ pub fn recover(dir: &Path, vfs: &Arc<dyn Vfs>, sealed_through: u64) -> Result<Re
         }
         recovered.payload_bytes += scanned.payload_bytes;
         let mut batch_offset_seq = first_seq;
-        for batch in scanned.batches {
+        for (batch, prepared) in scanned.batches.into_iter().zip(scanned.prepared) {
             let Some(first) = batch.first() else { continue };
             if first.seq < batch_offset_seq {
                 return Err(Error::Corrupt {
@@ -127,8 +156,10 @@ pub fn recover(dir: &Path, vfs: &Arc<dyn Vfs>, sealed_through: u64) -> Result<Re
             recovered.last_seq = last;
             if last > sealed_through {
                 let mut batch = batch;
+                // The same suffix `prepare` saw.
                 batch.retain(|e| e.seq > sealed_through);
                 recovered.batches.push(batch);
+                recovered.prepared.push(prepared);
             }
         }
         keep.push((first_seq, path));
