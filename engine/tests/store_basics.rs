@@ -454,3 +454,60 @@ fn store_background_thread_runs_nicer_than_the_rest_by_the_configured_amount() {
     assert_eq!(nice, Some(want), "the background thread's nice value");
     drop(store);
 }
+
+/// Resident KiB of this process's mappings of files whose path ends with `suffix`; `None` when
+/// no such file is mapped.
+#[cfg(target_os = "linux")]
+fn mapped_rss_kib(suffix: &str) -> Option<u64> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut in_file = false;
+    let mut total = None;
+    for line in smaps.lines() {
+        if let Some(rss) = line.strip_prefix("Rss:") {
+            if in_file {
+                let kib: u64 = rss.trim().trim_end_matches(" kB").trim().parse().unwrap();
+                *total.get_or_insert(0) += kib;
+            }
+        } else if line.split_whitespace().next().is_some_and(|range| {
+            range.contains('-') && range.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        }) {
+            in_file = line.trim_end().ends_with(suffix);
+        }
+    }
+    total
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn store_background_releases_mapped_segment_pages_and_reads_map_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(dir.path());
+    options.seal_interval = std::time::Duration::from_secs(3600);
+    options.page_release_interval = Some(std::time::Duration::from_millis(20));
+    let store = Store::open(options).unwrap();
+    let now = now_us();
+    let batch: Vec<Event> = (0..5000)
+        .map(|n| event(&format!("acct_{}", n % 7), n, now - n as i64))
+        .collect();
+    store.append(batch).unwrap();
+    store.seal().unwrap();
+    let segment_name = format!("{:016x}.seg", 1);
+    let expected = store.read_all().unwrap();
+    assert_eq!(expected.len(), 5000);
+    // Reading every row maps the file's pages; the background thread then drops them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        store.read_all().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let resident = mapped_rss_kib(&segment_name).expect("the segment file is mapped");
+        if resident == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "segment pages still resident: {resident} KiB"
+        );
+    }
+    // Reads map the pages back and see the same rows.
+    assert_eq!(store.read_all().unwrap(), expected);
+}

@@ -390,6 +390,12 @@ impl FilterIndex {
         })
     }
 
+    /// Drops this process's mapped pages of the file (they stay in the page cache; postings
+    /// read later map theirs back).
+    pub fn release_pages(&self) {
+        auditlog_engine::io::release_mapped_pages(&self.map);
+    }
+
     /// Bytes of the file.
     pub fn bytes(&self) -> u64 {
         self.map.len() as u64

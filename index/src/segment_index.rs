@@ -222,6 +222,12 @@ impl SegmentHook for SegmentIndexer {
         };
         Ok(Some(Arc::new(index)))
     }
+
+    fn release_pages(&self, attachment: &Attachment) {
+        if let Some(index) = attachment.downcast_ref::<SegmentIndex>() {
+            index.filters.release_pages();
+        }
+    }
 }
 
 #[cfg(test)]

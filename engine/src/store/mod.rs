@@ -82,6 +82,11 @@ pub trait SegmentHook: Send + Sync {
         entry: &SegmentEntry,
         segment: &Segment,
     ) -> Result<Option<Attachment>>;
+
+    /// Drops the process's mapped pages of the attachment's files (as
+    /// [`crate::io::release_mapped_pages`] does), called with the segment's own pages every
+    /// [`StoreOptions::page_release_interval`]. The default does nothing.
+    fn release_pages(&self, _attachment: &Attachment) {}
 }
 
 /// Called with every committed chunk of events, in seq order, before the appenders are answered.
@@ -595,6 +600,22 @@ impl Inner {
         crate::partition::PartitionKey::of(class, event.timestamp_us)
     }
 
+    /// Drops this process's mapped pages of every published segment and, through the hook, of
+    /// their index files: they stay in the OS page cache, and reads map back what they touch,
+    /// so the resident set holds what was read lately rather than everything ever read
+    /// (idempotency probes and queries touch pages all over the files, and the kernel maps
+    /// whole large folios around each touch).
+    fn release_pages(&self) {
+        let segments = Arc::clone(&self.state.read().segments);
+        for sealed in segments.iter() {
+            sealed.segment.release_pages();
+            if let (Some(hook), Some(attachment)) = (&self.options.segment_hook, &sealed.attachment)
+            {
+                hook.release_pages(attachment);
+            }
+        }
+    }
+
     pub(crate) fn wake_background(&self) {
         let _guard = self.background_lock.lock();
         self.background_wake.notify_all();
@@ -603,6 +624,7 @@ impl Inner {
     fn background_loop(self: &Arc<Self>) {
         lower_thread_priority(self.options.background_nice);
         let mut last_retention = Instant::now() - self.options.retention_interval;
+        let mut last_release = Instant::now();
         while !self.shutdown.load(Ordering::SeqCst) {
             let (bytes, oldest_age) = {
                 let state = self.state.read();
@@ -630,6 +652,14 @@ impl Inner {
             if last_retention.elapsed() >= self.options.retention_interval {
                 let _ = self.expire(now_us());
                 last_retention = Instant::now();
+            }
+            if self
+                .options
+                .page_release_interval
+                .is_some_and(|interval| last_release.elapsed() >= interval)
+            {
+                self.release_pages();
+                last_release = Instant::now();
             }
             if !worked {
                 let mut guard = self.background_lock.lock();

@@ -51,6 +51,10 @@ pub struct StoreOptions {
     pub merge_rows_max: u64,
     /// How often the background thread checks for retention work.
     pub retention_interval: Duration,
+    /// How often the background thread drops the process's mapped pages of every segment and
+    /// index file (they stay in the OS page cache; reads map back what they touch), so that the
+    /// resident set does not grow with everything ever read. `None`: never.
+    pub page_release_interval: Option<Duration>,
     /// Run the sealing, merging and retention threads (tests drive them by hand when false).
     pub background: bool,
     /// How much nicer (lower CPU priority, Linux) than the process the background thread
@@ -82,6 +86,7 @@ impl StoreOptions {
             merge_segments_min: 4,
             merge_rows_max: 250_000,
             retention_interval: Duration::from_secs(60),
+            page_release_interval: Some(Duration::from_secs(10)),
             background: true,
             background_nice: 10,
             encode: EncodeOptions::default(),
