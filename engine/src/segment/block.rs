@@ -6,7 +6,7 @@
 //! [`StoredEvent`] once every column is decoded.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::event::{ActorType, EventRef, Outcome, StoredEvent};
@@ -23,13 +23,52 @@ use super::format::{
 use super::Columns;
 use super::{json_text, packed_text};
 
-/// The segment's dictionaries, in [`DICTIONARY_COLUMNS`] order, shared by its blocks.
+/// The segment's dictionaries, in [`DICTIONARY_COLUMNS`] order, shared by its blocks. Each is
+/// decoded the first time a read needs it (the segment loads a block's dictionaries before it
+/// decodes the block), so a segment nobody reads holds only its value counts in memory.
 #[derive(Debug, Default)]
-pub(crate) struct Dictionaries(pub [Dictionary; DICTIONARY_COLUMNS.len()]);
+pub(crate) struct Dictionaries {
+    slots: [OnceLock<Dictionary>; DICTIONARY_COLUMNS.len()],
+    /// Values of each dictionary, known from the block directory without decoding it.
+    counts: [u32; DICTIONARY_COLUMNS.len()],
+}
+
+/// What an unloaded dictionary reads as (no value).
+static NO_VALUES: Dictionary = Dictionary::EMPTY;
 
 impl Dictionaries {
+    pub fn new(counts: [u32; DICTIONARY_COLUMNS.len()]) -> Dictionaries {
+        Dictionaries {
+            slots: Default::default(),
+            counts,
+        }
+    }
+
+    /// Number of values of the dictionary in `slot`, loaded or not.
+    pub fn count(&self, slot: usize) -> u32 {
+        self.counts[slot]
+    }
+
+    /// The dictionary in `slot` if it is loaded.
+    pub fn loaded(&self, slot: usize) -> Option<&Dictionary> {
+        self.slots[slot].get()
+    }
+
+    /// Stores the decoded dictionary of `slot` (a no-op if another reader got there first: both
+    /// decoded the same bytes).
+    pub fn load(&self, slot: usize, dictionary: Dictionary) {
+        let _ = self.slots[slot].set(dictionary);
+    }
+
+    /// The loaded dictionary of `column`, `None` for columns without one.
     pub fn get(&self, column: Column) -> Option<&Dictionary> {
-        dictionary_slot(column).and_then(|slot| self.0.get(slot))
+        dictionary_slot(column).and_then(|slot| self.loaded(slot))
+    }
+
+    /// The dictionary of `slot`, read as empty if it is not loaded: blocks only read the
+    /// dictionaries of the columns they were decoded with, which are loaded.
+    fn slot(&self, slot: usize) -> &Dictionary {
+        self.loaded(slot).unwrap_or(&NO_VALUES)
     }
 }
 
@@ -162,7 +201,8 @@ impl Block {
         &self.codes[slot]
     }
 
-    /// The segment dictionary of `column`, `None` for columns without one.
+    /// The segment dictionary of `column`, `None` for columns without one (or whose
+    /// dictionary the segment has not decoded: those of the block's columns always are).
     pub fn dictionary(&self, column: Column) -> Option<&Dictionary> {
         self.dictionaries.get(column)
     }
@@ -188,7 +228,9 @@ impl Block {
         }
         let slot = dictionary_slot(column)
             .unwrap_or_else(|| panic!("column {} is not a string column", column.name()));
-        self.dictionaries.0[slot].get(*self.codes[slot].get(row)?)
+        self.dictionaries
+            .slot(slot)
+            .get(*self.codes[slot].get(row)?)
     }
 
     /// Materializes `row` as a [`StoredEvent`]; every column must have been decoded.
@@ -206,7 +248,7 @@ impl Block {
             "block {} was decoded without every column",
             self.index
         );
-        let dictionary = |slot: usize| self.dictionaries.0[slot].get(self.codes[slot][row]);
+        let dictionary = |slot: usize| self.dictionaries.slot(slot).get(self.codes[slot][row]);
         EventRef {
             seq: self.seqs[row],
             tenant_seq: self.tenant_seqs[row],
@@ -518,7 +560,7 @@ pub(crate) fn decode_block(
             }
             ColumnKind::Dictionary | ColumnKind::DictionaryDelta => {
                 let slot = dictionary_slot(column).unwrap_or_default();
-                let dictionary_len = source.dictionaries.0[slot].len() as u64;
+                let dictionary_len = u64::from(source.dictionaries.count(slot));
                 // Columns a valid event always has: code 0 (absent) means damage.
                 let required = matches!(
                     column,
@@ -529,7 +571,7 @@ pub(crate) fn decode_block(
                     .map(|parent| std::mem::take(&mut block.codes[parent]));
                 let parent_len = dictionary_parent(column)
                     .and_then(dictionary_slot)
-                    .map_or(0, |parent| source.dictionaries.0[parent].len());
+                    .map_or(0, |parent| source.dictionaries.count(parent) as usize);
                 let decoded = values.codes(
                     column.kind() == ColumnKind::DictionaryDelta,
                     parent.as_deref().map(|codes| (codes, parent_len)),

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 
-use super::block::{decode_block, Block, BlockSource, ChunkDecoder, Dictionaries};
+use super::block::{
+    decode_block, with_dependencies, Block, BlockSource, ChunkDecoder, Dictionaries,
+};
 use super::bloom::{self, FilterShape};
 use super::dictionary::Dictionary;
 use super::footer::{Footer, Header, FOOTER_LEN};
@@ -183,10 +185,13 @@ impl Segment {
             let raw = decoder.raw(stored, &footer.directory, &path, &what)?;
             let directory = parse_directory(raw, &path, &footer)?;
 
-            let mut dictionaries: Dictionaries = Dictionaries::default();
+            // Every dictionary is decoded and checked now, so that damage is reported at open;
+            // only the tenant dictionary (small, and what every lookup starts from) is kept.
+            // The others are decoded again when a read first needs them.
+            let mut counts = [0u32; DICTIONARY_COLUMNS.len()];
+            let mut tenants = None;
             for (slot, (column, count, chunk)) in directory.dictionaries.iter().enumerate() {
                 let name = format!("dictionary of column {}", column.name());
-                let what = || name.clone();
                 if chunk.offset < footer.dictionary_offset || chunk.end() > dictionary_end {
                     return Err(Error::Corrupt {
                         path: path.clone(),
@@ -194,11 +199,18 @@ impl Segment {
                         reason: format!("{name}: lies outside the dictionary section"),
                     });
                 }
-                let stored = ChunkDecoder::stored(bytes, chunk, segment_id, &path, &what)?;
-                let raw = decoder.raw(stored, chunk, &path, &what)?;
-                dictionaries.0[slot] = Dictionary::decode(raw, *count, &path, chunk.offset, &name)?;
+                let dictionary =
+                    decode_dictionary(decoder, bytes, segment_id, &path, *column, *count, chunk)?;
+                counts[slot] = *count;
+                if slot == 0 {
+                    tenants = Some(dictionary);
+                }
             }
-            let tenant_count = dictionaries.0[0].len() as u64;
+            let dictionaries = Dictionaries::new(counts);
+            if let Some(tenants) = tenants {
+                dictionaries.load(0, tenants);
+            }
+            let tenant_count = u64::from(dictionaries.count(0));
             for block in &directory.blocks {
                 if block.first_tenant_code > block.last_tenant_code
                     || block.last_tenant_code as u64 > tenant_count
@@ -278,9 +290,53 @@ impl Segment {
         &self.blocks
     }
 
-    /// The segment dictionary of a dictionary column.
+    /// The segment dictionary of a dictionary column, decoded on first use and kept while the
+    /// segment is open (or until [`Segment::release_dictionaries`]). `None` for a column
+    /// without one, or if it cannot be decoded (it was checked at open, so only a file changed
+    /// since; reading the segment's blocks then reports the damage).
     pub fn dictionary(&self, column: Column) -> Option<&Dictionary> {
-        self.dictionaries.get(column)
+        let slot = dictionary_slot(column)?;
+        if self.dictionaries.loaded(slot).is_none() {
+            with_decoder(&self.path, |decoder| self.load_dictionary(decoder, slot)).ok()?;
+        }
+        self.dictionaries.loaded(slot)
+    }
+
+    /// Drops the decoded dictionaries but the tenants' (reads decode them again): called once
+    /// the seal or merge that wrote the segment has indexed it, so that a segment nobody reads
+    /// costs no dictionary memory.
+    pub fn release_dictionaries(&mut self) {
+        let counts = std::array::from_fn(|slot| self.dictionaries.count(slot));
+        let fresh = Dictionaries::new(counts);
+        if let Some(tenants) = self.dictionaries.loaded(0) {
+            fresh.load(0, tenants.clone());
+        }
+        self.dictionaries = Arc::new(fresh);
+    }
+
+    /// Whether the dictionary of `column` is decoded (tests).
+    #[cfg(test)]
+    pub(crate) fn dictionary_loaded(&self, column: Column) -> bool {
+        dictionary_slot(column).is_some_and(|slot| self.dictionaries.loaded(slot).is_some())
+    }
+
+    /// Decodes the dictionary of `slot` unless it is loaded.
+    fn load_dictionary(&self, decoder: &mut ChunkDecoder, slot: usize) -> Result<()> {
+        if self.dictionaries.loaded(slot).is_some() {
+            return Ok(());
+        }
+        let column = DICTIONARY_COLUMNS[slot];
+        let dictionary = decode_dictionary(
+            decoder,
+            self.data.bytes(),
+            self.meta.segment_id,
+            &self.path,
+            column,
+            self.dictionaries.count(slot),
+            &self.dictionary_chunks[slot],
+        )?;
+        self.dictionaries.load(slot, dictionary);
+        Ok(())
     }
 
     /// Drops this process's mapping of the segment's pages, keeping them in the page cache
@@ -321,6 +377,12 @@ impl Segment {
         text_rows: Range<usize>,
     ) -> Result<Block> {
         let meta = &self.blocks[block_index];
+        let columns = with_dependencies(columns, !self.received_runs.is_empty());
+        for (slot, column) in DICTIONARY_COLUMNS.iter().enumerate() {
+            if columns.contains(*column) {
+                self.load_dictionary(decoder, slot)?;
+            }
+        }
         let source = BlockSource {
             path: &self.path,
             file: self.data.bytes(),
@@ -543,7 +605,7 @@ impl Segment {
     /// Segment row numbers of `tenant`'s events (contiguous: rows are tenant-sorted), `None` when
     /// the segment holds none.
     pub fn tenant_rows(&self, tenant: &str) -> Option<Range<u64>> {
-        self.tenant_code_rows(self.dictionaries.0[0].code_of(tenant)?)
+        self.tenant_code_rows(self.dictionaries.loaded(0)?.code_of(tenant)?)
     }
 
     /// [`Segment::tenant_rows`] by tenant dictionary code.
@@ -635,6 +697,23 @@ struct Directory {
     received_runs: Vec<(u64, i64)>,
     blocks: Vec<BlockMeta>,
     chunks: Vec<[ChunkRef; COLUMN_COUNT]>,
+}
+
+/// Reads, checks and decodes the dictionary of `column` stored in `chunk`.
+fn decode_dictionary(
+    decoder: &mut ChunkDecoder,
+    file: &[u8],
+    segment_id: u64,
+    path: &Path,
+    column: Column,
+    count: u32,
+    chunk: &ChunkRef,
+) -> Result<Dictionary> {
+    let name = format!("dictionary of column {}", column.name());
+    let what = || name.clone();
+    let stored = ChunkDecoder::stored(file, chunk, segment_id, path, &what)?;
+    let raw = decoder.raw(stored, chunk, path, &what)?;
+    Dictionary::decode(raw, count, path, chunk.offset, &name)
 }
 
 fn parse_directory(raw: &[u8], path: &Path, footer: &Footer) -> Result<Directory> {

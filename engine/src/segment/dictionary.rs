@@ -26,6 +26,12 @@ pub struct Dictionary {
 }
 
 impl Dictionary {
+    /// A dictionary without values.
+    pub const EMPTY: Dictionary = Dictionary {
+        text: String::new(),
+        ends: Vec::new(),
+    };
+
     /// Number of values (not counting the absent code 0).
     pub fn len(&self) -> usize {
         self.ends.len()

@@ -1,6 +1,7 @@
 //! Unit tests of the segment module; the format-level tests (golden files, corruption) are in
 //! `engine/tests/segment_format.rs`.
 
+use super::format::DICTIONARY_COLUMNS;
 use super::*;
 use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
 
@@ -141,6 +142,60 @@ fn segment_partial_decode_gives_only_requested_columns() {
         result.is_err(),
         "an undecoded column must not read as empty"
     );
+}
+
+#[test]
+fn segment_dictionaries_are_decoded_when_read_and_released_after_indexing() {
+    let rows = sample(300);
+    let encoded = encode_segment(3, &rows, &options(128)).unwrap();
+    let mut segment = Segment::from_bytes("t.seg", encoded.bytes).unwrap();
+    let loaded = |segment: &Segment| -> Vec<Column> {
+        DICTIONARY_COLUMNS
+            .into_iter()
+            .filter(|column| segment.dictionary_loaded(*column))
+            .collect()
+    };
+    // Open keeps only the tenants' dictionary (all were checked).
+    assert_eq!(loaded(&segment), [Column::Tenant]);
+    assert_eq!(
+        segment.tenant_rows("acct_0003").map(|r| r.is_empty()),
+        Some(false)
+    );
+    // A block read loads the dictionaries of its columns (and of the columns they are coded
+    // against) and nothing else.
+    let block = segment
+        .read_block(0, Columns::of(&[Column::ResourceId]))
+        .unwrap();
+    assert_eq!(loaded(&segment), [Column::Tenant, Column::ResourceId]);
+    // A column coded against a parent column loads the parent's dictionary too.
+    segment
+        .read_block(0, Columns::of(&[Column::ActorEmail]))
+        .unwrap();
+    assert_eq!(
+        loaded(&segment),
+        [
+            Column::Tenant,
+            Column::ActorId,
+            Column::ActorEmail,
+            Column::ResourceId
+        ]
+    );
+    let expected = sorted(rows);
+    assert_eq!(
+        block.str(Column::ResourceId, 5),
+        expected[5].event.resource.id.as_deref()
+    );
+    // `dictionary` decodes on demand too.
+    assert_eq!(segment.dictionary(Column::ActorIp).unwrap().len(), 1);
+    // Released: blocks already decoded keep theirs; new reads decode them again.
+    segment.release_dictionaries();
+    assert_eq!(loaded(&segment), [Column::Tenant]);
+    assert_eq!(
+        block.str(Column::ResourceId, 5),
+        expected[5].event.resource.id.as_deref()
+    );
+    assert_eq!(segment.read_all().unwrap(), expected);
+    assert_eq!(loaded(&segment).len(), DICTIONARY_COLUMNS.len());
 }
 
 #[test]

@@ -214,8 +214,10 @@ impl Inner {
         }
         let vfs = self.options.vfs.as_ref();
         vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        // The hook read every block to index it; queries map back what they use.
+        // The hook read every block to index it; queries map back the pages and decode again
+        // the dictionaries they use.
         sealed.segment.release_pages();
+        sealed.segment.release_dictionaries();
         Ok(sealed)
     }
 
