@@ -511,3 +511,56 @@ fn store_background_releases_mapped_segment_pages_and_reads_map_them_back() {
     // Reads map the pages back and see the same rows.
     assert_eq!(store.read_all().unwrap(), expected);
 }
+
+#[test]
+fn store_keeps_decoded_dictionaries_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(dir.path());
+    options.seal_interval = std::time::Duration::from_secs(3600);
+    options.page_release_interval = Some(std::time::Duration::from_millis(20));
+    options.dictionary_budget_bytes = 0;
+    let store = Store::open(options).unwrap();
+    let now = now_us();
+    for round in 0..2u64 {
+        let batch: Vec<Event> = (0..3000)
+            .map(|n| {
+                event(
+                    &format!("acct_{}", n % 7),
+                    round * 10_000 + n,
+                    now - n as i64,
+                )
+            })
+            .collect();
+        store.append(batch).unwrap();
+        store.seal().unwrap();
+    }
+    // Reading every row decodes every dictionary of both segments.
+    let held = store.snapshot();
+    let expected = store.read_all().unwrap();
+    assert_eq!(expected.len(), 6000);
+    assert!(held
+        .segments
+        .iter()
+        .all(|s| s.segment.dictionary_bytes() > 0));
+    // Past the budget (0 here) the background thread swaps in instances without them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store
+        .snapshot()
+        .segments
+        .iter()
+        .any(|s| s.segment.dictionary_bytes() > 0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dictionaries still held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A snapshot taken before keeps its instances, and new reads decode again.
+    assert!(held
+        .segments
+        .iter()
+        .all(|s| s.segment.dictionary_bytes() > 0));
+    drop(held);
+    assert_eq!(store.read_all().unwrap(), expected);
+}

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -76,7 +77,13 @@ pub struct Segment {
     /// stores received relative to the timestamp.
     received_runs: Vec<(u64, i64)>,
     filter_shape: FilterShape,
+    /// [`DICTIONARY_CLOCK`] when a read last needed this segment's dictionaries.
+    dictionaries_used: AtomicU64,
 }
+
+/// Ticks once per block read that needs dictionaries, across segments: orders segments by how
+/// recently their dictionaries were used.
+static DICTIONARY_CLOCK: AtomicU64 = AtomicU64::new(1);
 
 impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,17 +126,7 @@ impl Segment {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
             return Segment::from_bytes(path, bytes);
         }
-        // SAFETY: sealed segments are immutable once written: nothing writes or truncates a
-        // published file (retention unlinks whole files, which keeps an existing mapping valid).
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        // Reads touch a few chunks at a time: no read-ahead of the whole file and no huge
-        // pages, so resident memory follows what queries use (advice only; failures ignored).
-        #[cfg(target_os = "linux")]
-        {
-            let _ = map.advise(memmap2::Advice::Random);
-            let _ = map.advise(memmap2::Advice::NoHugePage);
-        }
-        Segment::parse(path.to_path_buf(), Data::Mapped(map))
+        Segment::parse(path.to_path_buf(), Data::Mapped(map_file(path, &file)?))
     }
 
     /// Reads a segment held in memory; `path` only names it in errors.
@@ -268,6 +265,7 @@ impl Segment {
                 filter_shape,
                 path: path.clone(),
                 data: Data::Owned(Vec::new()),
+                dictionaries_used: AtomicU64::new(0),
             })
         })
         .map(|mut segment| {
@@ -296,6 +294,9 @@ impl Segment {
     /// since; reading the segment's blocks then reports the damage).
     pub fn dictionary(&self, column: Column) -> Option<&Dictionary> {
         let slot = dictionary_slot(column)?;
+        if slot != 0 {
+            self.touch_dictionaries();
+        }
         if self.dictionaries.loaded(slot).is_none() {
             with_decoder(&self.path, |decoder| self.load_dictionary(decoder, slot)).ok()?;
         }
@@ -312,6 +313,58 @@ impl Segment {
             fresh.load(0, tenants.clone());
         }
         self.dictionaries = Arc::new(fresh);
+    }
+
+    /// Another instance of this open segment with no decoded dictionary but the tenants': the
+    /// store swaps it in to give back the memory of dictionaries not used lately, while readers
+    /// holding this instance keep theirs. The file is mapped again and nothing is checked again
+    /// (open did).
+    pub fn without_dictionaries(&self) -> Result<Segment> {
+        let data = match &self.data {
+            Data::Mapped(_) => {
+                let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+                Data::Mapped(map_file(&self.path, &file)?)
+            }
+            Data::Owned(bytes) => Data::Owned(bytes.clone()),
+        };
+        let counts = std::array::from_fn(|slot| self.dictionaries.count(slot));
+        let dictionaries = Dictionaries::new(counts);
+        if let Some(tenants) = self.dictionaries.loaded(0) {
+            dictionaries.load(0, tenants.clone());
+        }
+        Ok(Segment {
+            path: self.path.clone(),
+            data,
+            meta: self.meta,
+            footer: self.footer,
+            blocks: self.blocks.clone(),
+            chunks: self.chunks.clone(),
+            dictionaries: Arc::new(dictionaries),
+            dictionary_chunks: self.dictionary_chunks,
+            tenant_row_starts: self.tenant_row_starts.clone(),
+            received_runs: self.received_runs.clone(),
+            filter_shape: self.filter_shape,
+            dictionaries_used: AtomicU64::new(0),
+        })
+    }
+
+    /// Memory held by the decoded dictionaries other than the tenants' (which stays loaded).
+    pub fn dictionary_bytes(&self) -> u64 {
+        (1..DICTIONARY_COLUMNS.len())
+            .filter_map(|slot| self.dictionaries.loaded(slot))
+            .map(|d| d.text_bytes() as u64 + 4 * d.len() as u64)
+            .sum()
+    }
+
+    /// When a read last needed this segment's dictionaries, on a clock shared by all segments
+    /// (larger is more recent; 0: never since open).
+    pub fn dictionaries_last_used(&self) -> u64 {
+        self.dictionaries_used.load(Ordering::Relaxed)
+    }
+
+    fn touch_dictionaries(&self) {
+        let tick = DICTIONARY_CLOCK.fetch_add(1, Ordering::Relaxed);
+        self.dictionaries_used.store(tick, Ordering::Relaxed);
     }
 
     /// Whether the dictionary of `column` is decoded (tests).
@@ -378,10 +431,15 @@ impl Segment {
     ) -> Result<Block> {
         let meta = &self.blocks[block_index];
         let columns = with_dependencies(columns, !self.received_runs.is_empty());
+        let mut touched = false;
         for (slot, column) in DICTIONARY_COLUMNS.iter().enumerate() {
             if columns.contains(*column) {
                 self.load_dictionary(decoder, slot)?;
+                touched |= slot != 0;
             }
+        }
+        if touched {
+            self.touch_dictionaries();
         }
         let source = BlockSource {
             path: &self.path,
@@ -697,6 +755,21 @@ struct Directory {
     received_runs: Vec<(u64, i64)>,
     blocks: Vec<BlockMeta>,
     chunks: Vec<[ChunkRef; COLUMN_COUNT]>,
+}
+
+/// Maps a segment file for reading.
+fn map_file(path: &Path, file: &File) -> Result<memmap2::Mmap> {
+    // SAFETY: sealed segments are immutable once written: nothing writes or truncates a
+    // published file (retention unlinks whole files, which keeps an existing mapping valid).
+    let map = unsafe { memmap2::Mmap::map(file) }.map_err(|e| Error::io(path, e))?;
+    // Reads touch a few chunks at a time: no read-ahead of the whole file and no huge pages, so
+    // resident memory follows what queries use (advice only; failures ignored).
+    #[cfg(target_os = "linux")]
+    {
+        let _ = map.advise(memmap2::Advice::Random);
+        let _ = map.advise(memmap2::Advice::NoHugePage);
+    }
+    Ok(map)
 }
 
 /// Reads, checks and decodes the dictionary of `column` stored in `chunk`.

@@ -616,6 +616,62 @@ impl Inner {
         }
     }
 
+    /// Keeps the segments' decoded dictionaries within `dictionary_budget_bytes`: past it, the
+    /// segments whose dictionaries were used least recently are replaced in the segment list by
+    /// instances without them ([`Segment::without_dictionaries`]). Readers holding the old
+    /// instances keep using them; the memory goes when the last of them lets go.
+    fn trim_dictionaries(&self) {
+        let _maintenance = self.maintenance.lock();
+        let segments = Arc::clone(&self.state.read().segments);
+        let mut loaded: Vec<(u64, u64, &Arc<SealedSegment>)> = segments
+            .iter()
+            .map(|s| {
+                let segment = &s.segment;
+                (
+                    segment.dictionaries_last_used(),
+                    segment.dictionary_bytes(),
+                    s,
+                )
+            })
+            .filter(|(_, bytes, _)| *bytes > 0)
+            .collect();
+        let mut total: u64 = loaded.iter().map(|(_, bytes, _)| bytes).sum();
+        if total <= self.options.dictionary_budget_bytes {
+            return;
+        }
+        loaded.sort_by_key(|(used, _, _)| *used);
+        let mut fresh: HashMap<u64, Arc<SealedSegment>> = HashMap::new();
+        for (_, bytes, sealed) in loaded {
+            if total <= self.options.dictionary_budget_bytes {
+                break;
+            }
+            // A segment that cannot be mapped again keeps its dictionaries (retried next time).
+            if let Ok(segment) = sealed.segment.without_dictionaries() {
+                fresh.insert(
+                    sealed.entry.segment_id,
+                    Arc::new(SealedSegment {
+                        entry: sealed.entry.clone(),
+                        path: sealed.path.clone(),
+                        segment,
+                        attachment: sealed.attachment.clone(),
+                    }),
+                );
+                total -= bytes;
+            }
+        }
+        let mut state = self.state.write();
+        let swapped: Vec<Arc<SealedSegment>> = state
+            .segments
+            .iter()
+            .map(|s| {
+                fresh
+                    .remove(&s.entry.segment_id)
+                    .unwrap_or_else(|| Arc::clone(s))
+            })
+            .collect();
+        state.segments = Arc::new(swapped);
+    }
+
     pub(crate) fn wake_background(&self) {
         let _guard = self.background_lock.lock();
         self.background_wake.notify_all();
@@ -659,6 +715,7 @@ impl Inner {
                 .is_some_and(|interval| last_release.elapsed() >= interval)
             {
                 self.release_pages();
+                self.trim_dictionaries();
                 last_release = Instant::now();
             }
             if !worked {

@@ -55,6 +55,11 @@ pub struct StoreOptions {
     /// index file (they stay in the OS page cache; reads map back what they touch), so that the
     /// resident set does not grow with everything ever read. `None`: never.
     pub page_release_interval: Option<Duration>,
+    /// Most memory the segments' decoded dictionaries may hold: segments decode a dictionary
+    /// when a read needs it, and every `page_release_interval` those used least recently are
+    /// dropped past this budget (a read decodes them again, ~1-3 ms per segment of 200,000
+    /// rows). The default, 256 MiB, holds every dictionary of about 20M events.
+    pub dictionary_budget_bytes: u64,
     /// Run the sealing, merging and retention threads (tests drive them by hand when false).
     pub background: bool,
     /// How much nicer (lower CPU priority, Linux) than the process the background thread
@@ -87,6 +92,7 @@ impl StoreOptions {
             merge_rows_max: 250_000,
             retention_interval: Duration::from_secs(60),
             page_release_interval: Some(Duration::from_secs(10)),
+            dictionary_budget_bytes: 256 << 20,
             background: true,
             background_nice: 10,
             encode: EncodeOptions::default(),
