@@ -455,6 +455,14 @@ fn store_background_thread_runs_nicer_than_the_rest_by_the_configured_amount() {
     drop(store);
 }
 
+/// A store whose background thread releases memory every 20 ms and seals only when asked.
+fn releasing_options(dir: &std::path::Path) -> StoreOptions {
+    let mut options = StoreOptions::new(dir);
+    options.seal_interval = std::time::Duration::from_secs(3600);
+    options.page_release_interval = Some(std::time::Duration::from_millis(20));
+    options
+}
+
 /// Resident KiB of this process's mappings of files whose path ends with `suffix`; `None` when
 /// no such file is mapped.
 #[cfg(target_os = "linux")]
@@ -481,10 +489,7 @@ fn mapped_rss_kib(suffix: &str) -> Option<u64> {
 #[test]
 fn store_background_releases_mapped_segment_pages_and_reads_map_them_back() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = StoreOptions::new(dir.path());
-    options.seal_interval = std::time::Duration::from_secs(3600);
-    options.page_release_interval = Some(std::time::Duration::from_millis(20));
-    let store = Store::open(options).unwrap();
+    let store = Store::open(releasing_options(dir.path())).unwrap();
     let now = now_us();
     let batch: Vec<Event> = (0..5000)
         .map(|n| event(&format!("acct_{}", n % 7), n, now - n as i64))
@@ -515,9 +520,7 @@ fn store_background_releases_mapped_segment_pages_and_reads_map_them_back() {
 #[test]
 fn store_keeps_decoded_dictionaries_within_the_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = StoreOptions::new(dir.path());
-    options.seal_interval = std::time::Duration::from_secs(3600);
-    options.page_release_interval = Some(std::time::Duration::from_millis(20));
+    let mut options = releasing_options(dir.path());
     options.dictionary_budget_bytes = 0;
     let store = Store::open(options).unwrap();
     let now = now_us();

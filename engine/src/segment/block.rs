@@ -44,6 +44,15 @@ impl Dictionaries {
         }
     }
 
+    /// The same dictionaries with only the tenants' loaded (the others decode again on use).
+    pub fn tenants_only(&self) -> Dictionaries {
+        let fresh = Dictionaries::new(self.counts);
+        if let Some(tenants) = self.loaded(0) {
+            fresh.load(0, tenants.clone());
+        }
+        fresh
+    }
+
     /// Number of values of the dictionary in `slot`, loaded or not.
     pub fn count(&self, slot: usize) -> u32 {
         self.counts[slot]

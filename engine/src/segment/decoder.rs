@@ -307,12 +307,7 @@ impl Segment {
     /// the seal or merge that wrote the segment has indexed it, so that a segment nobody reads
     /// costs no dictionary memory.
     pub fn release_dictionaries(&mut self) {
-        let counts = std::array::from_fn(|slot| self.dictionaries.count(slot));
-        let fresh = Dictionaries::new(counts);
-        if let Some(tenants) = self.dictionaries.loaded(0) {
-            fresh.load(0, tenants.clone());
-        }
-        self.dictionaries = Arc::new(fresh);
+        self.dictionaries = Arc::new(self.dictionaries.tenants_only());
     }
 
     /// Another instance of this open segment with no decoded dictionary but the tenants': the
@@ -327,11 +322,6 @@ impl Segment {
             }
             Data::Owned(bytes) => Data::Owned(bytes.clone()),
         };
-        let counts = std::array::from_fn(|slot| self.dictionaries.count(slot));
-        let dictionaries = Dictionaries::new(counts);
-        if let Some(tenants) = self.dictionaries.loaded(0) {
-            dictionaries.load(0, tenants.clone());
-        }
         Ok(Segment {
             path: self.path.clone(),
             data,
@@ -339,7 +329,7 @@ impl Segment {
             footer: self.footer,
             blocks: self.blocks.clone(),
             chunks: self.chunks.clone(),
-            dictionaries: Arc::new(dictionaries),
+            dictionaries: Arc::new(self.dictionaries.tenants_only()),
             dictionary_chunks: self.dictionary_chunks,
             tenant_row_starts: self.tenant_row_starts.clone(),
             received_runs: self.received_runs.clone(),
