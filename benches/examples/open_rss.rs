@@ -34,7 +34,9 @@ fn main() {
         status_kib("RssFile:") >> 10
     );
     let mut by_column = std::collections::BTreeMap::<&str, (u64, u64)>::new();
-    for sealed in store.snapshot().segments.iter() {
+    let started = std::time::Instant::now();
+    let snapshot = store.snapshot();
+    for sealed in snapshot.segments.iter() {
         for column in Column::ALL {
             if let Some(dictionary) = sealed.segment.dictionary(column) {
                 let entry = by_column.entry(column.name()).or_default();
@@ -43,7 +45,13 @@ fn main() {
             }
         }
     }
+    let seconds = started.elapsed().as_secs_f64();
     let total: u64 = by_column.values().map(|v| v.1).sum();
+    println!(
+        "decoding every dictionary: {:.0} ms, {:.1} ms per segment",
+        seconds * 1000.0,
+        seconds * 1000.0 / snapshot.segments.len().max(1) as f64
+    );
     println!(
         "dictionaries, all decoded (reads decode those they use): {} MiB ({:.1} B/event)",
         total >> 20,
