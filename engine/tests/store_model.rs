@@ -180,6 +180,10 @@ struct Model {
     tenant_seqs: HashMap<String, u64>,
     /// Events with seq up to this one are in segments (expire may drop them).
     sealed_through: u64,
+    /// A seal failed while publishing its manifest: the store went on without it, but the
+    /// renamed manifest may be on disk, so after a reopen events up to this seq are sealed or
+    /// not (either is right: nothing is lost or doubled).
+    seal_in_doubt: Option<u64>,
     /// A WAL write failed: appends are refused until a reopen.
     poisoned: bool,
     /// Every key used so far, for retries.
@@ -478,6 +482,7 @@ fn run(ops: &[Op]) -> Result<(), String> {
                     ));
                 }
                 model.sealed_through = model.last_seq();
+                model.seal_in_doubt = None;
             }
             Op::Merge => {
                 harness
@@ -498,6 +503,15 @@ fn run(ops: &[Op]) -> Result<(), String> {
                     .reopen(matches!(op, Op::CrashReopen))
                     .map_err(|e| format!("{step}: {e}"))?;
                 model.poisoned = false;
+                if let Some(doubt) = model.seal_in_doubt.take() {
+                    // The reopened store tells which manifest won: the tail holds the events
+                    // past the sealed seq.
+                    let in_tail =
+                        |sealed: u64| model.events.iter().filter(|e| e.seq > sealed).count() as u64;
+                    if harness.store().stats().tail_events == in_tail(doubt) {
+                        model.sealed_through = model.sealed_through.max(doubt);
+                    }
+                }
             }
             Op::FaultySeal { n, sync } => {
                 if *sync {
@@ -508,7 +522,10 @@ fn run(ops: &[Op]) -> Result<(), String> {
                 let result = harness.store().seal();
                 harness.vfs.heal();
                 match result {
-                    Ok(sealed) if sealed == model.last_seq() => model.sealed_through = sealed,
+                    Ok(sealed) if sealed == model.last_seq() => {
+                        model.sealed_through = sealed;
+                        model.seal_in_doubt = None;
+                    }
                     Ok(sealed) => {
                         return Err(format!(
                             "{step}: seal returned {sealed}, model's last seq is {}",
@@ -520,7 +537,10 @@ fn run(ops: &[Op]) -> Result<(), String> {
                     Err(_) if harness.store().stats().tail_events == 0 => {
                         model.sealed_through = model.last_seq()
                     }
-                    Err(_) => {}
+                    // Segments are written before the manifest; a failure while it is renamed
+                    // and its directory synced may still leave it on disk (the pipelined seal's
+                    // threads make which fsync fails depend on timing).
+                    Err(_) => model.seal_in_doubt = Some(model.last_seq()),
                 }
             }
             Op::FullDiskAppend(specs) => {

@@ -653,7 +653,7 @@ impl Segment {
     /// Segment row numbers of `tenant`'s events (contiguous: rows are tenant-sorted), `None` when
     /// the segment holds none.
     pub fn tenant_rows(&self, tenant: &str) -> Option<Range<u64>> {
-        self.tenant_code_rows(self.dictionaries.loaded(0)?.code_of(tenant)?)
+        self.tenant_code_rows(self.dictionary(Column::Tenant)?.code_of(tenant)?)
     }
 
     /// [`Segment::tenant_rows`] by tenant dictionary code.
