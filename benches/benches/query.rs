@@ -85,7 +85,7 @@ fn setup() -> Setup {
         let batch = generator.fill(left.min(10_000));
         left -= batch.len();
         for event in &batch {
-            *per_tenant.entry(event.tenant.clone()).or_default() += 1;
+            *per_tenant.entry(event.tenant.to_string()).or_default() += 1;
         }
         store.append(batch).expect("append");
     }

@@ -39,7 +39,7 @@ fn stored_events(count: usize) -> Vec<StoredEvent> {
             if index % 100 == 0 {
                 received_us = received_us.max(event.timestamp_us + 2_000);
             }
-            let tenant_seq = tenant_seqs.entry(event.tenant.clone()).or_default();
+            let tenant_seq = tenant_seqs.entry(event.tenant.to_string()).or_default();
             *tenant_seq += 1;
             StoredEvent {
                 seq: index as u64 + 1,

@@ -43,7 +43,7 @@ fn stored_events(count: usize, seed: u64) -> Vec<StoredEvent> {
             lag_state ^= lag_state >> 7;
             lag_state ^= lag_state << 17;
             received_us = received_us.max(event.timestamp_us + 300 + (lag_state % 4000) as i64);
-            let tenant_seq = tenant_seqs.entry(event.tenant.clone()).or_default();
+            let tenant_seq = tenant_seqs.entry(event.tenant.to_string()).or_default();
             *tenant_seq += 1;
             StoredEvent {
                 seq: index as u64 + 1,

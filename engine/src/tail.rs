@@ -31,8 +31,7 @@ pub fn approx_bytes(event: &StoredEvent) -> u64 {
 
 /// [`approx_bytes`] of an event before it is stored (the same figure).
 pub fn approx_event_bytes(e: &crate::event::Event) -> u64 {
-    // Plus the allocator's overhead of each of the (up to) 12 strings.
-    (std::mem::size_of::<StoredEvent>() + e.text_len() + 12 * 16) as u64
+    (std::mem::size_of::<StoredEvent>() + e.heap_bytes()) as u64
 }
 
 pub use crate::segment::key_hash;

@@ -3,7 +3,7 @@
 use auditlog_engine::event::time::{format_rfc3339_us, parse_rfc3339_us};
 use auditlog_engine::event::{
     parse_batch, parse_event, write_event_json, write_stored_event_json, Actor, ActorType, Event,
-    Outcome, Resource, RetentionPolicy, StoredEvent, ValidationContext, ValidationError,
+    Outcome, Resource, RetentionPolicy, StoredEvent, Text, ValidationContext, ValidationError,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -1105,8 +1105,8 @@ fn any_text(max_chars: usize) -> impl Strategy<Value = String> {
     prop::collection::vec(any::<char>(), 1..=max_chars).prop_map(String::from_iter)
 }
 
-fn optional_text(max_chars: usize) -> impl Strategy<Value = Option<String>> {
-    prop::option::of(any_text(max_chars))
+fn optional_text(max_chars: usize) -> impl Strategy<Value = Option<Text>> {
+    prop::option::of(any_text(max_chars).prop_map(Text::from))
 }
 
 fn any_json() -> impl Strategy<Value = Value> {
@@ -1128,7 +1128,7 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
-fn any_changes() -> impl Strategy<Value = Option<String>> {
+fn any_changes() -> impl Strategy<Value = Option<Text>> {
     let item = (
         any_text(10),
         prop::option::of(any_json()),
@@ -1149,14 +1149,14 @@ fn any_changes() -> impl Strategy<Value = Option<String>> {
                     item + "}"
                 })
                 .collect();
-            format!("[{}]", items.join(","))
+            Text::from(format!("[{}]", items.join(",")))
         })
     })
 }
 
-fn any_details() -> impl Strategy<Value = Option<String>> {
+fn any_details() -> impl Strategy<Value = Option<Text>> {
     prop::option::of(prop::collection::btree_map(any_text(6), any_json(), 0..4))
-        .prop_map(|map| map.map(|map| Value::Object(map.into_iter().collect()).to_string()))
+        .prop_map(|map| map.map(|map| Value::Object(map.into_iter().collect()).to_string().into()))
 }
 
 prop_compose! {
@@ -1167,8 +1167,8 @@ prop_compose! {
         ip in prop::option::of(any::<std::net::IpAddr>()),
         user_agent in optional_text(50),
     ) -> Actor {
-        let id = if id.is_none() && email.is_none() { Some("fallback".to_owned()) } else { id };
-        Actor { id, email, kind, ip: ip.map(|ip| ip.to_canonical().to_string()), user_agent }
+        let id = if id.is_none() && email.is_none() { Some("fallback".into()) } else { id };
+        Actor { id, email, kind, ip: ip.map(|ip| ip.to_canonical().to_string().into()), user_agent }
     }
 }
 
@@ -1188,9 +1188,9 @@ prop_compose! {
         details in any_details(),
     ) -> Event {
         Event {
-            id, timestamp_us, tenant, project, actor, action,
+            id, timestamp_us, tenant: tenant.into(), project, actor, action: action.into(),
             outcome: if failed { Outcome::Failure } else { Outcome::Success },
-            resource: Resource { kind, id: resource_id, name: resource_name },
+            resource: Resource { kind: kind.into(), id: resource_id, name: resource_name },
             changes, details,
         }
     }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
+use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent, Text};
 use auditlog_engine::segment::{
     encode_segment, Column, Columns, EncodeOptions, Segment, HEADER_LEN,
 };
@@ -20,12 +20,13 @@ fn fixture_dir() -> PathBuf {
 /// The rows of the golden file: fixed, covering absent fields, unicode, both enums, JSON details.
 fn golden_rows() -> Vec<StoredEvent> {
     let base = 1_795_000_000_000_000i64;
-    let event = |seq: u64, tenant: &str, offset_us: i64, action: &str| StoredEvent {
+    let event = |seq: u64, tenant: &str, offset_us: i64, action: &str| {
+        StoredEvent {
         seq,
         tenant_seq: seq,
         received_us: base + offset_us + 250,
         event: Event {
-            id: Some(format!("evt_{seq:04}")),
+            id: Some(format!("evt_{seq:04}").into()),
             timestamp_us: base + offset_us,
             tenant: tenant.into(),
             project: Some("proj_ml-research".into()),
@@ -47,8 +48,9 @@ fn golden_rows() -> Vec<StoredEvent> {
             details: Some(format!(
                 r#"{{"region":"eu-west","request_id":"req_37d15c54cb5ae1{seq:02}","duration_ms":{}}}"#,
                 seq * 17
-            )),
+            ).into()),
         },
+    }
     };
     let mut rows = vec![
         event(1, "acct_0042", 0, "create"),
@@ -289,7 +291,11 @@ fn segment_partial_decode_and_keys_from_file() {
     assert_eq!(all.event(0), sorted(rows)[2]);
 }
 
-fn optional_text() -> impl Strategy<Value = Option<String>> {
+fn optional_text() -> impl Strategy<Value = Option<Text>> {
+    optional_string().prop_map(|text| text.map(Text::from))
+}
+
+fn optional_string() -> impl Strategy<Value = Option<String>> {
     prop_oneof![
         Just(None),
         Just(Some(String::new())),
@@ -298,10 +304,14 @@ fn optional_text() -> impl Strategy<Value = Option<String>> {
     ]
 }
 
-fn json_text() -> impl Strategy<Value = Option<String>> {
+fn json_text() -> impl Strategy<Value = Option<Text>> {
+    json_string().prop_map(|text| text.map(Text::from))
+}
+
+fn json_string() -> impl Strategy<Value = Option<String>> {
     prop_oneof![
         Just(None),
-        optional_text(),
+        optional_string(),
         (any::<String>(), any::<i64>(), "[0-9a-f]{0,40}").prop_map(|(text, number, hex)| {
             Some(serde_json::json!({"s": text, "n": number, "id": format!("req_{hex}"), "a": [number, "x", 1.5]}).to_string())
         }),
@@ -338,7 +348,7 @@ prop_compose! {
             event: Event {
                 id,
                 timestamp_us,
-                tenant,
+                tenant: tenant.into(),
                 project,
                 actor: Actor {
                     id: actor_id,
@@ -347,9 +357,9 @@ prop_compose! {
                     ip,
                     user_agent,
                 },
-                action,
+                action: action.into(),
                 outcome: if failure { Outcome::Failure } else { Outcome::Success },
-                resource: Resource { kind: resource_kind, id: resource_id, name: resource_name },
+                resource: Resource { kind: resource_kind.into(), id: resource_id, name: resource_name },
                 changes,
                 details,
             },

@@ -11,23 +11,23 @@ use auditlog_engine::Error;
 
 fn event(tenant: &str, n: u64, timestamp_us: i64) -> Event {
     Event {
-        id: Some(format!("evt_{n}")),
+        id: Some(format!("evt_{n}").into()),
         timestamp_us,
         tenant: tenant.into(),
-        project: n.is_multiple_of(2).then(|| "proj_ml".to_string()),
+        project: n.is_multiple_of(2).then(|| "proj_ml".into()),
         actor: Actor {
-            id: Some(format!("user_{}", n % 7)),
-            email: Some(format!("u{}@example.com", n % 7)),
+            id: Some(format!("user_{}", n % 7).into()),
+            email: Some(format!("u{}@example.com", n % 7).into()),
             ..Actor::default()
         },
         action: ["create", "update", "delete"][(n % 3) as usize].into(),
         resource: Resource {
             kind: "pod".into(),
-            id: Some(format!("pod_{n}")),
-            name: Some(format!("llama-{n}")),
+            id: Some(format!("pod_{n}").into()),
+            name: Some(format!("llama-{n}").into()),
         },
-        changes: (n % 3 == 1).then(|| r#"[{"field":"gpu_count","old":1,"new":4}]"#.to_string()),
-        details: Some(format!(r#"{{"n":{n}}}"#)),
+        changes: (n % 3 == 1).then(|| r#"[{"field":"gpu_count","old":1,"new":4}]"#.into()),
+        details: Some(format!(r#"{{"n":{n}}}"#).into()),
         ..Event::default()
     }
 }
@@ -76,7 +76,7 @@ fn store_append_is_readable_at_once_and_after_seal_and_reopen() {
     let mut per_tenant: HashMap<String, Vec<u64>> = HashMap::new();
     for e in &all {
         per_tenant
-            .entry(e.event.tenant.clone())
+            .entry(e.event.tenant.to_string())
             .or_default()
             .push(e.tenant_seq);
     }

@@ -11,7 +11,7 @@ use auditlog_engine::Error;
 fn batch(from: u64, count: u64) -> Vec<Event> {
     (from..from + count)
         .map(|n| Event {
-            id: Some(format!("evt_{n}")),
+            id: Some(format!("evt_{n}").into()),
             timestamp_us: now_us(),
             tenant: "acct_1".into(),
             actor: Actor {
@@ -21,7 +21,7 @@ fn batch(from: u64, count: u64) -> Vec<Event> {
             action: "update".into(),
             resource: Resource {
                 kind: "vm".into(),
-                id: Some(format!("vm_{n}")),
+                id: Some(format!("vm_{n}").into()),
                 name: None,
             },
             ..Event::default()

@@ -21,7 +21,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
+use auditlog_engine::event::{
+    format_compact, Actor, ActorType, Event, Outcome, Resource, StoredEvent,
+};
 use auditlog_engine::io::{Fault, FaultyVfs};
 use auditlog_engine::partition::{PartitionKey, RetentionConfig, MICROS_PER_DAY};
 use auditlog_engine::store::{now_us, Duplicate, Store, StoreOptions};
@@ -207,7 +209,7 @@ impl Model {
             IdSpec::Absent => (spec.tenant, None),
             _ => {
                 self.fresh_ids += 1;
-                (spec.tenant, Some(format!("evt_{}", self.fresh_ids)))
+                (spec.tenant, Some(format_compact!("evt_{}", self.fresh_ids)))
             }
         };
         let intra = match spec.time_of_day {
@@ -221,14 +223,15 @@ impl Model {
         let event = Event {
             id,
             timestamp_us: day_start + intra,
-            tenant: tenant_name(tenant),
-            project: (v % 3 != 0).then(|| format!("proj_{}", v % 5)),
+            tenant: tenant_name(tenant).into(),
+            project: (v % 3 != 0).then(|| format_compact!("proj_{}", v % 5)),
             actor: Actor {
-                id: (v % 4 != 1).then(|| format!("user_{}", v % 7)),
-                email: (v % 4 == 1 || v % 5 == 0).then(|| format!("u{}@example.com", v % 7)),
+                id: (v % 4 != 1).then(|| format_compact!("user_{}", v % 7)),
+                email: (v % 4 == 1 || v % 5 == 0)
+                    .then(|| format_compact!("u{}@example.com", v % 7)),
                 kind: [ActorType::User, ActorType::ApiToken, ActorType::System][usize::from(v % 3)],
-                ip: (v % 2 == 0).then(|| format!("10.0.{}.{}", v / 16, v % 16)),
-                user_agent: (v % 6 == 0).then(|| "Mozilla/5.0 (ünïcode)".to_string()),
+                ip: (v % 2 == 0).then(|| format_compact!("10.0.{}.{}", v / 16, v % 16)),
+                user_agent: (v % 6 == 0).then(|| "Mozilla/5.0 (ünïcode)".into()),
             },
             action: ["create", "update", "delete", "login"][usize::from(v % 4)].into(),
             outcome: if v % 9 == 0 {
@@ -238,13 +241,13 @@ impl Model {
             },
             resource: Resource {
                 kind: ["pod", "volume", "api_key"][usize::from(v % 3)].into(),
-                id: (v % 5 != 4).then(|| format!("res_{v}")),
-                name: (v % 2 == 1).then(|| format!("llama-{v}")),
+                id: (v % 5 != 4).then(|| format_compact!("res_{v}")),
+                name: (v % 2 == 1).then(|| format_compact!("llama-{v}")),
             },
             changes: (v % 3 == 1)
-                .then(|| format!(r#"[{{"field":"gpu_count","old":{},"new":4}}]"#, v % 8)),
+                .then(|| format_compact!(r#"[{{"field":"gpu_count","old":{},"new":4}}]"#, v % 8)),
             details: (v % 4 == 2).then(|| {
-                format!(
+                format_compact!(
                     r#"{{"variant":{v},"note":"{}"}}"#,
                     "x".repeat(usize::from(v))
                 )
@@ -279,7 +282,7 @@ impl Model {
                 }
                 stored_keys.insert((event.tenant.as_str(), id), next_seq);
             }
-            let counter = tenant_seqs.entry(event.tenant.clone()).or_insert(0);
+            let counter = tenant_seqs.entry(event.tenant.to_string()).or_insert(0);
             *counter += 1;
             stored.push(StoredEvent {
                 seq: next_seq,
@@ -296,7 +299,7 @@ impl Model {
     fn commit(&mut self, stored: Vec<StoredEvent>) {
         for event in &stored {
             self.tenant_seqs
-                .insert(event.event.tenant.clone(), event.tenant_seq);
+                .insert(event.event.tenant.to_string(), event.tenant_seq);
         }
         if let Some(last) = stored.last() {
             self.next_seq = last.seq + 1;

@@ -11,20 +11,20 @@ use auditlog_engine::Error;
 
 fn event(n: u64) -> Event {
     Event {
-        id: Some(format!("evt_{n}")),
+        id: Some(format!("evt_{n}").into()),
         timestamp_us: 1_795_000_000_000_000 + n as i64,
-        tenant: format!("acct_{}", n % 3),
+        tenant: format!("acct_{}", n % 3).into(),
         actor: Actor {
-            id: Some(format!("user_{n}")),
+            id: Some(format!("user_{n}").into()),
             ..Actor::default()
         },
         action: "update".into(),
         resource: Resource {
             kind: "pod".into(),
-            id: Some(format!("pod_{n}")),
+            id: Some(format!("pod_{n}").into()),
             name: Some("llama-finetune-3".into()),
         },
-        details: Some(format!(r#"{{"n":{n}}}"#)),
+        details: Some(format!(r#"{{"n":{n}}}"#).into()),
         ..Event::default()
     }
 }
@@ -233,7 +233,7 @@ fn wal_empty_newest_file_from_a_crash_during_creation_is_removed() {
 mod payload_decoder {
     //! The hand-written payload decoder (`wal::payload`) reads exactly what postcard writes.
 
-    use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource};
+    use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource, Text};
     use auditlog_engine::wal::format::{encode_batch_header, encode_events, BatchHeader};
     use auditlog_engine::wal::payload::decode_payload;
     use proptest::prelude::*;
@@ -262,11 +262,11 @@ mod payload_decoder {
             failure in any::<bool>(),
         ) -> Event {
             let mut texts = texts.into_iter();
-            let mut next = || texts.next().flatten();
+            let mut next = || texts.next().flatten().map(Text::from);
             Event {
                 id: next(),
                 timestamp_us,
-                tenant,
+                tenant: tenant.into(),
                 project: next(),
                 actor: Actor {
                     id: next(),
@@ -275,9 +275,9 @@ mod payload_decoder {
                     ip: next(),
                     user_agent: next(),
                 },
-                action,
+                action: action.into(),
                 outcome: if failure { Outcome::Failure } else { Outcome::Success },
-                resource: Resource { kind, id: next(), name: next() },
+                resource: Resource { kind: kind.into(), id: next(), name: next() },
                 changes: next(),
                 details: next(),
             }

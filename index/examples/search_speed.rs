@@ -35,13 +35,13 @@ fn event(rng: &mut SmallRng) -> Event {
     Event {
         id: None,
         timestamp_us: NOW_US - rng.gen_range(0..30 * MICROS_PER_DAY),
-        tenant: format!("acct_{tenant:04}"),
-        project: Some(format!("proj_{}", rng.gen_range(0..8))),
+        tenant: format!("acct_{tenant:04}").into(),
+        project: Some(format!("proj_{}", rng.gen_range(0..8)).into()),
         actor: Actor {
-            id: Some(format!("user_{}", rng.gen_range(0..200))),
-            email: Some(format!("user{}@example.com", rng.gen_range(0..200))),
+            id: Some(format!("user_{}", rng.gen_range(0..200)).into()),
+            email: Some(format!("user{}@example.com", rng.gen_range(0..200)).into()),
             kind: ActorType::User,
-            ip: Some(format!("203.0.113.{}", rng.gen_range(0..255))),
+            ip: Some(format!("203.0.113.{}", rng.gen_range(0..255)).into()),
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0".into()),
         },
         action: actions[rng.gen_range(0..actions.len())].into(),
@@ -52,17 +52,20 @@ fn event(rng: &mut SmallRng) -> Event {
         },
         resource: Resource {
             kind: "pod".into(),
-            id: Some(format!("pod_{:06x}", rng.gen_range(0..100_000))),
-            name: Some(format!(
-                "{}-{}",
-                names[rng.gen_range(0..names.len())],
-                rng.gen_range(0..50)
-            )),
+            id: Some(format!("pod_{:06x}", rng.gen_range(0..100_000)).into()),
+            name: Some(
+                format!(
+                    "{}-{}",
+                    names[rng.gen_range(0..names.len())],
+                    rng.gen_range(0..50)
+                )
+                .into(),
+            ),
         },
         changes: None,
         details: rng
             .gen_bool(0.3)
-            .then(|| r#"{"region":"eu-west","reason":"scale up"}"#.to_string()),
+            .then(|| r#"{"region":"eu-west","reason":"scale up"}"#.into()),
     }
 }
 

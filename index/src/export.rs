@@ -214,7 +214,7 @@ mod tests {
                 tenant: "acct_1".into(),
                 timestamp_us: now - i * 144_000_000,
                 actor: Actor {
-                    id: Some(format!("user_{}", i % 7)),
+                    id: Some(format!("user_{}", i % 7).into()),
                     ..Actor::default()
                 },
                 action: "delete".into(),

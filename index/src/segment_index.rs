@@ -249,7 +249,7 @@ mod tests {
                     timestamp_us: seq as i64,
                     tenant: "acct_1".into(),
                     actor: Actor {
-                        email: Some(format!("u{}@example.com", seq % 2)),
+                        email: Some(format!("u{}@example.com", seq % 2).into()),
                         ..Actor::default()
                     },
                     action: "login".into(),

@@ -25,9 +25,9 @@ fn events(round: u64) -> Vec<Event> {
                     + (n % 2) as i64 * MICROS_PER_DAY
                     + (n * 7919 % 86_000) as i64 * 1_000_000,
                 tenant: tenant.into(),
-                project: Some(format!("proj-{}", n % 5)),
+                project: Some(format!("proj-{}", n % 5).into()),
                 actor: Actor {
-                    id: Some(format!("user_{}", n % 7)),
+                    id: Some(format!("user_{}", n % 7).into()),
                     kind: if n.is_multiple_of(11) {
                         ActorType::System
                     } else {

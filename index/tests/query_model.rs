@@ -17,8 +17,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use auditlog_engine::event::{
-    write_event_ref_json, write_stored_event_json, Actor, ActorType, Event, Outcome, Resource,
-    StoredEvent,
+    format_compact, write_event_ref_json, write_stored_event_json, Actor, ActorType, Event,
+    Outcome, Resource, StoredEvent, Text,
 };
 use auditlog_engine::partition::MICROS_PER_DAY;
 use auditlog_engine::store::Store;
@@ -90,7 +90,7 @@ fn build_event(spec: &EventSpec) -> Event {
     Event {
         id: None,
         timestamp_us: day_start + spec.time_of_day,
-        tenant: tenant_name(spec.tenant),
+        tenant: tenant_name(spec.tenant).into(),
         project: bit(0).then(|| pick(&["proj_0", "proj_1", "proj_ml-research"], v, 1).into()),
         actor: Actor {
             id: (!has_email || bit(4))
@@ -123,7 +123,8 @@ fn build_event(spec: &EventSpec) -> Event {
             id: bit(22).then(|| pick(&["pod_0", "pod_1", "pod_2", "vm_9"], v, 23).into()),
             name: bit(25).then(|| pick(&names, v, 26).into()),
         },
-        changes: bit(29).then(|| format!(r#"[{{"field":"gpu_count","old":{},"new":4}}]"#, v % 4)),
+        changes: bit(29)
+            .then(|| format_compact!(r#"[{{"field":"gpu_count","old":{},"new":4}}]"#, v % 4)),
         details: bit(30).then(|| {
             pick(
                 &[
@@ -367,7 +368,7 @@ fn naive_text_fields(e: &Event) -> Vec<&str> {
     fields
 }
 
-fn naive_values(field: Field, e: &Event) -> Vec<String> {
+fn naive_values(field: Field, e: &Event) -> Vec<Text> {
     let mut out = Vec::new();
     match field {
         Field::Tenant => out.push(e.tenant.clone()),
@@ -378,7 +379,7 @@ fn naive_values(field: Field, e: &Event) -> Vec<String> {
                 Outcome::Success => "success",
                 Outcome::Failure => "failure",
             }
-            .to_string(),
+            .into(),
         ),
         Field::ResourceType => out.push(e.resource.kind.clone()),
         Field::ResourceId => out.extend(e.resource.id.clone()),
@@ -396,7 +397,7 @@ fn naive_values(field: Field, e: &Event) -> Vec<String> {
                 ActorType::ApiToken => "api_token",
                 ActorType::System => "system",
             }
-            .to_string(),
+            .into(),
         ),
     }
     out
@@ -419,10 +420,10 @@ fn naive_matches(query: &Query, stored: &StoredEvent) -> bool {
     }
     for (field, filter) in query.filters.iter() {
         let values = naive_values(field, e);
-        if !filter.any_of.is_empty() && !values.iter().any(|v| filter.any_of.contains(v)) {
+        if !filter.any_of.is_empty() && !values.iter().any(|v| filter.any_of.contains(v.as_str())) {
             return false;
         }
-        if values.iter().any(|v| filter.none_of.contains(v)) {
+        if values.iter().any(|v| filter.none_of.contains(v.as_str())) {
             return false;
         }
     }
@@ -458,7 +459,7 @@ fn naive_facets(matching: &[StoredEvent], field: Field, top: usize) -> Vec<(Stri
             _ => naive_values(field, e).into_iter().next(),
         };
         if let Some(value) = value {
-            *counts.entry(value).or_insert(0) += 1;
+            *counts.entry(value.to_string()).or_insert(0) += 1;
         }
     }
     let mut out: Vec<(String, u64)> = counts.into_iter().collect();

@@ -16,7 +16,7 @@ fn event(tenant: &str, n: i64, name: &str) -> Event {
         timestamp_us: NOW_US + n,
         tenant: tenant.into(),
         actor: Actor {
-            email: Some(format!("{tenant}@example.com")),
+            email: Some(format!("{tenant}@example.com").into()),
             ..Actor::default()
         },
         action: "delete".into(),

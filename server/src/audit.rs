@@ -24,7 +24,7 @@ pub fn record(
         tenant: SYSTEM_TENANT.into(),
         project: None,
         actor: Actor {
-            id: Some(principal.token_id.clone()),
+            id: Some(principal.token_id.as_str().into()),
             kind: ActorType::ApiToken,
             ..Actor::default()
         },
@@ -32,11 +32,11 @@ pub fn record(
         outcome: Outcome::Success,
         resource: Resource {
             kind: resource_type.into(),
-            id: resource_id,
+            id: resource_id.map(Into::into),
             name: None,
         },
         changes: None,
-        details: Some(details.to_string()),
+        details: Some(details.to_string().into()),
     };
     if let Err(error) = state.store.append(vec![event]) {
         tracing::error!(%error, action, "could not record a self-audit event");

@@ -19,7 +19,9 @@ pub mod server;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
+use auditlog_engine::event::{
+    format_compact, Actor, ActorType, Event, Outcome, Resource, StoredEvent,
+};
 use auditlog_engine::store::AppendResult;
 
 /// Tenants the generated events are spread over; every producer writes to every tenant, so
@@ -95,18 +97,18 @@ impl BatchId {
             [ActorType::User, ActorType::ApiToken, ActorType::System][(h(3) % 3) as usize];
         let user = h(4) % 50;
         Event {
-            id: Some(format!("{self}-i{index}")),
+            id: Some(format!("{self}-i{index}").into()),
             // Within the hour before base_us, so retention never touches them.
             timestamp_us: base_us - (h(5) % 3_600_000_000) as i64,
-            tenant,
-            project: (h(6) % 3 != 0).then(|| format!("proj_{}", h(6) % 7)),
+            tenant: tenant.into(),
+            project: (h(6) % 3 != 0).then(|| format_compact!("proj_{}", h(6) % 7)),
             actor: Actor {
-                id: Some(format!("user_{user}")),
-                email: (h(7) % 2 == 0).then(|| format!("u{user}@example.com")),
+                id: Some(format!("user_{user}").into()),
+                email: (h(7) % 2 == 0).then(|| format_compact!("u{user}@example.com")),
                 kind: actor_kind,
                 ip: (h(8) % 4 != 0)
-                    .then(|| format!("10.{}.{}.{}", h(8) % 256, h(9) % 256, h(10) % 256)),
-                user_agent: (h(11) % 5 == 0).then(|| "curl/8.5.0 (Ünïcödé agent)".to_string()),
+                    .then(|| format_compact!("10.{}.{}.{}", h(8) % 256, h(9) % 256, h(10) % 256)),
+                user_agent: (h(11) % 5 == 0).then(|| "curl/8.5.0 (Ünïcödé agent)".into()),
             },
             action: actions[(h(12) % actions.len() as u64) as usize].into(),
             outcome: if h(13) % 10 == 0 {
@@ -116,18 +118,18 @@ impl BatchId {
             },
             resource: Resource {
                 kind: kinds[(h(14) % kinds.len() as u64) as usize].into(),
-                id: Some(format!("res_{:x}", h(15) % 100_000)),
-                name: (h(16) % 2 == 0).then(|| format!("llama-{}", h(16) % 1000)),
+                id: Some(format!("res_{:x}", h(15) % 100_000).into()),
+                name: (h(16) % 2 == 0).then(|| format_compact!("llama-{}", h(16) % 1000)),
             },
             changes: (h(17) % 3 == 0).then(|| {
-                format!(
+                format_compact!(
                     r#"[{{"field":"gpu_count","old":{},"new":{}}}]"#,
                     h(17) % 8,
                     h(18) % 8
                 )
             }),
             details: (h(19) % 2 == 0).then(|| {
-                format!(
+                format_compact!(
                     r#"{{"batch":"{self}","index":{index},"pad":"{}"}}"#,
                     "x".repeat((h(20) % 300) as usize)
                 )

@@ -540,33 +540,33 @@ fn sqlite_load(conn: &mut Connection, batches: &[Vec<Event>], first_seqs: &[u64]
                     .execute(params![
                         seq,
                         e.timestamp_us,
-                        e.tenant,
-                        e.project,
-                        e.action,
+                        e.tenant.as_str(),
+                        e.project.as_deref(),
+                        e.action.as_str(),
                         e.outcome.as_str(),
-                        e.resource.kind,
-                        e.resource.id,
-                        e.resource.name,
-                        e.actor.id,
-                        e.actor.email,
-                        e.actor.ip,
-                        e.actor.user_agent,
-                        e.details,
-                        e.changes,
+                        e.resource.kind.as_str(),
+                        e.resource.id.as_deref(),
+                        e.resource.name.as_deref(),
+                        e.actor.id.as_deref(),
+                        e.actor.email.as_deref(),
+                        e.actor.ip.as_deref(),
+                        e.actor.user_agent.as_deref(),
+                        e.details.as_deref(),
+                        e.changes.as_deref(),
                     ])
                     .expect("insert row");
                 insert_text
                     .execute(params![
                         seq,
-                        e.resource.name,
-                        e.resource.id,
-                        e.actor.email,
-                        e.actor.id,
-                        e.action,
-                        e.project,
-                        e.actor.user_agent,
-                        e.details,
-                        e.changes,
+                        e.resource.name.as_deref(),
+                        e.resource.id.as_deref(),
+                        e.actor.email.as_deref(),
+                        e.actor.id.as_deref(),
+                        e.action.as_str(),
+                        e.project.as_deref(),
+                        e.actor.user_agent.as_deref(),
+                        e.details.as_deref(),
+                        e.changes.as_deref(),
                     ])
                     .expect("insert text");
             }
@@ -1039,7 +1039,7 @@ fn main() {
         if args.skip_sqlite {
             let mut kept: Vec<Event> = batch
                 .into_iter()
-                .filter(|event| measured.contains(&event.tenant))
+                .filter(|event| measured.iter().any(|m| *m == event.tenant))
                 .collect();
             // The filtered collect reuses the batch's buffer: without this, every batch kept
             // its whole capacity (~450 bytes per generated event).

@@ -26,11 +26,14 @@ mod model;
 pub mod parse;
 pub mod time;
 
+pub use compact_str::format_compact;
 pub use csv::{write_csv_field, write_event_csv, CSV_COLUMNS};
 pub use json::{
     write_event_json, write_event_ref_json, write_json_string, write_stored_event_json,
 };
-pub use model::{Actor, ActorType, Event, EventRef, Outcome, Resource, StoredEvent, TimestampUs};
+pub use model::{
+    Actor, ActorType, Event, EventRef, Outcome, Resource, StoredEvent, Text, TimestampUs,
+};
 pub use parse::{
     parse_batch, parse_event, RetentionPolicy, ValidationContext, ValidationError,
     ACTION_BYTES_MAX, DETAILS_DEPTH_MAX, EMAIL_BYTES_MAX, EVENT_BYTES_MAX, FUTURE_TOLERANCE_US,

@@ -1,8 +1,8 @@
 //! The audit event as Rust types (`../shared/EVENT.md` is the wire contract).
 //!
 //! [`Event`] is a validated event as a client sent it; [`StoredEvent`] adds what the store assigns
-//! on acknowledgement (`seq`, `tenant_seq`, `received`). Optional text fields are `Option<String>`
-//! and are never `Some("")`: validation turns an empty string into `None`, and the columnar
+//! on acknowledgement (`seq`, `tenant_seq`, `received`). Text fields are [`Text`] (a string kept
+//! inline up to 24 bytes); optional ones are `Option<Text>` and are never `Some("")`: validation turns an empty string into `None`, and the columnar
 //! segment format relies on that (an empty cell means "absent").
 //!
 //! `changes` and `details` are kept as compact JSON text: the store never interprets them, the
@@ -29,6 +29,20 @@ use serde::{Deserialize, Serialize};
 
 /// Microseconds since the Unix epoch, UTC.
 pub type TimestampUs = i64;
+
+/// A text field of an event: UTF-8 like `String` (it derefs to `&str` and serializes as a
+/// string, so the WAL and JSON formats do not see it), but kept inline when it fits in 24 bytes.
+/// Most fields of an audit event do (tenants, ids, actions, IPv4 addresses, names), so an event
+/// costs 3-4 heap allocations instead of 13: they were the largest part of decoding the WAL at
+/// open and of parsing an ingest batch, and of the tail's memory.
+///
+/// ```
+/// use auditlog_engine::event::Text;
+/// let tenant: Text = "acct_0042".into();
+/// assert!(!tenant.is_heap_allocated());
+/// assert_eq!(tenant, "acct_0042");
+/// ```
+pub type Text = compact_str::CompactString;
 
 /// Who performed the action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -126,40 +140,40 @@ impl Outcome {
 /// `actor`: at least one of `id` and `email` is present after validation.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Actor {
-    pub id: Option<String>,
-    pub email: Option<String>,
+    pub id: Option<Text>,
+    pub email: Option<Text>,
     pub kind: ActorType,
     /// Normalized text form of a validated IPv4 or IPv6 address.
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
+    pub ip: Option<Text>,
+    pub user_agent: Option<Text>,
 }
 
 /// `resource`: what the action was done to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Resource {
     /// `resource.type` on the wire.
-    pub kind: String,
-    pub id: Option<String>,
-    pub name: Option<String>,
+    pub kind: Text,
+    pub id: Option<Text>,
+    pub name: Option<Text>,
 }
 
 /// A validated event, before the store assigns its sequence numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Event {
     /// Client idempotency key, unique per tenant.
-    pub id: Option<String>,
+    pub id: Option<Text>,
     /// When it happened, UTC microseconds (the receive time when the client sent none).
     pub timestamp_us: TimestampUs,
-    pub tenant: String,
-    pub project: Option<String>,
+    pub tenant: Text,
+    pub project: Option<Text>,
     pub actor: Actor,
-    pub action: String,
+    pub action: Text,
     pub outcome: Outcome,
     pub resource: Resource,
     /// Compact JSON text of the `changes` array (`[{"field":..,"old":..,"new":..}]`).
-    pub changes: Option<String>,
+    pub changes: Option<Text>,
     /// Compact JSON text of the `details` object.
-    pub details: Option<String>,
+    pub details: Option<Text>,
 }
 
 /// An acknowledged event, as every read path returns it.
@@ -222,7 +236,7 @@ pub struct EventRef<'a> {
 impl EventRef<'_> {
     /// The owned event.
     pub fn to_stored(&self) -> StoredEvent {
-        let owned = |value: Option<&str>| value.map(str::to_owned);
+        let owned = |value: Option<&str>| value.map(Text::from);
         StoredEvent {
             seq: self.seq,
             tenant_seq: self.tenant_seq,
@@ -230,7 +244,7 @@ impl EventRef<'_> {
             event: Event {
                 id: owned(self.id),
                 timestamp_us: self.timestamp_us,
-                tenant: self.tenant.to_owned(),
+                tenant: self.tenant.into(),
                 project: owned(self.project),
                 actor: Actor {
                     id: owned(self.actor_id),
@@ -239,10 +253,10 @@ impl EventRef<'_> {
                     ip: owned(self.actor_ip),
                     user_agent: owned(self.actor_user_agent),
                 },
-                action: self.action.to_owned(),
+                action: self.action.into(),
                 outcome: self.outcome,
                 resource: Resource {
-                    kind: self.resource_type.to_owned(),
+                    kind: self.resource_type.into(),
                     id: owned(self.resource_id),
                     name: owned(self.resource_name),
                 },
@@ -270,7 +284,7 @@ impl Event {
     /// assert_eq!(event.text_len(), 11);
     /// ```
     pub fn text_len(&self) -> usize {
-        let text = |value: &Option<String>| value.as_ref().map_or(0, String::len);
+        let text = |value: &Option<Text>| value.as_ref().map_or(0, |t| t.len());
         self.tenant.len()
             + self.action.len()
             + self.resource.kind.len()
@@ -284,6 +298,41 @@ impl Event {
             + text(&self.resource.name)
             + text(&self.changes)
             + text(&self.details)
+    }
+
+    /// Heap bytes the event's text holds beyond its own size: the capacity of each [`Text`] too
+    /// long to be kept inline, plus 16 bytes of allocator overhead for each (for the tail's
+    /// memory bound).
+    ///
+    /// ```
+    /// use auditlog_engine::event::Event;
+    /// let mut event = Event { tenant: "acct_1".into(), action: "login".into(), ..Event::default() };
+    /// assert_eq!(event.heap_bytes(), 0);
+    /// event.details = Some(r#"{"request_id":"req_58e2e50f110ad946"}"#.into());
+    /// assert!(event.heap_bytes() >= 37 + 16);
+    /// ```
+    pub fn heap_bytes(&self) -> usize {
+        let heap = |text: &Text| {
+            if text.is_heap_allocated() {
+                text.capacity() + 16
+            } else {
+                0
+            }
+        };
+        let optional = |value: &Option<Text>| value.as_ref().map_or(0, heap);
+        heap(&self.tenant)
+            + heap(&self.action)
+            + heap(&self.resource.kind)
+            + optional(&self.id)
+            + optional(&self.project)
+            + optional(&self.actor.id)
+            + optional(&self.actor.email)
+            + optional(&self.actor.ip)
+            + optional(&self.actor.user_agent)
+            + optional(&self.resource.id)
+            + optional(&self.resource.name)
+            + optional(&self.changes)
+            + optional(&self.details)
     }
 
     /// The event borrowed as an [`EventRef`] with the given store-assigned numbers.

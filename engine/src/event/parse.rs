@@ -50,7 +50,7 @@ use std::net::IpAddr;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::model::{Actor, ActorType, Event, Outcome, Resource, TimestampUs};
+use super::model::{self, Actor, ActorType, Event, Outcome, Resource, TimestampUs};
 use super::time::{format_rfc3339_us, parse_rfc3339_us, US_PER_DAY, US_PER_SECOND};
 
 /// Default limit on one event's JSON text, in bytes (EVENT.md: 64 KiB).
@@ -1152,8 +1152,17 @@ fn quoted(value: &str) -> String {
     }
 }
 
-fn owned(value: Option<Cow<'_, str>>) -> Option<String> {
-    value.map(Cow::into_owned)
+fn owned(value: Option<Cow<'_, str>>) -> Option<model::Text> {
+    value.map(text)
+}
+
+/// The field's text as stored: borrowed text is copied (inline when short), owned text keeps its
+/// buffer.
+fn text(value: Cow<'_, str>) -> model::Text {
+    match value {
+        Cow::Borrowed(text) => text.into(),
+        Cow::Owned(text) => text.into(),
+    }
 }
 
 fn validate(raw: RawEvent<'_>, ctx: &ValidationContext) -> Result<Event, Failure> {
@@ -1213,7 +1222,7 @@ fn validate(raw: RawEvent<'_>, ctx: &ValidationContext) -> Result<Event, Failure
                 let message = format!("nested deeper than {} levels", ctx.details_depth_max);
                 return Err(Failure::field("details", message));
             }
-            Some(compact)
+            Some(compact.into())
         }
         Some(text) => {
             let message = format!("expected an object, found {}", json_kind(text));
@@ -1224,13 +1233,13 @@ fn validate(raw: RawEvent<'_>, ctx: &ValidationContext) -> Result<Event, Failure
     Ok(Event {
         id: owned(id),
         timestamp_us,
-        tenant: tenant.into_owned(),
+        tenant: text(tenant),
         project: owned(project),
         actor,
-        action: action.into_owned(),
+        action: text(action),
         outcome,
         resource,
-        changes: raw.changes,
+        changes: raw.changes.map(model::Text::from),
         details,
     })
 }
@@ -1265,8 +1274,8 @@ fn validate_actor(raw: Option<RawActor<'_>>) -> Result<Actor, Failure> {
         Some(text) => match text.parse::<IpAddr>() {
             // Rust's IPv4 parser accepts only the canonical dotted-quad text (no leading zeros),
             // so the text as sent is already normalized.
-            Ok(IpAddr::V4(_)) => Some(text.into_owned()),
-            Ok(address) => Some(address.to_canonical().to_string()),
+            Ok(IpAddr::V4(_)) => Some(self::text(text)),
+            Ok(address) => Some(model::Text::from(address.to_canonical().to_string())),
             Err(_) => {
                 let message = format!("not an IPv4 or IPv6 address: {}", quoted(&text));
                 return Err(Failure::field("actor.ip", message));
@@ -1307,7 +1316,7 @@ fn validate_resource(raw: Option<RawResource<'_>>) -> Result<Resource, Failure> 
         check_length(name, "resource.name", RESOURCE_ID_BYTES_MAX)?;
     }
     Ok(Resource {
-        kind: kind.into_owned(),
+        kind: text(kind),
         id: owned(id),
         name: owned(name),
     })

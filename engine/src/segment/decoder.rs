@@ -533,7 +533,7 @@ impl Segment {
     ///     .map(|i| StoredEvent {
     ///         seq: i + 1,
     ///         event: Event {
-    ///             id: Some(format!("evt_{i}")),
+    ///             id: Some(format!("evt_{i}").into()),
     ///             tenant: "acct_1".into(),
     ///             actor: Actor { id: Some("u1".into()), ..Actor::default() },
     ///             action: "delete".into(),

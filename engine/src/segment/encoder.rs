@@ -118,7 +118,7 @@ impl<'r> Row<'r> {
 #[inline(always)]
 fn prefetch_strings(row: &StoredEvent) {
     let event = &row.event;
-    let optional = |value: &Option<String>| {
+    let optional = |value: &Option<crate::event::Text>| {
         if let Some(value) = value {
             prefetch(value.as_ptr());
         }

@@ -29,7 +29,7 @@
 //!         tenant_seq: seq,
 //!         received_us: 1_795_000_000_000_000 + seq as i64,
 //!         event: Event {
-//!             id: Some(format!("evt_{seq}")),
+//!             id: Some(format!("evt_{seq}").into()),
 //!             timestamp_us: 1_795_000_000_000_000 + seq as i64,
 //!             tenant: "acct_0042".into(),
 //!             actor: Actor { id: Some("user_913".into()), ..Actor::default() },

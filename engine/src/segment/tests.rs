@@ -3,7 +3,7 @@
 
 use super::format::DICTIONARY_COLUMNS;
 use super::*;
-use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
+use crate::event::{format_compact, Actor, ActorType, Event, Outcome, Resource, StoredEvent};
 
 fn row(seq: u64, tenant: &str, timestamp_us: i64) -> StoredEvent {
     StoredEvent {
@@ -11,12 +11,12 @@ fn row(seq: u64, tenant: &str, timestamp_us: i64) -> StoredEvent {
         tenant_seq: seq,
         received_us: timestamp_us + 1_500,
         event: Event {
-            id: Some(format!("evt_{seq}")),
+            id: Some(format!("evt_{seq}").into()),
             timestamp_us,
             tenant: tenant.into(),
-            project: matches!(seq % 3, 0).then(|| "proj_a".to_string()),
+            project: matches!(seq % 3, 0).then(|| "proj_a".into()),
             actor: Actor {
-                id: Some(format!("user_{}", seq % 5)),
+                id: Some(format!("user_{}", seq % 5).into()),
                 email: None,
                 kind: if matches!(seq % 7, 0) {
                     ActorType::System
@@ -34,11 +34,11 @@ fn row(seq: u64, tenant: &str, timestamp_us: i64) -> StoredEvent {
             },
             resource: Resource {
                 kind: "pod".into(),
-                id: Some(format!("pod_{}", seq % 11)),
+                id: Some(format!("pod_{}", seq % 11).into()),
                 name: None,
             },
             changes: matches!(seq % 2, 0)
-                .then(|| format!(r#"[{{"field":"gpu_count","old":{},"new":4}}]"#, seq % 3)),
+                .then(|| format_compact!(r#"[{{"field":"gpu_count","old":{},"new":4}}]"#, seq % 3)),
             details: None,
         },
     }
@@ -304,8 +304,14 @@ fn segment_received_runs_round_trip_and_decode_alone() {
 fn segment_packed_ids_and_parent_coded_columns_round_trip() {
     let mut rows = sample(700);
     for row in rows.iter_mut() {
-        row.event.id = (row.seq % 5 != 0).then(|| format!("evt_{:013x}", row.seq * 0x9e37_79b9));
-        row.event.actor.email = row.event.actor.id.as_ref().map(|id| format!("{id}@x.com"));
+        row.event.id =
+            (row.seq % 5 != 0).then(|| format_compact!("evt_{:013x}", row.seq * 0x9e37_79b9));
+        row.event.actor.email = row
+            .event
+            .actor
+            .id
+            .as_ref()
+            .map(|id| format_compact!("{id}@x.com"));
         if row.seq % 13 == 0 {
             row.event.actor.email = Some("other@x.com".into());
         }
@@ -335,10 +341,10 @@ fn segment_packed_ids_and_parent_coded_columns_round_trip() {
 fn segment_read_rows_matches_read_all_for_any_range() {
     let mut rows = sample(600);
     for row in rows.iter_mut() {
-        row.event.id = (row.seq % 4 != 0).then(|| format!("evt_{:08x}", row.seq * 7919));
+        row.event.id = (row.seq % 4 != 0).then(|| format_compact!("evt_{:08x}", row.seq * 7919));
         // Request ids repeat every 7 rows: packed values repeat across skipped rows.
         row.event.details = (row.seq % 5 != 0).then(|| {
-            format!(
+            format_compact!(
                 r#"{{"request_id":"req_{:016x}","n":{},"s":"v{}"}}"#,
                 (row.seq % 7) * 0x1234_5678_9abc,
                 row.seq,

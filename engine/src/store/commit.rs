@@ -283,9 +283,12 @@ impl Inner {
                     }
                     keep.push(index);
                     next_seq += 1;
-                    let counter = match commit.tenant_seqs.get_mut(&event.tenant) {
+                    let counter = match commit.tenant_seqs.get_mut(event.tenant.as_str()) {
                         Some(counter) => counter,
-                        None => commit.tenant_seqs.entry(event.tenant.clone()).or_insert(0),
+                        None => commit
+                            .tenant_seqs
+                            .entry(event.tenant.to_string())
+                            .or_insert(0),
                     };
                     *counter += 1;
                     tenant_seqs.push(*counter);

@@ -23,7 +23,7 @@
 //! assert_eq!((stored[0].seq, stored[0].tenant_seq, &stored[0].event), (7, 3, &event));
 //! ```
 
-use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent};
+use crate::event::{Actor, ActorType, Event, Outcome, Resource, StoredEvent, Text};
 
 /// Decodes a record payload into stored events, or a reason it is malformed. Events are decoded
 /// one by one straight into their `StoredEvent` (no intermediate `Vec<Event>`).
@@ -151,7 +151,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<Text, String> {
         let start = self.pos;
         let len = self.length()?;
         let end = self
@@ -162,11 +162,11 @@ impl<'a> Reader<'a> {
         let text = std::str::from_utf8(&self.bytes[self.pos..end])
             .map_err(|e| format!("string at byte {start} is not UTF-8: {e}"))?;
         self.pos = end;
-        Ok(text.to_owned())
+        Ok(Text::from(text))
     }
 
     #[inline]
-    fn option_string(&mut self) -> Result<Option<String>, String> {
+    fn option_string(&mut self) -> Result<Option<Text>, String> {
         let start = self.pos;
         match self.byte()? {
             0 => Ok(None),

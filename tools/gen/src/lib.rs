@@ -85,7 +85,7 @@ mod pools;
 mod tenant;
 mod text;
 
-use auditlog_engine::event::{Actor, ActorType, Event, Outcome};
+use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Text};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -436,7 +436,7 @@ impl Generator {
         if self.config.id_fraction >= 1.0 || self.rng.gen_bool(self.config.id_fraction.max(0.0)) {
             let mut id = self.spare.string();
             self.event_ids.long_into(&mut id, "evt_");
-            event.id = Some(id);
+            event.id = Some(id.into());
         }
     }
 
@@ -678,7 +678,7 @@ impl Generator {
         }
         details.request_id(rng);
         details.number("duration_ms", duration_ms(rng, 180));
-        event.details = Some(details.finish());
+        event.details = Some(details.finish().into());
     }
 
     fn logout(&mut self, session: &Session, event: &mut Event) {
@@ -689,7 +689,7 @@ impl Generator {
         let mut details = JsonObject::new(self.spare.string());
         details.number("session_minutes", duration_ms(rng, 35));
         details.request_id(rng);
-        event.details = Some(details.finish());
+        event.details = Some(details.finish().into());
     }
 
     fn act(&mut self, session: &Session, act: Act, event: &mut Event) {
@@ -804,7 +804,7 @@ impl Generator {
         }
         details.request_id(rng);
         details.number("duration_ms", duration_ms(rng, 2500));
-        event.details = Some(details.finish());
+        event.details = Some(details.finish().into());
         if !failed {
             self.tenants[tenant_index].push_resource(resource);
         }
@@ -850,7 +850,7 @@ impl Generator {
         }
         details.request_id(rng);
         details.number("duration_ms", duration_ms(rng, 900));
-        event.details = Some(details.finish());
+        event.details = Some(details.finish().into());
     }
 
     fn power(&mut self, session: &Session, act: Act, event: &mut Event) {
@@ -921,7 +921,7 @@ impl Generator {
             "duration_ms",
             duration_ms(rng, if action == "stop" { 1200 } else { 6000 }),
         );
-        event.details = Some(details.finish());
+        event.details = Some(details.finish().into());
         let resource = &self.tenants[tenant_index].resources[index];
         resource_fields(
             &mut self.spare,
@@ -1070,8 +1070,8 @@ impl Generator {
         }
         details.request_id(rng);
         details.number("duration_ms", duration_ms(rng, 700));
-        event.changes = Some(changes.finish());
-        event.details = Some(details.finish());
+        event.changes = Some(changes.finish().into());
+        event.details = Some(details.finish().into());
         resource_fields(
             &mut self.spare,
             &self.tenants[tenant_index],
@@ -1104,12 +1104,12 @@ impl Generator {
                 let new = (old + rng.gen_range(1..LABEL_SETS.len())) % LABEL_SETS.len();
                 changes.change_raw("labels", LABEL_SETS[old], LABEL_SETS[new]);
             }
-            event.changes = Some(changes.finish());
+            event.changes = Some(changes.finish().into());
             tenant.projects[rng.gen_range(0..tenant.projects.len())].clone()
         };
         details.request_id(rng);
         details.number("duration_ms", duration_ms(rng, 300));
-        event.details = Some(details.finish());
+        event.details = Some(details.finish().into());
         event.resource.kind.push_str("project");
         self.spare
             .set(&mut event.resource.name, &project["proj_".len()..]);
@@ -1163,10 +1163,10 @@ impl Generator {
             (tokens[index].id.clone(), tokens[index].name.clone())
         };
         details.request_id(&mut self.rng);
-        event.details = Some(details.finish());
+        event.details = Some(details.finish().into());
         event.resource.kind.push_str("api_token");
-        event.resource.id = Some(id);
-        event.resource.name = Some(name);
+        event.resource.id = Some(id.into());
+        event.resource.name = Some(name.into());
     }
 
     fn ssh_key(&mut self, session: &Session, act: Act, event: &mut Event) {
@@ -1203,10 +1203,10 @@ impl Generator {
             keys.swap_remove(index)
         };
         details.request_id(&mut self.rng);
-        event.details = Some(details.finish());
+        event.details = Some(details.finish().into());
         event.resource.kind.push_str("ssh_key");
-        event.resource.id = Some(key.id);
-        event.resource.name = Some(key.name);
+        event.resource.id = Some(key.id.into());
+        event.resource.name = Some(key.name.into());
     }
 
     fn team(&mut self, session: &Session, act: Act, event: &mut Event) {
@@ -1237,8 +1237,8 @@ impl Generator {
                 details.string("role", pick(&mut self.rng, &ROLES[..5]));
                 details.number("expires_in_days", 7);
                 event.resource.kind.push_str("member");
-                event.resource.id = Some(invite_id);
-                event.resource.name = Some(email);
+                event.resource.id = Some(invite_id.into());
+                event.resource.name = Some(email.into());
             }
             Act::InviteAccepted => {
                 event.action.push_str("invite_accepted");
@@ -1301,12 +1301,12 @@ impl Generator {
                     Some(ROLES[usize::from(old)]),
                     Some(ROLES[usize::from(new)]),
                 );
-                event.changes = Some(changes.finish());
+                event.changes = Some(changes.finish().into());
                 member_resource(&mut self.spare, &users[index], event);
             }
         }
         details.request_id(&mut self.rng);
-        event.details = Some(details.finish());
+        event.details = Some(details.finish().into());
     }
 }
 
@@ -1344,7 +1344,7 @@ fn account_resource(spare: &mut Spare, tenant: &Tenant, event: &mut Event) {
 
 /// Buffers of optional strings taken out of recycled events, handed out again for new values.
 #[derive(Debug, Default)]
-struct Spare(Vec<String>);
+struct Spare(Vec<Text>);
 
 impl Spare {
     /// Bounds the pool when callers recycle events with more fields than new ones need.
@@ -1352,10 +1352,10 @@ impl Spare {
 
     /// An empty string, with a recycled buffer when there is one.
     fn string(&mut self) -> String {
-        self.0.pop().unwrap_or_default()
+        self.0.pop().map(Text::into_string).unwrap_or_default()
     }
 
-    fn recycle(&mut self, slot: &mut Option<String>) {
+    fn recycle(&mut self, slot: &mut Option<Text>) {
         if let Some(mut text) = slot.take() {
             if self.0.len() < Self::BUFFERS_MAX {
                 text.clear();
@@ -1364,7 +1364,7 @@ impl Spare {
         }
     }
 
-    fn set(&mut self, slot: &mut Option<String>, value: &str) {
+    fn set(&mut self, slot: &mut Option<Text>, value: &str) {
         let text = slot.get_or_insert_with(|| self.0.pop().unwrap_or_default());
         text.clear();
         text.push_str(value);

@@ -117,7 +117,7 @@ fn gen_events_keep_their_invariants() {
         }
         if let Some(email) = &event.actor.email {
             assert!(
-                email.contains('@') && email == &email.to_lowercase(),
+                email.contains('@') && email == email.to_lowercase(),
                 "{email}"
             );
         }
