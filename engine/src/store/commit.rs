@@ -1,14 +1,17 @@
 //! Group commit, pipelined: `append` callers queue their batches; a commit thread writes them to
-//! the WAL in groups and a sync thread makes each group durable, publishes it and answers.
+//! the WAL in groups and sync threads make each group durable, publish it and answer.
 //!
 //! The commit thread takes every batch queued since its last write, drops idempotent duplicates
 //! (against this group, groups written but not yet published, the tail, and segments sealed since
 //! the caller looked), assigns `seq`, `tenant_seq` and `received`, frames one record per batch,
-//! issues one `write` for the whole group and hands the group to the sync thread. The sync thread
-//! issues one `fdatasync` covering every group written so far, puts their events in the tail
-//! (visible to readers), tells the subscribers, and only then wakes the callers. While it waits
-//! for the disk, the commit thread already writes the next group: the disk is kept busy, and the
-//! CPU work of a group overlaps the previous group's fsync.
+//! issues one `write` for the whole group and hands the group to the sync threads. A sync thread
+//! takes every group written so far and issues one `fdatasync` covering them; then, in the order
+//! the groups were taken, it puts their events in the tail (visible to readers), tells the
+//! subscribers, and only then wakes the callers. While a sync thread waits for the disk, the
+//! commit thread already writes the next group and another sync thread starts its fsync
+//! (`StoreOptions::wal_syncs_in_flight`, 2 by default): the disk is kept busy, a group does not
+//! wait for the previous group's fsync to finish before its own starts, and the CPU work of a
+//! group overlaps the previous group's fsync.
 //!
 //! A failed write or fsync poisons the writer: the groups not yet acknowledged fail, nothing of
 //! them becomes visible, and every later append fails until the store is reopened.
@@ -34,6 +37,7 @@ pub(crate) const QUEUE_BYTES_MAX: usize = 64 << 20;
 
 /// Most groups written and waiting for their fsync; the commit thread waits beyond it.
 const SYNC_QUEUE_GROUPS_MAX: usize = 8;
+
 
 /// A batch waiting to be committed.
 pub(crate) struct Request {
@@ -96,11 +100,17 @@ pub(crate) struct WrittenGroup {
     replies: Vec<(Arc<Reply>, AppendResult)>,
 }
 
-/// The queue between the commit thread and the sync thread.
+/// The queue between the commit thread and the sync threads.
 #[derive(Default)]
 pub(crate) struct SyncQueue {
     pub groups: VecDeque<WrittenGroup>,
     pub closed: bool,
+    /// Sync threads between taking groups and publishing them.
+    pub syncing: usize,
+    /// Tickets number the takes of groups in write order ...
+    pub next_ticket: u64,
+    /// ... and this one publishes next.
+    pub turn: u64,
 }
 
 /// State only the commit thread changes while it writes (the sealer borrows the WAL briefly).
@@ -109,9 +119,10 @@ pub(crate) struct CommitState {
     pub next_seq: u64,
     /// Last `tenant_seq` assigned per tenant.
     pub tenant_seqs: HashMap<String, u64>,
-    /// Groups written but perhaps not yet published, oldest first, and their keys
-    /// (key hash -> seq), so a retry racing its original is still caught.
-    pub inflight: VecDeque<Chunk>,
+    /// Groups written but perhaps not yet published, oldest first, with each event's key hash
+    /// (0: no `id`), and their keys (key hash -> seq), so a retry racing its original is still
+    /// caught.
+    pub inflight: VecDeque<(Chunk, Vec<u64>)>,
     pub inflight_keys: KeyMap<u64>,
 }
 
@@ -128,17 +139,14 @@ impl CommitState {
 
     /// Forgets in-flight groups the tail now holds (`published` is the tail's last seq).
     fn prune_inflight(&mut self, published: u64) {
-        while let Some(chunk) = self.inflight.front() {
+        while let Some((chunk, _)) = self.inflight.front() {
             if chunk.last().is_some_and(|e| e.seq > published) {
                 break;
             }
-            let chunk = self.inflight.pop_front().expect("front exists");
-            for event in chunk.iter() {
-                if let Some(id) = &event.event.id {
-                    let hash = crate::tail::key_hash(&event.event.tenant, id);
-                    if self.inflight_keys.get(&hash) == Some(&event.seq) {
-                        self.inflight_keys.remove(&hash);
-                    }
+            let (chunk, hashes) = self.inflight.pop_front().expect("front exists");
+            for (event, hash) in chunk.iter().zip(hashes) {
+                if event.event.id.is_some() && self.inflight_keys.get(&hash) == Some(&event.seq) {
+                    self.inflight_keys.remove(&hash);
                 }
             }
         }
@@ -149,8 +157,8 @@ impl CommitState {
         let seq = *self.inflight_keys.get(&hash)?;
         let index = self
             .inflight
-            .partition_point(|c| c.last().is_some_and(|e| e.seq < seq));
-        let chunk = self.inflight.get(index)?;
+            .partition_point(|(c, _)| c.last().is_some_and(|e| e.seq < seq));
+        let (chunk, _) = self.inflight.get(index)?;
         let event = chunk.get(usize::try_from(seq - chunk.first()?.seq).ok()?)?;
         (event.event.tenant == tenant && event.event.id.as_deref() == Some(id)).then_some(seq)
     }
@@ -336,16 +344,30 @@ impl Inner {
             // Duplicates are rare: count the whole request's memory.
             bytes += plan.bytes;
             key_hashes.extend(plan.keep.iter().map(|&i| plan.key_hashes[i]));
-            let mut events: Vec<Option<Event>> = plan.events.into_iter().map(Some).collect();
-            for (&index, &tenant_seq) in plan.keep.iter().zip(&plan.tenant_seqs) {
-                let event = events[index].take().expect("each index kept once");
-                stored.push(StoredEvent {
-                    seq,
-                    tenant_seq,
-                    received_us,
-                    event,
-                });
-                seq += 1;
+            if accepted == plan.events.len() {
+                // No duplicates (the usual case): every event moves once.
+                for (event, &tenant_seq) in plan.events.into_iter().zip(&plan.tenant_seqs) {
+                    stored.push(StoredEvent {
+                        seq,
+                        tenant_seq,
+                        received_us,
+                        event,
+                    });
+                    seq += 1;
+                }
+            } else {
+                let mut events: Vec<Option<Event>> =
+                    plan.events.into_iter().map(Some).collect();
+                for (&index, &tenant_seq) in plan.keep.iter().zip(&plan.tenant_seqs) {
+                    let event = events[index].take().expect("each index kept once");
+                    stored.push(StoredEvent {
+                        seq,
+                        tenant_seq,
+                        received_us,
+                        event,
+                    });
+                    seq += 1;
+                }
             }
             replies.push((
                 plan.reply,
@@ -364,7 +386,9 @@ impl Inner {
                     commit.inflight_keys.insert(hash, event.seq);
                 }
             }
-            commit.inflight.push_back(Arc::clone(&chunk));
+            commit
+                .inflight
+                .push_back((Arc::clone(&chunk), key_hashes.clone()));
         }
         let group = WrittenGroup {
             chunk,
@@ -385,19 +409,29 @@ impl Inner {
         self.sync_ready.notify_one();
     }
 
-    /// The sync thread's loop: fsync, publish, answer, in write order, until the commit thread
-    /// closes the queue and it is drained.
+    /// A sync thread's loop, until the commit thread closes the queue and it is drained: take
+    /// every group written so far, fsync, then (in the order the groups were taken) publish and
+    /// answer. `StoreOptions::wal_syncs_in_flight` threads run it, so the next groups' fsync
+    /// is already under way while the disk finishes the previous one.
     pub(crate) fn sync_loop(self: &Arc<Self>, poison: Poison) {
+        let syncs_in_flight = self.options.wal_syncs_in_flight.max(1);
         loop {
-            let groups: Vec<WrittenGroup> = {
+            let (ticket, groups) = {
                 let mut queue = self.sync_queue.lock();
-                while queue.groups.is_empty() && !queue.closed {
+                loop {
+                    if !queue.groups.is_empty() && queue.syncing < syncs_in_flight {
+                        break;
+                    }
+                    if queue.groups.is_empty() && queue.closed {
+                        return;
+                    }
                     self.sync_ready.wait(&mut queue);
                 }
-                if queue.groups.is_empty() {
-                    break;
-                }
-                queue.groups.drain(..).collect()
+                queue.syncing += 1;
+                let ticket = queue.next_ticket;
+                queue.next_ticket += 1;
+                let groups: Vec<WrittenGroup> = queue.groups.drain(..).collect();
+                (ticket, groups)
             };
             self.sync_room.notify_all();
             // The tail's tenant index of each chunk, built while the disk is busy (or before
@@ -421,42 +455,70 @@ impl Inner {
                 }),
                 None => poison.check(),
             };
-            if let Err(error) = synced {
-                for group in groups {
-                    for (reply, _) in group.replies {
-                        reply.send(Err(clone_error(&error)));
-                    }
-                }
-                continue;
-            }
+            // Publish in the order the groups were written: wait for the groups taken before.
             {
-                let mut state = self.state.write();
-                for (group, tenants) in groups.iter().zip(tenants) {
-                    if let Some(last) = group.chunk.last() {
-                        state.tail.push_indexed(
-                            Arc::clone(&group.chunk),
-                            group.bytes,
-                            &group.key_hashes,
-                            tenants,
-                        );
-                        self.published_seq.store(last.seq, Ordering::Release);
-                    }
+                let mut queue = self.sync_queue.lock();
+                while queue.turn != ticket {
+                    self.sync_turn.wait(&mut queue);
                 }
             }
-            let appended: usize = groups.iter().map(|g| g.chunk.len()).sum();
-            self.metrics
-                .events_appended
-                .fetch_add(appended as u64, Ordering::Relaxed);
-            let subscribers = self.subscribers.read();
+            // An earlier group whose fsync failed poisoned the writer: a later fsync that
+            // succeeded does not make its groups durable, so they fail too.
+            let synced = synced.and_then(|()| poison.check());
+            self.publish(groups, tenants, synced);
+            {
+                let mut queue = self.sync_queue.lock();
+                queue.turn += 1;
+                queue.syncing -= 1;
+            }
+            self.sync_turn.notify_all();
+            self.sync_ready.notify_all();
+        }
+    }
+
+    /// Puts synced groups in the tail, tells the subscribers and answers the callers; or, when
+    /// the sync failed, answers them with the error.
+    fn publish(
+        &self,
+        groups: Vec<WrittenGroup>,
+        tenants: Vec<Arc<TenantIndex>>,
+        synced: Result<()>,
+    ) {
+        if let Err(error) = synced {
             for group in groups {
-                if !group.chunk.is_empty() {
-                    for subscriber in subscribers.iter() {
-                        subscriber(&group.chunk);
-                    }
+                for (reply, _) in group.replies {
+                    reply.send(Err(clone_error(&error)));
                 }
-                for (reply, result) in group.replies {
-                    reply.send(Ok(result));
+            }
+            return;
+        }
+        {
+            let mut state = self.state.write();
+            for (group, tenants) in groups.iter().zip(tenants) {
+                if let Some(last) = group.chunk.last() {
+                    state.tail.push_indexed(
+                        Arc::clone(&group.chunk),
+                        group.bytes,
+                        &group.key_hashes,
+                        tenants,
+                    );
+                    self.published_seq.store(last.seq, Ordering::Release);
                 }
+            }
+        }
+        let appended: usize = groups.iter().map(|g| g.chunk.len()).sum();
+        self.metrics
+            .events_appended
+            .fetch_add(appended as u64, Ordering::Relaxed);
+        let subscribers = self.subscribers.read();
+        for group in groups {
+            if !group.chunk.is_empty() {
+                for subscriber in subscribers.iter() {
+                    subscriber(&group.chunk);
+                }
+            }
+            for (reply, result) in group.replies {
+                reply.send(Ok(result));
             }
         }
     }

@@ -200,6 +200,8 @@ pub(crate) struct Inner {
     pub sync_queue: Mutex<SyncQueue>,
     pub sync_ready: Condvar,
     pub sync_room: Condvar,
+    /// Wakes the sync threads waiting for their turn to publish.
+    pub sync_turn: Condvar,
     /// Last seq in the tail; changed only under the state write lock.
     pub published_seq: AtomicU64,
     /// Held by whoever changes the set of segments (seal, merge, retention).
@@ -234,14 +236,17 @@ impl Store {
                 .spawn(move || commit_inner.commit_loop())
                 .map_err(|e| Error::io("commit thread", e))?,
         );
-        let sync_inner = Arc::clone(&inner);
         let poison = inner.commit.lock().wal.poison();
-        threads.push(
-            std::thread::Builder::new()
-                .name("auditlog-sync".into())
-                .spawn(move || sync_inner.sync_loop(poison))
-                .map_err(|e| Error::io("sync thread", e))?,
-        );
+        for _ in 0..inner.options.wal_syncs_in_flight.max(1) {
+            let sync_inner = Arc::clone(&inner);
+            let poison = poison.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("auditlog-sync".into())
+                    .spawn(move || sync_inner.sync_loop(poison))
+                    .map_err(|e| Error::io("sync thread", e))?,
+            );
+        }
         if inner.options.background {
             let background_inner = Arc::clone(&inner);
             threads.push(

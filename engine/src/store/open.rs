@@ -151,6 +151,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         sync_queue: Mutex::new(SyncQueue::default()),
         sync_ready: Condvar::new(),
         sync_room: Condvar::new(),
+        sync_turn: Condvar::new(),
         published_seq: AtomicU64::new(next_seq - 1),
         maintenance: Mutex::new(()),
         tail_room_lock: Mutex::new(()),

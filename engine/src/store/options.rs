@@ -31,6 +31,12 @@ pub struct StoreOptions {
     pub archive_dir: Option<PathBuf>,
     /// A WAL file is closed and a new one started past this size.
     pub wal_file_bytes: u64,
+    /// Fsyncs of the WAL in flight at once (each on its own sync thread; at least 1). The group
+    /// written while an fsync runs starts its own instead of waiting for it, and disks take
+    /// concurrent fdatasyncs of a file faster than one after the other. Groups are still
+    /// published and acknowledged in write order, and a group is acknowledged only once every
+    /// group before it is durable too. Measure with `benches/examples/append_vs_disk.rs`.
+    pub wal_syncs_in_flight: usize,
     /// Backpressure: `append` waits (then answers busy) while the tail holds more than this.
     pub tail_bytes_max: u64,
     /// How long `append` waits for room in the tail before answering [`crate::Error::Busy`].
@@ -84,6 +90,7 @@ impl StoreOptions {
             retention: RetentionConfig::default(),
             archive_dir: None,
             wal_file_bytes: 64 << 20,
+            wal_syncs_in_flight: 2,
             tail_bytes_max: 256 << 20,
             busy_wait: Duration::from_secs(2),
             seal_bytes: 128 << 20,

@@ -1,0 +1,144 @@
+//! Durable append against the disk's own fsync'd sequential bandwidth, alternated so that both
+//! see the same moment of a shared, noisy disk: each round writes the disk probe (the same
+//! writes as engine-report: 4 batches' worth per `fdatasync`, to a growing file), then appends
+//! the round's events from 4 producers into a fresh store once per `wal_syncs_in_flight`
+//! setting. Prints every round and the medians of rates and ratios.
+//!
+//! `cargo run --release -p auditlog-benches --example append_vs_disk -- 400000 7 1,2,4`
+//! (events per round, rounds, settings of `StoreOptions::wal_syncs_in_flight`)
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use auditlog_engine::event::Event;
+use auditlog_engine::store::{now_us, Store, StoreOptions};
+use auditlog_gen::{GenConfig, Generator};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const PRODUCERS: usize = 4;
+const BATCH: usize = 1000;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let events: usize = args.next().map_or(400_000, |a| a.parse().expect("events"));
+    let rounds: usize = args.next().map_or(7, |a| a.parse().expect("rounds"));
+    let settings: Vec<usize> = args.next().map_or(vec![1, 2, 4], |a| {
+        a.split(',').map(|s| s.parse().expect("setting")).collect()
+    });
+    let base = tempfile::tempdir_in(".").expect("tempdir");
+    let mut gen = Generator::new(GenConfig {
+        start_us: now_us() - 86_400_000_000,
+        ..GenConfig::default()
+    });
+    let per_producer = events / PRODUCERS / BATCH;
+    let batches: Vec<Vec<Vec<Event>>> = (0..PRODUCERS)
+        .map(|_| (0..per_producer).map(|_| gen.fill(BATCH)).collect())
+        .collect();
+    let total = (per_producer * PRODUCERS * BATCH) as f64;
+
+    let mut disk = Vec::new();
+    let mut append: Vec<Vec<(f64, f64)>> = vec![Vec::new(); settings.len()];
+    for round in 0..rounds {
+        let mut line = format!("round {round}:");
+        let mut group_bytes = 0;
+        let mut measured = Vec::new();
+        for (slot, &syncs) in settings.iter().enumerate() {
+            let dir = base.path().join(format!("store-{round}-{syncs}"));
+            let mut options = StoreOptions::new(&dir);
+            options.background = false;
+            options.tail_bytes_max = u64::MAX;
+            options.wal_syncs_in_flight = syncs;
+            let store = Arc::new(Store::open(options).expect("open"));
+            let copies = batches.clone();
+            let start = Instant::now();
+            let threads: Vec<_> = copies
+                .into_iter()
+                .map(|mine| {
+                    let store = Arc::clone(&store);
+                    std::thread::spawn(move || {
+                        for batch in mine {
+                            store.append(batch).expect("append");
+                        }
+                    })
+                })
+                .collect();
+            for thread in threads {
+                thread.join().expect("producer");
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            let fsync = &store.metrics().fsync;
+            let fsyncs = fsync.count();
+            let fsync_ms = fsync.sum_us() as f64 / fsyncs.max(1) as f64 / 1e3;
+            drop(store);
+            let wal_bytes = dir_bytes(&dir.join("wal"));
+            group_bytes = wal_bytes as usize / (per_producer * PRODUCERS);
+            let rate = total / seconds;
+            let wal_rate = wal_bytes as f64 / seconds;
+            measured.push((slot, rate, wal_rate, fsyncs, fsync_ms));
+            std::fs::remove_dir_all(&dir).expect("remove store");
+        }
+        let disk_rate = disk_bandwidth(base.path(), group_bytes * PRODUCERS, 256 << 20);
+        disk.push(disk_rate);
+        line += &format!(" disk {:.0} MB/s;", disk_rate / 1e6);
+        for (slot, rate, wal_rate, fsyncs, fsync_ms) in measured {
+            append[slot].push((rate, wal_rate / disk_rate));
+            line += &format!(
+                " {} in flight: {:.0} events/s, {:.0} MB/s = {:.0} % ({} fsyncs of {:.1} ms);",
+                settings[slot],
+                rate,
+                wal_rate / 1e6,
+                wal_rate / disk_rate * 100.0,
+                fsyncs,
+                fsync_ms
+            );
+        }
+        println!("{line}");
+    }
+    println!("median disk: {:.0} MB/s", median(disk.clone()) / 1e6);
+    for (slot, results) in append.iter().enumerate() {
+        println!(
+            "wal_syncs_in_flight {}: median {:.0} events/s, median append/disk {:.0} %",
+            settings[slot],
+            median(results.iter().map(|r| r.0).collect()),
+            median(results.iter().map(|r| r.1).collect()) * 100.0
+        );
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Sequential writes of `chunk` bytes to a growing file, each followed by `fdatasync`.
+fn disk_bandwidth(dir: &Path, chunk: usize, total: usize) -> f64 {
+    let path = dir.join("disk-probe");
+    let mut file = std::fs::File::create(&path).expect("create probe file");
+    let buffer = vec![0x5au8; chunk];
+    let start = Instant::now();
+    let mut written = 0;
+    while written < total {
+        file.write_all(&buffer).expect("write probe");
+        file.sync_data().expect("fdatasync probe");
+        written += chunk;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    written as f64 / seconds
+}
