@@ -38,7 +38,6 @@ pub(crate) const QUEUE_BYTES_MAX: usize = 64 << 20;
 /// Most groups written and waiting for their fsync; the commit thread waits beyond it.
 const SYNC_QUEUE_GROUPS_MAX: usize = 8;
 
-
 /// A batch waiting to be committed.
 pub(crate) struct Request {
     pub events: Vec<Event>,
@@ -356,8 +355,7 @@ impl Inner {
                     seq += 1;
                 }
             } else {
-                let mut events: Vec<Option<Event>> =
-                    plan.events.into_iter().map(Some).collect();
+                let mut events: Vec<Option<Event>> = plan.events.into_iter().map(Some).collect();
                 for (&index, &tenant_seq) in plan.keep.iter().zip(&plan.tenant_seqs) {
                     let event = events[index].take().expect("each index kept once");
                     stored.push(StoredEvent {
