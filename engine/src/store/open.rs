@@ -1,6 +1,6 @@
 //! Opening a data directory: lock, manifest, segments, orphan cleanup, WAL replay.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::hash::BuildHasherDefault;
 use std::path::Path;
@@ -12,11 +12,11 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::commit::{CommitState, Queue, SyncQueue};
 use super::{Inner, SealedSegment, State, StoreOptions};
 use crate::error::{Error, Result};
-use crate::event::StoredEvent;
+use crate::event::{StoredEvent, Text};
 use crate::manifest::Manifest;
 use crate::segment::FxHasher;
 use crate::segment::Segment;
-use crate::tail::{approx_bytes, key_hash, Tail, TenantIndex};
+use crate::tail::{approx_bytes, key_hash, Chunk, Tail, TenantIndex};
 use crate::wal::{recover_with, WalWriter};
 
 fn lock_directory(dir: &Path) -> Result<File> {
@@ -99,36 +99,26 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
 
     let wal_dir = dir.join("wal");
     let recovered = recover_with(&wal_dir, &vfs, manifest.sealed_through, &prepare_replayed)?;
-    let mut tenant_seqs: HashMap<String, u64> = manifest
-        .tenant_seqs
-        .iter()
-        .map(|(t, s)| (t.clone(), *s))
-        .collect();
-    // tenant_seq grows with seq: the last replayed event of a tenant holds its highest.
-    {
-        let mut last: HashMap<&str, u64, BuildHasherDefault<FxHasher>> = HashMap::default();
-        for event in recovered.batches.iter().flatten() {
-            last.insert(&event.event.tenant, event.tenant_seq);
+    let chunks: Vec<Chunk> = recovered.batches.into_iter().map(Arc::new).collect();
+    // The tail's indexes and the tenants' last seqs are independent: build them side by side
+    // (inserting the keys misses the cache for almost every event, and so does the fold).
+    let (tail, tenant_seqs) = std::thread::scope(|scope| {
+        let fold = scope.spawn(|| last_tenant_seqs(&manifest.tenant_seqs, &chunks));
+        let mut tail = Tail::default();
+        tail.reserve_keys(recovered.prepared.iter().map(|b| b.key_hashes.len()).sum());
+        for (chunk, prepared) in chunks.iter().zip(recovered.prepared) {
+            tail.push_indexed(
+                Arc::clone(chunk),
+                prepared.bytes,
+                &prepared.key_hashes,
+                Arc::new(prepared.tenants),
+            );
         }
-        for (tenant, seq) in last {
-            match tenant_seqs.get_mut(tenant) {
-                Some(counter) => *counter = (*counter).max(seq),
-                None => {
-                    tenant_seqs.insert(tenant.to_owned(), seq);
-                }
-            }
-        }
-    }
-    let mut tail = Tail::default();
-    tail.reserve_keys(recovered.prepared.iter().map(|b| b.key_hashes.len()).sum());
-    for (batch, prepared) in recovered.batches.into_iter().zip(recovered.prepared) {
-        tail.push_indexed(
-            Arc::new(batch),
-            prepared.bytes,
-            &prepared.key_hashes,
-            Arc::new(prepared.tenants),
-        );
-    }
+        let tenant_seqs = fold
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (tail, tenant_seqs)
+    });
     let next_seq = recovered.last_seq.max(manifest.sealed_through) + 1;
     let wal = WalWriter::open(
         &wal_dir,
@@ -164,6 +154,34 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         _lock_file: lock_file,
         options,
     })
+}
+
+/// Each tenant's last `tenant_seq`: the manifest's (tenants of sealed events), raised by the
+/// replayed events (tenant_seq grows with seq, so a tenant's last replayed event holds its
+/// highest).
+fn last_tenant_seqs(sealed: &BTreeMap<String, u64>, chunks: &[Chunk]) -> HashMap<String, u64> {
+    // Keyed by the tenant's own (inline) text rather than a `&str` into an event: comparing
+    // keys then stays in the map instead of missing the cache on an event read long before.
+    let mut last: HashMap<Text, u64, BuildHasherDefault<FxHasher>> = HashMap::default();
+    for event in chunks.iter().flat_map(|chunk| chunk.iter()) {
+        match last.get_mut(event.event.tenant.as_str()) {
+            Some(seq) => *seq = event.tenant_seq,
+            None => {
+                last.insert(event.event.tenant.clone(), event.tenant_seq);
+            }
+        }
+    }
+    let mut tenant_seqs: HashMap<String, u64> =
+        sealed.iter().map(|(t, s)| (t.clone(), *s)).collect();
+    for (tenant, seq) in last {
+        match tenant_seqs.get_mut(tenant.as_str()) {
+            Some(counter) => *counter = (*counter).max(seq),
+            None => {
+                tenant_seqs.insert(tenant.into_string(), seq);
+            }
+        }
+    }
+    tenant_seqs
 }
 
 /// What [`Tail::push_indexed`] needs of one replayed batch, computed by

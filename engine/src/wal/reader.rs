@@ -1,6 +1,7 @@
 //! Reads a WAL file back: every intact record, and where (and why) the intact part ends.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::format::{
     decode_payload, decode_record_header, payload_checksum, FileHeader, HeaderError,
@@ -155,23 +156,38 @@ fn decode_records<P: Send>(
     if threads < 2 || records.len() < 16 {
         return decode(records);
     }
-    let per_thread = records.len().div_ceil(threads);
-    let parts: Vec<Result<Decoded<P>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = records
-            .chunks(per_thread)
-            .map(|part| scope.spawn(move || decode(part)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+    // Records are handed out a few at a time, so a thread the scheduler held back does not
+    // leave the others idle at the end of the file; the calling thread decodes too.
+    const PIECE: usize = 8;
+    let pieces = records.len().div_ceil(PIECE);
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let piece = next.fetch_add(1, Ordering::Relaxed);
+            if piece >= pieces {
+                return done;
+            }
+            let end = ((piece + 1) * PIECE).min(records.len());
+            done.push((piece, decode(&records[piece * PIECE..end])));
+        }
+    };
+    let mut parts: Vec<(usize, Result<Decoded<P>>)> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut parts = work();
+        for helper in helpers {
+            parts.extend(
+                helper
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        parts
     });
+    parts.sort_unstable_by_key(|(piece, _)| *piece);
     let mut batches = Vec::with_capacity(records.len());
     let mut prepared = Vec::with_capacity(records.len());
-    for part in parts {
+    for (_, part) in parts {
         let (part_batches, part_prepared) = part?;
         batches.extend(part_batches);
         prepared.extend(part_prepared);
