@@ -113,6 +113,35 @@ impl TenantIndex {
     }
 }
 
+/// Sorts `(hash, value)` pairs by the low `bits` bits of the hash, stably (LSD radix sort, 11
+/// bits a pass).
+fn radix_sort_by_low_bits(pairs: &mut Vec<(u64, u64)>, bits: u32) {
+    const RADIX_BITS: u32 = 11;
+    let mut scratch = vec![(0u64, 0u64); pairs.len()];
+    let mut shift = 0;
+    while shift < bits {
+        let width = RADIX_BITS.min(bits - shift);
+        let mask = (1u64 << width) - 1;
+        let mut counts = vec![0usize; 1 << width];
+        for &(hash, _) in pairs.iter() {
+            counts[((hash >> shift) & mask) as usize] += 1;
+        }
+        let mut next = 0;
+        for count in counts.iter_mut() {
+            let here = *count;
+            *count = next;
+            next += here;
+        }
+        for &pair in pairs.iter() {
+            let slot = &mut counts[((pair.0 >> shift) & mask) as usize];
+            scratch[*slot] = pair;
+            *slot += 1;
+        }
+        std::mem::swap(pairs, &mut scratch);
+        shift += width;
+    }
+}
+
 /// A map keyed by idempotency-key hash.
 pub type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHashHasher>>;
 
@@ -136,11 +165,6 @@ pub struct Tail {
 }
 
 impl Tail {
-    /// Makes room for `keys` more idempotency keys (replay knows how many are coming).
-    pub fn reserve_keys(&mut self, keys: usize) {
-        self.keys.reserve(keys);
-    }
-
     /// Adds a chunk of consecutive events (seq order) that follows the current last one.
     pub fn push(&mut self, events: Chunk) {
         let bytes = events.iter().map(approx_bytes).sum();
@@ -190,6 +214,44 @@ impl Tail {
         self.chunk_bytes.push(bytes);
         self.chunk_tenants.push(tenants);
         self.chunk_key_hashes.push(key_hashes.into());
+    }
+
+    /// Adds replayed chunks (in seq order, into an empty tail), each with its approximate bytes,
+    /// its events' key hashes and its [`TenantIndex`], and inserts all their keys at once in the
+    /// order of the key map's buckets. Inserting millions of keys chunk by chunk misses the
+    /// cache on almost every insert; in bucket order the inserts walk the map's memory in turn.
+    pub fn push_replayed(&mut self, chunks: Vec<(Chunk, u64, Vec<u64>, Arc<TenantIndex>)>) {
+        debug_assert!(self.is_empty() && self.keys.is_empty());
+        let mut keys: Vec<(u64, u64)> = Vec::with_capacity(chunks.iter().map(|c| c.2.len()).sum());
+        for (events, bytes, key_hashes, tenants) in chunks {
+            if events.is_empty() {
+                continue;
+            }
+            debug_assert_eq!(events.len(), key_hashes.len());
+            for (event, &hash) in events.iter().zip(&key_hashes) {
+                if event.event.id.is_some() {
+                    keys.push((hash, event.seq));
+                }
+            }
+            self.bytes += bytes;
+            self.events += events.len() as u64;
+            self.chunks.push(events);
+            self.chunk_bytes.push(bytes);
+            self.chunk_tenants.push(tenants);
+            self.chunk_key_hashes.push(key_hashes.into_boxed_slice());
+        }
+        self.keys.reserve(keys.len());
+        // The map finds a key's bucket from its hash's low bits (the hasher passes key hashes
+        // through): sorted by those, consecutive inserts land next to each other. The sort is
+        // stable, so a key seen twice keeps its first seq in the map and the others in order.
+        let buckets = (self.keys.capacity() * 8 / 7 + 1).next_power_of_two() as u64;
+        radix_sort_by_low_bits(&mut keys, buckets.trailing_zeros());
+        for (hash, seq) in keys {
+            if let Some(first) = self.keys.insert(hash, seq) {
+                self.keys.insert(hash, first);
+                self.key_collisions.entry(hash).or_default().push(seq);
+            }
+        }
     }
 
     pub fn last_seq(&self) -> Option<u64> {
@@ -357,5 +419,108 @@ impl TailSnapshot {
 
     pub fn last_seq(&self) -> Option<u64> {
         self.chunks.last().and_then(|c| c.last()).map(|e| e.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    #[test]
+    fn radix_sort_by_low_bits_is_a_stable_sort_by_those_bits() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for bits in [0, 1, 5, 11, 12, 21, 22, 33] {
+            // Few distinct low bits, so equal sort keys are common and stability shows.
+            let pairs: Vec<(u64, u64)> = (0..5_000).map(|i| (next() & 0xffff_f0ff, i)).collect();
+            let mut expected = pairs.clone();
+            let mask = (1u64 << bits) - 1;
+            expected.sort_by_key(|&(hash, _)| hash & mask);
+            let mut sorted = pairs;
+            radix_sort_by_low_bits(&mut sorted, bits);
+            assert_eq!(sorted, expected, "{bits} bits");
+        }
+    }
+
+    fn chunk(first_seq: u64, ids: &[Option<&str>]) -> Chunk {
+        Arc::new(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| StoredEvent {
+                    seq: first_seq + i as u64,
+                    event: Event {
+                        id: id.map(Into::into),
+                        tenant: "acct_1".into(),
+                        ..Event::default()
+                    },
+                    ..StoredEvent::default()
+                })
+                .collect(),
+        )
+    }
+
+    /// `push_replayed` (all keys at once, in bucket order) leaves the same tail as pushing the
+    /// chunks one by one, including a key repeated across chunks and two keys that share a hash.
+    #[test]
+    fn push_replayed_matches_pushing_chunk_by_chunk() {
+        let chunks = [
+            chunk(1, &[Some("a"), None, Some("b"), Some("c")]),
+            chunk(5, &[Some("d"), Some("a"), Some("e")]),
+            chunk(8, &[Some("f"), None, Some("g")]),
+        ];
+        let hashes = |chunk: &Chunk| -> Vec<u64> {
+            chunk
+                .iter()
+                .map(|e| match e.event.id.as_deref() {
+                    None => 0,
+                    // "f" and "g" collide on purpose.
+                    Some("g") => key_hash("acct_1", "f"),
+                    Some(id) => key_hash("acct_1", id),
+                })
+                .collect()
+        };
+        let mut one_by_one = Tail::default();
+        let mut replayed = Tail::default();
+        let mut batches = Vec::new();
+        for chunk in &chunks {
+            let tenants = Arc::new(TenantIndex::of(chunk));
+            one_by_one.push_indexed(Arc::clone(chunk), 100, &hashes(chunk), Arc::clone(&tenants));
+            batches.push((Arc::clone(chunk), 100, hashes(chunk), tenants));
+        }
+        replayed.push_replayed(batches);
+        for tail in [&one_by_one, &replayed] {
+            assert_eq!(
+                (tail.len(), tail.bytes(), tail.last_seq()),
+                (10, 300, Some(10))
+            );
+            let found = |id: &str| {
+                let hash = match id {
+                    "g" => key_hash("acct_1", "f"),
+                    _ => key_hash("acct_1", id),
+                };
+                tail.find_key_hashed(hash, "acct_1", id)
+            };
+            // The first of two events with one key is the one found.
+            let expected = [
+                ("a", Some(1)),
+                ("b", Some(3)),
+                ("c", Some(4)),
+                ("d", Some(5)),
+            ];
+            for (id, seq) in expected {
+                assert_eq!(found(id), seq, "{id}");
+            }
+            for (id, seq) in [("e", Some(7)), ("f", Some(8)), ("g", Some(10)), ("z", None)] {
+                assert_eq!(found(id), seq, "{id}");
+            }
+        }
+        assert_eq!(one_by_one.keys, replayed.keys);
+        assert_eq!(one_by_one.key_collisions, replayed.key_collisions);
     }
 }

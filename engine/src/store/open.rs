@@ -105,15 +105,20 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
     let (tail, tenant_seqs) = std::thread::scope(|scope| {
         let fold = scope.spawn(|| last_tenant_seqs(&manifest.tenant_seqs, &chunks));
         let mut tail = Tail::default();
-        tail.reserve_keys(recovered.prepared.iter().map(|b| b.key_hashes.len()).sum());
-        for (chunk, prepared) in chunks.iter().zip(recovered.prepared) {
-            tail.push_indexed(
-                Arc::clone(chunk),
-                prepared.bytes,
-                &prepared.key_hashes,
-                Arc::new(prepared.tenants),
-            );
-        }
+        tail.push_replayed(
+            chunks
+                .iter()
+                .zip(recovered.prepared)
+                .map(|(chunk, prepared)| {
+                    (
+                        Arc::clone(chunk),
+                        prepared.bytes,
+                        prepared.key_hashes,
+                        Arc::new(prepared.tenants),
+                    )
+                })
+                .collect(),
+        );
         let tenant_seqs = fold
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
