@@ -159,8 +159,16 @@ impl<'a> Reader<'a> {
             .checked_add(len)
             .filter(|&end| end <= self.bytes.len())
             .ok_or_else(|| format!("string of {len} bytes at byte {start} runs past the end"))?;
-        let text = std::str::from_utf8(&self.bytes[self.pos..end])
-            .map_err(|e| format!("string at byte {start} is not UTF-8: {e}"))?;
+        let bytes = &self.bytes[self.pos..end];
+        // Nearly every string is ASCII, which `is_ascii` checks a word at a time; the full
+        // validation (slower on short strings) runs for the rest.
+        let text = if bytes.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8.
+            unsafe { std::str::from_utf8_unchecked(bytes) }
+        } else {
+            std::str::from_utf8(bytes)
+                .map_err(|e| format!("string at byte {start} is not UTF-8: {e}"))?
+        };
         self.pos = end;
         Ok(Text::from(text))
     }
