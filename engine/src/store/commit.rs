@@ -110,6 +110,8 @@ pub(crate) struct SyncQueue {
     pub next_ticket: u64,
     /// ... and this one publishes next.
     pub turn: u64,
+    /// Why an earlier take's fsync failed: every later take fails too.
+    pub failed: Option<String>,
 }
 
 /// State only the commit thread changes while it writes (the sealer borrows the WAL briefly).
@@ -454,15 +456,28 @@ impl Inner {
                 None => poison.check(),
             };
             // Publish in the order the groups were written: wait for the groups taken before.
-            {
+            let synced = {
                 let mut queue = self.sync_queue.lock();
                 while queue.turn != ticket {
                     self.sync_turn.wait(&mut queue);
                 }
-            }
-            // An earlier group whose fsync failed poisoned the writer: a later fsync that
-            // succeeded does not make its groups durable, so they fail too.
-            let synced = synced.and_then(|()| poison.check());
+                match synced {
+                    Err(error) => {
+                        queue.failed = Some(error.to_string());
+                        Err(error)
+                    }
+                    // After a failed fsync the kernel may have dropped the failed groups'
+                    // pages, and this later fsync, though it succeeded, cannot vouch for the
+                    // log before its groups: they fail too. (A write failure after this fsync
+                    // poisons the writer but does not undo it: these groups are published.)
+                    Ok(()) => match &queue.failed {
+                        Some(cause) => Err(Error::Poisoned {
+                            cause: cause.clone(),
+                        }),
+                        None => Ok(()),
+                    },
+                }
+            };
             self.publish(groups, tenants, synced);
             {
                 let mut queue = self.sync_queue.lock();
