@@ -100,8 +100,8 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
     let wal_dir = dir.join("wal");
     let recovered = recover_with(&wal_dir, &vfs, manifest.sealed_through, &prepare_replayed)?;
     let chunks: Vec<Chunk> = recovered.batches.into_iter().map(Arc::new).collect();
-    // The tail's indexes and the tenants' last seqs are independent: build them side by side
-    // (inserting the keys misses the cache for almost every event, and so does the fold).
+    // The tail (chunks, key map, tenant indexes) and the tenants' last seqs are independent:
+    // build them side by side.
     let (tail, tenant_seqs) = std::thread::scope(|scope| {
         let fold = scope.spawn(|| last_tenant_seqs(&manifest.tenant_seqs, &chunks));
         let mut tail = Tail::default();
