@@ -7,11 +7,10 @@
 //! `cargo run --release -p auditlog-benches --example append_vs_disk -- 400000 7 1,2,4`
 //! (events per round, rounds, settings of `StoreOptions::wal_syncs_in_flight`)
 
-use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use auditlog_benches::{dir_bytes, disk_bandwidth};
 use auditlog_engine::event::Event;
 use auditlog_engine::store::{now_us, Store, StoreOptions};
 use auditlog_gen::{GenConfig, Generator};
@@ -112,33 +111,4 @@ fn main() {
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
-/// Sequential writes of `chunk` bytes to a growing file, each followed by `fdatasync`.
-fn disk_bandwidth(dir: &Path, chunk: usize, total: usize) -> f64 {
-    let path = dir.join("disk-probe");
-    let mut file = std::fs::File::create(&path).expect("create probe file");
-    let buffer = vec![0x5au8; chunk];
-    let start = Instant::now();
-    let mut written = 0;
-    while written < total {
-        file.write_all(&buffer).expect("write probe");
-        file.sync_data().expect("fdatasync probe");
-        written += chunk;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    drop(file);
-    let _ = std::fs::remove_file(&path);
-    written as f64 / seconds
 }

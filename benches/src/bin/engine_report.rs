@@ -19,11 +19,11 @@
 //!
 //! Prints a table and, last, one JSON line with every figure.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use auditlog_benches::{dir_bytes, disk_bandwidth};
 use auditlog_engine::event::{write_event_json, write_stored_event_json, Event};
 use auditlog_engine::segment::Column;
 use auditlog_engine::store::{now_us, Store, StoreOptions};
@@ -76,24 +76,6 @@ fn generator(seed: u64) -> Generator {
     })
 }
 
-/// Sequential writes of `chunk` bytes, each followed by fdatasync, for `total` bytes.
-fn disk_bandwidth(dir: &Path, chunk: usize, total: usize) -> f64 {
-    let path = dir.join("disk-probe");
-    let mut file = std::fs::File::create(&path).expect("create probe file");
-    let buffer = vec![0x5au8; chunk];
-    let start = Instant::now();
-    let mut written = 0;
-    while written < total {
-        file.write_all(&buffer).expect("write probe");
-        file.sync_data().expect("fdatasync probe");
-        written += chunk;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    drop(file);
-    let _ = std::fs::remove_file(&path);
-    written as f64 / seconds
-}
-
 /// CPU time of the whole process (every thread, user and system), in seconds.
 fn process_cpu_seconds() -> f64 {
     let mut ts = libc::timespec {
@@ -135,21 +117,6 @@ fn status_kib(field: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<u64>().ok())
         .unwrap_or(0)
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            total += if path.is_dir() {
-                dir_bytes(&path)
-            } else {
-                entry.metadata().map_or(0, |m| m.len())
-            };
-        }
-    }
-    total
 }
 
 fn main() {

@@ -345,29 +345,24 @@ impl Inner {
             // Duplicates are rare: count the whole request's memory.
             bytes += plan.bytes;
             key_hashes.extend(plan.keep.iter().map(|&i| plan.key_hashes[i]));
-            if accepted == plan.events.len() {
+            let kept = if accepted == plan.events.len() {
                 // No duplicates (the usual case): every event moves once.
-                for (event, &tenant_seq) in plan.events.into_iter().zip(&plan.tenant_seqs) {
-                    stored.push(StoredEvent {
-                        seq,
-                        tenant_seq,
-                        received_us,
-                        event,
-                    });
-                    seq += 1;
-                }
+                plan.events
             } else {
                 let mut events: Vec<Option<Event>> = plan.events.into_iter().map(Some).collect();
-                for (&index, &tenant_seq) in plan.keep.iter().zip(&plan.tenant_seqs) {
-                    let event = events[index].take().expect("each index kept once");
-                    stored.push(StoredEvent {
-                        seq,
-                        tenant_seq,
-                        received_us,
-                        event,
-                    });
-                    seq += 1;
-                }
+                plan.keep
+                    .iter()
+                    .map(|&index| events[index].take().expect("each index kept once"))
+                    .collect()
+            };
+            for (event, &tenant_seq) in kept.into_iter().zip(&plan.tenant_seqs) {
+                stored.push(StoredEvent {
+                    seq,
+                    tenant_seq,
+                    received_us,
+                    event,
+                });
+                seq += 1;
             }
             replies.push((
                 plan.reply,
