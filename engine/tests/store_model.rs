@@ -182,10 +182,11 @@ struct Model {
     tenant_seqs: HashMap<String, u64>,
     /// Events with seq up to this one are in segments (expire may drop them).
     sealed_through: u64,
-    /// A seal failed while publishing its manifest: the store went on without it, but the
-    /// renamed manifest may be on disk, so after a reopen events up to this seq are sealed or
-    /// not (either is right: nothing is lost or doubled).
-    seal_in_doubt: Option<u64>,
+    /// Seals that failed while publishing their manifest, oldest first: the store went on
+    /// without them, but a renamed manifest may be on disk, so after a reopen events up to one
+    /// of these seqs are sealed or not (either is right: nothing is lost or doubled). Two in a
+    /// row are both in doubt: the first may have reached the disk and the second not.
+    seal_in_doubt: Vec<u64>,
     /// A WAL write failed: appends are refused until a reopen.
     poisoned: bool,
     /// Every key used so far, for retries.
@@ -485,7 +486,7 @@ fn run(ops: &[Op]) -> Result<(), String> {
                     ));
                 }
                 model.sealed_through = model.last_seq();
-                model.seal_in_doubt = None;
+                model.seal_in_doubt.clear();
             }
             Op::Merge => {
                 harness
@@ -506,14 +507,14 @@ fn run(ops: &[Op]) -> Result<(), String> {
                     .reopen(matches!(op, Op::CrashReopen))
                     .map_err(|e| format!("{step}: {e}"))?;
                 model.poisoned = false;
-                if let Some(doubt) = model.seal_in_doubt.take() {
-                    // The reopened store tells which manifest won: the tail holds the events
-                    // past the sealed seq.
-                    let in_tail =
-                        |sealed: u64| model.events.iter().filter(|e| e.seq > sealed).count() as u64;
-                    if harness.store().stats().tail_events == in_tail(doubt) {
-                        model.sealed_through = model.sealed_through.max(doubt);
-                    }
+                // The reopened store tells which manifest won, the newest first: the tail holds
+                // the events past the sealed seq.
+                let in_tail =
+                    |sealed: u64| model.events.iter().filter(|e| e.seq > sealed).count() as u64;
+                let tail_events = harness.store().stats().tail_events;
+                let doubts = std::mem::take(&mut model.seal_in_doubt);
+                if let Some(&doubt) = doubts.iter().rev().find(|&&d| tail_events == in_tail(d)) {
+                    model.sealed_through = model.sealed_through.max(doubt);
                 }
             }
             Op::FaultySeal { n, sync } => {
@@ -527,7 +528,7 @@ fn run(ops: &[Op]) -> Result<(), String> {
                 match result {
                     Ok(sealed) if sealed == model.last_seq() => {
                         model.sealed_through = sealed;
-                        model.seal_in_doubt = None;
+                        model.seal_in_doubt.clear();
                     }
                     Ok(sealed) => {
                         return Err(format!(
@@ -538,12 +539,13 @@ fn run(ops: &[Op]) -> Result<(), String> {
                     // A failure after the manifest was published (removing sealed WAL files)
                     // leaves the seal done; before it, nothing changed. The tail tells which.
                     Err(_) if harness.store().stats().tail_events == 0 => {
-                        model.sealed_through = model.last_seq()
+                        model.sealed_through = model.last_seq();
+                        model.seal_in_doubt.clear();
                     }
                     // Segments are written before the manifest; a failure while it is renamed
                     // and its directory synced may still leave it on disk (the pipelined seal's
                     // threads make which fsync fails depend on timing).
-                    Err(_) => model.seal_in_doubt = Some(model.last_seq()),
+                    Err(_) => model.seal_in_doubt.push(model.last_seq()),
                 }
             }
             Op::FullDiskAppend(specs) => {
