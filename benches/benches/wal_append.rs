@@ -46,20 +46,7 @@ fn wal_append(criterion: &mut Criterion) {
                         .map(|p| batches(4, batch, seed * 100 + p as u64))
                         .collect();
                     let start = Instant::now();
-                    let threads: Vec<_> = work
-                        .into_iter()
-                        .map(|mine| {
-                            let store = Arc::clone(&store);
-                            std::thread::spawn(move || {
-                                for batch in mine {
-                                    store.append(batch).expect("append");
-                                }
-                            })
-                        })
-                        .collect();
-                    for thread in threads {
-                        thread.join().expect("producer");
-                    }
+                    auditlog_benches::append_concurrently(&store, work);
                     total += start.elapsed();
                     // Keep the tail from growing across iterations.
                     store.seal().expect("seal");

@@ -54,20 +54,7 @@ fn main() {
             let store = Arc::new(Store::open(options).expect("open"));
             let copies = batches.clone();
             let start = Instant::now();
-            let threads: Vec<_> = copies
-                .into_iter()
-                .map(|mine| {
-                    let store = Arc::clone(&store);
-                    std::thread::spawn(move || {
-                        for batch in mine {
-                            store.append(batch).expect("append");
-                        }
-                    })
-                })
-                .collect();
-            for thread in threads {
-                thread.join().expect("producer");
-            }
+            auditlog_benches::append_concurrently(&store, copies);
             let seconds = start.elapsed().as_secs_f64();
             let fsync = &store.metrics().fsync;
             let fsyncs = fsync.count();

@@ -8,8 +8,8 @@
 //! Run one with `cargo bench -p auditlog-benches --bench generate`. Record the machine (CPU model,
 //! core count, disk) with every figure you quote.
 //!
-//! Helpers shared by several benchmarks and reports live here: the disk probe the append
-//! figures are compared with, and the size of a directory tree.
+//! Helpers shared by several benchmarks and reports live here: concurrent producers, the disk
+//! probe the append figures are compared with, and the size of a directory tree.
 //!
 //! ```no_run
 //! let dir = std::env::temp_dir();
@@ -19,7 +19,30 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
+
+use auditlog_engine::event::Event;
+use auditlog_engine::store::Store;
+
+/// One thread per producer, each appending its batches in order (each `append` returns once
+/// durable); returns when every producer is done. Panics on an append error.
+pub fn append_concurrently(store: &Arc<Store>, producers: Vec<Vec<Vec<Event>>>) {
+    let threads: Vec<_> = producers
+        .into_iter()
+        .map(|mine| {
+            let store = Arc::clone(store);
+            std::thread::spawn(move || {
+                for batch in mine {
+                    store.append(batch).expect("append");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("producer");
+    }
+}
 
 /// The disk's own sequential write bandwidth with fdatasync, in bytes per second: `total` bytes
 /// written to a growing file in `chunk`-byte writes, each followed by `fdatasync` (what the WAL

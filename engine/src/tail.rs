@@ -208,12 +208,23 @@ impl Tail {
                 }
             }
         }
+        self.append_chunk(events, bytes, key_hashes.into(), tenants);
+    }
+
+    /// Files a chunk and its per-chunk indexes (the keys are the caller's business).
+    fn append_chunk(
+        &mut self,
+        events: Chunk,
+        bytes: u64,
+        key_hashes: Box<[u64]>,
+        tenants: Arc<TenantIndex>,
+    ) {
         self.bytes += bytes;
         self.events += events.len() as u64;
         self.chunks.push(events);
         self.chunk_bytes.push(bytes);
         self.chunk_tenants.push(tenants);
-        self.chunk_key_hashes.push(key_hashes.into());
+        self.chunk_key_hashes.push(key_hashes);
     }
 
     /// Adds replayed chunks (in seq order, into an empty tail), each with its approximate bytes,
@@ -233,12 +244,7 @@ impl Tail {
                     keys.push((hash, event.seq));
                 }
             }
-            self.bytes += bytes;
-            self.events += events.len() as u64;
-            self.chunks.push(events);
-            self.chunk_bytes.push(bytes);
-            self.chunk_tenants.push(tenants);
-            self.chunk_key_hashes.push(key_hashes.into_boxed_slice());
+            self.append_chunk(events, bytes, key_hashes.into_boxed_slice(), tenants);
         }
         self.keys.reserve(keys.len());
         // The map finds a key's bucket from its hash's low bits (the hasher passes key hashes

@@ -284,20 +284,7 @@ impl Event {
     /// assert_eq!(event.text_len(), 11);
     /// ```
     pub fn text_len(&self) -> usize {
-        let text = |value: &Option<Text>| value.as_ref().map_or(0, |t| t.len());
-        self.tenant.len()
-            + self.action.len()
-            + self.resource.kind.len()
-            + text(&self.id)
-            + text(&self.project)
-            + text(&self.actor.id)
-            + text(&self.actor.email)
-            + text(&self.actor.ip)
-            + text(&self.actor.user_agent)
-            + text(&self.resource.id)
-            + text(&self.resource.name)
-            + text(&self.changes)
-            + text(&self.details)
+        self.texts().map(|text| text.len()).sum()
     }
 
     /// Heap bytes the event's text holds beyond its own size: the capacity of each [`Text`] too
@@ -312,27 +299,32 @@ impl Event {
     /// assert!(event.heap_bytes() >= 37 + 16);
     /// ```
     pub fn heap_bytes(&self) -> usize {
-        let heap = |text: &Text| {
-            if text.is_heap_allocated() {
-                text.capacity() + 16
-            } else {
-                0
-            }
-        };
-        let optional = |value: &Option<Text>| value.as_ref().map_or(0, heap);
-        heap(&self.tenant)
-            + heap(&self.action)
-            + heap(&self.resource.kind)
-            + optional(&self.id)
-            + optional(&self.project)
-            + optional(&self.actor.id)
-            + optional(&self.actor.email)
-            + optional(&self.actor.ip)
-            + optional(&self.actor.user_agent)
-            + optional(&self.resource.id)
-            + optional(&self.resource.name)
-            + optional(&self.changes)
-            + optional(&self.details)
+        self.texts()
+            .filter(|text| text.is_heap_allocated())
+            .map(|text| text.capacity() + 16)
+            .sum()
+    }
+
+    /// Every text field present, required ones first.
+    fn texts(&self) -> impl Iterator<Item = &Text> {
+        [&self.tenant, &self.action, &self.resource.kind]
+            .into_iter()
+            .chain(
+                [
+                    &self.id,
+                    &self.project,
+                    &self.actor.id,
+                    &self.actor.email,
+                    &self.actor.ip,
+                    &self.actor.user_agent,
+                    &self.resource.id,
+                    &self.resource.name,
+                    &self.changes,
+                    &self.details,
+                ]
+                .into_iter()
+                .flatten(),
+            )
     }
 
     /// The event borrowed as an [`EventRef`] with the given store-assigned numbers.
