@@ -145,6 +145,63 @@ fn radix_sort_by_low_bits(pairs: &mut Vec<(u64, u64)>, bits: u32) {
 /// A map keyed by idempotency-key hash.
 pub type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHashHasher>>;
 
+/// The idempotency keys of a run of consecutive tail events: key hash -> seq (an exact check
+/// follows). Two different keys with one 64-bit hash are astronomically rare; the second goes
+/// to `collisions`.
+#[derive(Default, Debug, PartialEq)]
+pub struct KeyGeneration {
+    keys: KeyMap<u64>,
+    collisions: KeyMap<Vec<u64>>,
+    /// Seqs of the first and last key inserted (0 while empty).
+    first_seq: u64,
+    last_seq: u64,
+}
+
+impl KeyGeneration {
+    fn insert(&mut self, hash: u64, seq: u64) {
+        if let Some(first) = self.keys.insert(hash, seq) {
+            self.keys.insert(hash, first);
+            self.collisions.entry(hash).or_default().push(seq);
+        }
+        if self.first_seq == 0 {
+            self.first_seq = seq;
+        }
+        self.last_seq = seq;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Forgets the key of the event `seq`.
+    fn remove(&mut self, hash: u64, seq: u64) {
+        if self.keys.get(&hash) == Some(&seq) {
+            self.keys.remove(&hash);
+            // Promote a colliding key, if any, to the main map.
+            if let Some(others) = self.collisions.get_mut(&hash) {
+                if let Some(next) = others.pop() {
+                    self.keys.insert(hash, next);
+                }
+                if others.is_empty() {
+                    self.collisions.remove(&hash);
+                }
+            }
+        } else if let Some(others) = self.collisions.get_mut(&hash) {
+            others.retain(|&s| s != seq);
+            if others.is_empty() {
+                self.collisions.remove(&hash);
+            }
+        }
+    }
+}
+
+/// What [`Tail::drain_through`] removed, to be dropped once the tail's lock is released.
+#[must_use = "drained events and keys are returned to be dropped outside the tail's lock"]
+pub struct Drained {
+    pub chunks: Vec<Chunk>,
+    pub keys: Vec<KeyGeneration>,
+}
+
 /// The unsealed events.
 #[derive(Default)]
 pub struct Tail {
@@ -158,10 +215,11 @@ pub struct Tail {
     chunk_key_hashes: Vec<Box<[u64]>>,
     events: u64,
     bytes: u64,
-    /// Idempotency keys of tail events: key hash -> seq (an exact check follows). Two different
-    /// keys with one 64-bit hash are astronomically rare; the second goes to `key_collisions`.
-    keys: KeyMap<u64>,
-    key_collisions: KeyMap<Vec<u64>>,
+    /// Idempotency keys of tail events, oldest generation first; new keys go to the last one. A
+    /// seal starts a new generation when it takes its snapshot ([`Tail::seal_snapshot`]), so
+    /// that draining what it sealed drops whole generations: removing a seal's million keys one
+    /// by one (a cache miss each) held the lock that appends publish under for 100-300 ms.
+    key_generations: Vec<KeyGeneration>,
 }
 
 impl Tail {
@@ -200,15 +258,22 @@ impl Tail {
         }
         debug_assert_eq!(events.len(), key_hashes.len());
         debug_assert!(self.last_seq().is_none_or(|last| events[0].seq == last + 1));
+        let generation = self.current_keys();
         for (event, &hash) in events.iter().zip(key_hashes) {
             if event.event.id.is_some() {
-                if let Some(first) = self.keys.insert(hash, event.seq) {
-                    self.keys.insert(hash, first);
-                    self.key_collisions.entry(hash).or_default().push(event.seq);
-                }
+                generation.insert(hash, event.seq);
             }
         }
         self.append_chunk(events, bytes, key_hashes.into(), tenants);
+    }
+
+    /// The key generation new keys go to.
+    fn current_keys(&mut self) -> &mut KeyGeneration {
+        if self.key_generations.is_empty() {
+            self.key_generations.push(KeyGeneration::default());
+        }
+        let last = self.key_generations.len() - 1;
+        &mut self.key_generations[last]
     }
 
     /// Files a chunk and its per-chunk indexes (the keys are the caller's business).
@@ -232,7 +297,7 @@ impl Tail {
     /// order of the key map's buckets. Inserting millions of keys chunk by chunk misses the
     /// cache on almost every insert; in bucket order the inserts walk the map's memory in turn.
     pub fn push_replayed(&mut self, chunks: Vec<(Chunk, u64, Vec<u64>, Arc<TenantIndex>)>) {
-        debug_assert!(self.is_empty() && self.keys.is_empty());
+        debug_assert!(self.is_empty() && self.key_generations.is_empty());
         let mut keys: Vec<(u64, u64)> = Vec::with_capacity(chunks.iter().map(|c| c.2.len()).sum());
         for (events, bytes, key_hashes, tenants) in chunks {
             if events.is_empty() {
@@ -246,18 +311,24 @@ impl Tail {
             }
             self.append_chunk(events, bytes, key_hashes.into_boxed_slice(), tenants);
         }
-        self.keys.reserve(keys.len());
+        let (Some(first_seq), Some(last_seq)) = (
+            keys.iter().map(|k| k.1).min(),
+            keys.iter().map(|k| k.1).max(),
+        ) else {
+            return;
+        };
+        let generation = self.current_keys();
+        generation.keys.reserve(keys.len());
         // The map finds a key's bucket from its hash's low bits (the hasher passes key hashes
         // through): sorted by those, consecutive inserts land next to each other. The sort is
         // stable, so a key seen twice keeps its first seq in the map and the others in order.
-        let buckets = (self.keys.capacity() * 8 / 7 + 1).next_power_of_two() as u64;
+        let buckets = (generation.keys.capacity() * 8 / 7 + 1).next_power_of_two() as u64;
         radix_sort_by_low_bits(&mut keys, buckets.trailing_zeros());
         for (hash, seq) in keys {
-            if let Some(first) = self.keys.insert(hash, seq) {
-                self.keys.insert(hash, first);
-                self.key_collisions.entry(hash).or_default().push(seq);
-            }
+            generation.insert(hash, seq);
         }
+        generation.first_seq = first_seq;
+        generation.last_seq = last_seq;
     }
 
     pub fn last_seq(&self) -> Option<u64> {
@@ -303,15 +374,34 @@ impl Tail {
             self.get(*seq)
                 .is_some_and(|e| e.event.tenant == tenant && e.event.id.as_deref() == Some(id))
         };
-        let first = self.keys.get(&hash)?;
-        if matches(first) {
-            return Some(*first);
+        // Newest first: a seal in progress leaves an older generation about to be drained.
+        self.key_generations.iter().rev().find_map(|generation| {
+            let first = generation.keys.get(&hash)?;
+            if matches(first) {
+                return Some(*first);
+            }
+            generation
+                .collisions
+                .get(&hash)?
+                .iter()
+                .copied()
+                .find(|s| matches(s))
+        })
+    }
+
+    /// [`Tail::snapshot`] for a seal: also starts a new key generation, so that draining what
+    /// the seal covers drops the older ones whole.
+    pub fn seal_snapshot(&mut self) -> TailSnapshot {
+        if let Some(last) = self.key_generations.last().filter(|g| !g.is_empty()) {
+            // Sized like the last one: growing a map of a million keys rehashes them all, under
+            // the lock appends publish under.
+            let keys = KeyMap::with_capacity_and_hasher(last.keys.len(), Default::default());
+            self.key_generations.push(KeyGeneration {
+                keys,
+                ..KeyGeneration::default()
+            });
         }
-        self.key_collisions
-            .get(&hash)?
-            .iter()
-            .copied()
-            .find(|s| matches(s))
+        self.snapshot()
     }
 
     /// A consistent, cheap view of the events held now.
@@ -323,10 +413,12 @@ impl Tail {
     }
 
     /// Removes every event with `seq <= sealed_through` (they are in segments now) and returns
-    /// their chunks, for the caller to drop once it no longer holds the tail's lock (freeing
-    /// a seal's worth of events takes milliseconds that appends and queries should not wait).
-    #[must_use = "the drained chunks are returned to be dropped outside the tail's lock"]
-    pub fn drain_through(&mut self, sealed_through: u64) -> Vec<Chunk> {
+    /// them and their keys, for the caller to drop once it no longer holds the tail's lock
+    /// (freeing a seal's worth of events takes milliseconds that appends and queries should not
+    /// wait). Key generations holding only drained events go whole; keys of drained events in a
+    /// generation that also holds later ones (a seal without [`Tail::seal_snapshot`]) are
+    /// removed one by one.
+    pub fn drain_through(&mut self, sealed_through: u64) -> Drained {
         let keep_from = self
             .chunks
             .partition_point(|c| c.last().is_some_and(|e| e.seq <= sealed_through));
@@ -334,33 +426,35 @@ impl Tail {
         for bytes in self.chunk_bytes.drain(..keep_from) {
             self.bytes = self.bytes.saturating_sub(bytes);
         }
-        let drained: Vec<Chunk> = self.chunks.drain(..keep_from).collect();
-        for (chunk, hashes) in drained.iter().zip(self.chunk_key_hashes.drain(..keep_from)) {
-            for (event, &hash) in chunk.iter().zip(hashes.iter()) {
-                self.events -= 1;
-                if event.event.id.is_some() {
-                    if self.keys.get(&hash) == Some(&event.seq) {
-                        self.keys.remove(&hash);
-                        // Promote a colliding key, if any, to the main map.
-                        if let Some(others) = self.key_collisions.get_mut(&hash) {
-                            if let Some(next) = others.pop() {
-                                self.keys.insert(hash, next);
-                            }
-                            if others.is_empty() {
-                                self.key_collisions.remove(&hash);
-                            }
-                        }
-                    } else if let Some(others) = self.key_collisions.get_mut(&hash) {
-                        others.retain(|&s| s != event.seq);
-                        if others.is_empty() {
-                            self.key_collisions.remove(&hash);
+        let chunks: Vec<Chunk> = self.chunks.drain(..keep_from).collect();
+        let whole = self
+            .key_generations
+            .iter()
+            .take_while(|g| g.last_seq <= sealed_through)
+            .count();
+        let keys: Vec<KeyGeneration> = self.key_generations.drain(..whole).collect();
+        let straddling = self
+            .key_generations
+            .first_mut()
+            .filter(|g| !g.is_empty() && g.first_seq <= sealed_through);
+        match straddling {
+            Some(generation) => {
+                for (chunk, hashes) in chunks.iter().zip(self.chunk_key_hashes.drain(..keep_from)) {
+                    self.events -= chunk.len() as u64;
+                    for (event, &hash) in chunk.iter().zip(hashes.iter()) {
+                        if event.seq >= generation.first_seq && event.event.id.is_some() {
+                            generation.remove(hash, event.seq);
                         }
                     }
                 }
             }
+            None => {
+                self.chunk_key_hashes.drain(..keep_from);
+                self.events -= chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+            }
         }
         debug_assert!(self.first_seq().is_none_or(|first| first > sealed_through));
-        drained
+        Drained { chunks, keys }
     }
 }
 
@@ -471,6 +565,56 @@ mod tests {
         )
     }
 
+    /// Draining what a seal covers drops its key generations whole when the seal took its
+    /// snapshot with `seal_snapshot`, and removes keys one by one when it did not; either way the
+    /// drained keys are gone and the later ones still found.
+    #[test]
+    fn drain_through_forgets_exactly_the_drained_keys() {
+        let key = |id: &str| key_hash("acct_1", id);
+        let push = |tail: &mut Tail, chunk: Chunk| {
+            let hashes: Vec<u64> = chunk
+                .iter()
+                .map(|e| e.event.id.as_deref().map_or(0, key))
+                .collect();
+            tail.push_prepared(chunk, 10, &hashes);
+        };
+        for with_seal_snapshot in [true, false] {
+            let mut tail = Tail::default();
+            push(&mut tail, chunk(1, &[Some("a"), None, Some("b")]));
+            push(&mut tail, chunk(4, &[Some("c")]));
+            let snapshot = if with_seal_snapshot {
+                tail.seal_snapshot()
+            } else {
+                tail.snapshot()
+            };
+            let upto = snapshot.last_seq().unwrap_or_default();
+            assert_eq!(upto, 4);
+            // Appended while the seal runs.
+            push(&mut tail, chunk(5, &[Some("d"), None]));
+            assert_eq!(tail.find_key("acct_1", "a"), Some(1));
+            let drained = tail.drain_through(upto);
+            assert_eq!(drained.chunks.len(), 2);
+            assert_eq!(drained.keys.len(), usize::from(with_seal_snapshot));
+            assert_eq!(
+                (tail.len(), tail.bytes(), tail.first_seq()),
+                (2, 10, Some(5))
+            );
+            for id in ["a", "b", "c"] {
+                assert_eq!(tail.find_key("acct_1", id), None, "{id}");
+            }
+            assert_eq!(tail.find_key("acct_1", "d"), Some(5));
+            let keys: usize = tail.key_generations.iter().map(|g| g.keys.len()).sum();
+            assert_eq!(keys, 1);
+            // Everything sealed: nothing left, and new keys start a generation again.
+            let snapshot = tail.seal_snapshot();
+            let drained = tail.drain_through(snapshot.last_seq().unwrap_or_default());
+            assert_eq!(drained.chunks.len(), 1);
+            assert!(tail.is_empty() && tail.find_key("acct_1", "d").is_none());
+            push(&mut tail, chunk(7, &[Some("a")]));
+            assert_eq!(tail.find_key("acct_1", "a"), Some(7));
+        }
+    }
+
     /// `push_replayed` (all keys at once, in bucket order) leaves the same tail as pushing the
     /// chunks one by one, including a key repeated across chunks and two keys that share a hash.
     #[test]
@@ -526,7 +670,6 @@ mod tests {
                 assert_eq!(found(id), seq, "{id}");
             }
         }
-        assert_eq!(one_by_one.keys, replayed.keys);
-        assert_eq!(one_by_one.key_collisions, replayed.key_collisions);
+        assert_eq!(one_by_one.key_generations, replayed.key_generations);
     }
 }

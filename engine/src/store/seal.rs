@@ -48,8 +48,8 @@ impl Inner {
 
     fn seal_locked(&self) -> Result<u64> {
         let (snapshot, mut manifest) = {
-            let state = self.state.read();
-            (state.tail.snapshot(), state.manifest.clone())
+            let mut state = self.state.write();
+            (state.tail.seal_snapshot(), state.manifest.clone())
         };
         let Some(upto) = snapshot.last_seq() else {
             return Ok(manifest.sealed_through);
