@@ -2,17 +2,19 @@
 
 One thread appends 350 KB records to a "WAL" file, each followed by fdatasync (what a group
 commit of 1,000 events does), while another writes 24 MiB files the way a seal does:
-`whole` (write, then one fdatasync), `pieces` (fdatasync after every MiB) or `paced` (the
-same with a 4 ms pause per MiB). `grow` appends to a growing WAL file, `prealloc` to a
+`whole` (write, then one fdatasync), `pieces` (fdatasync after every MiB), `paced` (the
+same with a 4 ms pause per MiB) or `rate` (what the engine does while the WAL is busy:
+fdatasync after every 256 KiB, at most 32 MiB/s). `grow` appends to a growing WAL file, `prealloc` to a
 zero-filled one. Prints the WAL fdatasync latency percentiles.
 
     python3 benches/fsync_interference.py grow whole
     python3 benches/fsync_interference.py grow pieces
     python3 benches/fsync_interference.py grow whole idle
+    python3 benches/fsync_interference.py grow rate
 """
 import os, time, threading, sys
 mode = sys.argv[1]  # grow | prealloc
-bg = sys.argv[2]  # whole | pieces | paced | rangewrite | none
+bg = sys.argv[2]  # whole | pieces | paced | rate | rangewrite | none
 # idle: the background writer's thread in the idle I/O class (ioprio_set), as the engine's
 # background thread can put itself
 prio = sys.argv[3] if len(sys.argv) > 3 else "normal"
@@ -28,7 +30,11 @@ def background():
     buf = os.urandom(1 << 20)
     while not stop:
         fd = os.open(f"/tmp/fsx/bg{i%4}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        for _ in range(24):
+        if bg == "rate":
+            piece = buf[: 256 << 10]
+            for _ in range(24 * 4):
+                os.write(fd, piece); os.fdatasync(fd); time.sleep((256 << 10) / (32 << 20))
+        for _ in range(0 if bg == "rate" else 24):
             os.write(fd, buf)
             if bg == "pieces": os.fdatasync(fd)
             if bg == "paced": os.fdatasync(fd); time.sleep(0.004)

@@ -442,6 +442,7 @@ impl Inner {
                     let started = Instant::now();
                     let synced = newest.sync.sync_data();
                     self.metrics.fsync.record(started.elapsed());
+                    crate::io::note_foreground_sync();
                     synced.map_err(|e| {
                         let error = Error::io(&newest.file, e);
                         poison.set(&error);
