@@ -10,46 +10,40 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use auditlog_engine::event::StoredEvent;
-use auditlog_engine::segment::key_hash;
-use auditlog_engine::tail::Tail;
+use auditlog_engine::tail::{Chunk, Tail};
 use auditlog_gen::{GenConfig, Generator};
+
+/// 1,000 generated events stored from `first_seq` on: a group commit's chunk.
+fn chunk(generator: &mut Generator, first_seq: u64) -> Chunk {
+    let events = generator.fill(1000).into_iter().zip(first_seq..);
+    Arc::new(
+        events
+            .map(|(event, seq)| StoredEvent {
+                seq,
+                tenant_seq: 1,
+                received_us: 0,
+                event,
+            })
+            .collect(),
+    )
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let events: usize = args
+    let events: u64 = args
         .next()
         .map_or(1_200_000, |a| a.parse().expect("events"));
     let rounds: usize = args.next().map_or(3, |a| a.parse().expect("rounds"));
     let mut generator = Generator::new(GenConfig::default());
-    let chunks: Vec<Vec<StoredEvent>> = (0..events / 1000)
-        .map(|c| {
-            generator
-                .fill(1000)
-                .into_iter()
-                .enumerate()
-                .map(|(i, event)| StoredEvent {
-                    seq: (c * 1000 + i + 1) as u64,
-                    tenant_seq: 1,
-                    received_us: 0,
-                    event,
-                })
-                .collect()
-        })
+    let chunks: Vec<Chunk> = (0..events / 1000)
+        .map(|c| chunk(&mut generator, c * 1000 + 1))
         .collect();
     for round in 0..rounds {
         for seal_snapshot in [true, false] {
             let mut tail = Tail::default();
             for chunk in &chunks {
-                let hashes: Vec<u64> = chunk
-                    .iter()
-                    .map(|e| {
-                        e.event
-                            .id
-                            .as_ref()
-                            .map_or(0, |id| key_hash(&e.event.tenant, id))
-                    })
-                    .collect();
-                tail.push_prepared(Arc::new(chunk.clone()), 0, &hashes);
+                // A copy, so that the drain returns the events' last references, as in a seal.
+                tail.push(Arc::new(chunk.as_ref().clone()));
             }
             let upto = if seal_snapshot {
                 tail.seal_snapshot().last_seq()
@@ -58,39 +52,19 @@ fn main() {
             }
             .expect("events");
             // Appended while the seal ran: the plain snapshot's generation now straddles `upto`.
-            let later: Vec<StoredEvent> = generator
-                .fill(1000)
-                .into_iter()
-                .enumerate()
-                .map(|(i, event)| StoredEvent {
-                    seq: upto + 1 + i as u64,
-                    tenant_seq: 1,
-                    received_us: 0,
-                    event,
-                })
-                .collect();
-            let hashes: Vec<u64> = later
-                .iter()
-                .map(|e| {
-                    e.event
-                        .id
-                        .as_ref()
-                        .map_or(0, |id| key_hash(&e.event.tenant, id))
-                })
-                .collect();
-            tail.push_prepared(Arc::new(later), 0, &hashes);
+            tail.push(chunk(&mut generator, upto + 1));
             let started = Instant::now();
             let drained = tail.drain_through(upto);
             let locked = started.elapsed();
             let started = Instant::now();
             drop(drained);
+            let path = if seal_snapshot {
+                "seal_snapshot"
+            } else {
+                "snapshot"
+            };
             println!(
-                "round {round}, {}: drain {:.1} ms (under the lock), drop {:.1} ms (after it)",
-                if seal_snapshot {
-                    "seal_snapshot"
-                } else {
-                    "snapshot"
-                },
+                "round {round}, {path}: drain {:.1} ms (under the lock), drop {:.1} ms (after it)",
                 locked.as_secs_f64() * 1e3,
                 started.elapsed().as_secs_f64() * 1e3
             );

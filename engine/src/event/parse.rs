@@ -532,6 +532,39 @@ struct RawResource<'de> {
     name: Option<Text<'de>>,
 }
 
+/// An object whose fields are all strings (`actor`, `resource`): its field names and a setter
+/// by field index, shared by both readers.
+trait StringFields<'de>: Default {
+    const FIELDS: Fields;
+    fn set(&mut self, index: usize, value: Text<'de>);
+}
+
+impl<'de> StringFields<'de> for RawActor<'de> {
+    const FIELDS: Fields = ACTOR_FIELDS;
+    fn set(&mut self, index: usize, value: Text<'de>) {
+        let value = Some(value);
+        match index {
+            0 => self.id = value,
+            1 => self.email = value,
+            2 => self.kind = value,
+            3 => self.ip = value,
+            _ => self.user_agent = value,
+        }
+    }
+}
+
+impl<'de> StringFields<'de> for RawResource<'de> {
+    const FIELDS: Fields = RESOURCE_FIELDS;
+    fn set(&mut self, index: usize, value: Text<'de>) {
+        let value = Some(value);
+        match index {
+            0 => self.kind = value,
+            1 => self.id = value,
+            _ => self.name = value,
+        }
+    }
+}
+
 /// An object's field names, and a function giving a name's index in them.
 type Fields = (&'static [&'static str], fn(&str) -> Option<usize>);
 
@@ -827,17 +860,11 @@ impl<'de> Visitor<'de> for ActorSeed<'_> {
         let prefix = || "actor.".to_owned();
         while let Some(index) = next_field(&mut map, self.slot, ACTOR_FIELDS, &prefix, &mut seen)? {
             let path = ACTOR_PATHS[index];
-            let value = Some(map.next_value_seed(StringSeed {
+            let value = map.next_value_seed(StringSeed {
                 slot: &mut *self.slot,
                 path,
-            })?);
-            match index {
-                0 => raw.id = value,
-                1 => raw.email = value,
-                2 => raw.kind = value,
-                3 => raw.ip = value,
-                _ => raw.user_agent = value,
-            }
+            })?;
+            raw.set(index, value);
         }
         Ok(raw)
     }
@@ -883,15 +910,11 @@ impl<'de> Visitor<'de> for ResourceSeed<'_> {
             next_field(&mut map, self.slot, RESOURCE_FIELDS, &prefix, &mut seen)?
         {
             let path = RESOURCE_PATHS[index];
-            let value = Some(map.next_value_seed(StringSeed {
+            let value = map.next_value_seed(StringSeed {
                 slot: &mut *self.slot,
                 path,
-            })?);
-            match index {
-                0 => raw.kind = value,
-                1 => raw.id = value,
-                _ => raw.name = value,
-            }
+            })?;
+            raw.set(index, value);
         }
         Ok(raw)
     }

@@ -24,10 +24,7 @@
 
 use std::borrow::Cow;
 
-use super::{
-    push_change, RawActor, RawEvent, RawResource, Text, ACTOR_FIELDS, CHANGE_FIELDS, EVENT_FIELDS,
-    RESOURCE_FIELDS,
-};
+use super::{push_change, RawEvent, StringFields, Text, CHANGE_FIELDS, EVENT_FIELDS};
 
 /// Nesting the reader follows itself; deeper values go to the serde reader.
 const DEPTH_MAX: usize = 64;
@@ -51,10 +48,10 @@ pub(super) fn read_event(text: &str, depth_max: usize) -> Option<RawEvent<'_>> {
             1 => raw.timestamp = Some(reader.text()?),
             2 => raw.tenant = Some(reader.text()?),
             3 => raw.project = Some(reader.text()?),
-            4 => raw.actor = Some(reader.actor()?),
+            4 => raw.actor = Some(reader.string_object()?),
             5 => raw.action = Some(reader.text()?),
             6 => raw.outcome = Some(reader.text()?),
-            7 => raw.resource = Some(reader.resource()?),
+            7 => raw.resource = Some(reader.string_object()?),
             8 => raw.changes = reader.changes(depth_max)?,
             _ => {
                 let (details, compact) = reader.raw_value(depth_max)?;
@@ -236,35 +233,13 @@ impl<'de> Reader<'de> {
         }
     }
 
-    fn actor(&mut self) -> Option<RawActor<'de>> {
-        let mut raw = RawActor::default();
+    /// `actor` or `resource`: an object of string fields.
+    fn string_object<T: StringFields<'de>>(&mut self) -> Option<T> {
+        let mut raw = T::default();
         let mut seen = 0u32;
         self.object(|reader, key| {
-            let index = once((ACTOR_FIELDS.1)(key)?, &mut seen)?;
-            let value = Some(reader.text()?);
-            match index {
-                0 => raw.id = value,
-                1 => raw.email = value,
-                2 => raw.kind = value,
-                3 => raw.ip = value,
-                _ => raw.user_agent = value,
-            }
-            Some(())
-        })?;
-        Some(raw)
-    }
-
-    fn resource(&mut self) -> Option<RawResource<'de>> {
-        let mut raw = RawResource::default();
-        let mut seen = 0u32;
-        self.object(|reader, key| {
-            let index = once((RESOURCE_FIELDS.1)(key)?, &mut seen)?;
-            let value = Some(reader.text()?);
-            match index {
-                0 => raw.kind = value,
-                1 => raw.id = value,
-                _ => raw.name = value,
-            }
+            let index = once((T::FIELDS.1)(key)?, &mut seen)?;
+            raw.set(index, reader.text()?);
             Some(())
         })?;
         Some(raw)
