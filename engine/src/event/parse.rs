@@ -28,8 +28,8 @@
 //! strings are borrowed from the input unless they hold escapes, and `details` and the
 //! `old`/`new` values of `changes` are taken as borrowed raw JSON text and only compacted
 //! (not at all when the fast reader saw no whitespace in them); nothing goes through
-//! `serde_json::Value`. The fast reader is about 1.6x faster on realistic events
-//! (`parse_profile`, below).
+//! `serde_json::Value`. On realistic events the fast reader takes 1.45 µs per event against
+//! 2.4-4.1 µs for the serde reader alone (`benches/examples/parse_profile.rs`).
 //!
 //! ```
 //! use auditlog_engine::event::{parse_batch, RetentionPolicy, ValidationContext};
