@@ -107,10 +107,11 @@ pub fn note_foreground_sync() {
 /// stay at [`BACKGROUND_BYTES_PER_SECOND`]; otherwise returns at once.
 ///
 /// Why: on the virtual disk this was measured on, an fdatasync costs in proportion to all the
-/// data written since the last one, whoever wrote it. A seal writes its files at the disk's
-/// full speed (300 MB/s for a 9 MB segment), and every group commit's fsync during that time
-/// carried megabytes of it. Spread at 32 MB/s, a seal of 200,000 events (about 13 MB with its
-/// indexes) takes 0.4 s longer and each WAL fsync carries about 100 KiB of it.
+/// data written since the last one, whoever wrote it. A seal wrote its files at the disk's
+/// full speed (a 9 MB segment in 25-36 ms, timed in the server at 30,000 events/s), and every
+/// group commit's fsync during that time carried megabytes of it. At 32 MiB/s (arithmetic,
+/// not measured) a seal of 200,000 events, about 13 MB with its indexes, takes up to 0.4 s
+/// longer, and a WAL fsync every 3 ms carries at most about 100 KiB of it.
 pub fn pace_background_write(bytes: usize) {
     let last = LAST_FOREGROUND_SYNC_NS.load(Ordering::Relaxed);
     if last == 0 {
@@ -159,8 +160,8 @@ pub fn write_durably(file: &mut dyn VfsFile, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// A [`Write`] over a plain file that flushes to disk every [`BACKGROUND_FLUSH_BYTES`]
-/// written, paced by [`pace_background_write`] (for files written outside [`Vfs`], such as the index crate's); `finish` makes the
-/// rest durable.
+/// written, paced by [`pace_background_write`] (for files written outside [`Vfs`], such as the
+/// index crate's); `finish` makes the rest durable.
 ///
 /// ```
 /// use std::io::Write;
