@@ -9,6 +9,7 @@
 //! batch_events_max = 10000
 //! batch_bytes_max = 16777216
 //! background_nice = 10
+//! release_memory = false
 //!
 //! [retention_classes]
 //! extended = 365
@@ -47,6 +48,15 @@ pub struct ServerConfig {
     /// building run, so that ingest acknowledgements, the live stream and queries come first
     /// (0: the same priority). See the engine's `StoreOptions::background_nice`.
     pub background_nice: i32,
+    /// Give memory freed by the server back to the operating system (after the allocator's
+    /// delay of about a second) instead of keeping it for the next seal. Off by default: each
+    /// seal frees the sealed tail (hundreds of MB under load) and allocates as much again a few
+    /// seconds later, and on virtual machines whose kernel reports free pages to the host
+    /// (virtio-balloon free page reporting, as on Firecracker and most clouds) every such
+    /// return stalls the virtual disk for 50-300 ms, and with it the WAL's fsync and every
+    /// acknowledgement waiting on it. Kept memory stays bounded by the tail's limit; turn this
+    /// on where resident memory matters more than acknowledgement latency.
+    pub release_memory: bool,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +71,7 @@ impl Default for ServerConfig {
             batch_events_max: 10_000,
             batch_bytes_max: 16 << 20,
             background_nice: 10,
+            release_memory: false,
         }
     }
 }

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod allocator;
 mod client;
 mod loadgen;
 
@@ -58,6 +59,10 @@ enum Command {
         /// How much nicer than the server sealing and index building run [default: 10].
         #[arg(long, env = "AUDITLOG_BACKGROUND_NICE")]
         background_nice: Option<i32>,
+        /// Give freed memory back to the operating system instead of keeping it for the next
+        /// seal (see `release_memory` in the configuration) [default: false].
+        #[arg(long, env = "AUDITLOG_RELEASE_MEMORY")]
+        release_memory: Option<bool>,
     },
     /// Send NDJSON events from a file (or - for stdin).
     Ingest {
@@ -235,6 +240,7 @@ fn main() -> anyhow::Result<()> {
             retention_days,
             archive_dir,
             background_nice,
+            release_memory,
         } => {
             let mut settings = match &config {
                 Some(path) => {
@@ -256,6 +262,14 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(nice) = background_nice {
                 settings.background_nice = nice;
+            }
+            if let Some(release) = release_memory {
+                settings.release_memory = release;
+            }
+            if !settings.release_memory {
+                if let Err(why) = allocator::keep_freed_memory() {
+                    tracing::warn!(?why, "freed memory goes back to the operating system");
+                }
             }
             let admin_token = std::env::var("AUDITLOG_ADMIN_TOKEN").ok();
             let (state, shown) = auditlog_server::open_state(settings, admin_token)

@@ -1,0 +1,77 @@
+//! The process's allocator (mimalloc) and whether it gives freed memory back to the kernel.
+//!
+//! mimalloc returns ("purges") freed memory to the kernel about a second after it is freed. The
+//! server frees the sealed tail at every seal (hundreds of MB under load) and allocates as much
+//! again within seconds. On a virtual machine whose kernel reports free pages to the host
+//! (virtio-balloon free page reporting, which this machine has), the kernel hands every freed
+//! 2 MiB block to the host two seconds later, and while the host takes them back the virtual
+//! disk stalls: WAL fsyncs of 50-300 ms, every one exactly when 64 MiB or more was reported
+//! (traced with `ext4_sync_file_enter/exit` beside `/sys/module/page_reporting/parameters/
+//! reported_kib`). Keeping freed memory in the process removes those stalls; the server's
+//! resident memory then stays at its high-water mark, which the tail's memory limit bounds.
+//!
+//! ```text
+//! // In `auditlog serve`, unless `release_memory` is configured:
+//! allocator::keep_freed_memory()   // Ok(()) or why not (logged)
+//! ```
+
+use std::ffi::{c_int, c_long};
+
+/// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (`include/mimalloc.h`); the Rust
+/// bindings do not name it. Checked at run time against its default before it is set.
+const MI_OPTION_PURGE_DELAY: c_int = 15;
+/// mimalloc v3's default purge delay in milliseconds, which identifies the option above.
+const DEFAULT_PURGE_DELAY_MS: c_long = 1000;
+
+extern "C" {
+    // Both are exported by the mimalloc library that the `mimalloc` crate links in.
+    fn mi_option_get(option: c_int) -> c_long;
+    fn mi_option_set(option: c_int, value: c_long);
+}
+
+/// Why the allocator was left as it was.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotKept {
+    /// `MIMALLOC_PURGE_DELAY` is set: the operator chose.
+    SetByEnvironment,
+    /// The option does not hold mimalloc v3's default: another mimalloc version, whose option
+    /// numbers may differ, so nothing is changed.
+    UnknownAllocator(c_long),
+}
+
+/// Tells the allocator never to return freed memory to the kernel (purge delay -1), unless the
+/// environment already sets it or the allocator is not the version this was written for.
+pub fn keep_freed_memory() -> Result<(), NotKept> {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return Err(NotKept::SetByEnvironment);
+    }
+    // SAFETY: plain reads and writes of mimalloc's option table; any option index is accepted
+    // (out-of-range ones are ignored by mimalloc), and the value is checked before writing.
+    unsafe {
+        let current = mi_option_get(MI_OPTION_PURGE_DELAY);
+        if current != DEFAULT_PURGE_DELAY_MS {
+            return Err(NotKept::UnknownAllocator(current));
+        }
+        mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_option_is_found_and_set() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            assert_eq!(keep_freed_memory(), Err(NotKept::SetByEnvironment));
+            return;
+        }
+        assert_eq!(keep_freed_memory(), Ok(()));
+        // SAFETY: as above.
+        assert_eq!(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }, -1);
+        // Allocating and freeing still works with purging off.
+        let big = vec![1u8; 64 << 20];
+        assert_eq!(big.iter().map(|&b| b as usize).sum::<usize>(), 64 << 20);
+    }
+}
