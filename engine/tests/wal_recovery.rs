@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use auditlog_engine::event::{Actor, Event, Resource, StoredEvent};
 use auditlog_engine::io::{RealVfs, Vfs};
-use auditlog_engine::wal::format::{encode_events, encode_payload, encode_record, BatchHeader};
+use auditlog_engine::wal::format::{
+    encode_events, encode_payload, encode_record, BatchHeader, FileHeader,
+};
+use auditlog_engine::wal::writer::SPARE_FILES;
 use auditlog_engine::wal::{recover, WalWriter};
 use auditlog_engine::Error;
 
@@ -228,6 +231,125 @@ fn wal_empty_newest_file_from_a_crash_during_creation_is_removed() {
     let recovered = recover(dir.path(), &vfs(), 0).unwrap();
     assert_eq!(recovered.events(), written);
     assert!(!dir.path().join(format!("{:020}.wal", 7)).exists());
+}
+
+/// Frames one batch of 3 events from `seq` for `writer`'s current file and writes it durably.
+fn append_batch(writer: &mut WalWriter, seq: u64) -> Vec<StoredEvent> {
+    writer.rotate_if_full(seq).unwrap();
+    let events: Vec<Event> = (seq..seq + 3).map(event).collect();
+    let header = BatchHeader {
+        first_seq: seq,
+        received_us: 7,
+        tenant_seqs: (seq..seq + 3).collect(),
+    };
+    let mut payload = Vec::new();
+    encode_payload(&header, &encode_events(&events), &mut payload);
+    let mut record = Vec::new();
+    encode_record(writer.salt(), &payload, &mut record);
+    writer.write(&record, true).unwrap();
+    (0..3)
+        .map(|i| StoredEvent {
+            seq: seq + i,
+            tenant_seq: seq + i,
+            received_us: 7,
+            event: events[i as usize].clone(),
+        })
+        .collect()
+}
+
+fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Sealed files become spares (at most `SPARE_FILES`), later files are written over them, and
+/// recovery reads exactly what was written: a file the writer moved on from was cut to its
+/// records, and the stale bytes after the newest file's last record are cut as a torn tail.
+#[test]
+fn wal_recycled_files_are_written_over_and_recover_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = WalWriter::open(dir.path(), vfs(), 1, 2 << 10, Vec::new()).unwrap();
+    let mut written = Vec::new();
+    let mut seq = 1;
+    while writer.file_count() < 6 {
+        written.extend(append_batch(&mut writer, seq));
+        seq += 3;
+    }
+    let first_files = names_ending(dir.path(), ".wal");
+    let sealed_through = seq - 1 - 3;
+    writer.take_sealed(sealed_through).remove().unwrap();
+    let spares = names_ending(dir.path(), ".spare");
+    assert_eq!(
+        spares.len(),
+        SPARE_FILES,
+        "files kept as spares: {spares:?}"
+    );
+    assert_eq!(
+        names_ending(dir.path(), ".wal").len(),
+        1,
+        "the rest deleted"
+    );
+    // Write until both spares are in use again: the current file is the second of them.
+    let files_before = writer.file_count();
+    while writer.file_count() < files_before + SPARE_FILES {
+        written.extend(append_batch(&mut writer, seq));
+        seq += 3;
+    }
+    assert!(
+        names_ending(dir.path(), ".spare").is_empty(),
+        "both spares reused"
+    );
+    assert!(first_files.len() >= 6);
+    // The current file is recycled and short of its old length: stale records follow.
+    let newest = writer.path().to_path_buf();
+    let recovered = recover(dir.path(), &vfs(), sealed_through).unwrap();
+    assert_eq!(
+        recovered.events(),
+        written[sealed_through as usize..].to_vec()
+    );
+    let (cut_file, cut_at) = recovered.truncated.expect("the stale bytes were cut");
+    assert_eq!(cut_file, newest);
+    assert_eq!(std::fs::metadata(&newest).unwrap().len(), cut_at);
+}
+
+/// A crash after a spare got its new header but before it was renamed leaves a spare: recovery
+/// ignores it and the next writer adopts it.
+#[test]
+fn wal_spare_with_a_new_header_is_ignored_by_recovery_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, written) = write_wal(dir.path(), 2);
+    let mut spare = FileHeader {
+        version: 1,
+        first_seq: 7,
+        salt: 99,
+    }
+    .encode()
+    .to_vec();
+    spare.extend(std::iter::repeat_n(0xab, 5000));
+    std::fs::write(dir.path().join(format!("{:020}.spare", 3)), &spare).unwrap();
+    let recovered = recover(dir.path(), &vfs(), 0).unwrap();
+    assert_eq!(recovered.events(), written);
+    assert!(recovered.truncated.is_none());
+    let mut writer =
+        WalWriter::open(dir.path(), vfs(), 7, 1 << 30, recovered.files.clone()).unwrap();
+    assert!(
+        names_ending(dir.path(), ".spare").is_empty(),
+        "the spare was reused"
+    );
+    let mut all = written;
+    all.extend(append_batch(&mut writer, 7));
+    writer.trim().unwrap();
+    let recovered = recover(dir.path(), &vfs(), 0).unwrap();
+    assert_eq!(recovered.events(), all);
+    assert!(
+        recovered.truncated.is_none(),
+        "trimmed: no stale bytes left"
+    );
 }
 
 mod payload_decoder {

@@ -17,9 +17,9 @@
 //! assert!(file.write_all(b"x").is_err());
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,7 +29,8 @@ use parking_lot::Mutex;
 
 /// A file opened for writing.
 pub trait VfsFile: Send {
-    /// Writes the whole buffer at the end of the file.
+    /// Writes the whole buffer where the last write ended: at the end of the file, or for a
+    /// file opened with [`Vfs::open_rewrite`], over it from its first byte on.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
     /// `fdatasync`: makes every byte written so far durable.
     fn sync_data(&mut self) -> io::Result<()>;
@@ -58,6 +59,10 @@ pub trait Vfs: Send + Sync + 'static {
     fn create(&self, path: &Path) -> io::Result<Box<dyn VfsFile>>;
     /// Opens an existing file for appending.
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn VfsFile>>;
+    /// Opens an existing file for writing over it from its first byte, keeping its length and
+    /// its blocks (a recycled WAL file: see `wal::writer::SPARE_FILES`). Bytes past what is
+    /// written stay as they were.
+    fn open_rewrite(&self, path: &Path) -> io::Result<Box<dyn VfsFile>>;
     /// Atomically renames a file (the publication step of manifests and segments).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
@@ -275,6 +280,10 @@ impl Vfs for RealVfs {
         let file = OpenOptions::new().append(true).open(path)?;
         Ok(Box::new(RealFile(file)))
     }
+    fn open_rewrite(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        Ok(Box::new(RealFile(file)))
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
     }
@@ -317,6 +326,9 @@ struct FaultState {
     sync_countdown: Option<(u64, Fault)>,
     /// Per file: bytes known durable (synced) and bytes written so far.
     files: HashMap<PathBuf, (u64, u64)>,
+    /// Files opened with [`Vfs::open_rewrite`]: a power loss leaves their length and garbles
+    /// what was written over them since the last fsync (the old or the new bytes may be there).
+    rewritten: HashSet<PathBuf>,
 }
 
 /// A [`Vfs`] over the real file system that injects faults and records what is durable.
@@ -360,14 +372,25 @@ impl FaultyVfs {
 
     /// Simulates a power loss: every file written through this vfs is cut back to the length it
     /// had at its last successful fsync. Call it after the writer is dropped.
+    ///
+    /// A file being written over ([`Vfs::open_rewrite`]) keeps its length: the bytes written
+    /// over it since its last fsync are replaced by garbage, as a device may leave either the old
+    /// or the new bytes there.
     pub fn crash(&self) -> io::Result<()> {
         let state = self.state.lock();
-        for (path, (durable, _written)) in &state.files {
-            if path.exists() {
-                OpenOptions::new()
-                    .write(true)
-                    .open(path)?
-                    .set_len(*durable)?;
+        for (path, (durable, written)) in &state.files {
+            if !path.exists() {
+                continue;
+            }
+            let mut file = OpenOptions::new().write(true).open(path)?;
+            if state.rewritten.contains(path) {
+                let garbage: Vec<u8> = (*durable..*written)
+                    .map(|i| (i as u8).wrapping_mul(167) ^ 0x5a)
+                    .collect();
+                file.seek(io::SeekFrom::Start(*durable))?;
+                file.write_all(&garbage)?;
+            } else {
+                file.set_len(*durable)?;
             }
         }
         Ok(())
@@ -453,7 +476,10 @@ impl Vfs for FaultyVfs {
                 .truncate(true)
                 .open(path)?,
         );
-        self.state.lock().files.insert(path.to_path_buf(), (0, 0));
+        let mut state = self.state.lock();
+        state.files.insert(path.to_path_buf(), (0, 0));
+        state.rewritten.remove(path);
+        drop(state);
         Ok(Box::new(FaultyFile {
             inner,
             path: path.to_path_buf(),
@@ -474,22 +500,41 @@ impl Vfs for FaultyVfs {
             vfs: self.clone(),
         }))
     }
+    fn open_rewrite(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        let mut state = self.state.lock();
+        state.files.insert(path.to_path_buf(), (0, 0));
+        state.rewritten.insert(path.to_path_buf());
+        Ok(Box::new(FaultyFile {
+            inner: RealFile(file),
+            path: path.to_path_buf(),
+            vfs: self.clone(),
+        }))
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)?;
         let mut state = self.state.lock();
+        state.rewritten.remove(to);
         if let Some(entry) = state.files.remove(from) {
             state.files.insert(to.to_path_buf(), entry);
+        }
+        if state.rewritten.remove(from) {
+            state.rewritten.insert(to.to_path_buf());
         }
         Ok(())
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)?;
-        self.state.lock().files.remove(path);
+        let mut state = self.state.lock();
+        state.files.remove(path);
+        state.rewritten.remove(path);
         Ok(())
     }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_dir_all(path)?;
-        self.state.lock().files.retain(|p, _| !p.starts_with(path));
+        let mut state = self.state.lock();
+        state.files.retain(|p, _| !p.starts_with(path));
+        state.rewritten.retain(|p| !p.starts_with(path));
         Ok(())
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {

@@ -24,6 +24,7 @@
 //! LOCK                                  flock'ed by the owning process
 //! MANIFEST                              published segments, sealed seq, tenant counters
 //! wal/{first_seq:020}.wal               write-ahead log files
+//! wal/{first_seq:020}.spare             sealed WAL files kept to be written over
 //! segments/{class}/{yyyy-mm-dd}/{id:016x}.seg   sealed segments (+ index files {id:016x}.*)
 //! ```
 
@@ -489,6 +490,9 @@ impl Store {
         for thread in self.threads.lock().drain(..) {
             let _ = thread.join();
         }
+        // A recycled WAL file is cut to its records, so that a clean reopen finds no stale
+        // bytes after them. A failure leaves them for recovery to cut, as after a crash.
+        let _ = self.inner.commit.lock().wal.trim();
     }
 }
 

@@ -159,10 +159,12 @@ pub fn decode_record_header(salt: u64, bytes: &[u8]) -> Option<RecordHeader> {
     let payload_len = u32::from_le_bytes(bytes[0..4].try_into().ok()?);
     let payload_crc = u32::from_le_bytes(bytes[4..8].try_into().ok()?);
     let header_crc = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
-    if salted_crc(salt, &[&bytes[0..4], &bytes[4..8]]) != header_crc {
+    // The length first: it is cheaper, and recovery tries this at every offset of a torn
+    // tail (up to a recycled file's worth of stale bytes).
+    if payload_len == 0 || payload_len > RECORD_PAYLOAD_MAX_BYTES {
         return None;
     }
-    if payload_len == 0 || payload_len > RECORD_PAYLOAD_MAX_BYTES {
+    if salted_crc(salt, &[&bytes[0..4], &bytes[4..8]]) != header_crc {
         return None;
     }
     Some(RecordHeader {

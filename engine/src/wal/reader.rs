@@ -205,8 +205,13 @@ fn read_record(salt: u64, bytes: &[u8], pos: usize) -> Option<(&[u8], usize)> {
 }
 
 fn find_valid_record(salt: u64, bytes: &[u8], from: usize) -> Option<usize> {
-    // The header checksum makes this cheap: a payload is checksummed only where a header verifies.
+    // The header checksum makes this cheap: a payload is checksummed only where a header
+    // verifies, and a header only where its length fits in the file.
     (from..bytes.len().saturating_sub(RECORD_HEADER_BYTES - 1))
+        .filter(|&pos| {
+            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
+            len != 0 && (len as usize) <= bytes.len() - pos - RECORD_HEADER_BYTES
+        })
         .find(|&pos| read_record(salt, bytes, pos).is_some())
 }
 

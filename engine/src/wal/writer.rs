@@ -1,4 +1,5 @@
-//! Appends framed records to the current WAL file, rotates files, deletes sealed ones.
+//! Appends framed records to the current WAL file, rotates files, recycles or deletes sealed
+//! ones.
 //!
 //! The writer is single-threaded by construction (the store's commit thread owns it); group
 //! commit happens above it: the commit thread hands it the records of many batches at once and
@@ -42,6 +43,43 @@ impl Poison {
     }
 }
 
+/// How many sealed WAL files are kept, renamed `{first_seq:020}.spare`, to be written over by
+/// the next files instead of deleted (more are deleted).
+///
+/// Why: writing over blocks a file already has costs the disk less than growing a file. No
+/// block is allocated and the size does not change, so an `fdatasync` writes the data and a
+/// flush, not the inode too (and on ext4 mounted with `discard`, not a discard per fsync
+/// either): on this machine 360 KB writes each fdatasync'd went at 400-480 MB/s with a p50
+/// fsync of 0.63-0.74 ms written over a file, against 244-294 MB/s and 1.0-1.2 ms appended
+/// (a Python probe, two rounds of each). And a deleted 64 MiB file is discarded all at once.
+/// Stale records past the end of what a recycled file holds were framed with the file's
+/// earlier salt, so they never verify: recovery sees the end of the new records as a torn tail.
+/// A file is cut to what it holds when the writer moves on from it ([`WalWriter::rotate`],
+/// [`WalWriter::trim`]), so only the newest file can end in stale bytes.
+pub const SPARE_FILES: usize = 2;
+
+/// Lists the spare files in `dir` (see [`SPARE_FILES`]), oldest first.
+fn list_spares(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut spares = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(spares),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.ends_with(".spare"))
+        {
+            spares.push(entry.path());
+        }
+    }
+    spares.sort();
+    Ok(spares)
+}
+
 /// File name of the WAL file whose first event has `first_seq`.
 pub fn file_name(first_seq: u64) -> String {
     format!("{first_seq:020}.wal")
@@ -66,6 +104,11 @@ pub struct WalWriter {
     rotate_bytes: u64,
     /// Every WAL file on disk, oldest first: (first seq, path). The last is the current one.
     files: VecDeque<(u64, PathBuf)>,
+    /// Sealed files kept to be written over (see [`SPARE_FILES`]); filled by
+    /// [`SealedFiles::remove`] outside the commit lock, emptied by rotations.
+    spares: Arc<Mutex<Vec<PathBuf>>>,
+    /// The current file was a spare: past `file_bytes` it holds stale bytes.
+    recycled: bool,
     poison: Poison,
     /// Bytes written since the last fsync (interval durability leaves some unsynced).
     unsynced_bytes: u64,
@@ -96,10 +139,18 @@ impl WalWriter {
         existing: Vec<(u64, PathBuf)>,
     ) -> Result<Self> {
         vfs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut spares = list_spares(dir)?;
+        if spares.len() > SPARE_FILES {
+            for extra in spares.drain(..spares.len() - SPARE_FILES) {
+                vfs.remove_file(&extra).map_err(|e| Error::io(&extra, e))?;
+            }
+            vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let spares = Arc::new(Mutex::new(spares));
         // A file already named for `next_seq` holds no event (recovery found none past it):
         // it is replaced by the new file of the same name, and must not be listed twice.
         let existing = existing.into_iter().filter(|(first, _)| *first != next_seq);
-        let (file, path, salt) = Self::create_file(dir, vfs.as_ref(), next_seq)?;
+        let (file, path, salt, recycled) = Self::start_file(dir, vfs.as_ref(), &spares, next_seq)?;
         let sync_handle = file.sync_handle().map_err(|e| Error::io(&path, e))?.into();
         let mut files: VecDeque<_> = existing.collect();
         files.push_back((next_seq, path.clone()));
@@ -113,16 +164,24 @@ impl WalWriter {
             file_bytes: FILE_HEADER_BYTES as u64,
             rotate_bytes,
             files,
+            spares,
+            recycled,
             poison: Poison::default(),
             unsynced_bytes: 0,
         })
     }
 
-    fn create_file(
+    /// Starts the file for events from `first_seq`: a spare written over when there is one
+    /// (`true` in the answer), else a new file. Either way the header is durable before the
+    /// file has its name, so a crash in between leaves a spare or nothing, never a `.wal` file
+    /// whose header disagrees with its name.
+    #[allow(clippy::type_complexity)]
+    fn start_file(
         dir: &Path,
         vfs: &dyn Vfs,
+        spares: &Mutex<Vec<PathBuf>>,
         first_seq: u64,
-    ) -> Result<(Box<dyn VfsFile>, PathBuf, u64)> {
+    ) -> Result<(Box<dyn VfsFile>, PathBuf, u64, bool)> {
         let path = dir.join(file_name(first_seq));
         let salt = random_salt();
         let header = FileHeader {
@@ -130,12 +189,21 @@ impl WalWriter {
             first_seq,
             salt,
         };
-        let mut file = vfs.create(&path).map_err(|e| Error::io(&path, e))?;
+        let spare = spares.lock().pop();
+        let recycled = spare.is_some();
+        let mut file = match &spare {
+            Some(spare) => vfs.open_rewrite(spare).map_err(|e| Error::io(spare, e))?,
+            None => vfs.create(&path).map_err(|e| Error::io(&path, e))?,
+        };
+        let written = spare.as_deref().unwrap_or(&path);
         file.write_all(&header.encode())
-            .map_err(|e| Error::io(&path, e))?;
-        file.sync_data().map_err(|e| Error::io(&path, e))?;
+            .map_err(|e| Error::io(written, e))?;
+        file.sync_data().map_err(|e| Error::io(written, e))?;
+        if let Some(spare) = &spare {
+            vfs.rename(spare, &path).map_err(|e| Error::io(spare, e))?;
+        }
         vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-        Ok((file, path, salt))
+        Ok((file, path, salt, recycled))
     }
 
     /// The current file.
@@ -185,18 +253,19 @@ impl WalWriter {
         if self.unsynced_bytes > 0 {
             self.sync()?;
         }
-        let created = Self::create_file(&self.dir, self.vfs.as_ref(), next_seq).and_then(
-            |(file, path, salt)| {
+        self.trim()?;
+        let created = Self::start_file(&self.dir, self.vfs.as_ref(), &self.spares, next_seq)
+            .and_then(|(file, path, salt, recycled)| {
                 let handle = file.sync_handle().map_err(|e| Error::io(&path, e))?;
-                Ok((file, path, salt, handle))
-            },
-        );
+                Ok((file, path, salt, recycled, handle))
+            });
         match created {
-            Ok((file, path, salt, handle)) => {
+            Ok((file, path, salt, recycled, handle)) => {
                 self.file = file;
                 self.sync_handle = handle.into();
                 self.path = path.clone();
                 self.salt = salt;
+                self.recycled = recycled;
                 self.file_bytes = FILE_HEADER_BYTES as u64;
                 self.files.push_back((next_seq, path));
                 Ok(())
@@ -231,6 +300,26 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Cuts a recycled current file to the bytes written to it (durably), so that no stale
+    /// bytes follow its last record; a no-op for a file that was new. The writer does it before
+    /// moving to the next file; the store does it on close, so a clean reopen finds no torn tail.
+    pub fn trim(&mut self) -> Result<()> {
+        self.check_poisoned()?;
+        if !self.recycled {
+            return Ok(());
+        }
+        let cut = self
+            .file
+            .set_len(self.file_bytes)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = cut {
+            let error = Error::io(&self.path, e);
+            return Err(self.poisoned(error));
+        }
+        self.recycled = false;
+        Ok(())
+    }
+
     /// Bytes written but not yet fsynced.
     pub fn unsynced_bytes(&self) -> u64 {
         self.unsynced_bytes
@@ -254,6 +343,7 @@ impl WalWriter {
             dir: self.dir.clone(),
             vfs: Arc::clone(&self.vfs),
             files,
+            spares: Arc::clone(&self.spares),
         }
     }
 
@@ -269,28 +359,41 @@ impl WalWriter {
 }
 
 /// WAL files whose events are all sealed, taken from the writer's list by
-/// [`WalWriter::take_sealed`], to be deleted with [`SealedFiles::remove`] once the caller no
-/// longer holds the commit lock (an unlink and a directory fsync take milliseconds that
-/// acknowledgements should not wait). A file left behind by a failed removal is read and
-/// skipped by the next open, then removed by its first seal.
+/// [`WalWriter::take_sealed`], to be kept as spares or deleted with [`SealedFiles::remove`]
+/// once the caller no longer holds the commit lock (a rename or unlink and a directory fsync
+/// take milliseconds that acknowledgements should not wait). A file left behind by a failed
+/// removal is read and skipped by the next open, then removed by its first seal.
 #[must_use = "the sealed WAL files stay on disk until removed"]
 pub struct SealedFiles {
     dir: PathBuf,
     vfs: Arc<dyn Vfs>,
     files: Vec<PathBuf>,
+    spares: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 impl SealedFiles {
-    /// Deletes the files, then makes the deletion durable.
+    /// Renames files to spares while the writer has fewer than [`SPARE_FILES`] and deletes the
+    /// rest, makes that durable, and only then hands the spares to the writer.
     pub fn remove(self) -> Result<()> {
+        let room = SPARE_FILES.saturating_sub(self.spares.lock().len());
+        let mut kept = Vec::new();
         for path in &self.files {
-            self.vfs.remove_file(path).map_err(|e| Error::io(path, e))?;
+            if kept.len() < room {
+                let spare = path.with_extension("spare");
+                self.vfs
+                    .rename(path, &spare)
+                    .map_err(|e| Error::io(path, e))?;
+                kept.push(spare);
+            } else {
+                self.vfs.remove_file(path).map_err(|e| Error::io(path, e))?;
+            }
         }
         if !self.files.is_empty() {
             self.vfs
                 .sync_dir(&self.dir)
                 .map_err(|e| Error::io(&self.dir, e))?;
         }
+        self.spares.lock().extend(kept);
         Ok(())
     }
 }

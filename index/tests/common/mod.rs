@@ -46,6 +46,9 @@ impl Vfs for NoSyncVfs {
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
         Ok(Box::new(NoSyncFile(RealVfs.open_append(path)?)))
     }
+    fn open_rewrite(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        Ok(Box::new(NoSyncFile(RealVfs.open_rewrite(path)?)))
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         RealVfs.rename(from, to)
     }
