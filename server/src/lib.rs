@@ -211,9 +211,12 @@ pub fn open_state(
     }
     let (live, _) = broadcast::channel(routes::stream::BROADCAST_CHUNKS);
     let sender = live.clone();
-    store.subscribe(Box::new(move |chunk| {
+    store.subscribe(Box::new(move |chunk, tenants| {
         // No receiver is fine; a full channel drops the oldest for laggards (they resync).
-        let _ = sender.send(Arc::clone(chunk));
+        let _ = sender.send(routes::stream::LiveChunk {
+            events: Arc::clone(chunk),
+            tenants: Arc::clone(tenants),
+        });
     }));
     Ok((
         Arc::new(AppState {

@@ -17,6 +17,6 @@ pub struct AppState {
     pub retention: RetentionPolicy,
     /// Request counters and latencies for `/metrics`.
     pub metrics: crate::metrics::ServerMetrics,
-    /// Every committed chunk, for the live stream.
-    pub live: tokio::sync::broadcast::Sender<auditlog_engine::tail::Chunk>,
+    /// Every committed chunk with its tenant index, for the live stream.
+    pub live: tokio::sync::broadcast::Sender<crate::routes::stream::LiveChunk>,
 }

@@ -503,13 +503,13 @@ impl Inner {
         }
         {
             let mut state = self.state.write();
-            for (group, tenants) in groups.iter().zip(tenants) {
+            for (group, tenants) in groups.iter().zip(&tenants) {
                 if let Some(last) = group.chunk.last() {
                     state.tail.push_indexed(
                         Arc::clone(&group.chunk),
                         group.bytes,
                         &group.key_hashes,
-                        tenants,
+                        Arc::clone(tenants),
                     );
                     self.published_seq.store(last.seq, Ordering::Release);
                 }
@@ -520,10 +520,10 @@ impl Inner {
             .events_appended
             .fetch_add(appended as u64, Ordering::Relaxed);
         let subscribers = self.subscribers.read();
-        for group in groups {
+        for (group, tenants) in groups.into_iter().zip(&tenants) {
             if !group.chunk.is_empty() {
                 for subscriber in subscribers.iter() {
-                    subscriber(&group.chunk);
+                    subscriber(&group.chunk, tenants);
                 }
             }
             for (reply, result) in group.replies {

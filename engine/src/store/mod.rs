@@ -54,7 +54,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, StoredEvent};
 use crate::manifest::{Manifest, SegmentEntry};
 use crate::segment::Segment;
-use crate::tail::{key_hash, Chunk, Tail, TailSnapshot};
+use crate::tail::{key_hash, Chunk, Tail, TailSnapshot, TenantIndex};
 use commit::{CommitState, Queue, Reply, Request, SyncQueue, QUEUE_BYTES_MAX};
 
 /// What a [`SegmentHook`] attaches to an open segment (the search crate's open indexes); readers
@@ -90,8 +90,18 @@ pub trait SegmentHook: Send + Sync {
     fn release_pages(&self, _attachment: &Attachment) {}
 }
 
-/// Called with every committed chunk of events, in seq order, before the appenders are answered.
-pub type Subscriber = Box<dyn Fn(&Chunk) + Send + Sync>;
+/// Called with every committed chunk of events, in seq order, before the appenders are answered,
+/// with the chunk's [`TenantIndex`] (the tail's own): a subscriber that wants a few tenants'
+/// events visits only theirs.
+///
+/// ```
+/// # use auditlog_engine::store::Subscriber;
+/// let print: Subscriber = Box::new(|chunk, tenants| {
+///     let acme = tenants.offsets(chunk, "acme").count();
+///     println!("{} events, {acme} of them acme's", chunk.len());
+/// });
+/// ```
+pub type Subscriber = Box<dyn Fn(&Chunk, &Arc<TenantIndex>) + Send + Sync>;
 
 /// An event of a batch that was not stored because its `(tenant, id)` key already was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,7 +30,7 @@ use futures_util::SinkExt;
 use tokio::sync::broadcast;
 
 use auditlog_engine::event::{write_stored_event_json, StoredEvent};
-use auditlog_engine::tail::Chunk;
+use auditlog_engine::tail::{Chunk, TenantIndex};
 use auditlog_index::text::TextMatcher;
 use auditlog_index::Query;
 
@@ -41,6 +41,19 @@ use crate::state::AppState;
 
 /// Committed chunks the broadcast keeps for slow subscribers before they must resync.
 pub const BROADCAST_CHUNKS: usize = 1024;
+/// A subscription scoped to at most this many tenants looks up their events in each chunk's
+/// tenant index; a wider one (or an admin's, of every tenant) checks every event.
+const INDEXED_TENANTS_MAX: usize = 16;
+
+/// A committed chunk as the broadcast carries it: the events (in seq order) and the tail's
+/// index of them by tenant. With 100 subscribers each scoped to one tenant, checking every
+/// event of every chunk was 100 string comparisons per ingested event (13 % of the server's
+/// CPU at 50,000 events/s); through the index each subscriber visits its tenant's events only.
+#[derive(Clone)]
+pub struct LiveChunk {
+    pub events: Chunk,
+    pub tenants: Arc<TenantIndex>,
+}
 const HEARTBEAT: Duration = Duration::from_secs(15);
 const RESUME_PAGE: usize = 1000;
 
@@ -103,6 +116,48 @@ async fn send_events<'e>(
             matching.push(event);
         }
     }
+    send_matching(socket, matching, matcher).await
+}
+
+/// [`send_events`] for a live chunk: a subscription scoped to a few tenants visits only their
+/// events, found through the chunk's tenant index.
+async fn send_live(
+    socket: &mut WebSocket,
+    live: &LiveChunk,
+    matcher: &Matcher,
+    next_seq: &mut u64,
+) -> bool {
+    let tenants = &matcher.query.tenants;
+    if matcher.all_tenants || tenants.len() > INDEXED_TENANTS_MAX {
+        return send_events(socket, live.events.iter(), matcher, next_seq).await;
+    }
+    let Some(last) = live.events.last() else {
+        return true;
+    };
+    let mut offsets: Vec<usize> = tenants
+        .iter()
+        .flat_map(|tenant| live.tenants.offsets(&live.events, tenant))
+        .collect();
+    if tenants.len() > 1 {
+        offsets.sort_unstable();
+    }
+    let from = *next_seq;
+    *next_seq = from.max(last.seq + 1);
+    let matching = offsets
+        .into_iter()
+        .map(|offset| &live.events[offset])
+        .filter(|event| event.seq >= from && matcher.matches(event))
+        .collect();
+    send_matching(socket, matching, matcher).await
+}
+
+/// Sends `matching` as one message each or one `events` message, flushed once; false when the
+/// client is gone.
+async fn send_matching(
+    socket: &mut WebSocket,
+    matching: Vec<&StoredEvent>,
+    matcher: &Matcher,
+) -> bool {
     if matching.is_empty() {
         return true;
     }
@@ -215,7 +270,7 @@ async fn run(
     mut socket: WebSocket,
     state: Arc<AppState>,
     matcher: Matcher,
-    mut live: broadcast::Receiver<Chunk>,
+    mut live: broadcast::Receiver<LiveChunk>,
     mut next_seq: u64,
 ) {
     /// Keeps the connected-clients gauge right however the connection ends.
@@ -259,7 +314,7 @@ async fn run(
         tokio::select! {
             received = live.recv() => match received {
                 Ok(chunk) => {
-                    if !send_events(&mut socket, chunk.iter(), &matcher, &mut next_seq).await {
+                    if !send_live(&mut socket, &chunk, &matcher, &mut next_seq).await {
                         return;
                     }
                 }
