@@ -55,6 +55,11 @@ pub struct LiveChunk {
     pub tenants: Arc<TenantIndex>,
 }
 const HEARTBEAT: Duration = Duration::from_secs(15);
+/// The WebSocket's read buffer. Clients send only control frames, and tungstenite zeroes the
+/// free part of its read buffer on every read attempt, which the feed makes once per chunk:
+/// with the default 128 KiB that memset was 17 % of the tokio workers' time with 100
+/// subscribers at 50,000 events/s.
+const READ_BUFFER_BYTES: usize = 4 << 10;
 const RESUME_PAGE: usize = 1000;
 
 /// What a subscription matches, checked per event.
@@ -263,7 +268,9 @@ pub async fn stream(
             snapshot.tail.last_seq().unwrap_or(snapshot.sealed_through) + 1
         }
     };
-    Ok(upgrade.on_upgrade(move |socket| run(socket, state, matcher, live, next_seq)))
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| run(socket, state, matcher, live, next_seq)))
 }
 
 async fn run(
