@@ -35,6 +35,12 @@ use auditlog_gen::{GenConfig, Generator};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// And like `auditlog serve` by default, this keeps the memory it frees instead of giving it
+// back to the kernel (see there: on this VM every return stalls the disk, and memory taken
+// back from the host is slow to fault in again). The same file, so the setting cannot drift.
+#[path = "../../../tools/cli/src/allocator.rs"]
+mod allocator;
+
 struct Args {
     events: usize,
     producers: usize,
@@ -123,6 +129,9 @@ const REPLAY_ROUNDS: usize = 3;
 
 fn main() {
     let args = parse_args();
+    if let Err(why) = allocator::keep_freed_memory() {
+        eprintln!("note: freed memory goes back to the kernel ({why:?})");
+    }
     let base = match &args.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).expect("create --dir");
