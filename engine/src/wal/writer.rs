@@ -91,6 +91,15 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
     (digits.len() == 20).then(|| digits.parse().ok()).flatten()
 }
 
+/// A WAL file just started by [`WalWriter::start_file`], its header durable.
+struct Started {
+    file: Box<dyn VfsFile>,
+    path: PathBuf,
+    salt: u64,
+    /// It was a spare: past what is written to it, it holds stale bytes.
+    recycled: bool,
+}
+
 /// The WAL writer.
 pub struct WalWriter {
     dir: PathBuf,
@@ -150,7 +159,12 @@ impl WalWriter {
         // A file already named for `next_seq` holds no event (recovery found none past it):
         // it is replaced by the new file of the same name, and must not be listed twice.
         let existing = existing.into_iter().filter(|(first, _)| *first != next_seq);
-        let (file, path, salt, recycled) = Self::start_file(dir, vfs.as_ref(), &spares, next_seq)?;
+        let Started {
+            file,
+            path,
+            salt,
+            recycled,
+        } = Self::start_file(dir, vfs.as_ref(), &spares, next_seq)?;
         let sync_handle = file.sync_handle().map_err(|e| Error::io(&path, e))?.into();
         let mut files: VecDeque<_> = existing.collect();
         files.push_back((next_seq, path.clone()));
@@ -171,17 +185,16 @@ impl WalWriter {
         })
     }
 
-    /// Starts the file for events from `first_seq`: a spare written over when there is one
-    /// (`true` in the answer), else a new file. Either way the header is durable before the
-    /// file has its name, so a crash in between leaves a spare or nothing, never a `.wal` file
-    /// whose header disagrees with its name.
-    #[allow(clippy::type_complexity)]
+    /// Starts the file for events from `first_seq`: a spare written over when there is one,
+    /// else a new file. Either way the header is durable before the file has its name, so a
+    /// crash in between leaves a spare or nothing, never a `.wal` file whose header disagrees
+    /// with its name.
     fn start_file(
         dir: &Path,
         vfs: &dyn Vfs,
         spares: &Mutex<Vec<PathBuf>>,
         first_seq: u64,
-    ) -> Result<(Box<dyn VfsFile>, PathBuf, u64, bool)> {
+    ) -> Result<Started> {
         let path = dir.join(file_name(first_seq));
         let salt = random_salt();
         let header = FileHeader {
@@ -203,7 +216,12 @@ impl WalWriter {
             vfs.rename(spare, &path).map_err(|e| Error::io(spare, e))?;
         }
         vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-        Ok((file, path, salt, recycled))
+        Ok(Started {
+            file,
+            path,
+            salt,
+            recycled,
+        })
     }
 
     /// The current file.
@@ -255,12 +273,23 @@ impl WalWriter {
         }
         self.trim()?;
         let created = Self::start_file(&self.dir, self.vfs.as_ref(), &self.spares, next_seq)
-            .and_then(|(file, path, salt, recycled)| {
-                let handle = file.sync_handle().map_err(|e| Error::io(&path, e))?;
-                Ok((file, path, salt, recycled, handle))
+            .and_then(|started| {
+                let handle = started
+                    .file
+                    .sync_handle()
+                    .map_err(|e| Error::io(&started.path, e))?;
+                Ok((started, handle))
             });
         match created {
-            Ok((file, path, salt, recycled, handle)) => {
+            Ok((
+                Started {
+                    file,
+                    path,
+                    salt,
+                    recycled,
+                },
+                handle,
+            )) => {
                 self.file = file;
                 self.sync_handle = handle.into();
                 self.path = path.clone();
