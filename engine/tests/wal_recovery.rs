@@ -35,35 +35,12 @@ fn event(n: u64) -> Event {
 /// Writes `batches` batches of 3 events into a fresh WAL; returns the file and each record's
 /// start offset.
 fn write_wal(dir: &Path, batches: u64) -> (PathBuf, Vec<u64>, Vec<StoredEvent>) {
-    let vfs: Arc<dyn Vfs> = Arc::new(RealVfs);
-    let mut writer = WalWriter::open(dir, vfs, 1, 1 << 30, Vec::new()).unwrap();
+    let mut writer = WalWriter::open(dir, vfs(), 1, 1 << 30, Vec::new()).unwrap();
     let mut offsets = Vec::new();
-    let mut offset = 32u64;
     let mut all = Vec::new();
-    let mut seq = 1;
-    for _ in 0..batches {
-        let events: Vec<Event> = (seq..seq + 3).map(event).collect();
-        let header = BatchHeader {
-            first_seq: seq,
-            received_us: 7,
-            tenant_seqs: (seq..seq + 3).collect(),
-        };
-        let mut payload = Vec::new();
-        encode_payload(&header, &encode_events(&events), &mut payload);
-        let mut record = Vec::new();
-        encode_record(writer.salt(), &payload, &mut record);
-        writer.write(&record, true).unwrap();
-        offsets.push(offset);
-        offset += record.len() as u64;
-        for (i, event) in events.into_iter().enumerate() {
-            all.push(StoredEvent {
-                seq: seq + i as u64,
-                tenant_seq: seq + i as u64,
-                received_us: 7,
-                event,
-            });
-        }
-        seq += 3;
+    for batch in 0..batches {
+        offsets.push(writer.current_file_bytes());
+        all.extend(append_batch(&mut writer, 1 + 3 * batch));
     }
     (dir.join(format!("{:020}.wal", 1)), offsets, all)
 }

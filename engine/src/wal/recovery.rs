@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::format::FILE_HEADER_BYTES;
 use super::reader::{scan_with, End};
-use super::writer::parse_file_name;
+use super::writer::{dir_entries, parse_file_name};
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 use crate::io::Vfs;
@@ -50,18 +50,10 @@ impl<P> Recovered<P> {
 
 /// Lists WAL files, oldest first.
 pub fn list_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut files = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        if let Some(first_seq) = entry.file_name().to_str().and_then(parse_file_name) {
-            files.push((first_seq, entry.path()));
-        }
-    }
+    let mut files: Vec<(u64, PathBuf)> = dir_entries(dir)?
+        .into_iter()
+        .filter_map(|(name, path)| Some((parse_file_name(&name)?, path)))
+        .collect();
     files.sort();
     Ok(files)
 }

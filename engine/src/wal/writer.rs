@@ -58,24 +58,31 @@ impl Poison {
 /// [`WalWriter::trim`]), so only the newest file can end in stale bytes.
 pub const SPARE_FILES: usize = 2;
 
-/// Lists the spare files in `dir` (see [`SPARE_FILES`]), oldest first.
-fn list_spares(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut spares = Vec::new();
+/// The entries of `dir` as (file name, path), in no particular order; none when `dir` does
+/// not exist. Names that are not UTF-8 are left out (no file of ours has one).
+pub(super) fn dir_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(spares),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(dir, e)),
     };
+    let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
-        if entry
-            .file_name()
-            .to_str()
-            .is_some_and(|name| name.ends_with(".spare"))
-        {
-            spares.push(entry.path());
+        if let Ok(name) = entry.file_name().into_string() {
+            out.push((name, entry.path()));
         }
     }
+    Ok(out)
+}
+
+/// Lists the spare files in `dir` (see [`SPARE_FILES`]), oldest first.
+fn list_spares(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut spares: Vec<PathBuf> = dir_entries(dir)?
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".spare"))
+        .map(|(_, path)| path)
+        .collect();
     spares.sort();
     Ok(spares)
 }
