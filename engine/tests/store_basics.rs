@@ -408,6 +408,24 @@ fn store_flipped_bit_in_a_sealed_segment_is_reported_with_file_and_offset() {
     assert!(text.contains("offset"), "{text}");
 }
 
+/// The scheduling policies of this process's threads named `name` (field 41 of `stat`).
+#[cfg(target_os = "linux")]
+fn thread_policies(name: &str) -> Vec<i64> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let task = task.path();
+            let comm = std::fs::read_to_string(task.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            (comm.trim() == name).then(|| rest.split(' ').nth(41 - 3)?.parse().ok())?
+        })
+        .collect()
+}
+
 /// The nice value of this process's thread named `name` (Linux: field 19 of its `stat`).
 #[cfg(target_os = "linux")]
 fn thread_nice(name: &str) -> Option<i64> {
@@ -453,6 +471,39 @@ fn store_background_thread_runs_nicer_than_the_rest_by_the_configured_amount() {
     let want = (base + 7).min(19);
     assert_eq!(nice, Some(want), "the background thread's nice value");
     drop(store);
+}
+
+/// The background thread runs under SCHED_IDLE by default (woken ingest threads preempt it at
+/// once), and at the process's policy when `background_idle` is off. Other tests' stores run
+/// background threads of the same name with the default policy: a SCHED_OTHER one is ours.
+#[cfg(target_os = "linux")]
+#[test]
+fn store_background_thread_takes_the_idle_policy_unless_told_not_to() {
+    for idle in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = StoreOptions::new(dir.path());
+        options.background_idle = idle;
+        let store = Store::open(options).unwrap();
+        let want = i64::from(if idle {
+            libc::SCHED_IDLE
+        } else {
+            libc::SCHED_OTHER
+        });
+        let mut found = Vec::new();
+        for _ in 0..200 {
+            found = thread_policies("auditlog-seal");
+            if found.contains(&want) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(found.contains(&want), "idle {idle}: policies {found:?}");
+        assert!(
+            thread_policies("auditlog-commit").contains(&i64::from(libc::SCHED_OTHER)),
+            "the commit thread keeps the process's policy"
+        );
+        drop(store);
+    }
 }
 
 /// A store whose background thread releases memory every 20 ms and seals only when asked.

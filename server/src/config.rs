@@ -9,7 +9,9 @@
 //! batch_events_max = 10000
 //! batch_bytes_max = 16777216
 //! background_nice = 10
+//! background_idle = true
 //! release_memory = false
+//! huge_pages = false
 //!
 //! [retention_classes]
 //! extended = 365
@@ -48,6 +50,10 @@ pub struct ServerConfig {
     /// building run, so that ingest acknowledgements, the live stream and queries come first
     /// (0: the same priority). See the engine's `StoreOptions::background_nice`.
     pub background_nice: i32,
+    /// Run sealing, merging and index building only on CPU time nothing else wants (Linux
+    /// `SCHED_IDLE`), so that a woken ingest or query thread takes the CPU from them at once.
+    /// See the engine's `StoreOptions::background_idle`.
+    pub background_idle: bool,
     /// Give memory freed by the server back to the operating system (after the allocator's
     /// delay of about a second) instead of keeping it for the next seal. Off by default: each
     /// seal frees the sealed tail (hundreds of MB under load) and allocates as much again a few
@@ -57,6 +63,13 @@ pub struct ServerConfig {
     /// acknowledgement waiting on it. Kept memory stays bounded by the tail's limit; turn this
     /// on where resident memory matters more than acknowledgement latency.
     pub release_memory: bool,
+    /// Let the kernel back the server's memory with transparent huge pages (2 MiB) where the
+    /// allocator asks for them. Off by default: on a virtual machine whose host has taken back
+    /// the guest's free memory (free page reporting, ballooning), the first touch of a huge
+    /// page faults in 512 pages from the host at once and stalls the touching thread for about
+    /// 10 ms, and the ingest path's threads touch new memory whenever the tail grows past its
+    /// high-water mark (a fresh server's first seconds: acknowledgements of 15-250 ms).
+    pub huge_pages: bool,
 }
 
 impl Default for ServerConfig {
@@ -71,7 +84,9 @@ impl Default for ServerConfig {
             batch_events_max: 10_000,
             batch_bytes_max: 16 << 20,
             background_nice: 10,
+            background_idle: true,
             release_memory: false,
+            huge_pages: false,
         }
     }
 }
@@ -104,6 +119,7 @@ impl ServerConfig {
         options.archive_dir = self.archive_dir.clone();
         options.batch_events_max = self.batch_events_max;
         options.background_nice = self.background_nice;
+        options.background_idle = self.background_idle;
         // Every segment gets its filter and full-text indexes (built, or rebuilt, on open).
         options.segment_hook = Some(auditlog_index::SegmentIndexer::hook());
         options

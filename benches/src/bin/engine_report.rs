@@ -50,6 +50,8 @@ struct Args {
     /// `--release-memory`: give freed memory back to the kernel (the allocator's default, and
     /// `auditlog serve --release-memory true`): a lower resident set, slower on this VM.
     release_memory: bool,
+    /// `--huge-pages`: allow transparent huge pages (`auditlog serve --huge-pages true`).
+    huge_pages: bool,
 }
 
 fn parse_args() -> Args {
@@ -60,6 +62,7 @@ fn parse_args() -> Args {
         dir: None,
         rss_events: None,
         release_memory: false,
+        huge_pages: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,6 +74,7 @@ fn parse_args() -> Args {
             "--dir" => args.dir = Some(value()),
             "--rss-events" => args.rss_events = Some(value().parse().expect("--rss-events N")),
             "--release-memory" => args.release_memory = true,
+            "--huge-pages" => args.huge_pages = true,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -140,6 +144,13 @@ fn main() {
         eprintln!("note: freed memory goes back to the kernel ({why:?})");
     } else {
         eprintln!("freed memory is kept, as auditlog serve does by default");
+    }
+    if args.huge_pages {
+        eprintln!("transparent huge pages allowed (--huge-pages)");
+    } else if let Err(error) = allocator::disable_huge_pages() {
+        eprintln!("note: transparent huge pages stay allowed ({error})");
+    } else {
+        eprintln!("transparent huge pages off, as auditlog serve does by default");
     }
     let base = match &args.dir {
         Some(dir) => {

@@ -698,6 +698,9 @@ impl Inner {
 
     fn background_loop(self: &Arc<Self>) {
         lower_thread_priority(self.options.background_nice);
+        if self.options.background_idle {
+            idle_thread_policy();
+        }
         let mut last_retention = Instant::now() - self.options.retention_interval;
         let mut last_release = Instant::now();
         while !self.shutdown.load(Ordering::SeqCst) {
@@ -764,6 +767,19 @@ fn lower_thread_priority(by: i32) {
             let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
             let current = libc::getpriority(libc::PRIO_PROCESS, tid);
             libc::setpriority(libc::PRIO_PROCESS, tid, current.saturating_add(by).min(19));
+        }
+    }
+}
+
+/// Puts the calling thread under the idle scheduling policy (see
+/// `StoreOptions::background_idle`); threads it starts inherit it. Best effort, Linux only.
+fn idle_thread_policy() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param for SCHED_IDLE.
+        unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
         }
     }
 }

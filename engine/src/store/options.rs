@@ -75,6 +75,13 @@ pub struct StoreOptions {
     /// they leave (the tail's bound still stops appends if it falls too far behind). 0 leaves
     /// its priority alone; the result is capped at nice 19.
     pub background_nice: i32,
+    /// Run the background thread, and the index builders it starts, under the idle
+    /// scheduling policy (Linux `SCHED_IDLE`): it runs only on CPU time no other thread
+    /// wants, and a woken ingest, stream or query thread takes the CPU from it at once. A nice
+    /// value only lowers its share: a thread woken while both cores sealed waited for the next
+    /// scheduler tick (~4 ms here) at each hop of the ingest path (HTTP worker, parsing
+    /// thread, commit thread, sync thread). Best effort, like `background_nice`.
+    pub background_idle: bool,
     pub encode: EncodeOptions,
     /// Builds companion files (indexes) for each new segment before it is published.
     pub segment_hook: Option<Arc<dyn SegmentHook>>,
@@ -103,6 +110,7 @@ impl StoreOptions {
             dictionary_budget_bytes: 256 << 20,
             background: true,
             background_nice: 10,
+            background_idle: true,
             encode: EncodeOptions::default(),
             segment_hook: None,
         }

@@ -1,6 +1,10 @@
 //! `auditlog loadgen`: realistic events (auditlog-gen) at a target rate over N connections;
 //! prints events/s and acknowledgement latency percentiles (HdrHistogram) as a table and as JSON.
 //!
+//! With `--warmup S` the load runs S seconds longer, first: what is sent then is acknowledged
+//! like the rest but left out of the rate and the percentiles (reported on its own line), so
+//! that the figures describe a server past its start (threads spawned, memory faulted in).
+//!
 //! With `--subscribers N` it is also a stream probe: N live-stream subscribers (`batch=true`),
 //! one per tenant, the N most active tenants of the load, open before the load starts; each
 //! records, for every event it receives, the time from the event's `received` stamp (set by
@@ -23,6 +27,8 @@ pub struct LoadOptions {
     pub connections: usize,
     pub batch: usize,
     pub duration: Duration,
+    /// Sent before the measured `duration` and left out of its figures (see the module docs).
+    pub warmup: Duration,
     pub tenants: usize,
     pub seed: u64,
     /// Live-stream subscribers to open (see the module docs).
@@ -34,6 +40,10 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
     ));
     let sent = Arc::new(AtomicU64::new(0));
+    let warm_sent = Arc::new(AtomicU64::new(0));
+    let warm_histogram = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
+    ));
     let errors = Arc::new(AtomicU64::new(0));
     let busy = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -56,6 +66,8 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         None
     };
     let start = Instant::now();
+    let warmup = options.warmup;
+    let run_for = options.warmup + options.duration;
     let per_connection_rate = options.rate as f64 / options.connections.max(1) as f64;
     let simulated_rate = if options.rate == 0 {
         100_000.0
@@ -67,6 +79,7 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
             let url = endpoint.url.clone();
             let token = endpoint.token.clone();
             let histogram = Arc::clone(&histogram);
+            let (warm_histogram, warm_sent) = (Arc::clone(&warm_histogram), Arc::clone(&warm_sent));
             let (sent, errors, busy, stop) = (
                 Arc::clone(&sent),
                 Arc::clone(&errors),
@@ -74,7 +87,6 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                 Arc::clone(&stop),
             );
             let batch = options.batch;
-            let duration = options.duration;
             let connections = options.connections.max(1);
             let config = configs[connection]
                 .clone()
@@ -86,8 +98,9 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                 let mut body = Vec::with_capacity(batch * 700);
                 let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                     .expect("histogram bounds are valid");
+                let mut warm = local.clone();
                 let mut batches = 0u64;
-                while start.elapsed() < duration && !stop.load(Ordering::Relaxed) {
+                while start.elapsed() < run_for && !stop.load(Ordering::Relaxed) {
                     if per_connection_rate > 0.0 {
                         // Connections are spread over the period (connection i starts i/N of
                         // it late): independent clients do not all send at the same instant.
@@ -103,10 +116,17 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                     body.clear();
                     write_ndjson(&events, &mut body);
                     let began = Instant::now();
+                    let measured = began.duration_since(start) >= warmup;
                     match endpoint.send("POST", "/v1/events", Some(&body)) {
                         Ok(_) => {
-                            let _ = local.record(began.elapsed().as_micros().max(1) as u64);
-                            sent.fetch_add(batch as u64, Ordering::Relaxed);
+                            let micros = began.elapsed().as_micros().max(1) as u64;
+                            if measured {
+                                let _ = local.record(micros);
+                                sent.fetch_add(batch as u64, Ordering::Relaxed);
+                            } else {
+                                let _ = warm.record(micros);
+                                warm_sent.fetch_add(batch as u64, Ordering::Relaxed);
+                            }
                         }
                         Err(error) => {
                             if error.to_string().contains("HTTP 429") {
@@ -124,13 +144,16 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                 if let Ok(mut shared) = histogram.lock() {
                     let _ = shared.add(&local);
                 }
+                if let Ok(mut shared) = warm_histogram.lock() {
+                    let _ = shared.add(&warm);
+                }
             })
         })
         .collect();
     let mut last = 0;
-    while start.elapsed() < options.duration {
+    while start.elapsed() < run_for {
         std::thread::sleep(Duration::from_secs(1));
-        let now = sent.load(Ordering::Relaxed);
+        let now = sent.load(Ordering::Relaxed) + warm_sent.load(Ordering::Relaxed);
         eprintln!(
             "{:>5.0} s  {:>9} events/s  {:>10} total",
             start.elapsed().as_secs_f64(),
@@ -144,8 +167,12 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         let _ = thread.join();
     }
     let stream = probe.map(Probe::finish).transpose()?;
-    let seconds = start.elapsed().as_secs_f64();
+    let seconds = start.elapsed().saturating_sub(warmup).as_secs_f64();
     let total = sent.load(Ordering::Relaxed);
+    let warm = warm_histogram
+        .lock()
+        .map_err(|_| anyhow::anyhow!("histogram lock"))?;
+    let warm_ms = |q: f64| warm.value_at_quantile(q) as f64 / 1000.0;
     let histogram = histogram
         .lock()
         .map_err(|_| anyhow::anyhow!("histogram lock"))?;
@@ -154,6 +181,15 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         "loadgen: {} connections, batches of {}, {:.0} s",
         options.connections, options.batch, seconds
     );
+    if !warmup.is_zero() {
+        println!(
+            "  warm-up, not counted  {:>12} events in {:.0} s, ack p99 {:.2} ms, max {:.2} ms",
+            warm_sent.load(Ordering::Relaxed),
+            warmup.as_secs_f64(),
+            warm_ms(0.99),
+            warm.max() as f64 / 1000.0
+        );
+    }
     println!("  events acknowledged   {total:>12}");
     println!("  events/s              {:>12.0}", total as f64 / seconds);
     println!("  ack latency p50       {:>12.2} ms", ms(0.5));
@@ -197,6 +233,11 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
             "connections": options.connections,
             "batch": options.batch,
             "seconds": seconds,
+            "warmup": {
+                "seconds": warmup.as_secs_f64(),
+                "events": warm_sent.load(Ordering::Relaxed),
+                "ack_ms": { "p99": warm_ms(0.99), "max": warm.max() as f64 / 1000.0 },
+            },
             "events": total,
             "events_per_s": total as f64 / seconds,
             "ack_ms": { "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": histogram.max() as f64 / 1000.0 },

@@ -59,10 +59,18 @@ enum Command {
         /// How much nicer than the server sealing and index building run [default: 10].
         #[arg(long, env = "AUDITLOG_BACKGROUND_NICE")]
         background_nice: Option<i32>,
+        /// Run sealing and index building only on CPU time nothing else wants (see
+        /// `background_idle` in the configuration) [default: true].
+        #[arg(long, env = "AUDITLOG_BACKGROUND_IDLE")]
+        background_idle: Option<bool>,
         /// Give freed memory back to the operating system instead of keeping it for the next
         /// seal (see `release_memory` in the configuration) [default: false].
         #[arg(long, env = "AUDITLOG_RELEASE_MEMORY")]
         release_memory: Option<bool>,
+        /// Allow transparent huge pages for the server's memory (see `huge_pages` in the
+        /// configuration) [default: false].
+        #[arg(long, env = "AUDITLOG_HUGE_PAGES")]
+        huge_pages: Option<bool>,
     },
     /// Send NDJSON events from a file (or - for stdin).
     Ingest {
@@ -125,9 +133,12 @@ enum Command {
         connections: usize,
         #[arg(long, default_value_t = 1000)]
         batch: usize,
-        /// Seconds to run.
+        /// Seconds to measure.
         #[arg(long, default_value_t = 60)]
         duration: u64,
+        /// Seconds of load before the measured ones, left out of the figures.
+        #[arg(long, default_value_t = 0)]
+        warmup: u64,
         #[arg(long, default_value_t = 2000)]
         tenants: usize,
         #[arg(long, default_value_t = 1)]
@@ -240,7 +251,9 @@ fn main() -> anyhow::Result<()> {
             retention_days,
             archive_dir,
             background_nice,
+            background_idle,
             release_memory,
+            huge_pages,
         } => {
             let mut settings = match &config {
                 Some(path) => {
@@ -263,12 +276,23 @@ fn main() -> anyhow::Result<()> {
             if let Some(nice) = background_nice {
                 settings.background_nice = nice;
             }
+            if let Some(idle) = background_idle {
+                settings.background_idle = idle;
+            }
             if let Some(release) = release_memory {
                 settings.release_memory = release;
             }
             if !settings.release_memory {
                 if let Err(why) = allocator::keep_freed_memory() {
                     tracing::warn!(?why, "freed memory goes back to the operating system");
+                }
+            }
+            if let Some(allow) = huge_pages {
+                settings.huge_pages = allow;
+            }
+            if !settings.huge_pages {
+                if let Err(error) = allocator::disable_huge_pages() {
+                    tracing::warn!(%error, "transparent huge pages stay allowed");
                 }
             }
             let admin_token = std::env::var("AUDITLOG_ADMIN_TOKEN").ok();
@@ -322,6 +346,7 @@ fn main() -> anyhow::Result<()> {
             connections,
             batch,
             duration,
+            warmup,
             tenants,
             seed,
             subscribers,
@@ -332,6 +357,7 @@ fn main() -> anyhow::Result<()> {
                 connections,
                 batch,
                 duration: std::time::Duration::from_secs(duration),
+                warmup: std::time::Duration::from_secs(warmup),
                 tenants,
                 seed,
                 subscribers,
