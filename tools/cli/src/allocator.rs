@@ -14,9 +14,10 @@
 //! pages on its arenas (`madvise(MADV_HUGEPAGE)`), and faulting in a 2 MiB page that the host
 //! took back costs 512 host faults at once, about 10 ms for the thread that touched it. The
 //! server's ingest threads touch new memory whenever the tail grows past its high-water mark
-//! (a fresh server's first seconds, the first seals): 30,000 events/s for 60 s, ack p99 33.5 ms
-//! and max 246 ms with huge pages, 15.2 and 64 ms without. The server turns them off for its
-//! process (`prctl(PR_SET_THP_DISABLE)`) unless `huge_pages` is configured.
+//! (a fresh server's first seconds, the first seals). At 30,000 events/s for 60 s, alternated
+//! runs: ack p99 29 and 36 ms with huge pages, 18 and 20 without (a third, in a minute of slow
+//! fsyncs, 47), and half as many requests over 10 ms. The server turns them off for its process
+//! (`prctl(PR_SET_THP_DISABLE)`) unless `huge_pages` is configured.
 //!
 //! ```text
 //! // In `auditlog serve`, unless `release_memory` is configured:
