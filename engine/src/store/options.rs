@@ -42,9 +42,9 @@ pub struct StoreOptions {
     /// How long `append` waits for room in the tail before answering [`crate::Error::Busy`].
     pub busy_wait: Duration,
     /// The background sealer seals once the tail holds this many bytes (the default, 128 MiB,
-    /// is about 180,000 generated events, more than half of `merge_rows_max`: under sustained
-    /// ingest a seal's segment is not merged and rewritten later; at 96 MiB, ~120,000 events,
-    /// two seals in three were merged once) ...
+    /// is about 180,000 generated events, more than `merge_rows_max`: under sustained ingest a
+    /// seal's segment is not merged and rewritten later; at 96 MiB, ~120,000 events, two seals
+    /// in three were merged once when merges went up to 250,000 rows) ...
     pub seal_bytes: u64,
     /// ... or its oldest event is this old.
     pub seal_interval: Duration,
@@ -52,8 +52,12 @@ pub struct StoreOptions {
     pub batch_events_max: usize,
     /// A partition's segments of one size tier merge once there are this many.
     pub merge_segments_min: usize,
-    /// Segments are not merged past this many rows. A merge holds its input rows in memory
-    /// (about 1 KiB each), so this bounds the memory merging takes.
+    /// Segments are not merged past this many rows. A merge holds its input rows in memory,
+    /// decoded, and its encoder's columns (about 1.4 KiB a row), so this bounds the memory
+    /// merging takes: ~220 MiB at the default, 160,000. With 250,000 the resident set of
+    /// appending and sealing 20M events (`engine-report --rss-events 20000000`) peaked at
+    /// 1,069-1,117 MiB, against 966 MiB at 160,000 and 907 at 100,000; the price is more
+    /// small segments (167 at the end of that run against 125; 204 at 100,000).
     pub merge_rows_max: u64,
     /// How often the background thread checks for retention work.
     pub retention_interval: Duration,
@@ -104,7 +108,7 @@ impl StoreOptions {
             seal_interval: Duration::from_secs(10),
             batch_events_max: 10_000,
             merge_segments_min: 4,
-            merge_rows_max: 250_000,
+            merge_rows_max: 160_000,
             retention_interval: Duration::from_secs(60),
             page_release_interval: Some(Duration::from_secs(10)),
             dictionary_budget_bytes: 256 << 20,
