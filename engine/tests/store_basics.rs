@@ -408,9 +408,10 @@ fn store_flipped_bit_in_a_sealed_segment_is_reported_with_file_and_offset() {
     assert!(text.contains("offset"), "{text}");
 }
 
-/// The scheduling policies of this process's threads named `name` (field 41 of `stat`).
+/// Field `field` (1-based, as proc(5) numbers them) of the `stat` of each of this process's
+/// threads named `name`. Threads of other tests come and go: one that vanished is skipped.
 #[cfg(target_os = "linux")]
-fn thread_policies(name: &str) -> Vec<i64> {
+fn thread_stat_fields(name: &str, field: usize) -> Vec<i64> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
@@ -419,31 +420,27 @@ fn thread_policies(name: &str) -> Vec<i64> {
         .filter_map(|task| {
             let task = task.path();
             let comm = std::fs::read_to_string(task.join("comm")).ok()?;
+            if comm.trim() != name {
+                return None;
+            }
             let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+            // Fields after the command name (which is in parentheses and may hold spaces).
             let rest = &stat[stat.rfind(')')? + 2..];
-            (comm.trim() == name).then(|| rest.split(' ').nth(41 - 3)?.parse().ok())?
+            rest.split(' ').nth(field - 3)?.parse().ok()
         })
         .collect()
 }
 
-/// The nice value of this process's thread named `name` (Linux: field 19 of its `stat`).
+/// The scheduling policies of this process's threads named `name` (field 41 of `stat`).
+#[cfg(target_os = "linux")]
+fn thread_policies(name: &str) -> Vec<i64> {
+    thread_stat_fields(name, 41)
+}
+
+/// The nice value of this process's thread named `name` (field 19 of its `stat`).
 #[cfg(target_os = "linux")]
 fn thread_nice(name: &str) -> Option<i64> {
-    // Threads of other tests come and go: one that vanished is skipped.
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let task = task.path();
-        let Ok(comm) = std::fs::read_to_string(task.join("comm")) else {
-            continue;
-        };
-        if comm.trim() != name {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.join("stat")).ok()?;
-        // Fields after the command name (which is in parentheses and may hold spaces).
-        let rest = &stat[stat.rfind(')')? + 2..];
-        return rest.split(' ').nth(16)?.parse().ok();
-    }
-    None
+    thread_stat_fields(name, 19).first().copied()
 }
 
 #[cfg(target_os = "linux")]
@@ -489,18 +486,21 @@ fn store_background_thread_takes_the_idle_policy_unless_told_not_to() {
         } else {
             libc::SCHED_OTHER
         });
-        let mut found = Vec::new();
+        // A thread takes its name once it runs: both are looked for a while.
+        let other = i64::from(libc::SCHED_OTHER);
+        let (mut found, mut commit) = (Vec::new(), Vec::new());
         for _ in 0..200 {
             found = thread_policies("auditlog-seal");
-            if found.contains(&want) {
+            commit = thread_policies("auditlog-commit");
+            if found.contains(&want) && commit.contains(&other) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(found.contains(&want), "idle {idle}: policies {found:?}");
         assert!(
-            thread_policies("auditlog-commit").contains(&i64::from(libc::SCHED_OTHER)),
-            "the commit thread keeps the process's policy"
+            commit.contains(&other),
+            "the commit thread keeps the process's policy: {commit:?}"
         );
         drop(store);
     }
