@@ -12,6 +12,7 @@
 //! background_idle = true
 //! release_memory = false
 //! huge_pages = false
+//! tail_bytes_max = 268435456
 //!
 //! [retention_classes]
 //! extended = 365
@@ -70,7 +71,17 @@ pub struct ServerConfig {
     /// 10 ms, and the ingest path's threads touch new memory whenever the tail grows past its
     /// high-water mark (a fresh server's first seconds: acknowledgements of 15-250 ms).
     pub huge_pages: bool,
+    /// Most memory, in bytes, that acknowledged events not yet sealed may hold (the store's
+    /// tail). Past it, ingest waits for sealing and then answers 429 (busy): the tail absorbs
+    /// a burst faster than sealing and indexing keep up with, and this is how large a burst it
+    /// absorbs. Through a burst the server's resident memory peaked at about twice this plus
+    /// 200-300 MB (README). Default 256 MiB; at least 16 MiB. See the engine's `StoreOptions::tail_bytes_max`.
+    pub tail_bytes_max: u64,
 }
+
+/// The smallest `tail_bytes_max` accepted: a batch of 10,000 events holds up to ~10 MB in the
+/// tail, and a limit near that would answer busy at once.
+pub const TAIL_BYTES_MIN: u64 = 16 << 20;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -87,6 +98,7 @@ impl Default for ServerConfig {
             background_idle: true,
             release_memory: false,
             huge_pages: false,
+            tail_bytes_max: StoreOptions::new("").tail_bytes_max,
         }
     }
 }
@@ -96,7 +108,23 @@ impl ServerConfig {
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("configuration {}: {e}", path.display()))
+        let config: Self =
+            toml::from_str(&text).map_err(|e| format!("configuration {}: {e}", path.display()))?;
+        config
+            .check()
+            .map_err(|e| format!("configuration {}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks the values a file, the environment or flags may have set out of range.
+    pub fn check(&self) -> Result<(), String> {
+        if self.tail_bytes_max < TAIL_BYTES_MIN {
+            return Err(format!(
+                "tail_bytes_max is {}, the least accepted is {TAIL_BYTES_MIN} (16 MiB)",
+                self.tail_bytes_max
+            ));
+        }
+        Ok(())
     }
 
     /// The engine's retention configuration.
@@ -120,8 +148,52 @@ impl ServerConfig {
         options.batch_events_max = self.batch_events_max;
         options.background_nice = self.background_nice;
         options.background_idle = self.background_idle;
+        options.tail_bytes_max = self.tail_bytes_max;
         // Every segment gets its filter and full-text indexes (built, or rebuilt, on open).
         options.segment_hook = Some(auditlog_index::SegmentIndexer::hook());
         options
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_bytes_max_reaches_the_store_and_is_checked() {
+        let defaults = ServerConfig::default();
+        assert_eq!(defaults.check(), Ok(()));
+        assert_eq!(defaults.store_options().tail_bytes_max, 256 << 20);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auditlog.toml");
+        std::fs::write(&path, "tail_bytes_max = 1073741824\n").unwrap();
+        let config = ServerConfig::from_file(&path).unwrap();
+        assert_eq!(config.store_options().tail_bytes_max, 1 << 30);
+
+        std::fs::write(&path, "tail_bytes_max = 1000000\n").unwrap();
+        let error = ServerConfig::from_file(&path).unwrap_err();
+        assert!(
+            error.contains("tail_bytes_max is 1000000")
+                && error.contains("least accepted is 16777216")
+                && error.contains("auditlog.toml"),
+            "{error}"
+        );
+        let small = ServerConfig {
+            tail_bytes_max: TAIL_BYTES_MIN - 1,
+            ..ServerConfig::default()
+        };
+        let state = crate::open_state(
+            ServerConfig {
+                data_dir: dir.path().join("data"),
+                ..small
+            },
+            None,
+        );
+        let Err(error) = state else {
+            panic!("a tail limit below the minimum started a server")
+        };
+        assert!(error.to_string().contains("tail_bytes_max"), "{error}");
+        assert!(!dir.path().join("data").exists(), "nothing is created");
     }
 }

@@ -193,6 +193,7 @@ pub fn open_state(
     config: ServerConfig,
     admin_token: Option<String>,
 ) -> Result<(Arc<AppState>, Option<String>), ServeError> {
+    config.check().map_err(ServeError::Config)?;
     std::fs::create_dir_all(&config.data_dir).map_err(ServeError::Tokens)?;
     let options = config.store_options();
     options.retention.validate().map_err(ServeError::Config)?;

@@ -71,6 +71,11 @@ enum Command {
         /// configuration) [default: false].
         #[arg(long, env = "AUDITLOG_HUGE_PAGES")]
         huge_pages: Option<bool>,
+        /// Most memory, in bytes, that acknowledged events not yet sealed may hold before
+        /// ingest waits and then answers busy (see `tail_bytes_max` in the configuration)
+        /// [default: 268435456, 256 MiB].
+        #[arg(long, env = "AUDITLOG_TAIL_BYTES_MAX")]
+        tail_bytes_max: Option<u64>,
     },
     /// Send NDJSON events from a file (or - for stdin).
     Ingest {
@@ -254,6 +259,7 @@ fn main() -> anyhow::Result<()> {
             background_idle,
             release_memory,
             huge_pages,
+            tail_bytes_max,
         } => {
             let mut settings = match &config {
                 Some(path) => {
@@ -290,6 +296,10 @@ fn main() -> anyhow::Result<()> {
             if let Some(allow) = huge_pages {
                 settings.huge_pages = allow;
             }
+            if let Some(bytes) = tail_bytes_max {
+                settings.tail_bytes_max = bytes;
+            }
+            settings.check().map_err(anyhow::Error::msg)?;
             if !settings.huge_pages {
                 if let Err(error) = allocator::disable_huge_pages() {
                     tracing::warn!(%error, "transparent huge pages stay allowed");
