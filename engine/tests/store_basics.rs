@@ -452,21 +452,28 @@ fn store_background_thread_runs_nicer_than_the_rest_by_the_configured_amount() {
     let store = Store::open(options).unwrap();
     // Appends run on the caller's thread and the commit thread, at the process's priority;
     // the background thread lowers its own as it starts. (A thread takes its name once it
-    // runs: both are looked for a while.)
-    let mut found = (None, None);
+    // runs: both are looked for a while. Other tests' stores run background threads of the
+    // same name at the default, 10: one at 7 more than the base is ours.)
+    let mut found = (None, Vec::new());
     for _ in 0..200 {
-        found = (thread_nice("auditlog-commit"), thread_nice("auditlog-seal"));
-        if let (Some(base), Some(nice)) = found {
-            if nice == (base + 7).min(19) {
+        found = (
+            thread_nice("auditlog-commit"),
+            thread_stat_fields("auditlog-seal", 19),
+        );
+        if let (Some(base), nices) = &found {
+            if nices.contains(&(base + 7).min(19)) {
                 break;
             }
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let (base, nice) = found;
+    let (base, nices) = found;
     let base = base.expect("the commit thread's nice value");
     let want = (base + 7).min(19);
-    assert_eq!(nice, Some(want), "the background thread's nice value");
+    assert!(
+        nices.contains(&want),
+        "the background thread's nice value: {want} not among {nices:?}"
+    );
     drop(store);
 }
 
@@ -617,4 +624,222 @@ fn store_keeps_decoded_dictionaries_within_the_budget() {
         .all(|s| s.segment.dictionary_bytes() > 0));
     drop(held);
     assert_eq!(store.read_all().unwrap(), expected);
+}
+
+/// Counts the hook's calls; each attachment is the segment's id.
+#[derive(Default)]
+struct CountingHook {
+    written: std::sync::atomic::AtomicUsize,
+    opened: std::sync::atomic::AtomicUsize,
+}
+
+impl auditlog_engine::store::SegmentHook for CountingHook {
+    fn segment_written(
+        &self,
+        _partition_dir: &std::path::Path,
+        entry: &auditlog_engine::manifest::SegmentEntry,
+        _segment: &auditlog_engine::segment::Segment,
+    ) -> auditlog_engine::Result<Option<auditlog_engine::store::Attachment>> {
+        self.written
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Some(std::sync::Arc::new(entry.segment_id)))
+    }
+
+    fn segment_opened(
+        &self,
+        _partition_dir: &std::path::Path,
+        entry: &auditlog_engine::manifest::SegmentEntry,
+        _segment: &auditlog_engine::segment::Segment,
+    ) -> auditlog_engine::Result<Option<auditlog_engine::store::Attachment>> {
+        self.opened
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Some(std::sync::Arc::new(entry.segment_id)))
+    }
+}
+
+/// Appends batches of 20 events until the tail holds at least `bytes`; returns the next `n`.
+fn fill_tail(store: &Store, mut n: u64, bytes: u64, now: i64) -> u64 {
+    while store.stats().tail_bytes < bytes {
+        store
+            .append((n..n + 20).map(|i| event("acct_1", i, now)).collect())
+            .unwrap();
+        n += 20;
+    }
+    n
+}
+
+/// Which segments (by id) have an attachment, in snapshot order.
+fn attached(store: &Store) -> Vec<(u64, bool)> {
+    store
+        .snapshot()
+        .segments
+        .iter()
+        .map(|s| (s.entry.segment_id, s.attachment.is_some()))
+        .collect()
+}
+
+/// A seal that finds the tail at three quarters of its bound publishes its segment before the
+/// hook runs (unless `index_deferral` is off); the events read the same; a later seal of a
+/// small tail runs the hook at once; `index_deferred` (or the next open) runs it for the
+/// deferred one, which is then swapped for an instance with its attachment.
+#[test]
+fn store_defers_indexing_while_the_tail_is_near_its_bound_and_catches_up_later() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = now_us();
+    for deferral in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = std::sync::Arc::new(CountingHook::default());
+        let open = || {
+            let mut opts = options(dir.path());
+            opts.tail_bytes_max = 256 << 10;
+            opts.index_deferral = deferral;
+            opts.segment_hook = Some(hook.clone());
+            Store::open(opts).unwrap()
+        };
+        let store = open();
+        let n = fill_tail(&store, 0, 192 << 10, now);
+        let before = store.read_all().unwrap();
+        store.seal().unwrap();
+        assert_eq!(store.read_all().unwrap(), before, "deferral {deferral}");
+        let stats = store.stats();
+        let deferred_now = u64::from(deferral);
+        assert_eq!(stats.unindexed_segments, deferred_now);
+        assert_eq!(hook.written.load(SeqCst), 1 - deferred_now as usize);
+        assert_eq!(attached(&store), [(1, !deferral)]);
+        assert_eq!(store.metrics().segments_deferred.load(SeqCst), deferred_now);
+
+        // A small tail: indexed as it is sealed, whatever came before.
+        fill_tail(&store, n, 1, now);
+        store.seal().unwrap();
+        assert_eq!(attached(&store), [(1, !deferral), (2, true)]);
+        let all = store.read_all().unwrap();
+
+        assert_eq!(store.index_deferred().unwrap(), deferred_now as usize);
+        assert_eq!(attached(&store), [(1, true), (2, true)]);
+        assert_eq!(hook.written.load(SeqCst), 2);
+        assert_eq!(store.stats().unindexed_segments, 0);
+        assert_eq!(store.read_all().unwrap(), all);
+        assert_eq!(store.index_deferred().unwrap(), 0, "nothing left");
+        drop(store);
+
+        // Left deferred at close: the next open gives it its attachment (through the hook's
+        // `segment_opened`, which builds missing companion files).
+        let store = open();
+        let n = fill_tail(&store, 1_000_000, 192 << 10, now);
+        store.seal().unwrap();
+        assert_eq!(store.stats().unindexed_segments, deferred_now);
+        drop(store);
+        let opened_before = hook.opened.load(SeqCst);
+        let store = open();
+        assert_eq!(hook.opened.load(SeqCst), opened_before + 3);
+        assert_eq!(attached(&store), [(1, true), (2, true), (3, true)]);
+        assert_eq!(store.stats().unindexed_segments, 0);
+        assert_eq!(
+            store.read_all().unwrap().len() as u64,
+            n - 1_000_000 + all.len() as u64
+        );
+    }
+}
+
+/// A deferred segment that a merge rewrites is not indexed twice: the merge's output gets its
+/// attachment as merges always do, and the deferred id is dropped.
+#[test]
+fn store_merged_deferred_segment_is_dropped_from_the_deferred_ones() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = now_us();
+    let dir = tempfile::tempdir().unwrap();
+    let hook = std::sync::Arc::new(CountingHook::default());
+    let mut opts = options(dir.path());
+    opts.tail_bytes_max = 256 << 10;
+    opts.merge_segments_min = 2;
+    opts.segment_hook = Some(hook.clone());
+    let store = Store::open(opts).unwrap();
+    let n = fill_tail(&store, 0, 192 << 10, now);
+    store.seal().unwrap();
+    fill_tail(&store, n, 1, now);
+    store.seal().unwrap();
+    assert_eq!(attached(&store), [(1, false), (2, true)]);
+    let all = store.read_all().unwrap();
+    assert_eq!(store.merge().unwrap(), 1);
+    assert_eq!(attached(&store), [(3, true)]);
+    assert_eq!(store.stats().unindexed_segments, 0);
+    assert_eq!(store.index_deferred().unwrap(), 0);
+    assert_eq!(
+        hook.written.load(SeqCst),
+        2,
+        "the seal of segment 2 and the merge"
+    );
+    assert_eq!(store.read_all().unwrap(), all);
+}
+
+/// With the background thread on, deferred indexes are built once seals stop deferring.
+#[test]
+fn store_background_builds_deferred_indexes_once_seals_stop_deferring() {
+    let now = now_us();
+    let dir = tempfile::tempdir().unwrap();
+    let hook = std::sync::Arc::new(CountingHook::default());
+    let mut opts = StoreOptions::new(dir.path());
+    opts.tail_bytes_max = 256 << 10;
+    // Seals only when told to.
+    opts.seal_bytes = u64::MAX;
+    opts.seal_interval = Duration::from_secs(3600);
+    opts.segment_hook = Some(hook.clone());
+    let store = Store::open(opts).unwrap();
+    fill_tail(&store, 0, 192 << 10, now);
+    store.seal().unwrap();
+    assert_eq!(attached(&store), [(1, false)]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while store.stats().unindexed_segments > 0 {
+        assert!(std::time::Instant::now() < deadline, "never indexed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(attached(&store), [(1, true)]);
+}
+
+/// A seal under pressure splits a partition past `seal_split_rows` into segments of disjoint
+/// tenants, one per core, encoded at once; every event is read back once, and each segment
+/// gets its indexes later like any deferred one.
+#[test]
+fn store_seal_under_pressure_splits_a_large_partition_by_tenant() {
+    let now = now_us();
+    let dir = tempfile::tempdir().unwrap();
+    let hook = std::sync::Arc::new(CountingHook::default());
+    let mut opts = options(dir.path());
+    opts.tail_bytes_max = 256 << 10;
+    opts.seal_split_rows = 10;
+    opts.segment_hook = Some(hook.clone());
+    let store = Store::open(opts).unwrap();
+    let mut n = 0;
+    while store.stats().tail_bytes < 192 << 10 {
+        let batch = (n..n + 20)
+            .map(|i| event(&format!("acct_{}", i % 13), i, now))
+            .collect();
+        store.append(batch).unwrap();
+        n += 20;
+    }
+    let before = store.read_all().unwrap();
+    store.seal().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let snapshot = store.snapshot();
+    let segments = &snapshot.segments;
+    assert!(segments.len() <= cores && segments.len() >= cores.min(2).min(13));
+    let mut owner: HashMap<String, u64> = HashMap::new();
+    for sealed in segments.iter() {
+        assert!(sealed.attachment.is_none());
+        for row in sealed.segment.read_all().unwrap() {
+            let id = *owner
+                .entry(row.event.tenant.to_string())
+                .or_insert(sealed.entry.segment_id);
+            assert_eq!(
+                id, sealed.entry.segment_id,
+                "tenant {} in two segments",
+                row.event.tenant
+            );
+        }
+    }
+    assert_eq!(owner.len(), 13);
+    assert_eq!(store.read_all().unwrap(), before);
+    assert_eq!(store.stats().unindexed_segments, segments.len() as u64);
+    assert_eq!(store.index_deferred().unwrap(), segments.len());
+    assert_eq!(store.read_all().unwrap(), before);
 }

@@ -147,6 +147,19 @@ pub fn render(state: &AppState) -> String {
         "Merging a partition's segments into one.",
         &store.merge,
     );
+    histogram(
+        &mut out,
+        "auditlog_deferred_index_duration_seconds",
+        "Building the indexes of a segment sealed without them, later.",
+        &store.deferred_index,
+    );
+    counter(
+        &mut out,
+        "auditlog_segments_index_deferred_total",
+        "counter",
+        "Segments sealed with their indexes left for later, the tail being near its bound.",
+        load(&store.segments_deferred),
+    );
     counter(
         &mut out,
         "auditlog_rows_sealed_total",
@@ -195,6 +208,13 @@ pub fn render(state: &AppState) -> String {
         "gauge",
         "Sealed segments.",
         stats.segments,
+    );
+    counter(
+        &mut out,
+        "auditlog_segments_unindexed",
+        "gauge",
+        "Sealed segments whose indexes are still to be built (queries scan them).",
+        stats.unindexed_segments,
     );
     counter(
         &mut out,

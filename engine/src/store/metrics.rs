@@ -72,4 +72,8 @@ pub struct StoreMetrics {
     pub rows_merged: AtomicU64,
     /// Events acknowledged since the store was opened.
     pub events_appended: AtomicU64,
+    /// Segments sealed with their indexes left for later (`StoreOptions::index_deferral`) ...
+    pub segments_deferred: AtomicU64,
+    /// ... and each later build of such a segment's indexes.
+    pub deferred_index: LatencyHistogram,
 }

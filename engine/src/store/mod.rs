@@ -32,6 +32,7 @@ mod commit;
 mod metrics;
 mod open;
 mod options;
+pub mod pacing;
 mod retention;
 mod seal;
 
@@ -176,6 +177,9 @@ pub struct Stats {
     pub tenants: u64,
     pub segment_bytes: u64,
     pub wal_files: u64,
+    /// Segments published before their indexes were built (see
+    /// `StoreOptions::index_deferral`), waiting for the background thread.
+    pub unindexed_segments: u64,
 }
 
 pub(crate) struct State {
@@ -215,8 +219,14 @@ pub(crate) struct Inner {
     pub sync_turn: Condvar,
     /// Last seq in the tail; changed only under the state write lock.
     pub published_seq: AtomicU64,
-    /// Held by whoever changes the set of segments (seal, merge, retention).
+    /// Held by whoever changes the set of segments (seal, merge, retention, deferred indexing).
     pub maintenance: Mutex<()>,
+    /// Ids of published segments whose hook has not run yet (see
+    /// `StoreOptions::index_deferral`); ids of segments merged or expired since are dropped
+    /// when next looked at.
+    pub deferred_index: Mutex<std::collections::BTreeSet<u64>>,
+    /// The ingest rate and sealing costs that decide when to defer indexing.
+    pub pacing: Mutex<pacing::Pacing>,
     pub tail_room_lock: Mutex<()>,
     pub tail_room: Condvar,
     pub subscribers: RwLock<Vec<Subscriber>>,
@@ -428,6 +438,17 @@ impl Store {
         self.inner.seal()
     }
 
+    /// Builds now the indexes that seals left for later (see
+    /// [`StoreOptions::index_deferral`]); the background thread otherwise does it once seals
+    /// stop deferring. Returns how many segments got theirs.
+    pub fn index_deferred(&self) -> Result<usize> {
+        let mut built = 0;
+        while self.inner.index_deferred_segment()? {
+            built += 1;
+        }
+        Ok(built)
+    }
+
     /// Runs one merge pass; returns how many merges it made.
     pub fn merge(&self) -> Result<usize> {
         self.inner.merge_pass()
@@ -470,9 +491,15 @@ impl Store {
                 commit.tenant_seqs.len() as u64,
             )
         };
+        let deferred = self.inner.deferred_index.lock().clone();
         let state = self.inner.state.read();
         let partitions: HashSet<_> = state.segments.iter().map(|s| &s.entry.partition).collect();
         Stats {
+            unindexed_segments: state
+                .segments
+                .iter()
+                .filter(|s| deferred.contains(&s.entry.segment_id))
+                .count() as u64,
             // Acknowledged (visible) events only; seqs being fsynced are not counted yet.
             last_seq: self.inner.published_seq.load(Ordering::Acquire),
             sealed_events: state.segments.iter().map(|s| s.entry.rows).sum(),
@@ -704,6 +731,8 @@ impl Inner {
         let mut last_retention = Instant::now() - self.options.retention_interval;
         let mut last_release = Instant::now();
         while !self.shutdown.load(Ordering::SeqCst) {
+            let appended = self.metrics.events_appended.load(Ordering::Relaxed);
+            self.pacing.lock().sample_at(Instant::now(), appended);
             let (bytes, oldest_age) = {
                 let state = self.state.read();
                 let age = state
@@ -726,6 +755,23 @@ impl Inner {
             }
             if let Ok(merged) = self.merge_pass() {
                 worked |= merged > 0;
+            }
+            // Indexes left for later: one segment at a time, when no seal is due and the build
+            // would finish before the next one is (checked again at each turn of the loop).
+            if !due {
+                if let Some(next) = self.next_deferred() {
+                    let tail = self.tail_state();
+                    let fits = self.pacing.lock().catch_up_fits(
+                        next.entry.rows,
+                        &tail,
+                        self.options.seal_bytes,
+                    );
+                    if fits {
+                        // A failure leaves the segment unindexed (queries scan it); retried
+                        // next turn.
+                        worked |= self.index_deferred_segment().unwrap_or(false);
+                    }
+                }
             }
             if last_retention.elapsed() >= self.options.retention_interval {
                 let _ = self.expire(now_us());

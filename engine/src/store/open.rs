@@ -149,6 +149,8 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         sync_turn: Condvar::new(),
         published_seq: AtomicU64::new(next_seq - 1),
         maintenance: Mutex::new(()),
+        deferred_index: Mutex::new(std::collections::BTreeSet::new()),
+        pacing: Mutex::new(super::pacing::Pacing::default()),
         tail_room_lock: Mutex::new(()),
         tail_room: Condvar::new(),
         subscribers: RwLock::new(Vec::new()),

@@ -66,45 +66,20 @@ impl Inner {
             let counter = tenant_seqs.entry(&event.event.tenant).or_insert(0);
             *counter = (*counter).max(event.tenant_seq);
         }
-        // Pipelined: while the hook indexes one segment (on its own threads), the next one is
-        // encoded; at most one hook runs at a time.
         let mut written: Vec<Arc<SealedSegment>> = Vec::with_capacity(groups.len());
-        let result: Result<()> = std::thread::scope(|scope| {
-            let mut in_flight: Option<std::thread::ScopedJoinHandle<'_, Result<SealedSegment>>> =
-                None;
-            let finish = |handle: std::thread::ScopedJoinHandle<'_, Result<SealedSegment>>,
-                          written: &mut Vec<Arc<SealedSegment>>|
-             -> Result<()> {
-                let sealed = handle.join().expect("a segment hook thread panicked")?;
-                written.push(Arc::new(sealed));
-                Ok(())
-            };
-            for (partition, rows) in &groups {
-                let segment_id = manifest.next_segment_id;
-                manifest.next_segment_id += 1;
-                let file = self.write_segment_file(segment_id, partition, rows);
-                let previous = in_flight
-                    .take()
-                    .map(|handle| finish(handle, &mut written))
-                    .transpose();
-                match (file, previous) {
-                    (Ok(file), Ok(_)) => {
-                        in_flight = Some(scope.spawn(move || self.index_segment(file)));
-                    }
-                    (Ok(file), Err(error)) => {
-                        if let Some(dir) = file.path.parent() {
-                            let _ = remove_segment_files(self, dir, segment_id);
-                        }
-                        return Err(error);
-                    }
-                    (Err(error), _) => return Err(error),
-                }
+        let mut deferred: Vec<u64> = Vec::new();
+        let result = if self.defer_indexing() {
+            self.write_segments_in_parallel(&groups, &mut manifest, &mut written, &mut deferred)
+        } else {
+            let started = std::time::Instant::now();
+            let result = self.write_segments_pipelined(&groups, &mut manifest, &mut written);
+            if result.is_ok() && self.options.segment_hook.is_some() {
+                self.pacing
+                    .lock()
+                    .record_seal(snapshot.len() as u64, started.elapsed());
             }
-            match in_flight {
-                Some(handle) => finish(handle, &mut written),
-                None => Ok(()),
-            }
-        });
+            result
+        };
         if let Err(error) = result {
             self.discard(&written);
             return Err(error);
@@ -133,6 +108,12 @@ impl Inner {
             state.manifest = manifest;
             state.tail.drain_through(upto)
         };
+        if !deferred.is_empty() {
+            self.metrics
+                .segments_deferred
+                .fetch_add(deferred.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            self.deferred_index.lock().extend(deferred);
+        }
         // The sealed events are freed here, with the lock released (unless a reader's
         // snapshot still holds them: then when it is done).
         drop(drained);
@@ -143,6 +124,110 @@ impl Inner {
         let sealed_files = self.commit.lock().wal.take_sealed(upto);
         sealed_files.remove()?;
         Ok(upto)
+    }
+
+    /// Writes a segment per partition, one after the other: while the hook indexes one
+    /// segment (on its own threads), the next one is encoded; at most one hook runs at a time.
+    /// The segments written are left in `written` (also on failure, for the caller to discard).
+    fn write_segments_pipelined(
+        &self,
+        groups: &BTreeMap<PartitionKey, Vec<&StoredEvent>>,
+        manifest: &mut Manifest,
+        written: &mut Vec<Arc<SealedSegment>>,
+    ) -> Result<()> {
+        std::thread::scope(|scope| {
+            let mut in_flight: Option<std::thread::ScopedJoinHandle<'_, Result<SealedSegment>>> =
+                None;
+            let finish = |handle: std::thread::ScopedJoinHandle<'_, Result<SealedSegment>>,
+                          written: &mut Vec<Arc<SealedSegment>>|
+             -> Result<()> {
+                let sealed = handle.join().expect("a segment hook thread panicked")?;
+                written.push(Arc::new(sealed));
+                Ok(())
+            };
+            for (partition, rows) in groups {
+                let segment_id = manifest.next_segment_id;
+                manifest.next_segment_id += 1;
+                let file = self.write_segment_file(segment_id, partition, rows);
+                let previous = in_flight
+                    .take()
+                    .map(|handle| finish(handle, written))
+                    .transpose();
+                match (file, previous) {
+                    (Ok(file), Ok(_)) => {
+                        in_flight = Some(scope.spawn(move || self.index_segment(file, true)));
+                    }
+                    (Ok(file), Err(error)) => {
+                        if let Some(dir) = file.path.parent() {
+                            let _ = remove_segment_files(self, dir, segment_id);
+                        }
+                        return Err(error);
+                    }
+                    (Err(error), _) => return Err(error),
+                }
+            }
+            match in_flight {
+                Some(handle) => finish(handle, written),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// The seal of a tail near its bound (see [`super::StoreOptions::index_deferral`]): the
+    /// hook is left for later, and the segments are encoded on as many threads as there are
+    /// cores, a partition past [`super::StoreOptions::seal_split_rows`] rows being split into
+    /// segments of disjoint tenants so that one large partition uses them all. Ids of the
+    /// segments written go to `deferred` as well as `written`.
+    fn write_segments_in_parallel(
+        &self,
+        groups: &BTreeMap<PartitionKey, Vec<&StoredEvent>>,
+        manifest: &mut Manifest,
+        written: &mut Vec<Arc<SealedSegment>>,
+        deferred: &mut Vec<u64>,
+    ) -> Result<()> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let split_rows = self.options.seal_split_rows.max(1);
+        let mut pieces: Vec<(u64, &PartitionKey, Vec<&StoredEvent>)> = Vec::new();
+        for (partition, rows) in groups {
+            let parts = (rows.len() as u64 / split_rows).clamp(1, threads as u64) as usize;
+            for part in split_by_tenant(rows, parts) {
+                if !part.is_empty() {
+                    pieces.push((manifest.next_segment_id, partition, part));
+                    manifest.next_segment_id += 1;
+                }
+            }
+        }
+        let mut failure = None;
+        for batch in pieces.chunks(threads) {
+            let results: Vec<Result<SealedSegment>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|(segment_id, partition, rows)| {
+                        scope.spawn(move || {
+                            let file = self.write_segment_file(*segment_id, partition, rows)?;
+                            self.index_segment(file, false)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a segment writer thread panicked"))
+                    .collect()
+            });
+            for result in results {
+                match result {
+                    Ok(sealed) => {
+                        deferred.push(sealed.entry.segment_id);
+                        written.push(Arc::new(sealed));
+                    }
+                    Err(error) => failure = failure.or(Some(error)),
+                }
+            }
+            if let Some(error) = failure {
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     /// Writes and checks one segment file; it is neither indexed nor published yet.
@@ -195,15 +280,109 @@ impl Inner {
         })
     }
 
-    /// Lets the segment hook build its companion files for a written segment, then makes the
-    /// directory durable; the segment is still not published.
-    fn index_segment(&self, mut sealed: SealedSegment) -> Result<SealedSegment> {
+    /// The tail as [`super::pacing::Pacing`] sees it.
+    pub(crate) fn tail_state(&self) -> super::pacing::TailState {
+        let state = self.state.read();
+        super::pacing::TailState {
+            bytes: state.tail.bytes(),
+            events: state.tail.len(),
+            bytes_max: self.options.tail_bytes_max,
+        }
+    }
+
+    /// Whether a seal of the tail as it is should leave its segments' indexes for later (see
+    /// [`super::StoreOptions::index_deferral`] and [`super::pacing::Pacing::defer_indexing`]).
+    fn defer_indexing(&self) -> bool {
+        self.options.index_deferral
+            && self.options.segment_hook.is_some()
+            && self.pacing.lock().defer_indexing(&self.tail_state())
+    }
+
+    /// The oldest published segment whose indexes were left for later, if any (ids of
+    /// segments merged or expired since are dropped on the way).
+    pub(crate) fn next_deferred(&self) -> Option<Arc<SealedSegment>> {
+        loop {
+            let id = self.deferred_index.lock().first().copied()?;
+            let found = self
+                .state
+                .read()
+                .segments
+                .iter()
+                .find(|s| s.entry.segment_id == id)
+                .cloned();
+            match found {
+                Some(sealed) => return Some(sealed),
+                None => {
+                    self.deferred_index.lock().remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Builds the indexes of the oldest segment published without them (see
+    /// [`super::StoreOptions::index_deferral`]) and swaps it for one that has them. Returns
+    /// whether there was one.
+    pub(crate) fn index_deferred_segment(&self) -> Result<bool> {
+        let _maintenance = self.maintenance.lock();
+        let Some(hook) = self.options.segment_hook.clone() else {
+            self.deferred_index.lock().clear();
+            return Ok(false);
+        };
+        let Some(sealed) = self.next_deferred() else {
+            return Ok(false);
+        };
+        let id = sealed.entry.segment_id;
+        let started = std::time::Instant::now();
         let dir = sealed
             .path
             .parent()
             .expect("a segment file lives in a partition directory")
             .to_path_buf();
-        if let Some(hook) = &self.options.segment_hook {
+        let attachment = hook.segment_written(&dir, &sealed.entry, &sealed.segment)?;
+        let vfs = self.options.vfs.as_ref();
+        vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        self.pacing
+            .lock()
+            .record_index(sealed.entry.rows, started.elapsed());
+        // A fresh instance: the build decoded every dictionary and read every block of the
+        // one readers share (they keep it until they let go).
+        let indexed = Arc::new(SealedSegment {
+            entry: sealed.entry.clone(),
+            path: sealed.path.clone(),
+            segment: sealed.segment.without_dictionaries()?,
+            attachment,
+        });
+        {
+            let mut state = self.state.write();
+            let swapped: Vec<Arc<SealedSegment>> = state
+                .segments
+                .iter()
+                .map(|s| {
+                    if s.entry.segment_id == id {
+                        Arc::clone(&indexed)
+                    } else {
+                        Arc::clone(s)
+                    }
+                })
+                .collect();
+            state.segments = Arc::new(swapped);
+        }
+        self.deferred_index.lock().remove(&id);
+        self.metrics.deferred_index.record(started.elapsed());
+        Ok(true)
+    }
+
+    /// Lets the segment hook build its companion files for a written segment (unless
+    /// `run_hook` is false: see [`super::StoreOptions::index_deferral`]), then makes the
+    /// directory durable; the segment is still not published.
+    fn index_segment(&self, mut sealed: SealedSegment, run_hook: bool) -> Result<SealedSegment> {
+        let dir = sealed
+            .path
+            .parent()
+            .expect("a segment file lives in a partition directory")
+            .to_path_buf();
+        if let Some(hook) = self.options.segment_hook.as_ref().filter(|_| run_hook) {
+            let started = std::time::Instant::now();
             if let Err(error) = hook
                 .segment_written(&dir, &sealed.entry, &sealed.segment)
                 .map(|attachment| sealed.attachment = attachment)
@@ -211,6 +390,9 @@ impl Inner {
                 let _ = remove_segment_files(self, &dir, sealed.entry.segment_id);
                 return Err(error);
             }
+            self.pacing
+                .lock()
+                .record_index(sealed.entry.rows, started.elapsed());
         }
         let vfs = self.options.vfs.as_ref();
         vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -229,7 +411,7 @@ impl Inner {
         rows: &[&StoredEvent],
     ) -> Result<Arc<SealedSegment>> {
         let file = self.write_segment_file(segment_id, partition, rows)?;
-        Ok(Arc::new(self.index_segment(file)?))
+        Ok(Arc::new(self.index_segment(file, true)?))
     }
 
     /// Best-effort removal of segments written but not published (an open would remove them too).
@@ -338,6 +520,27 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// `rows` in `parts` groups by tenant (a tenant's rows all in one group), in their order.
+fn split_by_tenant<'a>(rows: &[&'a StoredEvent], parts: usize) -> Vec<Vec<&'a StoredEvent>> {
+    if parts <= 1 {
+        return vec![rows.to_vec()];
+    }
+    let mut out: Vec<Vec<&StoredEvent>> = (0..parts)
+        .map(|_| Vec::with_capacity(rows.len() / parts + 1))
+        .collect();
+    let mut last: Option<(&str, usize)> = None;
+    for &row in rows {
+        let tenant = row.event.tenant.as_str();
+        let part = match last {
+            Some((previous, part)) if previous == tenant => part,
+            _ => (crate::tail::tenant_hash(tenant) % parts as u64) as usize,
+        };
+        last = Some((tenant, part));
+        out[part].push(row);
+    }
+    out
 }
 
 /// Removes a segment file and every companion file named `{segment_id:016x}.*`.

@@ -71,7 +71,18 @@ impl Vfs for NoSyncVfs {
 /// retention: `standard` 30 days, `extended` 365 days for the tenants in `extended`. With
 /// `indexed`, segments get their filter and text indexes (the server's configuration); without,
 /// queries scan (a store opened by a tool without the hook).
+#[allow(dead_code)] // the deferred-index tests use `open_store_tuned` only
 pub fn open_store(dir: &Path, extended: &[&str], indexed: bool) -> Store {
+    open_store_tuned(dir, extended, indexed, |_| {})
+}
+
+/// [`open_store`] with more options changed by `tune`.
+pub fn open_store_tuned(
+    dir: &Path,
+    extended: &[&str],
+    indexed: bool,
+    tune: impl FnOnce(&mut StoreOptions),
+) -> Store {
     let mut retention = RetentionConfig::default();
     retention.class_days.insert("standard".into(), 30);
     retention.class_days.insert("extended".into(), 365);
@@ -90,5 +101,6 @@ pub fn open_store(dir: &Path, extended: &[&str], indexed: bool) -> Store {
     if indexed {
         options.segment_hook = Some(auditlog_index::SegmentIndexer::hook());
     }
+    tune(&mut options);
     Store::open(options).unwrap()
 }

@@ -88,6 +88,7 @@ pub async fn stats(
             "partitions": stats.partitions,
             "segments": stats.segments,
             "tail_events": stats.tail_events,
+            "unindexed_segments": stats.unindexed_segments,
             "bytes": {
                 "wal": totals[0],
                 "segments": totals[1],
