@@ -204,13 +204,14 @@ impl SegmentHook for SegmentIndexer {
         let index = match opened {
             Ok(index) => index,
             Err(error) => {
-                // Indexes are derived data: a missing (older store, crash before they were
-                // written) or damaged index is rebuilt from the segment.
+                // Indexes are derived data: a missing (a seal under a burst left them for
+                // later and the store closed first, an older store, a crash before they were
+                // written) or damaged index is built from the segment.
                 tracing::warn!(
                     segment = %format!("{id:016x}"),
                     dir = %partition_dir.display(),
                     %error,
-                    "rebuilding the indexes of a segment"
+                    "building the missing or unreadable indexes of a segment"
                 );
                 BUILD_COUNTERS.rebuilt.fetch_add(1, Ordering::Relaxed);
                 let index = self.build(partition_dir, entry, segment)?;
