@@ -5,21 +5,24 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-/// Where the server is and who we are.
+/// Where the server is and who we are, with one kept-alive connection: a request reuses the
+/// connection of the one before once that answer was read to its end.
 pub struct Endpoint {
     pub url: String,
     pub token: String,
+    agent: ureq::Agent,
 }
 
 impl Endpoint {
-    fn agent() -> ureq::Agent {
-        ureq::AgentBuilder::new()
+    pub fn new(url: String, token: String) -> Self {
+        let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
-            .build()
+            .build();
+        Endpoint { url, token, agent }
     }
 
     fn request(&self, method: &str, path: &str) -> ureq::Request {
-        Self::agent()
+        self.agent
             .request(
                 method,
                 &format!("{}{}", self.url.trim_end_matches('/'), path),

@@ -92,7 +92,7 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                 .clone()
                 .with_rate(simulated_rate / options.connections.max(1) as f64);
             std::thread::spawn(move || {
-                let endpoint = Endpoint { url, token };
+                let endpoint = Endpoint::new(url, token);
                 let mut generator = Generator::new(config);
                 let mut events = Vec::new();
                 let mut body = Vec::with_capacity(batch * 700);
@@ -117,7 +117,12 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                     write_ndjson(&events, &mut body);
                     let began = Instant::now();
                     let measured = began.duration_since(start) >= warmup;
-                    match endpoint.send("POST", "/v1/events", Some(&body)) {
+                    // The answer is read to its end, so that the next batch goes over the
+                    // same connection.
+                    let sent_batch = endpoint
+                        .send("POST", "/v1/events", Some(&body))
+                        .and_then(|response| Ok(response.into_string()?));
+                    match sent_batch {
                         Ok(_) => {
                             let micros = began.elapsed().as_micros().max(1) as u64;
                             if measured {

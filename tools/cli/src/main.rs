@@ -167,10 +167,7 @@ struct ServerArgs {
 
 impl ServerArgs {
     fn endpoint(self) -> client::Endpoint {
-        client::Endpoint {
-            url: self.url,
-            token: self.token,
-        }
+        client::Endpoint::new(self.url, self.token)
     }
 }
 
