@@ -626,11 +626,12 @@ fn store_keeps_decoded_dictionaries_within_the_budget() {
     assert_eq!(store.read_all().unwrap(), expected);
 }
 
-/// Counts the hook's calls; each attachment is the segment's id.
+/// Counts the hook's calls; each attachment is the segment's id. Fails while `fail` is set.
 #[derive(Default)]
 struct CountingHook {
     written: std::sync::atomic::AtomicUsize,
     opened: std::sync::atomic::AtomicUsize,
+    fail: std::sync::atomic::AtomicBool,
 }
 
 impl auditlog_engine::store::SegmentHook for CountingHook {
@@ -640,6 +641,12 @@ impl auditlog_engine::store::SegmentHook for CountingHook {
         entry: &auditlog_engine::manifest::SegmentEntry,
         _segment: &auditlog_engine::segment::Segment,
     ) -> auditlog_engine::Result<Option<auditlog_engine::store::Attachment>> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Io {
+                path: "index".into(),
+                source: std::io::Error::other("injected index failure"),
+            });
+        }
         self.written
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(Some(std::sync::Arc::new(entry.segment_id)))
@@ -841,5 +848,35 @@ fn store_seal_under_pressure_splits_a_large_partition_by_tenant() {
     assert_eq!(store.read_all().unwrap(), before);
     assert_eq!(store.stats().unindexed_segments, segments.len() as u64);
     assert_eq!(store.index_deferred().unwrap(), segments.len());
+    assert_eq!(store.read_all().unwrap(), before);
+}
+
+/// A deferred build that fails leaves the segment unindexed and readable, and a later build
+/// gives it its indexes.
+#[test]
+fn store_failed_deferred_index_build_leaves_the_segment_readable_and_is_retried() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = now_us();
+    let dir = tempfile::tempdir().unwrap();
+    let hook = std::sync::Arc::new(CountingHook::default());
+    let mut opts = options(dir.path());
+    opts.tail_bytes_max = 256 << 10;
+    opts.segment_hook = Some(hook.clone());
+    let store = Store::open(opts).unwrap();
+    fill_tail(&store, 0, 192 << 10, now);
+    let before = store.read_all().unwrap();
+    store.seal().unwrap();
+    hook.fail.store(true, SeqCst);
+    let error = store.index_deferred().unwrap_err();
+    assert!(
+        error.to_string().contains("injected index failure"),
+        "{error}"
+    );
+    assert_eq!(attached(&store), [(1, false)]);
+    assert_eq!(store.stats().unindexed_segments, 1);
+    assert_eq!(store.read_all().unwrap(), before);
+    hook.fail.store(false, SeqCst);
+    assert_eq!(store.index_deferred().unwrap(), 1);
+    assert_eq!(attached(&store), [(1, true)]);
     assert_eq!(store.read_all().unwrap(), before);
 }

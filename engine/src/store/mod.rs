@@ -237,6 +237,10 @@ pub(crate) struct Inner {
     pub _lock_file: File,
 }
 
+/// How long the background thread waits before it tries again to build deferred indexes
+/// after a build failed.
+const CATCH_UP_RETRY: Duration = Duration::from_secs(10);
+
 /// An open data directory. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Store {
     inner: Arc<Inner>,
@@ -730,6 +734,7 @@ impl Inner {
         }
         let mut last_retention = Instant::now() - self.options.retention_interval;
         let mut last_release = Instant::now();
+        let mut catch_up_after: Option<Instant> = None;
         while !self.shutdown.load(Ordering::SeqCst) {
             let appended = self.metrics.events_appended.load(Ordering::Relaxed);
             self.pacing.lock().sample_at(Instant::now(), appended);
@@ -766,10 +771,13 @@ impl Inner {
                         &tail,
                         self.options.seal_bytes,
                     );
-                    if fits {
-                        // A failure leaves the segment unindexed (queries scan it); retried
-                        // next turn.
-                        worked |= self.index_deferred_segment().unwrap_or(false);
+                    if fits && catch_up_after.is_none_or(|at| Instant::now() >= at) {
+                        // A failure (say, a full disk) leaves the segment unindexed, queries
+                        // scanning it, and is retried a little later.
+                        match self.index_deferred_segment() {
+                            Ok(indexed) => worked |= indexed,
+                            Err(_) => catch_up_after = Some(Instant::now() + CATCH_UP_RETRY),
+                        }
                     }
                 }
             }
