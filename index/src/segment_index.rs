@@ -135,6 +135,15 @@ impl SegmentIndexer {
         Arc::new(SegmentIndexer)
     }
 
+    /// Opens the indexes written beside a segment.
+    fn open(partition_dir: &Path, entry: &SegmentEntry) -> Result<SegmentIndex> {
+        let id = entry.segment_id;
+        let filters =
+            FilterIndex::open(&partition_dir.join(filter::file_name(id)), id, entry.rows)?;
+        let text = TextIndex::open(&partition_dir.join(fulltext::dir_name(id)))?;
+        Ok(SegmentIndex::new(filters, text))
+    }
+
     fn build(&self, dir: &Path, entry: &SegmentEntry, segment: &Segment) -> Result<SegmentIndex> {
         let id = entry.segment_id;
         let filter_path = dir.join(filter::file_name(id));
@@ -194,14 +203,7 @@ impl SegmentHook for SegmentIndexer {
         segment: &Segment,
     ) -> Result<Option<Attachment>> {
         let id = entry.segment_id;
-        let opened = FilterIndex::open(&partition_dir.join(filter::file_name(id)), id, entry.rows)
-            .and_then(|filters| {
-                Ok(SegmentIndex::new(
-                    filters,
-                    TextIndex::open(&partition_dir.join(fulltext::dir_name(id)))?,
-                ))
-            });
-        let index = match opened {
+        let index = match Self::open(partition_dir, entry) {
             Ok(index) => index,
             Err(error) => {
                 // Indexes are derived data: a missing (a seal under a burst left them for
@@ -222,6 +224,27 @@ impl SegmentHook for SegmentIndexer {
             }
         };
         Ok(Some(Arc::new(index)))
+    }
+
+    fn segment_opened_or_missing(
+        &self,
+        partition_dir: &Path,
+        entry: &SegmentEntry,
+        _segment: &Segment,
+    ) -> Result<Option<Attachment>> {
+        match Self::open(partition_dir, entry) {
+            Ok(index) => Ok(Some(Arc::new(index))),
+            Err(error) => {
+                // Built in the background; queries scan the segment until then.
+                tracing::warn!(
+                    segment = %format!("{:016x}", entry.segment_id),
+                    dir = %partition_dir.display(),
+                    %error,
+                    "the indexes of a segment are missing or unreadable; building them in the background"
+                );
+                Ok(None)
+            }
+        }
     }
 
     fn release_pages(&self, attachment: &Attachment) {

@@ -115,3 +115,70 @@ fn deferred_segments_answer_as_indexed_ones_do() {
         .iter()
         .all(|s| auditlog_index::SegmentIndex::of(s).is_some()));
 }
+
+/// Files under `dir` (recursively, text index directories left out) named `*{suffix}`.
+fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if !path.to_string_lossy().ends_with(".text") {
+                found.extend(files_ending(&path, suffix));
+            }
+        } else if path.to_string_lossy().ends_with(suffix) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// A segment whose filter index is gone: a store with a background thread opens at once and
+/// builds it there (queries scanning the segment meanwhile); a store without one builds it
+/// while it opens. Either way the answers are the same as before.
+#[test]
+fn missing_indexes_are_built_in_the_background_after_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_store(dir.path(), &[], true);
+    store.append((0..400).map(event).collect()).unwrap();
+    store.seal().unwrap();
+    store.append((400..800).map(event).collect()).unwrap();
+    let expected = answers(&store);
+    drop(store);
+    for background in [true, false] {
+        let indexes = files_ending(dir.path(), ".idx");
+        assert_eq!(indexes.len(), 1);
+        std::fs::remove_file(&indexes[0]).unwrap();
+        let rebuilt = || {
+            auditlog_index::segment_index::BUILD_COUNTERS
+                .rebuilt
+                .load(std::sync::atomic::Ordering::SeqCst)
+        };
+        let rebuilt_before = rebuilt();
+        let store = common::open_store_tuned(dir.path(), &[], true, |options| {
+            options.background = background;
+            options.seal_interval = std::time::Duration::from_secs(3600);
+            // The events are from 2025: the background thread's retention pass must keep them.
+            options
+                .retention
+                .class_days
+                .insert("standard".into(), 100_000);
+        });
+        // Built while opening only without a background thread.
+        assert_eq!(rebuilt() - rebuilt_before, u64::from(!background));
+        assert_eq!(answers(&store), expected, "background {background}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while store.stats().unindexed_segments > 0 {
+            assert!(std::time::Instant::now() < deadline, "never indexed");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let snapshot = store.snapshot();
+        assert!(snapshot
+            .segments
+            .iter()
+            .all(|s| auditlog_index::SegmentIndex::of(s).is_some()));
+        assert_eq!(files_ending(dir.path(), ".idx").len(), 1);
+        assert_eq!(answers(&store), expected, "background {background}");
+        drop(snapshot);
+        drop(store);
+    }
+}

@@ -149,7 +149,8 @@ impl ServerConfig {
         options.background_nice = self.background_nice;
         options.background_idle = self.background_idle;
         options.tail_bytes_max = self.tail_bytes_max;
-        // Every segment gets its filter and full-text indexes (built, or rebuilt, on open).
+        // Every segment gets its filter and full-text indexes (built when sealed, or later in
+        // the background: after a burst, or when missing at open).
         options.segment_hook = Some(auditlog_index::SegmentIndexer::hook());
         options
     }

@@ -85,6 +85,21 @@ pub trait SegmentHook: Send + Sync {
         segment: &Segment,
     ) -> Result<Option<Attachment>>;
 
+    /// Called instead of [`SegmentHook::segment_opened`] when the store can build missing
+    /// companion files in the background (a background thread and
+    /// [`StoreOptions::index_deferral`]): opens them when they are there and readable, and
+    /// otherwise returns `Ok(None)`, and the store builds them later with
+    /// [`SegmentHook::segment_written`] (as for a seal that deferred them), so that opening
+    /// after a burst does not wait for them. The default opens or rebuilds them at once.
+    fn segment_opened_or_missing(
+        &self,
+        partition_dir: &std::path::Path,
+        entry: &SegmentEntry,
+        segment: &Segment,
+    ) -> Result<Option<Attachment>> {
+        self.segment_opened(partition_dir, entry, segment)
+    }
+
     /// Drops the process's mapped pages of the attachment's files (as
     /// [`crate::io::release_mapped_pages`] does), called with the segment's own pages every
     /// [`StoreOptions::page_release_interval`]. The default does nothing.

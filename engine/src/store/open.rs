@@ -54,6 +54,9 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
     // archive just before a crash is finished off here; any other missing segment is corruption.
     let mut segments = Vec::with_capacity(manifest.segments.len());
     let mut archived = Vec::new();
+    // Segments whose companion files are missing are built in the background when it can.
+    let build_later = options.background && options.index_deferral;
+    let mut deferred = std::collections::BTreeSet::new();
     for entry in &manifest.segments {
         let partition_dir = Manifest::partition_dir(&dir, &entry.partition);
         let path = partition_dir.join(entry.file_name());
@@ -76,6 +79,13 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         }
         let segment = Segment::open(&path)?;
         let attachment = match (&options.segment_hook, path.parent()) {
+            (Some(hook), Some(partition_dir)) if build_later => {
+                let opened = hook.segment_opened_or_missing(partition_dir, entry, &segment)?;
+                if opened.is_none() {
+                    deferred.insert(entry.segment_id);
+                }
+                opened
+            }
             (Some(hook), Some(partition_dir)) => {
                 hook.segment_opened(partition_dir, entry, &segment)?
             }
@@ -149,7 +159,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         sync_turn: Condvar::new(),
         published_seq: AtomicU64::new(next_seq - 1),
         maintenance: Mutex::new(()),
-        deferred_index: Mutex::new(std::collections::BTreeSet::new()),
+        deferred_index: Mutex::new(deferred),
         pacing: Mutex::new(super::pacing::Pacing::default()),
         tail_room_lock: Mutex::new(()),
         tail_room: Condvar::new(),

@@ -96,8 +96,9 @@ pub struct StoreOptions {
     /// so under a burst this lets sealing keep up with ingest instead of stalling it (60 s as
     /// fast as acknowledged through HTTP: 100,375 events/s without, 141,959-165,451 with; the
     /// 70 segments it deferred, 9.1M rows, were indexed in the 41 s after). A store that keeps
-    /// up never defers. Segments still unindexed at close are indexed when the store next
-    /// opens.
+    /// up never defers. Segments still unindexed at close (or whose companion files are
+    /// missing or unreadable) get theirs from the background thread after the next open, so
+    /// that opening does not wait for them (without a background thread, while it opens).
     pub index_deferral: bool,
     /// Such a seal splits a partition of more than this many rows into segments of disjoint
     /// tenants (up to one per core), so that a burst's single large partition is encoded on

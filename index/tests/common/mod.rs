@@ -71,7 +71,6 @@ impl Vfs for NoSyncVfs {
 /// retention: `standard` 30 days, `extended` 365 days for the tenants in `extended`. With
 /// `indexed`, segments get their filter and text indexes (the server's configuration); without,
 /// queries scan (a store opened by a tool without the hook).
-#[allow(dead_code)] // the deferred-index tests use `open_store_tuned` only
 pub fn open_store(dir: &Path, extended: &[&str], indexed: bool) -> Store {
     open_store_tuned(dir, extended, indexed, |_| {})
 }
