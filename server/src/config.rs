@@ -75,7 +75,8 @@ pub struct ServerConfig {
     /// tail). Past it, ingest waits for sealing and then answers 429 (busy): the tail absorbs
     /// a burst faster than sealing and indexing keep up with, and this is how large a burst it
     /// absorbs. Through a burst the server's resident memory peaked at about twice this plus
-    /// 200-300 MB (README). Default 256 MiB; at least 16 MiB. See the engine's `StoreOptions::tail_bytes_max`.
+    /// 200-300 MB (README). Default 256 MiB; at least 16 MiB. See the engine's
+    /// `StoreOptions::tail_bytes_max`.
     pub tail_bytes_max: u64,
 }
 

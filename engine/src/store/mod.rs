@@ -192,8 +192,8 @@ pub struct Stats {
     pub tenants: u64,
     pub segment_bytes: u64,
     pub wal_files: u64,
-    /// Segments published before their indexes were built (see
-    /// `StoreOptions::index_deferral`), waiting for the background thread.
+    /// Segments whose indexes are still to be built by the background thread: left for later
+    /// by a seal under a burst, or missing at open (see `StoreOptions::index_deferral`).
     pub unindexed_segments: u64,
 }
 
