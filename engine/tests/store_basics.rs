@@ -675,6 +675,23 @@ fn fill_tail(store: &Store, mut n: u64, bytes: u64, now: i64) -> u64 {
     n
 }
 
+/// A tail bound of 256 KiB (a seal defers indexing once it holds 192 KiB) and `hook`, for the
+/// deferred-indexing tests; `options` then changes what a test needs.
+fn deferring_options(
+    dir: &std::path::Path,
+    hook: &std::sync::Arc<CountingHook>,
+    background: bool,
+) -> StoreOptions {
+    let mut opts = if background {
+        StoreOptions::new(dir)
+    } else {
+        options(dir)
+    };
+    opts.tail_bytes_max = 256 << 10;
+    opts.segment_hook = Some(hook.clone());
+    opts
+}
+
 /// Which segments (by id) have an attachment, in snapshot order.
 fn attached(store: &Store) -> Vec<(u64, bool)> {
     store
@@ -697,10 +714,8 @@ fn store_defers_indexing_while_the_tail_is_near_its_bound_and_catches_up_later()
         let dir = tempfile::tempdir().unwrap();
         let hook = std::sync::Arc::new(CountingHook::default());
         let open = || {
-            let mut opts = options(dir.path());
-            opts.tail_bytes_max = 256 << 10;
+            let mut opts = deferring_options(dir.path(), &hook, false);
             opts.index_deferral = deferral;
-            opts.segment_hook = Some(hook.clone());
             Store::open(opts).unwrap()
         };
         let store = open();
@@ -756,10 +771,8 @@ fn store_merged_deferred_segment_is_dropped_from_the_deferred_ones() {
     let now = now_us();
     let dir = tempfile::tempdir().unwrap();
     let hook = std::sync::Arc::new(CountingHook::default());
-    let mut opts = options(dir.path());
-    opts.tail_bytes_max = 256 << 10;
+    let mut opts = deferring_options(dir.path(), &hook, false);
     opts.merge_segments_min = 2;
-    opts.segment_hook = Some(hook.clone());
     let store = Store::open(opts).unwrap();
     let n = fill_tail(&store, 0, 192 << 10, now);
     store.seal().unwrap();
@@ -785,12 +798,10 @@ fn store_background_builds_deferred_indexes_once_seals_stop_deferring() {
     let now = now_us();
     let dir = tempfile::tempdir().unwrap();
     let hook = std::sync::Arc::new(CountingHook::default());
-    let mut opts = StoreOptions::new(dir.path());
-    opts.tail_bytes_max = 256 << 10;
+    let mut opts = deferring_options(dir.path(), &hook, true);
     // Seals only when told to.
     opts.seal_bytes = u64::MAX;
     opts.seal_interval = Duration::from_secs(3600);
-    opts.segment_hook = Some(hook.clone());
     let store = Store::open(opts).unwrap();
     fill_tail(&store, 0, 192 << 10, now);
     store.seal().unwrap();
@@ -811,10 +822,8 @@ fn store_seal_under_pressure_splits_a_large_partition_by_tenant() {
     let now = now_us();
     let dir = tempfile::tempdir().unwrap();
     let hook = std::sync::Arc::new(CountingHook::default());
-    let mut opts = options(dir.path());
-    opts.tail_bytes_max = 256 << 10;
+    let mut opts = deferring_options(dir.path(), &hook, false);
     opts.seal_split_rows = 10;
-    opts.segment_hook = Some(hook.clone());
     let store = Store::open(opts).unwrap();
     let mut n = 0;
     while store.stats().tail_bytes < 192 << 10 {
@@ -859,10 +868,7 @@ fn store_failed_deferred_index_build_leaves_the_segment_readable_and_is_retried(
     let now = now_us();
     let dir = tempfile::tempdir().unwrap();
     let hook = std::sync::Arc::new(CountingHook::default());
-    let mut opts = options(dir.path());
-    opts.tail_bytes_max = 256 << 10;
-    opts.segment_hook = Some(hook.clone());
-    let store = Store::open(opts).unwrap();
+    let store = Store::open(deferring_options(dir.path(), &hook, false)).unwrap();
     fill_tail(&store, 0, 192 << 10, now);
     let before = store.read_all().unwrap();
     store.seal().unwrap();
