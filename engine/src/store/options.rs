@@ -94,8 +94,8 @@ pub struct StoreOptions {
     /// segment at a time, whenever a build fits before the next seal is due. Queries answer
     /// from such a segment exactly, by scanning it. Indexing costs more than the seal itself,
     /// so under a burst this lets sealing keep up with ingest instead of stalling it (60 s as
-    /// fast as acknowledged through HTTP: 100,375 events/s without, 141,959-165,451 with; the
-    /// 70 segments it deferred, 9.1M rows, were indexed in the 41 s after). A store that keeps
+    /// fast as acknowledged through HTTP: 100,375 events/s without, 144,569-174,597 with; the
+    /// 70 segments one run deferred, 9.1M rows, were indexed in the 41 s after). A store that keeps
     /// up never defers. Segments still unindexed at close (or whose companion files are
     /// missing or unreadable) get theirs from the background thread after the next open, so
     /// that opening does not wait for them (without a background thread, while it opens).
