@@ -195,6 +195,9 @@ impl KeyGeneration {
     }
 }
 
+/// Keys the first generation has room for before it grows (1 MiB of map).
+const FIRST_GENERATION_KEYS: usize = 1 << 16;
+
 /// What [`Tail::drain_through`] removed, to be dropped once the tail's lock is released.
 #[must_use = "drained events and keys are returned to be dropped outside the tail's lock"]
 pub struct Drained {
@@ -270,7 +273,10 @@ impl Tail {
     /// The key generation new keys go to.
     fn current_keys(&mut self) -> &mut KeyGeneration {
         if self.key_generations.is_empty() {
-            self.key_generations.push(KeyGeneration::default());
+            self.key_generations.push(KeyGeneration {
+                keys: KeyMap::with_capacity_and_hasher(FIRST_GENERATION_KEYS, Default::default()),
+                ..KeyGeneration::default()
+            });
         }
         let last = self.key_generations.len() - 1;
         &mut self.key_generations[last]
@@ -393,9 +399,10 @@ impl Tail {
     /// the seal covers drops the older ones whole.
     pub fn seal_snapshot(&mut self) -> TailSnapshot {
         if let Some(last) = self.key_generations.last().filter(|g| !g.is_empty()) {
-            // Sized like the last one: growing a map of a million keys rehashes them all, under
-            // the lock appends publish under.
-            let keys = KeyMap::with_capacity_and_hasher(last.keys.len(), Default::default());
+            // Room for twice the last one's keys: growing a map of hundreds of thousands of
+            // keys rehashes them all, under the lock appends publish under (sized just like
+            // the last one, a seal that held a few more keys than the one before paid that).
+            let keys = KeyMap::with_capacity_and_hasher(last.keys.len() * 2, Default::default());
             self.key_generations.push(KeyGeneration {
                 keys,
                 ..KeyGeneration::default()
