@@ -10,6 +10,13 @@
 //! records, for every event it receives, the time from the event's `received` stamp (set by
 //! the store when the event's group commit began, before its WAL write and fsync) to its
 //! arrival. The load generator and the subscribers run on this machine, so the clock is one.
+//!
+//! It also reads the server's `/metrics` when the measured window opens and when it closes,
+//! and prints what the server measured in between: its own acknowledgement time (from the
+//! request's start to the answer, without the network and the client) and its WAL fsyncs,
+//! each as a mean and how many took over 10 ms. A slow acknowledgement tail next to as many
+//! slow fsyncs is the disk's; without them, it is the server's or the machine's. With a token
+//! that may not read `/metrics` that part is left out.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -156,8 +163,21 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         })
         .collect();
     let mut last = 0;
+    let mut server_before = warmup.is_zero().then(|| ServerFigures::read(endpoint));
     while start.elapsed() < run_for {
-        std::thread::sleep(Duration::from_secs(1));
+        // A second at a time, and the end of the warm-up exactly.
+        let elapsed = start.elapsed();
+        let tick = Duration::from_secs(elapsed.as_secs() + 1) - elapsed;
+        let to_warm = warmup.saturating_sub(elapsed);
+        if server_before.is_none() && !to_warm.is_zero() && to_warm < tick {
+            std::thread::sleep(to_warm);
+            server_before = Some(ServerFigures::read(endpoint));
+            continue;
+        }
+        std::thread::sleep(tick.min(run_for.saturating_sub(elapsed)));
+        if server_before.is_none() && start.elapsed() >= warmup {
+            server_before = Some(ServerFigures::read(endpoint));
+        }
         let now = sent.load(Ordering::Relaxed) + warm_sent.load(Ordering::Relaxed);
         eprintln!(
             "{:>5.0} s  {:>9} events/s  {:>10} total",
@@ -171,6 +191,10 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
     for thread in threads {
         let _ = thread.join();
     }
+    let server = match (server_before, ServerFigures::read(endpoint)) {
+        (Some(Some(before)), Some(after)) => Some(after.since(&before)),
+        _ => None,
+    };
     let stream = probe.map(Probe::finish).transpose()?;
     let seconds = start.elapsed().saturating_sub(warmup).as_secs_f64();
     let total = sent.load(Ordering::Relaxed);
@@ -213,6 +237,23 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         "  errors                {:>12}",
         errors.load(Ordering::Relaxed)
     );
+    match &server {
+        Some(server) => {
+            println!(
+                "  server ack (its own)  {:>12.2} ms mean, {} of {} over 10 ms",
+                server.ack.mean_ms(),
+                server.ack.over_10ms(),
+                server.ack.count
+            );
+            println!(
+                "  server WAL fsync      {:>12.2} ms mean, {} of {} over 10 ms",
+                server.fsync.mean_ms(),
+                server.fsync.over_10ms(),
+                server.fsync.count
+            );
+        }
+        None => println!("  server figures         not read (GET /metrics failed)"),
+    }
     if let Some(stream) = &stream {
         println!(
             "  stream: {} subscribers ({:.1}% of the load), {} events delivered, {} resyncs",
@@ -248,9 +289,99 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
             "ack_ms": { "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": histogram.max() as f64 / 1000.0 },
             "busy": busy.load(Ordering::Relaxed),
             "errors": errors.load(Ordering::Relaxed),
+            "server": server.as_ref().map(|s| serde_json::json!({
+                "ack": s.ack.to_json(),
+                "fsync": s.fsync.to_json(),
+            })),
         })
     );
     Ok(())
+}
+
+/// One latency histogram of the server's `/metrics` (cumulative since it started, or the
+/// difference of two readings).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct ServerHistogram {
+    count: u64,
+    sum_seconds: f64,
+    /// Observations of at most 10 ms (the `le="0.01"` bucket).
+    within_10ms: u64,
+}
+
+impl ServerHistogram {
+    /// Reads histogram `name` from Prometheus text; `None` when a series is missing.
+    fn parse(metrics: &str, name: &str) -> Option<ServerHistogram> {
+        let value = |series: &str| -> Option<&str> {
+            metrics.lines().find_map(|line| {
+                let rest = line.strip_prefix(series)?;
+                rest.strip_prefix(' ').map(str::trim)
+            })
+        };
+        Some(ServerHistogram {
+            count: value(&format!("{name}_count"))?.parse().ok()?,
+            sum_seconds: value(&format!("{name}_sum"))?.parse().ok()?,
+            within_10ms: value(&format!("{name}_bucket{{le=\"0.01\"}}"))?
+                .parse()
+                .ok()?,
+        })
+    }
+
+    fn since(&self, before: &ServerHistogram) -> ServerHistogram {
+        ServerHistogram {
+            count: self.count.saturating_sub(before.count),
+            sum_seconds: (self.sum_seconds - before.sum_seconds).max(0.0),
+            within_10ms: self.within_10ms.saturating_sub(before.within_10ms),
+        }
+    }
+
+    fn mean_ms(&self) -> f64 {
+        self.sum_seconds * 1e3 / self.count.max(1) as f64
+    }
+
+    fn over_10ms(&self) -> u64 {
+        self.count.saturating_sub(self.within_10ms)
+    }
+
+    fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "count": self.count,
+            "mean_ms": self.mean_ms(),
+            "over_10ms": self.over_10ms(),
+        })
+    }
+}
+
+/// What the server measured about ingest: see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ServerFigures {
+    ack: ServerHistogram,
+    fsync: ServerHistogram,
+}
+
+impl ServerFigures {
+    /// `None` when `/metrics` cannot be read or lacks the histograms.
+    fn read(endpoint: &Endpoint) -> Option<ServerFigures> {
+        let text = endpoint
+            .send("GET", "/metrics", None)
+            .ok()?
+            .into_string()
+            .ok()?;
+        Self::parse(&text)
+    }
+
+    fn parse(metrics: &str) -> Option<ServerFigures> {
+        Some(ServerFigures {
+            ack: ServerHistogram::parse(metrics, "auditlog_ack_latency_seconds")?,
+            fsync: ServerHistogram::parse(metrics, "auditlog_fsync_latency_seconds")?,
+        })
+    }
+
+    fn since(&self, before: &ServerFigures) -> ServerFigures {
+        ServerFigures {
+            ack: self.ack.since(&before.ack),
+            fsync: self.fsync.since(&before.fsync),
+        }
+    }
 }
 
 /// The stream probe's subscribers.
@@ -418,5 +549,63 @@ impl Probe {
             p99_ms: ms(0.99),
             max_ms: histogram.max() as f64 / 1000.0,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(ack: [u64; 2], ack_sum: f64, fsync: [u64; 2], fsync_sum: f64) -> String {
+        format!(
+            "# TYPE auditlog_ack_latency_seconds histogram\n\
+             auditlog_ack_latency_seconds_bucket{{le=\"0.005\"}} 1\n\
+             auditlog_ack_latency_seconds_bucket{{le=\"0.01\"}} {}\n\
+             auditlog_ack_latency_seconds_bucket{{le=\"+Inf\"}} {}\n\
+             auditlog_ack_latency_seconds_sum {ack_sum}\n\
+             auditlog_ack_latency_seconds_count {}\n\
+             auditlog_fsync_latency_seconds_bucket{{le=\"0.01\"}} {}\n\
+             auditlog_fsync_latency_seconds_sum {fsync_sum}\n\
+             auditlog_fsync_latency_seconds_count {}\n",
+            ack[0], ack[1], ack[1], fsync[0], fsync[1]
+        )
+    }
+
+    #[test]
+    fn server_figures_are_the_difference_of_two_readings() {
+        let before = ServerFigures::parse(&metrics([10, 10], 0.05, [10, 11], 0.02)).unwrap();
+        let after = ServerFigures::parse(&metrics([106, 110], 0.65, [108, 112], 0.12)).unwrap();
+        assert_eq!(
+            before.ack,
+            ServerHistogram {
+                count: 10,
+                sum_seconds: 0.05,
+                within_10ms: 10
+            }
+        );
+        let window = after.since(&before);
+        assert_eq!(window.ack.count, 100);
+        assert_eq!(window.ack.over_10ms(), 4);
+        assert!((window.ack.mean_ms() - 6.0).abs() < 1e-9);
+        assert_eq!(window.fsync.count, 101);
+        assert_eq!(window.fsync.over_10ms(), 3);
+        assert!((window.fsync.mean_ms() - 100.0 / 101.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn server_figures_need_both_histograms() {
+        let text = metrics([1, 1], 0.001, [1, 1], 0.001);
+        let without_fsync: String = text
+            .lines()
+            .filter(|line| !line.starts_with("auditlog_fsync_latency_seconds_count"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert!(ServerFigures::parse(&text).is_some());
+        assert_eq!(ServerFigures::parse(&without_fsync), None);
+        // A longer series name that starts with the same text is not taken for it.
+        assert_eq!(
+            ServerHistogram::parse("x_count_total 5\nx_sum 1\nx_bucket{le=\"0.01\"} 1\n", "x"),
+            None
+        );
     }
 }
