@@ -689,12 +689,14 @@ fn store_keeps_decoded_dictionaries_within_the_budget() {
     assert_eq!(store.read_all().unwrap(), expected);
 }
 
-/// Counts the hook's calls; each attachment is the segment's id. Fails while `fail` is set.
+/// Counts the hook's calls; each attachment is the segment's id. Fails while `fail` is set,
+/// and always for the segment whose id is in `fail_id` (0: none).
 #[derive(Default)]
 struct CountingHook {
     written: std::sync::atomic::AtomicUsize,
     opened: std::sync::atomic::AtomicUsize,
     fail: std::sync::atomic::AtomicBool,
+    fail_id: std::sync::atomic::AtomicU64,
 }
 
 impl auditlog_engine::store::SegmentHook for CountingHook {
@@ -704,7 +706,9 @@ impl auditlog_engine::store::SegmentHook for CountingHook {
         entry: &auditlog_engine::manifest::SegmentEntry,
         _segment: &auditlog_engine::segment::Segment,
     ) -> auditlog_engine::Result<Option<auditlog_engine::store::Attachment>> {
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst)
+            || self.fail_id.load(std::sync::atomic::Ordering::SeqCst) == entry.segment_id
+        {
             return Err(Error::Io {
                 path: "index".into(),
                 source: std::io::Error::other("injected index failure"),
@@ -875,6 +879,85 @@ fn store_background_builds_deferred_indexes_once_seals_stop_deferring() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(attached(&store), [(1, true)]);
+}
+
+/// A segment whose deferred build keeps failing does not hold back the others: the background
+/// thread leaves it for a while and builds the next one, and `index_deferred` tries every
+/// segment before it reports the failure.
+#[test]
+fn store_deferred_segment_that_keeps_failing_does_not_hold_back_the_others() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = now_us();
+    for background in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = std::sync::Arc::new(CountingHook::default());
+        let mut opts = deferring_options(dir.path(), &hook, background);
+        // Seals only when told to.
+        opts.seal_bytes = u64::MAX;
+        opts.seal_interval = Duration::from_secs(3600);
+        let store = Store::open(opts).unwrap();
+        hook.fail_id.store(1, SeqCst);
+        let n = fill_tail(&store, 0, 192 << 10, now);
+        store.seal().unwrap();
+        fill_tail(&store, n, 192 << 10, now);
+        store.seal().unwrap();
+        if background {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while attached(&store) != [(1, false), (2, true)] {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{:?}",
+                    attached(&store)
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        } else {
+            assert_eq!(attached(&store), [(1, false), (2, false)]);
+            let error = store.index_deferred().unwrap_err();
+            assert!(
+                error.to_string().contains("injected index failure"),
+                "{error}"
+            );
+            assert_eq!(attached(&store), [(1, false), (2, true)]);
+        }
+        assert_eq!(store.stats().unindexed_segments, 1);
+        // Once the cause is gone, an explicit call builds the one left at once.
+        hook.fail_id.store(0, SeqCst);
+        assert_eq!(store.index_deferred().unwrap(), 1);
+        assert_eq!(attached(&store), [(1, true), (2, true)]);
+        assert_eq!(store.stats().unindexed_segments, 0);
+    }
+}
+
+/// Files of a segment id left by an attempt that was never published (a seal that failed
+/// after the hook wrote them) are removed when the id is written again, so a segment sealed
+/// without its indexes does not open with stale ones.
+#[test]
+fn store_segment_written_again_under_a_reused_id_leaves_no_stale_companion() {
+    let now = now_us();
+    let dir = tempfile::tempdir().unwrap();
+    let hook = std::sync::Arc::new(CountingHook::default());
+    let store = Store::open(deferring_options(dir.path(), &hook, false)).unwrap();
+    let n = fill_tail(&store, 0, 1, now);
+    store.seal().unwrap();
+    let partition_dir = store.snapshot().segments[0]
+        .path
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let stale = [
+        partition_dir.join(format!("{:016x}.idx", 2)),
+        partition_dir.join(format!("{:016x}.text", 2)),
+    ];
+    std::fs::write(&stale[0], b"stale filter index").unwrap();
+    std::fs::create_dir(&stale[1]).unwrap();
+    std::fs::write(stale[1].join("meta.json"), b"{}").unwrap();
+    fill_tail(&store, n, 192 << 10, now);
+    store.seal().unwrap();
+    assert_eq!(attached(&store), [(1, true), (2, false)]);
+    for path in &stale {
+        assert!(!path.exists(), "{} is still there", path.display());
+    }
 }
 
 /// A seal under pressure splits a partition past `seal_split_rows` into segments of disjoint

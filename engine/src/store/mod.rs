@@ -237,9 +237,9 @@ pub(crate) struct Inner {
     /// Held by whoever changes the set of segments (seal, merge, retention, deferred indexing).
     pub maintenance: Mutex<()>,
     /// Ids of published segments whose hook has not run yet (see
-    /// `StoreOptions::index_deferral`); ids of segments merged or expired since are dropped
-    /// when next looked at.
-    pub deferred_index: Mutex<std::collections::BTreeSet<u64>>,
+    /// `StoreOptions::index_deferral`), each with when its last build failed; ids of segments
+    /// merged or expired since are dropped when next looked at.
+    pub deferred_index: Mutex<DeferredIndex>,
     /// The ingest rate and sealing costs that decide when to defer indexing.
     pub pacing: Mutex<pacing::Pacing>,
     pub tail_room_lock: Mutex<()>,
@@ -252,9 +252,12 @@ pub(crate) struct Inner {
     pub _lock_file: File,
 }
 
-/// How long the background thread waits before it tries again to build deferred indexes
-/// after a build failed.
+/// How long the background thread leaves a segment whose deferred index build failed before
+/// it tries that one again (the other deferred segments are built meanwhile).
 const CATCH_UP_RETRY: Duration = Duration::from_secs(10);
+
+/// Segments published without their indexes: id -> when the last build of them failed.
+pub(crate) type DeferredIndex = std::collections::BTreeMap<u64, Option<Instant>>;
 
 /// An open data directory. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Store {
@@ -459,13 +462,27 @@ impl Store {
 
     /// Builds now the indexes that seals left for later (see
     /// [`StoreOptions::index_deferral`]); the background thread otherwise does it once seals
-    /// stop deferring. Returns how many segments got theirs.
+    /// stop deferring. Returns how many segments got theirs, or the first build's error once
+    /// every segment was tried (a segment that fails does not keep the others from theirs).
     pub fn index_deferred(&self) -> Result<usize> {
+        let started = Instant::now();
         let mut built = 0;
-        while self.inner.index_deferred_segment()? {
-            built += 1;
+        let mut first_error = None;
+        // Each segment once: one that fails in this call is marked as failed after `started`.
+        let not_tried = |failed: Option<Instant>| failed.is_none_or(|at| at < started);
+        loop {
+            match self.inner.index_deferred_segment(not_tried) {
+                Ok(true) => built += 1,
+                Ok(false) => break,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
         }
-        Ok(built)
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(built),
+        }
     }
 
     /// Runs one merge pass; returns how many merges it made.
@@ -517,7 +534,7 @@ impl Store {
             unindexed_segments: state
                 .segments
                 .iter()
-                .filter(|s| deferred.contains(&s.entry.segment_id))
+                .filter(|s| deferred.contains_key(&s.entry.segment_id))
                 .count() as u64,
             // Acknowledged (visible) events only; seqs being fsynced are not counted yet.
             last_seq: self.inner.published_seq.load(Ordering::Acquire),
@@ -749,7 +766,6 @@ impl Inner {
         }
         let mut last_retention = Instant::now() - self.options.retention_interval;
         let mut last_release = Instant::now();
-        let mut catch_up_after: Option<Instant> = None;
         while !self.shutdown.load(Ordering::SeqCst) {
             let appended = self.metrics.events_appended.load(Ordering::Relaxed);
             self.pacing.lock().sample_at(Instant::now(), appended);
@@ -778,21 +794,20 @@ impl Inner {
             }
             // Indexes left for later: one segment at a time, when no seal is due and the build
             // would finish before the next one is (checked again at each turn of the loop).
+            // A segment whose build failed (say, on a full disk) is left for CATCH_UP_RETRY,
+            // the others are built meanwhile; queries scan it until then.
+            let retry_due =
+                |failed: Option<Instant>| failed.is_none_or(|at| at.elapsed() >= CATCH_UP_RETRY);
             if !due {
-                if let Some(next) = self.next_deferred() {
+                if let Some(next) = self.next_deferred(retry_due) {
                     let tail = self.tail_state();
                     let fits = self.pacing.lock().catch_up_fits(
                         next.entry.rows,
                         &tail,
                         self.options.seal_bytes,
                     );
-                    if fits && catch_up_after.is_none_or(|at| Instant::now() >= at) {
-                        // A failure (say, a full disk) leaves the segment unindexed, queries
-                        // scanning it, and is retried a little later.
-                        match self.index_deferred_segment() {
-                            Ok(indexed) => worked |= indexed,
-                            Err(_) => catch_up_after = Some(Instant::now() + CATCH_UP_RETRY),
-                        }
+                    if fits {
+                        worked |= self.index_deferred_segment(retry_due).unwrap_or(false);
                     }
                 }
             }

@@ -56,7 +56,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
     let mut archived = Vec::new();
     // Segments whose companion files are missing are built in the background when it can.
     let build_later = options.background && options.index_deferral;
-    let mut deferred = std::collections::BTreeSet::new();
+    let mut deferred = super::DeferredIndex::new();
     for entry in &manifest.segments {
         let partition_dir = Manifest::partition_dir(&dir, &entry.partition);
         let path = partition_dir.join(entry.file_name());
@@ -82,7 +82,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
             (Some(hook), Some(partition_dir)) if build_later => {
                 let opened = hook.segment_opened_or_missing(partition_dir, entry, &segment)?;
                 if opened.is_none() {
-                    deferred.insert(entry.segment_id);
+                    deferred.insert(entry.segment_id, None);
                 }
                 opened
             }

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::{Inner, SealedSegment};
 use crate::error::{Error, Result};
@@ -32,7 +33,7 @@ impl Inner {
     /// Seals every event in the tail now; returns the sealed-through seq.
     pub(crate) fn seal(&self) -> Result<u64> {
         let _maintenance = self.maintenance.lock();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let before = self.state.read().manifest.sealed_through;
         let result = self.seal_locked();
         if let Ok(upto) = result {
@@ -71,7 +72,7 @@ impl Inner {
         let result = if self.defer_indexing() {
             self.write_segments_in_parallel(&groups, &mut manifest, &mut written, &mut deferred)
         } else {
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let result = self.write_segments_pipelined(&groups, &mut manifest, &mut written);
             if result.is_ok() && self.options.segment_hook.is_some() {
                 self.pacing
@@ -112,7 +113,9 @@ impl Inner {
             self.metrics
                 .segments_deferred
                 .fetch_add(deferred.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            self.deferred_index.lock().extend(deferred);
+            self.deferred_index
+                .lock()
+                .extend(deferred.into_iter().map(|id| (id, None)));
         }
         // The sealed events are freed here, with the lock released (unless a reader's
         // snapshot still holds them: then when it is done).
@@ -251,6 +254,10 @@ impl Inner {
                 parent = p.parent();
             }
         }
+        // Files of this id left by an attempt that failed before it was published (ids of
+        // published segments are never given out again): a segment published without its
+        // indexes must not find stale ones at the next open.
+        remove_segment_files(self, &dir, segment_id)?;
         let encoded = encode_segment_refs(segment_id, rows, &self.options.encode)?;
         let name = segment_file_name(segment_id);
         let path = dir.join(&name);
@@ -298,11 +305,20 @@ impl Inner {
             && self.pacing.lock().defer_indexing(&self.tail_state())
     }
 
-    /// The oldest published segment whose indexes were left for later, if any (ids of
-    /// segments merged or expired since are dropped on the way).
-    pub(crate) fn next_deferred(&self) -> Option<Arc<SealedSegment>> {
+    /// The oldest published segment whose indexes were left for later and whose last failed
+    /// build (if any) `eligible` accepts (ids of segments merged or expired since are dropped
+    /// on the way).
+    pub(crate) fn next_deferred(
+        &self,
+        eligible: impl Fn(Option<Instant>) -> bool,
+    ) -> Option<Arc<SealedSegment>> {
         loop {
-            let id = self.deferred_index.lock().first().copied()?;
+            let id = self
+                .deferred_index
+                .lock()
+                .iter()
+                .find(|(_, &failed)| eligible(failed))
+                .map(|(&id, _)| id)?;
             let found = self
                 .state
                 .read()
@@ -319,20 +335,43 @@ impl Inner {
         }
     }
 
-    /// Builds the indexes of the oldest segment published without them (see
-    /// [`super::StoreOptions::index_deferral`]) and swaps it for one that has them. Returns
-    /// whether there was one.
-    pub(crate) fn index_deferred_segment(&self) -> Result<bool> {
+    /// Builds the indexes of the oldest segment published without them that `eligible`
+    /// accepts (see [`Inner::next_deferred`] and [`super::StoreOptions::index_deferral`]) and
+    /// swaps it for one that has them. Returns whether there was one; a failed build is
+    /// noted on the segment, which stays published without indexes.
+    pub(crate) fn index_deferred_segment(
+        &self,
+        eligible: impl Fn(Option<Instant>) -> bool,
+    ) -> Result<bool> {
         let _maintenance = self.maintenance.lock();
         let Some(hook) = self.options.segment_hook.clone() else {
             self.deferred_index.lock().clear();
             return Ok(false);
         };
-        let Some(sealed) = self.next_deferred() else {
+        let Some(sealed) = self.next_deferred(eligible) else {
             return Ok(false);
         };
         let id = sealed.entry.segment_id;
-        let started = std::time::Instant::now();
+        match self.build_deferred_index(hook.as_ref(), &sealed) {
+            Ok(()) => Ok(true),
+            Err(error) => {
+                if let Some(failed) = self.deferred_index.lock().get_mut(&id) {
+                    *failed = Some(Instant::now());
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// [`Inner::index_deferred_segment`] for one segment: runs the hook, then swaps the
+    /// segment for an instance with its attachment and drops it from the deferred ones.
+    fn build_deferred_index(
+        &self,
+        hook: &dyn super::SegmentHook,
+        sealed: &SealedSegment,
+    ) -> Result<()> {
+        let id = sealed.entry.segment_id;
+        let started = Instant::now();
         let dir = sealed
             .path
             .parent()
@@ -369,7 +408,7 @@ impl Inner {
         }
         self.deferred_index.lock().remove(&id);
         self.metrics.deferred_index.record(started.elapsed());
-        Ok(true)
+        Ok(())
     }
 
     /// Lets the segment hook build its companion files for a written segment (unless
@@ -382,7 +421,7 @@ impl Inner {
             .expect("a segment file lives in a partition directory")
             .to_path_buf();
         if let Some(hook) = self.options.segment_hook.as_ref().filter(|_| run_hook) {
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             if let Err(error) = hook
                 .segment_written(&dir, &sealed.entry, &sealed.segment)
                 .map(|attachment| sealed.attachment = attachment)
@@ -462,7 +501,7 @@ impl Inner {
             if chosen.len() < 2 {
                 continue;
             }
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             self.merge_segments(partition, &chosen)?;
             self.metrics.merge.record(started.elapsed());
             self.metrics
@@ -543,10 +582,12 @@ fn split_by_tenant<'a>(rows: &[&'a StoredEvent], parts: usize) -> Vec<Vec<&'a St
     out
 }
 
-/// Removes a segment file and every companion file named `{segment_id:016x}.*`.
+/// Removes a segment file and every companion file named `{segment_id:016x}.*` (and makes
+/// the removal durable, when there was something to remove).
 fn remove_segment_files(inner: &Inner, dir: &Path, segment_id: u64) -> Result<()> {
     let prefix = format!("{segment_id:016x}.");
     let vfs = inner.options.vfs.as_ref();
+    let mut removed = false;
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
         let matches = path
@@ -559,7 +600,11 @@ fn remove_segment_files(inner: &Inner, dir: &Path, segment_id: u64) -> Result<()
             } else {
                 vfs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
             }
+            removed = true;
         }
     }
-    vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))
+    if removed {
+        vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
 }
