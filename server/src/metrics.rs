@@ -150,7 +150,7 @@ pub fn render(state: &AppState) -> String {
     histogram(
         &mut out,
         "auditlog_deferred_index_duration_seconds",
-        "Building the indexes of a segment sealed without them, later.",
+        "Building the indexes of a segment later: one sealed without them, or found without them at start.",
         &store.deferred_index,
     );
     counter(

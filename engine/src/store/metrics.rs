@@ -74,6 +74,7 @@ pub struct StoreMetrics {
     pub events_appended: AtomicU64,
     /// Segments sealed with their indexes left for later (`StoreOptions::index_deferral`) ...
     pub segments_deferred: AtomicU64,
-    /// ... and each later build of such a segment's indexes.
+    /// ... and each later build of such a segment's indexes, or of a segment's that were
+    /// missing at open (those are not counted above: its count can exceed the one above).
     pub deferred_index: LatencyHistogram,
 }
