@@ -6,8 +6,34 @@ use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource};
 use crate::auth::Principal;
 use crate::state::AppState;
 
-/// Tenant of the server's own events.
+/// Tenant of the server's own events. Only the server writes it: no token may ingest into it,
+/// so its record of token changes and access cannot be forged.
 pub const SYSTEM_TENANT: &str = "auditlog.system";
+
+/// A request's query string as a self-audit event records it: every parameter as sent, less
+/// `token` (the stream and exports take the secret there, and a record must never hold it: a
+/// token that may read the system tenant would find other tokens' secrets in it).
+///
+/// ```
+/// use auditlog_server::audit::recorded_query;
+/// assert_eq!(
+///     recorded_query(Some("tenant=acct_1&token=alt_s3cret&q=login&%74oken=alt_again")),
+///     "tenant=acct_1&q=login"
+/// );
+/// assert_eq!(recorded_query(None), "");
+/// ```
+pub fn recorded_query(raw: Option<&str>) -> String {
+    raw.unwrap_or_default()
+        .split('&')
+        .filter(|part| {
+            !part.is_empty()
+                && !crate::auth::form_pairs(part)
+                    .iter()
+                    .any(|(key, _)| key == "token")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
 
 /// Records one self-audit event; a failure is logged, never hidden from the operator.
 pub fn record(

@@ -58,8 +58,12 @@ impl Principal {
         }
     }
 
-    /// May this caller write events of `tenant`?
+    /// May this caller write events of `tenant`? Never of the system tenant, which only the
+    /// server itself writes ([`crate::audit::SYSTEM_TENANT`]).
     pub fn may_ingest(&self, tenant: &str) -> bool {
+        if tenant == crate::audit::SYSTEM_TENANT {
+            return false;
+        }
         match self.role {
             Role::Admin => true,
             Role::Ingest => self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant),

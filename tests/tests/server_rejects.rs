@@ -395,6 +395,101 @@ fn server_isolation_refuses_every_endpoint_without_the_right_token() {
     assert!(!reply.text().contains("secret-"));
 }
 
+/// The system tenant holds the server's record of token changes and access: no token writes
+/// it (not even an admin's), and the record never holds a token's secret, though the stream and
+/// exports take it in the query string (a token that may read the system tenant would find
+/// other tokens' secrets there).
+#[test]
+fn server_system_tenant_is_written_only_by_the_server_and_never_holds_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let (_, ingest) = create_token(&server, "platform", "ingest", &[]);
+    let (_, reader) = create_token(&server, "siem", "read", &["auditlog.system"]);
+    let before = stored_count(&server, "auditlog.system");
+    for token in [ADMIN_TOKEN, ingest.as_str()] {
+        let forged = json!({
+            "tenant": "auditlog.system",
+            "action": "token_revoked",
+            "actor": { "id": "someone", "type": "user" },
+            "resource": { "type": "api_token", "id": "tok_1" },
+        });
+        let reply = call(
+            "POST",
+            &server.url("/v1/events"),
+            Some(token),
+            &[("Content-Type", "application/x-ndjson")],
+            Some(&ndjson(&[marked_event("acct_1", 0), forged])),
+        );
+        assert_eq!(reply.status, 403, "{}", reply.text());
+        let error = assert_error_body(&reply, "system tenant ingest");
+        assert_eq!(error["line"], 2);
+        assert_eq!(error["field"], "tenant");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("auditlog.system"),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        stored_count(&server, "acct_1"),
+        0,
+        "nothing of the batches stored"
+    );
+    assert_eq!(stored_count(&server, "auditlog.system"), before);
+
+    // A stream subscription and an export authenticated in the query string, as the page does.
+    assert_eq!(
+        stream_handshake_status(&server, &format!("tenant=acct_1&token={ADMIN_TOKEN}"), None),
+        101
+    );
+    let export = call(
+        "GET",
+        &server.url(&format!(
+            "/v1/events/export?format=csv&tenant=acct_1&%74oken={ADMIN_TOKEN}"
+        )),
+        None,
+        &[],
+        None,
+    );
+    assert_eq!(export.status, 200, "{}", export.text());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let records = loop {
+        let reply = call(
+            "GET",
+            &server.url("/v1/events?tenant=auditlog.system&limit=100"),
+            Some(&reader),
+            &[],
+            None,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let events = reply.json()["events"].as_array().unwrap().clone();
+        let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
+        if actions.contains(&"stream_subscribed") && actions.contains(&"export") {
+            break events;
+        }
+        assert!(std::time::Instant::now() < deadline, "{actions:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for record in &records {
+        let text = record.to_string();
+        for secret in [ADMIN_TOKEN, ingest.as_str(), reader.as_str()] {
+            assert!(!text.contains(secret), "a secret in the record: {text}");
+        }
+        if record["action"] == "stream_subscribed" || record["action"] == "export" {
+            let details: Value = match record["details"].as_str() {
+                Some(text) => serde_json::from_str(text).unwrap(),
+                None => record["details"].clone(),
+            };
+            assert!(
+                details["query"].as_str().unwrap().contains("tenant=acct_1"),
+                "{details}"
+            );
+        }
+    }
+}
+
 /// One broken ingest body and what the answer must say.
 struct Case {
     name: &'static str,

@@ -184,7 +184,10 @@ pub async fn export(
         &principal,
         "export",
         "audit_log",
-        serde_json::json!({ "format": format, "query": raw.unwrap_or_default() }),
+        serde_json::json!({
+            "format": format,
+            "query": crate::audit::recorded_query(raw.as_deref())
+        }),
     )
     .await;
 

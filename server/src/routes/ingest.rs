@@ -107,10 +107,17 @@ pub async fn ingest(
             .enumerate()
             .find(|(_, e)| !principal.may_ingest(&e.tenant))
         {
-            let mut error = ApiError::forbidden(format!(
-                "this token may not write events of tenant {:?}",
-                event.tenant
-            ));
+            let mut error = if event.tenant == crate::audit::SYSTEM_TENANT {
+                ApiError::forbidden(format!(
+                    "tenant {:?} holds the server's own audit events; no token may write it",
+                    event.tenant
+                ))
+            } else {
+                ApiError::forbidden(format!(
+                    "this token may not write events of tenant {:?}",
+                    event.tenant
+                ))
+            };
             error.line = Some(index + 1);
             error.field = Some("tenant".into());
             return Err(error);

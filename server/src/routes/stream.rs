@@ -252,7 +252,10 @@ pub async fn stream(
         &principal,
         "stream_subscribed",
         "audit_log",
-        serde_json::json!({ "query": raw.unwrap_or_default(), "from_seq": from_seq }),
+        serde_json::json!({
+            "query": crate::audit::recorded_query(raw.as_deref()),
+            "from_seq": from_seq
+        }),
     )
     .await;
     // Subscribe, and fix where a live-only feed starts, before answering the upgrade: an event
