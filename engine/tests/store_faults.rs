@@ -317,3 +317,88 @@ fn store_a_failing_segment_hook_fails_the_seal_and_leaves_nothing_behind() {
         assert_eq!(store.read_all().unwrap(), before, "call {fail_at}");
     }
 }
+
+/// The position in `log` of the first `op` at or after `from`.
+fn position(
+    log: &[auditlog_engine::io::DirectoryOp],
+    op: &auditlog_engine::io::DirectoryOp,
+    from: usize,
+) -> Option<usize> {
+    log[from..].iter().position(|o| o == op).map(|i| from + i)
+}
+
+/// A fresh store makes the entries of its data directory and of `wal/` durable before it
+/// acknowledges anything: acknowledged events live there until a seal, and a new directory
+/// whose parent was not fsynced may vanish in a power loss with all it holds.
+#[test]
+fn fresh_store_makes_its_directories_durable_before_any_append() {
+    use auditlog_engine::io::DirectoryOp::{CreateAll, Sync};
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("data");
+    let vfs = FaultyVfs::new();
+    let store = open(&dir, &vfs);
+    let log = vfs.directory_log();
+    let data = position(&log, &CreateAll(dir.clone()), 0).expect("data dir created");
+    position(&log, &Sync(base.path().to_path_buf()), data).expect("its parent fsynced");
+    let wal = position(&log, &CreateAll(dir.join("wal")), 0).expect("wal dir created");
+    position(&log, &Sync(dir.clone()), wal).expect("the data dir fsynced after it");
+    store.append(batch(0, 3)).unwrap();
+}
+
+/// Retention resuming an archive move that an earlier pass left part way (the target
+/// partition directory exists, its entry perhaps never made durable) fsyncs the archive's
+/// class directory before it removes the live partition: a power loss in between leaves the
+/// partition in one place or both, never in neither.
+#[test]
+fn resumed_archive_move_makes_the_copy_durable_before_removing_the_source() {
+    use auditlog_engine::io::DirectoryOp::{RemoveAll, Sync};
+    let dir = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    let mut options = StoreOptions::new(dir.path());
+    options.background = false;
+    options.vfs = Arc::new(vfs.clone());
+    options.archive_dir = Some(archive.path().to_path_buf());
+    options.retention.class_days.insert("standard".into(), 1);
+    let store = Store::open(options).unwrap();
+    let old = now_us() - 3 * auditlog_engine::partition::MICROS_PER_DAY;
+    let events: Vec<Event> = batch(0, 5)
+        .into_iter()
+        .map(|mut e| {
+            e.timestamp_us = old;
+            e
+        })
+        .collect();
+    store.append(events).unwrap();
+    store.seal().unwrap();
+    let live = store.snapshot().segments[0]
+        .path
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    // The archive keeps the partition's path under `segments/`.
+    let target = archive
+        .path()
+        .join(live.strip_prefix(dir.path().join("segments")).unwrap());
+    std::fs::create_dir_all(&target).unwrap();
+    let report = store.expire(now_us()).unwrap();
+    assert_eq!(report.rows, 5);
+    assert!(!live.exists());
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        1,
+        "the segment file"
+    );
+    let log = vfs.directory_log();
+    let removed = position(&log, &RemoveAll(live.clone()), 0).expect("live partition removed");
+    let class_dir = target.parent().unwrap().to_path_buf();
+    let synced = log[..removed]
+        .iter()
+        .rposition(|op| op == &Sync(class_dir.clone()))
+        .expect("the archive's class directory fsynced before the removal");
+    let copied = log[..removed]
+        .iter()
+        .rposition(|op| op == &Sync(target.clone()))
+        .expect("the copy fsynced");
+    assert!(copied < synced, "{log:?}");
+}

@@ -72,6 +72,32 @@ pub trait Vfs: Send + Sync + 'static {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
 }
 
+/// Creates `dir` and its missing ancestors, and makes each new entry durable (fsyncs the parent
+/// of every directory it created, the outermost first): until then a power loss may take a new
+/// directory away with everything later written into it.
+///
+/// ```
+/// use auditlog_engine::io::{create_dir_all_durably, RealVfs};
+/// let base = tempfile::tempdir().unwrap();
+/// create_dir_all_durably(&RealVfs, &base.path().join("a/b")).unwrap();
+/// assert!(base.path().join("a/b").is_dir());
+/// ```
+pub fn create_dir_all_durably(vfs: &dyn Vfs, dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut next = Some(dir);
+    while let Some(path) = next.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        missing.push(path);
+        next = path.parent();
+    }
+    vfs.create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            vfs.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// How many bytes a background writer (a seal's or merge's segment file, the index files)
 /// leaves unsynced at most before it flushes them.
 ///
@@ -329,6 +355,17 @@ struct FaultState {
     /// Files opened with [`Vfs::open_rewrite`]: a power loss leaves their length and garbles
     /// what was written over them since the last fsync (the old or the new bytes may be there).
     rewritten: HashSet<PathBuf>,
+    /// Directory operations in the order they were made ([`FaultyVfs::directory_log`]).
+    directory_log: Vec<DirectoryOp>,
+}
+
+/// A directory operation [`FaultyVfs`] records, for tests of what is made durable when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectoryOp {
+    CreateAll(PathBuf),
+    Sync(PathBuf),
+    Rename(PathBuf, PathBuf),
+    RemoveAll(PathBuf),
 }
 
 /// A [`Vfs`] over the real file system that injects faults and records what is durable.
@@ -360,6 +397,12 @@ impl FaultyVfs {
         let mut state = self.state.lock();
         state.write_countdown = None;
         state.sync_countdown = None;
+    }
+
+    /// Every directory creation, directory fsync, rename and directory removal so far, in
+    /// order: a power loss keeps a new entry only if its directory was fsynced after it.
+    pub fn directory_log(&self) -> Vec<DirectoryOp> {
+        self.state.lock().directory_log.clone()
     }
 
     /// Number of writes and fsyncs attempted so far.
@@ -514,6 +557,9 @@ impl Vfs for FaultyVfs {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)?;
         let mut state = self.state.lock();
+        state
+            .directory_log
+            .push(DirectoryOp::Rename(from.to_path_buf(), to.to_path_buf()));
         state.rewritten.remove(to);
         if let Some(entry) = state.files.remove(from) {
             state.files.insert(to.to_path_buf(), entry);
@@ -533,17 +579,55 @@ impl Vfs for FaultyVfs {
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_dir_all(path)?;
         let mut state = self.state.lock();
+        state
+            .directory_log
+            .push(DirectoryOp::RemoveAll(path.to_path_buf()));
         state.files.retain(|p, _| !p.starts_with(path));
         state.rewritten.retain(|p| !p.starts_with(path));
         Ok(())
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
+        std::fs::create_dir_all(path)?;
+        self.state
+            .lock()
+            .directory_log
+            .push(DirectoryOp::CreateAll(path.to_path_buf()));
+        Ok(())
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.syncs.fetch_add(1, Ordering::Relaxed);
         FaultyVfs::check(&mut self.state.lock().sync_countdown)?;
-        File::open(path)?.sync_all()
+        File::open(path)?.sync_all()?;
+        self.state
+            .lock()
+            .directory_log
+            .push(DirectoryOp::Sync(path.to_path_buf()));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod directory_tests {
+    use super::*;
+
+    /// Each directory created gets its entry made durable, the outermost first; an existing
+    /// one is left alone.
+    #[test]
+    fn new_directories_are_made_durable_outermost_first() {
+        let base = tempfile::tempdir().unwrap();
+        let vfs = FaultyVfs::new();
+        let deep = base.path().join("a/b");
+        create_dir_all_durably(&vfs, &deep).unwrap();
+        assert_eq!(
+            vfs.directory_log(),
+            [
+                DirectoryOp::CreateAll(deep.clone()),
+                DirectoryOp::Sync(base.path().to_path_buf()),
+                DirectoryOp::Sync(base.path().join("a")),
+            ]
+        );
+        create_dir_all_durably(&vfs, &deep).unwrap();
+        assert_eq!(vfs.directory_log().len(), 4, "{:?}", vfs.directory_log());
     }
 }
 

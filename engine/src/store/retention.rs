@@ -96,23 +96,25 @@ impl Inner {
     }
 }
 
-/// Moves a directory durably: a rename on one file system, else copy, fsync, remove.
+/// Moves a directory durably: a rename on one file system, else copy, fsync, remove. The
+/// source is removed only once the copy and its entry in the archive are durable, so a power
+/// loss at any point leaves the partition in one place or the other (or both).
 fn move_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
     let parent = to.parent().unwrap_or(to);
-    vfs.create_dir_all(parent)
-        .map_err(|e| Error::io(parent, e))?;
-    if to.exists() {
-        // An earlier pass crashed after moving part of it: merge file by file.
+    crate::io::create_dir_all_durably(vfs, parent).map_err(|e| Error::io(parent, e))?;
+    // An earlier pass that stopped part way (it crashed, or the disk filled) left `to`:
+    // merge into it file by file.
+    let copy = to.exists()
+        || match vfs.rename(from, to) {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => true,
+            Err(e) => return Err(Error::io(to, e)),
+        };
+    if copy {
         copy_dir(vfs, from, to)?;
-        return vfs.remove_dir_all(from).map_err(|e| Error::io(from, e));
-    }
-    match vfs.rename(from, to) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            copy_dir(vfs, from, to)?;
-            vfs.remove_dir_all(from).map_err(|e| Error::io(from, e))?;
-        }
-        Err(e) => return Err(Error::io(to, e)),
+        // `to` itself may be new, or left by a pass that never made its entry durable.
+        vfs.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
+        vfs.remove_dir_all(from).map_err(|e| Error::io(from, e))?;
     }
     vfs.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
     if let Some(from_parent) = from.parent() {
@@ -123,7 +125,7 @@ fn move_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
 }
 
 fn copy_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
-    vfs.create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    crate::io::create_dir_all_durably(vfs, to).map_err(|e| Error::io(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
         let source = entry.map_err(|e| Error::io(from, e))?.path();
         let Some(name) = source.file_name() else {

@@ -242,18 +242,7 @@ impl Inner {
     ) -> Result<SealedSegment> {
         let vfs = self.options.vfs.as_ref();
         let dir = Manifest::partition_dir(&self.options.dir, partition);
-        if !dir.exists() {
-            vfs.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            // Make the new directories themselves durable.
-            let mut parent = dir.parent();
-            while let Some(p) = parent {
-                vfs.sync_dir(p).map_err(|e| Error::io(p, e))?;
-                if p == self.options.dir {
-                    break;
-                }
-                parent = p.parent();
-            }
-        }
+        crate::io::create_dir_all_durably(vfs, &dir).map_err(|e| Error::io(&dir, e))?;
         // Files of this id left by an attempt that failed before it was published (ids of
         // published segments are never given out again): a segment published without its
         // indexes must not find stale ones at the next open.

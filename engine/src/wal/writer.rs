@@ -154,7 +154,8 @@ impl WalWriter {
         rotate_bytes: u64,
         existing: Vec<(u64, PathBuf)>,
     ) -> Result<Self> {
-        vfs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // Durably: acknowledged events live in this directory until they are sealed.
+        crate::io::create_dir_all_durably(vfs.as_ref(), dir).map_err(|e| Error::io(dir, e))?;
         let mut spares = list_spares(dir)?;
         if spares.len() > SPARE_FILES {
             for extra in spares.drain(..spares.len() - SPARE_FILES) {
