@@ -1032,3 +1032,58 @@ fn store_failed_deferred_index_build_leaves_the_segment_readable_and_is_retried(
     assert_eq!(attached(&store), [(1, true)]);
     assert_eq!(store.read_all().unwrap(), before);
 }
+
+/// A sealed WAL file whose deletion failed, left behind while later seals deleted newer files,
+/// is not read at the next open (it would look like a gap in the log): the store opens with
+/// every event once, and the next seal deletes the leftover.
+#[test]
+fn store_opens_past_a_leftover_sealed_wal_file() {
+    let now = now_us();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.wal_file_bytes = 16 << 10;
+    let wal_files = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(dir.join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+            .collect();
+        files.sort();
+        files
+    };
+    let store = Store::open(opts.clone()).unwrap();
+    let mut n = 0;
+    while wal_files(dir.path()).len() < 4 {
+        store
+            .append((n..n + 20).map(|i| event("acct_1", i, now)).collect())
+            .unwrap();
+        n += 20;
+    }
+    // The oldest file, as a failed deletion would leave it.
+    let oldest = wal_files(dir.path())[0].clone();
+    let leftover = std::fs::read(&oldest).unwrap();
+    store.seal().unwrap();
+    while wal_files(dir.path()).len() < 4 {
+        store
+            .append((n..n + 20).map(|i| event("acct_1", i, now)).collect())
+            .unwrap();
+        n += 20;
+    }
+    store.seal().unwrap();
+    let before = store.read_all().unwrap();
+    assert_eq!(before.len() as u64, n);
+    drop(store);
+    assert!(!oldest.exists());
+    std::fs::write(&oldest, leftover).unwrap();
+
+    let store = Store::open(opts.clone()).unwrap();
+    assert_eq!(store.read_all().unwrap(), before);
+    store
+        .append((n..n + 20).map(|i| event("acct_1", i, now)).collect())
+        .unwrap();
+    store.seal().unwrap();
+    assert!(!oldest.exists(), "the next seal deletes the leftover");
+    drop(store);
+    let store = Store::open(opts).unwrap();
+    assert_eq!(store.read_all().unwrap().len() as u64, n + 20);
+}

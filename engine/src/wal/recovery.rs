@@ -78,8 +78,19 @@ pub fn recover_with<P: Send>(
     let mut expected_seq: Option<u64> = None;
     let count = files.len();
     let mut keep = Vec::with_capacity(count);
+    // A file all of whose seqs are sealed (the next file starts at or before the first seq
+    // not sealed) is not read: the next seal deletes it. Such a file can also be one whose
+    // deletion failed after an earlier seal, with newer files deleted since: read, it would
+    // look like a gap in the log.
+    let next_firsts: Vec<Option<u64>> = (0..count)
+        .map(|index| files.get(index + 1).map(|(first, _)| *first))
+        .collect();
     for (index, (first_seq, path)) in files.drain(..).enumerate() {
         let is_last = index + 1 == count;
+        if next_firsts[index].is_some_and(|next| next <= sealed_through.saturating_add(1)) {
+            keep.push((first_seq, path));
+            continue;
+        }
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         // SAFETY: WAL files are only appended to by this process, which is not writing yet.
         // Mapping avoids copying (and page-faulting a copy of) every byte of the log; populating
