@@ -402,3 +402,28 @@ fn resumed_archive_move_makes_the_copy_durable_before_removing_the_source() {
         .expect("the copy fsynced");
     assert!(copied < synced, "{log:?}");
 }
+
+/// A new WAL file gets its name only once its header is durable: it is written as `.tmp` and
+/// renamed, and an open removes a `.tmp` file a crash left behind.
+#[test]
+fn new_wal_file_is_named_only_once_its_header_is_durable() {
+    use auditlog_engine::io::DirectoryOp::Rename;
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    let store = open(dir.path(), &vfs);
+    store.append(batch(0, 3)).unwrap();
+    let wal = dir.path().join("wal");
+    let first = wal.join(format!("{:020}.wal", 1));
+    assert!(first.exists());
+    let renamed = vfs.directory_log().contains(&Rename(
+        wal.join(format!("{:020}.wal.tmp", 1)),
+        first.clone(),
+    ));
+    assert!(renamed, "{:?}", vfs.directory_log());
+    drop(store);
+    let stray = wal.join(format!("{:020}.wal.tmp", 999));
+    std::fs::write(&stray, b"header never fsynced").unwrap();
+    let store = open(dir.path(), &vfs);
+    assert!(!stray.exists());
+    assert_eq!(store.read_all().unwrap().len(), 3);
+}

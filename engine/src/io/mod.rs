@@ -357,6 +357,19 @@ struct FaultState {
     rewritten: HashSet<PathBuf>,
     /// Directory operations in the order they were made ([`FaultyVfs::directory_log`]).
     directory_log: Vec<DirectoryOp>,
+    /// The path of every open file, which a rename changes (a WAL file is renamed while its
+    /// writer keeps it open).
+    handles: Vec<std::sync::Weak<Mutex<PathBuf>>>,
+}
+
+impl FaultState {
+    /// A path for an open file's handle, kept up to date by [`Vfs::rename`].
+    fn handle(&mut self, path: &Path) -> Arc<Mutex<PathBuf>> {
+        let handle = Arc::new(Mutex::new(path.to_path_buf()));
+        self.handles.retain(|h| h.strong_count() > 0);
+        self.handles.push(Arc::downgrade(&handle));
+        handle
+    }
 }
 
 /// A directory operation [`FaultyVfs`] records, for tests of what is made durable when.
@@ -453,13 +466,13 @@ impl FaultyVfs {
 
 struct FaultyFile {
     inner: RealFile,
-    path: PathBuf,
+    path: Arc<Mutex<PathBuf>>,
     vfs: FaultyVfs,
 }
 
 struct FaultySyncHandle {
     file: File,
-    path: PathBuf,
+    path: Arc<Mutex<PathBuf>>,
     vfs: FaultyVfs,
 }
 
@@ -469,7 +482,8 @@ impl SyncHandle for FaultySyncHandle {
         let mut state = self.vfs.state.lock();
         FaultyVfs::check(&mut state.sync_countdown)?;
         self.file.sync_data()?;
-        let entry = state.files.entry(self.path.clone()).or_default();
+        let path = self.path.lock().clone();
+        let entry = state.files.entry(path).or_default();
         entry.0 = entry.1;
         Ok(())
     }
@@ -481,7 +495,8 @@ impl VfsFile for FaultyFile {
         let mut state = self.vfs.state.lock();
         FaultyVfs::check(&mut state.write_countdown)?;
         self.inner.write_all(buf)?;
-        state.files.entry(self.path.clone()).or_default().1 += buf.len() as u64;
+        let path = self.path.lock().clone();
+        state.files.entry(path).or_default().1 += buf.len() as u64;
         Ok(())
     }
     fn sync_data(&mut self) -> io::Result<()> {
@@ -489,21 +504,23 @@ impl VfsFile for FaultyFile {
         let mut state = self.vfs.state.lock();
         FaultyVfs::check(&mut state.sync_countdown)?;
         self.inner.sync_data()?;
-        let entry = state.files.entry(self.path.clone()).or_default();
+        let path = self.path.lock().clone();
+        let entry = state.files.entry(path).or_default();
         entry.0 = entry.1;
         Ok(())
     }
     fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
         Ok(Box::new(FaultySyncHandle {
             file: self.inner.0.try_clone()?,
-            path: self.path.clone(),
+            path: Arc::clone(&self.path),
             vfs: self.vfs.clone(),
         }))
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)?;
         let mut state = self.vfs.state.lock();
-        let entry = state.files.entry(self.path.clone()).or_default();
+        let path = self.path.lock().clone();
+        let entry = state.files.entry(path).or_default();
         entry.1 = len;
         entry.0 = entry.0.min(len);
         Ok(())
@@ -522,24 +539,23 @@ impl Vfs for FaultyVfs {
         let mut state = self.state.lock();
         state.files.insert(path.to_path_buf(), (0, 0));
         state.rewritten.remove(path);
+        let path = state.handle(path);
         drop(state);
         Ok(Box::new(FaultyFile {
             inner,
-            path: path.to_path_buf(),
+            path,
             vfs: self.clone(),
         }))
     }
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
         let file = OpenOptions::new().append(true).open(path)?;
         let len = file.metadata()?.len();
-        self.state
-            .lock()
-            .files
-            .entry(path.to_path_buf())
-            .or_insert((len, len));
+        let mut state = self.state.lock();
+        state.files.entry(path.to_path_buf()).or_insert((len, len));
+        let path = state.handle(path);
         Ok(Box::new(FaultyFile {
             inner: RealFile(file),
-            path: path.to_path_buf(),
+            path,
             vfs: self.clone(),
         }))
     }
@@ -548,9 +564,10 @@ impl Vfs for FaultyVfs {
         let mut state = self.state.lock();
         state.files.insert(path.to_path_buf(), (0, 0));
         state.rewritten.insert(path.to_path_buf());
+        let path = state.handle(path);
         Ok(Box::new(FaultyFile {
             inner: RealFile(file),
-            path: path.to_path_buf(),
+            path,
             vfs: self.clone(),
         }))
     }
@@ -566,6 +583,12 @@ impl Vfs for FaultyVfs {
         }
         if state.rewritten.remove(from) {
             state.rewritten.insert(to.to_path_buf());
+        }
+        for handle in state.handles.iter().filter_map(std::sync::Weak::upgrade) {
+            let mut path = handle.lock();
+            if *path == from {
+                *path = to.to_path_buf();
+            }
         }
         Ok(())
     }

@@ -58,6 +58,9 @@ impl Poison {
 /// [`WalWriter::trim`]), so only the newest file can end in stale bytes.
 pub const SPARE_FILES: usize = 2;
 
+/// Suffix of a new WAL file until its header is durable (see [`WalWriter::start_file`]).
+const NEW_FILE_SUFFIX: &str = ".tmp";
+
 /// The entries of `dir` as (file name, path), in no particular order; none when `dir` does
 /// not exist. Names that are not UTF-8 are left out (no file of ours has one).
 pub(super) fn dir_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
@@ -156,6 +159,18 @@ impl WalWriter {
     ) -> Result<Self> {
         // Durably: acknowledged events live in this directory until they are sealed.
         crate::io::create_dir_all_durably(vfs.as_ref(), dir).map_err(|e| Error::io(dir, e))?;
+        // New files a crash stopped before they got their names.
+        let unfinished: Vec<PathBuf> = dir_entries(dir)?
+            .into_iter()
+            .filter(|(name, _)| name.ends_with(NEW_FILE_SUFFIX))
+            .map(|(_, path)| path)
+            .collect();
+        for path in &unfinished {
+            vfs.remove_file(path).map_err(|e| Error::io(path, e))?;
+        }
+        if !unfinished.is_empty() {
+            vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        }
         let mut spares = list_spares(dir)?;
         if spares.len() > SPARE_FILES {
             for extra in spares.drain(..spares.len() - SPARE_FILES) {
@@ -194,9 +209,9 @@ impl WalWriter {
     }
 
     /// Starts the file for events from `first_seq`: a spare written over when there is one,
-    /// else a new file. Either way the header is durable before the file has its name, so a
-    /// crash in between leaves a spare or nothing, never a `.wal` file whose header disagrees
-    /// with its name.
+    /// else a new file (created as `{name}.tmp`). Either way the header is durable before the
+    /// file has its name, so a crash in between leaves a spare or a `.tmp` file (removed at the
+    /// next open), never a `.wal` file whose header is missing or disagrees with its name.
     fn start_file(
         dir: &Path,
         vfs: &dyn Vfs,
@@ -212,17 +227,18 @@ impl WalWriter {
         };
         let spare = spares.lock().pop();
         let recycled = spare.is_some();
+        let written = spare
+            .clone()
+            .unwrap_or_else(|| dir.join(format!("{}{NEW_FILE_SUFFIX}", file_name(first_seq))));
         let mut file = match &spare {
             Some(spare) => vfs.open_rewrite(spare).map_err(|e| Error::io(spare, e))?,
-            None => vfs.create(&path).map_err(|e| Error::io(&path, e))?,
+            None => vfs.create(&written).map_err(|e| Error::io(&written, e))?,
         };
-        let written = spare.as_deref().unwrap_or(&path);
         file.write_all(&header.encode())
-            .map_err(|e| Error::io(written, e))?;
-        file.sync_data().map_err(|e| Error::io(written, e))?;
-        if let Some(spare) = &spare {
-            vfs.rename(spare, &path).map_err(|e| Error::io(spare, e))?;
-        }
+            .map_err(|e| Error::io(&written, e))?;
+        file.sync_data().map_err(|e| Error::io(&written, e))?;
+        vfs.rename(&written, &path)
+            .map_err(|e| Error::io(&written, e))?;
         vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
         Ok(Started {
             file,
