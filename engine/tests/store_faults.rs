@@ -427,3 +427,77 @@ fn new_wal_file_is_named_only_once_its_header_is_durable() {
     assert!(!stray.exists());
     assert_eq!(store.read_all().unwrap().len(), 3);
 }
+
+/// Archiving to another file system copies the partition without the maintenance lock: seals
+/// go on while the copy is stopped half way, a segment a seal adds to the expiring partition
+/// meanwhile is copied too, and then the source goes.
+#[test]
+fn archive_copy_across_file_systems_does_not_hold_seals_back() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    vfs.other_device(archive.path());
+    let mut options = StoreOptions::new(dir.path());
+    options.background = false;
+    options.vfs = Arc::new(vfs.clone());
+    options.archive_dir = Some(archive.path().to_path_buf());
+    options.retention.class_days.insert("standard".into(), 1);
+    let store = Arc::new(Store::open(options).unwrap());
+    let old = now_us() - 3 * auditlog_engine::partition::MICROS_PER_DAY;
+    let aged = move |from: u64, count: u64| -> Vec<Event> {
+        batch(from, count)
+            .into_iter()
+            .map(|mut e| {
+                e.timestamp_us = old;
+                e
+            })
+            .collect()
+    };
+    store.append(aged(0, 5)).unwrap();
+    store.seal().unwrap();
+    let live = store.snapshot().segments[0]
+        .path
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let target = archive
+        .path()
+        .join(live.strip_prefix(dir.path().join("segments")).unwrap());
+
+    let gate = vfs.hold_creates_under(archive.path());
+    let expiring = Arc::clone(&store);
+    let pass = std::thread::spawn(move || expiring.expire(now_us()));
+    assert!(
+        gate.wait_reached(Duration::from_secs(30)),
+        "the copy never started"
+    );
+    // The copy is stopped: a seal of new events, and of one more of the expiring day's, runs.
+    let (done, sealed) = std::sync::mpsc::channel();
+    let sealing = Arc::clone(&store);
+    std::thread::spawn(move || {
+        sealing.append(batch(100, 3)).unwrap();
+        sealing.append(aged(200, 2)).unwrap();
+        done.send(sealing.seal()).unwrap();
+    });
+    let seal = sealed.recv_timeout(Duration::from_secs(30));
+    gate.open();
+    seal.expect("a seal waited for the archive copy").unwrap();
+    let report = pass.join().unwrap().unwrap();
+
+    assert_eq!(report.rows, 7, "both segments of the expired day");
+    assert!(!live.exists());
+    let archived = std::fs::read_dir(&target)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
+        .count();
+    assert_eq!(archived, 2);
+    let left: Vec<u64> = store.read_all().unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(left, [6, 7, 8]);
+}

@@ -360,6 +360,47 @@ struct FaultState {
     /// The path of every open file, which a rename changes (a WAL file is renamed while its
     /// writer keeps it open).
     handles: Vec<std::sync::Weak<Mutex<PathBuf>>>,
+    /// Renames into this directory fail with `EXDEV`, as into another file system.
+    other_device: Option<PathBuf>,
+    /// Creating a file under this directory waits at the gate ([`FaultyVfs::hold_creates_under`]).
+    held_creates: Option<(PathBuf, Arc<Gate>)>,
+}
+
+/// A point where a thread of the code under test stops until the test lets it go.
+#[derive(Default)]
+pub struct Gate {
+    /// (reached, open)
+    state: Mutex<(bool, bool)>,
+    changed: parking_lot::Condvar,
+}
+
+impl Gate {
+    /// Waits until a thread is stopped at the gate; false after `timeout` without one.
+    pub fn wait_reached(&self, timeout: std::time::Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock();
+        while !state.0 {
+            if self.changed.wait_until(&mut state, deadline).timed_out() {
+                return state.0;
+            }
+        }
+        true
+    }
+
+    /// Lets every thread through, now and later.
+    pub fn open(&self) {
+        self.state.lock().1 = true;
+        self.changed.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut state = self.state.lock();
+        state.0 = true;
+        self.changed.notify_all();
+        while !state.1 {
+            self.changed.wait(&mut state);
+        }
+    }
 }
 
 impl FaultState {
@@ -410,6 +451,19 @@ impl FaultyVfs {
         let mut state = self.state.lock();
         state.write_countdown = None;
         state.sync_countdown = None;
+    }
+
+    /// From now on, renames into `dir` fail with `EXDEV`, as when `dir` is on another file
+    /// system.
+    pub fn other_device(&self, dir: &Path) {
+        self.state.lock().other_device = Some(dir.to_path_buf());
+    }
+
+    /// From now on, creating a file under `dir` stops at the returned gate until it is opened.
+    pub fn hold_creates_under(&self, dir: &Path) -> Arc<Gate> {
+        let gate = Arc::new(Gate::default());
+        self.state.lock().held_creates = Some((dir.to_path_buf(), Arc::clone(&gate)));
+        gate
     }
 
     /// Every directory creation, directory fsync, rename and directory removal so far, in
@@ -529,6 +583,13 @@ impl VfsFile for FaultyFile {
 
 impl Vfs for FaultyVfs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        let held = match &self.state.lock().held_creates {
+            Some((dir, gate)) if path.starts_with(dir) => Some(Arc::clone(gate)),
+            _ => None,
+        };
+        if let Some(gate) = held {
+            gate.pass();
+        }
         let inner = RealFile(
             OpenOptions::new()
                 .create(true)
@@ -572,6 +633,15 @@ impl Vfs for FaultyVfs {
         }))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if self
+            .state
+            .lock()
+            .other_device
+            .as_ref()
+            .is_some_and(|dir| to.starts_with(dir) != from.starts_with(dir))
+        {
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        }
         std::fs::rename(from, to)?;
         let mut state = self.state.lock();
         state

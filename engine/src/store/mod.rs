@@ -236,6 +236,9 @@ pub(crate) struct Inner {
     pub published_seq: AtomicU64,
     /// Held by whoever changes the set of segments (seal, merge, retention, deferred indexing).
     pub maintenance: Mutex<()>,
+    /// Held by a retention pass from start to end (it leaves `maintenance` while it copies a
+    /// partition to an archive on another file system).
+    pub retention_pass: Mutex<()>,
     /// Ids of published segments whose hook has not run yet (see
     /// `StoreOptions::index_deferral`), each with when its last build failed; ids of segments
     /// merged or expired since are dropped when next looked at.

@@ -7,6 +7,11 @@
 //! leftover directory is an orphan that open removes. Dropping is a rename or an unlink: its cost
 //! does not depend on the partition's size, and it takes the state lock only to swap the segment
 //! list, so ingest and queries in flight go on (readers keep their mappings of deleted files).
+//!
+//! An archive on another file system is a copy, which takes time in proportion to the
+//! partition: it runs without the maintenance lock, so seals and index builds go on meanwhile
+//! (merges leave expired partitions alone); under the lock again, what was added since (a seal's
+//! segment, an index built late) is copied too before the source is removed.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -29,17 +34,14 @@ pub struct RetentionReport {
 
 impl Inner {
     pub(crate) fn expire(&self, now_us: i64) -> Result<RetentionReport> {
-        let _maintenance = self.maintenance.lock();
+        // One pass at a time: a pass leaves the maintenance lock while it copies.
+        let _pass = self.retention_pass.lock();
         let manifest = self.state.read().manifest.clone();
-        let retention = &self.options.retention;
         let expired: BTreeSet<PartitionKey> = manifest
             .segments
             .iter()
             .map(|e| &e.partition)
-            .filter(|p| {
-                let days = i64::from(retention.days_of_class(&p.class));
-                p.end_us().saturating_add(days * MICROS_PER_DAY) <= now_us
-            })
+            .filter(|p| self.is_expired(p, now_us))
             .cloned()
             .collect();
         let mut report = RetentionReport {
@@ -52,13 +54,26 @@ impl Inner {
         Ok(report)
     }
 
+    /// Whether `partition` is past its class's retention at `now_us`.
+    pub(crate) fn is_expired(&self, partition: &PartitionKey, now_us: i64) -> bool {
+        let days = i64::from(self.options.retention.days_of_class(&partition.class));
+        partition.end_us().saturating_add(days * MICROS_PER_DAY) <= now_us
+    }
+
     fn drop_partition(&self, partition: &PartitionKey, report: &mut RetentionReport) -> Result<()> {
         let vfs = self.options.vfs.as_ref();
         let live = Manifest::partition_dir(&self.options.dir, partition);
+        let mut maintenance = self.maintenance.lock();
         if let Some(archive) = &self.options.archive_dir {
             let target = archive.join(partition.relative_dir());
-            if live.exists() {
-                move_dir(vfs, &live, &target)?;
+            if live.exists() && !rename_dir(vfs, &live, &target)? {
+                // Another file system, or a move an earlier pass left part way: copy without
+                // the lock, then what was added meanwhile with it, then remove the source.
+                drop(maintenance);
+                copy_dir(vfs, &live, &target, false)?;
+                maintenance = self.maintenance.lock();
+                copy_dir(vfs, &live, &target, true)?;
+                finish_copy(vfs, &live, &target)?;
             }
         }
         let mut manifest = self.state.read().manifest.clone();
@@ -92,30 +107,42 @@ impl Inner {
             vfs.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
         }
         report.partitions.push(partition.clone());
+        drop(maintenance);
         Ok(())
     }
 }
 
-/// Moves a directory durably: a rename on one file system, else copy, fsync, remove. The
-/// source is removed only once the copy and its entry in the archive are durable, so a power
-/// loss at any point leaves the partition in one place or the other (or both).
-fn move_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
+/// Moves a directory durably by renaming it, when `to` does not exist yet and both are on one
+/// file system; returns false (having done nothing) when it must be copied instead.
+fn rename_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<bool> {
     let parent = to.parent().unwrap_or(to);
     crate::io::create_dir_all_durably(vfs, parent).map_err(|e| Error::io(parent, e))?;
-    // An earlier pass that stopped part way (it crashed, or the disk filled) left `to`:
-    // merge into it file by file.
-    let copy = to.exists()
-        || match vfs.rename(from, to) {
-            Ok(()) => false,
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => true,
-            Err(e) => return Err(Error::io(to, e)),
-        };
-    if copy {
-        copy_dir(vfs, from, to)?;
-        // `to` itself may be new, or left by a pass that never made its entry durable.
-        vfs.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
-        vfs.remove_dir_all(from).map_err(|e| Error::io(from, e))?;
+    // An earlier pass that stopped part way (it crashed, or the disk filled) left `to`: the
+    // copy merges into it file by file.
+    if to.exists() {
+        return Ok(false);
     }
+    match vfs.rename(from, to) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(false),
+        Err(e) => return Err(Error::io(to, e)),
+    }
+    sync_parents(vfs, from, to).map(|()| true)
+}
+
+/// After [`copy_dir`]: removes the source once the copy and its entry in the archive are
+/// durable, so a power loss at any point leaves the partition in one place or the other (or
+/// both).
+fn finish_copy(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
+    let parent = to.parent().unwrap_or(to);
+    // `to` itself may be new, or left by a pass that never made its entry durable.
+    vfs.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
+    vfs.remove_dir_all(from).map_err(|e| Error::io(from, e))?;
+    sync_parents(vfs, from, to)
+}
+
+fn sync_parents(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
+    let parent = to.parent().unwrap_or(to);
     vfs.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
     if let Some(from_parent) = from.parent() {
         vfs.sync_dir(from_parent)
@@ -124,16 +151,29 @@ fn move_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn copy_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
+/// Copies `from` into `to` durably, file by file, over what `to` holds, except the
+/// temporaries of files being written (`*.tmp`). With `only_new`, files this pass already
+/// copied (in `to` with the same length) are left alone: segment and index files never change
+/// once written, so a second call copies only what was added since.
+fn copy_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path, only_new: bool) -> Result<()> {
     crate::io::create_dir_all_durably(vfs, to).map_err(|e| Error::io(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
         let source = entry.map_err(|e| Error::io(from, e))?.path();
         let Some(name) = source.file_name() else {
             continue;
         };
+        if name.to_string_lossy().ends_with(".tmp") {
+            continue;
+        }
         let target = to.join(name);
         if source.is_dir() {
-            copy_dir(vfs, &source, &target)?;
+            copy_dir(vfs, &source, &target, only_new)?;
+            continue;
+        }
+        let copied = |source: &Path, target: &Path| -> Option<bool> {
+            Some(std::fs::metadata(target).ok()?.len() == std::fs::metadata(source).ok()?.len())
+        };
+        if only_new && copied(&source, &target) == Some(true) {
             continue;
         }
         let bytes = std::fs::read(&source).map_err(|e| Error::io(&source, e))?;

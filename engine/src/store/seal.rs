@@ -464,8 +464,13 @@ impl Inner {
         let segments = Arc::clone(&self.state.read().segments);
         let mut by_partition: BTreeMap<(&PartitionKey, u32), Vec<&Arc<SealedSegment>>> =
             BTreeMap::new();
+        // Expired partitions are left alone: they are about to go, and a retention pass may be
+        // copying one to the archive without the maintenance lock.
+        let now = super::now_us();
         for sealed in segments.iter() {
-            if sealed.entry.rows < self.options.merge_rows_max {
+            if sealed.entry.rows < self.options.merge_rows_max
+                && !self.is_expired(&sealed.entry.partition, now)
+            {
                 by_partition
                     .entry((&sealed.entry.partition, tier(sealed.entry.rows)))
                     .or_default()
