@@ -345,6 +345,45 @@ fn fresh_store_makes_its_directories_durable_before_any_append() {
     store.append(batch(0, 3)).unwrap();
 }
 
+/// A store with retention of 1 day for `standard` and `archive` as its archive directory, and
+/// its first segment: 5 events of three days ago, sealed. Returns the store, the expired
+/// partition's directory, and where the archive puts it.
+fn store_with_an_expired_partition(
+    dir: &std::path::Path,
+    archive: &std::path::Path,
+    vfs: &FaultyVfs,
+) -> (Store, std::path::PathBuf, std::path::PathBuf) {
+    let mut options = StoreOptions::new(dir);
+    options.background = false;
+    options.vfs = Arc::new(vfs.clone());
+    options.archive_dir = Some(archive.to_path_buf());
+    options.retention.class_days.insert("standard".into(), 1);
+    let store = Store::open(options).unwrap();
+    store.append(aged(0, 5)).unwrap();
+    store.seal().unwrap();
+    let live = store.snapshot().segments[0]
+        .path
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    // The archive keeps the partition's path under `segments/`.
+    let target = archive.join(live.strip_prefix(dir.join("segments")).unwrap());
+    (store, live, target)
+}
+
+/// [`batch`] with timestamps three days old (the start of that day: one partition).
+fn aged(from: u64, count: u64) -> Vec<Event> {
+    let day = auditlog_engine::partition::MICROS_PER_DAY;
+    let old = (now_us() / day - 3) * day;
+    batch(from, count)
+        .into_iter()
+        .map(|mut e| {
+            e.timestamp_us = old;
+            e
+        })
+        .collect()
+}
+
 /// Retention resuming an archive move that an earlier pass left part way (the target
 /// partition directory exists, its entry perhaps never made durable) fsyncs the archive's
 /// class directory before it removes the live partition: a power loss in between leaves the
@@ -355,31 +394,7 @@ fn resumed_archive_move_makes_the_copy_durable_before_removing_the_source() {
     let dir = tempfile::tempdir().unwrap();
     let archive = tempfile::tempdir().unwrap();
     let vfs = FaultyVfs::new();
-    let mut options = StoreOptions::new(dir.path());
-    options.background = false;
-    options.vfs = Arc::new(vfs.clone());
-    options.archive_dir = Some(archive.path().to_path_buf());
-    options.retention.class_days.insert("standard".into(), 1);
-    let store = Store::open(options).unwrap();
-    let old = now_us() - 3 * auditlog_engine::partition::MICROS_PER_DAY;
-    let events: Vec<Event> = batch(0, 5)
-        .into_iter()
-        .map(|mut e| {
-            e.timestamp_us = old;
-            e
-        })
-        .collect();
-    store.append(events).unwrap();
-    store.seal().unwrap();
-    let live = store.snapshot().segments[0]
-        .path
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    // The archive keeps the partition's path under `segments/`.
-    let target = archive
-        .path()
-        .join(live.strip_prefix(dir.path().join("segments")).unwrap());
+    let (store, live, target) = store_with_an_expired_partition(dir.path(), archive.path(), &vfs);
     std::fs::create_dir_all(&target).unwrap();
     let report = store.expire(now_us()).unwrap();
     assert_eq!(report.rows, 5);
@@ -438,32 +453,8 @@ fn archive_copy_across_file_systems_does_not_hold_seals_back() {
     let archive = tempfile::tempdir().unwrap();
     let vfs = FaultyVfs::new();
     vfs.other_device(archive.path());
-    let mut options = StoreOptions::new(dir.path());
-    options.background = false;
-    options.vfs = Arc::new(vfs.clone());
-    options.archive_dir = Some(archive.path().to_path_buf());
-    options.retention.class_days.insert("standard".into(), 1);
-    let store = Arc::new(Store::open(options).unwrap());
-    let old = now_us() - 3 * auditlog_engine::partition::MICROS_PER_DAY;
-    let aged = move |from: u64, count: u64| -> Vec<Event> {
-        batch(from, count)
-            .into_iter()
-            .map(|mut e| {
-                e.timestamp_us = old;
-                e
-            })
-            .collect()
-    };
-    store.append(aged(0, 5)).unwrap();
-    store.seal().unwrap();
-    let live = store.snapshot().segments[0]
-        .path
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let target = archive
-        .path()
-        .join(live.strip_prefix(dir.path().join("segments")).unwrap());
+    let (store, live, target) = store_with_an_expired_partition(dir.path(), archive.path(), &vfs);
+    let store = Arc::new(store);
 
     let gate = vfs.hold_creates_under(archive.path());
     let expiring = Arc::clone(&store);
