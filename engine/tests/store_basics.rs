@@ -1087,3 +1087,50 @@ fn store_opens_past_a_leftover_sealed_wal_file() {
     let store = Store::open(opts).unwrap();
     assert_eq!(store.read_all().unwrap().len() as u64, n + 20);
 }
+
+/// Reading from a seq before a gap that retention left (a dropped day's seqs) steps over the
+/// gap to the next stored events, a window of `limit` seqs at a time; and an append's events
+/// count as acknowledged (`acknowledged_seq`) once it has returned.
+#[test]
+fn store_reads_from_a_seq_across_a_retention_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.retention.class_days.insert("standard".into(), 1);
+    let store = Store::open(opts).unwrap();
+    let now = now_us();
+    let old = (now / MICROS_PER_DAY - 3) * MICROS_PER_DAY;
+    for b in 0..30 {
+        store
+            .append(
+                (b * 100..(b + 1) * 100)
+                    .map(|n| event("acct_1", n, old))
+                    .collect(),
+            )
+            .unwrap();
+    }
+    let recent = store
+        .append((5000..5010).map(|n| event("acct_1", n, now)).collect())
+        .unwrap();
+    assert_eq!(recent.first_seq, Some(3001));
+    // Set just after the answers go out: the caller may see its answer a moment before.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.acknowledged_seq() < 3010 {
+        assert!(std::time::Instant::now() < deadline, "never acknowledged");
+        std::thread::yield_now();
+    }
+    store.seal().unwrap();
+    assert_eq!(store.expire(now).unwrap().rows, 3000);
+    for from in [0, 1, 1500, 3000, 3001, 3005] {
+        let seqs: Vec<u64> = store
+            .read_from_seq(from, 4)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        let first = from.max(3001);
+        assert_eq!(seqs, (first..first + 4).collect::<Vec<_>>(), "from {from}");
+    }
+    assert!(store.read_from_seq(3011, 4).unwrap().is_empty());
+    assert_eq!(store.get(3005).unwrap().unwrap().seq, 3005);
+    assert_eq!(store.get(42).unwrap(), None, "dropped by retention");
+}

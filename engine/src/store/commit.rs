@@ -521,13 +521,18 @@ impl Inner {
             .fetch_add(appended as u64, Ordering::Relaxed);
         let subscribers = self.subscribers.read();
         for (group, tenants) in groups.into_iter().zip(&tenants) {
-            if !group.chunk.is_empty() {
+            let last = group.chunk.last().map(|e| e.seq);
+            if last.is_some() {
                 for subscriber in subscribers.iter() {
                     subscriber(&group.chunk, tenants);
                 }
             }
             for (reply, result) in group.replies {
                 reply.send(Ok(result));
+            }
+            // After the answers: a seq at most this one was answered before anyone reads it.
+            if let Some(last) = last {
+                self.acknowledged_seq.store(last, Ordering::Release);
             }
         }
     }

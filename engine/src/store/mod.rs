@@ -234,6 +234,9 @@ pub(crate) struct Inner {
     pub sync_turn: Condvar,
     /// Last seq in the tail; changed only under the state write lock.
     pub published_seq: AtomicU64,
+    /// The last seq whose append was answered (after it was published and its subscribers
+    /// told): see [`Store::acknowledged_seq`].
+    pub acknowledged_seq: AtomicU64,
     /// Held by whoever changes the set of segments (seal, merge, retention, deferred indexing).
     pub maintenance: Mutex<()>,
     /// Held by a retention pass from start to end (it leaves `maintenance` while it copies a
@@ -379,6 +382,15 @@ impl Store {
         reply.wait()
     }
 
+    /// The last seq whose append has been answered (set after the answers). An event with a
+    /// greater seq is answered after this call, and is either broadcast to the subscribers
+    /// registered after it or already in the tail: a live feed that starts after this seq,
+    /// subscribes, then reads the stored events from it, misses no event answered after it
+    /// started.
+    pub fn acknowledged_seq(&self) -> u64 {
+        self.inner.acknowledged_seq.load(Ordering::Acquire)
+    }
+
     /// A consistent view for reading.
     pub fn snapshot(&self) -> Snapshot {
         let state = self.inner.state.read();
@@ -393,8 +405,13 @@ impl Store {
     pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>> {
         let snapshot = self.snapshot();
         if seq > snapshot.sealed_through {
-            let state = self.inner.state.read();
-            return Ok(state.tail.get(seq).cloned());
+            // The snapshot's tail, not the live one: a seal since may have drained it.
+            return Ok(snapshot
+                .tail
+                .iter_from(seq)
+                .next()
+                .filter(|e| e.seq == seq)
+                .cloned());
         }
         for sealed in snapshot.segments.iter() {
             if (sealed.entry.min_seq..=sealed.entry.max_seq).contains(&seq) {
@@ -410,12 +427,26 @@ impl Store {
     pub fn read_from_seq(&self, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         let snapshot = self.snapshot();
         let mut out = Vec::new();
-        // Sealed seqs have gaps where retention dropped partitions: widen the window until it
-        // holds `limit` events or reaches the tail.
+        // Windows of `limit` seqs, so that one never holds more than `limit` events. Sealed
+        // seqs have gaps where retention dropped partitions: a window starts at the first seq
+        // a segment may hold at or after `low`, so a gap is stepped over, not walked through.
+        let width = (limit as u64).max(1);
         let mut low = from;
-        let mut width = (limit as u64).max(1);
         while out.len() < limit && low <= snapshot.sealed_through {
+            let Some(start) = snapshot
+                .segments
+                .iter()
+                .filter(|s| s.entry.max_seq >= low)
+                .map(|s| s.entry.min_seq.max(low))
+                .min()
+            else {
+                break;
+            };
+            low = start;
             let high = low.saturating_add(width).min(snapshot.sealed_through + 1);
+            if low >= high {
+                break;
+            }
             let mut window = Vec::new();
             for sealed in snapshot.segments.iter() {
                 if sealed.entry.max_seq >= low && sealed.entry.min_seq < high {
@@ -426,7 +457,6 @@ impl Store {
             window.truncate(limit - out.len());
             out.extend(window);
             low = high;
-            width = width.saturating_mul(2);
         }
         if out.len() < limit {
             out.extend(

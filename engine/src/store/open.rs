@@ -158,6 +158,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         sync_room: Condvar::new(),
         sync_turn: Condvar::new(),
         published_seq: AtomicU64::new(next_seq - 1),
+        acknowledged_seq: AtomicU64::new(next_seq - 1),
         maintenance: Mutex::new(()),
         retention_pass: Mutex::new(()),
         deferred_index: Mutex::new(deferred),

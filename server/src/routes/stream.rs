@@ -258,20 +258,19 @@ pub async fn stream(
         }),
     )
     .await;
-    // Subscribe, and fix where a live-only feed starts, before answering the upgrade: an event
-    // acknowledged after the client sees the handshake's answer is then always delivered (the
-    // upgraded task may start later). Subscribing before reading stored events means nothing
-    // committed in between is missed. A live-only feed starts after the last *published* seq
-    // (not the last assigned one): events still in the commit pipeline are broadcast after
-    // this subscription and so delivered.
-    let live = state.live.subscribe();
+    // Fix where a live-only feed starts, then subscribe, both before answering the upgrade: an
+    // event acknowledged after the client sees the handshake's answer is then always delivered
+    // (the upgraded task may start later). A live-only feed starts after the last
+    // *acknowledged* seq (`Store::acknowledged_seq`): an event after it is broadcast after
+    // this subscription (delivered live), or was broadcast before it and is in the tail, read
+    // back with the stored events that `run` sends from `next_seq` before the live ones.
+    // (Starting after the last *published* seq could skip an event already in the tail but
+    // answered only after the handshake.)
     let next_seq = match from_seq {
         Some(seq) => seq,
-        None => {
-            let snapshot = state.store.snapshot();
-            snapshot.tail.last_seq().unwrap_or(snapshot.sealed_through) + 1
-        }
+        None => state.store.acknowledged_seq() + 1,
     };
+    let live = state.live.subscribe();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| run(socket, state, matcher, live, next_seq)))
