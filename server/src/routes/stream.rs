@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! {"type":"event","event":{...stored event...}}
-//! {"type":"heartbeat","last_seq":1234}                      every 15 s
+//! {"type":"heartbeat","last_seq":1234}                      every 15 s, also while catching up
 //! {"type":"resync","from_seq":1235,"reason":"client too slow"}   then the server closes
 //! ```
 //!
@@ -102,6 +102,17 @@ fn events_message<'e>(events: impl Iterator<Item = &'e StoredEvent>) -> Message 
     }
     out.extend_from_slice(b"]}");
     Message::Text(String::from_utf8(out).unwrap_or_default().into())
+}
+
+/// Sends a heartbeat: `last_seq` is the last seq examined (sent or filtered out). False when
+/// the client is gone.
+async fn send_heartbeat(socket: &mut WebSocket, next_seq: u64) -> bool {
+    let message =
+        serde_json::json!({ "type": "heartbeat", "last_seq": next_seq.saturating_sub(1) });
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .is_ok()
 }
 
 /// Sends the matching events of `events` (in seq order) at or past `next_seq`, as one message
@@ -299,7 +310,10 @@ async fn run(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let _connected = Connected(Arc::clone(&state));
     let matcher = Arc::new(matcher);
-    // Stored events first, page by page.
+    // Stored events first, page by page, with heartbeats between pages: a selective filter
+    // over a long range may send nothing for a while, and a heartbeat's `last_seq` tells the
+    // client how far the catch-up has read.
+    let mut last_heartbeat = std::time::Instant::now();
     loop {
         let store_state = Arc::clone(&state);
         let from = next_seq;
@@ -316,6 +330,12 @@ async fn run(
         }
         if done {
             break;
+        }
+        if last_heartbeat.elapsed() >= HEARTBEAT {
+            if !send_heartbeat(&mut socket, next_seq).await {
+                return;
+            }
+            last_heartbeat = std::time::Instant::now();
         }
     }
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -341,8 +361,7 @@ async fn run(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = heartbeat.tick() => {
-                let message = serde_json::json!({ "type": "heartbeat", "last_seq": next_seq.saturating_sub(1) });
-                if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+                if !send_heartbeat(&mut socket, next_seq).await {
                     return;
                 }
             }
