@@ -1,7 +1,9 @@
-//! Golden files pin the v1 WAL and manifest formats: the files under tests/fixtures/v1 were
-//! written once (run with AUDITLOG_WRITE_GOLDEN=1 to rewrite them after a deliberate format
-//! change, which must also bump the version and update docs/FORMAT.md); every build must read
-//! them back exactly, write the same bytes for the same content, and report their corrupt twins.
+//! Golden files pin the WAL (v1 and v2) and manifest (v1) formats: the files under
+//! tests/fixtures/v1 and v2 were written once (run with AUDITLOG_WRITE_GOLDEN=1 to rewrite them
+//! after a deliberate format change, which must also bump the version and update
+//! docs/FORMAT.md); every build must read them back exactly, write the same bytes for the same
+//! content, and report their corrupt twins. The v1 WAL is no longer written but still read (its
+//! files are never rewritten).
 
 use std::path::{Path, PathBuf};
 
@@ -9,13 +11,18 @@ use auditlog_engine::event::{Actor, ActorType, Event, Outcome, Resource, StoredE
 use auditlog_engine::manifest::{Manifest, SegmentEntry};
 use auditlog_engine::partition::PartitionKey;
 use auditlog_engine::wal::format::{
-    encode_events, encode_payload, encode_record, BatchHeader, FileHeader, VERSION,
+    encode_events, encode_payload, encode_record, encode_record_v1, BatchHeader, FileHeader,
+    FILE_HEADER_BYTES, RECORD_HEADER_BYTES, VERSION, VERSION_1,
 };
-use auditlog_engine::wal::reader::{scan, End};
+use auditlog_engine::wal::reader::{scan, Discarded, End};
 use auditlog_engine::Error;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+}
+
+fn fixtures_v2() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2")
 }
 
 fn golden_events() -> Vec<Event> {
@@ -69,27 +76,61 @@ fn golden_events() -> Vec<Event> {
 
 const SALT: u64 = 0x5eed_1234_abcd_0001;
 
-/// A WAL file with two records: seq 1 (one event) and seq 2 (one event).
-fn golden_wal() -> Vec<u8> {
-    let mut out = FileHeader {
-        version: VERSION,
+/// The payloads of the golden WAL files: seq 1 (one event) and seq 2 (one event).
+fn golden_payloads() -> Vec<Vec<u8>> {
+    golden_events()
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let header = BatchHeader {
+                first_seq: 1 + i as u64,
+                received_us: 1_795_742_434_000_000,
+                tenant_seqs: vec![1],
+            };
+            let mut payload = Vec::new();
+            encode_payload(&header, &encode_events(&[event]), &mut payload);
+            payload
+        })
+        .collect()
+}
+
+fn wal_header(version: u32) -> Vec<u8> {
+    FileHeader {
+        version,
         first_seq: 1,
         salt: SALT,
     }
     .encode()
-    .to_vec();
-    for (i, event) in golden_events().into_iter().enumerate() {
-        let header = BatchHeader {
-            first_seq: 1 + i as u64,
-            received_us: 1_795_742_434_000_000,
-            tenant_seqs: vec![1],
-        };
-        let mut payload = Vec::new();
-        encode_payload(&header, &encode_events(&[event]), &mut payload);
-        encode_record(SALT, &payload, &mut out);
+    .to_vec()
+}
+
+/// A v1 WAL file with the two records.
+fn golden_wal() -> Vec<u8> {
+    let mut out = wal_header(VERSION_1);
+    for payload in golden_payloads() {
+        encode_record_v1(SALT, &payload, &mut out);
     }
     out
 }
+
+/// A v2 WAL file with the two records, the second framed after the first was fsynced (its
+/// `durable_through` is the end of the first) when `second_knew_first_durable`, else while the
+/// first's fsync was still in flight (`durable_through` 32, the header).
+fn golden_wal_v2(second_knew_first_durable: bool) -> Vec<u8> {
+    let mut out = wal_header(VERSION);
+    let payloads = golden_payloads();
+    encode_record(SALT, FILE_HEADER_BYTES as u64, &payloads[0], &mut out);
+    let durable = if second_knew_first_durable {
+        out.len() as u64
+    } else {
+        FILE_HEADER_BYTES as u64
+    };
+    encode_record(SALT, durable, &payloads[1], &mut out);
+    out
+}
+
+/// Where the golden v2 files' first record's payload gets its flipped bit.
+const V2_FLIPPED_BYTE: usize = FILE_HEADER_BYTES + RECORD_HEADER_BYTES + 5;
 
 fn golden_manifest() -> Manifest {
     let mut manifest = Manifest {
@@ -120,11 +161,18 @@ fn write_golden_if_asked() {
     if std::env::var_os("AUDITLOG_WRITE_GOLDEN").is_none() {
         return;
     }
-    let wal = golden_wal();
-    std::fs::write(fixtures().join("wal/small.wal"), &wal).unwrap();
-    let mut corrupt = wal.clone();
-    corrupt[32 + 12 + 5] ^= 0x01; // a payload bit of the first record
-    std::fs::write(fixtures().join("wal/small-corrupt.wal"), &corrupt).unwrap();
+    // The v1 WAL files are not rewritten: v1 is no longer written, only read, so its golden
+    // files stay as v1 wrote them (small-corrupt.wal has a payload bit of the first record
+    // flipped, byte 32 + 12 + 5).
+    let v2 = fixtures_v2().join("wal");
+    std::fs::create_dir_all(&v2).unwrap();
+    std::fs::write(v2.join("small.wal"), golden_wal_v2(true)).unwrap();
+    let mut corrupt = golden_wal_v2(true);
+    corrupt[V2_FLIPPED_BYTE] ^= 0x01;
+    std::fs::write(v2.join("small-corrupt.wal"), &corrupt).unwrap();
+    let mut torn = golden_wal_v2(false);
+    torn[V2_FLIPPED_BYTE] ^= 0x01;
+    std::fs::write(v2.join("small-torn.wal"), &torn).unwrap();
     let manifest = golden_manifest().encode();
     std::fs::write(fixtures().join("manifest/MANIFEST"), &manifest).unwrap();
     let mut corrupt = manifest.clone();
@@ -141,18 +189,9 @@ fn golden_wal_v1_reads_back_exactly() {
     let scanned = scan(&path, &bytes).unwrap();
     assert_eq!(scanned.end, End::Clean);
     assert_eq!(scanned.header.salt, SALT);
+    assert_eq!(scanned.header.version, 1);
     let events: Vec<StoredEvent> = scanned.batches.into_iter().flatten().collect();
-    let expected: Vec<StoredEvent> = golden_events()
-        .into_iter()
-        .enumerate()
-        .map(|(i, event)| StoredEvent {
-            seq: 1 + i as u64,
-            tenant_seq: 1,
-            received_us: 1_795_742_434_000_000,
-            event,
-        })
-        .collect();
-    assert_eq!(events, expected);
+    assert_eq!(events, golden_stored());
 }
 
 #[test]
@@ -166,6 +205,71 @@ fn golden_wal_v1_corrupt_twin_is_reported_with_offset() {
         "{error}"
     );
     assert!(error.to_string().contains("small-corrupt.wal"), "{error}");
+}
+
+/// The events the golden WAL files hold, as stored.
+fn golden_stored() -> Vec<StoredEvent> {
+    golden_events()
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| StoredEvent {
+            seq: 1 + i as u64,
+            tenant_seq: 1,
+            received_us: 1_795_742_434_000_000,
+            event,
+        })
+        .collect()
+}
+
+#[test]
+fn golden_wal_v2_reads_back_exactly() {
+    write_golden_if_asked();
+    let path = fixtures_v2().join("wal/small.wal");
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes, golden_wal_v2(true), "the v2 WAL encoding changed");
+    let scanned = scan(&path, &bytes).unwrap();
+    assert_eq!((scanned.end, scanned.discarded), (End::Clean, None));
+    assert_eq!(scanned.header.version, 2);
+    let events: Vec<StoredEvent> = scanned.batches.into_iter().flatten().collect();
+    assert_eq!(events, golden_stored());
+}
+
+#[test]
+fn golden_wal_v2_corrupt_twin_is_reported_with_offset() {
+    // The second record was framed once the first was durable: the first one's damage is
+    // damage to acknowledged data, not a torn write.
+    write_golden_if_asked();
+    let path = fixtures_v2().join("wal/small-corrupt.wal");
+    let bytes = std::fs::read(&path).unwrap();
+    let error = scan(&path, &bytes).unwrap_err();
+    assert!(
+        matches!(error, Error::ChecksumMismatch { offset: 32, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("small-corrupt.wal"), "{error}");
+}
+
+#[test]
+fn golden_wal_v2_torn_twin_is_cut_at_the_damaged_record() {
+    // The same damage, but the second record was framed while the first one's fsync was in
+    // flight: a power loss kept the second's page and not the first's. Neither was answered.
+    write_golden_if_asked();
+    let path = fixtures_v2().join("wal/small-torn.wal");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut expected = golden_wal_v2(false);
+    expected[V2_FLIPPED_BYTE] ^= 0x01;
+    assert_eq!(bytes, expected, "the v2 WAL encoding changed");
+    let scanned = scan(&path, &bytes).unwrap();
+    assert_eq!(scanned.end, End::Torn { offset: 32 });
+    assert_eq!(
+        scanned.discarded,
+        Some(Discarded {
+            records: 1,
+            first_seq: 2,
+            last_seq: 2
+        })
+    );
+    assert!(scanned.batches.is_empty());
 }
 
 #[test]

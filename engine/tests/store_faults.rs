@@ -492,3 +492,143 @@ fn archive_copy_across_file_systems_does_not_hold_seals_back() {
     let left: Vec<u64> = store.read_all().unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(left, [6, 7, 8]);
 }
+
+/// The store's one WAL file and its records: (offset, `durable_through`) each.
+fn wal_records(dir: &std::path::Path) -> (std::path::PathBuf, Vec<(u64, u64)>) {
+    use auditlog_engine::wal::format::{decode_record_header, FileHeader, VERSION};
+    let wal = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|e| e == "wal"))
+        .unwrap();
+    let bytes = std::fs::read(&wal).unwrap();
+    let salt = FileHeader::decode(&bytes).unwrap().salt;
+    let mut records = Vec::new();
+    let mut pos = 32;
+    while pos < bytes.len() {
+        let header = decode_record_header(VERSION, salt, &bytes[pos..]).unwrap();
+        records.push((pos as u64, header.durable_through.unwrap()));
+        pos += header.bytes() + header.payload_len as usize;
+    }
+    (wal, records)
+}
+
+/// A store (two fsyncs in flight, writing through `vfs`) that acknowledged batch A (seqs 1-20),
+/// then wrote batches B (21-40) and C (41-60) while the disk held both their fsyncs at the
+/// returned gate; the threads appending B and C are returned too.
+#[allow(clippy::type_complexity)]
+fn two_fsyncs_held(
+    dir: &std::path::Path,
+    vfs: &FaultyVfs,
+) -> (
+    Arc<Store>,
+    Arc<auditlog_engine::io::Gate>,
+    Vec<std::thread::JoinHandle<auditlog_engine::Result<auditlog_engine::store::AppendResult>>>,
+) {
+    use std::time::Duration;
+    let mut options = StoreOptions::new(dir);
+    options.background = false;
+    options.vfs = Arc::new(vfs.clone());
+    options.wal_syncs_in_flight = 2;
+    let store = Arc::new(Store::open(options).unwrap());
+    store.append(batch(0, 20)).unwrap();
+    let gate = vfs.hold_file_syncs();
+    let append = |from| {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.append(batch(from, 20)))
+    };
+    let b = append(20);
+    assert!(gate.wait_reached_by(1, Duration::from_secs(30)));
+    let c = append(40);
+    assert!(gate.wait_reached_by(2, Duration::from_secs(30)));
+    (store, gate, vec![b, c])
+}
+
+#[test]
+fn power_loss_with_two_fsyncs_in_flight_cuts_only_what_no_caller_was_answered_for() {
+    use auditlog_engine::wal::reader::Discarded;
+
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    let (store, gate, appends) = two_fsyncs_held(dir.path(), &vfs);
+    let acknowledged = store.read_all().unwrap();
+    // The power goes before either fsync completes: neither caller is answered with success.
+    vfs.fail_sync(1, Fault::Io);
+    vfs.fail_write(1, Fault::Io);
+    gate.open();
+    for append in appends {
+        assert!(append.join().unwrap().is_err());
+    }
+    drop(Arc::try_unwrap(store).ok().expect("appends are done"));
+
+    // The file holds the three groups' records; the disk kept the last one's sectors and lost
+    // the first sectors of the one before, as a device that reorders writes may.
+    let (wal, records) = wal_records(dir.path());
+    assert_eq!(records.len(), 3, "{records:?}");
+    let (group_b, group_c) = (records[1].0, records[2].0);
+    // Both were framed knowing only the first group durable.
+    assert_eq!(records[1].1, group_b);
+    assert_eq!(records[2].1, group_b);
+    vfs.crash_keeping(512, |path, sector| path != wal || sector + 512 > group_c)
+        .unwrap();
+    vfs.heal();
+
+    // Before `durable_through`, this file (a damaged record, then a valid one) stopped the open
+    // as corruption.
+    let store = open(dir.path(), &vfs);
+    assert_eq!(store.read_all().unwrap(), acknowledged);
+    assert_eq!(store.recovery().truncated, Some((wal.clone(), group_b)));
+    assert_eq!(
+        store.recovery().discarded,
+        Some(Discarded {
+            records: 1,
+            first_seq: 41,
+            last_seq: 60
+        })
+    );
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), group_b);
+    // The callers retry: nothing of theirs was stored, so nothing is a duplicate.
+    let retried = store.append(batch(20, 40)).unwrap();
+    assert_eq!((retried.accepted, retried.duplicates.len()), (40, 0));
+    assert_eq!(retried.first_seq, Some(21));
+}
+
+#[test]
+fn records_framed_after_concurrent_fsyncs_complete_vouch_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    let (store, gate, appends) = two_fsyncs_held(dir.path(), &vfs);
+    // Both fsyncs complete, in whatever order the threads get there: both callers are answered.
+    gate.open();
+    for append in appends {
+        append.join().unwrap().unwrap();
+    }
+    store.append(batch(60, 20)).unwrap();
+    drop(Arc::try_unwrap(store).ok().expect("appends are done"));
+
+    let (wal, records) = wal_records(dir.path());
+    assert_eq!(records.len(), 4, "{records:?}");
+    // D was framed knowing B and C durable: its mark is the end of C.
+    assert_eq!(records[3].1, records[3].0);
+
+    // The disk later damages B: a later record vouches for it, so it is corruption, reported
+    // with file and offset, and nothing is cut.
+    let mut bytes = std::fs::read(&wal).unwrap();
+    let length = bytes.len();
+    bytes[records[1].0 as usize + 40] ^= 0x08;
+    std::fs::write(&wal, &bytes).unwrap();
+    let mut options = StoreOptions::new(dir.path());
+    options.background = false;
+    let error = Store::open(options)
+        .err()
+        .expect("damage to acknowledged events");
+    assert!(
+        matches!(&error, Error::ChecksumMismatch { offset, .. } if *offset == records[1].0),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains(&wal.display().to_string()),
+        "{error}"
+    );
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), length as u64);
+}

@@ -179,7 +179,7 @@ fn wal_bad_magic_and_unknown_version_are_errors() {
 
     let header = auditlog_engine::wal::format::FileHeader::decode(&original).unwrap();
     let encoded = auditlog_engine::wal::format::FileHeader {
-        version: 2,
+        version: 3,
         ..header
     }
     .encode();
@@ -191,7 +191,7 @@ fn wal_bad_magic_and_unknown_version_are_errors() {
         matches!(
             error,
             Error::UnsupportedVersion {
-                found: 2,
+                found: 3,
                 kind: "wal",
                 ..
             }
@@ -210,6 +210,147 @@ fn wal_empty_newest_file_from_a_crash_during_creation_is_removed() {
     assert!(!dir.path().join(format!("{:020}.wal", 7)).exists());
 }
 
+/// A v2 WAL file of four records of 3 events each, record `i` framed with
+/// `durable_through` = the end of record `marks[i]` (`None`: the header); each `(record, byte)`
+/// of `damage` has a flipped bit (bytes 0..20 are the record header). Returns the bytes and each
+/// record's offset.
+fn v2_file_with_marks(marks: [Option<usize>; 4], damage: &[(usize, usize)]) -> (Vec<u8>, Vec<u64>) {
+    let salt = 0x5a17;
+    let mut bytes = FileHeader {
+        version: auditlog_engine::wal::format::VERSION,
+        first_seq: 1,
+        salt,
+    }
+    .encode()
+    .to_vec();
+    let mut offsets: Vec<u64> = Vec::new();
+    let mut ends: Vec<u64> = Vec::new();
+    for (record, mark) in marks.into_iter().enumerate() {
+        let seq = 1 + 3 * record as u64;
+        let events: Vec<Event> = (seq..seq + 3).map(event).collect();
+        let header = BatchHeader {
+            first_seq: seq,
+            received_us: 7,
+            tenant_seqs: (seq..seq + 3).collect(),
+        };
+        let mut payload = Vec::new();
+        encode_payload(&header, &encode_events(&events), &mut payload);
+        offsets.push(bytes.len() as u64);
+        let durable = mark.map_or(32, |i| ends[i]);
+        encode_record(salt, durable, &payload, &mut bytes);
+        ends.push(bytes.len() as u64);
+    }
+    for &(record, byte) in damage {
+        bytes[offsets[record] as usize + byte] ^= 0x10;
+    }
+    (bytes, offsets)
+}
+
+#[test]
+fn wal_v2_damage_is_a_torn_tail_only_when_no_later_record_knew_it_durable() {
+    use auditlog_engine::wal::reader::{scan, Discarded, End};
+    let path = Path::new("table.wal");
+    // (durable_through of each record, the damaged records and bytes, what scan makes of it)
+    const PAYLOAD: usize = 30;
+    const HEADER: usize = 2;
+    type Case = (
+        [Option<usize>; 4],
+        &'static [(usize, usize)],
+        Option<Discarded>,
+    );
+    let cases: [Case; 8] = [
+        // Records 1-3 were all written while record 1's fsync was in flight.
+        (
+            [None, Some(0), Some(0), Some(0)],
+            &[(1, PAYLOAD)],
+            Some(Discarded {
+                records: 2,
+                first_seq: 7,
+                last_seq: 12,
+            }),
+        ),
+        // The same with record 1's header damaged instead of its payload.
+        (
+            [None, Some(0), Some(0), Some(0)],
+            &[(1, HEADER)],
+            Some(Discarded {
+                records: 2,
+                first_seq: 7,
+                last_seq: 12,
+            }),
+        ),
+        // Nothing was ever known durable.
+        (
+            [None, None, None, None],
+            &[(0, PAYLOAD)],
+            Some(Discarded {
+                records: 3,
+                first_seq: 4,
+                last_seq: 12,
+            }),
+        ),
+        // The last record was framed after record 2 was durable, so record 1 was too: damage to
+        // acknowledged data.
+        ([None, Some(0), Some(0), Some(2)], &[(1, PAYLOAD)], None),
+        // Each record was framed after the one before was durable (one fsync at a time).
+        ([None, Some(0), Some(1), Some(2)], &[(2, PAYLOAD)], None),
+        // Record 2 knew record 1 durable; its payload is damaged too, but its header (and so its
+        // mark) is intact: still corruption.
+        (
+            [None, Some(0), Some(1), Some(0)],
+            &[(1, PAYLOAD), (2, PAYLOAD)],
+            None,
+        ),
+        // A record that knew record 0 durable does not vouch for record 1.
+        (
+            [None, Some(0), Some(0), Some(0)],
+            &[(2, PAYLOAD)],
+            Some(Discarded {
+                records: 1,
+                first_seq: 10,
+                last_seq: 12,
+            }),
+        ),
+        // A damaged header says nothing: record 2's mark would have vouched, but its header
+        // does not verify, and record 3 did not know record 1 durable.
+        (
+            [None, Some(0), Some(1), Some(0)],
+            &[(1, PAYLOAD), (2, HEADER)],
+            Some(Discarded {
+                records: 1,
+                first_seq: 10,
+                last_seq: 12,
+            }),
+        ),
+    ];
+    for (marks, damage, expected) in cases {
+        let (bytes, offsets) = v2_file_with_marks(marks, damage);
+        let damaged = damage[0].0;
+        let case = format!("marks {marks:?}, damage {damage:?}");
+        match (scan(path, &bytes), expected) {
+            (Ok(scanned), Some(discarded)) => {
+                assert_eq!(
+                    scanned.end,
+                    End::Torn {
+                        offset: offsets[damaged]
+                    },
+                    "{case}"
+                );
+                assert_eq!(scanned.discarded, Some(discarded), "{case}");
+                assert_eq!(scanned.batches.len(), damaged, "{case}");
+            }
+            (Err(error), None) => match error {
+                Error::ChecksumMismatch { offset, .. } => {
+                    assert_eq!(offset, offsets[damaged], "{case}")
+                }
+                other => panic!("{case}: {other}"),
+            },
+            (Ok(scanned), None) => panic!("{case}: read as {:?}", scanned.end),
+            (Err(error), Some(_)) => panic!("{case}: {error}"),
+        }
+    }
+}
+
 /// Frames one batch of 3 events from `seq` for `writer`'s current file and writes it durably.
 fn append_batch(writer: &mut WalWriter, seq: u64) -> Vec<StoredEvent> {
     writer.rotate_if_full(seq).unwrap();
@@ -222,7 +363,12 @@ fn append_batch(writer: &mut WalWriter, seq: u64) -> Vec<StoredEvent> {
     let mut payload = Vec::new();
     encode_payload(&header, &encode_events(&events), &mut payload);
     let mut record = Vec::new();
-    encode_record(writer.salt(), &payload, &mut record);
+    encode_record(
+        writer.salt(),
+        writer.durable_through(),
+        &payload,
+        &mut record,
+    );
     writer.write(&record, true).unwrap();
     (0..3)
         .map(|i| StoredEvent {

@@ -187,6 +187,31 @@ async fn count_statuses(
     response
 }
 
+/// Says what the store's open found in the WAL: a torn tail is what a crash leaves, and the
+/// records cut with it held events that, with sync durability (the default), no client was
+/// answered for (they retry them).
+fn log_recovery(report: &auditlog_engine::store::RecoveryReport) {
+    if let Some((file, offset)) = &report.truncated {
+        tracing::info!(
+            file = %file.display(),
+            offset,
+            replayed_events = report.replayed_events,
+            "cut the torn end of the write-ahead log (a crash interrupted a write)"
+        );
+    }
+    if let Some(cut) = &report.discarded {
+        tracing::warn!(
+            records = cut.records,
+            first_seq = cut.first_seq,
+            last_seq = cut.last_seq,
+            "write-ahead log records after the torn write were cut with it: they were never \
+             known durable, so with sync durability no client was answered for them (a power \
+             loss with fsyncs in flight leaves this; with interval durability they may have \
+             been)"
+        );
+    }
+}
+
 /// Opens the store and token file, creating the first admin token when there is none: taken
 /// from `admin_token` (e.g. `AUDITLOG_ADMIN_TOKEN`) or generated and returned to print once.
 pub fn open_state(
@@ -199,6 +224,7 @@ pub fn open_state(
     options.retention.validate().map_err(ServeError::Config)?;
     let retention = options.retention.policy();
     let store = Arc::new(Store::open(options)?);
+    log_recovery(store.recovery());
     let tokens = auth::TokenStore::open(&config.data_dir).map_err(ServeError::Tokens)?;
     let mut shown = None;
     if tokens.is_empty() {

@@ -364,24 +364,31 @@ struct FaultState {
     other_device: Option<PathBuf>,
     /// Creating a file under this directory waits at the gate ([`FaultyVfs::hold_creates_under`]).
     held_creates: Option<(PathBuf, Arc<Gate>)>,
+    /// Fsyncs of files wait at this gate ([`FaultyVfs::hold_file_syncs`]).
+    held_syncs: Option<Arc<Gate>>,
 }
 
 /// A point where a thread of the code under test stops until the test lets it go.
 #[derive(Default)]
 pub struct Gate {
-    /// (reached, open)
-    state: Mutex<(bool, bool)>,
+    /// (threads that reached it, open)
+    state: Mutex<(usize, bool)>,
     changed: parking_lot::Condvar,
 }
 
 impl Gate {
     /// Waits until a thread is stopped at the gate; false after `timeout` without one.
     pub fn wait_reached(&self, timeout: std::time::Duration) -> bool {
+        self.wait_reached_by(1, timeout)
+    }
+
+    /// Waits until `threads` threads have reached the gate; false after `timeout` without.
+    pub fn wait_reached_by(&self, threads: usize, timeout: std::time::Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut state = self.state.lock();
-        while !state.0 {
+        while state.0 < threads {
             if self.changed.wait_until(&mut state, deadline).timed_out() {
-                return state.0;
+                return state.0 >= threads;
             }
         }
         true
@@ -395,7 +402,7 @@ impl Gate {
 
     fn pass(&self) {
         let mut state = self.state.lock();
-        state.0 = true;
+        state.0 += 1;
         self.changed.notify_all();
         while !state.1 {
             self.changed.wait(&mut state);
@@ -466,6 +473,14 @@ impl FaultyVfs {
         gate
     }
 
+    /// From now on, every fsync of a file (not of a directory) stops at the returned gate, before
+    /// it reaches the disk, until the gate is opened.
+    pub fn hold_file_syncs(&self) -> Arc<Gate> {
+        let gate = Arc::new(Gate::default());
+        self.state.lock().held_syncs = Some(Arc::clone(&gate));
+        gate
+    }
+
     /// Every directory creation, directory fsync, rename and directory removal so far, in
     /// order: a power loss keeps a new entry only if its directory was fsynced after it.
     pub fn directory_log(&self) -> Vec<DirectoryOp> {
@@ -487,20 +502,64 @@ impl FaultyVfs {
     /// over it since its last fsync are replaced by garbage, as a device may leave either the old
     /// or the new bytes there.
     pub fn crash(&self) -> io::Result<()> {
+        self.crash_keeping(CRASH_SECTOR_BYTES, |_, _| false)
+    }
+
+    /// A power loss that keeps some of what was written since the last fsync: each 512-byte
+    /// sector of it reached the disk or not, at random (seeded), independently of the others,
+    /// as a device that reorders writes leaves them.
+    pub fn crash_torn(&self, seed: u64) -> io::Result<()> {
+        let mut state = seed | 1;
+        self.crash_keeping(CRASH_SECTOR_BYTES, move |_, _| {
+            // xorshift64: enough for a coin per sector.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state & 1 == 1
+        })
+    }
+
+    /// A power loss where `keep(path, sector_start)` says which sectors (`sector_bytes` each,
+    /// counted from the file's last durable length) of what was written since the last fsync
+    /// reached the disk. A sector that did not holds zeros in a file that was growing (the file
+    /// ends after the last sector that reached the disk) and garbage in a file being written over.
+    pub fn crash_keeping(
+        &self,
+        sector_bytes: u64,
+        mut keep: impl FnMut(&Path, u64) -> bool,
+    ) -> io::Result<()> {
         let state = self.state.lock();
-        for (path, (durable, written)) in &state.files {
+        let mut files: Vec<_> = state.files.iter().collect();
+        files.sort();
+        for (path, &(durable, written)) in files {
             if !path.exists() {
                 continue;
             }
-            let mut file = OpenOptions::new().write(true).open(path)?;
-            if state.rewritten.contains(path) {
-                let garbage: Vec<u8> = (*durable..*written)
-                    .map(|i| (i as u8).wrapping_mul(167) ^ 0x5a)
-                    .collect();
-                file.seek(io::SeekFrom::Start(*durable))?;
-                file.write_all(&garbage)?;
-            } else {
-                file.set_len(*durable)?;
+            let rewritten = state.rewritten.contains(path);
+            let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+            let mut end = durable;
+            let mut sector = durable;
+            while sector < written {
+                let sector_end = (sector + sector_bytes).min(written);
+                if keep(path, sector) {
+                    end = sector_end;
+                } else {
+                    let lost: Vec<u8> = (sector..sector_end)
+                        .map(|i| {
+                            if rewritten {
+                                (i as u8).wrapping_mul(167) ^ 0x5a
+                            } else {
+                                0
+                            }
+                        })
+                        .collect();
+                    file.seek(io::SeekFrom::Start(sector))?;
+                    file.write_all(&lost)?;
+                }
+                sector = sector_end;
+            }
+            if !rewritten {
+                file.set_len(end)?;
             }
         }
         Ok(())
@@ -530,16 +589,39 @@ struct FaultySyncHandle {
     vfs: FaultyVfs,
 }
 
+/// The sector a simulated power loss keeps or loses whole ([`FaultyVfs::crash_torn`]).
+const CRASH_SECTOR_BYTES: u64 = 512;
+
+impl FaultyVfs {
+    /// An fsync of the file at `path` (kept up to date by renames): makes durable what was
+    /// written before it was called, not what is written while it waits at a held gate or runs.
+    fn sync_file(
+        &self,
+        path: &Mutex<PathBuf>,
+        sync: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<()> {
+        let written_at_call = {
+            let state = self.state.lock();
+            state.files.get(&*path.lock()).map_or(0, |entry| entry.1)
+        };
+        let held = self.state.lock().held_syncs.clone();
+        if let Some(gate) = held {
+            gate.pass();
+        }
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state.lock();
+        FaultyVfs::check(&mut state.sync_countdown)?;
+        sync()?;
+        let path = path.lock().clone();
+        let entry = state.files.entry(path).or_default();
+        entry.0 = entry.0.max(written_at_call.min(entry.1));
+        Ok(())
+    }
+}
+
 impl SyncHandle for FaultySyncHandle {
     fn sync_data(&self) -> io::Result<()> {
-        self.vfs.syncs.fetch_add(1, Ordering::Relaxed);
-        let mut state = self.vfs.state.lock();
-        FaultyVfs::check(&mut state.sync_countdown)?;
-        self.file.sync_data()?;
-        let path = self.path.lock().clone();
-        let entry = state.files.entry(path).or_default();
-        entry.0 = entry.1;
-        Ok(())
+        self.vfs.sync_file(&self.path, || self.file.sync_data())
     }
 }
 
@@ -554,14 +636,8 @@ impl VfsFile for FaultyFile {
         Ok(())
     }
     fn sync_data(&mut self) -> io::Result<()> {
-        self.vfs.syncs.fetch_add(1, Ordering::Relaxed);
-        let mut state = self.vfs.state.lock();
-        FaultyVfs::check(&mut state.sync_countdown)?;
-        self.inner.sync_data()?;
-        let path = self.path.lock().clone();
-        let entry = state.files.entry(path).or_default();
-        entry.0 = entry.1;
-        Ok(())
+        let inner = &mut self.inner;
+        self.vfs.sync_file(&self.path, || inner.sync_data())
     }
     fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
         Ok(Box::new(FaultySyncHandle {

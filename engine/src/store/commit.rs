@@ -29,7 +29,7 @@ use crate::event::{Event, StoredEvent};
 use crate::io::SyncHandle;
 use crate::tail::{Chunk, KeyMap, TenantIndex};
 use crate::wal::format::{encode_batch_header, encode_events, encode_record_parts, BatchHeader};
-use crate::wal::writer::Poison;
+use crate::wal::writer::{DurableMark, Poison};
 use crate::wal::WalWriter;
 
 /// Most bytes of encoded batches waiting for the commit thread; callers wait beyond it.
@@ -95,6 +95,10 @@ pub(crate) struct WrittenGroup {
     /// Fsyncs the file the group was written to (named in errors).
     sync: Arc<dyn SyncHandle>,
     file: std::path::PathBuf,
+    /// The file's durable mark, raised to `end` once an fsync covering the group completes.
+    durable: DurableMark,
+    /// Length of the file once the group was written.
+    end: u64,
     needs_sync: bool,
     replies: Vec<(Arc<Reply>, AppendResult)>,
 }
@@ -391,6 +395,8 @@ impl Inner {
             bytes,
             sync: commit.wal.sync_handle(),
             file: commit.wal.path().to_path_buf(),
+            durable: commit.wal.durable_mark(),
+            end: commit.wal.current_file_bytes(),
             needs_sync: sync && stored_count > 0,
             replies,
         };
@@ -470,7 +476,15 @@ impl Inner {
                         Some(cause) => Err(Error::Poisoned {
                             cause: cause.clone(),
                         }),
-                        None => Ok(()),
+                        None => {
+                            // Records framed from now on say these groups are durable (see
+                            // wal::format): recovery then reports damage to them as corruption
+                            // instead of cutting it as a torn write.
+                            if let Some(newest) = groups.iter().rev().find(|g| g.needs_sync) {
+                                newest.durable.raise(newest.end);
+                            }
+                            Ok(())
+                        }
                     },
                 }
             };
@@ -549,6 +563,7 @@ impl Inner {
     ) -> Result<()> {
         commit.wal.rotate_if_full(first_seq)?;
         let salt = commit.wal.salt();
+        let durable_through = commit.wal.durable_through();
         let mut records = Vec::with_capacity(
             planned
                 .iter()
@@ -568,10 +583,20 @@ impl Inner {
             // The record is framed straight from the header and the caller's encoded events
             // (no payload copy in between).
             if plan.keep.len() == plan.events.len() {
-                encode_record_parts(salt, &[&header, &plan.encoded], &mut records);
+                encode_record_parts(
+                    salt,
+                    durable_through,
+                    &[&header, &plan.encoded],
+                    &mut records,
+                );
             } else {
                 let kept: Vec<Event> = plan.keep.iter().map(|&i| plan.events[i].clone()).collect();
-                encode_record_parts(salt, &[&header, &encode_events(&kept)], &mut records);
+                encode_record_parts(
+                    salt,
+                    durable_through,
+                    &[&header, &encode_events(&kept)],
+                    &mut records,
+                );
             }
             seq += plan.keep.len() as u64;
         }

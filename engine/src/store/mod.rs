@@ -255,7 +255,23 @@ pub(crate) struct Inner {
     pub shutdown: AtomicBool,
     pub background_lock: Mutex<()>,
     pub background_wake: Condvar,
+    /// What the open found in the WAL.
+    pub recovery: RecoveryReport,
     pub _lock_file: File,
+}
+
+/// What opening the store found in the WAL (see [`Store::recovery`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Events replayed into the tail (acknowledged, not yet sealed).
+    pub replayed_events: u64,
+    /// Where a torn tail was cut: the file and the length it was cut to.
+    pub truncated: Option<(std::path::PathBuf, u64)>,
+    /// Valid records cut with that tail: they were framed after the damaged record, before any
+    /// fsync known to cover it had completed, so with [`Durability::Sync`] none of their events
+    /// was acknowledged (see `wal::reader::Discarded` for the one case the file cannot tell).
+    /// What a power loss with group commit's fsyncs in flight leaves.
+    pub discarded: Option<crate::wal::reader::Discarded>,
 }
 
 /// How long the background thread leaves a segment whose deferred index build failed before
@@ -309,6 +325,20 @@ impl Store {
             inner,
             threads: Mutex::new(threads),
         })
+    }
+
+    /// What this open found in the WAL: events replayed, a torn tail cut and what was cut with
+    /// it. A server logs it at start.
+    ///
+    /// ```
+    /// use auditlog_engine::store::{Store, StoreOptions};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+    /// assert_eq!(store.recovery().replayed_events, 0);
+    /// assert!(store.recovery().truncated.is_none());
+    /// ```
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.inner.recovery
     }
 
     /// Fsync and seal latencies, events appended.

@@ -109,6 +109,11 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
 
     let wal_dir = dir.join("wal");
     let recovered = recover_with(&wal_dir, &vfs, manifest.sealed_through, &prepare_replayed)?;
+    let recovery = super::RecoveryReport {
+        replayed_events: recovered.batches.iter().map(|b| b.len() as u64).sum(),
+        truncated: recovered.truncated.clone(),
+        discarded: recovered.discarded,
+    };
     let chunks: Vec<Chunk> = recovered.batches.into_iter().map(Arc::new).collect();
     // The tail (chunks, key map, tenant indexes) and the tenants' last seqs are independent:
     // build them side by side.
@@ -170,6 +175,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         shutdown: AtomicBool::new(false),
         background_lock: Mutex::new(()),
         background_wake: Condvar::new(),
+        recovery,
         _lock_file: lock_file,
         options,
     })

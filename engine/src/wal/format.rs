@@ -1,26 +1,38 @@
 //! Byte layout of WAL segment files (`wal/{first_seq:020}.wal`), specified in `docs/FORMAT.md`.
 //!
 //! ```text
-//! file   := header record*
-//! header := magic "AUDITWAL" (8) | version u32 | header_crc u32 | first_seq u64 | salt u64   (32 bytes)
-//! record := payload_len u32 | payload_crc u32 | header_crc u32 | payload (payload_len bytes)
+//! file      := header record*
+//! header    := magic "AUDITWAL" (8) | version u32 | header_crc u32 | first_seq u64 | salt u64   (32 bytes)
+//! record v2 := payload_len u32 | payload_crc u32 | durable_through u64 | header_crc u32 | payload
+//! record v1 := payload_len u32 | payload_crc u32 | header_crc u32 | payload
 //! ```
 //!
-//! `header_crc` of the file is CRC32 over bytes 0..8 and 12..32. Each record's `payload_crc` is
-//! CRC32 over `salt (8 bytes LE) ‖ payload` and its `header_crc` CRC32 over
-//! `salt ‖ payload_len ‖ payload_crc`: the salt is random per file, so a stale record left in a
-//! reused file never verifies, and the separate header checksum lets recovery tell a torn tail
-//! (nothing valid after the bad record) from corruption in the middle (a valid record follows).
+//! `header_crc` of the file is CRC32 over bytes 0..12 and 16..32. Each record's `payload_crc` is
+//! CRC32 over `salt (8 bytes LE) ‖ payload` and its `header_crc` CRC32 over the salt and the
+//! record header's other fields: the salt is random per file, so a stale record left in a reused
+//! file never verifies, and the separate header checksum lets recovery search past a damaged
+//! record for a valid one.
+//!
+//! `durable_through` (version 2, the version written) is how much of the file the writer knew to
+//! be durable when it framed the record, a lower bound: the end of the newest group whose
+//! `fdatasync` had completed and been published. Group commit keeps more than one fsync in
+//! flight, and a power loss may keep any of the sectors written since the last completed fsync
+//! and lose others, so a damaged record can be followed by whole ones that were never
+//! acknowledged either. Recovery cuts the file at a damaged record when no record after it
+//! (whole, or with only its header intact) says the damaged record was already durable (a torn
+//! tail), and reports corruption when one does. Version 1 files (no such field) are still read,
+//! with the stricter rule of version 1: any valid record after a damaged one is corruption.
 //!
 //! A payload is one appended batch: `postcard(BatchHeader)` followed by `postcard(Vec<Event>)`,
 //! decoded by the hand-written reader in [`super::payload`].
 //!
 //! ```
-//! use auditlog_engine::wal::format::{encode_record, decode_record_header, RECORD_HEADER_BYTES};
+//! use auditlog_engine::wal::format::{encode_record, decode_record_header, VERSION};
 //! let mut out = Vec::new();
-//! encode_record(42, b"payload", &mut out);
-//! let header = decode_record_header(42, &out[..RECORD_HEADER_BYTES]).unwrap();
-//! assert_eq!(header.payload_len, 7);
+//! encode_record(42, 32, b"payload", &mut out);
+//! let header = decode_record_header(VERSION, 42, &out).unwrap();
+//! assert_eq!((header.payload_len, header.durable_through), (7, Some(32)));
+//! assert_eq!(out.len(), header.bytes() + 7);
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -29,14 +41,30 @@ pub use super::payload::decode_payload;
 use crate::event::Event;
 
 pub const MAGIC: &[u8; 8] = b"AUDITWAL";
-pub const VERSION: u32 = 1;
+/// The version written; [`VERSION_1`] files are still read.
+pub const VERSION: u32 = 2;
+/// The first version: records without `durable_through`.
+pub const VERSION_1: u32 = 1;
 pub const FILE_HEADER_BYTES: usize = 32;
-pub const RECORD_HEADER_BYTES: usize = 12;
+/// Bytes of a record header in the version written ([`VERSION`]).
+pub const RECORD_HEADER_BYTES: usize = 20;
+/// Bytes of a record header in a [`VERSION_1`] file.
+pub const RECORD_HEADER_BYTES_V1: usize = 12;
 /// No record is larger than this (a batch is limited well below it); a larger length is corrupt.
 pub const RECORD_PAYLOAD_MAX_BYTES: u32 = 256 << 20;
 
 const _: () = assert!(FILE_HEADER_BYTES == 8 + 4 + 4 + 8 + 8);
-const _: () = assert!(RECORD_HEADER_BYTES == 4 + 4 + 4);
+const _: () = assert!(RECORD_HEADER_BYTES == 4 + 4 + 8 + 4);
+const _: () = assert!(RECORD_HEADER_BYTES_V1 == 4 + 4 + 4);
+
+/// Bytes of a record header in a file of `version` (one [`FileHeader::decode`] accepted).
+pub fn record_header_bytes(version: u32) -> usize {
+    if version == VERSION_1 {
+        RECORD_HEADER_BYTES_V1
+    } else {
+        RECORD_HEADER_BYTES
+    }
+}
 
 /// The fixed header at the start of every WAL file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +113,7 @@ impl FileHeader {
             });
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(HeaderError::Version(version));
         }
         Ok(FileHeader {
@@ -110,6 +138,18 @@ pub enum HeaderError {
 pub struct RecordHeader {
     pub payload_len: u32,
     pub payload_crc: u32,
+    /// Version 2: the file was durable through this offset when the record was framed.
+    pub durable_through: Option<u64>,
+}
+
+impl RecordHeader {
+    /// Bytes of this header in its file.
+    pub fn bytes(&self) -> usize {
+        match self.durable_through {
+            Some(_) => RECORD_HEADER_BYTES,
+            None => RECORD_HEADER_BYTES_V1,
+        }
+    }
 }
 
 fn salted_crc(salt: u64, parts: &[&[u8]]) -> u32 {
@@ -121,9 +161,10 @@ fn salted_crc(salt: u64, parts: &[&[u8]]) -> u32 {
     hasher.finalize()
 }
 
-/// Appends one framed record to `out`.
-pub fn encode_record(salt: u64, payload: &[u8], out: &mut Vec<u8>) {
-    encode_record_parts(salt, &[payload], out);
+/// Appends one framed record (the version written) to `out`; `durable_through` is how much of
+/// the file is known durable (see the module docs).
+pub fn encode_record(salt: u64, durable_through: u64, payload: &[u8], out: &mut Vec<u8>) {
+    encode_record_parts(salt, durable_through, &[payload], out);
 }
 
 /// Appends one framed record whose payload is `parts` one after the other (the same bytes as
@@ -132,44 +173,70 @@ pub fn encode_record(salt: u64, payload: &[u8], out: &mut Vec<u8>) {
 /// ```
 /// use auditlog_engine::wal::format::{encode_record, encode_record_parts};
 /// let (mut whole, mut parts) = (Vec::new(), Vec::new());
-/// encode_record(7, b"header+events", &mut whole);
-/// encode_record_parts(7, &[b"header", b"+events"], &mut parts);
+/// encode_record(7, 32, b"header+events", &mut whole);
+/// encode_record_parts(7, 32, &[b"header", b"+events"], &mut parts);
 /// assert_eq!(whole, parts);
 /// ```
-pub fn encode_record_parts(salt: u64, parts: &[&[u8]], out: &mut Vec<u8>) {
+pub fn encode_record_parts(salt: u64, durable_through: u64, parts: &[&[u8]], out: &mut Vec<u8>) {
     let len: usize = parts.iter().map(|part| part.len()).sum();
     let payload_len = u32::try_from(len).expect("record payload fits u32");
     let payload_crc = salted_crc(salt, parts);
     let header_crc = salted_crc(
         salt,
-        &[&payload_len.to_le_bytes(), &payload_crc.to_le_bytes()],
+        &[
+            &payload_len.to_le_bytes(),
+            &payload_crc.to_le_bytes(),
+            &durable_through.to_le_bytes(),
+        ],
     );
     out.reserve(RECORD_HEADER_BYTES + len);
     out.extend_from_slice(&payload_len.to_le_bytes());
     out.extend_from_slice(&payload_crc.to_le_bytes());
+    out.extend_from_slice(&durable_through.to_le_bytes());
     out.extend_from_slice(&header_crc.to_le_bytes());
     for part in parts {
         out.extend_from_slice(part);
     }
 }
 
-/// Decodes a record header, or `None` when its checksum or length is wrong.
-pub fn decode_record_header(salt: u64, bytes: &[u8]) -> Option<RecordHeader> {
-    let bytes = bytes.get(..RECORD_HEADER_BYTES)?;
+/// Appends one version 1 record (no `durable_through`) to `out`. The writer no longer writes
+/// version 1; this pins its bytes in the golden-file tests and builds v1 files for recovery tests.
+pub fn encode_record_v1(salt: u64, payload: &[u8], out: &mut Vec<u8>) {
+    let payload_len = u32::try_from(payload.len()).expect("record payload fits u32");
+    let payload_crc = salted_crc(salt, &[payload]);
+    let header_crc = salted_crc(
+        salt,
+        &[&payload_len.to_le_bytes(), &payload_crc.to_le_bytes()],
+    );
+    out.extend_from_slice(&payload_len.to_le_bytes());
+    out.extend_from_slice(&payload_crc.to_le_bytes());
+    out.extend_from_slice(&header_crc.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Decodes the header of a record in a file of `version`, or `None` when its checksum or length
+/// is wrong (or `bytes` is too short for it).
+pub fn decode_record_header(version: u32, salt: u64, bytes: &[u8]) -> Option<RecordHeader> {
+    let header_bytes = record_header_bytes(version);
+    let bytes = bytes.get(..header_bytes)?;
     let payload_len = u32::from_le_bytes(bytes[0..4].try_into().ok()?);
     let payload_crc = u32::from_le_bytes(bytes[4..8].try_into().ok()?);
-    let header_crc = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
     // The length first: it is cheaper, and recovery tries this at every offset of a torn
     // tail (up to a recycled file's worth of stale bytes).
     if payload_len == 0 || payload_len > RECORD_PAYLOAD_MAX_BYTES {
         return None;
     }
-    if salted_crc(salt, &[&bytes[0..4], &bytes[4..8]]) != header_crc {
+    let crc_at = header_bytes - 4;
+    let header_crc = u32::from_le_bytes(bytes[crc_at..header_bytes].try_into().ok()?);
+    if salted_crc(salt, &[&bytes[..crc_at]]) != header_crc {
         return None;
     }
+    let durable_through = (header_bytes == RECORD_HEADER_BYTES)
+        .then(|| u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")));
     Some(RecordHeader {
         payload_len,
         payload_crc,
+        durable_through,
     })
 }
 

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::format::{
-    decode_payload, decode_record_header, payload_checksum, FileHeader, HeaderError,
-    FILE_HEADER_BYTES, RECORD_HEADER_BYTES,
+    decode_payload, decode_record_header, payload_checksum, BatchHeader, FileHeader, HeaderError,
+    FILE_HEADER_BYTES,
 };
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
@@ -15,9 +15,29 @@ use crate::event::StoredEvent;
 pub enum End {
     /// The last record ends exactly at the end of the file.
     Clean,
-    /// From `offset` on the file holds a partial or damaged record and nothing valid after it:
-    /// what a crash in the middle of a write leaves. Recovery cuts the file there.
+    /// From `offset` on the file holds a partial or damaged record, and after it nothing valid
+    /// or only records that were never known durable ([`Scan::discarded`]): what a crash in the
+    /// middle of a write leaves. Recovery cuts the file there.
     Torn { offset: u64 },
+}
+
+/// Valid records found after a torn record and cut with it (version 2 files only).
+///
+/// A power loss keeps some of the sectors written since the last completed `fdatasync` and not
+/// others, in any order, so a damaged record can be followed by whole ones. When none of them
+/// was framed after the damaged record was known durable (their `durable_through` is at most its
+/// offset), the damaged record and everything after it was, as far as the file can tell, still
+/// waiting for its fsync, and the file is cut at the damaged record. With `Durability::Sync`
+/// no caller was answered for them, unless the disk damaged data after an fsync of it completed
+/// and before any surviving record was framed (the file cannot tell that from a torn write);
+/// with `Durability::Interval` they may have been answered, as that mode allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Discarded {
+    /// Valid records cut.
+    pub records: usize,
+    /// Seqs of their events, first and last.
+    pub first_seq: u64,
+    pub last_seq: u64,
 }
 
 /// The content of one WAL file.
@@ -31,6 +51,8 @@ pub struct Scan<P = ()> {
     /// Bytes of payload read (the replay-speed figure counts these).
     pub payload_bytes: u64,
     pub end: End,
+    /// Valid records cut with a torn tail, if any.
+    pub discarded: Option<Discarded>,
 }
 
 impl<P> Scan<P> {
@@ -43,8 +65,10 @@ impl<P> Scan<P> {
     }
 }
 
-/// Scans the bytes of a WAL file. A damaged record followed by a valid one is corruption and an
-/// error naming the file and offset; a damaged record with nothing valid after it is a torn tail.
+/// Scans the bytes of a WAL file. A damaged record with nothing valid after it is a torn tail;
+/// so is one followed only by records that did not know it durable (version 2, see
+/// [`Discarded`]). A damaged record followed by a valid record that knew it durable (or by any
+/// valid record, in a version 1 file) is corruption: an error naming the file and offset.
 pub fn scan(path: &Path, bytes: &[u8]) -> Result<Scan> {
     scan_with(path, bytes, 0, &|_| ())
 }
@@ -93,24 +117,23 @@ pub fn scan_with<P: Send>(
             })
         }
     };
-    let salt = header.salt;
+    let (version, salt) = (header.version, header.salt);
     let mut records: Vec<(usize, &[u8])> = Vec::new();
     let mut payload_bytes = 0u64;
     let mut pos = FILE_HEADER_BYTES;
+    let mut discarded = None;
     let end = loop {
         if pos == bytes.len() {
             break End::Clean;
         }
-        match read_record(salt, bytes, pos) {
-            Some((payload, next)) => {
+        match read_record(version, salt, bytes, pos) {
+            Some((payload, next, _)) => {
                 payload_bytes += payload.len() as u64;
                 records.push((pos, payload));
                 pos = next;
             }
             None => {
-                if let Some(valid_at) = find_valid_record(salt, bytes, pos + 1) {
-                    return Err(damaged_record(path, salt, bytes, pos, valid_at));
-                }
+                discarded = after_damage(path, version, salt, bytes, pos)?;
                 break End::Torn { offset: pos as u64 };
             }
         }
@@ -122,7 +145,65 @@ pub fn scan_with<P: Send>(
         prepared,
         payload_bytes,
         end,
+        discarded,
     })
+}
+
+/// Looks past the damaged record at `pos`: nothing valid, or only records that did not know
+/// `pos` durable, make a torn tail (with what it cuts); any other is corruption.
+///
+/// A record vouches for the damaged one by its `durable_through` even when only its header
+/// survived (the header checksum covers the mark): a power loss can tear the record framed after
+/// an fsync as well as the ones before. A header alone is believed only if its mark could have
+/// been written by the writer (at least the file header, at most its own offset), so that noise
+/// that happens to pass a 32-bit checksum is not taken for one.
+fn after_damage(
+    path: &Path,
+    version: u32,
+    salt: u64,
+    bytes: &[u8],
+    pos: usize,
+) -> Result<Option<Discarded>> {
+    let header_bytes = super::format::record_header_bytes(version);
+    let mut discarded: Option<Discarded> = None;
+    let mut at = pos + 1;
+    while at + header_bytes <= bytes.len() {
+        let Some(header) = decode_record_header(version, salt, &bytes[at..]) else {
+            at += 1;
+            continue;
+        };
+        let whole = read_record(version, salt, bytes, at);
+        let vouches = match (header.durable_through, &whole) {
+            // Version 1 records say nothing of durability: any whole record is corruption.
+            (None, Some(_)) => true,
+            (None, None) => false,
+            (Some(durable), Some(_)) => durable > pos as u64,
+            (Some(durable), None) => {
+                durable > pos as u64 && durable >= FILE_HEADER_BYTES as u64 && durable <= at as u64
+            }
+        };
+        if vouches {
+            return Err(damaged_record(path, version, salt, bytes, pos, at));
+        }
+        let Some((payload, next, _)) = whole else {
+            at += 1;
+            continue;
+        };
+        // Framed before the damaged record's fsync completed: cut with it.
+        let (first, count) = postcard::take_from_bytes::<BatchHeader>(payload)
+            .map(|(header, _)| (header.first_seq, header.tenant_seqs.len() as u64))
+            .unwrap_or((0, 0));
+        let last = first.saturating_add(count.saturating_sub(1));
+        let so_far = discarded.get_or_insert(Discarded {
+            records: 0,
+            first_seq: first,
+            last_seq: last,
+        });
+        so_far.records += 1;
+        so_far.last_seq = so_far.last_seq.max(last);
+        at = next;
+    }
+    Ok(discarded)
 }
 
 /// Decoded batches and what `prepare` made of each.
@@ -195,29 +276,35 @@ fn decode_records<P: Send>(
     Ok((batches, prepared))
 }
 
-/// Reads the record at `pos` if it is whole and both its checksums hold.
-fn read_record(salt: u64, bytes: &[u8], pos: usize) -> Option<(&[u8], usize)> {
-    let header = decode_record_header(salt, bytes.get(pos..)?)?;
-    let start = pos + RECORD_HEADER_BYTES;
+/// Reads the record at `pos` if it is whole and both its checksums hold: its payload, where the
+/// next record starts, and its `durable_through` (version 2).
+fn read_record(
+    version: u32,
+    salt: u64,
+    bytes: &[u8],
+    pos: usize,
+) -> Option<(&[u8], usize, Option<u64>)> {
+    let header = decode_record_header(version, salt, bytes.get(pos..)?)?;
+    let start = pos + header.bytes();
     let end = start.checked_add(header.payload_len as usize)?;
     let payload = bytes.get(start..end)?;
-    (payload_checksum(salt, payload) == header.payload_crc).then_some((payload, end))
+    (payload_checksum(salt, payload) == header.payload_crc).then_some((
+        payload,
+        end,
+        header.durable_through,
+    ))
 }
 
-fn find_valid_record(salt: u64, bytes: &[u8], from: usize) -> Option<usize> {
-    // The header checksum makes this cheap: a payload is checksummed only where a header
-    // verifies, and a header only where its length fits in the file.
-    (from..bytes.len().saturating_sub(RECORD_HEADER_BYTES - 1))
-        .filter(|&pos| {
-            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
-            len != 0 && (len as usize) <= bytes.len() - pos - RECORD_HEADER_BYTES
-        })
-        .find(|&pos| read_record(salt, bytes, pos).is_some())
-}
-
-fn damaged_record(path: &Path, salt: u64, bytes: &[u8], pos: usize, valid_at: usize) -> Error {
-    if let Some(header) = decode_record_header(salt, &bytes[pos..]) {
-        let start = pos + RECORD_HEADER_BYTES;
+fn damaged_record(
+    path: &Path,
+    version: u32,
+    salt: u64,
+    bytes: &[u8],
+    pos: usize,
+    valid_at: usize,
+) -> Error {
+    if let Some(header) = decode_record_header(version, salt, &bytes[pos..]) {
+        let start = pos + header.bytes();
         if let Some(payload) = bytes.get(start..start + header.payload_len as usize) {
             return Error::ChecksumMismatch {
                 path: path.to_path_buf(),
@@ -230,8 +317,13 @@ fn damaged_record(path: &Path, salt: u64, bytes: &[u8], pos: usize, valid_at: us
     Error::Corrupt {
         path: path.to_path_buf(),
         offset: pos as u64,
-        reason: format!(
-            "damaged wal record header, yet a valid record follows at offset {valid_at}"
-        ),
+        reason: if version == super::format::VERSION_1 {
+            format!("damaged wal record header, yet a valid record follows at offset {valid_at}")
+        } else {
+            format!(
+                "damaged wal record header, yet the record at offset {valid_at} was written \
+                 after it was durable"
+            )
+        },
     }
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::FILE_HEADER_BYTES;
-use super::reader::{scan_with, End};
+use super::reader::{scan_with, Discarded, End};
 use super::writer::{dir_entries, parse_file_name};
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
@@ -26,6 +26,9 @@ pub struct Recovered<P = ()> {
     pub payload_bytes: u64,
     /// Where a torn tail was cut, if one was.
     pub truncated: Option<(PathBuf, u64)>,
+    /// Valid records cut with that torn tail because none knew the damaged record durable
+    /// (see [`Discarded`]): with `Durability::Sync`, events no caller was answered for.
+    pub discarded: Option<Discarded>,
 }
 
 impl<P> Default for Recovered<P> {
@@ -37,6 +40,7 @@ impl<P> Default for Recovered<P> {
             files: Vec::new(),
             payload_bytes: 0,
             truncated: None,
+            discarded: None,
         }
     }
 }
@@ -129,6 +133,7 @@ pub fn recover_with<P: Send>(
             file.set_len(offset).map_err(|e| Error::io(&path, e))?;
             file.sync_data().map_err(|e| Error::io(&path, e))?;
             recovered.truncated = Some((path.clone(), offset));
+            recovered.discarded = scanned.discarded;
         }
         recovered.payload_bytes += scanned.payload_bytes;
         let mut batch_offset_seq = first_seq;

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -131,6 +132,40 @@ pub struct WalWriter {
     poison: Poison,
     /// Bytes written since the last fsync (interval durability leaves some unsynced).
     unsynced_bytes: u64,
+    /// How much of the current file is known durable: raised by [`WalWriter::sync`] and by
+    /// whoever fsyncs through [`WalWriter::sync_handle`] ([`DurableMark::raise`]); framed into
+    /// every record as its `durable_through` (see [`super::format`]).
+    durable: DurableMark,
+}
+
+/// How much of one WAL file is known durable (the end of the last write an `fdatasync` that
+/// has completed covered), shared by the writer and the threads that fsync for it.
+///
+/// ```
+/// use auditlog_engine::wal::writer::DurableMark;
+/// let mark = DurableMark::new(32);
+/// mark.raise(500);
+/// mark.raise(400); // an fsync that finished later but covered less
+/// assert_eq!(mark.get(), 500);
+/// ```
+#[derive(Clone, Debug)]
+pub struct DurableMark(Arc<AtomicU64>);
+
+impl DurableMark {
+    /// A mark at `offset` (a new file: its header, fsynced before the file got its name).
+    pub fn new(offset: u64) -> Self {
+        DurableMark(Arc::new(AtomicU64::new(offset)))
+    }
+
+    /// Records that the file is durable through `offset`; the mark never goes back.
+    pub fn raise(&self, offset: u64) {
+        self.0.fetch_max(offset, Ordering::AcqRel);
+    }
+
+    /// The offset through which the file is known durable.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 fn random_salt() -> u64 {
@@ -205,6 +240,7 @@ impl WalWriter {
             recycled,
             poison: Poison::default(),
             unsynced_bytes: 0,
+            durable: DurableMark::new(FILE_HEADER_BYTES as u64),
         })
     }
 
@@ -320,6 +356,7 @@ impl WalWriter {
                 self.salt = salt;
                 self.recycled = recycled;
                 self.file_bytes = FILE_HEADER_BYTES as u64;
+                self.durable = DurableMark::new(FILE_HEADER_BYTES as u64);
                 self.files.push_back((next_seq, path));
                 Ok(())
             }
@@ -350,7 +387,20 @@ impl WalWriter {
             return Err(self.poisoned(error));
         }
         self.unsynced_bytes = 0;
+        self.durable.raise(self.file_bytes);
         Ok(())
+    }
+
+    /// How much of the current file is known durable: the `durable_through` of the records
+    /// framed for it now.
+    pub fn durable_through(&self) -> u64 {
+        self.durable.get()
+    }
+
+    /// The current file's durable mark, for a thread that fsyncs through
+    /// [`WalWriter::sync_handle`] to raise once its fsync has completed.
+    pub fn durable_mark(&self) -> DurableMark {
+        self.durable.clone()
     }
 
     /// Cuts a recycled current file to the bytes written to it (durably), so that no stale
