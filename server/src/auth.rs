@@ -93,6 +93,21 @@ impl Principal {
 pub struct TokenStore {
     path: PathBuf,
     records: RwLock<Vec<TokenRecord>>,
+    /// Bumped by every revocation, so a long-running request (a live stream, an export) can
+    /// notice cheaply that it should check its token again ([`TokenStore::is_active`]).
+    revocations: std::sync::atomic::AtomicU64,
+}
+
+/// What [`TokenStore::revoke`] did.
+#[derive(Debug)]
+pub enum Revoked {
+    /// The token is gone.
+    Revoked(TokenRecord),
+    /// No token has this id.
+    NotFound,
+    /// It is the last admin token: revoking it would leave no one able to manage tokens (and a
+    /// restart with `AUDITLOG_ADMIN_TOKEN` set would bring the revoked one back).
+    LastAdmin,
 }
 
 fn hash_secret(secret: &str) -> String {
@@ -151,6 +166,11 @@ impl TokenStore {
                         file.version
                     )));
                 }
+                // A file written before it was created owner-only (best effort).
+                let _ = std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                );
                 file.tokens
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -159,6 +179,7 @@ impl TokenStore {
         Ok(Self {
             path,
             records: RwLock::new(records),
+            revocations: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -168,8 +189,17 @@ impl TokenStore {
 
     fn persist(&self, records: &[TokenRecord]) -> std::io::Result<()> {
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let tmp = self.path.with_extension("json.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
+        // Readable by the server's user only: the hashes are unsalted SHA-256, and a chosen
+        // (not generated) token may be short enough to guess offline.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let contents = TokensFile {
             format: TOKENS_FORMAT.into(),
             version: TOKENS_VERSION,
@@ -212,17 +242,34 @@ impl TokenStore {
         Ok((record, secret))
     }
 
-    /// Revokes a token; `false` when no token has this id.
-    pub fn revoke(&self, id: &str) -> std::io::Result<Option<TokenRecord>> {
+    /// Revokes a token, unless it is the last admin token.
+    pub fn revoke(&self, id: &str) -> std::io::Result<Revoked> {
         let mut records = self.records.write();
         let Some(position) = records.iter().position(|r| r.id == id) else {
-            return Ok(None);
+            return Ok(Revoked::NotFound);
         };
+        let admins = records.iter().filter(|r| r.role == Role::Admin).count();
+        if records[position].role == Role::Admin && admins == 1 {
+            return Ok(Revoked::LastAdmin);
+        }
         let mut next = records.clone();
         let removed = next.remove(position);
         self.persist(&next)?;
         *records = next;
-        Ok(Some(removed))
+        self.revocations
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        Ok(Revoked::Revoked(removed))
+    }
+
+    /// How many revocations there have been: a long-running request compares it with the
+    /// count it saw last and calls [`TokenStore::is_active`] only when it changed.
+    pub fn revocations(&self) -> u64 {
+        self.revocations.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether the token with this id still exists.
+    pub fn is_active(&self, id: &str) -> bool {
+        self.records.read().iter().any(|r| r.id == id)
     }
 
     pub fn list(&self) -> Vec<TokenRecord> {
@@ -263,9 +310,11 @@ impl FromRequestParts<std::sync::Arc<AppState>> for Principal {
             })
         };
         let secret = match header {
+            // The scheme is case-insensitive (RFC 9110, 11.1).
             Some(value) => value
-                .strip_prefix("Bearer ")
-                .map(str::to_string)
+                .get(..7)
+                .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+                .map(|_| value[7..].to_string())
                 .ok_or_else(|| {
                     ApiError::unauthorized("Authorization must be \"Bearer <token>\"")
                 })?,
@@ -273,9 +322,15 @@ impl FromRequestParts<std::sync::Arc<AppState>> for Principal {
                 ApiError::unauthorized("missing token: send Authorization: Bearer <token>")
             })?,
         };
+        let secret = secret.trim();
+        if secret.is_empty() {
+            return Err(ApiError::unauthorized(
+                "empty token: send Authorization: Bearer <token>",
+            ));
+        }
         let record = state
             .tokens
-            .authenticate(secret.trim())
+            .authenticate(secret)
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
         Ok(Principal {
             token_id: record.id,
@@ -362,5 +417,61 @@ mod tests {
                 .contains("token file version 2, this build reads version 1"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn tokens_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::open(dir.path()).unwrap();
+        store
+            .create("admin", Role::Admin, Vec::new(), None)
+            .unwrap();
+        let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode();
+        let path = dir.path().join("tokens.json");
+        assert_eq!(mode(&path) & 0o777, 0o600);
+        // A file an older build left readable by others is tightened at open.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        TokenStore::open(dir.path()).unwrap();
+        assert_eq!(mode(&path) & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_last_admin_token_cannot_be_revoked_and_revocations_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::open(dir.path()).unwrap();
+        let (first, _) = store
+            .create("admin", Role::Admin, Vec::new(), None)
+            .unwrap();
+        let (reader, _) = store
+            .create("siem", Role::Read, vec!["acct_1".into()], None)
+            .unwrap();
+        assert!(matches!(
+            store.revoke(&first.id).unwrap(),
+            Revoked::LastAdmin
+        ));
+        assert!(store.is_active(&first.id));
+        assert_eq!(store.revocations(), 0);
+        let (second, _) = store
+            .create("admin 2", Role::Admin, Vec::new(), None)
+            .unwrap();
+        assert!(matches!(
+            store.revoke(&first.id).unwrap(),
+            Revoked::Revoked(_)
+        ));
+        assert!(!store.is_active(&first.id));
+        assert!(matches!(
+            store.revoke(&second.id).unwrap(),
+            Revoked::LastAdmin
+        ));
+        assert!(matches!(
+            store.revoke(&reader.id).unwrap(),
+            Revoked::Revoked(_)
+        ));
+        assert!(matches!(
+            store.revoke(&reader.id).unwrap(),
+            Revoked::NotFound
+        ));
+        assert_eq!(store.revocations(), 2);
     }
 }

@@ -58,6 +58,11 @@ pub enum ServeError {
     Store(#[from] auditlog_engine::Error),
     #[error("token file: {0}")]
     Tokens(std::io::Error),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -212,14 +217,54 @@ fn log_recovery(report: &auditlog_engine::store::RecoveryReport) {
     }
 }
 
+/// Shortest first admin token accepted from `AUDITLOG_ADMIN_TOKEN`.
+pub const ADMIN_TOKEN_CHARS_MIN: usize = 16;
+
+/// Checks a first admin token given by the operator: an empty one (an unset variable that a
+/// compose file expanded) would let anyone in with an empty `?token=`, and one with spaces or
+/// control characters could never be sent back in a header.
+///
+/// ```
+/// use auditlog_server::check_admin_token;
+/// assert!(check_admin_token("alt_0123456789abcdef").is_ok());
+/// assert!(check_admin_token("").unwrap_err().contains("empty"));
+/// assert!(check_admin_token("short").unwrap_err().contains("16"));
+/// ```
+pub fn check_admin_token(token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err(
+            "AUDITLOG_ADMIN_TOKEN is set but empty; unset it to have a token generated".into(),
+        );
+    }
+    if let Some(bad) = token.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "AUDITLOG_ADMIN_TOKEN holds {bad:?}; a token is printable ASCII without spaces"
+        ));
+    }
+    if token.len() < ADMIN_TOKEN_CHARS_MIN {
+        return Err(format!(
+            "AUDITLOG_ADMIN_TOKEN has {} characters; it needs at least {ADMIN_TOKEN_CHARS_MIN}",
+            token.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Opens the store and token file, creating the first admin token when there is none: taken
-/// from `admin_token` (e.g. `AUDITLOG_ADMIN_TOKEN`) or generated and returned to print once.
+/// from `admin_token` (e.g. `AUDITLOG_ADMIN_TOKEN`, checked by [`check_admin_token`]) or
+/// generated and returned to print once.
 pub fn open_state(
     config: ServerConfig,
     admin_token: Option<String>,
 ) -> Result<(Arc<AppState>, Option<String>), ServeError> {
     config.check().map_err(ServeError::Config)?;
-    std::fs::create_dir_all(&config.data_dir).map_err(ServeError::Tokens)?;
+    if let Some(token) = &admin_token {
+        check_admin_token(token).map_err(ServeError::Config)?;
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let options = config.store_options();
     options.retention.validate().map_err(ServeError::Config)?;
     let retention = options.retention.policy();
@@ -311,5 +356,27 @@ mod tests {
         // `listed` panics on a route missing from ROUTES.
         let _router = router(Arc::clone(&state));
         state.store.close();
+    }
+
+    #[test]
+    fn an_empty_or_short_admin_token_from_the_environment_is_refused_before_anything_is_stored() {
+        for (given, says) in [
+            ("", "empty"),
+            ("alt_short", "at least 16"),
+            ("alt_0123456789 abcdef", "printable ASCII"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = ServerConfig {
+                data_dir: dir.path().join("data"),
+                ..ServerConfig::default()
+            };
+            let error = open_state(config, Some(given.to_string())).err().unwrap();
+            assert!(matches!(error, ServeError::Config(_)), "{given:?}: {error}");
+            assert!(error.to_string().contains(says), "{given:?}: {error}");
+            assert!(
+                !dir.path().join("data").exists(),
+                "{given:?}: nothing created"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 // whole view settles (counts beside the options, chart), measured in the page
 // (performance.now) over a few rounds, medians and worst printed.
 //
-//   AUDITLOG_URL=http://127.0.0.1:7795 AUDITLOG_TOKEN=alt_t TENANT=acct_0924 \
+//   AUDITLOG_URL=http://127.0.0.1:7795 AUDITLOG_TOKEN=alt_bench_0123456789 TENANT=acct_0924 \
 //     node tests/browser/measure.mjs
 //
 // Against a 10M-event store: `search-report --events 10000000 --dir /tmp/sr10m` leaves one in

@@ -376,6 +376,13 @@ fn server_isolation_refuses_every_endpoint_without_the_right_token() {
         .status,
         200
     );
+    // A live stream opened with the token before it is revoked.
+    let stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let url = server.ws_url(&format!("/v1/stream?tenant=acct_b&token={read_b}"));
+    let (mut live, _) = tungstenite::client(url.as_str(), stream).expect("stream handshake");
     let revoked = call(
         "DELETE",
         &server.url(&format!("/v1/tokens/{read_b_id}")),
@@ -393,6 +400,58 @@ fn server_isolation_refuses_every_endpoint_without_the_right_token() {
     );
     assert_eq!(reply.status, 401);
     assert!(!reply.text().contains("secret-"));
+    // The open stream is closed (1008, policy) at its next message instead of going on: the
+    // event ingested after the revocation never reaches it.
+    let ingest = call(
+        "POST",
+        &server.url("/v1/events"),
+        Some(ADMIN_TOKEN),
+        &[("Content-Type", "application/x-ndjson")],
+        Some(&ndjson(&[marked_event("acct_b", 900)])),
+    );
+    assert_eq!(ingest.status, 200, "{}", ingest.text());
+    loop {
+        match live.read() {
+            Ok(tungstenite::Message::Close(frame)) => {
+                let frame = frame.expect("a close frame with a code");
+                assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+                assert_eq!(&*frame.reason, "token revoked");
+                break;
+            }
+            Ok(tungstenite::Message::Text(text)) => {
+                assert!(!text.contains("secret-"), "a revoked stream got: {text}");
+            }
+            Ok(_) => {}
+            Err(error) => panic!("the revoked stream ended without its close frame: {error}"),
+        }
+    }
+
+    // The last admin token cannot be revoked: no one could manage tokens after it.
+    let admins: Vec<String> = call(
+        "GET",
+        &server.url("/v1/tokens"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    )
+    .json()["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .filter(|t| t["role"] == "admin")
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(admins.len(), 1, "{admins:?}");
+    let refused = call(
+        "DELETE",
+        &server.url(&format!("/v1/tokens/{}", admins[0])),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    let body = refused.json();
+    assert_eq!(body["error"]["code"], "last_admin", "{body}");
 }
 
 /// The system tenant holds the server's record of token changes and access: no token writes

@@ -193,6 +193,7 @@ pub async fn export(
 
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let csv = format == "csv";
+    let token_id = principal.token_id.clone();
     let worker_state = Arc::clone(&state);
     tokio::task::spawn_blocking(move || {
         let mut first = Vec::new();
@@ -221,7 +222,20 @@ pub async fn export(
         // Decoded and written on worker threads, window after window, handed out in order;
         // a send that fails means the client went away, and stops the export.
         let options = auditlog_index::ExportOptions::default();
-        let sink = &mut |chunk| sender.blocking_send(Ok(chunk)).is_ok();
+        // A token revoked while its export runs stops it: the body ends with an error (the
+        // client sees a broken download, not a complete-looking file).
+        let tokens_seen = std::cell::Cell::new(worker_state.tokens.revocations());
+        let revoked = || {
+            let now = worker_state.tokens.revocations();
+            now != tokens_seen.replace(now) && !worker_state.tokens.is_active(&token_id)
+        };
+        let sink = &mut |chunk| {
+            if revoked() {
+                let _ = sender.blocking_send(Err(std::io::Error::other("token revoked")));
+                return false;
+            }
+            sender.blocking_send(Ok(chunk)).is_ok()
+        };
         if let Err(error) = auditlog_index::export_chunks(&snapshot, &query, &options, write, sink)
         {
             fail(error);

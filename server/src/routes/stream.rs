@@ -282,9 +282,44 @@ pub async fn stream(
         None => state.store.acknowledged_seq() + 1,
     };
     let live = state.live.subscribe();
+    let token = TokenWatch::new(&state, principal.token_id.clone());
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| run(socket, state, matcher, live, next_seq)))
+        .on_upgrade(move |socket| run(socket, state, matcher, live, next_seq, token)))
+}
+
+/// Notices that the stream's token was revoked: checked before every message sent, at the
+/// cost of one atomic load until some token is revoked.
+struct TokenWatch {
+    id: String,
+    revocations_seen: u64,
+}
+
+impl TokenWatch {
+    fn new(state: &AppState, id: String) -> Self {
+        TokenWatch {
+            id,
+            revocations_seen: state.tokens.revocations(),
+        }
+    }
+
+    fn revoked(&mut self, state: &AppState) -> bool {
+        let now = state.tokens.revocations();
+        if now == self.revocations_seen {
+            return false;
+        }
+        self.revocations_seen = now;
+        !state.tokens.is_active(&self.id)
+    }
+}
+
+/// Closes a stream whose token was revoked, with WebSocket close code 1008 (policy violation).
+async fn close_revoked(socket: &mut WebSocket) {
+    let frame = axum::extract::ws::CloseFrame {
+        code: 1008,
+        reason: "token revoked".into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 async fn run(
@@ -293,6 +328,7 @@ async fn run(
     matcher: Matcher,
     mut live: broadcast::Receiver<LiveChunk>,
     mut next_seq: u64,
+    mut token: TokenWatch,
 ) {
     /// Keeps the connected-clients gauge right however the connection ends.
     struct Connected(Arc<AppState>);
@@ -325,6 +361,10 @@ async fn run(
             _ => return,
         };
         let done = page.len() < RESUME_PAGE;
+        if token.revoked(&state) {
+            close_revoked(&mut socket).await;
+            return;
+        }
         if !send_events(&mut socket, page.iter(), &matcher, &mut next_seq).await {
             return;
         }
@@ -341,8 +381,20 @@ async fn run(
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
     loop {
-        tokio::select! {
-            received = live.recv() => match received {
+        let event = tokio::select! {
+            received = live.recv() => Wake::Live(received),
+            _ = heartbeat.tick() => Wake::Heartbeat,
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            },
+        };
+        if token.revoked(&state) {
+            close_revoked(&mut socket).await;
+            return;
+        }
+        match event {
+            Wake::Live(received) => match received {
                 Ok(chunk) => {
                     if !send_live(&mut socket, &chunk, &matcher, &mut next_seq).await {
                         return;
@@ -360,15 +412,17 @@ async fn run(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = heartbeat.tick() => {
+            Wake::Heartbeat => {
                 if !send_heartbeat(&mut socket, next_seq).await {
                     return;
                 }
             }
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
-            },
         }
     }
+}
+
+/// What woke a live stream.
+enum Wake {
+    Live(Result<LiveChunk, broadcast::error::RecvError>),
+    Heartbeat,
 }

@@ -153,7 +153,8 @@ pub async fn list(
         (status = 204, description = "Revoked"),
         (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
         (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse),
-        (status = 404, description = "Not found", body = crate::openapi::ErrorResponse)
+        (status = 404, description = "Not found", body = crate::openapi::ErrorResponse),
+        (status = 409, description = "The last admin token cannot be revoked", body = crate::openapi::ErrorResponse)
     )
 )]
 pub async fn revoke(
@@ -163,11 +164,22 @@ pub async fn revoke(
 ) -> Result<Response, ApiError> {
     principal.require_admin()?;
     blocking(move || {
-        let removed = state
-            .tokens
-            .revoke(&id)
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::not_found(format!("no token with id {id:?}")))?;
+        let removed = match state.tokens.revoke(&id).map_err(ApiError::internal)? {
+            crate::auth::Revoked::Revoked(removed) => removed,
+            crate::auth::Revoked::NotFound => {
+                return Err(ApiError::not_found(format!("no token with id {id:?}")))
+            }
+            crate::auth::Revoked::LastAdmin => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "last_admin",
+                    format!(
+                        "{id} is the last admin token; create another admin token before \
+                         revoking it"
+                    ),
+                ))
+            }
+        };
         crate::audit::record(
             &state,
             &principal,
