@@ -44,7 +44,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::sync::broadcast;
-use tower_http::decompression::RequestDecompressionLayer;
 
 use auditlog_engine::Store;
 
@@ -112,14 +111,14 @@ fn listed(path: &'static str, methods: &[&str]) -> &'static str {
 
 /// The router of the API over a shared state.
 pub fn router(state: Arc<AppState>) -> Router {
-    // The ingest body limit applies after decompression, in the handler.
+    // The ingest handler decodes gzip and zstd bodies itself and applies its limit to the
+    // decoded bytes.
     let ingest = Router::new()
         .route(
             listed("/v1/events", &["POST", "GET"]),
             post(routes::ingest::ingest).get(routes::events::list),
         )
-        .layer(DefaultBodyLimit::disable())
-        .layer(RequestDecompressionLayer::new().gzip(true).zstd(true));
+        .layer(DefaultBodyLimit::disable());
     Router::new()
         .merge(ingest)
         .route(

@@ -892,3 +892,41 @@ fn server_openapi_document_is_valid_and_lists_every_route() {
     assert_eq!(unknown.status, 404);
     assert!(unknown.text().contains("no such route"));
 }
+
+#[test]
+fn server_ingest_decodes_every_gzip_member_and_zstd_frame() {
+    // `cat a.gz b.gz` is one gzip body (RFC 1952: a series of members), and zstd frames
+    // concatenate the same way: every event of every member is stored, none dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let base = now_us() - 3_600_000_000;
+    let events: Vec<Value> = (0..40)
+        .map(|i| event("acct_enc", i, base + i as i64))
+        .collect();
+    let gzip = |events: &[Value]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&ndjson(events)).unwrap();
+        encoder.finish().unwrap()
+    };
+    let mut two_members = gzip(&events[0..10]);
+    two_members.extend(gzip(&events[10..20]));
+    let mut two_frames = zstd::encode_all(&ndjson(&events[20..30])[..], 3).unwrap();
+    two_frames.extend(zstd::encode_all(&ndjson(&events[30..40])[..], 3).unwrap());
+    // Content-Encoding is case-insensitive.
+    for (body, encoding) in [(two_members, "GZIP"), (two_frames, "zstd")] {
+        let reply = call(
+            "POST",
+            &server.url("/v1/events"),
+            Some(ADMIN_TOKEN),
+            &[
+                ("Content-Type", "application/x-ndjson"),
+                ("Content-Encoding", encoding),
+            ],
+            Some(&body),
+        );
+        assert_eq!(reply.status, 200, "{encoding}: {}", reply.text());
+        assert_eq!(reply.json()["accepted"], 20, "{encoding}: {}", reply.text());
+    }
+    let stored = query_all(&server, ADMIN_TOKEN, "tenant=acct_enc");
+    assert_eq!(stored.len(), 40);
+}

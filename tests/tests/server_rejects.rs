@@ -630,6 +630,13 @@ fn corpus() -> Vec<Case> {
     let many: Vec<u8> = (0..10_001)
         .flat_map(|i| format!("{}\n", good(100_000 + i)).into_bytes())
         .collect();
+    // Over the limit and with a bad event past it: the length is what is wrong.
+    let mut many_then_bad = many.clone();
+    many_then_bad.extend_from_slice(b"{\"tenant\":\"acct bad\"}\n");
+    let mut gzip_then_garbage = gzip(good(1).as_bytes());
+    gzip_then_garbage.extend_from_slice(b"not gzip");
+    // 16 MiB of newlines (16 KB gzipped): once reserved room for 16.7M events.
+    let blank_lines = gzip(&vec![b'\n'; (16 << 20) - 1]);
 
     vec![
         Case {
@@ -782,12 +789,62 @@ fn corpus() -> Vec<Case> {
             field: None,
         },
         Case {
+            name: "zstd body over 16 MiB once decoded",
+            body: zstd::encode_all(&huge[..], 1).unwrap(),
+            content_encoding: Some("zstd"),
+            status: 413,
+            code: "too_large",
+            message: &["16777216", "decompression"],
+            line: None,
+            field: None,
+        },
+        Case {
+            name: "a gzip member, then bytes that are not gzip",
+            body: gzip_then_garbage,
+            content_encoding: Some("gzip"),
+            status: 400,
+            code: "bad_request",
+            message: &["cannot decode the gzip body"],
+            line: None,
+            field: None,
+        },
+        Case {
+            name: "an encoding the server does not decode",
+            body: good(1).into_bytes(),
+            content_encoding: Some("br"),
+            status: 415,
+            code: "unsupported_encoding",
+            message: &["\"br\"", "gzip or zstd"],
+            line: None,
+            field: None,
+        },
+        Case {
             name: "more than 10,000 events",
             body: many,
             content_encoding: None,
             status: 413,
             code: "too_large",
-            message: &["10001", "10000"],
+            message: &["more than 10000 events"],
+            line: None,
+            field: None,
+        },
+        Case {
+            name: "more than 10,000 events, then a bad one",
+            body: many_then_bad,
+            content_encoding: None,
+            status: 413,
+            code: "too_large",
+            message: &["more than 10000 events"],
+            line: None,
+            field: None,
+        },
+        Case {
+            name: "16 MiB of blank lines, gzip",
+            body: blank_lines,
+            content_encoding: Some("gzip"),
+            status: 400,
+            code: "invalid_event",
+            message: &["empty batch"],
             line: None,
             field: None,
         },

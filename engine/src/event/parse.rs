@@ -175,6 +175,12 @@ pub struct ValidationContext<'a> {
     pub event_bytes_max: usize,
     /// Limit on the nesting depth of `details` and `changes` (default [`DETAILS_DEPTH_MAX`]).
     pub details_depth_max: usize,
+    /// The caller's limit on events per batch (default: none). [`parse_batch`] stops once it
+    /// has read one event more than this and returns what it read without looking at the rest:
+    /// the caller refuses the batch for its length, and a body of millions of events (or of
+    /// blank lines, 16 MiB of which gzip to 16 KB) costs neither their parsing nor memory
+    /// reserved for them.
+    pub events_max: usize,
 }
 
 impl<'a> ValidationContext<'a> {
@@ -186,13 +192,30 @@ impl<'a> ValidationContext<'a> {
             retention,
             event_bytes_max: EVENT_BYTES_MAX,
             details_depth_max: DETAILS_DEPTH_MAX,
+            events_max: usize::MAX,
         }
     }
 }
 
+/// Most events [`parse_batch`] reserves room for up front; a longer batch grows its vector.
+const RESERVED_EVENTS_MAX: usize = 16 * 1024;
+
 /// Parses and validates an ingest body (NDJSON or a JSON array of events, see the module docs).
 ///
-/// Fails on the first invalid event; a body without any event is an error (`empty batch`).
+/// Fails on the first invalid event; a body without any event is an error (`empty batch`). Stops
+/// after `ctx.events_max + 1` events (see [`ValidationContext::events_max`]):
+///
+/// ```
+/// use auditlog_engine::event::{parse_batch, RetentionPolicy, ValidationContext};
+/// let retention = RetentionPolicy::new(90);
+/// let mut ctx = ValidationContext::new(1_795_000_000_000_000, &retention);
+/// ctx.events_max = 2;
+/// let event = r#"{"tenant":"t","actor":{"id":"u"},"action":"login","resource":{"type":"account"}}"#;
+/// // Three events, then one that is not even JSON: the batch is over its limit, and that is
+/// // what the caller reports.
+/// let body = format!("{event}\n{event}\n{event}\nnot json");
+/// assert_eq!(parse_batch(body.as_bytes(), &ctx).unwrap().len(), 3);
+/// ```
 pub fn parse_batch(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
     let first = body.iter().position(|byte| !byte.is_ascii_whitespace());
     let events = match first {
@@ -226,7 +249,12 @@ pub fn parse_event(
 fn parse_ndjson(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
     // One event per line: sized once, so no push moves the (large) events already parsed.
     let lines = memchr::memchr_iter(b'\n', body).count() + 1;
-    let mut events = Vec::with_capacity(lines);
+    let mut events = Vec::with_capacity(
+        lines
+            .min(ctx.events_max.saturating_add(1))
+            .min(RESERVED_EVENTS_MAX),
+    );
+    let full = |events: &Vec<Event>| events.len() > ctx.events_max;
     // Validating the whole body at once lets the line split use `str`'s memchr-based search;
     // a body with invalid UTF-8 takes the slower path, which names the line.
     let Ok(text) = std::str::from_utf8(body) else {
@@ -234,6 +262,9 @@ fn parse_ndjson(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, Vali
             let line = line.trim_ascii();
             if !line.is_empty() {
                 events.push(parse_event(line, index + 1, ctx)?);
+                if full(&events) {
+                    break;
+                }
             }
         }
         return Ok(events);
@@ -242,6 +273,9 @@ fn parse_ndjson(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, Vali
         let line = line.trim_ascii();
         if !line.is_empty() {
             events.push(parse_event_text(line, index + 1, ctx)?);
+            if full(&events) {
+                break;
+            }
         }
     }
     Ok(events)
@@ -288,6 +322,8 @@ fn parse_array_text(text: &str, ctx: &ValidationContext) -> Result<Vec<Event>, V
     let result = result.and_then(|()| deserializer.end());
     match (result, failure) {
         (_, Some(error)) => Err(error),
+        // Stopped past the caller's limit: the rest is not read (see `events_max`).
+        (_, None) if events.len() > ctx.events_max => Ok(events),
         (Ok(()), None) => Ok(events),
         (Err(error), None) => Err(ValidationError {
             line,
@@ -325,7 +361,13 @@ impl<'de> Visitor<'de> for BatchVisitor<'_, '_> {
                 return Ok(());
             };
             match parse_event_text(raw.get(), *self.line, self.ctx) {
-                Ok(event) => self.events.push(event),
+                Ok(event) => {
+                    self.events.push(event);
+                    if self.events.len() > self.ctx.events_max {
+                        // Ends the read here; `parse_array_text` keeps what was read.
+                        return Err(de::Error::custom("over the caller's event limit"));
+                    }
+                }
                 Err(error) => {
                     *self.failure = Some(error);
                     return Err(de::Error::custom("invalid event"));

@@ -1,10 +1,12 @@
-//! `POST /v1/events`: NDJSON or a JSON array, optionally gzip or zstd encoded; answers once the
-//! batch is durable.
+//! `POST /v1/events`: NDJSON or a JSON array, optionally gzip or zstd encoded (every member or
+//! frame of a concatenated body is decoded; the size limit applies to the decoded bytes);
+//! answers once the batch is durable.
 
 use std::sync::Arc;
 
-use axum::body::{to_bytes, Body};
+use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -53,6 +55,7 @@ const SLOW_INGEST: std::time::Duration = std::time::Duration::from_millis(50);
         (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
         (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse),
         (status = 413, description = "Body or batch over its limit", body = crate::openapi::ErrorResponse),
+        (status = 415, description = "A Content-Encoding other than gzip or zstd", body = crate::openapi::ErrorResponse),
         (status = 429, description = "The commit queue is full; retry after Retry-After", body = crate::openapi::ErrorResponse),
         (status = 503, description = "The store refuses writes (disk full or failed I/O)", body = crate::openapi::ErrorResponse)
     )
@@ -60,6 +63,7 @@ const SLOW_INGEST: std::time::Duration = std::time::Duration::from_millis(50);
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
     principal: Principal,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
@@ -76,13 +80,23 @@ pub async fn ingest(
         ));
     }
     let limit = state.config.batch_bytes_max;
-    let bytes = to_bytes(body, limit).await.map_err(|error| {
+    let encoding = BodyEncoding::of(&headers)?;
+    let too_large = move || {
+        ApiError::too_large(format!(
+            "request body is larger than {limit} bytes (after decompression)"
+        ))
+    };
+    // A compressed body is at most as large as what it decodes to, give or take the framing
+    // of incompressible data: it is read up to the limit plus that slack.
+    let read_limit = match encoding {
+        BodyEncoding::Identity => limit,
+        _ => limit + limit / 64 + 4096,
+    };
+    let raw = to_bytes(body, read_limit).await.map_err(|error| {
         if std::error::Error::source(&error).is_some_and(|s| s.to_string().contains("length limit"))
             || error.to_string().contains("length limit")
         {
-            ApiError::too_large(format!(
-                "request body is larger than {limit} bytes (after decompression)"
-            ))
+            too_large()
         } else {
             ApiError::bad_request(format!("cannot read the request body: {error}"))
         }
@@ -92,13 +106,23 @@ pub async fn ingest(
     let answer = blocking(move || {
         let state = state_for_work;
         let queued = started.elapsed();
-        let context = ValidationContext::new(auditlog_engine::store::now_us(), &state.retention);
+        let bytes = encoding.decode(raw, limit).map_err(|error| match error {
+            DecodeError::TooLarge => too_large(),
+            DecodeError::Invalid(error) => ApiError::bad_request(format!(
+                "cannot decode the {} body: {error}",
+                encoding.name()
+            )),
+        })?;
+        let mut context =
+            ValidationContext::new(auditlog_engine::store::now_us(), &state.retention);
+        // The parser stops one event past the limit, so an oversized batch is refused for its
+        // length (not for a bad event further on) without parsing the rest.
+        context.events_max = state.config.batch_events_max;
         let events = parse_batch(&bytes, &context)?;
         let parsed = started.elapsed();
         if events.len() > state.config.batch_events_max {
             return Err(ApiError::too_large(format!(
-                "batch has {} events, limit {}",
-                events.len(),
+                "batch has more than {} events (the limit per request)",
                 state.config.batch_events_max
             )));
         }
@@ -172,4 +196,71 @@ pub async fn ingest(
     })
     .await?;
     Ok(Json(answer).into_response())
+}
+
+/// How an ingest body is encoded (`Content-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyEncoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+enum DecodeError {
+    TooLarge,
+    Invalid(std::io::Error),
+}
+
+impl BodyEncoding {
+    /// Reads `Content-Encoding`: none, `identity`, `gzip` (or `x-gzip`) or `zstd`, in any case;
+    /// anything else (several codings, `br`, `deflate`) is a 415 naming it.
+    fn of(headers: &HeaderMap) -> Result<Self, ApiError> {
+        let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+            return Ok(BodyEncoding::Identity);
+        };
+        let text = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        match text.as_str() {
+            "" | "identity" => Ok(BodyEncoding::Identity),
+            "gzip" | "x-gzip" => Ok(BodyEncoding::Gzip),
+            "zstd" => Ok(BodyEncoding::Zstd),
+            _ => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                format!(
+                    "Content-Encoding {:?} is not supported; send the body as is, gzip or zstd",
+                    String::from_utf8_lossy(value.as_bytes())
+                ),
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BodyEncoding::Identity => "identity",
+            BodyEncoding::Gzip => "gzip",
+            BodyEncoding::Zstd => "zstd",
+        }
+    }
+
+    /// The decoded body, at most `limit` bytes. Every gzip member and every zstd frame is
+    /// decoded (`cat a.gz b.gz` is one valid gzip body, RFC 1952), so nothing is dropped.
+    fn decode(self, raw: Bytes, limit: usize) -> Result<Bytes, DecodeError> {
+        use std::io::Read;
+        let reader: Box<dyn Read + '_> = match self {
+            BodyEncoding::Identity => return Ok(raw),
+            BodyEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&raw[..])),
+            BodyEncoding::Zstd => {
+                Box::new(zstd::stream::read::Decoder::new(&raw[..]).map_err(DecodeError::Invalid)?)
+            }
+        };
+        let mut decoded = Vec::with_capacity((raw.len() * 4).min(limit + 1));
+        reader
+            .take(limit as u64 + 1)
+            .read_to_end(&mut decoded)
+            .map_err(DecodeError::Invalid)?;
+        if decoded.len() > limit {
+            return Err(DecodeError::TooLarge);
+        }
+        Ok(Bytes::from(decoded))
+    }
 }
