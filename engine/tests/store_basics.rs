@@ -327,6 +327,44 @@ fn store_sealed_duplicates_are_looked_up_by_client_timestamp_or_in_the_whole_par
     assert_eq!(answer.accepted, 1);
 }
 
+#[test]
+fn store_a_server_stamped_retry_finds_its_original_sealed_the_day_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_us();
+    let today = now - now.rem_euclid(MICROS_PER_DAY);
+    let hour = 3_600_000_000;
+    let store = Store::open(options(dir.path())).unwrap();
+    // Sent without a timestamp at 23:00 UTC yesterday, and sealed.
+    let stamped = today - hour;
+    let answer = store
+        .append_with(
+            vec![event("acct_1", 1, stamped)],
+            AppendHints {
+                server_timestamp_us: Some(stamped),
+            },
+        )
+        .unwrap();
+    let seq = answer.first_seq.unwrap();
+    store.seal().unwrap();
+    assert_eq!(store.stats().tail_events, 0);
+    // The client retries after midnight: the retry is stamped again, on today's partition.
+    let restamped = today + hour;
+    let retry = event("acct_1", 1, restamped);
+    let answer = store
+        .append_with(
+            vec![retry.clone()],
+            AppendHints {
+                server_timestamp_us: Some(restamped),
+            },
+        )
+        .unwrap();
+    assert_eq!(answer.accepted, 0, "{answer:?}");
+    assert_eq!(answer.duplicates[0].seq, seq);
+    // The same id with a client timestamp on another day is another event (a retry re-sends
+    // the same event).
+    assert_eq!(store.append(vec![retry]).unwrap().accepted, 1);
+}
+
 /// Appends `rounds` batches of 50 events of `acct_1` at `now`, sealing after each (one
 /// segment per round).
 fn append_sealed_rounds(store: &Store, rounds: u64, now: i64) {

@@ -51,6 +51,8 @@ pub(crate) struct Request {
     pub sealed_duplicates: Vec<Duplicate>,
     /// The caller checked sealed segments with ids up to this one; newer ones are checked here.
     pub checked_segment_id_max: u64,
+    /// [`super::AppendHints::server_timestamp_us`]: where sealed copies may be.
+    pub server_timestamp_us: Option<i64>,
     pub reply: Arc<Reply>,
 }
 
@@ -255,6 +257,16 @@ impl Inner {
                     .filter(|s| s.entry.segment_id > request.checked_segment_id_max)
                     .cloned()
                     .collect();
+                // Their copies of the batch's keys, looked up before anything of the request is
+                // planned: a segment that cannot be read fails the request (as the caller's own
+                // lookup would have), instead of letting a duplicate through.
+                let in_newer = match self.find_in_newer(&newer, &request) {
+                    Ok(found) => found,
+                    Err(error) => {
+                        request.reply.send(Err(error));
+                        continue;
+                    }
+                };
                 let mut duplicates = request.sealed_duplicates;
                 // Indexes the caller found in sealed segments, ascending.
                 let sealed: Vec<usize> = duplicates.iter().map(|d| d.index).collect();
@@ -278,14 +290,7 @@ impl Inner {
                         let existing = in_group
                             .or_else(|| commit.find_inflight(hash, &event.tenant, id))
                             .or_else(|| state.tail.find_key_hashed(hash, &event.tenant, id))
-                            .or_else(|| {
-                                let partition = self.key_partition(event);
-                                super::find_key_in(&newer, &event.tenant, id, |s| {
-                                    s.entry.partition == partition
-                                })
-                                .ok()
-                                .flatten()
-                            });
+                            .or_else(|| in_newer.get(index).copied().flatten());
                         if let Some(seq) = existing {
                             duplicates.push(Duplicate { index, seq });
                             continue;
@@ -549,6 +554,29 @@ impl Inner {
                 self.acknowledged_seq.store(last, Ordering::Release);
             }
         }
+    }
+
+    /// The seq of each of `request`'s events whose key is in one of `newer` (segments sealed
+    /// after the caller looked); empty when there are none.
+    fn find_in_newer(
+        &self,
+        newer: &[Arc<super::SealedSegment>],
+        request: &Request,
+    ) -> Result<Vec<Option<u64>>> {
+        if newer.is_empty() {
+            return Ok(Vec::new());
+        }
+        request
+            .events
+            .iter()
+            .map(|event| {
+                let Some(id) = &event.id else { return Ok(None) };
+                let stamped_here = request.server_timestamp_us == Some(event.timestamp_us);
+                super::find_key_in(newer, &event.tenant, id, |s| {
+                    self.may_hold_copy(&s.entry.partition, event, stamped_here)
+                })
+            })
+            .collect()
     }
 
     /// Frames the group's records and writes them with one `write` (fsynced here only in the

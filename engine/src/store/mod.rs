@@ -158,7 +158,7 @@ pub struct AppendHints {
     /// It decides where sealed copies are looked for (idempotency): a retry re-sends the same
     /// event, so an event with a client timestamp can only duplicate a sealed row of a segment
     /// whose time range holds that timestamp; a server-stamped one is looked for in every
-    /// segment of its partition.
+    /// segment of its partition and of the day before (its original was stamped earlier).
     pub server_timestamp_us: Option<i64>,
 }
 
@@ -201,6 +201,14 @@ pub(crate) struct State {
     pub tail: Tail,
     pub segments: Arc<Vec<Arc<SealedSegment>>>,
     pub manifest: Manifest,
+}
+
+/// `partition` is the day before `of`, in the same class.
+fn is_day_before(
+    partition: &crate::partition::PartitionKey,
+    of: &crate::partition::PartitionKey,
+) -> bool {
+    partition.class == of.class && partition.day + 1 == of.day
 }
 
 pub(crate) fn find_key_in(
@@ -405,6 +413,7 @@ impl Store {
                 bytes,
                 sealed_duplicates,
                 checked_segment_id_max,
+                server_timestamp_us: hints.server_timestamp_us,
                 reply: Arc::clone(&reply),
             });
         }
@@ -708,10 +717,24 @@ impl Inner {
         }
         for ((partition, tenant), (indexes, ids, hashes, times)) in &groups {
             let mut found: Vec<Option<u64>> = vec![None; ids.len()];
-            for sealed in segments.iter().filter(|s| s.entry.partition == *partition) {
+            let stamped = times.iter().any(Option::is_none);
+            for sealed in segments.iter().filter(|s| {
+                s.entry.partition == *partition
+                    || (stamped && is_day_before(&s.entry.partition, partition))
+            }) {
+                let day_before = sealed.entry.partition != *partition;
                 let range = sealed.entry.min_timestamp_us..=sealed.entry.max_timestamp_us;
+                // A client timestamp is in its own day's segments, in those whose range holds
+                // it; a server-stamped event's original may be anywhere in its day or the day
+                // before (see `may_hold_copy`).
                 let open: Vec<usize> = (0..ids.len())
-                    .filter(|&i| found[i].is_none() && times[i].is_none_or(|t| range.contains(&t)))
+                    .filter(|&i| {
+                        found[i].is_none()
+                            && match times[i] {
+                                Some(t) => !day_before && range.contains(&t),
+                                None => true,
+                            }
+                    })
                     .collect();
                 if open.is_empty() {
                     continue;
@@ -743,6 +766,21 @@ impl Inner {
     pub(crate) fn key_partition(&self, event: &Event) -> crate::partition::PartitionKey {
         let class = self.options.retention.class_of(&event.tenant);
         crate::partition::PartitionKey::of(class, event.timestamp_us)
+    }
+
+    /// Whether a sealed copy of `event` may be in `partition`: its own ([`Inner::key_partition`]),
+    /// or, for an event the receiving layer stamped (`stamped_here`, see [`AppendHints`]), also
+    /// the day before: its retry is stamped again, later, so the original may lie on the
+    /// previous UTC day. A retry within 24 hours of the original is always found; a later one
+    /// of an event sent without a timestamp only if it falls on the same or the next day.
+    pub(crate) fn may_hold_copy(
+        &self,
+        partition: &crate::partition::PartitionKey,
+        event: &Event,
+        stamped_here: bool,
+    ) -> bool {
+        let own = self.key_partition(event);
+        *partition == own || (stamped_here && is_day_before(partition, &own))
     }
 
     /// Drops this process's mapped pages of every published segment and, through the hook, of
