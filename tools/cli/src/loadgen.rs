@@ -1,6 +1,11 @@
 //! `auditlog loadgen`: realistic events (auditlog-gen) at a target rate over N connections;
 //! prints events/s and acknowledgement latency percentiles (HdrHistogram) as a table and as JSON.
 //!
+//! At a target rate each batch is due at a fixed time, and its latency is counted from then
+//! (not from when the connection was free to send it), so a slow answer also counts against
+//! the batches it held back; each batch is made before it is due. As fast as acknowledged
+//! (`--rate 0`), latency is counted from the send.
+//!
 //! With `--warmup S` the load runs S seconds longer, first: what is sent then is acknowledged
 //! like the rest but left out of the rate and the percentiles (reported on its own line), so
 //! that the figures describe a server past its start (threads spawned, memory faulted in).
@@ -108,6 +113,12 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                 let mut warm = local.clone();
                 let mut batches = 0u64;
                 while start.elapsed() < run_for && !stop.load(Ordering::Relaxed) {
+                    // The batch is made before its send is due, so that making it is not
+                    // counted as the server's time.
+                    generator.fill_into(&mut events, batch);
+                    body.clear();
+                    write_ndjson(&events, &mut body);
+                    let mut began = Instant::now();
                     if per_connection_rate > 0.0 {
                         // Connections are spread over the period (connection i starts i/N of
                         // it late): independent clients do not all send at the same instant.
@@ -118,11 +129,11 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                         if let Some(wait) = due.checked_sub(start.elapsed()) {
                             std::thread::sleep(wait);
                         }
+                        // Latency counts from when the batch was due, not from when it could
+                        // be sent: a batch held back by a slow answer to the one before waited
+                        // for the server too (no coordinated omission).
+                        began = start + due;
                     }
-                    generator.fill_into(&mut events, batch);
-                    body.clear();
-                    write_ndjson(&events, &mut body);
-                    let began = Instant::now();
                     let measured = began.duration_since(start) >= warmup;
                     // The answer is read to its end, so that the next batch goes over the
                     // same connection.
