@@ -162,6 +162,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(listed("/healthz", &["GET"]), get(routes::admin::healthz))
         .route(listed("/readyz", &["GET"]), get(routes::admin::readyz))
         .fallback(routes::events::not_found)
+        .method_not_allowed_fallback(routes::events::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             count_statuses,

@@ -930,3 +930,36 @@ fn server_ingest_decodes_every_gzip_member_and_zstd_frame() {
     let stored = query_all(&server, ADMIN_TOKEN, "tenant=acct_enc");
     assert_eq!(stored.len(), 40);
 }
+
+#[test]
+fn server_admin_stream_on_an_empty_store_keeps_its_filters() {
+    // An admin with no `tenant` on a store that holds no tenant yet: the stream takes every
+    // tenant that appears, but still only the events its filters match.
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let mut stream = Stream::open(&server, "action=delete", ADMIN_TOKEN);
+    let base = now_us() - 60_000_000;
+    let mut events: Vec<Value> = (0..8)
+        .map(|i| event("acct_new", i, base + i as i64))
+        .collect();
+    for (i, event) in events.iter_mut().enumerate() {
+        event["action"] = json!(if i == 5 { "delete" } else { "create" });
+    }
+    let answer = ingest(&server, ADMIN_TOKEN, &events);
+    let received = stream.next_event();
+    assert_eq!(received["action"], "delete", "{received}");
+    assert_eq!(
+        received["seq"].as_u64(),
+        answer["first_seq"].as_u64().map(|first| first + 5)
+    );
+    // Nothing else matched: the next message is the next matching event, not a create.
+    let more: Vec<Value> = (8..10)
+        .map(|i| {
+            let mut e = event("acct_new", i, base + i as i64);
+            e["action"] = json!("delete");
+            e
+        })
+        .collect();
+    ingest(&server, ADMIN_TOKEN, &more);
+    assert_eq!(stream.next_event()["id"], more[0]["id"]);
+}

@@ -1058,3 +1058,51 @@ fn server_bad_input_gets_a_precise_error_and_stores_nothing() {
     let health = call("GET", &server.url("/healthz"), None, &[], None);
     assert_eq!(health.status, 200);
 }
+
+/// Requests the router or the parameters refuse: each gets its status and the API's JSON error
+/// body (never axum's plain text, never a 500), naming the parameter where one is to blame.
+#[test]
+fn server_bad_requests_get_a_json_error_naming_the_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    // (method, path, status, code, field)
+    let cases: [(&str, &str, u16, &str, Option<&str>); 6] = [
+        // A unit that is not ASCII once panicked the duration parser (a 500).
+        (
+            "GET",
+            "/v1/events?since=1%C3%A9",
+            400,
+            "bad_request",
+            Some("since"),
+        ),
+        (
+            "GET",
+            "/v1/events?since=%C3%A9",
+            400,
+            "bad_request",
+            Some("since"),
+        ),
+        (
+            "GET",
+            "/v1/events?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+            400,
+            "bad_request",
+            Some("from"),
+        ),
+        ("DELETE", "/v1/events", 405, "method_not_allowed", None),
+        ("PUT", "/v1/tokens", 405, "method_not_allowed", None),
+        // The stream without a WebSocket upgrade.
+        ("GET", "/v1/stream", 400, "websocket_required", None),
+    ];
+    for (method, path, status, code, field) in cases {
+        let reply = call(method, &server.url(path), Some(ADMIN_TOKEN), &[], None);
+        let what = format!("{method} {path}");
+        assert_eq!(reply.status, status, "{what}: {}", reply.text());
+        let error = assert_error_body(&reply, &what);
+        assert_eq!(error["code"], code, "{what}: {error}");
+        match field {
+            Some(field) => assert_eq!(error["field"], field, "{what}: {error}"),
+            None => assert!(error.get("field").is_none(), "{what}: {error}"),
+        }
+    }
+}

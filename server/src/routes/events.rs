@@ -385,3 +385,13 @@ pub async fn histogram(
 pub async fn not_found() -> Response {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
 }
+
+/// Answers 405 with the API's error body for a known route asked with another method.
+pub async fn method_not_allowed(method: axum::http::Method) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route does not take {method} (see /v1/openapi.json)"),
+    )
+    .into_response()
+}

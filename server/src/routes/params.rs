@@ -32,7 +32,9 @@ const FILTER_KEYS: &[&str] = &[
 
 /// Parses a duration like `30m`, `24h`, `7d`, `4w` into microseconds.
 pub fn parse_duration_us(text: &str) -> Option<i64> {
-    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
+    // The unit is the last character, whatever its width (`since=1é` is refused, not a panic).
+    let (at, _) = text.char_indices().last()?;
+    let (number, unit) = text.split_at(at);
     let number: i64 = number.parse().ok().filter(|n| *n > 0)?;
     let unit_us: i64 = match unit {
         "m" => 60_000_000,
@@ -52,6 +54,19 @@ pub fn build_query(
     pairs: &[(String, String)],
     extra_keys: &[&str],
 ) -> Result<Option<Query>, ApiError> {
+    let (query, any_tenant) = build_query_or_placeholder(state, principal, pairs, extra_keys)?;
+    Ok(any_tenant.then_some(query))
+}
+
+/// [`build_query`], but with its filters even when the caller may read no tenant yet (an admin
+/// on an empty store): the scope is then a placeholder, and `false` says so. The live stream
+/// of such an admin matches every tenant's events as they come, with the filters.
+pub fn build_query_or_placeholder(
+    state: &AppState,
+    principal: &Principal,
+    pairs: &[(String, String)],
+    extra_keys: &[&str],
+) -> Result<(Query, bool), ApiError> {
     principal.require_reader()?;
     state
         .metrics
@@ -112,8 +127,9 @@ pub fn build_query(
     } else {
         principal.tenants.clone()
     };
-    let Ok(scope) = Scope::new(tenants) else {
-        return Ok(None);
+    let (scope, any_tenant) = match Scope::new(tenants) {
+        Ok(scope) => (scope, true),
+        Err(_) => (Scope::one("-"), false),
     };
     let mut query = Query::new(scope);
     let now = auditlog_engine::store::now_us();
@@ -173,8 +189,20 @@ pub fn build_query(
     if let Some(cursor) = single("cursor")? {
         query.cursor = Some(Cursor::decode(cursor)?);
     }
+    if let (Some(from), Some(to)) = (query.from_us, query.to_us) {
+        if from > to {
+            return Err(invalid(
+                "from",
+                format!(
+                    "from ({}) is after to ({}): the range holds nothing",
+                    auditlog_engine::event::time::format_rfc3339_us(from),
+                    auditlog_engine::event::time::format_rfc3339_us(to)
+                ),
+            ));
+        }
+    }
     query.validate()?;
-    Ok(Some(query))
+    Ok((query, any_tenant))
 }
 
 /// The raw query string's pairs.

@@ -36,7 +36,7 @@ use auditlog_index::Query;
 
 use crate::auth::{Principal, Role};
 use crate::error::{blocking, ApiError};
-use crate::routes::params::{build_query, pairs};
+use crate::routes::params::{build_query_or_placeholder, pairs};
 use crate::state::AppState;
 
 /// Committed chunks the broadcast keeps for slow subscribers before they must resync.
@@ -213,8 +213,19 @@ pub async fn stream(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     RawQuery(raw): RawQuery,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // A plain request (no upgrade) gets the API's JSON error, not axum's text.
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            "websocket_required",
+            format!(
+                "{}: /v1/stream is a WebSocket; connect with an upgrade request",
+                rejection.body_text()
+            ),
+        )
+    })?;
     let pairs = pairs(raw.as_deref());
     let from_seq: Option<u64> = match pairs.iter().find(|(k, _)| k == "from_seq") {
         Some((_, v)) => Some(v.parse().map_err(|_| {
@@ -233,24 +244,23 @@ pub async fn stream(
             return Err(error);
         }
     };
-    let all_tenants = principal.role == Role::Admin && !pairs.iter().any(|(k, _)| k == "tenant");
+    // An empty `tenant=` names no tenant (as in queries): the admin's stream takes every one,
+    // including tenants that appear after it subscribed.
+    let all_tenants =
+        principal.role == Role::Admin && !pairs.iter().any(|(k, v)| k == "tenant" && !v.is_empty());
     let query_state = Arc::clone(&state);
     let query_principal = principal.clone();
-    let query = blocking(move || {
-        let query = build_query(
+    // An admin on an empty store may read no tenant yet: the query keeps its filters over a
+    // placeholder scope, and the matcher takes every tenant (`all_tenants`).
+    let (query, _) = blocking(move || {
+        build_query_or_placeholder(
             &query_state,
             &query_principal,
             &pairs,
             &["from_seq", "batch"],
-        )?;
-        Ok(query)
+        )
     })
     .await?;
-    let query = match query {
-        Some(query) => query,
-        // An admin on an empty store: every tenant, none known yet.
-        None => Query::new(auditlog_index::Scope::one("-")),
-    };
     let text = TextMatcher::new(&query.text).map_err(ApiError::from)?;
     let matcher = Matcher {
         query,
