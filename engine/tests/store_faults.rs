@@ -44,6 +44,7 @@ fn check_fault(fault: Fault, on_sync: bool) {
     store.seal().unwrap();
     store.append(batch(10, 10)).unwrap();
     let acknowledged = store.read_all().unwrap();
+    assert_eq!(store.write_failure(), None);
 
     if on_sync {
         vfs.fail_sync(1, fault);
@@ -63,6 +64,9 @@ fn check_fault(fault: Fault, on_sync: bool) {
         }
     }
     assert!(text.contains(".wal"), "the error names the file: {text}");
+    // What a readiness probe reads, without waiting on the commit path.
+    let failure = store.write_failure().expect("the store refuses writes");
+    assert!(failure.contains(".wal"), "{failure}");
     // Nothing of the failed batch is visible.
     assert_eq!(store.read_all().unwrap(), acknowledged);
 

@@ -125,6 +125,14 @@ impl ServerConfig {
                 self.tail_bytes_max
             ));
         }
+        let default_class = RetentionConfig::default().default_class;
+        if self.retention_classes.contains_key(&default_class) {
+            // It would silently win over --retention-days and AUDITLOG_RETENTION_DAYS.
+            return Err(format!(
+                "retention_classes sets {default_class:?}, the default class: set its days with \
+                 retention_days (or --retention-days) instead"
+            ));
+        }
         Ok(())
     }
 
@@ -160,6 +168,16 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_classes_may_not_override_retention_days() {
+        let mut config = ServerConfig::default();
+        config.retention_classes.insert("extended".into(), 365);
+        assert_eq!(config.check(), Ok(()));
+        config.retention_classes.insert("standard".into(), 365);
+        let error = config.check().unwrap_err();
+        assert!(error.contains("retention_days"), "{error}");
+    }
 
     #[test]
     fn tail_bytes_max_reaches_the_store_and_is_checked() {

@@ -217,6 +217,9 @@ fn log_recovery(report: &auditlog_engine::store::RecoveryReport) {
     }
 }
 
+/// How long a shutdown waits for requests in flight before it closes the store anyway.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Shortest first admin token accepted from `AUDITLOG_ADMIN_TOKEN`.
 pub const ADMIN_TOKEN_CHARS_MIN: usize = 16;
 
@@ -298,23 +301,67 @@ pub fn open_state(
             retention,
             metrics: metrics::ServerMetrics::default(),
             live,
+            shutdown: tokio::sync::watch::Sender::new(false),
         }),
         shown,
     ))
 }
 
-/// Serves until ctrl-c or SIGTERM: stops accepting, finishes in-flight requests, closes the
-/// store (flushing the commit pipeline), returns.
-pub async fn serve(state: Arc<AppState>) -> Result<(), ServeError> {
+/// Binds the configured address; [`serve_on`] then serves on it. (Apart, so that the caller
+/// can say where it listens only once it does: with port 0, the port chosen.)
+pub async fn bind(state: &AppState) -> Result<tokio::net::TcpListener, ServeError> {
     let addr = state.config.listen;
-    let listener = tokio::net::TcpListener::bind(addr)
+    tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Listen { addr, source })?;
-    tracing::info!(%addr, "listening");
-    axum::serve(listener, router(Arc::clone(&state)))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServeError::Serve)?;
+        .map_err(|source| ServeError::Listen { addr, source })
+}
+
+/// [`bind`], then [`serve_on`].
+pub async fn serve(state: Arc<AppState>) -> Result<(), ServeError> {
+    let listener = bind(&state).await?;
+    serve_on(listener, state).await
+}
+
+/// Serves until ctrl-c or SIGTERM: stops accepting, finishes in-flight requests (at most
+/// [`SHUTDOWN_GRACE`]; live streams end at once with close code 1001), closes the store
+/// (flushing the commit pipeline), returns.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+) -> Result<(), ServeError> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "listening");
+    }
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let on_signal = Arc::clone(&signalled);
+    let shutdown_state = Arc::clone(&state);
+    let server =
+        axum::serve(listener, router(Arc::clone(&state))).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
+            shutdown_state.shutdown.send_replace(true);
+            // A second signal does not wait (what was acknowledged is in the WAL already).
+            tokio::spawn(async {
+                shutdown_signal().await;
+                tracing::warn!("second signal: exiting without waiting for requests");
+                std::process::exit(1);
+            });
+            on_signal.notify_one();
+        });
+    // An export to a client that stopped reading would hold the shutdown for ever: past the
+    // grace period the store is closed anyway (and the process exits).
+    tokio::select! {
+        result = std::future::IntoFuture::into_future(server) => result.map_err(ServeError::Serve)?,
+        () = async {
+            signalled.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "requests still running after the grace period: closing the store anyway"
+            );
+        }
+    }
     state.store.close();
     Ok(())
 }

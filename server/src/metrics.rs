@@ -39,16 +39,18 @@ pub struct ServerMetrics {
 fn histogram(out: &mut String, name: &str, help: &str, histogram: &LatencyHistogram) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} histogram");
-    for (bound, count) in LATENCY_BUCKETS_US.iter().zip(histogram.cumulative()) {
+    // Buckets, +Inf and _count from one read of the buckets, so they agree.
+    let (cumulative, total) = histogram.cumulative_with_total();
+    for (bound, count) in LATENCY_BUCKETS_US.iter().zip(cumulative) {
         let _ = writeln!(
             out,
             "{name}_bucket{{le=\"{}\"}} {count}",
             *bound as f64 / 1e6
         );
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", histogram.count());
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
     let _ = writeln!(out, "{name}_sum {}", histogram.sum_us() as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count {}", histogram.count());
+    let _ = writeln!(out, "{name}_count {total}");
 }
 
 fn counter(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {

@@ -19,4 +19,6 @@ pub struct AppState {
     pub metrics: crate::metrics::ServerMetrics,
     /// Every committed chunk with its tenant index, for the live stream.
     pub live: tokio::sync::broadcast::Sender<crate::routes::stream::LiveChunk>,
+    /// Set to true when the server starts shutting down: live streams end (close code 1001).
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }

@@ -160,6 +160,27 @@ impl ServerProcess {
         }
     }
 
+    /// Sends SIGTERM and waits (at most `within`) for the server to exit; its exit status, or
+    /// `None` if it was still running (it is then killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("wait for the server") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// Kills the server and starts it again on the same data directory (on a new port).
     pub fn restart(&mut self) {
         self.kill();

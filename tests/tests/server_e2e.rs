@@ -963,3 +963,36 @@ fn server_admin_stream_on_an_empty_store_keeps_its_filters() {
     ingest(&server, ADMIN_TOKEN, &more);
     assert_eq!(stream.next_event()["id"], more[0]["id"]);
 }
+
+#[test]
+fn server_sigterm_ends_streams_finishes_and_exits_0_keeping_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path());
+    let base = now_us() - 60_000_000;
+    let events: Vec<Value> = (0..50)
+        .map(|i| event("acct_term", i, base + i as i64))
+        .collect();
+    let answer = ingest(&server, ADMIN_TOKEN, &events);
+    let mut stream = Stream::open(&server, "tenant=acct_term&from_seq=1", ADMIN_TOKEN);
+    assert_eq!(stream.next_seqs(50, "acct_term").len(), 50);
+
+    let status = server
+        .terminate(Duration::from_secs(20))
+        .expect("the server exits within 20 s of SIGTERM");
+    assert!(status.success(), "exit status {status:?}\n{}", server.log());
+    // The live stream was told the server is going away (close code 1001), not cut.
+    let closed = loop {
+        match stream.socket.read() {
+            Ok(tungstenite::Message::Close(frame)) => break frame,
+            Ok(_) => continue,
+            Err(error) => panic!("the stream ended without a close frame: {error}"),
+        }
+    };
+    assert_eq!(closed.map(|f| u16::from(f.code)), Some(1001));
+
+    // Everything acknowledged is there after a restart.
+    let server = ServerProcess::start(dir.path());
+    let stored = query_all(&server, ADMIN_TOKEN, "tenant=acct_term&order=oldest");
+    let seqs: Vec<u64> = stored.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, acked_seqs(&answer));
+}

@@ -47,13 +47,32 @@ impl LatencyHistogram {
 
     /// Cumulative counts per bound of [`LATENCY_BUCKETS_US`] (Prometheus `_bucket` series).
     pub fn cumulative(&self) -> [u64; LATENCY_BUCKETS_US.len()] {
+        self.cumulative_with_total().0
+    }
+
+    /// [`LatencyHistogram::cumulative`] and the count of every slot, from the same reads of the
+    /// buckets: the `+Inf` bucket (and `_count`) of a Prometheus histogram, which is never below
+    /// the last bounded bucket even while other threads record (`count()` is a separate
+    /// counter, read at another moment).
+    ///
+    /// ```
+    /// use auditlog_engine::store::LatencyHistogram;
+    /// use std::time::Duration;
+    /// let histogram = LatencyHistogram::default();
+    /// histogram.record(Duration::from_micros(10));
+    /// histogram.record(Duration::from_secs(3600)); // past every bound
+    /// let (cumulative, total) = histogram.cumulative_with_total();
+    /// assert_eq!((cumulative[cumulative.len() - 1], total), (1, 2));
+    /// ```
+    pub fn cumulative_with_total(&self) -> ([u64; LATENCY_BUCKETS_US.len()], u64) {
         let mut out = [0; LATENCY_BUCKETS_US.len()];
         let mut running = 0;
         for (slot, bucket) in out.iter_mut().zip(&self.buckets) {
             running += bucket.load(Ordering::Relaxed);
             *slot = running;
         }
-        out
+        let total = running + self.buckets[LATENCY_BUCKETS_US.len()].load(Ordering::Relaxed);
+        (out, total)
     }
 }
 

@@ -265,6 +265,8 @@ pub(crate) struct Inner {
     pub background_wake: Condvar,
     /// What the open found in the WAL.
     pub recovery: RecoveryReport,
+    /// The WAL writer's poison (shared with it): read without the commit lock.
+    pub poison: crate::wal::writer::Poison,
     pub _lock_file: File,
 }
 
@@ -347,6 +349,20 @@ impl Store {
     /// ```
     pub fn recovery(&self) -> &RecoveryReport {
         &self.inner.recovery
+    }
+
+    /// Why the store refuses writes, if it does: the first failed WAL write or fsync (disk
+    /// full, I/O error), until the store is reopened. Cheap (no lock the commit path holds), for
+    /// readiness probes.
+    ///
+    /// ```
+    /// use auditlog_engine::store::{Store, StoreOptions};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+    /// assert_eq!(store.write_failure(), None);
+    /// ```
+    pub fn write_failure(&self) -> Option<String> {
+        self.inner.poison.cause()
     }
 
     /// Fsync and seal latencies, events appended.

@@ -148,6 +148,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         recovered.files,
     )?;
 
+    let poison = wal.poison();
     Ok(Inner {
         state: RwLock::new(State {
             tail,
@@ -176,6 +177,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         background_lock: Mutex::new(()),
         background_wake: Condvar::new(),
         recovery,
+        poison,
         _lock_file: lock_file,
         options,
     })

@@ -35,6 +35,11 @@ impl Poison {
         }
     }
 
+    /// The first failure, if there was one.
+    pub fn cause(&self) -> Option<String> {
+        self.0.lock().clone()
+    }
+
     /// Records the first failure; later ones keep the first cause.
     pub fn set(&self, error: &Error) {
         let mut cause = self.0.lock();

@@ -50,7 +50,8 @@ fn bytes_by_kind(dir: &Path, totals: &mut [u64; 5], in_text_index: bool) {
             .unwrap_or_default();
         if in_text_index {
             totals[3] += len;
-        } else if name.ends_with(".wal") {
+        } else if name.ends_with(".wal") || name.ends_with(".spare") || name.ends_with(".wal.tmp") {
+            // Sealed WAL files kept to be written over are the WAL's disk too.
             totals[0] += len;
         } else if name.ends_with(".seg") {
             totals[1] += len;
@@ -118,10 +119,22 @@ pub async fn healthz() -> &'static str {
     path = "/readyz",
     tag = "admin",
     security(()),
-    responses((status = 200, description = "The store answers", content_type = "text/plain"))
+    responses(
+        (status = 200, description = "The store takes writes", content_type = "text/plain"),
+        (status = 503, description = "The store refuses writes (a failed WAL write or fsync: disk full, I/O error) until the server is restarted", body = crate::openapi::ErrorResponse)
+    )
 )]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    // Ready when the store answers; a poisoned writer shows in ingest answers (503).
-    let _ = state.store.stats();
-    "ready".into_response()
+    // The listener binds only once the store is open (WAL replayed), so answering at all means
+    // started. A failed WAL write or fsync makes every ingest answer 503 until a restart: such
+    // a node should leave the load balancer's rotation. Reads still work; /healthz stays 200.
+    match state.store.write_failure() {
+        None => "ready".into_response(),
+        Some(cause) => ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("the store refuses writes: {cause}"),
+        )
+        .into_response(),
+    }
 }

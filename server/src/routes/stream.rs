@@ -298,6 +298,16 @@ pub async fn stream(
         .on_upgrade(move |socket| run(socket, state, matcher, live, next_seq, token)))
 }
 
+/// Ends a stream because the server is shutting down: close code 1001 (going away); the
+/// client resumes from the last seq it got once the server is back.
+async fn close_going_away(socket: &mut WebSocket) {
+    let frame = axum::extract::ws::CloseFrame {
+        code: 1001,
+        reason: "server shutting down".into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
 /// Notices that the stream's token was revoked: checked before every message sent, at the
 /// cost of one atomic load until some token is revoked.
 struct TokenWatch {
@@ -356,6 +366,7 @@ async fn run(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let _connected = Connected(Arc::clone(&state));
     let matcher = Arc::new(matcher);
+    let mut shutdown = state.shutdown.subscribe();
     // Stored events first, page by page, with heartbeats between pages: a selective filter
     // over a long range may send nothing for a while, and a heartbeat's `last_seq` tells the
     // client how far the catch-up has read.
@@ -373,6 +384,11 @@ async fn run(
         let done = page.len() < RESUME_PAGE;
         if token.revoked(&state) {
             close_revoked(&mut socket).await;
+            return;
+        }
+        let stopping = *shutdown.borrow();
+        if stopping {
+            close_going_away(&mut socket).await;
             return;
         }
         if !send_events(&mut socket, page.iter(), &matcher, &mut next_seq).await {
@@ -394,6 +410,7 @@ async fn run(
         let event = tokio::select! {
             received = live.recv() => Wake::Live(received),
             _ = heartbeat.tick() => Wake::Heartbeat,
+            _ = shutdown.wait_for(|stopping| *stopping) => Wake::Shutdown,
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => continue,
@@ -427,6 +444,10 @@ async fn run(
                     return;
                 }
             }
+            Wake::Shutdown => {
+                close_going_away(&mut socket).await;
+                return;
+            }
         }
     }
 }
@@ -435,4 +456,5 @@ async fn run(
 enum Wake {
     Live(Result<LiveChunk, broadcast::error::RecvError>),
     Heartbeat,
+    Shutdown,
 }

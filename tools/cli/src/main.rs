@@ -308,10 +308,17 @@ fn main() -> anyhow::Result<()> {
             if let Some(secret) = shown {
                 println!("admin token (shown once, store it now): {secret}");
             }
-            println!("listening on http://{}", state.config.listen);
             let runtime = tokio::runtime::Runtime::new().context("tokio runtime")?;
             runtime
-                .block_on(auditlog_server::serve(state))
+                .block_on(async {
+                    let listener = auditlog_server::bind(&state).await?;
+                    // Said once it is true: with port 0, the port the system chose.
+                    let addr = listener
+                        .local_addr()
+                        .map_err(auditlog_server::ServeError::Serve)?;
+                    println!("listening on http://{addr}");
+                    auditlog_server::serve_on(listener, state).await
+                })
                 .context("server failed")?;
             Ok(())
         }
