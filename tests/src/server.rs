@@ -75,7 +75,7 @@ impl ServerProcess {
         let mut last_error = String::new();
         // A port found free can be taken by someone else before the server binds it: retry.
         for _ in 0..5 {
-            match Self::try_start(data_dir) {
+            match Self::try_start(data_dir, free_port()) {
                 Ok(server) => return server,
                 Err(error) => last_error = error,
             }
@@ -83,8 +83,8 @@ impl ServerProcess {
         panic!("auditlog serve did not start: {last_error}");
     }
 
-    fn try_start(data_dir: &Path) -> Result<Self, String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    fn try_start(data_dir: &Path, port: u16) -> Result<Self, String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let log_path = data_dir.with_extension("log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -179,6 +179,25 @@ impl ServerProcess {
         let _ = child.kill();
         let _ = child.wait();
         None
+    }
+
+    /// Kills the server and starts it again on the same data directory and port (clients
+    /// that reconnect to the same address find it again).
+    pub fn restart_on_same_port(&mut self) {
+        self.kill();
+        let port = self.addr.port();
+        let mut last_error = String::new();
+        for _ in 0..50 {
+            match Self::try_start(&self.data_dir, port) {
+                Ok(restarted) => {
+                    *self = restarted;
+                    return;
+                }
+                Err(error) => last_error = error,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("auditlog serve did not start again on port {port}: {last_error}");
     }
 
     /// Kills the server and starts it again on the same data directory (on a new port).

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use auditlog_engine::event::time::{format_rfc3339_us, parse_rfc3339_us};
 use auditlog_engine::store::now_us;
-use auditlog_tests::server::{call, Reply, ServerProcess, ADMIN_TOKEN};
+use auditlog_tests::server::{auditlog_binary, call, Reply, ServerProcess, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -995,4 +995,78 @@ fn server_sigterm_ends_streams_finishes_and_exits_0_keeping_every_event() {
     let stored = query_all(&server, ADMIN_TOKEN, "tenant=acct_term&order=oldest");
     let seqs: Vec<u64> = stored.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, acked_seqs(&answer));
+}
+
+#[test]
+fn cli_ingest_sends_batches_and_names_the_input_line_of_a_refused_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let base = now_us() - 60_000_000;
+    let good = |i: usize| serde_json::to_string(&event("acct_cli", i, base + i as i64)).unwrap();
+    // Lines 1-5 good, 6 blank, 7-8 good, 9 refused (a tenant with a space), 10-11 good.
+    let mut lines: Vec<String> = (1..=5).map(good).collect();
+    lines.push(String::new());
+    lines.extend([good(7), good(8)]);
+    lines.push(r#"{"tenant":"acct cli","actor":{"id":"u"},"action":"login","resource":{"type":"account"}}"#.into());
+    lines.extend([good(10), good(11)]);
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+
+    let output = std::process::Command::new(auditlog_binary())
+        .args(["ingest", "--batch", "3"])
+        .arg(&input)
+        .env("AUDITLOG_URL", server.url(""))
+        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    // Batches [1 2 3], [4 5 7] went in; [8 9 10] was refused for the event of input line 9
+    // (the body's line 2, which the server names).
+    assert!(
+        stderr.contains("input line 9: HTTP 400: field tenant"),
+        "{stderr}"
+    );
+    let stored = query_all(&server, ADMIN_TOKEN, "tenant=acct_cli");
+    assert_eq!(stored.len(), 6);
+}
+
+#[test]
+fn cli_tail_follows_the_stream_across_a_restart_without_gap_or_duplicate() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(&dir.path().join("data"));
+    let base = now_us() - 60_000_000;
+    let batch = |from: usize| -> Vec<Value> {
+        (from..from + 10)
+            .map(|i| event("acct_tail", i, base + i as i64))
+            .collect()
+    };
+    let mut acked = acked_seqs(&ingest(&server, ADMIN_TOKEN, &batch(0)));
+    let mut tail = std::process::Command::new(auditlog_binary())
+        .args(["tail", "--tenant", "acct_tail", "--from-seq", "1"])
+        .env("AUDITLOG_URL", server.url(""))
+        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    let mut next_seqs = |count: usize| -> Vec<u64> {
+        (0..count)
+            .map(|_| {
+                let line = lines.next().expect("tail printed a line").unwrap();
+                let event: Value = serde_json::from_str(&line).unwrap();
+                event["seq"].as_u64().unwrap()
+            })
+            .collect()
+    };
+    let mut seen = next_seqs(10);
+    // SIGKILL and a start on the same port: tail connects again from the seq after its last.
+    server.restart_on_same_port();
+    acked.extend(acked_seqs(&ingest(&server, ADMIN_TOKEN, &batch(10))));
+    seen.extend(next_seqs(10));
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert_eq!(seen, acked);
 }

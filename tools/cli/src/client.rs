@@ -30,7 +30,8 @@ impl Endpoint {
             .set("Authorization", &format!("Bearer {}", self.token))
     }
 
-    /// Sends a request; an error answer becomes an error carrying the server's message.
+    /// Sends a request; an error answer becomes an [`ApiFailure`] (inside the `anyhow` error)
+    /// carrying the server's message.
     pub fn send(
         &self,
         method: &str,
@@ -45,17 +46,52 @@ impl Endpoint {
         match result {
             Ok(response) => Ok(response),
             Err(ureq::Error::Status(status, response)) => {
+                let retry_after = response
+                    .header("Retry-After")
+                    .and_then(|v| v.trim().parse().ok());
                 let text = response.into_string().unwrap_or_default();
-                let message = serde_json::from_str::<serde_json::Value>(&text)
-                    .ok()
-                    .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                    .unwrap_or(text);
-                bail!("{method} {path}: HTTP {status}: {message}")
+                let json = serde_json::from_str::<serde_json::Value>(&text).ok();
+                let error = json.as_ref().map(|v| &v["error"]);
+                Err(ApiFailure {
+                    what: format!("{method} {path}"),
+                    status,
+                    message: error
+                        .and_then(|e| e["message"].as_str().map(str::to_string))
+                        .unwrap_or(text),
+                    line: error.and_then(|e| e["line"].as_u64()).map(|l| l as usize),
+                    retry_after,
+                }
+                .into())
             }
             Err(error) => Err(error).with_context(|| format!("{method} {path}")),
         }
     }
 }
+
+/// An error answer of the server.
+#[derive(Debug)]
+pub struct ApiFailure {
+    /// `METHOD /path`.
+    pub what: String,
+    pub status: u16,
+    pub message: String,
+    /// The line of the request body the error is about (ingest), if any.
+    pub line: Option<usize>,
+    /// `Retry-After`, in seconds.
+    pub retry_after: Option<u64>,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "{}: HTTP {}: {}",
+            self.what, self.status, self.message
+        )
+    }
+}
+
+impl std::error::Error for ApiFailure {}
 
 /// Reads a JSON answer.
 fn read_json(response: ureq::Response) -> anyhow::Result<serde_json::Value> {
@@ -83,7 +119,13 @@ pub fn query_string(pairs: &[(&str, String)]) -> String {
         .join("&")
 }
 
-/// `auditlog ingest FILE|-`: sends NDJSON in batches, with a progress bar.
+/// Most bytes of one ingest request: under the server's default limit (16 MiB), so that a
+/// batch of large events is cut by size before it is refused.
+pub const BATCH_BYTES_MAX: usize = 15 << 20;
+
+/// `auditlog ingest FILE|-`: sends NDJSON in batches (at most `batch_events` events and
+/// [`BATCH_BYTES_MAX`] bytes each), with a progress bar. A busy server (429) is asked again after
+/// its `Retry-After`; an event the server refuses is reported with its line in the input.
 pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::Result<()> {
     let reader: Box<dyn Read> = if input == "-" {
         Box::new(std::io::stdin())
@@ -107,31 +149,42 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
     );
     let mut lines = std::io::BufReader::new(reader).lines();
     let (mut accepted, mut duplicates, mut line_number) = (0u64, 0u64, 0usize);
+    // A line read but left for the next batch (it would have made this one too large).
+    let mut carried: Option<(usize, String)> = None;
     loop {
         let mut body = Vec::new();
-        let first_line = line_number + 1;
-        let mut count = 0;
-        for line in lines.by_ref() {
-            let line = line.context("reading input")?;
-            line_number += 1;
-            progress.inc(line.len() as u64 + 1);
-            if line.trim().is_empty() {
-                continue;
+        // The input line of each event of the batch (the body has no blank line).
+        let mut input_lines: Vec<usize> = Vec::new();
+        let mut next_line = || -> anyhow::Result<Option<(usize, String)>> {
+            if let Some(line) = carried.take() {
+                return Ok(Some(line));
+            }
+            for line in lines.by_ref() {
+                let line = line.context("reading input")?;
+                line_number += 1;
+                progress.inc(line.len() as u64 + 1);
+                if !line.trim().is_empty() {
+                    return Ok(Some((line_number, line)));
+                }
+            }
+            Ok(None)
+        };
+        while input_lines.len() < batch_events.max(1) {
+            let Some((number, line)) = next_line()? else {
+                break;
+            };
+            if !body.is_empty() && body.len() + line.len() + 1 > BATCH_BYTES_MAX {
+                carried = Some((number, line));
+                break;
             }
             body.extend_from_slice(line.as_bytes());
             body.push(b'\n');
-            count += 1;
-            if count == batch_events {
-                break;
-            }
+            input_lines.push(number);
         }
-        if count == 0 {
+        if input_lines.is_empty() {
             break;
         }
-        let response = endpoint
-            .send("POST", "/v1/events", Some(&body))
-            .with_context(|| format!("batch starting at input line {first_line}"))?;
-        let answer: serde_json::Value = read_json(response)?;
+        let answer = send_batch(endpoint, &body, &input_lines, &progress)?;
         accepted += answer["accepted"].as_u64().unwrap_or(0);
         duplicates += answer["duplicates"]
             .as_array()
@@ -141,6 +194,54 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
     progress.finish();
     println!("{accepted} events accepted, {duplicates} duplicates");
     Ok(())
+}
+
+/// Sends one ingest batch, waiting out busy answers; an error names the input line.
+fn send_batch(
+    endpoint: &Endpoint,
+    body: &[u8],
+    input_lines: &[usize],
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<serde_json::Value> {
+    let first = input_lines[0];
+    for attempt in 0u32.. {
+        match endpoint.send("POST", "/v1/events", Some(body)) {
+            Ok(response) => return read_json(response),
+            Err(error) => {
+                let Some(failure) = error.downcast_ref::<ApiFailure>() else {
+                    return Err(error.context(format!("batch starting at input line {first}")));
+                };
+                if failure.status == 429 && attempt < 60 {
+                    let wait = failure.retry_after.unwrap_or(1).clamp(1, 30);
+                    progress.set_message(format!("server busy, retrying in {wait} s"));
+                    std::thread::sleep(Duration::from_secs(wait));
+                    continue;
+                }
+                // `line` counts the body's lines, one per event here; the server's message
+                // starts with it ("line 3, field actor.ip: ..."), which is replaced by the
+                // input's line.
+                let input_line = failure
+                    .line
+                    .and_then(|line| Some((line, *input_lines.get(line.checked_sub(1)?)?)));
+                let (at, message) = match input_line {
+                    Some((line, input_line)) => {
+                        let message = failure.message.as_str();
+                        let message = message
+                            .strip_prefix(&format!("line {line}, "))
+                            .or_else(|| message.strip_prefix(&format!("line {line}: ")))
+                            .unwrap_or(message);
+                        (format!("input line {input_line}"), message)
+                    }
+                    None => (
+                        format!("batch starting at input line {first}"),
+                        failure.message.as_str(),
+                    ),
+                };
+                bail!("{at}: HTTP {}: {message}", failure.status);
+            }
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// `auditlog query`: pages through matching events, printing NDJSON.
@@ -192,41 +293,105 @@ pub fn export(
 }
 
 /// `auditlog tail`: the live stream, one event per line, until interrupted.
+///
+/// It follows the stream across interruptions without a gap or a duplicate: it keeps the seq
+/// to resume from (after the last event, or the last heartbeat's `last_seq`), and on a `resync`
+/// message, a server shutting down (close code 1001) or a lost connection it connects again
+/// from there, waiting 1 s, then up to 30 s, between failed attempts. A revoked token (close
+/// code 1008) or a refused connection before any stream was opened ends it with an error.
 pub fn tail(
     endpoint: &Endpoint,
     filters: &[(&str, String)],
     from_seq: Option<u64>,
 ) -> anyhow::Result<()> {
-    let mut pairs = filters.to_vec();
-    pairs.push(("token", endpoint.token.clone()));
-    if let Some(seq) = from_seq {
-        pairs.push(("from_seq", seq.to_string()));
-    }
     let base = endpoint
         .url
         .trim_end_matches('/')
         .replacen("http://", "ws://", 1)
         .replacen("https://", "wss://", 1);
-    let url = format!("{base}/v1/stream?{}", query_string(&pairs));
-    let (mut socket, _) = tungstenite::connect(url.as_str()).context("connecting to the stream")?;
+    let mut resume = from_seq;
+    let mut connected_once = false;
+    let mut wait = Duration::from_secs(1);
+    let stdout = std::io::stdout();
     loop {
-        let message = socket.read().context("reading the stream")?;
-        let tungstenite::Message::Text(text) = message else {
-            if matches!(message, tungstenite::Message::Close(_)) {
-                return Ok(());
+        let mut pairs = filters.to_vec();
+        if let Some(seq) = resume {
+            pairs.push(("from_seq", seq.to_string()));
+        }
+        let url = format!("{base}/v1/stream?{}", query_string(&pairs));
+        let mut request = tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
+            .context("stream URL")?;
+        request.headers_mut().insert(
+            "Authorization",
+            format!("Bearer {}", endpoint.token)
+                .parse()
+                .context("token in a header")?,
+        );
+        let mut socket = match tungstenite::connect(request) {
+            Ok((socket, _)) => socket,
+            Err(error) if connected_once => {
+                eprintln!("stream: {error}; connecting again in {} s", wait.as_secs());
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(30));
+                continue;
             }
-            continue;
+            Err(error) => return Err(error).context("connecting to the stream"),
         };
-        let value: serde_json::Value = serde_json::from_str(&text)?;
-        match value["type"].as_str() {
-            Some("event") => println!("{}", value["event"]),
-            Some("resync") => {
-                bail!(
-                    "the server dropped this slow client: resume with --from-seq {}",
-                    value["from_seq"]
-                )
+        connected_once = true;
+        wait = Duration::from_secs(1);
+        let ended = loop {
+            let message = match socket.read() {
+                Ok(message) => message,
+                Err(error) => break format!("{error}"),
+            };
+            let text = match message {
+                tungstenite::Message::Text(text) => text,
+                tungstenite::Message::Close(frame) => {
+                    let code = frame.as_ref().map(|f| u16::from(f.code));
+                    match code {
+                        Some(1008) => bail!("the server ended the stream: token revoked"),
+                        Some(1001) => break "the server is shutting down".to_string(),
+                        _ => return Ok(()),
+                    }
+                }
+                _ => continue,
+            };
+            let value: serde_json::Value = serde_json::from_str(&text)?;
+            match value["type"].as_str() {
+                Some("event") => {
+                    writeln!(stdout.lock(), "{}", value["event"])?;
+                    if let Some(seq) = value["event"]["seq"].as_u64() {
+                        resume = Some(seq + 1);
+                    }
+                }
+                Some("events") => {
+                    let mut out = stdout.lock();
+                    for event in value["events"].as_array().into_iter().flatten() {
+                        writeln!(out, "{event}")?;
+                        if let Some(seq) = event["seq"].as_u64() {
+                            resume = Some(seq + 1);
+                        }
+                    }
+                }
+                Some("heartbeat") => {
+                    if let Some(last) = value["last_seq"].as_u64() {
+                        resume = Some(resume.map_or(last + 1, |r| r.max(last + 1)));
+                    }
+                }
+                Some("resync") => {
+                    // Too slow for the live feed: read on from the stored events.
+                    resume = value["from_seq"].as_u64().or(resume);
+                    break "resync".to_string();
+                }
+                _ => {}
             }
-            _ => {}
+        };
+        if ended != "resync" {
+            eprintln!(
+                "stream: {ended}; connecting again from seq {}",
+                resume.map_or("(live)".to_string(), |s| s.to_string())
+            );
+            std::thread::sleep(wait);
         }
     }
 }
