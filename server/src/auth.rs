@@ -46,6 +46,10 @@ pub struct Principal {
     pub token_id: String,
     pub role: Role,
     pub tenants: Vec<String>,
+    /// [`TokenStore::revocations`] read before the token was checked: a long-running request
+    /// (a stream, an export) that later sees another count checks its token again, so a
+    /// revocation that lands while the request is being set up is not missed.
+    pub revocations_at_auth: u64,
 }
 
 impl Principal {
@@ -328,6 +332,7 @@ impl FromRequestParts<std::sync::Arc<AppState>> for Principal {
                 "empty token: send Authorization: Bearer <token>",
             ));
         }
+        let revocations_at_auth = state.tokens.revocations();
         let record = state
             .tokens
             .authenticate(secret)
@@ -336,6 +341,7 @@ impl FromRequestParts<std::sync::Arc<AppState>> for Principal {
             token_id: record.id,
             role: record.role,
             tenants: record.tenants,
+            revocations_at_auth,
         })
     }
 }

@@ -261,7 +261,11 @@ pub fn open_state(
     admin_token: Option<String>,
 ) -> Result<(Arc<AppState>, Option<String>), ServeError> {
     config.check().map_err(ServeError::Config)?;
-    if let Some(token) = &admin_token {
+    // The given token is only used when there is no token yet: checked before anything is
+    // created then, and not at all once tokens exist (an upgrade must not stop on a variable
+    // it ignores).
+    let tokens_exist = config.data_dir.join("tokens.json").exists();
+    if let (Some(token), false) = (&admin_token, tokens_exist) {
         check_admin_token(token).map_err(ServeError::Config)?;
     }
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
@@ -276,6 +280,9 @@ pub fn open_state(
     let tokens = auth::TokenStore::open(&config.data_dir).map_err(ServeError::Tokens)?;
     let mut shown = None;
     if tokens.is_empty() {
+        if let Some(token) = &admin_token {
+            check_admin_token(token).map_err(ServeError::Config)?;
+        }
         let given = admin_token.is_some();
         let (_, secret) = tokens
             .create("admin", auth::Role::Admin, Vec::new(), admin_token)
@@ -362,6 +369,18 @@ pub async fn serve_on(
             );
         }
     }
+    // Live streams are their own tasks once upgraded: give them a moment to send their close
+    // frames (1001) before the runtime goes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while state
+        .metrics
+        .stream_clients
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     state.store.close();
     Ok(())
 }
@@ -425,5 +444,23 @@ mod tests {
                 "{given:?}: nothing created"
             );
         }
+    }
+
+    #[test]
+    fn a_given_admin_token_is_not_checked_once_tokens_exist_it_is_ignored_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..ServerConfig::default()
+        };
+        let (state, shown) = open_state(config.clone(), None).unwrap();
+        assert!(shown.is_some());
+        state.store.close();
+        drop(state);
+        // A compose file that now expands an unset variable to "" still starts.
+        let (state, shown) = open_state(config, Some(String::new())).unwrap();
+        assert!(shown.is_none());
+        assert_eq!(state.tokens.list().len(), 1);
+        state.store.close();
     }
 }

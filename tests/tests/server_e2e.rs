@@ -1031,6 +1031,17 @@ fn cli_ingest_sends_batches_and_names_the_input_line_of_a_refused_event() {
     assert_eq!(stored.len(), 6);
 }
 
+/// Kills process `pid` after `after` unless it is gone: a test reading a child's output fails
+/// (end of output) instead of hanging when the child never prints what is expected.
+fn watchdog(pid: u32, after: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    });
+}
+
 #[test]
 fn cli_tail_follows_the_stream_across_a_restart_without_gap_or_duplicate() {
     use std::io::BufRead;
@@ -1051,6 +1062,7 @@ fn cli_tail_follows_the_stream_across_a_restart_without_gap_or_duplicate() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    watchdog(tail.id(), Duration::from_secs(60));
     let mut lines = std::io::BufReader::new(tail.stdout.take().unwrap()).lines();
     let mut next_seqs = |count: usize| -> Vec<u64> {
         (0..count)
@@ -1066,6 +1078,47 @@ fn cli_tail_follows_the_stream_across_a_restart_without_gap_or_duplicate() {
     server.restart_on_same_port();
     acked.extend(acked_seqs(&ingest(&server, ADMIN_TOKEN, &batch(10))));
     seen.extend(next_seqs(10));
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert_eq!(seen, acked);
+}
+
+#[test]
+fn cli_tail_of_live_events_only_misses_none_across_a_restart() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(&dir.path().join("data"));
+    let base = now_us() - 60_000_000;
+    let batch = |from: usize| -> Vec<Value> {
+        (from..from + 10)
+            .map(|i| event("acct_live", i, base + i as i64))
+            .collect()
+    };
+    // Before the tail: not part of a live-only feed.
+    ingest(&server, ADMIN_TOKEN, &batch(0));
+    let mut tail = std::process::Command::new(auditlog_binary())
+        .args(["tail", "--tenant", "acct_live"])
+        .env("AUDITLOG_URL", server.url(""))
+        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    watchdog(tail.id(), Duration::from_secs(60));
+    // Connected, and told by the first heartbeat where its feed starts.
+    std::thread::sleep(Duration::from_millis(1500));
+    server.restart_on_same_port();
+    // Acknowledged while tail is still away: it must print them once back.
+    let acked = acked_seqs(&ingest(&server, ADMIN_TOKEN, &batch(10)));
+    let mut lines = std::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    let seen: Vec<u64> = (0..10)
+        .map(|_| {
+            let line = lines.next().expect("tail printed a line").unwrap();
+            serde_json::from_str::<Value>(&line).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
     let _ = tail.kill();
     let _ = tail.wait();
     assert_eq!(seen, acked);

@@ -630,9 +630,18 @@ fn corpus() -> Vec<Case> {
     let many: Vec<u8> = (0..10_001)
         .flat_map(|i| format!("{}\n", good(100_000 + i)).into_bytes())
         .collect();
-    // Over the limit and with a bad event past it: the length is what is wrong.
-    let mut many_then_bad = many.clone();
+    // Over the limit with the event past it bad: the length is what is wrong.
+    let mut many_then_bad: Vec<u8> = (0..10_000)
+        .flat_map(|i| format!("{}\n", good(100_000 + i)).into_bytes())
+        .collect();
     many_then_bad.extend_from_slice(b"{\"tenant\":\"acct bad\"}\n");
+    // The same as a JSON array whose element past the limit holds invalid UTF-8.
+    let mut array_then_bad_utf8 = b"[".to_vec();
+    for i in 0..10_000 {
+        array_then_bad_utf8.extend_from_slice(good(100_000 + i).as_bytes());
+        array_then_bad_utf8.push(b',');
+    }
+    array_then_bad_utf8.extend_from_slice(b"{\"tenant\":\"\xff\"}]");
     let mut gzip_then_garbage = gzip(good(1).as_bytes());
     gzip_then_garbage.extend_from_slice(b"not gzip");
     // 16 MiB of newlines (16 KB gzipped): once reserved room for 16.7M events.
@@ -831,6 +840,16 @@ fn corpus() -> Vec<Case> {
         Case {
             name: "more than 10,000 events, then a bad one",
             body: many_then_bad,
+            content_encoding: None,
+            status: 413,
+            code: "too_large",
+            message: &["more than 10000 events"],
+            line: None,
+            field: None,
+        },
+        Case {
+            name: "a JSON array over 10,000 events, invalid UTF-8 past the limit",
+            body: array_then_bad_utf8,
             content_encoding: None,
             status: 413,
             code: "too_large",

@@ -35,8 +35,8 @@ pub use model::{
     Actor, ActorType, Event, EventRef, Outcome, Resource, StoredEvent, Text, TimestampUs,
 };
 pub use parse::{
-    parse_batch, parse_event, RetentionPolicy, ValidationContext, ValidationError,
-    ACTION_BYTES_MAX, DETAILS_DEPTH_MAX, EMAIL_BYTES_MAX, EVENT_BYTES_MAX, FUTURE_TOLERANCE_US,
-    ID_BYTES_MAX, PROJECT_BYTES_MAX, RESOURCE_ID_BYTES_MAX, RESOURCE_TYPE_BYTES_MAX,
-    TENANT_BYTES_MAX, USER_AGENT_BYTES_MAX,
+    parse_batch, parse_batch_limited, parse_event, RetentionPolicy, ValidationContext,
+    ValidationError, ACTION_BYTES_MAX, DETAILS_DEPTH_MAX, EMAIL_BYTES_MAX, EVENT_BYTES_MAX,
+    FUTURE_TOLERANCE_US, ID_BYTES_MAX, PROJECT_BYTES_MAX, RESOURCE_ID_BYTES_MAX,
+    RESOURCE_TYPE_BYTES_MAX, TENANT_BYTES_MAX, USER_AGENT_BYTES_MAX,
 };

@@ -175,12 +175,6 @@ pub struct ValidationContext<'a> {
     pub event_bytes_max: usize,
     /// Limit on the nesting depth of `details` and `changes` (default [`DETAILS_DEPTH_MAX`]).
     pub details_depth_max: usize,
-    /// The caller's limit on events per batch (default: none). [`parse_batch`] stops once it
-    /// has read one event more than this and returns what it read without looking at the rest:
-    /// the caller refuses the batch for its length, and a body of millions of events (or of
-    /// blank lines, 16 MiB of which gzip to 16 KB) costs neither their parsing nor memory
-    /// reserved for them.
-    pub events_max: usize,
 }
 
 impl<'a> ValidationContext<'a> {
@@ -192,7 +186,6 @@ impl<'a> ValidationContext<'a> {
             retention,
             event_bytes_max: EVENT_BYTES_MAX,
             details_depth_max: DETAILS_DEPTH_MAX,
-            events_max: usize::MAX,
         }
     }
 }
@@ -202,34 +195,49 @@ const RESERVED_EVENTS_MAX: usize = 16 * 1024;
 
 /// Parses and validates an ingest body (NDJSON or a JSON array of events, see the module docs).
 ///
-/// Fails on the first invalid event; a body without any event is an error (`empty batch`). Stops
-/// after `ctx.events_max + 1` events (see [`ValidationContext::events_max`]):
+/// Fails on the first invalid event; a body without any event is an error (`empty batch`).
+pub fn parse_batch(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
+    Ok(parse_batch_limited(body, ctx, usize::MAX)?.expect("no limit"))
+}
+
+/// [`parse_batch`] for a caller with a limit on events per batch: `Ok(None)` when the body holds
+/// more than `events_max` events. Past the limit nothing is read (not even whether the rest is
+/// valid JSON): the batch is refused for its length, and a body of millions of events (or of
+/// blank lines: 16 MiB of them gzip to 16 KB) costs neither their parsing nor memory reserved
+/// for them.
 ///
 /// ```
-/// use auditlog_engine::event::{parse_batch, RetentionPolicy, ValidationContext};
+/// use auditlog_engine::event::{parse_batch_limited, RetentionPolicy, ValidationContext};
 /// let retention = RetentionPolicy::new(90);
-/// let mut ctx = ValidationContext::new(1_795_000_000_000_000, &retention);
-/// ctx.events_max = 2;
+/// let ctx = ValidationContext::new(1_795_000_000_000_000, &retention);
 /// let event = r#"{"tenant":"t","actor":{"id":"u"},"action":"login","resource":{"type":"account"}}"#;
-/// // Three events, then one that is not even JSON: the batch is over its limit, and that is
-/// // what the caller reports.
-/// let body = format!("{event}\n{event}\n{event}\nnot json");
-/// assert_eq!(parse_batch(body.as_bytes(), &ctx).unwrap().len(), 3);
+/// let two = format!("{event}\n{event}\n");
+/// assert_eq!(parse_batch_limited(two.as_bytes(), &ctx, 2).unwrap().unwrap().len(), 2);
+/// // Two events, then a line that is not even JSON: over the limit, whatever the rest is.
+/// let more = format!("{two}not json\n");
+/// assert!(parse_batch_limited(more.as_bytes(), &ctx, 2).unwrap().is_none());
+/// assert!(parse_batch_limited(format!("[{event},{event},{event}]").as_bytes(), &ctx, 2)
+///     .unwrap()
+///     .is_none());
 /// ```
-pub fn parse_batch(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
+pub fn parse_batch_limited(
+    body: &[u8],
+    ctx: &ValidationContext,
+    events_max: usize,
+) -> Result<Option<Vec<Event>>, ValidationError> {
     let first = body.iter().position(|byte| !byte.is_ascii_whitespace());
     let events = match first {
-        Some(start) if body[start] == b'[' => parse_array(body, ctx)?,
-        _ => parse_ndjson(body, ctx)?,
+        Some(start) if body[start] == b'[' => parse_array(body, ctx, events_max)?,
+        _ => parse_ndjson(body, ctx, events_max)?,
     };
-    if events.is_empty() {
-        return Err(ValidationError {
+    match events {
+        Some(events) if events.is_empty() => Err(ValidationError {
             line: 0,
             field: None,
             message: "empty batch".to_owned(),
-        });
+        }),
+        events => Ok(events),
     }
-    Ok(events)
 }
 
 /// Parses and validates one event's JSON text; `line` is only used in errors.
@@ -246,55 +254,60 @@ pub fn parse_event(
     parse_event_text(text, line, ctx)
 }
 
-fn parse_ndjson(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
+fn parse_ndjson(
+    body: &[u8],
+    ctx: &ValidationContext,
+    events_max: usize,
+) -> Result<Option<Vec<Event>>, ValidationError> {
     // One event per line: sized once, so no push moves the (large) events already parsed.
     let lines = memchr::memchr_iter(b'\n', body).count() + 1;
-    let mut events = Vec::with_capacity(
-        lines
-            .min(ctx.events_max.saturating_add(1))
-            .min(RESERVED_EVENTS_MAX),
-    );
-    let full = |events: &Vec<Event>| events.len() > ctx.events_max;
+    let mut events = Vec::with_capacity(lines.min(events_max).min(RESERVED_EVENTS_MAX));
     // Validating the whole body at once lets the line split use `str`'s memchr-based search;
     // a body with invalid UTF-8 takes the slower path, which names the line.
     let Ok(text) = std::str::from_utf8(body) else {
         for (index, line) in body.split(|&byte| byte == b'\n').enumerate() {
             let line = line.trim_ascii();
             if !line.is_empty() {
-                events.push(parse_event(line, index + 1, ctx)?);
-                if full(&events) {
-                    break;
+                if events.len() == events_max {
+                    return Ok(None);
                 }
+                events.push(parse_event(line, index + 1, ctx)?);
             }
         }
-        return Ok(events);
+        return Ok(Some(events));
     };
     for (index, line) in text.split('\n').enumerate() {
         let line = line.trim_ascii();
         if !line.is_empty() {
-            events.push(parse_event_text(line, index + 1, ctx)?);
-            if full(&events) {
-                break;
+            if events.len() == events_max {
+                return Ok(None);
             }
+            events.push(parse_event_text(line, index + 1, ctx)?);
         }
     }
-    Ok(events)
+    Ok(Some(events))
 }
 
-fn parse_array(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
+fn parse_array(
+    body: &[u8],
+    ctx: &ValidationContext,
+    events_max: usize,
+) -> Result<Option<Vec<Event>>, ValidationError> {
     match std::str::from_utf8(body) {
-        Ok(text) => parse_array_text(text, ctx),
+        Ok(text) => parse_array_text(text, ctx, events_max),
         Err(utf8_error) => {
             // Find the event holding the bad byte: parse the valid prefix, which stops there
-            // (or earlier, at a genuinely invalid event, which is then the first error).
+            // (or earlier, at a genuinely invalid event, which is then the first error; or past
+            // the caller's limit, which is then what is wrong).
             let offset = utf8_error.valid_up_to();
             let prefix = std::str::from_utf8(&body[..offset]).unwrap_or_default();
-            let line = match parse_array_text(prefix, ctx) {
+            let line = match parse_array_text(prefix, ctx, events_max) {
                 Err(error) if error.line > 0 && !error.message.starts_with("malformed") => {
                     return Err(error)
                 }
                 Err(error) => error.line,
-                Ok(events) => events.len() + 1,
+                Ok(None) => return Ok(None),
+                Ok(Some(events)) => events.len() + 1,
             };
             Err(ValidationError {
                 line,
@@ -305,9 +318,14 @@ fn parse_array(body: &[u8], ctx: &ValidationContext) -> Result<Vec<Event>, Valid
     }
 }
 
-fn parse_array_text(text: &str, ctx: &ValidationContext) -> Result<Vec<Event>, ValidationError> {
+fn parse_array_text(
+    text: &str,
+    ctx: &ValidationContext,
+    events_max: usize,
+) -> Result<Option<Vec<Event>>, ValidationError> {
     let mut events = Vec::new();
     let mut failure = None;
+    let mut over_limit = false;
     let mut line = 1;
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let result = de::Deserializer::deserialize_seq(
@@ -317,14 +335,16 @@ fn parse_array_text(text: &str, ctx: &ValidationContext) -> Result<Vec<Event>, V
             events: &mut events,
             failure: &mut failure,
             line: &mut line,
+            events_max,
+            over_limit: &mut over_limit,
         },
     );
     let result = result.and_then(|()| deserializer.end());
     match (result, failure) {
         (_, Some(error)) => Err(error),
-        // Stopped past the caller's limit: the rest is not read (see `events_max`).
-        (_, None) if events.len() > ctx.events_max => Ok(events),
-        (Ok(()), None) => Ok(events),
+        // Something follows the last event the caller takes: the rest is not read.
+        (_, None) if over_limit => Ok(None),
+        (Ok(()), None) => Ok(Some(events)),
         (Err(error), None) => Err(ValidationError {
             line,
             field: None,
@@ -345,6 +365,9 @@ struct BatchVisitor<'c, 'r> {
     failure: &'c mut Option<ValidationError>,
     /// Position of the event being read, for errors raised by the JSON reader itself.
     line: &'c mut usize,
+    events_max: usize,
+    /// Set when anything follows the `events_max`-th event.
+    over_limit: &'c mut bool,
 }
 
 impl<'de> Visitor<'de> for BatchVisitor<'_, '_> {
@@ -357,17 +380,19 @@ impl<'de> Visitor<'de> for BatchVisitor<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         loop {
             *self.line = self.events.len() + 1;
+            if self.events.len() == self.events_max {
+                // Over the limit if the array goes on, whatever follows (not even read whole).
+                if !matches!(seq.next_element::<de::IgnoredAny>(), Ok(None)) {
+                    *self.over_limit = true;
+                    return Err(de::Error::custom("over the caller's event limit"));
+                }
+                return Ok(());
+            }
             let Some(raw) = seq.next_element::<&'de RawValue>()? else {
                 return Ok(());
             };
             match parse_event_text(raw.get(), *self.line, self.ctx) {
-                Ok(event) => {
-                    self.events.push(event);
-                    if self.events.len() > self.ctx.events_max {
-                        // Ends the read here; `parse_array_text` keeps what was read.
-                        return Err(de::Error::custom("over the caller's event limit"));
-                    }
-                }
+                Ok(event) => self.events.push(event),
                 Err(error) => {
                     *self.failure = Some(error);
                     return Err(de::Error::custom("invalid event"));

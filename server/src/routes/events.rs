@@ -193,7 +193,8 @@ pub async fn export(
 
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let csv = format == "csv";
-    let token_id = principal.token_id.clone();
+    let (token_id, revocations_at_auth) =
+        (principal.token_id.clone(), principal.revocations_at_auth);
     let worker_state = Arc::clone(&state);
     tokio::task::spawn_blocking(move || {
         let mut first = Vec::new();
@@ -224,7 +225,7 @@ pub async fn export(
         let options = auditlog_index::ExportOptions::default();
         // A token revoked while its export runs stops it: the body ends with an error (the
         // client sees a broken download, not a complete-looking file).
-        let tokens_seen = std::cell::Cell::new(worker_state.tokens.revocations());
+        let tokens_seen = std::cell::Cell::new(revocations_at_auth);
         let revoked = || {
             let now = worker_state.tokens.revocations();
             now != tokens_seen.replace(now) && !worker_state.tokens.is_active(&token_id)

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use auditlog_engine::event::{parse_batch, ValidationContext};
+use auditlog_engine::event::{parse_batch_limited, ValidationContext};
 
 use crate::auth::Principal;
 use crate::error::{blocking, ApiError};
@@ -113,19 +113,16 @@ pub async fn ingest(
                 encoding.name()
             )),
         })?;
-        let mut context =
-            ValidationContext::new(auditlog_engine::store::now_us(), &state.retention);
-        // The parser stops one event past the limit, so an oversized batch is refused for its
-        // length (not for a bad event further on) without parsing the rest.
-        context.events_max = state.config.batch_events_max;
-        let events = parse_batch(&bytes, &context)?;
-        let parsed = started.elapsed();
-        if events.len() > state.config.batch_events_max {
+        let context = ValidationContext::new(auditlog_engine::store::now_us(), &state.retention);
+        // The parser stops at the limit, so an oversized batch is refused for its length (not
+        // for a bad event further on) without parsing the rest.
+        let limit = state.config.batch_events_max;
+        let Some(events) = parse_batch_limited(&bytes, &context, limit)? else {
             return Err(ApiError::too_large(format!(
-                "batch has more than {} events (the limit per request)",
-                state.config.batch_events_max
+                "batch has more than {limit} events (the limit per request)"
             )));
-        }
+        };
+        let parsed = started.elapsed();
         if let Some((index, event)) = events
             .iter()
             .enumerate()
@@ -218,7 +215,12 @@ impl BodyEncoding {
         let Some(value) = headers.get(header::CONTENT_ENCODING) else {
             return Ok(BodyEncoding::Identity);
         };
-        let text = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        // A value that is not visible ASCII names no coding we know: refused, not taken as none.
+        let text = value
+            .to_str()
+            .unwrap_or("\u{0}")
+            .trim()
+            .to_ascii_lowercase();
         match text.as_str() {
             "" | "identity" => Ok(BodyEncoding::Identity),
             "gzip" | "x-gzip" => Ok(BodyEncoding::Gzip),

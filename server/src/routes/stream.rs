@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! {"type":"event","event":{...stored event...}}
-//! {"type":"heartbeat","last_seq":1234}                      every 15 s, also while catching up
+//! {"type":"heartbeat","last_seq":1234}   once caught up, then every 15 s (and while catching up)
 //! {"type":"resync","from_seq":1235,"reason":"client too slow"}   then the server closes
 //! ```
 //!
@@ -292,7 +292,7 @@ pub async fn stream(
         None => state.store.acknowledged_seq() + 1,
     };
     let live = state.live.subscribe();
-    let token = TokenWatch::new(&state, principal.token_id.clone());
+    let token = TokenWatch::new(&principal);
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| run(socket, state, matcher, live, next_seq, token)))
@@ -316,10 +316,10 @@ struct TokenWatch {
 }
 
 impl TokenWatch {
-    fn new(state: &AppState, id: String) -> Self {
+    fn new(principal: &Principal) -> Self {
         TokenWatch {
-            id,
-            revocations_seen: state.tokens.revocations(),
+            id: principal.token_id.clone(),
+            revocations_seen: principal.revocations_at_auth,
         }
     }
 
@@ -403,6 +403,11 @@ async fn run(
             }
             last_heartbeat = std::time::Instant::now();
         }
+    }
+    // A heartbeat at once: it tells a client that asked for live events only where the feed
+    // starts, so that it can resume from there if the connection drops before any event.
+    if !send_heartbeat(&mut socket, next_seq).await {
+        return;
     }
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;

@@ -329,6 +329,18 @@ pub fn tail(
         );
         let mut socket = match tungstenite::connect(request) {
             Ok((socket, _)) => socket,
+            // Refused (a revoked token, a bad filter): asking again will not help.
+            Err(tungstenite::Error::Http(response))
+                if response.status().is_client_error()
+                    && !matches!(response.status().as_u16(), 408 | 429) =>
+            {
+                let body = response.body().clone().unwrap_or_default();
+                bail!(
+                    "the server refused the stream: HTTP {}: {}",
+                    response.status(),
+                    String::from_utf8_lossy(&body)
+                );
+            }
             Err(error) if connected_once => {
                 eprintln!("stream: {error}; connecting again in {} s", wait.as_secs());
                 std::thread::sleep(wait);

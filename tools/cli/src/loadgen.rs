@@ -47,14 +47,19 @@ pub struct LoadOptions {
     pub subscribers: usize,
 }
 
+/// Highest acknowledgement latency the histograms hold, in µs (an hour); a longer one is
+/// counted as this (`saturating_record`): with latency counted from when a batch was due, an
+/// overloaded server's grows without bound, and dropping those would flatter the percentiles.
+const ACK_LATENCY_MAX_US: u64 = 3_600_000_000;
+
 pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
     let histogram = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
+        Histogram::<u64>::new_with_bounds(1, ACK_LATENCY_MAX_US, 3).context("histogram")?,
     ));
     let sent = Arc::new(AtomicU64::new(0));
     let warm_sent = Arc::new(AtomicU64::new(0));
     let warm_histogram = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
+        Histogram::<u64>::new_with_bounds(1, ACK_LATENCY_MAX_US, 3).context("histogram")?,
     ));
     let errors = Arc::new(AtomicU64::new(0));
     let busy = Arc::new(AtomicU64::new(0));
@@ -108,7 +113,7 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                 let mut generator = Generator::new(config);
                 let mut events = Vec::new();
                 let mut body = Vec::with_capacity(batch * 700);
-                let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                let mut local = Histogram::<u64>::new_with_bounds(1, ACK_LATENCY_MAX_US, 3)
                     .expect("histogram bounds are valid");
                 let mut warm = local.clone();
                 let mut batches = 0u64;
@@ -144,10 +149,10 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                         Ok(_) => {
                             let micros = began.elapsed().as_micros().max(1) as u64;
                             if measured {
-                                let _ = local.record(micros);
+                                local.saturating_record(micros);
                                 sent.fetch_add(batch as u64, Ordering::Relaxed);
                             } else {
-                                let _ = warm.record(micros);
+                                warm.saturating_record(micros);
                                 warm_sent.fetch_add(batch as u64, Ordering::Relaxed);
                             }
                         }
@@ -440,7 +445,7 @@ impl Probe {
         shares.truncate(count);
         let share = shares.iter().map(|(_, share)| share).sum();
         let histogram = Arc::new(Mutex::new(
-            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
+            Histogram::<u64>::new_with_bounds(1, ACK_LATENCY_MAX_US, 3).context("histogram")?,
         ));
         let delivered = Arc::new(AtomicU64::new(0));
         let resyncs = Arc::new(AtomicU64::new(0));
@@ -479,7 +484,7 @@ impl Probe {
                     if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_mut() {
                         stream.set_read_timeout(Some(Duration::from_millis(200)))?;
                     }
-                    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+                    let mut local = Histogram::<u64>::new_with_bounds(1, ACK_LATENCY_MAX_US, 3)?;
                     while !stop.load(Ordering::Relaxed) {
                         let message = match socket.read() {
                             Ok(tungstenite::Message::Text(text)) => text,
