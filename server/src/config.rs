@@ -13,6 +13,7 @@
 //! release_memory = false
 //! huge_pages = false
 //! tail_bytes_max = 268435456
+//! stream_buffer_chunks = 1024
 //!
 //! [retention_classes]
 //! extended = 365
@@ -78,6 +79,11 @@ pub struct ServerConfig {
     /// 200-300 MB (README). Default 256 MiB; at least 16 MiB. See the engine's
     /// `StoreOptions::tail_bytes_max`.
     pub tail_bytes_max: u64,
+    /// Group commits the live stream keeps for subscribers that are behind (each holds one
+    /// commit's events, shared by every subscriber). A subscriber more than this behind in the
+    /// live phase is told to resync and closed; one that fell behind while it sent stored
+    /// events reads the missed commits from the store instead. Default 1024; at least 2.
+    pub stream_buffer_chunks: usize,
 }
 
 /// The smallest `tail_bytes_max` accepted: a batch of 10,000 events holds up to ~10 MB in the
@@ -100,6 +106,7 @@ impl Default for ServerConfig {
             release_memory: false,
             huge_pages: false,
             tail_bytes_max: StoreOptions::new("").tail_bytes_max,
+            stream_buffer_chunks: crate::routes::stream::BROADCAST_CHUNKS,
         }
     }
 }
@@ -123,6 +130,12 @@ impl ServerConfig {
             return Err(format!(
                 "tail_bytes_max is {}, the least accepted is {TAIL_BYTES_MIN} (16 MiB)",
                 self.tail_bytes_max
+            ));
+        }
+        if self.stream_buffer_chunks < 2 {
+            return Err(format!(
+                "stream_buffer_chunks is {}, the least accepted is 2",
+                self.stream_buffer_chunks
             ));
         }
         let default_class = RetentionConfig::default().default_class;

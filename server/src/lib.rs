@@ -291,7 +291,7 @@ pub fn open_state(
             shown = Some(secret);
         }
     }
-    let (live, _) = broadcast::channel(routes::stream::BROADCAST_CHUNKS);
+    let (live, _) = broadcast::channel(config.stream_buffer_chunks);
     let sender = live.clone();
     store.subscribe(Box::new(move |chunk, tenants| {
         // No receiver is fine; a full channel drops the oldest for laggards (they resync).

@@ -75,7 +75,7 @@ impl ServerProcess {
         let mut last_error = String::new();
         // A port found free can be taken by someone else before the server binds it: retry.
         for _ in 0..5 {
-            match Self::try_start(data_dir, free_port()) {
+            match Self::try_start(data_dir, free_port(), None) {
                 Ok(server) => return server,
                 Err(error) => last_error = error,
             }
@@ -83,7 +83,22 @@ impl ServerProcess {
         panic!("auditlog serve did not start: {last_error}");
     }
 
-    fn try_start(data_dir: &Path, port: u16) -> Result<Self, String> {
+    /// [`ServerProcess::start`] with a TOML configuration file holding `config` (written next
+    /// to the data directory, `<data_dir>.toml`); flags still set the data directory and port.
+    pub fn start_with_config(data_dir: &Path, config: &str) -> Self {
+        let path = data_dir.with_extension("toml");
+        std::fs::write(&path, config).expect("write the configuration file");
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match Self::try_start(data_dir, free_port(), Some(&path)) {
+                Ok(server) => return server,
+                Err(error) => last_error = error,
+            }
+        }
+        panic!("auditlog serve did not start: {last_error}");
+    }
+
+    fn try_start(data_dir: &Path, port: u16, config: Option<&Path>) -> Result<Self, String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let log_path = data_dir.with_extension("log");
         let log = std::fs::OpenOptions::new()
@@ -98,8 +113,11 @@ impl ServerProcess {
                 command.env_remove(key);
             }
         }
+        command.arg("serve");
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
         let child = command
-            .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
@@ -188,7 +206,7 @@ impl ServerProcess {
         let port = self.addr.port();
         let mut last_error = String::new();
         for _ in 0..50 {
-            match Self::try_start(&self.data_dir, port) {
+            match Self::try_start(&self.data_dir, port, None) {
                 Ok(restarted) => {
                     *self = restarted;
                     return;

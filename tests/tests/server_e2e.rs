@@ -1123,3 +1123,96 @@ fn cli_tail_of_live_events_only_misses_none_across_a_restart() {
     let _ = tail.wait();
     assert_eq!(seen, acked);
 }
+
+#[test]
+fn server_stream_that_falls_behind_while_catching_up_reads_the_missed_commits_from_the_store() {
+    // A stream buffer of 4 commits: the 20 commits made while the stream is still sending the
+    // stored backlog (blocked on a client that does not read yet) overflow it. The stream must
+    // fetch them from the store, not tell this client (which reads fast once it reads) to
+    // resync.
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::start_with_config(&dir.path().join("data"), "stream_buffer_chunks = 4\n");
+    let base = now_us() - 3_600_000_000;
+    let mut acked = Vec::new();
+    let mut next = 0usize;
+    let mut batch = |size: usize| -> Vec<Value> {
+        let events = (next..next + size)
+            .map(|i| event("acct_lag", i, base + i as i64))
+            .collect();
+        next += size;
+        events
+    };
+    for _ in 0..60 {
+        acked.extend(acked_seqs(&ingest(&server, ADMIN_TOKEN, &batch(1000))));
+    }
+    let mut stream = Stream::open(&server, "tenant=acct_lag&from_seq=1", ADMIN_TOKEN);
+    for _ in 0..20 {
+        acked.extend(acked_seqs(&ingest(&server, ADMIN_TOKEN, &batch(10))));
+    }
+    let seqs = stream.next_seqs(acked.len(), "acct_lag");
+    assert_eq!(seqs, acked);
+    // And it is live: a commit made now arrives.
+    let last = acked_seqs(&ingest(&server, ADMIN_TOKEN, &batch(1)));
+    assert_eq!(stream.next_seqs(1, "acct_lag"), last);
+}
+
+#[test]
+fn server_stream_client_too_slow_for_the_live_feed_is_told_where_to_resume_and_closed() {
+    // A buffer of 4 commits, and a live client that stops reading while 100 commits of 1,000
+    // events are made: the server does not queue for it without bound; it tells it the seq to
+    // resume from and closes. Resuming there gives the rest: no gap, no duplicate.
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::start_with_config(&dir.path().join("data"), "stream_buffer_chunks = 4\n");
+    let base = now_us() - 3_600_000_000;
+    let mut stream = Stream::open(&server, "tenant=acct_slow", ADMIN_TOKEN);
+    // Live: the first heartbeat comes once the (empty) backlog is sent.
+    loop {
+        let tungstenite::Message::Text(text) = stream.socket.read().unwrap() else {
+            continue;
+        };
+        if serde_json::from_str::<Value>(&text).unwrap()["type"] == "heartbeat" {
+            break;
+        }
+    }
+    let mut acked = Vec::new();
+    for round in 0..100 {
+        let events: Vec<Value> = (0..1000)
+            .map(|i| {
+                let n = round * 1000 + i;
+                event("acct_slow", n, base + n as i64)
+            })
+            .collect();
+        acked.extend(acked_seqs(&ingest(&server, ADMIN_TOKEN, &events)));
+    }
+    let mut seen = Vec::new();
+    let resume = loop {
+        let message = stream.socket.read().expect("a message before the close");
+        let tungstenite::Message::Text(text) = message else {
+            continue;
+        };
+        let message: Value = serde_json::from_str(&text).unwrap();
+        match message["type"].as_str() {
+            Some("event") => seen.push(message["event"]["seq"].as_u64().unwrap()),
+            Some("resync") => break message["from_seq"].as_u64().unwrap(),
+            _ => {}
+        }
+    };
+    assert!(seen.len() < acked.len(), "it fell behind: {}", seen.len());
+    assert_eq!(resume, seen.last().map_or(acked[0], |s| s + 1));
+    // Then the server closes.
+    loop {
+        match stream.socket.read() {
+            Ok(tungstenite::Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let mut resumed = Stream::open(
+        &server,
+        &format!("tenant=acct_slow&from_seq={resume}"),
+        ADMIN_TOKEN,
+    );
+    seen.extend(resumed.next_seqs(acked.len() - seen.len(), "acct_slow"));
+    assert_eq!(seen, acked);
+}

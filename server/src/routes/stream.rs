@@ -17,8 +17,11 @@
 //! {"type":"events","events":[{...stored event...},{...}]}
 //! ```
 //!
-//! Each client has a bounded buffer: one that falls behind is told where to resume and closed,
-//! never given an unbounded queue.
+//! Each client has a bounded buffer (the broadcast's `stream_buffer_chunks` commits): one that
+//! falls behind the live feed is told where to resume and closed, never given an unbounded
+//! queue. Commits made while a stream still sends stored events can overflow it too (a large
+//! `from_seq` backlog under heavy ingest); those the stream reads from the store instead, up to
+//! `CATCH_UPS_MAX` times in a row, rather than sending the client away.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +42,13 @@ use crate::error::{blocking, ApiError};
 use crate::routes::params::{build_query_or_placeholder, pairs};
 use crate::state::AppState;
 
-/// Committed chunks the broadcast keeps for slow subscribers before they must resync.
+/// Committed chunks the broadcast keeps for slow subscribers before they must resync (the
+/// default of `ServerConfig::stream_buffer_chunks`).
 pub const BROADCAST_CHUNKS: usize = 1024;
+/// Times in a row a stream may go back to the store for commits it missed while it sent
+/// stored events (before it sent any live commit) before it is told to resync: a client
+/// slower than ingest would otherwise page through the store for ever.
+const CATCH_UPS_MAX: u32 = 16;
 /// A subscription scoped to at most this many tenants looks up their events in each chunk's
 /// tenant index; a wider one (or an admin's, of every tenant) checks every event.
 const INDEXED_TENANTS_MAX: usize = 16;
@@ -367,91 +375,111 @@ async fn run(
     let _connected = Connected(Arc::clone(&state));
     let matcher = Arc::new(matcher);
     let mut shutdown = state.shutdown.subscribe();
-    // Stored events first, page by page, with heartbeats between pages: a selective filter
-    // over a long range may send nothing for a while, and a heartbeat's `last_seq` tells the
-    // client how far the catch-up has read.
-    let mut last_heartbeat = std::time::Instant::now();
-    loop {
-        let store_state = Arc::clone(&state);
-        let from = next_seq;
-        let page =
-            tokio::task::spawn_blocking(move || store_state.store.read_from_seq(from, RESUME_PAGE))
-                .await;
-        let page = match page {
-            Ok(Ok(page)) => page,
-            _ => return,
-        };
-        let done = page.len() < RESUME_PAGE;
-        if token.revoked(&state) {
-            close_revoked(&mut socket).await;
-            return;
-        }
-        let stopping = *shutdown.borrow();
-        if stopping {
-            close_going_away(&mut socket).await;
-            return;
-        }
-        if !send_events(&mut socket, page.iter(), &matcher, &mut next_seq).await {
-            return;
-        }
-        if done {
-            break;
-        }
-        if last_heartbeat.elapsed() >= HEARTBEAT {
-            if !send_heartbeat(&mut socket, next_seq).await {
+    // How many times in a row the stream went back to the store for commits it missed while
+    // it sent stored events (see `CATCH_UPS_MAX`).
+    let mut catch_ups = 0u32;
+    'feed: loop {
+        // Stored events first, page by page, with heartbeats between pages: a selective filter
+        // over a long range may send nothing for a while, and a heartbeat's `last_seq` tells the
+        // client how far the catch-up has read.
+        let mut last_heartbeat = std::time::Instant::now();
+        loop {
+            let store_state = Arc::clone(&state);
+            let from = next_seq;
+            let page = tokio::task::spawn_blocking(move || {
+                store_state.store.read_from_seq(from, RESUME_PAGE)
+            })
+            .await;
+            let page = match page {
+                Ok(Ok(page)) => page,
+                _ => return,
+            };
+            let done = page.len() < RESUME_PAGE;
+            if token.revoked(&state) {
+                close_revoked(&mut socket).await;
                 return;
             }
-            last_heartbeat = std::time::Instant::now();
-        }
-    }
-    // A heartbeat at once: it tells a client that asked for live events only where the feed
-    // starts, so that it can resume from there if the connection drops before any event.
-    if !send_heartbeat(&mut socket, next_seq).await {
-        return;
-    }
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    heartbeat.tick().await;
-    loop {
-        let event = tokio::select! {
-            received = live.recv() => Wake::Live(received),
-            _ = heartbeat.tick() => Wake::Heartbeat,
-            _ = shutdown.wait_for(|stopping| *stopping) => Wake::Shutdown,
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => continue,
-            },
-        };
-        if token.revoked(&state) {
-            close_revoked(&mut socket).await;
-            return;
-        }
-        match event {
-            Wake::Live(received) => match received {
-                Ok(chunk) => {
-                    if !send_live(&mut socket, &chunk, &matcher, &mut next_seq).await {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let message = serde_json::json!({
-                        "type": "resync",
-                        "from_seq": next_seq,
-                        "reason": "client too slow: resume from from_seq",
-                    });
-                    let _ = socket.send(Message::Text(message.to_string().into())).await;
-                    let _ = socket.send(Message::Close(None)).await;
-                    return;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            Wake::Heartbeat => {
+            let stopping = *shutdown.borrow();
+            if stopping {
+                close_going_away(&mut socket).await;
+                return;
+            }
+            if !send_events(&mut socket, page.iter(), &matcher, &mut next_seq).await {
+                return;
+            }
+            if done {
+                break;
+            }
+            if last_heartbeat.elapsed() >= HEARTBEAT {
                 if !send_heartbeat(&mut socket, next_seq).await {
                     return;
                 }
+                last_heartbeat = std::time::Instant::now();
             }
-            Wake::Shutdown => {
-                close_going_away(&mut socket).await;
+        }
+        // A heartbeat at once: it tells a client that asked for live events only where the feed
+        // starts, so that it can resume from there if the connection drops before any event.
+        if !send_heartbeat(&mut socket, next_seq).await {
+            return;
+        }
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.tick().await;
+        let mut live_sent = false;
+        loop {
+            let event = tokio::select! {
+                received = live.recv() => Wake::Live(received),
+                _ = heartbeat.tick() => Wake::Heartbeat,
+                _ = shutdown.wait_for(|stopping| *stopping) => Wake::Shutdown,
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                },
+            };
+            if token.revoked(&state) {
+                close_revoked(&mut socket).await;
                 return;
+            }
+            match event {
+                Wake::Live(received) => match received {
+                    Ok(chunk) => {
+                        live_sent = true;
+                        if !send_live(&mut socket, &chunk, &matcher, &mut next_seq).await {
+                            return;
+                        }
+                    }
+                    // Fell behind while it sent stored events, before any live commit: the
+                    // commits it missed are in the store. Subscribe again first (a commit
+                    // published from now on is in the new subscription, one before it in the
+                    // store), then read them from there, as on connection. Behind once live
+                    // commits flow, the client is too slow: resync.
+                    Err(broadcast::error::RecvError::Lagged(_))
+                        if !live_sent && catch_ups < CATCH_UPS_MAX =>
+                    {
+                        live = state.live.subscribe();
+                        catch_ups += 1;
+                        continue 'feed;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let message = serde_json::json!({
+                            "type": "resync",
+                            "from_seq": next_seq,
+                            "reason": "client too slow: resume from from_seq",
+                        });
+                        let _ = socket.send(Message::Text(message.to_string().into())).await;
+                        let _ = socket.send(Message::Close(None)).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                Wake::Heartbeat => {
+                    if !send_heartbeat(&mut socket, next_seq).await {
+                        return;
+                    }
+                }
+                Wake::Shutdown => {
+                    close_going_away(&mut socket).await;
+                    return;
+                }
             }
         }
     }
