@@ -1085,7 +1085,7 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
     // (method, path, status, code, field)
-    let cases: [(&str, &str, u16, &str, Option<&str>); 6] = [
+    let cases: [(&str, &str, u16, &str, Option<&str>); 10] = [
         // A unit that is not ASCII once panicked the duration parser (a 500).
         (
             "GET",
@@ -1107,6 +1107,35 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
             400,
             "bad_request",
             Some("from"),
+        ),
+        // Parameters that may appear once, given twice.
+        (
+            "GET",
+            "/v1/facets?top=5&top=9",
+            400,
+            "bad_request",
+            Some("top"),
+        ),
+        (
+            "GET",
+            "/v1/histogram?bucket=1h&bucket=1d",
+            400,
+            "bad_request",
+            Some("bucket"),
+        ),
+        (
+            "GET",
+            "/v1/events/export?format=csv&format=ndjson",
+            400,
+            "bad_request",
+            Some("format"),
+        ),
+        (
+            "GET",
+            "/v1/events?cursor=not-a-cursor",
+            400,
+            "invalid_query",
+            Some("cursor"),
         ),
         ("DELETE", "/v1/events", 405, "method_not_allowed", None),
         ("PUT", "/v1/tokens", 405, "method_not_allowed", None),

@@ -16,7 +16,7 @@ use auditlog_index::{Field, Page};
 
 use crate::auth::Principal;
 use crate::error::{blocking, ApiError};
-use crate::routes::params::{build_query, pairs};
+use crate::routes::params::{build_query, invalid_param, pairs, single_param};
 use crate::state::AppState;
 
 mod bytes_body {
@@ -150,11 +150,7 @@ pub async fn export(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = pairs(raw.as_deref());
-    let format = pairs
-        .iter()
-        .find(|(k, _)| k == "format")
-        .map_or("csv", |(_, v)| v.as_str())
-        .to_string();
+    let format = single_param(&pairs, "format")?.unwrap_or("csv").to_string();
     if format != "csv" && format != "ndjson" {
         let mut error =
             ApiError::bad_request(format!("format must be csv or ndjson, found {format:?}"));
@@ -287,16 +283,12 @@ pub async fn facets(
 ) -> Result<Response, ApiError> {
     let body = blocking(move || {
         let pairs = pairs(raw.as_deref());
-        let get = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-        let field_name = get("field").unwrap_or_else(|| "action".into());
-        let field = Field::from_name(&field_name).ok_or_else(|| {
-            let mut error = ApiError::bad_request(format!("unknown facet field {field_name:?}"));
-            error.field = Some("field".into());
-            error
-        })?;
-        let top: usize = match get("top") {
+        let field_name = single_param(&pairs, "field")?.unwrap_or("action");
+        let field = Field::from_name(field_name)
+            .ok_or_else(|| invalid_param("field", format!("unknown facet field {field_name:?}")))?;
+        let top: usize = match single_param(&pairs, "top")? {
             Some(top) => top.parse().map_err(|_| {
-                ApiError::bad_request(format!("top must be a number, found {top:?}"))
+                invalid_param("top", format!("top must be a number, found {top:?}"))
             })?,
             None => 20,
         };
@@ -349,16 +341,12 @@ pub async fn histogram(
 ) -> Result<Response, ApiError> {
     let body = blocking(move || {
         let pairs = pairs(raw.as_deref());
-        let bucket = pairs
-            .iter()
-            .find(|(k, _)| k == "bucket")
-            .map_or("1h".to_string(), |(_, v)| v.clone());
-        let bucket_us = crate::routes::params::parse_duration_us(&bucket).ok_or_else(|| {
-            let mut error = ApiError::bad_request(format!(
-                "bucket must be a duration like 5m, 1h or 1d, found {bucket:?}"
-            ));
-            error.field = Some("bucket".into());
-            error
+        let bucket = single_param(&pairs, "bucket")?.unwrap_or("1h");
+        let bucket_us = crate::routes::params::parse_duration_us(bucket).ok_or_else(|| {
+            invalid_param(
+                "bucket",
+                format!("bucket must be a duration like 5m, 1h or 1d, found {bucket:?}"),
+            )
         })?;
         let buckets = match build_query(&state, &principal, &pairs, &["bucket"])? {
             Some(query) => auditlog_index::histogram(&state.store.snapshot(), &query, bucket_us)?,

@@ -187,7 +187,11 @@ pub fn build_query_or_placeholder(
         };
     }
     if let Some(cursor) = single("cursor")? {
-        query.cursor = Some(Cursor::decode(cursor)?);
+        query.cursor = Some(Cursor::decode(cursor).map_err(|error| {
+            let mut error = ApiError::from(error);
+            error.field = Some("cursor".into());
+            error
+        })?);
     }
     if let (Some(from), Some(to)) = (query.from_us, query.to_us) {
         if from > to {
@@ -203,6 +207,39 @@ pub fn build_query_or_placeholder(
     }
     query.validate()?;
     Ok((query, any_tenant))
+}
+
+/// The value of a parameter that may appear once (`None` when absent); given twice, a 400
+/// naming it, as for the filter parameters.
+///
+/// ```
+/// use auditlog_server::routes::params::single_param;
+/// let pairs = vec![("top".to_string(), "5".to_string()), ("top".to_string(), "9".to_string())];
+/// assert_eq!(single_param(&pairs[..1], "top").unwrap(), Some("5"));
+/// assert_eq!(single_param(&pairs, "top").unwrap_err().field.as_deref(), Some("top"));
+/// ```
+pub fn single_param<'p>(
+    pairs: &'p [(String, String)],
+    key: &str,
+) -> Result<Option<&'p str>, ApiError> {
+    let mut found = pairs
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str());
+    let first = found.next();
+    if found.next().is_some() {
+        let mut error = ApiError::bad_request(format!("parameter {key:?} may appear once"));
+        error.field = Some(key.to_string());
+        return Err(error);
+    }
+    Ok(first)
+}
+
+/// A 400 naming the parameter `key`.
+pub fn invalid_param(key: &str, message: String) -> ApiError {
+    let mut error = ApiError::bad_request(message);
+    error.field = Some(key.to_string());
+    error
 }
 
 /// The raw query string's pairs.

@@ -39,7 +39,7 @@ use auditlog_index::Query;
 
 use crate::auth::{Principal, Role};
 use crate::error::{blocking, ApiError};
-use crate::routes::params::{build_query_or_placeholder, pairs};
+use crate::routes::params::{build_query_or_placeholder, invalid_param, pairs, single_param};
 use crate::state::AppState;
 
 /// Committed chunks the broadcast keeps for slow subscribers before they must resync (the
@@ -235,21 +235,23 @@ pub async fn stream(
         )
     })?;
     let pairs = pairs(raw.as_deref());
-    let from_seq: Option<u64> = match pairs.iter().find(|(k, _)| k == "from_seq") {
-        Some((_, v)) => Some(v.parse().map_err(|_| {
-            ApiError::bad_request(format!("from_seq must be a number, found {v:?}"))
+    let from_seq: Option<u64> = match single_param(&pairs, "from_seq")? {
+        Some(v) => Some(v.parse().map_err(|_| {
+            invalid_param(
+                "from_seq",
+                format!("from_seq must be a number, found {v:?}"),
+            )
         })?),
         None => None,
     };
-    let batch = match pairs.iter().find(|(k, _)| k == "batch") {
-        None => false,
-        Some((_, v)) if v == "true" || v == "1" => true,
-        Some((_, v)) if v == "false" || v == "0" => false,
-        Some((_, v)) => {
-            let mut error =
-                ApiError::bad_request(format!("batch must be true or false, found {v:?}"));
-            error.field = Some("batch".into());
-            return Err(error);
+    let batch = match single_param(&pairs, "batch")? {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(v) => {
+            return Err(invalid_param(
+                "batch",
+                format!("batch must be true or false, found {v:?}"),
+            ))
         }
     };
     // An empty `tenant=` names no tenant (as in queries): the admin's stream takes every one,
