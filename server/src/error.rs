@@ -151,7 +151,18 @@ impl From<auditlog_index::Error> for ApiError {
                 api.field = Some("q".into());
                 api
             }
-            other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", other.to_string()),
+            other => {
+                // The parameter to blame, where one is.
+                let field = match &other {
+                    E::LimitOutOfRange { .. } => Some("limit"),
+                    E::TooManyTextTerms { .. } | E::EmptyTextTerm { .. } => Some("q"),
+                    _ => None,
+                };
+                let mut api =
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", other.to_string());
+                api.field = field.map(str::to_string);
+                api
+            }
         }
     }
 }

@@ -1085,7 +1085,7 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
     // (method, path, status, code, field)
-    let cases: [(&str, &str, u16, &str, Option<&str>); 10] = [
+    let cases: [(&str, &str, u16, &str, Option<&str>); 11] = [
         // A unit that is not ASCII once panicked the duration parser (a 500).
         (
             "GET",
@@ -1137,6 +1137,13 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
             "invalid_query",
             Some("cursor"),
         ),
+        (
+            "GET",
+            "/v1/events?limit=0",
+            400,
+            "invalid_query",
+            Some("limit"),
+        ),
         ("DELETE", "/v1/events", 405, "method_not_allowed", None),
         ("PUT", "/v1/tokens", 405, "method_not_allowed", None),
         // The stream without a WebSocket upgrade.
@@ -1153,4 +1160,55 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
             None => assert!(error.get("field").is_none(), "{what}: {error}"),
         }
     }
+}
+
+/// HEAD of an export answers what a GET would (status, type, file name) without exporting, and
+/// so without recording an export in the server's own audit trail.
+#[test]
+fn server_head_of_an_export_exports_nothing_and_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let ingest = call(
+        "POST",
+        &server.url("/v1/events"),
+        Some(ADMIN_TOKEN),
+        &[("Content-Type", "application/x-ndjson")],
+        Some(&ndjson(&[marked_event("acct_head", 1)])),
+    );
+    assert_eq!(ingest.status, 200, "{}", ingest.text());
+    let exports = || {
+        let reply = call(
+            "GET",
+            &server.url("/v1/events?tenant=auditlog.system&action=export"),
+            Some(ADMIN_TOKEN),
+            &[],
+            None,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.json()["events"].as_array().unwrap().len()
+    };
+    let head = call(
+        "HEAD",
+        &server.url("/v1/events/export?tenant=acct_head&format=csv"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(head.status, 200);
+    assert!(
+        head.content_type.starts_with("text/csv"),
+        "{}",
+        head.content_type
+    );
+    assert!(head.body.is_empty());
+    assert_eq!(exports(), 0, "a HEAD is not an export");
+    let get = call(
+        "GET",
+        &server.url("/v1/events/export?tenant=acct_head&format=csv"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(get.status, 200);
+    assert_eq!(exports(), 1);
 }

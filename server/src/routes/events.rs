@@ -147,6 +147,7 @@ pub async fn get(
 pub async fn export(
     State(state): State<Arc<AppState>>,
     principal: Principal,
+    method: axum::http::Method,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = pairs(raw.as_deref());
@@ -171,6 +172,10 @@ pub async fn export(
     let query =
         blocking(move || build_query(&check_state, &check_principal, &check_pairs, &["format"]))
             .await?;
+    if method == axum::http::Method::HEAD {
+        // What a GET would answer, without exporting anything (nor recording an export).
+        return Ok(export_response(Body::empty(), format == "csv"));
+    }
     state
         .metrics
         .exports
@@ -241,6 +246,11 @@ pub async fn export(
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))
     });
+    Ok(export_response(Body::from_stream(stream), csv))
+}
+
+/// An export's answer: `body` with its content type and a dated file name.
+fn export_response(body: Body, csv: bool) -> Response {
     let stamp = auditlog_engine::event::time::format_rfc3339_us(auditlog_engine::store::now_us())
         .replace(':', "-");
     let (content_type, extension) = if csv {
@@ -248,7 +258,7 @@ pub async fn export(
     } else {
         ("application/x-ndjson", "ndjson")
     };
-    let mut response = Response::new(Body::from_stream(stream));
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(value) = HeaderValue::from_str(&format!(
@@ -256,7 +266,7 @@ pub async fn export(
     )) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
-    Ok(response)
+    response
 }
 
 /// `GET /v1/facets?field=action&top=20&...`: top values of a field with counts.
