@@ -305,7 +305,12 @@ impl FromRequestParts<std::sync::Arc<AppState>> for Principal {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         // Browsers cannot set headers on WebSocket upgrades: the stream also takes ?token=.
+        // Nothing else does: a token in a URL ends up in browser history, proxy logs and
+        // Referer headers.
         let from_query = || {
+            if parts.uri.path() != "/v1/stream" {
+                return None;
+            }
             parts.uri.query().and_then(|q| {
                 form_pairs(q)
                     .into_iter()
@@ -323,7 +328,10 @@ impl FromRequestParts<std::sync::Arc<AppState>> for Principal {
                     ApiError::unauthorized("Authorization must be \"Bearer <token>\"")
                 })?,
             None => from_query().ok_or_else(|| {
-                ApiError::unauthorized("missing token: send Authorization: Bearer <token>")
+                ApiError::unauthorized(
+                    "missing token: send Authorization: Bearer <token> (only the stream also \
+                     takes ?token=)",
+                )
             })?,
         };
         let secret = secret.trim();

@@ -170,13 +170,28 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Counts 4xx and 5xx answers of every route for `/metrics`.
+/// Counts 4xx and 5xx answers of every route for `/metrics`, and sets the headers every answer
+/// carries.
 async fn count_statuses(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    // Every answer: never sniffed into another type, never a Referer out of the page, never
+    // cached unless the route says otherwise (event data is not for shared caches).
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        axum::http::header::REFERRER_POLICY,
+        axum::http::HeaderValue::from_static("no-referrer"),
+    );
+    headers
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
     let status = response.status();
     if status.is_client_error() {
         state

@@ -117,6 +117,12 @@ async function newPage({ width = 1280, height = 900, token = readToken, url = '/
   await page.setViewportSize({ width, height });
   const errors = [];
   page.on('pageerror', (error) => errors.push(error));
+  // The page runs under a Content-Security-Policy: anything it blocks is an error here.
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) {
+      errors.push(new Error(message.text()));
+    }
+  });
   page.errors = errors;
   if (init) await page.addInitScript(init);
   if (token) {
@@ -349,6 +355,8 @@ test('update_click_shows_field_diff', async () => {
   const linked = await newPage({ url: `/#seq=${seq}` });
   await linked.waitForSelector('#drawer:not([hidden]) table.diff');
   assert.match(await linked.textContent('#drawer-title'), /Update · Pod · llama-finetune-3/);
+  assert.deepEqual(page.errors, []);
+  assert.deepEqual(linked.errors, []);
   await linked.close();
   await page.close();
 });
@@ -393,6 +401,7 @@ test('live_updates_show_new_events_at_top_and_stop_when_off', async () => {
   assert.ok(!names.includes('live-pod-2'), 'live off: no new rows');
   assert.ok(!names.includes('beta-live-pod'), 'another tenant never streams');
   assert.equal(names[0], 'live-pod-1');
+  assert.deepEqual(page.errors, [], 'no page error, nothing the CSP blocked (the WebSocket included)');
   await page.close();
 });
 

@@ -237,11 +237,21 @@ impl Drop for ServerProcess {
 pub struct Reply {
     pub status: u16,
     pub content_type: String,
+    /// Every header, names lowercase.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 /// An HTTP answer, whatever its status.
 impl Reply {
+    /// The value of header `name` (lowercase), if the answer has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|error| {
             panic!(
@@ -284,6 +294,14 @@ pub fn call(
     };
     let status = response.status();
     let content_type = response.header("content-type").unwrap_or("").to_string();
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|name| {
+            let value = response.header(&name)?.to_string();
+            Some((name, value))
+        })
+        .collect();
     let mut body = Vec::new();
     response
         .into_reader()
@@ -292,6 +310,7 @@ pub fn call(
     Reply {
         status,
         content_type,
+        headers,
         body,
     }
 }

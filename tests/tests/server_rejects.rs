@@ -455,9 +455,9 @@ fn server_isolation_refuses_every_endpoint_without_the_right_token() {
 }
 
 /// The system tenant holds the server's record of token changes and access: no token writes
-/// it (not even an admin's), and the record never holds a token's secret, though the stream and
-/// exports take it in the query string (a token that may read the system tenant would find
-/// other tokens' secrets there).
+/// it (not even an admin's), and the record never holds a token's secret, though the stream
+/// takes it in the query string (a token that may read the system tenant would find other
+/// tokens' secrets there). Only the stream takes a token in the query string.
 #[test]
 fn server_system_tenant_is_written_only_by_the_server_and_never_holds_a_secret() {
     let dir = tempfile::tempdir().unwrap();
@@ -498,20 +498,19 @@ fn server_system_tenant_is_written_only_by_the_server_and_never_holds_a_secret()
     );
     assert_eq!(stored_count(&server, "auditlog.system"), before);
 
-    // A stream subscription and an export authenticated in the query string, as the page does.
+    // A stream subscription authenticated in the query string, as the page does, and an
+    // export that carries one too (only the stream takes it: the export is refused without
+    // its header, and recorded without the secret with it).
     assert_eq!(
         stream_handshake_status(&server, &format!("tenant=acct_1&token={ADMIN_TOKEN}"), None),
         101
     );
-    let export = call(
-        "GET",
-        &server.url(&format!(
-            "/v1/events/export?format=csv&tenant=acct_1&%74oken={ADMIN_TOKEN}"
-        )),
-        None,
-        &[],
-        None,
-    );
+    let export_url = server.url(&format!(
+        "/v1/events/export?format=csv&tenant=acct_1&%74oken={ADMIN_TOKEN}"
+    ));
+    let refused = call("GET", &export_url, None, &[], None);
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    let export = call("GET", &export_url, Some(ADMIN_TOKEN), &[], None);
     assert_eq!(export.status, 200, "{}", export.text());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let records = loop {
@@ -1211,4 +1210,36 @@ fn server_head_of_an_export_exports_nothing_and_records_nothing() {
     );
     assert_eq!(get.status, 200);
     assert_eq!(exports(), 1);
+}
+
+/// The page may not be framed and runs only its own script; no answer is sniffed into another
+/// type, sends a Referer, or is cached unless it says so.
+#[test]
+fn server_answers_carry_the_security_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let page = call("GET", &server.url("/"), None, &[], None);
+    assert_eq!(page.status, 200);
+    let policy = page.header("content-security-policy").expect("a CSP");
+    for directive in [
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "default-src 'none'",
+    ] {
+        assert!(policy.contains(directive), "{policy}");
+    }
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    let api = call(
+        "GET",
+        &server.url("/v1/events"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    let refused = call("GET", &server.url("/v1/events"), None, &[], None);
+    for reply in [&page, &api, &refused] {
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(reply.header("referrer-policy"), Some("no-referrer"));
+    }
+    assert_eq!(api.header("cache-control"), Some("no-store"));
 }
