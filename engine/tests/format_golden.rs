@@ -180,31 +180,41 @@ fn write_golden_if_asked() {
     std::fs::write(fixtures().join("manifest/MANIFEST-corrupt"), &corrupt).unwrap();
 }
 
-#[test]
-fn golden_wal_v1_reads_back_exactly() {
+/// Reads a golden WAL file: its bytes are what this build writes for the content (`expected`),
+/// and it scans back cleanly to the golden events.
+fn assert_golden_wal_reads_back(path: &Path, expected: &[u8], version: u32) {
     write_golden_if_asked();
-    let path = fixtures().join("wal/small.wal");
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(bytes, golden_wal(), "the v1 WAL encoding changed");
-    let scanned = scan(&path, &bytes).unwrap();
-    assert_eq!(scanned.end, End::Clean);
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(bytes, expected, "the v{version} WAL encoding changed");
+    let scanned = scan(path, &bytes).unwrap();
+    assert_eq!((scanned.end, scanned.discarded), (End::Clean, None));
     assert_eq!(scanned.header.salt, SALT);
-    assert_eq!(scanned.header.version, 1);
+    assert_eq!(scanned.header.version, version);
     let events: Vec<StoredEvent> = scanned.batches.into_iter().flatten().collect();
     assert_eq!(events, golden_stored());
 }
 
-#[test]
-fn golden_wal_v1_corrupt_twin_is_reported_with_offset() {
+/// A corrupt twin: its first record's damage is reported at its offset (32), with the file.
+fn assert_corrupt_twin_reported(path: &Path) {
     write_golden_if_asked();
-    let path = fixtures().join("wal/small-corrupt.wal");
-    let bytes = std::fs::read(&path).unwrap();
-    let error = scan(&path, &bytes).unwrap_err();
+    let bytes = std::fs::read(path).unwrap();
+    let error = scan(path, &bytes).unwrap_err();
     assert!(
         matches!(error, Error::ChecksumMismatch { offset: 32, .. }),
         "{error}"
     );
     assert!(error.to_string().contains("small-corrupt.wal"), "{error}");
+}
+
+#[test]
+fn golden_wal_v1_reads_back_exactly() {
+    assert_golden_wal_reads_back(&fixtures().join("wal/small.wal"), &golden_wal(), VERSION_1);
+}
+
+#[test]
+fn golden_wal_v1_corrupt_twin_is_reported_with_offset() {
+    // Version 1 has no durable marks: a valid record after a damaged one is corruption.
+    assert_corrupt_twin_reported(&fixtures().join("wal/small-corrupt.wal"));
 }
 
 /// The events the golden WAL files hold, as stored.
@@ -223,30 +233,18 @@ fn golden_stored() -> Vec<StoredEvent> {
 
 #[test]
 fn golden_wal_v2_reads_back_exactly() {
-    write_golden_if_asked();
-    let path = fixtures_v2().join("wal/small.wal");
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(bytes, golden_wal_v2(true), "the v2 WAL encoding changed");
-    let scanned = scan(&path, &bytes).unwrap();
-    assert_eq!((scanned.end, scanned.discarded), (End::Clean, None));
-    assert_eq!(scanned.header.version, 2);
-    let events: Vec<StoredEvent> = scanned.batches.into_iter().flatten().collect();
-    assert_eq!(events, golden_stored());
+    assert_golden_wal_reads_back(
+        &fixtures_v2().join("wal/small.wal"),
+        &golden_wal_v2(true),
+        VERSION,
+    );
 }
 
 #[test]
 fn golden_wal_v2_corrupt_twin_is_reported_with_offset() {
     // The second record was framed once the first was durable: the first one's damage is
     // damage to acknowledged data, not a torn write.
-    write_golden_if_asked();
-    let path = fixtures_v2().join("wal/small-corrupt.wal");
-    let bytes = std::fs::read(&path).unwrap();
-    let error = scan(&path, &bytes).unwrap_err();
-    assert!(
-        matches!(error, Error::ChecksumMismatch { offset: 32, .. }),
-        "{error}"
-    );
-    assert!(error.to_string().contains("small-corrupt.wal"), "{error}");
+    assert_corrupt_twin_reported(&fixtures_v2().join("wal/small-corrupt.wal"));
 }
 
 #[test]

@@ -226,15 +226,7 @@ fn v2_file_with_marks(marks: [Option<usize>; 4], damage: &[(usize, usize)]) -> (
     let mut offsets: Vec<u64> = Vec::new();
     let mut ends: Vec<u64> = Vec::new();
     for (record, mark) in marks.into_iter().enumerate() {
-        let seq = 1 + 3 * record as u64;
-        let events: Vec<Event> = (seq..seq + 3).map(event).collect();
-        let header = BatchHeader {
-            first_seq: seq,
-            received_us: 7,
-            tenant_seqs: (seq..seq + 3).collect(),
-        };
-        let mut payload = Vec::new();
-        encode_payload(&header, &encode_events(&events), &mut payload);
+        let (payload, _) = batch_payload(1 + 3 * record as u64);
         offsets.push(bytes.len() as u64);
         let durable = mark.map_or(32, |i| ends[i]);
         encode_record(salt, durable, &payload, &mut bytes);
@@ -354,14 +346,7 @@ fn wal_v2_damage_is_a_torn_tail_only_when_no_later_record_knew_it_durable() {
 /// Frames one batch of 3 events from `seq` for `writer`'s current file and writes it durably.
 fn append_batch(writer: &mut WalWriter, seq: u64) -> Vec<StoredEvent> {
     writer.rotate_if_full(seq).unwrap();
-    let events: Vec<Event> = (seq..seq + 3).map(event).collect();
-    let header = BatchHeader {
-        first_seq: seq,
-        received_us: 7,
-        tenant_seqs: (seq..seq + 3).collect(),
-    };
-    let mut payload = Vec::new();
-    encode_payload(&header, &encode_events(&events), &mut payload);
+    let (payload, stored) = batch_payload(seq);
     let mut record = Vec::new();
     encode_record(
         writer.salt(),
@@ -370,14 +355,30 @@ fn append_batch(writer: &mut WalWriter, seq: u64) -> Vec<StoredEvent> {
         &mut record,
     );
     writer.write(&record, true).unwrap();
-    (0..3)
-        .map(|i| StoredEvent {
-            seq: seq + i,
-            tenant_seq: seq + i,
+    stored
+}
+
+/// The record payload of a batch of 3 events from `seq`, and the events as stored.
+fn batch_payload(seq: u64) -> (Vec<u8>, Vec<StoredEvent>) {
+    let events: Vec<Event> = (seq..seq + 3).map(event).collect();
+    let header = BatchHeader {
+        first_seq: seq,
+        received_us: 7,
+        tenant_seqs: (seq..seq + 3).collect(),
+    };
+    let mut payload = Vec::new();
+    encode_payload(&header, &encode_events(&events), &mut payload);
+    let stored = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| StoredEvent {
+            seq: seq + i as u64,
+            tenant_seq: seq + i as u64,
             received_us: 7,
-            event: events[i as usize].clone(),
+            event,
         })
-        .collect()
+        .collect();
+    (payload, stored)
 }
 
 fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {

@@ -1031,97 +1031,105 @@ fn cli_ingest_sends_batches_and_names_the_input_line_of_a_refused_event() {
     assert_eq!(stored.len(), 6);
 }
 
-/// Kills process `pid` after `after` unless it is gone: a test reading a child's output fails
-/// (end of output) instead of hanging when the child never prints what is expected.
-fn watchdog(pid: u32, after: Duration) {
-    std::thread::spawn(move || {
-        std::thread::sleep(after);
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    });
+/// `auditlog tail` run against `server` with `args`, its output read line by line. It is killed
+/// when dropped, and after 60 s in any case, so that a test waiting for a line it never prints
+/// fails (end of output) instead of hanging.
+struct Tail {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Tail {
+    fn start(server: &ServerProcess, args: &[&str]) -> Tail {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(auditlog_binary())
+            .arg("tail")
+            .args(args)
+            .env("AUDITLOG_URL", server.url(""))
+            .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(60));
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
+        });
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Tail { child, lines }
+    }
+
+    /// The seqs of the next `count` events it prints.
+    fn next_seqs(&mut self, count: usize) -> Vec<u64> {
+        (0..count)
+            .map(|_| {
+                let line = self.lines.next().expect("tail printed a line").unwrap();
+                serde_json::from_str::<Value>(&line).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Ten events of `tenant` from number `from`.
+fn ten_events(tenant: &str, from: usize, base_us: i64) -> Vec<Value> {
+    (from..from + 10)
+        .map(|i| event(tenant, i, base_us + i as i64))
+        .collect()
 }
 
 #[test]
 fn cli_tail_follows_the_stream_across_a_restart_without_gap_or_duplicate() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(&dir.path().join("data"));
     let base = now_us() - 60_000_000;
-    let batch = |from: usize| -> Vec<Value> {
-        (from..from + 10)
-            .map(|i| event("acct_tail", i, base + i as i64))
-            .collect()
-    };
-    let mut acked = acked_seqs(&ingest(&server, ADMIN_TOKEN, &batch(0)));
-    let mut tail = std::process::Command::new(auditlog_binary())
-        .args(["tail", "--tenant", "acct_tail", "--from-seq", "1"])
-        .env("AUDITLOG_URL", server.url(""))
-        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    watchdog(tail.id(), Duration::from_secs(60));
-    let mut lines = std::io::BufReader::new(tail.stdout.take().unwrap()).lines();
-    let mut next_seqs = |count: usize| -> Vec<u64> {
-        (0..count)
-            .map(|_| {
-                let line = lines.next().expect("tail printed a line").unwrap();
-                let event: Value = serde_json::from_str(&line).unwrap();
-                event["seq"].as_u64().unwrap()
-            })
-            .collect()
-    };
-    let mut seen = next_seqs(10);
+    let mut acked = acked_seqs(&ingest(
+        &server,
+        ADMIN_TOKEN,
+        &ten_events("acct_tail", 0, base),
+    ));
+    let mut tail = Tail::start(&server, &["--tenant", "acct_tail", "--from-seq", "1"]);
+    let mut seen = tail.next_seqs(10);
     // SIGKILL and a start on the same port: tail connects again from the seq after its last.
     server.restart_on_same_port();
-    acked.extend(acked_seqs(&ingest(&server, ADMIN_TOKEN, &batch(10))));
-    seen.extend(next_seqs(10));
-    let _ = tail.kill();
-    let _ = tail.wait();
+    acked.extend(acked_seqs(&ingest(
+        &server,
+        ADMIN_TOKEN,
+        &ten_events("acct_tail", 10, base),
+    )));
+    seen.extend(tail.next_seqs(10));
     assert_eq!(seen, acked);
 }
 
 #[test]
 fn cli_tail_of_live_events_only_misses_none_across_a_restart() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(&dir.path().join("data"));
     let base = now_us() - 60_000_000;
-    let batch = |from: usize| -> Vec<Value> {
-        (from..from + 10)
-            .map(|i| event("acct_live", i, base + i as i64))
-            .collect()
-    };
     // Before the tail: not part of a live-only feed.
-    ingest(&server, ADMIN_TOKEN, &batch(0));
-    let mut tail = std::process::Command::new(auditlog_binary())
-        .args(["tail", "--tenant", "acct_live"])
-        .env("AUDITLOG_URL", server.url(""))
-        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    watchdog(tail.id(), Duration::from_secs(60));
+    ingest(&server, ADMIN_TOKEN, &ten_events("acct_live", 0, base));
+    let mut tail = Tail::start(&server, &["--tenant", "acct_live"]);
     // Connected, and told by the first heartbeat where its feed starts.
     std::thread::sleep(Duration::from_millis(1500));
     server.restart_on_same_port();
     // Acknowledged while tail is still away: it must print them once back.
-    let acked = acked_seqs(&ingest(&server, ADMIN_TOKEN, &batch(10)));
-    let mut lines = std::io::BufReader::new(tail.stdout.take().unwrap()).lines();
-    let seen: Vec<u64> = (0..10)
-        .map(|_| {
-            let line = lines.next().expect("tail printed a line").unwrap();
-            serde_json::from_str::<Value>(&line).unwrap()["seq"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
-    let _ = tail.kill();
-    let _ = tail.wait();
-    assert_eq!(seen, acked);
+    let acked = acked_seqs(&ingest(
+        &server,
+        ADMIN_TOKEN,
+        &ten_events("acct_live", 10, base),
+    ));
+    assert_eq!(tail.next_seqs(10), acked);
 }
 
 #[test]
