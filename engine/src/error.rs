@@ -51,12 +51,17 @@ pub enum Error {
     /// An earlier write or fsync failed; the writer refuses everything until the store is reopened.
     #[error("the write-ahead log is poisoned by an earlier failure ({cause}); reopen the store to recover")]
     Poisoned { cause: String },
-    /// Sealing has fallen behind and the tail is at its memory bound (backpressure).
-    #[error("store busy: {unsealed_events} events ({unsealed_bytes} bytes) wait to be sealed, limit {limit_bytes} bytes; retry later")]
+    /// Sealing has fallen behind and the tail is at its memory bound (backpressure); with
+    /// `seal_failure`, because seals fail (a full disk, say), not because they are slow.
+    #[error(
+        "store busy: {unsealed_events} events ({unsealed_bytes} bytes) wait to be sealed, limit {limit_bytes} bytes; {}",
+        match seal_failure { Some(cause) => format!("sealing fails: {cause}"), None => "retry later".to_string() }
+    )]
     Busy {
         unsealed_events: u64,
         unsealed_bytes: u64,
         limit_bytes: u64,
+        seal_failure: Option<String>,
     },
     /// A batch exceeds a configured limit.
     #[error("batch too large: {what} is {found}, limit {limit}")]

@@ -185,16 +185,62 @@ fn fault_enospc_while_sealing_keeps_the_tail_and_ingest_going() {
     vfs.fail_write(1, Fault::NoSpace);
     let error = store.seal().unwrap_err();
     assert!(matches!(error, Error::DiskFull { .. }), "{error}");
+    // Said until a seal succeeds (readiness probes and busy answers read it).
+    let failure = store.seal_failure().expect("a failed seal is said");
+    assert!(failure.contains("disk full"), "{failure}");
+    assert_eq!(
+        store
+            .metrics()
+            .background_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     vfs.heal();
     assert_eq!(store.read_all().unwrap(), acknowledged);
     assert_eq!(store.stats().segments, 0);
     // Sealing failed before the WAL was touched: appends go on, and a later seal works.
     store.append(batch(50, 5)).unwrap();
     store.seal().unwrap();
+    assert_eq!(store.seal_failure(), None);
     assert_eq!(store.read_all().unwrap().len(), 55);
     drop(store);
     let store = open(dir.path(), &vfs);
     assert_eq!(store.read_all().unwrap().len(), 55);
+}
+
+#[test]
+fn fault_a_full_tail_behind_failing_seals_says_why_it_is_busy() {
+    // The tail fills because seals fail, not because they are slow: the busy answer names the
+    // cause (the server answers it with 503, not 429 and a retry in a second).
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    let mut options = StoreOptions::new(dir.path());
+    options.background = false;
+    options.vfs = Arc::new(vfs.clone());
+    options.tail_bytes_max = 64 << 10;
+    options.busy_wait = std::time::Duration::from_millis(50);
+    let store = Store::open(options).unwrap();
+    store.append(batch(0, 10)).unwrap();
+    vfs.fail_write(1, Fault::NoSpace);
+    store.seal().unwrap_err();
+    vfs.heal();
+    let mut n = 10;
+    let error = loop {
+        match store.append(batch(n, 50)) {
+            Ok(_) => n += 50,
+            Err(error) => break error,
+        }
+        assert!(n < 100_000, "never got busy");
+    };
+    assert!(
+        matches!(&error, Error::Busy { seal_failure: Some(cause), .. } if cause.contains("disk full")),
+        "{error}"
+    );
+    assert!(error.to_string().contains("sealing fails"), "{error}");
+    // Once a seal succeeds, room comes back and the cause is gone.
+    store.seal().unwrap();
+    assert_eq!(store.seal_failure(), None);
+    store.append(batch(n, 1)).unwrap();
 }
 
 #[test]

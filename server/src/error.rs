@@ -119,6 +119,19 @@ impl From<auditlog_engine::Error> for ApiError {
         use auditlog_engine::Error as E;
         match error {
             E::Invalid(invalid) => invalid.into(),
+            // Sealing fails (a full disk): retrying soon will not help; the node is unavailable
+            // for writes until an operator makes room.
+            E::Busy {
+                seal_failure: Some(_),
+                ..
+            } => {
+                tracing::error!(%error, "store refuses writes");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("{error}; nothing acknowledged is lost"),
+                )
+            }
             E::Busy { .. } => {
                 let mut api =
                     ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", error.to_string());
@@ -180,4 +193,32 @@ where
     T: Send + 'static,
 {
     tokio::task::spawn_blocking(work).await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_is_429_to_retry_unless_seals_fail_which_is_503() {
+        let busy = |seal_failure: Option<&str>| {
+            ApiError::from(auditlog_engine::Error::Busy {
+                unsealed_events: 10,
+                unsealed_bytes: 1 << 20,
+                limit_bytes: 1 << 20,
+                seal_failure: seal_failure.map(str::to_string),
+            })
+        };
+        let slow = busy(None);
+        assert_eq!(slow.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(slow.retry_after_seconds, Some(1));
+        let failing = busy(Some("disk full while writing /data/x.seg"));
+        assert_eq!(failing.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            failing.message.contains("sealing fails: disk full"),
+            "{}",
+            failing.message
+        );
+        assert_eq!(failing.retry_after_seconds, None);
+    }
 }

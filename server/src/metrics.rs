@@ -157,6 +157,13 @@ pub fn render(state: &AppState) -> String {
     );
     counter(
         &mut out,
+        "auditlog_background_failures_total",
+        "counter",
+        "Seals, merges and retention passes that failed (each is retried; /readyz names a failing seal).",
+        load(&store.background_failures),
+    );
+    counter(
+        &mut out,
         "auditlog_segments_index_deferred_total",
         "counter",
         "Segments sealed with their indexes left for later, the tail being near its bound.",

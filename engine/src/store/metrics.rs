@@ -96,4 +96,7 @@ pub struct StoreMetrics {
     /// ... and each later build of such a segment's indexes, or of a segment's that were
     /// missing at open (those are not counted above: its count can exceed the one above).
     pub deferred_index: LatencyHistogram,
+    /// Seals, merges and retention passes that failed (each is retried; see
+    /// `Store::seal_failure`).
+    pub background_failures: AtomicU64,
 }

@@ -267,6 +267,8 @@ pub(crate) struct Inner {
     pub recovery: RecoveryReport,
     /// The WAL writer's poison (shared with it): read without the commit lock.
     pub poison: crate::wal::writer::Poison,
+    /// Why the last seal failed, until one succeeds (see [`Store::seal_failure`]).
+    pub seal_failure: Mutex<Option<String>>,
     pub _lock_file: File,
 }
 
@@ -363,6 +365,13 @@ impl Store {
     /// ```
     pub fn write_failure(&self) -> Option<String> {
         self.inner.poison.cause()
+    }
+
+    /// Why the last seal failed, until a seal succeeds (a full disk, say): the tail cannot
+    /// drain, and once it is full appends fail with [`Error::Busy`] carrying this cause. The
+    /// background thread keeps retrying.
+    pub fn seal_failure(&self) -> Option<String> {
+        self.inner.seal_failure.lock().clone()
     }
 
     /// Fsync and seal latencies, events appended.
@@ -686,6 +695,7 @@ impl Inner {
                     unsealed_events: events,
                     unsealed_bytes: bytes,
                     limit_bytes: limit,
+                    seal_failure: self.seal_failure.lock().clone(),
                 });
             }
             self.tail_room
@@ -906,8 +916,13 @@ impl Inner {
                 // a failed seal leaves the tail and WAL as they were.
                 worked |= self.seal().is_ok();
             }
-            if let Ok(merged) = self.merge_pass() {
-                worked |= merged > 0;
+            match self.merge_pass() {
+                Ok(merged) => worked |= merged > 0,
+                Err(_) => {
+                    self.metrics
+                        .background_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
             // Indexes left for later: one segment at a time, when no seal is due and the build
             // would finish before the next one is (checked again at each turn of the loop).
@@ -929,7 +944,12 @@ impl Inner {
                 }
             }
             if last_retention.elapsed() >= self.options.retention_interval {
-                let _ = self.expire(now_us());
+                if self.expire(now_us()).is_err() {
+                    // Retried at the next pass; counted where operators look.
+                    self.metrics
+                        .background_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 last_retention = Instant::now();
             }
             if self

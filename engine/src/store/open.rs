@@ -178,6 +178,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         background_wake: Condvar::new(),
         recovery,
         poison,
+        seal_failure: Mutex::new(None),
         _lock_file: lock_file,
         options,
     })

@@ -36,13 +36,22 @@ impl Inner {
         let started = Instant::now();
         let before = self.state.read().manifest.sealed_through;
         let result = self.seal_locked();
-        if let Ok(upto) = result {
-            self.metrics.seal.record(started.elapsed());
-            // Seqs are consecutive: the tail held exactly the seqs after `before`.
-            self.metrics.rows_sealed.fetch_add(
-                upto.saturating_sub(before),
-                std::sync::atomic::Ordering::Relaxed,
-            );
+        match &result {
+            Ok(upto) => {
+                self.metrics.seal.record(started.elapsed());
+                // Seqs are consecutive: the tail held exactly the seqs after `before`.
+                self.metrics.rows_sealed.fetch_add(
+                    upto.saturating_sub(before),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                *self.seal_failure.lock() = None;
+            }
+            Err(error) => {
+                self.metrics
+                    .background_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                *self.seal_failure.lock() = Some(error.to_string());
+            }
         }
         result
     }

@@ -121,19 +121,26 @@ pub async fn healthz() -> &'static str {
     security(()),
     responses(
         (status = 200, description = "The store takes writes", content_type = "text/plain"),
-        (status = 503, description = "The store refuses writes (a failed WAL write or fsync: disk full, I/O error) until the server is restarted", body = crate::openapi::ErrorResponse)
+        (status = 503, description = "The store refuses writes (a failed WAL write or fsync: disk full, I/O error) until the server is restarted, or its seals fail (it retries them)", body = crate::openapi::ErrorResponse)
     )
 )]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     // The listener binds only once the store is open (WAL replayed), so answering at all means
     // started. A failed WAL write or fsync makes every ingest answer 503 until a restart: such
     // a node should leave the load balancer's rotation. Reads still work; /healthz stays 200.
-    match state.store.write_failure() {
+    // Seals that keep failing (a full disk) will fill the tail, and then ingest answers 503
+    // too: not ready either.
+    let failure = match (state.store.write_failure(), state.store.seal_failure()) {
+        (Some(cause), _) => Some(format!("the store refuses writes: {cause}")),
+        (None, Some(cause)) => Some(format!("sealing fails: {cause}")),
+        (None, None) => None,
+    };
+    match failure {
         None => "ready".into_response(),
-        Some(cause) => ApiError::new(
+        Some(message) => ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
-            format!("the store refuses writes: {cause}"),
+            message,
         )
         .into_response(),
     }
