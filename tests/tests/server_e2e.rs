@@ -1224,3 +1224,60 @@ fn server_stream_client_too_slow_for_the_live_feed_is_told_where_to_resume_and_c
     seen.extend(resumed.next_seqs(acked.len() - seen.len(), "acct_slow"));
     assert_eq!(seen, acked);
 }
+
+#[test]
+fn cli_ingest_sends_a_pretty_printed_json_array_in_batches_and_names_a_refused_element() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let base = now_us() - 60_000_000;
+    let mut events: Vec<Value> = (1..=25)
+        .map(|i| event("acct_array", i, base + i as i64))
+        .collect();
+    // Element 17 is refused (a tenant with a space).
+    events[16]["tenant"] = json!("acct array");
+    let input = dir.path().join("events.json");
+    std::fs::write(&input, serde_json::to_string_pretty(&events).unwrap()).unwrap();
+    let output = std::process::Command::new(auditlog_binary())
+        .args(["ingest", "--batch", "10"])
+        .arg(&input)
+        .env("AUDITLOG_URL", server.url(""))
+        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("input element 17: HTTP 400: field tenant"),
+        "{stderr}"
+    );
+    // Elements 1-10 went in; 11-20 were refused together.
+    assert_eq!(
+        query_all(&server, ADMIN_TOKEN, "tenant=acct_array").len(),
+        10
+    );
+
+    // Without the bad element, every one goes in, in three batches.
+    events[16]["tenant"] = json!("acct_array");
+    std::fs::write(&input, serde_json::to_string_pretty(&events).unwrap()).unwrap();
+    let output = std::process::Command::new(auditlog_binary())
+        .args(["ingest", "--batch", "10"])
+        .arg(&input)
+        .env("AUDITLOG_URL", server.url(""))
+        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("15 events accepted, 10 duplicates"),
+        "{stdout}"
+    );
+    assert_eq!(
+        query_all(&server, ADMIN_TOKEN, "tenant=acct_array").len(),
+        25
+    );
+}

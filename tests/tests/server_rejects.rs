@@ -1243,3 +1243,45 @@ fn server_answers_carry_the_security_headers() {
     }
     assert_eq!(api.header("cache-control"), Some("no-store"));
 }
+
+/// Every `line` an ingest answer gives is the body's line, blank lines counted, as validation
+/// errors give it: a refused tenant's and each duplicate's.
+#[test]
+fn server_ingest_answers_name_body_lines_with_blank_lines_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let body = |events: &[Value]| -> Vec<u8> {
+        // An event, two blank lines, the next event, ...
+        let mut body = Vec::new();
+        for event in events {
+            body.extend_from_slice(event.to_string().as_bytes());
+            body.extend_from_slice(b"\n\n\n");
+        }
+        body
+    };
+    let events = [marked_event("acct_a", 1), marked_event("acct_b", 2)];
+    let post = |token: &str| {
+        call(
+            "POST",
+            &server.url("/v1/events"),
+            Some(token),
+            &[("Content-Type", "application/x-ndjson")],
+            Some(&body(&events)),
+        )
+    };
+    let (_, ingest_a) = create_token(&server, "ingest a", "ingest", &["acct_a"]);
+    let refused = post(&ingest_a);
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let error = assert_error_body(&refused, "another tenant");
+    assert_eq!(error["line"], 4, "{error}");
+    assert_eq!(post(ADMIN_TOKEN).status, 200);
+    let retried = post(ADMIN_TOKEN);
+    assert_eq!(retried.status, 200, "{}", retried.text());
+    let lines: Vec<u64> = retried.json()["duplicates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [1, 4]);
+}

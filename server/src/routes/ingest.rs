@@ -139,7 +139,7 @@ pub async fn ingest(
                     event.tenant
                 ))
             };
-            error.line = Some(index + 1);
+            error.line = Some(event_lines(&bytes).get(index).copied().unwrap_or(index + 1));
             error.field = Some("tenant".into());
             return Err(error);
         }
@@ -177,13 +177,18 @@ pub async fn ingest(
             result.duplicates.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        // The body's line of each event, worked out only when the answer names some.
+        let lines = (!result.duplicates.is_empty()).then(|| event_lines(&bytes));
         Ok(IngestAnswer {
             accepted: result.accepted,
             duplicates: result
                 .duplicates
                 .iter()
                 .map(|d| DuplicateAnswer {
-                    line: d.index + 1,
+                    line: lines
+                        .as_ref()
+                        .and_then(|lines| lines.get(d.index).copied())
+                        .unwrap_or(d.index + 1),
                     seq: d.seq,
                 })
                 .collect(),
@@ -265,4 +270,25 @@ impl BodyEncoding {
         }
         Ok(Bytes::from(decoded))
     }
+}
+
+/// The `line` an answer gives for each event of a batch: its line in an NDJSON body (blank
+/// lines count, as in validation errors), its position in a JSON array.
+///
+/// ```text
+/// {"...":1}        -> event 0: line 1
+///                  (blank)
+/// {"...":2}        -> event 1: line 3
+/// ```
+fn event_lines(body: &[u8]) -> Vec<usize> {
+    let first = body.iter().position(|byte| !byte.is_ascii_whitespace());
+    if first.is_some_and(|at| body[at] == b'[') {
+        // Positions: the caller falls back to index + 1 past the end, which is all of them.
+        return Vec::new();
+    }
+    body.split(|&byte| byte == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.trim_ascii().is_empty())
+        .map(|(number, _)| number + 1)
+        .collect()
 }

@@ -147,8 +147,47 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut lines = std::io::BufReader::new(reader).lines();
-    let (mut accepted, mut duplicates, mut line_number) = (0u64, 0u64, 0usize);
+    let mut reader = std::io::BufReader::new(reader);
+    let (mut accepted, mut duplicates) = (0u64, 0u64);
+    let mut count = |answer: serde_json::Value| {
+        accepted += answer["accepted"].as_u64().unwrap_or(0);
+        duplicates += answer["duplicates"]
+            .as_array()
+            .map_or(0, |d| d.len() as u64);
+        progress.set_message(format!("{accepted} accepted, {duplicates} duplicates"));
+    };
+    let starts_array = reader
+        .fill_buf()
+        .context("reading input")?
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        == Some(&b'[');
+    if starts_array {
+        ingest_array(
+            endpoint,
+            progress.wrap_read(reader),
+            batch_events,
+            &progress,
+            &mut count,
+        )?;
+    } else {
+        ingest_ndjson(endpoint, reader, batch_events, &progress, &mut count)?;
+    }
+    progress.finish();
+    println!("{accepted} events accepted, {duplicates} duplicates");
+    Ok(())
+}
+
+/// Sends NDJSON input in batches (see [`ingest`]).
+fn ingest_ndjson(
+    endpoint: &Endpoint,
+    reader: impl BufRead,
+    batch_events: usize,
+    progress: &indicatif::ProgressBar,
+    count: &mut dyn FnMut(serde_json::Value),
+) -> anyhow::Result<()> {
+    let mut lines = reader.lines();
+    let mut line_number = 0usize;
     // A line read but left for the next batch (it would have made this one too large).
     let mut carried: Option<(usize, String)> = None;
     loop {
@@ -184,23 +223,113 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
         if input_lines.is_empty() {
             break;
         }
-        let answer = send_batch(endpoint, &body, &input_lines, &progress)?;
-        accepted += answer["accepted"].as_u64().unwrap_or(0);
-        duplicates += answer["duplicates"]
-            .as_array()
-            .map_or(0, |d| d.len() as u64);
-        progress.set_message(format!("{accepted} accepted, {duplicates} duplicates"));
+        count(send_batch(endpoint, &body, &input_lines, "line", progress)?);
     }
-    progress.finish();
-    println!("{accepted} events accepted, {duplicates} duplicates");
     Ok(())
 }
 
-/// Sends one ingest batch, waiting out busy answers; an error names the input line.
+/// Sends a JSON array of events in batches (each itself a JSON array), read element by
+/// element, so that an input larger than memory goes through; errors name the element.
+fn ingest_array(
+    endpoint: &Endpoint,
+    reader: impl Read,
+    batch_events: usize,
+    progress: &indicatif::ProgressBar,
+    count: &mut dyn FnMut(serde_json::Value),
+) -> anyhow::Result<()> {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    /// Sends a batch of elements, the first of which is the input's element number `usize`.
+    type Send<'a> = dyn FnMut(&[Box<RawValue>], usize) -> anyhow::Result<()> + 'a;
+
+    struct Batches<'a> {
+        send: &'a mut Send<'a>,
+        batch_events: usize,
+        failure: &'a mut Option<anyhow::Error>,
+    }
+
+    impl<'de> Visitor<'de> for Batches<'_> {
+        type Value = ();
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a JSON array of events")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut batch: Vec<Box<RawValue>> = Vec::new();
+            let (mut bytes, mut first, mut position) = (0usize, 1usize, 0usize);
+            let mut flush = |batch: &mut Vec<Box<RawValue>>, first: usize| {
+                let sent = (self.send)(batch, first);
+                batch.clear();
+                sent
+            };
+            while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+                position += 1;
+                let len = raw.get().len() + 1;
+                if !batch.is_empty()
+                    && (batch.len() >= self.batch_events.max(1) || bytes + len > BATCH_BYTES_MAX)
+                {
+                    if let Err(error) = flush(&mut batch, first) {
+                        *self.failure = Some(error);
+                        return Err(serde::de::Error::custom("stopped"));
+                    }
+                    (bytes, first) = (0, position);
+                }
+                bytes += len;
+                batch.push(raw);
+            }
+            if !batch.is_empty() {
+                if let Err(error) = flush(&mut batch, first) {
+                    *self.failure = Some(error);
+                    return Err(serde::de::Error::custom("stopped"));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let mut send = |batch: &[Box<RawValue>], first: usize| -> anyhow::Result<()> {
+        let mut body = Vec::with_capacity(batch.iter().map(|raw| raw.get().len() + 1).sum());
+        body.push(b'[');
+        for (i, raw) in batch.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(raw.get().as_bytes());
+        }
+        body.push(b']');
+        let positions: Vec<usize> = (first..first + batch.len()).collect();
+        count(send_batch(
+            endpoint, &body, &positions, "element", progress,
+        )?);
+        Ok(())
+    };
+    let mut failure = None;
+    let mut deserializer = serde_json::Deserializer::from_reader(reader);
+    let read = deserializer
+        .deserialize_seq(Batches {
+            send: &mut send,
+            batch_events,
+            failure: &mut failure,
+        })
+        .and_then(|()| deserializer.end());
+    match (failure, read) {
+        (Some(error), _) => Err(error),
+        (None, Ok(())) => Ok(()),
+        (None, Err(error)) => bail!(
+            "the input is not a JSON array of events: {error} (the elements before were sent)"
+        ),
+    }
+}
+
+/// Sends one ingest batch, waiting out busy answers; an error names the input's `unit`
+/// (`line` of NDJSON, `element` of an array) from `input_lines`, that of each event.
 fn send_batch(
     endpoint: &Endpoint,
     body: &[u8],
     input_lines: &[usize],
+    unit: &str,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<serde_json::Value> {
     let first = input_lines[0];
@@ -209,7 +338,7 @@ fn send_batch(
             Ok(response) => return read_json(response),
             Err(error) => {
                 let Some(failure) = error.downcast_ref::<ApiFailure>() else {
-                    return Err(error.context(format!("batch starting at input line {first}")));
+                    return Err(error.context(format!("batch starting at input {unit} {first}")));
                 };
                 if failure.status == 429 && attempt < 60 {
                     let wait = failure.retry_after.unwrap_or(1).clamp(1, 30);
@@ -230,10 +359,10 @@ fn send_batch(
                             .strip_prefix(&format!("line {line}, "))
                             .or_else(|| message.strip_prefix(&format!("line {line}: ")))
                             .unwrap_or(message);
-                        (format!("input line {input_line}"), message)
+                        (format!("input {unit} {input_line}"), message)
                     }
                     None => (
-                        format!("batch starting at input line {first}"),
+                        format!("batch starting at input {unit} {first}"),
                         failure.message.as_str(),
                     ),
                 };
