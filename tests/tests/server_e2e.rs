@@ -1280,4 +1280,30 @@ fn cli_ingest_sends_a_pretty_printed_json_array_in_batches_and_names_a_refused_e
         query_all(&server, ADMIN_TOKEN, "tenant=acct_array").len(),
         25
     );
+
+    // Broken JSON at element 13: the 12 elements before it go in (the second batch is sent
+    // short), and the error says where the input breaks.
+    let whole: Vec<Value> = (1..=12)
+        .map(|i| event("acct_broken", i, base + i as i64))
+        .collect();
+    let text = serde_json::to_string_pretty(&whole).unwrap();
+    let broken = format!(
+        "{},\n  {{\"tenant\": oops}}\n]",
+        text.trim_end().trim_end_matches(']').trim_end()
+    );
+    std::fs::write(&input, broken).unwrap();
+    let output = std::process::Command::new(auditlog_binary())
+        .args(["ingest", "--batch", "10"])
+        .arg(&input)
+        .env("AUDITLOG_URL", server.url(""))
+        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("past element 12"), "{stderr}");
+    assert_eq!(
+        query_all(&server, ADMIN_TOKEN, "tenant=acct_broken").len(),
+        12
+    );
 }

@@ -381,7 +381,8 @@ impl<'de> Visitor<'de> for BatchVisitor<'_, '_> {
         loop {
             *self.line = self.events.len() + 1;
             if self.events.len() == self.events_max {
-                // Over the limit if the array goes on, whatever follows (not even read whole).
+                // Over the limit if the array goes on, whatever follows (read past, not
+                // validated).
                 if !matches!(seq.next_element::<de::IgnoredAny>(), Ok(None)) {
                     *self.over_limit = true;
                     return Err(de::Error::custom("over the caller's event limit"));

@@ -209,8 +209,8 @@ pub fn build_query_or_placeholder(
     Ok((query, any_tenant))
 }
 
-/// The value of a parameter that may appear once (`None` when absent); given twice, a 400
-/// naming it, as for the filter parameters.
+/// The value of a parameter that may appear once (`None` when absent or empty); given twice
+/// with values, a 400 naming it, as for the filter parameters.
 ///
 /// ```
 /// use auditlog_server::routes::params::single_param;
@@ -222,9 +222,10 @@ pub fn single_param<'p>(
     pairs: &'p [(String, String)],
     key: &str,
 ) -> Result<Option<&'p str>, ApiError> {
+    // An empty value is no value, as for the filters (`format=&format=csv` is one format).
     let mut found = pairs
         .iter()
-        .filter(|(k, _)| k == key)
+        .filter(|(k, v)| k == key && !v.is_empty())
         .map(|(_, v)| v.as_str());
     let first = found.next();
     if found.next().is_some() {

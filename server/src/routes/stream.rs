@@ -444,7 +444,8 @@ async fn run(
             match event {
                 Wake::Live(received) => match received {
                     Ok(chunk) => {
-                        live_sent = true;
+                        // Commits the stored read already covered do not count as live.
+                        live_sent |= chunk.events.last().is_some_and(|e| e.seq >= next_seq);
                         if !send_live(&mut socket, &chunk, &matcher, &mut next_seq).await {
                             return;
                         }

@@ -123,8 +123,8 @@ pub fn query_string(pairs: &[(&str, String)]) -> String {
 /// batch of large events is cut by size before it is refused.
 pub const BATCH_BYTES_MAX: usize = 15 << 20;
 
-/// `auditlog ingest FILE|-`: sends NDJSON in batches (at most `batch_events` events and
-/// [`BATCH_BYTES_MAX`] bytes each), with a progress bar. A busy server (429) is asked again after
+/// `auditlog ingest FILE|-`: sends NDJSON or a JSON array in batches (at most `batch_events`
+/// events and [`BATCH_BYTES_MAX`] bytes each), with a progress bar. A busy server (429) is asked again after
 /// its `Retry-After`; an event the server refuses is reported with its line in the input.
 pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::Result<()> {
     let reader: Box<dyn Read> = if input == "-" {
@@ -156,12 +156,25 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
             .map_or(0, |d| d.len() as u64);
         progress.set_message(format!("{accepted} accepted, {duplicates} duplicates"));
     };
-    let starts_array = reader
-        .fill_buf()
-        .context("reading input")?
-        .iter()
-        .find(|byte| !byte.is_ascii_whitespace())
-        == Some(&b'[');
+    // Read past leading whitespace (one read may hold nothing else), counting its lines.
+    let mut skipped_lines = 0;
+    let starts_array = loop {
+        let buffer = reader.fill_buf().context("reading input")?;
+        if buffer.is_empty() {
+            break false;
+        }
+        if let Some(at) = buffer.iter().position(|byte| !byte.is_ascii_whitespace()) {
+            let starts_array = buffer[at] == b'[';
+            skipped_lines += buffer[..at].iter().filter(|&&b| b == b'\n').count();
+            progress.inc(at as u64);
+            reader.consume(at);
+            break starts_array;
+        }
+        let len = buffer.len();
+        skipped_lines += buffer.iter().filter(|&&b| b == b'\n').count();
+        progress.inc(len as u64);
+        reader.consume(len);
+    };
     if starts_array {
         ingest_array(
             endpoint,
@@ -171,7 +184,14 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
             &mut count,
         )?;
     } else {
-        ingest_ndjson(endpoint, reader, batch_events, &progress, &mut count)?;
+        ingest_ndjson(
+            endpoint,
+            reader,
+            skipped_lines,
+            batch_events,
+            &progress,
+            &mut count,
+        )?;
     }
     progress.finish();
     println!("{accepted} events accepted, {duplicates} duplicates");
@@ -182,12 +202,14 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
 fn ingest_ndjson(
     endpoint: &Endpoint,
     reader: impl BufRead,
+    skipped_lines: usize,
     batch_events: usize,
     progress: &indicatif::ProgressBar,
     count: &mut dyn FnMut(serde_json::Value),
 ) -> anyhow::Result<()> {
     let mut lines = reader.lines();
-    let mut line_number = 0usize;
+    // Lines of leading whitespace already read past.
+    let mut line_number = skipped_lines;
     // A line read but left for the next batch (it would have made this one too large).
     let mut carried: Option<(usize, String)> = None;
     loop {
@@ -247,6 +269,8 @@ fn ingest_array(
         send: &'a mut Send<'a>,
         batch_events: usize,
         failure: &'a mut Option<anyhow::Error>,
+        /// Elements read whole (all sent, unless `failure`).
+        read: &'a mut usize,
     }
 
     impl<'de> Visitor<'de> for Batches<'_> {
@@ -264,7 +288,21 @@ fn ingest_array(
                 batch.clear();
                 sent
             };
-            while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+            loop {
+                let raw = match seq.next_element::<Box<RawValue>>() {
+                    Ok(Some(raw)) => raw,
+                    Ok(None) => break,
+                    // The input is broken from here: what was read before it goes in first.
+                    Err(error) => {
+                        if !batch.is_empty() {
+                            if let Err(failure) = flush(&mut batch, first) {
+                                *self.failure = Some(failure);
+                            }
+                        }
+                        *self.read = position;
+                        return Err(error);
+                    }
+                };
                 position += 1;
                 let len = raw.get().len() + 1;
                 if !batch.is_empty()
@@ -285,6 +323,7 @@ fn ingest_array(
                     return Err(serde::de::Error::custom("stopped"));
                 }
             }
+            *self.read = position;
             Ok(())
         }
     }
@@ -296,7 +335,9 @@ fn ingest_array(
             if i > 0 {
                 body.push(b',');
             }
-            body.extend_from_slice(raw.get().as_bytes());
+            // Without the indentation of a pretty-printed file: the server's 64 KiB per event
+            // counts the event's text as sent.
+            compact_json(raw.get(), &mut body);
         }
         body.push(b']');
         let positions: Vec<usize> = (first..first + batch.len()).collect();
@@ -306,20 +347,49 @@ fn ingest_array(
         Ok(())
     };
     let mut failure = None;
+    let mut read = 0;
     let mut deserializer = serde_json::Deserializer::from_reader(reader);
-    let read = deserializer
+    let result = deserializer
         .deserialize_seq(Batches {
             send: &mut send,
             batch_events,
             failure: &mut failure,
+            read: &mut read,
         })
         .and_then(|()| deserializer.end());
-    match (failure, read) {
+    match (failure, result) {
         (Some(error), _) => Err(error),
         (None, Ok(())) => Ok(()),
         (None, Err(error)) => bail!(
-            "the input is not a JSON array of events: {error} (the elements before were sent)"
+            "the input is not a JSON array of events past element {read}: {error} (elements 1 to \
+             {read} were sent)"
         ),
+    }
+}
+
+/// Appends JSON text without the whitespace between its tokens (strings kept as they are).
+///
+/// ```text
+/// {\n  "a": [1, 2],\n  "b": "x y"\n}   ->   {"a":[1,2],"b":"x y"}
+/// ```
+fn compact_json(text: &str, out: &mut Vec<u8>) {
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in text.as_bytes() {
+        if in_string {
+            out.push(byte);
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else if byte == b'"' {
+            in_string = true;
+            out.push(byte);
+        } else if !byte.is_ascii_whitespace() {
+            out.push(byte);
+        }
     }
 }
 

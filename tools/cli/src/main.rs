@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! auditlog serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--retention-days N]
-//! auditlog ingest FILE|-            NDJSON in batches, with a progress bar
+//! auditlog ingest FILE|-            NDJSON or a JSON array, in batches, with a progress bar
 //! auditlog query [filters]          matching events as NDJSON, page after page
 //! auditlog tail [filters]           the live stream
 //! auditlog export [filters] --format csv|ndjson [--output FILE]
@@ -77,7 +77,7 @@ enum Command {
         #[arg(long, env = "AUDITLOG_TAIL_BYTES_MAX")]
         tail_bytes_max: Option<u64>,
     },
-    /// Send NDJSON events from a file (or - for stdin).
+    /// Send events, NDJSON or a JSON array, from a file (or - for stdin).
     Ingest {
         #[command(flatten)]
         server: ServerArgs,
