@@ -26,6 +26,7 @@ pub mod partition;
 pub mod segment;
 pub mod store;
 pub mod tail;
+pub mod verify;
 pub mod wal;
 
 pub use error::{Error, Result};

@@ -1307,3 +1307,37 @@ fn cli_ingest_sends_a_pretty_printed_json_array_in_batches_and_names_a_refused_e
         12
     );
 }
+
+#[test]
+fn cli_verify_checks_a_stopped_servers_data_and_refuses_a_running_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = ServerProcess::start(&data);
+    let base = now_us() - 60_000_000;
+    ingest(&server, ADMIN_TOKEN, &ten_events("acct_verify", 0, base));
+    flush(&server, ADMIN_TOKEN);
+    let verify = || {
+        std::process::Command::new(auditlog_binary())
+            .args(["verify", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let running = verify();
+    assert!(!running.status.success());
+    assert!(
+        String::from_utf8_lossy(&running.stderr).contains("lock"),
+        "{}",
+        String::from_utf8_lossy(&running.stderr)
+    );
+    let status = server.terminate(Duration::from_secs(20)).expect("exits");
+    assert!(status.success());
+    let stopped = verify();
+    let stdout = String::from_utf8_lossy(&stopped.stdout);
+    assert!(
+        stopped.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    assert!(stdout.contains("no damage found"), "{stdout}");
+}

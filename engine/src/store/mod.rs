@@ -30,7 +30,7 @@
 
 mod commit;
 mod metrics;
-mod open;
+pub(crate) mod open;
 mod options;
 pub mod pacing;
 mod retention;

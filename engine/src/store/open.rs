@@ -19,7 +19,7 @@ use crate::segment::Segment;
 use crate::tail::{approx_bytes, key_hash, Chunk, Tail, TenantIndex};
 use crate::wal::{recover_with, WalWriter};
 
-fn lock_directory(dir: &Path) -> Result<File> {
+pub(crate) fn lock_directory(dir: &Path) -> Result<File> {
     use std::os::fd::AsRawFd;
     let path = dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
