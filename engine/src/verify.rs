@@ -39,8 +39,15 @@ pub struct VerifyReport {
 }
 
 /// Checks the data directory `dir` (see the module docs). Fails only when it cannot check at
-/// all (the directory is locked by a running server, or the manifest itself is unreadable).
+/// all: not a data directory, locked by a running server, or its manifest unreadable.
 pub fn verify_dir(dir: &Path) -> Result<VerifyReport> {
+    // Nothing is created in a directory that is not a store's (the lock would be).
+    if !dir.join("LOCK").exists() {
+        return Err(Error::Config(format!(
+            "{} is not a data directory (it has no LOCK file)",
+            dir.display()
+        )));
+    }
     let _lock = crate::store::open::lock_directory(dir)?;
     let mut report = VerifyReport::default();
     let manifest = Manifest::load(dir)?.unwrap_or_default();

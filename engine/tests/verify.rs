@@ -110,6 +110,17 @@ fn verify_reports_a_missing_segment_and_a_torn_wal_tail_without_repairing() {
 }
 
 #[test]
+fn verify_refuses_a_directory_that_is_not_a_store_and_creates_nothing_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = verify_dir(dir.path()).unwrap_err();
+    assert!(
+        error.to_string().contains("not a data directory"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
 fn verify_refuses_a_directory_a_store_has_open() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(options(dir.path())).unwrap();
