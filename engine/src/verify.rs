@@ -87,13 +87,9 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport> {
                     if index + 1 == count {
                         report.torn = Some((path, offset));
                     } else {
-                        report.damage.push(Error::Corrupt {
-                            path,
-                            offset,
-                            reason:
-                                "damaged record at the end of a wal file that is not the newest"
-                                    .into(),
-                        });
+                        report
+                            .damage
+                            .push(crate::wal::recovery::torn_before_the_newest(path, offset));
                     }
                 }
             }

@@ -52,6 +52,16 @@ impl<P> Recovered<P> {
     }
 }
 
+/// A damaged end of a WAL file that is not the newest: every older file was fsynced whole
+/// before the next was started, so this is damage, not a crash's torn write.
+pub(crate) fn torn_before_the_newest(path: PathBuf, offset: u64) -> Error {
+    Error::Corrupt {
+        path,
+        offset,
+        reason: "damaged record at the end of a wal file that is not the newest".into(),
+    }
+}
+
 /// Lists WAL files, oldest first.
 pub fn list_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut files: Vec<(u64, PathBuf)> = dir_entries(dir)?
@@ -123,11 +133,7 @@ pub fn recover_with<P: Send>(
         }
         if let End::Torn { offset } = scanned.end {
             if !is_last {
-                return Err(Error::Corrupt {
-                    path,
-                    offset,
-                    reason: "damaged record at the end of a wal file that is not the newest".into(),
-                });
+                return Err(torn_before_the_newest(path, offset));
             }
             let mut file = vfs.open_append(&path).map_err(|e| Error::io(&path, e))?;
             file.set_len(offset).map_err(|e| Error::io(&path, e))?;
