@@ -3,31 +3,13 @@
 
 use std::sync::Arc;
 
-use auditlog_engine::event::{Actor, Event, Resource};
+mod common;
+
+use auditlog_engine::event::Event;
 use auditlog_engine::io::{Fault, FaultyVfs};
 use auditlog_engine::store::{now_us, Store, StoreOptions};
 use auditlog_engine::Error;
-
-fn batch(from: u64, count: u64) -> Vec<Event> {
-    (from..from + count)
-        .map(|n| Event {
-            id: Some(format!("evt_{n}").into()),
-            timestamp_us: now_us(),
-            tenant: "acct_1".into(),
-            actor: Actor {
-                id: Some("user_1".into()),
-                ..Actor::default()
-            },
-            action: "update".into(),
-            resource: Resource {
-                kind: "vm".into(),
-                id: Some(format!("vm_{n}").into()),
-                name: None,
-            },
-            ..Event::default()
-        })
-        .collect()
-}
+use common::batch;
 
 fn open(dir: &std::path::Path, vfs: &FaultyVfs) -> Store {
     let mut options = StoreOptions::new(dir);

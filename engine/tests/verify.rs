@@ -2,32 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use auditlog_engine::event::{Actor, Event, Resource};
-use auditlog_engine::store::{now_us, Store, StoreOptions};
+mod common;
+
+use auditlog_engine::store::{Store, StoreOptions};
 use auditlog_engine::verify::verify_dir;
 use auditlog_engine::Error;
-
-fn batch(from: u64, count: u64) -> Vec<Event> {
-    (from..from + count)
-        .map(|n| Event {
-            id: Some(format!("evt_{n}").into()),
-            timestamp_us: now_us(),
-            tenant: "acct_1".into(),
-            actor: Actor {
-                id: Some("user_1".into()),
-                ..Actor::default()
-            },
-            action: "update".into(),
-            resource: Resource {
-                kind: "vm".into(),
-                id: Some(format!("vm_{n}").into()),
-                name: None,
-            },
-            details: Some(format!(r#"{{"n":{n},"note":"some text to compress"}}"#).into()),
-            ..Event::default()
-        })
-        .collect()
-}
+use common::batch;
 
 fn options(dir: &Path) -> StoreOptions {
     let mut options = StoreOptions::new(dir);

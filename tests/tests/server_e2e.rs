@@ -997,6 +997,21 @@ fn server_sigterm_ends_streams_finishes_and_exits_0_keeping_every_event() {
     assert_eq!(seqs, acked_seqs(&answer));
 }
 
+/// Runs `auditlog ingest --batch BATCH INPUT` against `server` with the admin token.
+fn cli_ingest(
+    server: &ServerProcess,
+    input: &std::path::Path,
+    batch: usize,
+) -> std::process::Output {
+    std::process::Command::new(auditlog_binary())
+        .args(["ingest", "--batch", &batch.to_string()])
+        .arg(input)
+        .env("AUDITLOG_URL", server.url(""))
+        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn cli_ingest_sends_batches_and_names_the_input_line_of_a_refused_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -1012,13 +1027,7 @@ fn cli_ingest_sends_batches_and_names_the_input_line_of_a_refused_event() {
     let input = dir.path().join("events.ndjson");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
 
-    let output = std::process::Command::new(auditlog_binary())
-        .args(["ingest", "--batch", "3"])
-        .arg(&input)
-        .env("AUDITLOG_URL", server.url(""))
-        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
+    let output = cli_ingest(&server, &input, 3);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     // Batches [1 2 3], [4 5 7] went in; [8 9 10] was refused for the event of input line 9
@@ -1237,13 +1246,7 @@ fn cli_ingest_sends_a_pretty_printed_json_array_in_batches_and_names_a_refused_e
     events[16]["tenant"] = json!("acct array");
     let input = dir.path().join("events.json");
     std::fs::write(&input, serde_json::to_string_pretty(&events).unwrap()).unwrap();
-    let output = std::process::Command::new(auditlog_binary())
-        .args(["ingest", "--batch", "10"])
-        .arg(&input)
-        .env("AUDITLOG_URL", server.url(""))
-        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
+    let output = cli_ingest(&server, &input, 10);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(
@@ -1259,13 +1262,7 @@ fn cli_ingest_sends_a_pretty_printed_json_array_in_batches_and_names_a_refused_e
     // Without the bad element, every one goes in, in three batches.
     events[16]["tenant"] = json!("acct_array");
     std::fs::write(&input, serde_json::to_string_pretty(&events).unwrap()).unwrap();
-    let output = std::process::Command::new(auditlog_binary())
-        .args(["ingest", "--batch", "10"])
-        .arg(&input)
-        .env("AUDITLOG_URL", server.url(""))
-        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
+    let output = cli_ingest(&server, &input, 10);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -1292,13 +1289,7 @@ fn cli_ingest_sends_a_pretty_printed_json_array_in_batches_and_names_a_refused_e
         text.trim_end().trim_end_matches(']').trim_end()
     );
     std::fs::write(&input, broken).unwrap();
-    let output = std::process::Command::new(auditlog_binary())
-        .args(["ingest", "--batch", "10"])
-        .arg(&input)
-        .env("AUDITLOG_URL", server.url(""))
-        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
+    let output = cli_ingest(&server, &input, 10);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("past element 12"), "{stderr}");
