@@ -7,6 +7,7 @@
 //!   --level N        zstd level of numeric/code columns
 //!   --text-level N   zstd level of id/changes/details
 //!   --dict-level N   zstd level of the dictionaries
+//!   --text-dictionary-rows N   rows sampled for the text dictionaries (0: none)
 //!   --sweep          compare block sizes 256..8192 and a few level choices
 //!   --profile WHAT   only run WHAT five times, for perf: `encode`, `decode` (read_all),
 //!                    `page` (filter columns + read_rows of 50), `rows`, `block` (all columns)
@@ -132,6 +133,7 @@ fn main() {
             "--level" => options.zstd_level = value() as i32,
             "--text-level" => options.text_zstd_level = value() as i32,
             "--dict-level" => options.dictionary_zstd_level = value() as i32,
+            "--text-dictionary-rows" => options.text_dictionary_rows = value() as usize,
             "--sweep" => sweep = true,
             "--profile" => profile = arguments.next(),
             other => count = other.parse().expect("events is a number"),

@@ -1,8 +1,9 @@
 //! Format-level tests of sealed segments: round trips of arbitrary rows, corruption anywhere is
-//! reported (never a panic, never silently accepted), and golden files pin format version 1.
+//! reported (never a panic, never silently accepted), and golden files pin format versions 1
+//! (read only: no longer written) and 2.
 //!
-//! Regenerate the golden files (only when the format version changes):
-//! `AUDITLOG_WRITE_GOLDEN=1 cargo test -p auditlog-engine --test segment_format`
+//! Regenerate the v2 golden files (only when the format version changes; the v1 files are never
+//! rewritten): `AUDITLOG_WRITE_GOLDEN=1 cargo test -p auditlog-engine --test segment_format`
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,10 @@ use proptest::prelude::*;
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1/segment")
+}
+
+fn fixture_dir_v2() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2/segment")
 }
 
 /// The rows of the golden file: fixed, covering absent fields, unicode, both enums, JSON details.
@@ -98,6 +103,17 @@ fn small_options() -> EncodeOptions {
     }
 }
 
+/// One row per block and text dictionaries however few the blocks: the v2 golden file has a
+/// `details` dictionary (and none for `changes`, which one row has: too little to sample).
+fn dictionary_options() -> EncodeOptions {
+    EncodeOptions {
+        block_rows: 1,
+        text_dictionary_rows: 4,
+        text_dictionary_min_blocks: 1,
+        ..EncodeOptions::default()
+    }
+}
+
 /// The golden corrupt twin: one bit flipped inside a column chunk of block 0.
 fn corrupt_twin(bytes: &[u8]) -> (Vec<u8>, usize) {
     let position = HEADER_LEN + 3;
@@ -106,37 +122,66 @@ fn corrupt_twin(bytes: &[u8]) -> (Vec<u8>, usize) {
     (corrupt, position)
 }
 
+/// Reads a golden segment back: its rows, keys, tenants and checksums.
+fn assert_golden_reads_back(segment: &Segment, blocks: usize) {
+    assert_eq!(segment.meta().segment_id, 0x5e6);
+    assert_eq!(segment.meta().rows, 5);
+    assert_eq!(segment.meta().min_seq, 1);
+    assert_eq!(segment.meta().max_seq, 5);
+    assert_eq!(segment.blocks().len(), blocks);
+    assert_eq!(segment.read_all().unwrap(), sorted(golden_rows()));
+    segment.verify().unwrap();
+    assert_eq!(segment.find_key("acct_0042", "evt_0004").unwrap(), Some(4));
+    assert_eq!(segment.tenant_rows("acct_0007"), Some(0..2));
+}
+
 #[test]
 fn segment_golden_v1_reads_exact_rows() {
-    let dir = fixture_dir();
+    // Written by the v1 encoder (block_rows 2, no text dictionaries) and never rewritten: v1 is
+    // no longer written, only read.
+    let segment = Segment::open(fixture_dir().join("small.seg")).unwrap();
+    assert_eq!(segment.format_version(), 1);
+    assert_golden_reads_back(&segment, 3);
+}
+
+#[test]
+fn segment_golden_v2_reads_exact_rows() {
+    let dir = fixture_dir_v2();
     let path = dir.join("small.seg");
     let corrupt_path = dir.join("small-corrupt.seg");
     if std::env::var_os("AUDITLOG_WRITE_GOLDEN").is_some() {
         std::fs::create_dir_all(&dir).unwrap();
-        let encoded = encode_segment(0x5e6, &golden_rows(), &small_options()).unwrap();
+        let encoded = encode_segment(0x5e6, &golden_rows(), &dictionary_options()).unwrap();
         std::fs::write(&path, &encoded.bytes).unwrap();
         let (corrupt, _) = corrupt_twin(&encoded.bytes);
         std::fs::write(&corrupt_path, corrupt).unwrap();
     }
     let segment = Segment::open(&path).unwrap();
-    assert_eq!(segment.meta().segment_id, 0x5e6);
-    assert_eq!(segment.meta().rows, 5);
-    assert_eq!(segment.meta().min_seq, 1);
-    assert_eq!(segment.meta().max_seq, 5);
-    assert_eq!(segment.blocks().len(), 3);
-    assert_eq!(segment.read_all().unwrap(), sorted(golden_rows()));
-    segment.verify().unwrap();
-    assert_eq!(segment.find_key("acct_0042", "evt_0004").unwrap(), Some(4));
-    assert_eq!(segment.tenant_rows("acct_0007"), Some(0..2));
+    assert_eq!(segment.format_version(), 2);
+    assert_golden_reads_back(&segment, 5);
+    assert!(segment.has_text_dictionary(Column::Details));
+    assert!(!segment.has_text_dictionary(Column::Changes));
     // Encoding is deterministic: today's encoder writes the same bytes.
-    let encoded = encode_segment(0x5e6, &golden_rows(), &small_options()).unwrap();
+    let encoded = encode_segment(0x5e6, &golden_rows(), &dictionary_options()).unwrap();
     assert_eq!(encoded.bytes, std::fs::read(&path).unwrap());
 }
 
 #[test]
 fn segment_golden_v1_corrupt_twin_names_the_chunk_offset() {
-    let path = fixture_dir().join("small-corrupt.seg");
-    let segment = Segment::open(&path).unwrap();
+    // The flipped byte (27) lies in block 0's `seq` chunk, stored at offset 26 right after the
+    // 2-byte `tenant` chunk (two rows) that follows the 24-byte header.
+    assert_corrupt_twin_names_the_chunk_offset(&fixture_dir().join("small-corrupt.seg"), 26);
+}
+
+#[test]
+fn segment_golden_v2_corrupt_twin_names_the_chunk_offset() {
+    // One row per block: the 1-byte chunks of tenant, seq and tenant_seq follow the header, and
+    // the flipped byte (27) starts block 0's `timestamp` chunk.
+    assert_corrupt_twin_names_the_chunk_offset(&fixture_dir_v2().join("small-corrupt.seg"), 27);
+}
+
+fn assert_corrupt_twin_names_the_chunk_offset(path: &Path, chunk_offset: u64) {
+    let segment = Segment::open(path).unwrap();
     let error = segment.verify().unwrap_err();
     match error {
         Error::ChecksumMismatch {
@@ -144,15 +189,16 @@ fn segment_golden_v1_corrupt_twin_names_the_chunk_offset() {
             offset,
             ..
         } => {
-            assert_eq!(error_path, path);
-            // The flipped byte (27) lies in block 0's `seq` chunk, stored at offset 26 right
-            // after the 2-byte `tenant` chunk that follows the 24-byte header.
-            assert_eq!(offset, 26);
+            assert_eq!(error_path, path.to_path_buf());
+            assert_eq!(offset, chunk_offset);
         }
         other => panic!("expected a checksum mismatch, got {other}"),
     }
     let error = segment.read_all().unwrap_err();
-    assert!(matches!(error, Error::ChecksumMismatch { offset: 26, .. }));
+    assert!(
+        matches!(error, Error::ChecksumMismatch { offset, .. } if offset == chunk_offset),
+        "{error}"
+    );
 }
 
 fn write_temp(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
@@ -164,7 +210,16 @@ fn write_temp(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn segment_every_flipped_bit_is_reported() {
-    let encoded = encode_segment(7, &golden_rows(), &small_options()).unwrap();
+    assert_every_flipped_bit_is_reported(&small_options());
+}
+
+#[test]
+fn segment_every_flipped_bit_is_reported_with_text_dictionaries() {
+    assert_every_flipped_bit_is_reported(&dictionary_options());
+}
+
+fn assert_every_flipped_bit_is_reported(options: &EncodeOptions) {
+    let encoded = encode_segment(7, &golden_rows(), options).unwrap();
     let (_dir, path) = write_temp(&encoded.bytes);
     for position in 0..encoded.bytes.len() {
         for bit in [0u8, 5] {
@@ -219,17 +274,24 @@ fn segment_bad_magic_and_unknown_version_are_errors() {
     assert!(matches!(error, Error::BadMagic { .. }), "{error}");
 
     let mut future = encoded.bytes.clone();
-    future[8..12].copy_from_slice(&2u32.to_le_bytes());
+    future[8..12].copy_from_slice(&3u32.to_le_bytes());
     let error = Segment::from_bytes("v.seg", future).unwrap_err();
     assert!(
         matches!(
             error,
             Error::UnsupportedVersion {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
+        "{error}"
+    );
+    let mut ancient = encoded.bytes.clone();
+    ancient[8..12].copy_from_slice(&0u32.to_le_bytes());
+    let error = Segment::from_bytes("v.seg", ancient).unwrap_err();
+    assert!(
+        matches!(error, Error::UnsupportedVersion { found: 0, .. }),
         "{error}"
     );
     let (_dir, path) = write_temp(b"not a segment at all, but long enough to have a header");

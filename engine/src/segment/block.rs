@@ -15,10 +15,11 @@ use std::ops::Range;
 
 use super::dictionary::Dictionary;
 use super::format::{
-    dictionary_parent, dictionary_slot, get_varint, salted_crc, zigzag_decode, ChunkRef, Column,
-    ColumnKind, RecentCodes, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL,
-    DECODE_ORDER, DICTIONARY_COLUMNS, RECEIVED_FROM_SEQ_RUNS, RECEIVED_FROM_TIMESTAMP,
-    TEXT_LAYOUT_PACKED, TEXT_LAYOUT_PLAIN, TEXT_LAYOUT_SHREDDED,
+    codec_uses_dictionary, dictionary_parent, dictionary_slot, get_varint, salted_crc,
+    text_dictionary_slot, zigzag_decode, ChunkRef, Column, ColumnKind, RecentCodes,
+    CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_DICT, CODEC_ZSTD_DICT_RAW_TAIL,
+    CODEC_ZSTD_RAW_TAIL, DECODE_ORDER, DICTIONARY_COLUMNS, RECEIVED_FROM_SEQ_RUNS,
+    RECEIVED_FROM_TIMESTAMP, TEXT_LAYOUT_PACKED, TEXT_LAYOUT_PLAIN, TEXT_LAYOUT_SHREDDED,
 };
 use super::Columns;
 use super::{json_text, packed_text};
@@ -315,6 +316,8 @@ impl LastChild {
 /// Checks and decompresses chunks; one per thread is reused across blocks.
 pub(crate) struct ChunkDecoder {
     decompressor: zstd::bulk::Decompressor<'static>,
+    /// For chunks compressed against a segment's text dictionary.
+    dictionary_context: zstd::zstd_safe::DCtx<'static>,
     buffer: Vec<u8>,
     last_child: LastChild,
 }
@@ -326,6 +329,9 @@ impl ChunkDecoder {
     pub fn new(path: &Path) -> Result<Self> {
         Ok(ChunkDecoder {
             decompressor: zstd::bulk::Decompressor::new().map_err(|e| Error::io(path, e))?,
+            dictionary_context: zstd::zstd_safe::DCtx::try_create().ok_or_else(|| {
+                Error::io(path, std::io::Error::other("zstd could not make a context"))
+            })?,
             buffer: Vec::new(),
             last_child: LastChild::default(),
         })
@@ -365,7 +371,8 @@ impl ChunkDecoder {
         Ok(stored)
     }
 
-    /// The raw bytes of a chunk whose stored bytes passed [`ChunkDecoder::stored`].
+    /// The raw bytes of a chunk whose stored bytes passed [`ChunkDecoder::stored`] (a chunk
+    /// whose codec needs no text dictionary).
     pub fn raw<'s>(
         &'s mut self,
         stored: &'s [u8],
@@ -375,20 +382,26 @@ impl ChunkDecoder {
     ) -> Result<&'s [u8]> {
         ChunkDecoder::raw_with(
             &mut self.decompressor,
+            &mut self.dictionary_context,
             &mut self.buffer,
             stored,
             chunk,
+            None,
             path,
             what,
         )
     }
 
-    /// [`ChunkDecoder::raw`] on the decoder's parts, so the caller may borrow its other scratch.
+    /// [`ChunkDecoder::raw`] on the decoder's parts, so the caller may borrow its other scratch;
+    /// `dictionary` is the segment's text dictionary of the chunk's column, if it has one.
+    #[allow(clippy::too_many_arguments)]
     fn raw_with<'s>(
         decompressor: &mut zstd::bulk::Decompressor<'static>,
+        dictionary_context: &mut zstd::zstd_safe::DCtx<'static>,
         buffer: &'s mut Vec<u8>,
         stored: &'s [u8],
         chunk: &ChunkRef,
+        dictionary: Option<&zstd::zstd_safe::DDict<'static>>,
         path: &Path,
         what: &dyn Fn() -> String,
     ) -> Result<&'s [u8]> {
@@ -408,8 +421,21 @@ impl ChunkDecoder {
                 }
                 Ok(stored)
             }
-            CODEC_ZSTD | CODEC_ZSTD_RAW_TAIL => {
-                let (frame, tail) = if chunk.codec == CODEC_ZSTD_RAW_TAIL {
+            CODEC_ZSTD | CODEC_ZSTD_RAW_TAIL | CODEC_ZSTD_DICT | CODEC_ZSTD_DICT_RAW_TAIL => {
+                let dictionary = if codec_uses_dictionary(chunk.codec) {
+                    let Some(dictionary) = dictionary else {
+                        return Err(corrupt(format!(
+                            "codec {} needs a text dictionary the segment does not have",
+                            chunk.codec
+                        )));
+                    };
+                    Some(dictionary)
+                } else {
+                    None
+                };
+                let has_tail =
+                    matches!(chunk.codec, CODEC_ZSTD_RAW_TAIL | CODEC_ZSTD_DICT_RAW_TAIL);
+                let (frame, tail) = if has_tail {
                     let Some((length, rest)) = stored.split_first_chunk::<4>() else {
                         return Err(corrupt("chunk too short for its frame length".into()));
                     };
@@ -441,8 +467,16 @@ impl ChunkDecoder {
                 let head_len = (chunk.raw_len as usize)
                     .checked_sub(tail.len())
                     .ok_or_else(|| corrupt("raw tail longer than the chunk".into()))?;
-                let result = decompressor.decompress_to_buffer(frame, buffer_slot);
-                let written = result.map_err(|e| corrupt(format!("zstd: {e}")))?;
+                let written = match dictionary {
+                    None => decompressor
+                        .decompress_to_buffer(frame, buffer_slot)
+                        .map_err(|e| corrupt(format!("zstd: {e}")))?,
+                    Some(dictionary) => dictionary_context
+                        .decompress_using_ddict(buffer_slot, frame, dictionary)
+                        .map_err(|code| {
+                            corrupt(format!("zstd: {}", zstd::zstd_safe::get_error_name(code)))
+                        })?,
+                };
                 if written != head_len {
                     return Err(corrupt(format!(
                         "decompressed to {written} bytes, the directory says {head_len}"
@@ -473,6 +507,9 @@ pub(crate) struct BlockSource<'a> {
     pub rows: usize,
     pub chunks: &'a [ChunkRef],
     pub dictionaries: &'a Arc<Dictionaries>,
+    /// The segment's text dictionaries that this decode may need, loaded
+    /// ([`super::format::TEXT_DICTIONARY_COLUMNS`] order).
+    pub text_dictionaries: [Option<&'a zstd::zstd_safe::DDict<'static>>; 2],
     /// The segment's received runs `(first seq, received)`, seq ascending (empty when the
     /// segment stores received relative to the timestamp).
     pub received_runs: &'a [(u64, i64)],
@@ -542,10 +579,22 @@ pub(crate) fn decode_block(
             ChunkDecoder::stored(source.file, chunk, source.segment_id, source.path, &what)?;
         let ChunkDecoder {
             decompressor,
+            dictionary_context,
             buffer,
             last_child,
         } = &mut *decoder;
-        let raw = ChunkDecoder::raw_with(decompressor, buffer, stored, chunk, source.path, &what)?;
+        let dictionary =
+            text_dictionary_slot(column).and_then(|slot| source.text_dictionaries[slot]);
+        let raw = ChunkDecoder::raw_with(
+            decompressor,
+            dictionary_context,
+            buffer,
+            stored,
+            chunk,
+            dictionary,
+            source.path,
+            &what,
+        )?;
         let mut values = ColumnReader {
             raw,
             position: 0,

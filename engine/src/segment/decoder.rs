@@ -6,7 +6,9 @@ use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use zstd::zstd_safe::DDict;
 
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
@@ -18,8 +20,9 @@ use super::bloom::{self, FilterShape};
 use super::dictionary::Dictionary;
 use super::footer::{Footer, Header, FOOTER_LEN};
 use super::format::{
-    dictionary_slot, zigzag_decode, ChunkRef, Column, Reader, CHUNK_RAW_BYTES_MAX, CODEC_RAW,
-    CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL, COLUMN_COUNT, DICTIONARY_COLUMNS, HEADER_LEN,
+    codec_uses_dictionary, dictionary_slot, text_dictionary_slot, zigzag_decode, ChunkRef, Column,
+    Reader, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_DICT, CODEC_ZSTD_DICT_RAW_TAIL,
+    CODEC_ZSTD_RAW_TAIL, COLUMN_COUNT, DICTIONARY_COLUMNS, HEADER_LEN, TEXT_DICTIONARY_COLUMNS,
 };
 use super::{Columns, SegmentMeta};
 
@@ -71,6 +74,10 @@ pub struct Segment {
     chunks: Vec<[ChunkRef; COLUMN_COUNT]>,
     dictionaries: Arc<Dictionaries>,
     dictionary_chunks: [ChunkRef; DICTIONARY_COLUMNS.len()],
+    /// The text dictionaries' chunks (v2; `raw_len == 0`: none), [`TEXT_DICTIONARY_COLUMNS`]
+    /// order, and the dictionaries prepared for zstd on first use.
+    text_dictionary_chunks: [ChunkRef; TEXT_DICTIONARY_COLUMNS.len()],
+    text_dictionaries: [OnceLock<DDict<'static>>; TEXT_DICTIONARY_COLUMNS.len()],
     /// Row ranges of the tenants: tenant code `c` holds rows `starts[c - 1]..starts[c]`.
     tenant_row_starts: Vec<u64>,
     /// `(first seq, received)` of each received run, seq ascending; empty when the segment
@@ -234,6 +241,23 @@ impl Segment {
                 });
             }
 
+            for (column, chunk) in TEXT_DICTIONARY_COLUMNS.iter().zip(&directory.text_dictionaries) {
+                if chunk.raw_len == 0 {
+                    continue;
+                }
+                if chunk.offset < footer.dictionary_offset || chunk.end() > dictionary_end {
+                    return Err(Error::Corrupt {
+                        path: path.clone(),
+                        offset: chunk.offset,
+                        reason: format!(
+                            "text dictionary of column {}: lies outside the dictionary section",
+                            column.name()
+                        ),
+                    });
+                }
+                decode_text_dictionary(decoder, bytes, segment_id, &path, *column, chunk)?;
+            }
+
             let filter_what = || "key filter".to_string();
             if footer.filter.codec != CODEC_RAW {
                 return Err(corrupt_footer("key filter must be stored raw".into()));
@@ -260,6 +284,8 @@ impl Segment {
                 chunks: directory.chunks,
                 dictionaries: Arc::new(dictionaries),
                 dictionary_chunks,
+                text_dictionary_chunks: directory.text_dictionaries,
+                text_dictionaries: Default::default(),
                 tenant_row_starts: directory.tenant_row_starts,
                 received_runs: directory.received_runs,
                 filter_shape,
@@ -281,6 +307,18 @@ impl Segment {
 
     pub fn meta(&self) -> &SegmentMeta {
         &self.meta
+    }
+
+    /// The format version the file was written in (1 or 2).
+    pub fn format_version(&self) -> u32 {
+        self.footer.version
+    }
+
+    /// Whether the blocks' chunks of text column `column` are compressed against a text
+    /// dictionary of this segment (v2, `changes` and `details` only).
+    pub fn has_text_dictionary(&self, column: Column) -> bool {
+        text_dictionary_slot(column)
+            .is_some_and(|slot| self.text_dictionary_chunks[slot].raw_len != 0)
     }
 
     /// The block directory, in row order.
@@ -308,6 +346,7 @@ impl Segment {
     /// costs no dictionary memory.
     pub fn release_dictionaries(&mut self) {
         self.dictionaries = Arc::new(self.dictionaries.tenants_only());
+        self.text_dictionaries = Default::default();
     }
 
     /// Another instance of this open segment with no decoded dictionary but the tenants': the
@@ -331,6 +370,8 @@ impl Segment {
             chunks: self.chunks.clone(),
             dictionaries: Arc::new(self.dictionaries.tenants_only()),
             dictionary_chunks: self.dictionary_chunks,
+            text_dictionary_chunks: self.text_dictionary_chunks,
+            text_dictionaries: Default::default(),
             tenant_row_starts: self.tenant_row_starts.clone(),
             received_runs: self.received_runs.clone(),
             filter_shape: self.filter_shape,
@@ -338,12 +379,56 @@ impl Segment {
         })
     }
 
-    /// Memory held by the decoded dictionaries other than the tenants' (which stays loaded).
+    /// Memory held by the decoded dictionaries other than the tenants' (which stays loaded),
+    /// text dictionaries included.
     pub fn dictionary_bytes(&self) -> u64 {
-        (1..DICTIONARY_COLUMNS.len())
+        let columns: u64 = (1..DICTIONARY_COLUMNS.len())
             .filter_map(|slot| self.dictionaries.loaded(slot))
             .map(|d| d.text_bytes() as u64 + 4 * d.len() as u64)
-            .sum()
+            .sum();
+        let texts: u64 = self
+            .text_dictionaries
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(|d| d.sizeof() as u64)
+            .sum();
+        columns + texts
+    }
+
+    /// The prepared text dictionary of `slot`, loaded on first use; `None` when the segment
+    /// has none for that column.
+    fn text_dictionary(
+        &self,
+        decoder: &mut ChunkDecoder,
+        slot: usize,
+    ) -> Result<Option<&DDict<'static>>> {
+        let chunk = &self.text_dictionary_chunks[slot];
+        if chunk.raw_len == 0 {
+            return Ok(None);
+        }
+        if let Some(loaded) = self.text_dictionaries[slot].get() {
+            return Ok(Some(loaded));
+        }
+        let column = TEXT_DICTIONARY_COLUMNS[slot];
+        let raw = decode_text_dictionary(
+            decoder,
+            self.data.bytes(),
+            self.meta.segment_id,
+            &self.path,
+            column,
+            chunk,
+        )?;
+        let prepared = DDict::try_create(raw).ok_or_else(|| Error::Corrupt {
+            path: self.path.clone(),
+            offset: chunk.offset,
+            reason: format!(
+                "text dictionary of column {}: zstd could not load it",
+                column.name()
+            ),
+        })?;
+        // Another thread may have loaded it meanwhile: either copy is the same.
+        let _ = self.text_dictionaries[slot].set(prepared);
+        Ok(self.text_dictionaries[slot].get())
     }
 
     /// When a read last needed this segment's dictionaries, on a clock shared by all segments
@@ -428,6 +513,13 @@ impl Segment {
                 touched |= slot != 0;
             }
         }
+        let mut text_dictionaries = [None; TEXT_DICTIONARY_COLUMNS.len()];
+        for (slot, column) in TEXT_DICTIONARY_COLUMNS.iter().enumerate() {
+            if columns.contains(*column) {
+                text_dictionaries[slot] = self.text_dictionary(decoder, slot)?;
+                touched |= text_dictionaries[slot].is_some();
+            }
+        }
         if touched {
             self.touch_dictionaries();
         }
@@ -440,6 +532,7 @@ impl Segment {
             rows: meta.rows as usize,
             chunks: &self.chunks[block_index],
             dictionaries: &self.dictionaries,
+            text_dictionaries,
             received_runs: &self.received_runs,
         };
         decode_block(&source, decoder, columns, text_rows)
@@ -700,6 +793,15 @@ impl Segment {
             let what = || format!("dictionary of column {}", column.name());
             ChunkDecoder::stored(bytes, chunk, segment_id, &self.path, &what)?;
         }
+        for (column, chunk) in TEXT_DICTIONARY_COLUMNS
+            .iter()
+            .zip(&self.text_dictionary_chunks)
+        {
+            if chunk.raw_len != 0 {
+                let what = || format!("text dictionary of column {}", column.name());
+                ChunkDecoder::stored(bytes, chunk, segment_id, &self.path, &what)?;
+            }
+        }
         let what = || "key filter".to_string();
         ChunkDecoder::stored(bytes, &self.footer.filter, segment_id, &self.path, &what)?;
         let what = || "block directory".to_string();
@@ -720,11 +822,16 @@ impl Segment {
             .sum()
     }
 
-    /// Stored bytes of `column`'s dictionary (0 for columns without one).
+    /// Stored bytes of `column`'s dictionary, text dictionaries included (0 for columns
+    /// without one).
     pub fn dictionary_stored_bytes(&self, column: Column) -> u64 {
-        dictionary_slot(column)
+        let values = dictionary_slot(column)
             .map(|slot| u64::from(self.dictionary_chunks[slot].stored_len))
-            .unwrap_or(0)
+            .unwrap_or(0);
+        let text = text_dictionary_slot(column)
+            .map(|slot| u64::from(self.text_dictionary_chunks[slot].stored_len))
+            .unwrap_or(0);
+        values + text
     }
 
     /// Stored bytes of the key filter.
@@ -741,6 +848,7 @@ impl Segment {
 /// The parsed block directory.
 struct Directory {
     dictionaries: Vec<(Column, u32, ChunkRef)>,
+    text_dictionaries: [ChunkRef; TEXT_DICTIONARY_COLUMNS.len()],
     tenant_row_starts: Vec<u64>,
     received_runs: Vec<(u64, i64)>,
     blocks: Vec<BlockMeta>,
@@ -760,6 +868,21 @@ fn map_file(path: &Path, file: &File) -> Result<memmap2::Mmap> {
         let _ = map.advise(memmap2::Advice::NoHugePage);
     }
     Ok(map)
+}
+
+/// Reads, checks and decompresses the text dictionary of `column` stored in `chunk`.
+fn decode_text_dictionary<'d>(
+    decoder: &'d mut ChunkDecoder,
+    file: &'d [u8],
+    segment_id: u64,
+    path: &Path,
+    column: Column,
+    chunk: &ChunkRef,
+) -> Result<&'d [u8]> {
+    let name = format!("text dictionary of column {}", column.name());
+    let what = || name.clone();
+    let stored = ChunkDecoder::stored(file, chunk, segment_id, path, &what)?;
+    decoder.raw(stored, chunk, path, &what)
 }
 
 /// Reads, checks and decodes the dictionary of `column` stored in `chunk`.
@@ -799,8 +922,34 @@ fn parse_directory(raw: &[u8], path: &Path, footer: &Footer) -> Result<Directory
             )));
         }
         let count = reader.u32()?;
-        let chunk = read_chunk_ref(&mut reader)?;
+        let chunk = read_chunk_ref(&mut reader, false)?;
         dictionaries.push((expected, count, chunk));
+    }
+
+    // v2: the text dictionaries (a chunk ref of zeros: none).
+    let mut text_dictionaries = [ChunkRef::default(); TEXT_DICTIONARY_COLUMNS.len()];
+    if footer.version >= 2 {
+        let count = reader.u32()?;
+        if count as usize != TEXT_DICTIONARY_COLUMNS.len() {
+            return Err(reader.corrupt(format!("{count} text dictionaries")));
+        }
+        for (slot, expected) in TEXT_DICTIONARY_COLUMNS.into_iter().enumerate() {
+            let column = reader.u8()?;
+            if column != expected as u8 {
+                return Err(reader.corrupt(format!(
+                    "text dictionary of column {column} where column {} was expected",
+                    expected as u8
+                )));
+            }
+            let chunk = read_chunk_ref(&mut reader, false)?;
+            if chunk.raw_len == 0 && chunk != ChunkRef::default() {
+                return Err(reader.corrupt(format!(
+                    "empty text dictionary of column {} with a non-zero chunk ref",
+                    expected.name()
+                )));
+            }
+            text_dictionaries[slot] = chunk;
+        }
     }
 
     let tenant_count = reader.u32()?;
@@ -877,8 +1026,11 @@ fn parse_directory(raw: &[u8], path: &Path, footer: &Footer) -> Result<Directory
         }
         next_row += u64::from(block.rows);
         let mut refs = [ChunkRef::default(); COLUMN_COUNT];
-        for chunk in refs.iter_mut() {
-            *chunk = read_chunk_ref(&mut reader)?;
+        for (column, chunk) in Column::ALL.into_iter().zip(refs.iter_mut()) {
+            // Only a text column with a text dictionary may be compressed against it.
+            let has_dictionary = text_dictionary_slot(column)
+                .is_some_and(|slot| text_dictionaries[slot].raw_len != 0);
+            *chunk = read_chunk_ref(&mut reader, has_dictionary)?;
             if chunk.offset < HEADER_LEN as u64 || chunk.end() > footer.dictionary_offset {
                 return Err(reader.corrupt(format!(
                     "block {index}: a chunk at offset {} lies outside the block section",
@@ -897,6 +1049,7 @@ fn parse_directory(raw: &[u8], path: &Path, footer: &Footer) -> Result<Directory
     }
     Ok(Directory {
         dictionaries,
+        text_dictionaries,
         tenant_row_starts,
         received_runs,
         blocks,
@@ -904,10 +1057,21 @@ fn parse_directory(raw: &[u8], path: &Path, footer: &Footer) -> Result<Directory
     })
 }
 
-fn read_chunk_ref(reader: &mut Reader<'_>) -> Result<ChunkRef> {
+/// Reads a chunk ref and checks its codec and size; `dictionary_allowed`: the chunk's column
+/// has a text dictionary, so the codecs that use one are valid.
+fn read_chunk_ref(reader: &mut Reader<'_>, dictionary_allowed: bool) -> Result<ChunkRef> {
     let chunk = ChunkRef::read(reader)?;
-    if !matches!(chunk.codec, CODEC_RAW | CODEC_ZSTD | CODEC_ZSTD_RAW_TAIL) {
+    if !matches!(
+        chunk.codec,
+        CODEC_RAW | CODEC_ZSTD | CODEC_ZSTD_RAW_TAIL | CODEC_ZSTD_DICT | CODEC_ZSTD_DICT_RAW_TAIL
+    ) {
         return Err(reader.corrupt(format!("unknown codec {}", chunk.codec)));
+    }
+    if codec_uses_dictionary(chunk.codec) && !dictionary_allowed {
+        return Err(reader.corrupt(format!(
+            "codec {} needs a text dictionary this chunk's column does not have",
+            chunk.codec
+        )));
     }
     if chunk.raw_len > CHUNK_RAW_BYTES_MAX {
         return Err(reader.corrupt(format!("chunk of {} decoded bytes", chunk.raw_len)));

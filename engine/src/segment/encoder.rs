@@ -12,10 +12,11 @@ use super::bloom;
 use super::dictionary::{Dictionary, DictionaryBuilder, SortedValues};
 use super::footer::{Footer, Header};
 use super::format::{
-    dictionary_parent, dictionary_slot, put_varint, salted_crc, zigzag_encode, ChunkRef, Column,
-    ColumnKind, RecentCodes, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_RAW_TAIL,
-    COLUMN_COUNT, DICTIONARY_COLUMNS, FORMAT_VERSION, RECEIVED_FROM_SEQ_RUNS,
-    RECEIVED_FROM_TIMESTAMP, TEXT_LAYOUT_PACKED, TEXT_LAYOUT_PLAIN, TEXT_LAYOUT_SHREDDED,
+    dictionary_parent, dictionary_slot, put_varint, salted_crc, text_dictionary_slot,
+    zigzag_encode, ChunkRef, Column, ColumnKind, RecentCodes, CHUNK_RAW_BYTES_MAX, CODEC_RAW,
+    CODEC_ZSTD, CODEC_ZSTD_DICT, CODEC_ZSTD_DICT_RAW_TAIL, CODEC_ZSTD_RAW_TAIL, COLUMN_COUNT,
+    DICTIONARY_COLUMNS, FORMAT_VERSION, RECEIVED_FROM_SEQ_RUNS, RECEIVED_FROM_TIMESTAMP,
+    TEXT_DICTIONARY_COLUMNS, TEXT_LAYOUT_PACKED, TEXT_LAYOUT_PLAIN, TEXT_LAYOUT_SHREDDED,
 };
 use super::SegmentMeta;
 use super::{json_text, packed_text};
@@ -35,6 +36,14 @@ pub struct EncodeOptions {
     pub dictionary_zstd_level: i32,
     /// Bits per key of the idempotency-key Bloom filter (10 gives about 1% false positives).
     pub filter_bits_per_key: u32,
+    /// Rows sampled evenly over the segment to make each text dictionary (`changes`,
+    /// `details`): the sample is encoded like a block and its bytes, less the random tail,
+    /// become a raw-content zstd dictionary that every block's chunk of the column is
+    /// compressed against. 0 turns text dictionaries off.
+    pub text_dictionary_rows: usize,
+    /// Fewest blocks a segment needs for text dictionaries: below it a dictionary (stored once,
+    /// about one block's chunk) costs more than it saves.
+    pub text_dictionary_min_blocks: usize,
 }
 
 impl Default for EncodeOptions {
@@ -42,9 +51,11 @@ impl Default for EncodeOptions {
         EncodeOptions {
             block_rows: 2048,
             zstd_level: 1,
-            text_zstd_level: 3,
+            text_zstd_level: 6,
             dictionary_zstd_level: 9,
             filter_bits_per_key: 10,
+            text_dictionary_rows: 2048,
+            text_dictionary_min_blocks: 4,
         }
     }
 }
@@ -148,7 +159,16 @@ fn text_slot(column: Column) -> usize {
 struct ChunkWriter {
     segment_id: u64,
     compressor: zstd::bulk::Compressor<'static>,
+    /// For chunks compressed against a text dictionary.
+    dictionary_context: zstd::zstd_safe::CCtx<'static>,
     compressed: Vec<u8>,
+}
+
+/// A text column's segment dictionary, ready to compress with.
+struct TextDictionary {
+    /// The raw dictionary bytes, stored in the dictionary section.
+    raw: Vec<u8>,
+    prepared: zstd::zstd_safe::CDict<'static>,
 }
 
 impl ChunkWriter {
@@ -165,6 +185,7 @@ impl ChunkWriter {
         Ok(ChunkWriter {
             segment_id,
             compressor,
+            dictionary_context: zstd::zstd_safe::CCtx::create(),
             compressed: Vec::new(),
         })
     }
@@ -172,17 +193,19 @@ impl ChunkWriter {
     /// Appends `raw` to `out`, zstd-compressed at `level` when that makes it smaller
     /// (`level == None`: stored raw).
     fn write(&mut self, out: &mut Vec<u8>, raw: &[u8], level: Option<i32>) -> Result<ChunkRef> {
-        self.write_with_tail(out, raw, level, 0)
+        self.write_with_tail(out, raw, level, 0, None)
     }
 
     /// [`ChunkWriter::write`] where the last `tail_len` bytes of `raw` are random and are stored
-    /// outside the zstd frame ([`CODEC_ZSTD_RAW_TAIL`]).
+    /// outside the zstd frame ([`CODEC_ZSTD_RAW_TAIL`]); with a `dictionary`, the frame is
+    /// compressed against it (at the dictionary's level) and the codec says so.
     fn write_with_tail(
         &mut self,
         out: &mut Vec<u8>,
         raw: &[u8],
         level: Option<i32>,
         tail_len: usize,
+        dictionary: Option<&TextDictionary>,
     ) -> Result<ChunkRef> {
         if raw.len() as u64 > u64::from(CHUNK_RAW_BYTES_MAX) {
             return Err(Error::BatchTooLarge {
@@ -202,9 +225,21 @@ impl ChunkWriter {
                 self.compressed.clear();
                 self.compressed
                     .reserve(zstd::zstd_safe::compress_bound(head.len()) + 4 + tail_len);
-                self.compressor
-                    .compress_to_buffer(head, &mut self.compressed)
-                    .map_err(|e| zstd_error(self.segment_id, e))?;
+                match dictionary {
+                    None => {
+                        self.compressor
+                            .compress_to_buffer(head, &mut self.compressed)
+                            .map_err(|e| zstd_error(self.segment_id, e))?;
+                    }
+                    Some(dictionary) => {
+                        self.dictionary_context
+                            .compress_using_cdict(&mut self.compressed, head, &dictionary.prepared)
+                            .map_err(|code| {
+                                let name = zstd::zstd_safe::get_error_name(code);
+                                zstd_error(self.segment_id, std::io::Error::other(name))
+                            })?;
+                    }
+                }
                 if tail_len > 0 {
                     let frame_len = self.compressed.len() as u32;
                     self.compressed.splice(0..0, frame_len.to_le_bytes());
@@ -212,10 +247,11 @@ impl ChunkWriter {
                         .extend_from_slice(&raw[raw.len() - tail_len..]);
                 }
                 if self.compressed.len() < raw.len() {
-                    codec = if tail_len > 0 {
-                        CODEC_ZSTD_RAW_TAIL
-                    } else {
-                        CODEC_ZSTD
+                    codec = match (tail_len > 0, dictionary.is_some()) {
+                        (false, false) => CODEC_ZSTD,
+                        (true, false) => CODEC_ZSTD_RAW_TAIL,
+                        (false, true) => CODEC_ZSTD_DICT,
+                        (true, true) => CODEC_ZSTD_DICT_RAW_TAIL,
                     };
                 }
             }
@@ -366,6 +402,7 @@ pub fn encode_segment_refs(
         received_from_seq: runs.is_some(),
         dictionary_lens: std::array::from_fn(|slot| dictionary_values[slot].len()),
     };
+    let text_dictionaries = build_text_dictionaries(&sorted, &context, options)?;
     let mut scratch = Scratch::default();
     let mut writer = ChunkWriter::new(segment_id)?;
     let mut raw = Vec::new();
@@ -417,8 +454,10 @@ pub fn encode_segment_refs(
             } else {
                 options.zstd_level
             };
+            let dictionary =
+                text_dictionary_slot(column).and_then(|slot| text_dictionaries[slot].as_ref());
             entry.chunks[column.index()] =
-                writer.write_with_tail(&mut out, &raw, Some(level), tail_len)?;
+                writer.write_with_tail(&mut out, &raw, Some(level), tail_len, dictionary)?;
         }
         first_row += block.len() as u64;
         blocks.push(entry);
@@ -432,6 +471,17 @@ pub fn encode_segment_refs(
         let chunk = writer.write(&mut out, &raw, Some(options.dictionary_zstd_level))?;
         dictionary_chunks.push((values.len() as u32, chunk));
     }
+    // Text dictionaries follow the column dictionaries in the dictionary section.
+    let mut text_dictionary_chunks = [ChunkRef::default(); TEXT_DICTIONARY_COLUMNS.len()];
+    for (chunk, dictionary) in text_dictionary_chunks.iter_mut().zip(&text_dictionaries) {
+        if let Some(dictionary) = dictionary {
+            *chunk = writer.write(
+                &mut out,
+                &dictionary.raw,
+                Some(options.dictionary_zstd_level),
+            )?;
+        }
+    }
     let dictionary_len = out.len() as u64 - dictionary_offset;
 
     raw.clear();
@@ -444,6 +494,11 @@ pub fn encode_segment_refs(
     for (column, (count, chunk)) in DICTIONARY_COLUMNS.iter().zip(&dictionary_chunks) {
         raw.push(*column as u8);
         raw.extend_from_slice(&count.to_le_bytes());
+        chunk.write(&mut raw);
+    }
+    raw.extend_from_slice(&(TEXT_DICTIONARY_COLUMNS.len() as u32).to_le_bytes());
+    for (column, chunk) in TEXT_DICTIONARY_COLUMNS.iter().zip(&text_dictionary_chunks) {
+        raw.push(*column as u8);
         chunk.write(&mut raw);
     }
     raw.extend_from_slice(&(tenant_row_counts.len() as u32).to_le_bytes());
@@ -516,6 +571,44 @@ pub fn encode_segment_refs(
         bytes: out.len() as u64,
     };
     Ok(EncodedSegment { bytes: out, meta })
+}
+
+/// The text dictionaries of a segment ([`TEXT_DICTIONARY_COLUMNS`] order; `None`: that column's
+/// chunks are compressed alone): [`EncodeOptions::text_dictionary_rows`] rows sampled evenly over
+/// the sorted rows, encoded as one block of the column, less the random tail (packed request
+/// ids, which no later chunk can match). A sample that encodes to under 64 bytes (a column
+/// hardly present) gives no dictionary.
+fn build_text_dictionaries(
+    sorted: &[Row<'_>],
+    context: &ColumnContext,
+    options: &EncodeOptions,
+) -> Result<[Option<TextDictionary>; TEXT_DICTIONARY_COLUMNS.len()]> {
+    let mut dictionaries: [Option<TextDictionary>; TEXT_DICTIONARY_COLUMNS.len()] =
+        Default::default();
+    let blocks = sorted.len().div_ceil(options.block_rows);
+    let wanted = options.text_dictionary_rows.min(sorted.len());
+    if wanted == 0 || blocks < options.text_dictionary_min_blocks.max(1) {
+        return Ok(dictionaries);
+    }
+    let sample: Vec<Row<'_>> = (0..wanted)
+        .map(|i| sorted[i * sorted.len() / wanted])
+        .collect();
+    for (slot, column) in TEXT_DICTIONARY_COLUMNS.into_iter().enumerate() {
+        let mut scratch = Scratch::default();
+        let mut raw = Vec::new();
+        let tail_len = encode_column(column, &sample, context, &mut scratch, &mut raw);
+        raw.truncate(raw.len() - tail_len.min(raw.len()));
+        if raw.len() < 64 {
+            continue;
+        }
+        // Never mistaken for a formatted zstd dictionary: those start with magic 0xEC30A437
+        // (bytes 37 A4 30 EC), a text chunk with its layout byte (0, 1 or 2).
+        debug_assert!(raw[0] <= TEXT_LAYOUT_PACKED);
+        let prepared = zstd::zstd_safe::CDict::try_create(&raw, options.text_zstd_level)
+            .ok_or_else(|| Error::Config("zstd could not prepare a text dictionary".into()))?;
+        dictionaries[slot] = Some(TextDictionary { raw, prepared });
+    }
+    Ok(dictionaries)
 }
 
 /// What every column encoder of a segment needs.

@@ -3,8 +3,8 @@
 //! ```text
 //! header (24 bytes)
 //!   0  [u8; 8] magic "AUDITSEG"
-//!   8  u32     format version (1)
-//!  12  u32     flags (0 in v1, ignored by readers)
+//!   8  u32     format version (2; 1 is still read)
+//!  12  u32     flags (0; readers reject others)
 //!  16  u64     segment id
 //!
 //! footer (132 bytes, at file_len - 132)
@@ -28,7 +28,8 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 use super::format::{
-    salted_crc, ChunkRef, Reader, CHUNK_REF_LEN, FILE_KIND, FORMAT_VERSION, HEADER_LEN, MAGIC,
+    salted_crc, ChunkRef, Reader, CHUNK_REF_LEN, FILE_KIND, FORMAT_VERSION, FORMAT_VERSION_MIN,
+    HEADER_LEN, MAGIC,
 };
 
 /// Size of the footer.
@@ -80,7 +81,7 @@ impl Header {
         let mut reader = Reader::new(bytes, path, 0, "header");
         reader.take(MAGIC.len())?;
         let version = reader.u32()?;
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion {
                 path: path.to_path_buf(),
                 kind: FILE_KIND,

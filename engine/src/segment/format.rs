@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 /// First and last eight bytes of every sealed segment file.
 pub const MAGIC: [u8; 8] = *b"AUDITSEG";
 /// The format version this build writes and the highest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads (v1 files are read, never written).
+pub const FORMAT_VERSION_MIN: u32 = 1;
 /// Name used in `BadMagic` / `UnsupportedVersion` errors.
 pub const FILE_KIND: &str = "sealed segment";
 
@@ -28,6 +30,18 @@ pub const CODEC_ZSTD: u8 = 1;
 /// to the end of the chunk; the raw bytes are the frame's content followed by the raw tail.
 /// Used when the end of a chunk is random (packed hex of request ids).
 pub const CODEC_ZSTD_RAW_TAIL: u8 = 2;
+
+/// Codec byte of a chunk (v2): one zstd frame compressed with the segment's text dictionary of
+/// the chunk's column ([`TEXT_DICTIONARY_COLUMNS`]) as a raw-content zstd dictionary.
+pub const CODEC_ZSTD_DICT: u8 = 3;
+/// Codec byte of a chunk (v2): [`CODEC_ZSTD_RAW_TAIL`] whose frame is compressed with the
+/// segment's text dictionary of the chunk's column.
+pub const CODEC_ZSTD_DICT_RAW_TAIL: u8 = 4;
+
+/// Whether a codec byte needs the segment's text dictionary of the chunk's column.
+pub fn codec_uses_dictionary(codec: u8) -> bool {
+    matches!(codec, CODEC_ZSTD_DICT | CODEC_ZSTD_DICT_RAW_TAIL)
+}
 
 /// First byte of a text chunk: one varint per row, then the bytes of every present value.
 pub const TEXT_LAYOUT_PLAIN: u8 = 0;
@@ -235,6 +249,17 @@ pub fn dictionary_slot(column: Column) -> Option<usize> {
     DICTIONARY_COLUMNS.iter().position(|c| *c == column)
 }
 
+/// The text columns that may have a segment-wide zstd dictionary (v2), in the order their
+/// dictionaries are listed in the block directory: JSON documents whose shapes, keys and values
+/// repeat from block to block, so a block's chunk compresses far better against a sample of
+/// the whole segment than alone.
+pub const TEXT_DICTIONARY_COLUMNS: [Column; 2] = [Column::Changes, Column::Details];
+
+/// The position of `column` in [`TEXT_DICTIONARY_COLUMNS`].
+pub fn text_dictionary_slot(column: Column) -> Option<usize> {
+    TEXT_DICTIONARY_COLUMNS.iter().position(|c| *c == column)
+}
+
 /// The column a dictionary column is coded against: a row whose code equals the code the last
 /// row with the same parent code had in this block (an actor's email, ip and user agent, a
 /// resource's name, type and project) stores 0. The parent always decodes first.
@@ -337,7 +362,7 @@ pub struct ChunkRef {
     pub raw_len: u32,
     /// Salted CRC32 of the stored bytes (see [`salted_crc`]).
     pub crc: u32,
-    /// [`CODEC_RAW`] or [`CODEC_ZSTD`].
+    /// One of the `CODEC_*` bytes.
     pub codec: u8,
 }
 

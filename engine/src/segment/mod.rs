@@ -68,7 +68,8 @@ pub use encoder::{encode_segment, encode_segment_refs, EncodeOptions, EncodedSeg
 pub use footer::FOOTER_LEN;
 pub use format::{get_varint, put_varint, VarintError};
 pub use format::{
-    Column, ColumnKind, CHUNK_RAW_BYTES_MAX, COLUMN_COUNT, FORMAT_VERSION, HEADER_LEN, MAGIC,
+    Column, ColumnKind, CHUNK_RAW_BYTES_MAX, COLUMN_COUNT, FORMAT_VERSION, FORMAT_VERSION_MIN,
+    HEADER_LEN, MAGIC,
 };
 
 /// What the manifest records about a sealed segment.

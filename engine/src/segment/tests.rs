@@ -397,3 +397,95 @@ fn segment_read_rows_matches_read_all_for_any_range() {
         }
     }
 }
+
+/// Rows whose `details` are JSON documents of a few shapes with repeating keys and values and a
+/// random request id, as a platform sends them.
+fn json_rows(count: u64) -> Vec<StoredEvent> {
+    let regions = ["eu-west", "us-east", "ap-south"];
+    sample(count)
+        .into_iter()
+        .map(|mut row| {
+            let seq = row.seq;
+            let request = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            row.event.details = Some(if seq % 3 == 0 {
+                format_compact!(
+                    r#"{{"region":"{}","request_id":"req_{request:016x}","duration_ms":{}}}"#,
+                    regions[(seq % 3) as usize],
+                    seq % 997
+                )
+            } else {
+                format_compact!(
+                    r#"{{"region":"{}","spec":{{"gpu":"H100","count":{}}},"request_id":"req_{request:016x}"}}"#,
+                    regions[(seq % 2) as usize],
+                    seq % 8
+                )
+            });
+            row
+        })
+        .collect()
+}
+
+#[test]
+fn segment_text_dictionaries_round_trip_and_shrink_json_text() {
+    let rows = json_rows(2000);
+    let with = EncodeOptions {
+        text_dictionary_rows: 256,
+        ..options(128)
+    };
+    let without = EncodeOptions {
+        text_dictionary_rows: 0,
+        ..options(128)
+    };
+    let encoded = encode_segment(5, &rows, &with).unwrap();
+    let plain = encode_segment(5, &rows, &without).unwrap();
+    let mut segment = Segment::from_bytes("t.seg", encoded.bytes).unwrap();
+    let plain = Segment::from_bytes("p.seg", plain.bytes).unwrap();
+    assert_eq!(segment.format_version(), FORMAT_VERSION);
+    assert!(segment.has_text_dictionary(Column::Details));
+    assert!(segment.has_text_dictionary(Column::Changes));
+    assert!(!segment.has_text_dictionary(Column::Id));
+    assert!(!plain.has_text_dictionary(Column::Details));
+    assert_eq!(plain.dictionary_stored_bytes(Column::Details), 0);
+
+    let expected = sorted(rows);
+    assert_eq!(segment.read_all().unwrap(), expected);
+    assert_eq!(plain.read_all().unwrap(), expected);
+    segment.verify().unwrap();
+    // A span of rows in the middle of a block decodes against the dictionary too.
+    let block = 7;
+    let first = segment.blocks()[block].first_row as usize;
+    assert_eq!(
+        segment.read_rows(block, 10..20).unwrap(),
+        expected[first + 10..first + 20]
+    );
+
+    // The dictionary (stored once) costs less than it saves on the blocks.
+    let details = |segment: &Segment| {
+        segment.column_stored_bytes(Column::Details)
+            + segment.dictionary_stored_bytes(Column::Details)
+    };
+    assert!(
+        details(&segment) < details(&plain),
+        "details: {} bytes with a dictionary, {} without",
+        details(&segment),
+        details(&plain)
+    );
+
+    // The prepared dictionaries are memory the store can give back, and read again after.
+    assert!(segment.dictionary_bytes() > 0);
+    segment.release_dictionaries();
+    assert_eq!(segment.dictionary_bytes(), 0);
+    let again = segment.without_dictionaries().unwrap();
+    assert_eq!(again.read_rows(0, 0..5).unwrap(), expected[..5]);
+    assert_eq!(segment.read_all().unwrap(), expected);
+}
+
+#[test]
+fn segment_small_segments_have_no_text_dictionaries() {
+    // Under `text_dictionary_min_blocks` blocks a dictionary would cost more than it saves.
+    let rows = json_rows(300);
+    let encoded = encode_segment(6, &rows, &options(128)).unwrap();
+    let segment = Segment::from_bytes("t.seg", encoded.bytes).unwrap();
+    assert!(!segment.has_text_dictionary(Column::Details));
+    assert_eq!(segment.read_all().unwrap(), sorted(rows));
+}
