@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 
 pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
+/// Longest retention a class may have: 100 years (a larger number of days would overflow
+/// microsecond arithmetic long before it meant anything).
+pub const RETENTION_DAYS_MAX: u32 = 36_500;
+
 /// Identifies a partition: retention class and UTC day (days since 1970-01-01).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PartitionKey {
@@ -142,6 +146,11 @@ impl RetentionConfig {
             }
             if *days == 0 {
                 return Err(format!("retention class {class:?} has 0 retention days"));
+            }
+            if *days > RETENTION_DAYS_MAX {
+                return Err(format!(
+                    "retention class {class:?} keeps {days} days, more than the {RETENTION_DAYS_MAX} (100 years) allowed"
+                ));
             }
         }
         for (tenant, class) in &self.tenant_classes {

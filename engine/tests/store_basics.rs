@@ -431,8 +431,62 @@ fn store_retention_archives_then_drops_old_partitions() {
         "{archived:?}"
     );
     drop(store);
+    let store = Store::open(opts.clone()).unwrap();
+    assert_eq!(store.read_all().unwrap().len(), 20);
+    drop(store);
+
+    // The configuration loses the `extended` class (renamed, or deleted by mistake): its data
+    // would be expired at the default class's 30 days by the next pass. Open refuses instead,
+    // naming the class.
+    let mut renamed = opts.clone();
+    renamed.retention.class_days.remove("extended");
+    renamed.retention.tenant_classes.clear();
+    let Err(error) = Store::open(renamed) else {
+        panic!("a store holding an unconfigured class opened")
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("\"extended\"") && error.contains("retention class"),
+        "{error}"
+    );
     let store = Store::open(opts).unwrap();
     assert_eq!(store.read_all().unwrap().len(), 20);
+}
+
+#[test]
+fn store_retention_days_are_bounded_and_never_overflow_into_expiry() {
+    // Days past 100 years are refused (a huge "keep forever" number used to overflow the
+    // microsecond arithmetic and expire every partition at once).
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.retention
+        .class_days
+        .insert("standard".into(), 200_000_000);
+    let Err(error) = Store::open(opts.clone()) else {
+        panic!("200,000,000 retention days were accepted")
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("200000000") && error.contains("36500"),
+        "{error}"
+    );
+
+    // The longest allowed retention keeps a 40-day-old partition.
+    opts.retention.class_days.insert("standard".into(), 36_500);
+    let store = Store::open(opts).unwrap();
+    let now = now_us();
+    let old = now - 40 * MICROS_PER_DAY;
+    store
+        .append((0..10).map(|n| event("acct_1", n, old)).collect())
+        .unwrap();
+    store.seal().unwrap();
+    assert!(store.expire(now).unwrap().partitions.is_empty());
+    assert!(store
+        .expire(now + 36_000 * MICROS_PER_DAY)
+        .unwrap()
+        .partitions
+        .is_empty());
+    assert_eq!(store.read_all().unwrap().len(), 10);
 }
 
 #[test]

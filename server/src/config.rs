@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use auditlog_engine::partition::RetentionConfig;
+use auditlog_engine::partition::{RetentionConfig, RETENTION_DAYS_MAX};
 use auditlog_engine::StoreOptions;
 use serde::Deserialize;
 
@@ -138,6 +138,13 @@ impl ServerConfig {
                 self.stream_buffer_chunks
             ));
         }
+        if !(1..=RETENTION_DAYS_MAX).contains(&self.retention_days) {
+            return Err(format!(
+                "retention_days (or --retention-days) is {}, must be 1..={RETENTION_DAYS_MAX} \
+                 (100 years)",
+                self.retention_days
+            ));
+        }
         let default_class = RetentionConfig::default().default_class;
         if self.retention_classes.contains_key(&default_class) {
             // It would silently win over --retention-days and AUDITLOG_RETENTION_DAYS.
@@ -146,7 +153,7 @@ impl ServerConfig {
                  retention_days (or --retention-days) instead"
             ));
         }
-        Ok(())
+        self.retention().validate()
     }
 
     /// The engine's retention configuration.
@@ -190,6 +197,27 @@ mod tests {
         config.retention_classes.insert("standard".into(), 365);
         let error = config.check().unwrap_err();
         assert!(error.contains("retention_days"), "{error}");
+    }
+
+    #[test]
+    fn retention_days_are_bounded() {
+        let mut config = ServerConfig {
+            retention_days: 200_000_000,
+            ..ServerConfig::default()
+        };
+        let error = config.check().unwrap_err();
+        assert!(
+            error.contains("retention_days") && error.contains("36500"),
+            "{error}"
+        );
+        config.retention_days = 36_500;
+        assert_eq!(config.check(), Ok(()));
+        config.retention_classes.insert("extended".into(), 40_000);
+        let error = config.check().unwrap_err();
+        assert!(
+            error.contains("\"extended\"") && error.contains("36500"),
+            "{error}"
+        );
     }
 
     #[test]

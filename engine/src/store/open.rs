@@ -49,6 +49,23 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         next_segment_id: 1,
         ..Manifest::default()
     });
+    // A class the configuration no longer names would otherwise be expired at the default
+    // class's retention: a renamed or removed `extended` class would lose months of data to
+    // the next retention pass. The operator decides instead.
+    if let Some(entry) = manifest.segments.iter().find(|e| {
+        !options
+            .retention
+            .class_days
+            .contains_key(&e.partition.class)
+    }) {
+        return Err(Error::Config(format!(
+            "the store holds partitions of retention class {:?} (first: {}), which the \
+             configuration does not define; add it back to the retention classes with the \
+             days its data must be kept",
+            entry.partition.class,
+            entry.partition.relative_dir().display()
+        )));
+    }
 
     // Segments the manifest lists. One missing because retention moved its partition to the
     // archive just before a crash is finished off here; any other missing segment is corruption.

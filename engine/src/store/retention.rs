@@ -56,8 +56,12 @@ impl Inner {
 
     /// Whether `partition` is past its class's retention at `now_us`.
     pub(crate) fn is_expired(&self, partition: &PartitionKey, now_us: i64) -> bool {
-        let days = i64::from(self.options.retention.days_of_class(&partition.class));
-        partition.end_us().saturating_add(days * MICROS_PER_DAY) <= now_us
+        // A class not configured is never expired (open refuses a store holding one).
+        let Some(&days) = self.options.retention.class_days.get(&partition.class) else {
+            return false;
+        };
+        let kept_us = i64::from(days).saturating_mul(MICROS_PER_DAY);
+        partition.end_us().saturating_add(kept_us) <= now_us
     }
 
     fn drop_partition(&self, partition: &PartitionKey, report: &mut RetentionReport) -> Result<()> {
