@@ -103,12 +103,12 @@ fn small_options() -> EncodeOptions {
     }
 }
 
-/// One row per block and text dictionaries however few the blocks: the v2 golden file has a
-/// `details` dictionary (and none for `changes`, which one row has: too little to sample).
+/// Text dictionaries however few the blocks: the v2 golden file has a `details` dictionary
+/// sampled from 2 rows (and none for `changes`, which neither sampled row has).
 fn dictionary_options() -> EncodeOptions {
     EncodeOptions {
-        block_rows: 1,
-        text_dictionary_rows: 4,
+        block_rows: 2,
+        text_dictionary_rows: 2,
         text_dictionary_min_blocks: 1,
         ..EncodeOptions::default()
     }
@@ -158,7 +158,7 @@ fn segment_golden_v2_reads_exact_rows() {
     }
     let segment = Segment::open(&path).unwrap();
     assert_eq!(segment.format_version(), 2);
-    assert_golden_reads_back(&segment, 5);
+    assert_golden_reads_back(&segment, 3);
     assert!(segment.has_text_dictionary(Column::Details));
     assert!(!segment.has_text_dictionary(Column::Changes));
     // Encoding is deterministic: today's encoder writes the same bytes.
@@ -175,9 +175,8 @@ fn segment_golden_v1_corrupt_twin_names_the_chunk_offset() {
 
 #[test]
 fn segment_golden_v2_corrupt_twin_names_the_chunk_offset() {
-    // One row per block: the 1-byte chunks of tenant, seq and tenant_seq follow the header, and
-    // the flipped byte (27) starts block 0's `timestamp` chunk.
-    assert_corrupt_twin_names_the_chunk_offset(&fixture_dir_v2().join("small-corrupt.seg"), 27);
+    // As in v1: the flipped byte (27) lies in block 0's `seq` chunk, at offset 26.
+    assert_corrupt_twin_names_the_chunk_offset(&fixture_dir_v2().join("small-corrupt.seg"), 26);
 }
 
 fn assert_corrupt_twin_names_the_chunk_offset(path: &Path, chunk_offset: u64) {

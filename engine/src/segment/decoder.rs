@@ -23,6 +23,7 @@ use super::format::{
     codec_uses_dictionary, dictionary_slot, text_dictionary_slot, zigzag_decode, ChunkRef, Column,
     Reader, CHUNK_RAW_BYTES_MAX, CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_DICT, CODEC_ZSTD_DICT_RAW_TAIL,
     CODEC_ZSTD_RAW_TAIL, COLUMN_COUNT, DICTIONARY_COLUMNS, HEADER_LEN, TEXT_DICTIONARY_COLUMNS,
+    TEXT_LAYOUT_PACKED,
 };
 use super::{Columns, SegmentMeta};
 
@@ -162,7 +163,7 @@ impl Segment {
         };
         if footer.column_count as usize != COLUMN_COUNT {
             return Err(corrupt_footer(format!(
-                "{} columns, version 1 has {COLUMN_COUNT}",
+                "{} columns, the format has {COLUMN_COUNT}",
                 footer.column_count
             )));
         }
@@ -418,13 +419,15 @@ impl Segment {
             column,
             chunk,
         )?;
-        let prepared = DDict::try_create(raw).ok_or_else(|| Error::Corrupt {
-            path: self.path.clone(),
-            offset: chunk.offset,
-            reason: format!(
-                "text dictionary of column {}: zstd could not load it",
-                column.name()
-            ),
+        let prepared = DDict::try_create(raw).ok_or_else(|| {
+            // Allocation failed: the file was checked when `raw` was decoded.
+            Error::io(
+                &self.path,
+                std::io::Error::other(format!(
+                    "zstd could not prepare the text dictionary of column {}",
+                    column.name()
+                )),
+            )
         })?;
         // Another thread may have loaded it meanwhile: either copy is the same.
         let _ = self.text_dictionaries[slot].set(prepared);
@@ -882,7 +885,20 @@ fn decode_text_dictionary<'d>(
     let name = format!("text dictionary of column {}", column.name());
     let what = || name.clone();
     let stored = ChunkDecoder::stored(file, chunk, segment_id, path, &what)?;
-    decoder.raw(stored, chunk, path, &what)
+    let raw = decoder.raw(stored, chunk, path, &what)?;
+    // A text chunk's layout byte first: zstd would take bytes starting with its dictionary
+    // magic for a formatted dictionary, which the format does not allow.
+    if raw
+        .first()
+        .is_none_or(|layout| *layout > TEXT_LAYOUT_PACKED)
+    {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            offset: chunk.offset,
+            reason: format!("{name}: does not start with a text layout byte"),
+        });
+    }
+    Ok(raw)
 }
 
 /// Reads, checks and decodes the dictionary of `column` stored in `chunk`.

@@ -40,9 +40,11 @@ pub struct EncodeOptions {
     /// `details`): the sample is encoded like a block and its bytes, less the random tail,
     /// become a raw-content zstd dictionary that every block's chunk of the column is
     /// compressed against. 0 turns text dictionaries off.
+    #[serde(default)]
     pub text_dictionary_rows: usize,
     /// Fewest blocks a segment needs for text dictionaries: below it a dictionary (stored once,
     /// about one block's chunk) costs more than it saves.
+    #[serde(default)]
     pub text_dictionary_min_blocks: usize,
 }
 
@@ -185,7 +187,12 @@ impl ChunkWriter {
         Ok(ChunkWriter {
             segment_id,
             compressor,
-            dictionary_context: zstd::zstd_safe::CCtx::create(),
+            dictionary_context: zstd::zstd_safe::CCtx::try_create().ok_or_else(|| {
+                zstd_error(
+                    segment_id,
+                    std::io::Error::other("zstd could not make a context"),
+                )
+            })?,
             compressed: Vec::new(),
         })
     }
@@ -402,7 +409,7 @@ pub fn encode_segment_refs(
         received_from_seq: runs.is_some(),
         dictionary_lens: std::array::from_fn(|slot| dictionary_values[slot].len()),
     };
-    let text_dictionaries = build_text_dictionaries(&sorted, &context, options)?;
+    let text_dictionaries = build_text_dictionaries(segment_id, &sorted, &context, options)?;
     let mut scratch = Scratch::default();
     let mut writer = ChunkWriter::new(segment_id)?;
     let mut raw = Vec::new();
@@ -573,12 +580,22 @@ pub fn encode_segment_refs(
     Ok(EncodedSegment { bytes: out, meta })
 }
 
+/// A text dictionary is built only when at least one sampled row in this many has the column...
+const TEXT_DICTIONARY_PRESENT_RATIO: usize = 8;
+/// ... and their texts add up to at least this many bytes.
+const TEXT_DICTIONARY_TEXT_BYTES_MIN: usize = 64;
+/// Largest text dictionary (its first bytes are kept).
+const TEXT_DICTIONARY_BYTES_MAX: usize = 1 << 20;
+
 /// The text dictionaries of a segment ([`TEXT_DICTIONARY_COLUMNS`] order; `None`: that column's
 /// chunks are compressed alone): [`EncodeOptions::text_dictionary_rows`] rows sampled evenly over
-/// the sorted rows, encoded as one block of the column, less the random tail (packed request
-/// ids, which no later chunk can match). A sample that encodes to under 64 bytes (a column
-/// hardly present) gives no dictionary.
+/// the sorted rows (at most a block's rows), encoded as one block of the column, less the random
+/// tail (packed request ids, which no later chunk can match), at most
+/// [`TEXT_DICTIONARY_BYTES_MAX`]. A column present in fewer than one sampled row in
+/// [`TEXT_DICTIONARY_PRESENT_RATIO`], or with under [`TEXT_DICTIONARY_TEXT_BYTES_MIN`] bytes of
+/// text in the sample, gets none.
 fn build_text_dictionaries(
+    segment_id: u64,
     sorted: &[Row<'_>],
     context: &ColumnContext,
     options: &EncodeOptions,
@@ -586,7 +603,11 @@ fn build_text_dictionaries(
     let mut dictionaries: [Option<TextDictionary>; TEXT_DICTIONARY_COLUMNS.len()] =
         Default::default();
     let blocks = sorted.len().div_ceil(options.block_rows);
-    let wanted = options.text_dictionary_rows.min(sorted.len());
+    // No larger than a block: the sample encodes like one, within the chunk size limit.
+    let wanted = options
+        .text_dictionary_rows
+        .min(options.block_rows)
+        .min(sorted.len());
     if wanted == 0 || blocks < options.text_dictionary_min_blocks.max(1) {
         return Ok(dictionaries);
     }
@@ -594,18 +615,34 @@ fn build_text_dictionaries(
         .map(|i| sorted[i * sorted.len() / wanted])
         .collect();
     for (slot, column) in TEXT_DICTIONARY_COLUMNS.into_iter().enumerate() {
+        // A column most rows lack gains little and would cost every reader a prepared
+        // dictionary (tens of KiB) per segment.
+        let present: Vec<&str> = sample
+            .iter()
+            .filter_map(|row| row.texts[text_slot(column)])
+            .collect();
+        let present_bytes: usize = present.iter().map(|text| text.len()).sum();
+        if present.len() * TEXT_DICTIONARY_PRESENT_RATIO < sample.len()
+            || present_bytes < TEXT_DICTIONARY_TEXT_BYTES_MIN
+        {
+            continue;
+        }
         let mut scratch = Scratch::default();
         let mut raw = Vec::new();
         let tail_len = encode_column(column, &sample, context, &mut scratch, &mut raw);
         raw.truncate(raw.len() - tail_len.min(raw.len()));
-        if raw.len() < 64 {
-            continue;
-        }
+        // Any prefix of the bytes is as valid a raw-content dictionary.
+        raw.truncate(TEXT_DICTIONARY_BYTES_MAX);
         // Never mistaken for a formatted zstd dictionary: those start with magic 0xEC30A437
         // (bytes 37 A4 30 EC), a text chunk with its layout byte (0, 1 or 2).
         debug_assert!(raw[0] <= TEXT_LAYOUT_PACKED);
         let prepared = zstd::zstd_safe::CDict::try_create(&raw, options.text_zstd_level)
-            .ok_or_else(|| Error::Config("zstd could not prepare a text dictionary".into()))?;
+            .ok_or_else(|| {
+                zstd_error(
+                    segment_id,
+                    std::io::Error::other("zstd could not prepare a text dictionary"),
+                )
+            })?;
         dictionaries[slot] = Some(TextDictionary { raw, prepared });
     }
     Ok(dictionaries)

@@ -489,3 +489,29 @@ fn segment_small_segments_have_no_text_dictionaries() {
     assert!(!segment.has_text_dictionary(Column::Details));
     assert_eq!(segment.read_all().unwrap(), sorted(rows));
 }
+
+#[test]
+fn segment_columns_most_rows_lack_get_no_text_dictionary() {
+    // `details` absent everywhere, `changes` on one row in 50: neither is worth a dictionary
+    // that every reader of the segment would have to prepare.
+    let rows: Vec<StoredEvent> = sample(2000)
+        .into_iter()
+        .map(|mut row| {
+            if row.seq % 50 != 0 {
+                row.event.changes = None;
+            }
+            row
+        })
+        .collect();
+    let encoded = encode_segment(7, &rows, &options(128)).unwrap();
+    let segment = Segment::from_bytes("t.seg", encoded.bytes).unwrap();
+    assert!(!segment.has_text_dictionary(Column::Details));
+    assert!(!segment.has_text_dictionary(Column::Changes));
+    assert_eq!(segment.read_all().unwrap(), sorted(rows));
+    // Half the rows with `changes` is enough.
+    let rows = sample(2000);
+    let encoded = encode_segment(7, &rows, &options(128)).unwrap();
+    let segment = Segment::from_bytes("t.seg", encoded.bytes).unwrap();
+    assert!(segment.has_text_dictionary(Column::Changes));
+    assert_eq!(segment.read_all().unwrap(), sorted(rows));
+}
