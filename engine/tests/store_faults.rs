@@ -450,6 +450,64 @@ fn resumed_archive_move_makes_the_copy_durable_before_removing_the_source() {
     assert!(copied < synced, "{log:?}");
 }
 
+/// Two stores sharing an archive directory (or a store created again, its segment ids starting
+/// over) archive the same partition under the same file names: the second never overwrites what
+/// the first archived; its partition stays live and the pass reports why. A copy an earlier pass
+/// cut short (a prefix of the file) is still completed.
+#[test]
+fn archive_never_overwrites_another_stores_file_of_the_same_name() {
+    let archive = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    let first_dir = tempfile::tempdir().unwrap();
+    let (first, _, target) =
+        store_with_an_expired_partition(first_dir.path(), archive.path(), &vfs);
+    first.expire(now_us()).unwrap();
+    let segment = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let archived = std::fs::read(&segment).unwrap();
+
+    // Another store, same segment id, different events, same partition.
+    let second_dir = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(second_dir.path());
+    options.background = false;
+    options.vfs = Arc::new(vfs.clone());
+    options.archive_dir = Some(archive.path().to_path_buf());
+    options.retention.class_days.insert("standard".into(), 1);
+    let second = Store::open(options).unwrap();
+    second.append(aged(100, 7)).unwrap();
+    second.seal().unwrap();
+    let error = second.expire(now_us()).unwrap_err().to_string();
+    assert!(error.contains("already holds a different file"), "{error}");
+    assert_eq!(std::fs::read(&segment).unwrap(), archived, "overwritten");
+    assert_eq!(
+        second.read_all().unwrap().len(),
+        7,
+        "the partition stays live"
+    );
+
+    // A prefix left by a copy cut short is this file's own: the next pass completes it.
+    let third_dir = tempfile::tempdir().unwrap();
+    let (third, live, target) =
+        store_with_an_expired_partition(third_dir.path(), archive.path(), &vfs);
+    let _ = (first, second);
+    std::fs::remove_dir_all(&target).unwrap();
+    std::fs::create_dir_all(&target).unwrap();
+    let own = std::fs::read(live.join(segment.file_name().unwrap())).unwrap();
+    std::fs::write(
+        target.join(segment.file_name().unwrap()),
+        &own[..own.len() / 2],
+    )
+    .unwrap();
+    assert_eq!(third.expire(now_us()).unwrap().rows, 5);
+    assert_eq!(
+        std::fs::read(target.join(segment.file_name().unwrap())).unwrap(),
+        own
+    );
+}
+
 /// A new WAL file gets its name only once its header is durable: it is written as `.tmp` and
 /// renamed, and an open removes a `.tmp` file a crash left behind.
 #[test]

@@ -78,11 +78,13 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         let partition_dir = Manifest::partition_dir(&dir, &entry.partition);
         let path = partition_dir.join(entry.file_name());
         if !path.exists() {
+            // The archived file must be this segment (its length), not another store's that
+            // shares the archive directory and the segment id.
             let in_archive = options.archive_dir.as_ref().is_some_and(|archive| {
-                archive
+                let archived = archive
                     .join(entry.partition.relative_dir())
-                    .join(entry.file_name())
-                    .exists()
+                    .join(entry.file_name());
+                std::fs::metadata(archived).is_ok_and(|m| m.len() == entry.bytes)
             });
             if in_archive {
                 archived.push(entry.segment_id);

@@ -155,11 +155,64 @@ fn sync_parents(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> 
     Ok(())
 }
 
+/// Refuses, before anything is copied, a copy of `from` into `to` that would overwrite a file
+/// of `to` that is not a prefix of its source (what an earlier, cut short copy of the same file
+/// leaves). Anything else is another file under the same name (an archive directory shared
+/// with another store, or a store created again with segment ids starting over), which the
+/// archive must keep.
+fn refuse_foreign_files(from: &Path, to: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(to) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let target = entry.map_err(|e| Error::io(to, e))?.path();
+        let Some(name) = target.file_name() else {
+            continue;
+        };
+        let source = from.join(name);
+        if target.is_dir() {
+            if source.is_dir() {
+                refuse_foreign_files(&source, &target)?;
+            }
+            continue;
+        }
+        if !source.is_file() {
+            continue;
+        }
+        let existing = std::fs::read(&target).map_err(|e| Error::io(&target, e))?;
+        let bytes = std::fs::read(&source).map_err(|e| Error::io(&source, e))?;
+        if !bytes.starts_with(&existing) {
+            return Err(foreign_file(&target));
+        }
+    }
+    Ok(())
+}
+
+fn foreign_file(target: &Path) -> Error {
+    Error::io(
+        target,
+        std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "the archive already holds a different file of this name (is the archive directory \
+             shared with another store?); it is not overwritten and the partition stays live",
+        ),
+    )
+}
+
 /// Copies `from` into `to` durably, file by file, over what `to` holds, except the
 /// temporaries of files being written (`*.tmp`). With `only_new`, files this pass already
 /// copied (in `to` with the same length) are left alone: segment and index files never change
 /// once written, so a second call copies only what was added since.
+/// The first call (`only_new` false) first refuses to overwrite another file of the same name
+/// ([`refuse_foreign_files`]).
 fn copy_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path, only_new: bool) -> Result<()> {
+    if !only_new {
+        refuse_foreign_files(from, to)?;
+    }
+    copy_tree(vfs, from, to, only_new)
+}
+
+fn copy_tree(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path, only_new: bool) -> Result<()> {
     crate::io::create_dir_all_durably(vfs, to).map_err(|e| Error::io(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
         let source = entry.map_err(|e| Error::io(from, e))?.path();
@@ -171,7 +224,7 @@ fn copy_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path, only_new: bool) ->
         }
         let target = to.join(name);
         if source.is_dir() {
-            copy_dir(vfs, &source, &target, only_new)?;
+            copy_tree(vfs, &source, &target, only_new)?;
             continue;
         }
         let copied = |source: &Path, target: &Path| -> Option<bool> {
