@@ -168,6 +168,7 @@ impl From<auditlog_index::Error> for ApiError {
                 // The parameter to blame, where one is.
                 let field = match &other {
                     E::LimitOutOfRange { .. } => Some("limit"),
+                    E::InvalidCursor { .. } | E::CursorOrderMismatch { .. } => Some("cursor"),
                     E::TooManyTextTerms { .. } | E::EmptyTextTerm { .. } => Some("q"),
                     _ => None,
                 };

@@ -1159,6 +1159,31 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
             None => assert!(error.get("field").is_none(), "{what}: {error}"),
         }
     }
+
+    // A valid cursor of the newest-first order, sent with order=oldest: the cursor is blamed.
+    let events: Vec<_> = (1..=3).map(|n| marked_event("acct_cursor", n)).collect();
+    let ingest = call(
+        "POST",
+        &server.url("/v1/events"),
+        Some(ADMIN_TOKEN),
+        &[("Content-Type", "application/x-ndjson")],
+        Some(&ndjson(&events)),
+    );
+    assert_eq!(ingest.status, 200, "{}", ingest.text());
+    let page = call(
+        "GET",
+        &server.url("/v1/events?tenant=acct_cursor&limit=1"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(page.status, 200, "{}", page.text());
+    let cursor = page.json()["next_cursor"].as_str().unwrap().to_string();
+    let path = format!("/v1/events?tenant=acct_cursor&limit=1&order=oldest&cursor={cursor}");
+    let reply = call("GET", &server.url(&path), Some(ADMIN_TOKEN), &[], None);
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let error = assert_error_body(&reply, &path);
+    assert_eq!(error["field"], "cursor", "{error}");
 }
 
 /// HEAD of an export answers what a GET would (status, type, file name) without exporting, and
