@@ -1236,7 +1236,7 @@ impl<'s> SegmentMatcher<'s> {
             }
             for column in [Column::Details, Column::Changes] {
                 if let Some(value) = texts.str(column, row) {
-                    mask |= plan.text.field_mask(value);
+                    mask |= plan.text.json_field_mask(value);
                 }
             }
             plan.text.accepts(mask)

@@ -25,14 +25,15 @@
 //! - `k`: u64, fast field: `block << 32 | tenant`, the tenant's code in the segment's tenant
 //!   dictionary, or `2^32 - 1` for a block's shared document.
 //!
-//! The directory also holds `VERSION` (the text `2`); an index without it, or with another
+//! The directory also holds `VERSION` (the text `3`); an index without it, or with another
 //! version, is rebuilt when the store opens.
 //!
 //! Example: a block 3 holding, for tenant code 2, one event with resource name
 //! `llama-finetune-3` and details `{"request_id":"req_8f3a9c2e1b0d4f67"}` gives the document
 //! `t = "llama finetune 3"`, `j = "request id req ~8f3a"`, `k = 3 << 32 | 2`.
 //!
-//! Version 1 had all terms in `t` and an indexed `tn` field (the tenant, now read from `k`).
+//! Version 1 had all terms in `t` and an indexed `tn` field (the tenant, now read from `k`);
+//! version 2 indexed the JSON text with its string escapes as written.
 
 use std::ops::{Bound, Range};
 use std::path::{Path, PathBuf};
@@ -55,10 +56,10 @@ use crate::codes::{code_value, max_code};
 use crate::paced_directory::PacedDirectory;
 use crate::query::{TextKind, TextTerm};
 use crate::text::TEXT_DICTIONARY_COLUMNS;
-use crate::tokenize::{atoms, is_normalized, normalize};
+use crate::tokenize::{atoms, is_normalized, json_unescaped, normalize};
 
 /// The schema version this code writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 const VERSION_FILE: &str = "VERSION";
 const TOKENIZER: &str = "auditlog_ws";
 /// Characters of a random atom that are indexed.
@@ -276,6 +277,8 @@ fn add_blocks(
                 }
                 for column in [Column::Details, Column::Changes] {
                     if let Some(value) = block.str(column, row) {
+                        let value = json_unescaped(value);
+                        let value = value.as_ref();
                         let normalized = match is_normalized(value) {
                             true => std::borrow::Cow::Borrowed(value),
                             false => std::borrow::Cow::Owned(normalize(value)),

@@ -17,7 +17,7 @@ use auditlog_engine::segment::Column;
 
 use crate::error::{Error, Result};
 use crate::query::{TextKind, TextTerm, TEXT_TERMS_MAX};
-use crate::tokenize::{atoms, normalize};
+use crate::tokenize::{atoms, json_unescaped, normalize};
 
 /// The fields full-text search looks at, in the order [`event_texts`] returns them.
 pub const TEXT_FIELDS: [&str; 9] = [
@@ -175,6 +175,15 @@ impl TextMatcher {
         mask
     }
 
+    /// [`TextMatcher::field_mask`] of a JSON document (`details`, `changes`): its string
+    /// escapes decoded first ([`json_unescaped`]).
+    pub fn json_field_mask(&self, value: &str) -> u64 {
+        if self.terms.is_empty() {
+            return 0;
+        }
+        self.field_mask(&json_unescaped(value))
+    }
+
     /// Whether a row whose field masks OR to `mask` matches the query's text.
     pub fn accepts(&self, mask: u64) -> bool {
         mask & self.required == self.required && mask & self.forbidden == 0
@@ -191,10 +200,14 @@ impl TextMatcher {
         if self.terms.is_empty() {
             return true;
         }
-        let mask = event_texts(event)
-            .into_iter()
-            .flatten()
-            .fold(0, |mask, value| mask | self.field_mask(value));
+        let mut mask = 0;
+        for (field, value) in TEXT_FIELDS.iter().zip(event_texts(event)) {
+            let Some(value) = value else { continue };
+            mask |= match *field {
+                "details" | "changes" => self.json_field_mask(value),
+                _ => self.field_mask(value),
+            };
+        }
         self.accepts(mask)
     }
 }
@@ -219,6 +232,22 @@ mod tests {
     fn matches(term: TextTerm, value: &str) -> bool {
         let matcher = TextMatcher::new(&[term]).unwrap();
         matcher.accepts(matcher.field_mask(value))
+    }
+
+    #[test]
+    fn text_json_documents_are_searched_with_their_escapes_decoded() {
+        // Python's json.dumps escapes every non-ASCII character; a newline is `\n`.
+        let details = r#"{"note":"caf\u00e9 rollback\nreason","path":"a\/b"}"#;
+        let json = |term: TextTerm| {
+            let matcher = TextMatcher::new(&[term]).unwrap();
+            matcher.accepts(matcher.json_field_mask(details))
+        };
+        assert!(json(TextTerm::word("café")));
+        assert!(json(TextTerm::word("reason")));
+        assert!(json(TextTerm::phrase("rollback reason")));
+        assert!(json(TextTerm::word("a/b")));
+        assert!(!json(TextTerm::word("nreason")));
+        assert!(!json(TextTerm::word("u00e9")));
     }
 
     #[test]

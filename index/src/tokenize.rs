@@ -3,6 +3,8 @@
 //!
 //! Rules, applied to the text of one field at a time:
 //!
+//! 0. **JSON**: the documents `details` and `changes` have their string escapes decoded first
+//!    ([`json_unescaped`]): they are stored as sent, and `caf\u00e9` means `café`.
 //! 1. **Normalize**: every character is lowercased on its own ([`char::to_lowercase`], no
 //!    context rules), so the same character always becomes the same text.
 //! 2. **Atoms**: maximal runs of alphanumeric characters ([`char::is_alphanumeric`]) are the atoms,
@@ -26,6 +28,76 @@
 //! assert_eq!(whole[0].text, "llama-finetune-3");
 //! assert_eq!(whole[0].position, 0);
 //! ```
+
+/// The text of a JSON document (`details`, `changes`) as search sees it: its string escapes
+/// decoded, so that `caf\u00e9` is the word `café` and `rollback\nreason` two words, as they
+/// read (documents are stored as sent, escapes included). Borrowed when there is no escape.
+/// An escape that is not valid JSON is kept as written; a lone surrogate becomes U+FFFD.
+///
+/// ```
+/// use auditlog_index::tokenize::json_unescaped;
+/// assert_eq!(json_unescaped(r#"{"note":"caf\u00e9\nok"}"#), "{\"note\":\"café\nok\"}");
+/// assert_eq!(json_unescaped(r#"{"a":"\ud83d\ude80"}"#), "{\"a\":\"🚀\"}");
+/// assert!(matches!(json_unescaped("plain"), std::borrow::Cow::Borrowed(_)));
+/// ```
+pub fn json_unescaped(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\\') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escape = &rest[at..];
+        let mut chars = escape[1..].chars();
+        let (decoded, used) = match chars.next() {
+            Some(c @ ('"' | '\\' | '/')) => (Some(c), 2),
+            Some('b') => (Some('\u{8}'), 2),
+            Some('f') => (Some('\u{c}'), 2),
+            Some('n') => (Some('\n'), 2),
+            Some('r') => (Some('\r'), 2),
+            Some('t') => (Some('\t'), 2),
+            Some('u') => match hex4(&escape[2..]) {
+                Some(high @ 0xd800..=0xdbff) => {
+                    let low = escape
+                        .get(6..8)
+                        .filter(|marker| *marker == "\\u")
+                        .and_then(|_| hex4(&escape[8..]))
+                        .filter(|low| (0xdc00..=0xdfff).contains(low));
+                    match low {
+                        Some(low) => {
+                            let code = 0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00);
+                            (char::from_u32(code), 12)
+                        }
+                        None => (Some(char::REPLACEMENT_CHARACTER), 6),
+                    }
+                }
+                Some(code) => (
+                    Some(char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER)),
+                    6,
+                ),
+                None => (None, 1),
+            },
+            _ => (None, 1),
+        };
+        match decoded {
+            Some(c) => out.push(c),
+            None => out.push('\\'),
+        }
+        rest = &escape[used..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// The value of 4 hex digits at the start of `text`.
+fn hex4(text: &str) -> Option<u32> {
+    let digits = text.get(..4)?;
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(digits, 16).ok()
+}
 
 /// Characters that join atoms into a whole token (they still separate atoms).
 pub const CONNECTORS: [char; 7] = ['-', '_', '.', '@', ':', '/', '+'];

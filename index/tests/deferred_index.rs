@@ -161,7 +161,7 @@ fn missing_indexes_are_built_in_the_background_after_open() {
             options
                 .retention
                 .class_days
-                .insert("standard".into(), 100_000);
+                .insert("standard".into(), 36_500);
         });
         // Built while opening only without a background thread.
         assert_eq!(rebuilt() - rebuilt_before, u64::from(!background));

@@ -159,3 +159,39 @@ fn scope_returns_every_event_of_the_tenant_and_no_other() {
         [("b".to_string(), 30)]
     );
 }
+
+/// `details` are stored as sent, JSON escapes included (Python's `json.dumps` escapes every
+/// non-ASCII character): search reads them decoded, in the tail and through a sealed segment's
+/// full-text index alike.
+#[test]
+fn text_search_reads_json_escapes_decoded_in_the_tail_and_in_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_store(dir.path(), &[], true);
+    let with_details = |n: i64| {
+        let mut event = event("a", n, "pod-1");
+        event.details = Some(r#"{"note":"caf\u00e9 rollback\nreason","who":"Zo\u00eb"}"#.into());
+        event
+    };
+    store
+        .append(vec![with_details(1), event("a", 2, "pod-2")])
+        .unwrap();
+    store.seal().unwrap();
+    store.append(vec![with_details(3)]).unwrap();
+    let snapshot = store.snapshot();
+    let found = |text: &str| -> Vec<i64> {
+        let mut times: Vec<i64> = search(&snapshot, &scoped_to_a(text))
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e.event.timestamp_us - NOW_US)
+            .collect();
+        times.sort_unstable();
+        times
+    };
+    assert_eq!(found("café"), [1, 3]);
+    assert_eq!(found("zoë"), [1, 3]);
+    assert_eq!(found("\"rollback reason\""), [1, 3]);
+    assert!(found("nreason").is_empty());
+    assert!(found("u00e9").is_empty());
+    assert_eq!(count(&snapshot, &scoped_to_a("café")).unwrap(), 2);
+}
