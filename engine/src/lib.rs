@@ -21,6 +21,7 @@
 pub mod error;
 pub mod event;
 pub mod io;
+pub mod ledger;
 pub mod manifest;
 pub mod partition;
 pub mod segment;

@@ -4,7 +4,11 @@
 //! It takes the directory's lock, so it runs only while no server has the directory open, and
 //! it changes nothing: a torn WAL tail, which the next open would cut, is reported as such (what
 //! a crash leaves), not repaired. Damage is a segment whose chunk fails its checksum, a segment
-//! the manifest lists but the directory lacks, or WAL damage that recovery would refuse.
+//! the manifest lists but the directory lacks, WAL damage that recovery would refuse, and
+//! anything the integrity ledger ([`crate::ledger`]) disproves: a broken hash chain, a segment
+//! file whose SHA-256 is not the one recorded when it was written, segments added or removed
+//! outside the store, or a history that no longer leads to a head recorded earlier
+//! ([`verify_dir_expecting`]).
 //!
 //! ```
 //! use auditlog_engine::store::{Store, StoreOptions};
@@ -36,11 +40,29 @@ pub struct VerifyReport {
     pub torn: Option<(PathBuf, u64)>,
     /// Every damaged or missing file, each with its error (naming file and offset).
     pub damage: Vec<Error>,
+    /// The integrity ledger's entry count and head, when it could be read (`None`: a store
+    /// from before the ledger, which its next open creates).
+    pub ledger: Option<(u64, crate::ledger::Hash)>,
+    /// Segment files whose SHA-256 matched the ledger's record.
+    pub digests_ok: usize,
+}
+
+/// A head recorded earlier: the ledger held `entries` entries and its head was `head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedHead {
+    pub entries: u64,
+    pub head: crate::ledger::Hash,
 }
 
 /// Checks the data directory `dir` (see the module docs). Fails only when it cannot check at
 /// all: not a data directory, locked by a running server, or its manifest unreadable.
 pub fn verify_dir(dir: &Path) -> Result<VerifyReport> {
+    verify_dir_expecting(dir, &[])
+}
+
+/// [`verify_dir`], also checking that the ledger's history still passes through each of
+/// `expected` (heads an operator recorded earlier, e.g. from `GET /v1/admin/integrity`).
+pub fn verify_dir_expecting(dir: &Path, expected: &[ExpectedHead]) -> Result<VerifyReport> {
     // Nothing is created in a directory that is not a store's (the lock would be).
     if !dir.join("LOCK").exists() {
         return Err(Error::Config(format!(
@@ -51,6 +73,8 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport> {
     let _lock = crate::store::open::lock_directory(dir)?;
     let mut report = VerifyReport::default();
     let manifest = Manifest::load(dir)?.unwrap_or_default();
+    // Segments already reported (missing or failing a checksum) are not hashed again.
+    let mut damaged = std::collections::BTreeSet::new();
     for entry in &manifest.segments {
         let path = Manifest::partition_dir(dir, &entry.partition).join(entry.file_name());
         if !path.exists() {
@@ -59,6 +83,7 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport> {
                 offset: 0,
                 reason: "segment listed in the manifest is missing".into(),
             });
+            damaged.insert(entry.segment_id);
             continue;
         }
         match Segment::open(&path).and_then(|segment| segment.verify()) {
@@ -66,9 +91,13 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport> {
                 report.segments_ok += 1;
                 report.rows_ok += entry.rows;
             }
-            Err(error) => report.damage.push(error),
+            Err(error) => {
+                report.damage.push(error);
+                damaged.insert(entry.segment_id);
+            }
         }
     }
+    check_ledger(dir, &manifest, &damaged, expected, &mut report);
     let files = crate::wal::recovery::list_files(&dir.join("wal"))?;
     let count = files.len();
     for (index, (_, path)) in files.into_iter().enumerate() {
@@ -97,4 +126,97 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport> {
         }
     }
     Ok(report)
+}
+
+/// The integrity ledger against the manifest and the segment files (see the module docs).
+fn check_ledger(
+    dir: &Path,
+    manifest: &Manifest,
+    damaged: &std::collections::BTreeSet<u64>,
+    expected: &[ExpectedHead],
+    report: &mut VerifyReport,
+) {
+    use crate::ledger::{file_sha256, hex, Ledger, FILE_NAME};
+    let path = dir.join(FILE_NAME);
+    if !path.exists() {
+        if !expected.is_empty() {
+            report.damage.push(Error::Corrupt {
+                path,
+                offset: 0,
+                reason: "the integrity ledger is missing, and heads were expected".into(),
+            });
+        }
+        return;
+    }
+    let contents = match Ledger::read(&path) {
+        Ok(contents) => contents,
+        Err(error) => {
+            report.damage.push(error);
+            return;
+        }
+    };
+    report.ledger = Some((contents.changes.len() as u64, contents.head));
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.clone(),
+        offset: 0,
+        reason,
+    };
+    for head in expected {
+        let index = head.entries.checked_sub(1);
+        let found = match index {
+            None => Some([0u8; 32]),
+            Some(index) => contents.hashes.get(index as usize).copied(),
+        };
+        if found != Some(head.head) {
+            report.damage.push(corrupt(format!(
+                "the ledger's history does not pass through the head {} recorded at {} entries \
+                 (it has {} entries{}): the history was rewritten",
+                hex(&head.head),
+                head.entries,
+                contents.changes.len(),
+                found.map_or(String::new(), |f| format!(
+                    ", whose head there is {}",
+                    hex(&f)
+                ))
+            )));
+        }
+    }
+    let listed: std::collections::BTreeSet<u64> =
+        manifest.segments.iter().map(|e| e.segment_id).collect();
+    let live: std::collections::BTreeSet<u64> = contents.live.keys().copied().collect();
+    let before_last: std::collections::BTreeSet<u64> =
+        contents.live_before_last().keys().copied().collect();
+    // A last entry the manifest does not show yet is what a crash between the two writes
+    // leaves (the next open cuts it); any other difference was made outside the store.
+    if listed != live && listed != before_last {
+        let extra: Vec<u64> = listed.difference(&live).copied().collect();
+        let missing: Vec<u64> = live.difference(&listed).copied().collect();
+        report.damage.push(corrupt(format!(
+            "the manifest and the integrity ledger disagree: segments {extra:?} are listed but \
+             were never recorded, segments {missing:?} were recorded but are not listed"
+        )));
+    }
+    for entry in &manifest.segments {
+        let Some(recorded) = contents.live.get(&entry.segment_id) else {
+            continue;
+        };
+        if damaged.contains(&entry.segment_id) {
+            continue;
+        }
+        let file = Manifest::partition_dir(dir, &entry.partition).join(entry.file_name());
+        match file_sha256(&file) {
+            Ok(found) if found == recorded.sha256 => report.digests_ok += 1,
+            Ok(found) => report.damage.push(Error::Corrupt {
+                path: file,
+                offset: 0,
+                reason: format!(
+                    "the file's SHA-256 is {}, the integrity ledger recorded {} when the segment \
+                     was written: the file was changed",
+                    hex(&found),
+                    hex(&recorded.sha256)
+                ),
+            }),
+            Err(error) => report.damage.push(error),
+        }
+    }
 }

@@ -167,8 +167,36 @@ pub struct SealedSegment {
     pub entry: SegmentEntry,
     pub path: PathBuf,
     pub segment: Segment,
+    /// SHA-256 of the segment file, as the integrity ledger records it.
+    pub sha256: crate::ledger::Hash,
     /// What the store's [`SegmentHook`] opened for this segment, if any.
     pub attachment: Option<Attachment>,
+}
+
+impl SealedSegment {
+    /// The segment as the integrity ledger records it.
+    pub fn digest(&self) -> crate::ledger::SegmentDigest {
+        crate::ledger::SegmentDigest {
+            segment_id: self.entry.segment_id,
+            partition: self.entry.partition.clone(),
+            rows: self.entry.rows,
+            bytes: self.entry.bytes,
+            min_seq: self.entry.min_seq,
+            max_seq: self.entry.max_seq,
+            sha256: self.sha256,
+        }
+    }
+}
+
+/// What [`Store::integrity`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Integrity {
+    /// Entries in the integrity ledger.
+    pub entries: u64,
+    /// The hash of the newest entry (32 zero bytes when there is none).
+    pub head: crate::ledger::Hash,
+    /// Sealed segments live now.
+    pub segments: usize,
 }
 
 /// A consistent view of the store: every event with `seq <= sealed_through` is in `segments`
@@ -247,6 +275,9 @@ pub(crate) struct Inner {
     pub acknowledged_seq: AtomicU64,
     /// Held by whoever changes the set of segments (seal, merge, retention, deferred indexing).
     pub maintenance: Mutex<()>,
+    /// The integrity ledger: appended to (under `maintenance`) before every manifest write
+    /// that changes the segments.
+    pub ledger: Mutex<crate::ledger::Ledger>,
     /// Held by a retention pass from start to end (it leaves `maintenance` while it copies a
     /// partition to an archive on another file system).
     pub retention_pass: Mutex<()>,
@@ -365,6 +396,34 @@ impl Store {
     /// ```
     pub fn write_failure(&self) -> Option<String> {
         self.inner.poison.cause()
+    }
+
+    /// Where the integrity ledger stands ([`crate::ledger`]): keep `head` with `entries`
+    /// somewhere the data directory's writers cannot reach, and `auditlog verify
+    /// --expect-head` proves later that no sealed segment was changed since.
+    ///
+    /// ```
+    /// use auditlog_engine::store::{Store, StoreOptions};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+    /// let before = store.integrity();
+    /// assert_eq!((before.entries, before.segments), (0, 0));
+    /// # let event = auditlog_engine::event::Event { tenant: "t".into(), action: "create".into(),
+    /// #     resource: auditlog_engine::event::Resource { kind: "pod".into(), ..Default::default() },
+    /// #     timestamp_us: auditlog_engine::store::now_us(), ..Default::default() };
+    /// store.append(vec![event]).unwrap();
+    /// store.seal().unwrap();
+    /// let after = store.integrity();
+    /// assert_eq!((after.entries, after.segments), (1, 1));
+    /// assert_ne!(after.head, before.head);
+    /// ```
+    pub fn integrity(&self) -> Integrity {
+        let ledger = self.inner.ledger.lock();
+        Integrity {
+            entries: ledger.entries(),
+            head: ledger.head(),
+            segments: self.inner.state.read().segments.len(),
+        }
     }
 
     /// Why the last seal failed, until a seal succeeds (a full disk, say): the tail cannot
@@ -862,6 +921,7 @@ impl Inner {
                         entry: sealed.entry.clone(),
                         path: sealed.path.clone(),
                         segment,
+                        sha256: sealed.sha256,
                         attachment: sealed.attachment.clone(),
                     }),
                 );

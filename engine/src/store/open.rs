@@ -67,6 +67,9 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         )));
     }
 
+    let published: Vec<u64> = manifest.segments.iter().map(|e| e.segment_id).collect();
+    let mut ledger = crate::ledger::Ledger::open(&dir, vfs.as_ref(), &published)?;
+
     // Segments the manifest lists. One missing because retention moved its partition to the
     // archive just before a crash is finished off here; any other missing segment is corruption.
     let mut segments = Vec::with_capacity(manifest.segments.len());
@@ -110,10 +113,18 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
             }
             _ => None,
         };
+        // The digest the ledger recorded when the segment was written (checked against the
+        // file by `auditlog verify`, not here: open does not read whole segments), or the
+        // file's own for a ledger about to be created over existing segments.
+        let sha256 = match ledger.as_ref().and_then(|l| l.digest(entry.segment_id)) {
+            Some(digest) => digest.sha256,
+            None => crate::ledger::file_sha256(&path)?,
+        };
         segments.push(Arc::new(SealedSegment {
             entry: entry.clone(),
             path,
             segment,
+            sha256,
             attachment,
         }));
     }
@@ -122,8 +133,32 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
             .segments
             .retain(|e| !archived.contains(&e.segment_id));
         manifest.generation += 1;
+        if let Some(ledger) = ledger.as_mut() {
+            ledger.append(crate::ledger::Change {
+                reason: crate::ledger::Reason::Retention,
+                at_us: crate::store::now_us(),
+                added: Vec::new(),
+                removed: archived.clone(),
+            })?;
+        }
         manifest.store(&dir, vfs.as_ref())?;
     }
+    // A store from before the ledger: it starts by adopting the segments it has.
+    let ledger = match ledger {
+        Some(ledger) => ledger,
+        None => {
+            let mut ledger = crate::ledger::Ledger::create(&dir, vfs.as_ref())?;
+            if !segments.is_empty() {
+                ledger.append(crate::ledger::Change {
+                    reason: crate::ledger::Reason::Adopt,
+                    at_us: crate::store::now_us(),
+                    added: segments.iter().map(|s| s.digest()).collect(),
+                    removed: Vec::new(),
+                })?;
+            }
+            ledger
+        }
+    };
     remove_orphans(&dir, &manifest, &options)?;
 
     let wal_dir = dir.join("wal");
@@ -185,6 +220,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         published_seq: AtomicU64::new(next_seq - 1),
         acknowledged_seq: AtomicU64::new(next_seq - 1),
         maintenance: Mutex::new(()),
+        ledger: Mutex::new(ledger),
         retention_pass: Mutex::new(()),
         deferred_index: Mutex::new(deferred),
         pacing: Mutex::new(super::pacing::Pacing::default()),

@@ -90,9 +90,24 @@ impl Inner {
             report.rows += entry.rows;
             report.bytes += entry.bytes;
         }
+        let removed: Vec<u64> = manifest
+            .segments
+            .iter()
+            .filter(|e| &e.partition == partition)
+            .map(|e| e.segment_id)
+            .collect();
         manifest.segments.retain(|e| &e.partition != partition);
         manifest.generation += 1;
-        manifest.store(&self.options.dir, vfs)?;
+        self.ledger.lock().append(crate::ledger::Change {
+            reason: crate::ledger::Reason::Retention,
+            at_us: super::now_us(),
+            added: Vec::new(),
+            removed,
+        })?;
+        if let Err(error) = manifest.store(&self.options.dir, vfs) {
+            let _ = self.ledger.lock().revert_last();
+            return Err(error);
+        }
         {
             let mut state = self.state.write();
             let segments: Vec<_> = state

@@ -103,10 +103,23 @@ impl Inner {
         manifest
             .segments
             .extend(written.iter().map(|s| s.entry.clone()));
+        let change = crate::ledger::Change {
+            reason: crate::ledger::Reason::Seal,
+            at_us: super::now_us(),
+            added: written.iter().map(|s| s.digest()).collect(),
+            removed: Vec::new(),
+        };
+        if let Err(error) = self.ledger.lock().append(change) {
+            self.discard(&written);
+            self.state.write().manifest.next_segment_id = manifest.next_segment_id;
+            return Err(error);
+        }
         // A failure here may come after the rename (a failed directory fsync): the new manifest
         // may be in effect, so its segments must stay (an open removes them if it is not), and
-        // their ids are never given out again.
+        // their ids are never given out again. The ledger takes nothing more until an open has
+        // reconciled it with whichever manifest is in effect.
         if let Err(error) = manifest.store(&self.options.dir, self.options.vfs.as_ref()) {
+            let _ = self.ledger.lock().revert_last();
             self.state.write().manifest.next_segment_id = manifest.next_segment_id;
             return Err(error);
         }
@@ -281,6 +294,7 @@ impl Inner {
             entry,
             path,
             segment,
+            sha256: crate::ledger::sha256(&encoded.bytes),
             attachment: None,
         })
     }
@@ -387,6 +401,7 @@ impl Inner {
             entry: sealed.entry.clone(),
             path: sealed.path.clone(),
             segment: sealed.segment.without_dictionaries()?,
+            sha256: sealed.sha256,
             attachment,
         });
         {
@@ -537,8 +552,20 @@ impl Inner {
             .retain(|e| !removed.contains(&e.segment_id));
         manifest.segments.push(merged.entry.clone());
         manifest.generation += 1;
+        let change = crate::ledger::Change {
+            reason: crate::ledger::Reason::Merge,
+            at_us: super::now_us(),
+            added: vec![merged.digest()],
+            removed: removed.clone(),
+        };
+        if let Err(error) = self.ledger.lock().append(change) {
+            self.discard(std::slice::from_ref(&merged));
+            self.state.write().manifest.next_segment_id = manifest.next_segment_id;
+            return Err(error);
+        }
         // As in `seal`: after a failure the new manifest may be in effect, so nothing is deleted.
         if let Err(error) = manifest.store(&self.options.dir, self.options.vfs.as_ref()) {
+            let _ = self.ledger.lock().revert_last();
             self.state.write().manifest.next_segment_id = manifest.next_segment_id;
             return Err(error);
         }

@@ -1,0 +1,327 @@
+//! Tamper evidence: the integrity ledger catches what checksums cannot (a segment rewritten
+//! with valid checksums, segments slipped into or out of the manifest, a rewritten history),
+//! keeps up with the store through crashes between its writes and the manifest's, and adopts
+//! the segments of a store from before it. The ledger file format is pinned by a golden file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use auditlog_engine::ledger::{self, Change, Ledger, Reason, SegmentDigest};
+use auditlog_engine::manifest::Manifest;
+use auditlog_engine::partition::PartitionKey;
+use auditlog_engine::segment::{encode_segment, EncodeOptions};
+use auditlog_engine::store::{Store, StoreOptions};
+use auditlog_engine::verify::{verify_dir, verify_dir_expecting, ExpectedHead};
+use auditlog_engine::Error;
+use common::batch;
+
+fn options(dir: &Path) -> StoreOptions {
+    let mut options = StoreOptions::new(dir);
+    options.background = false;
+    options
+}
+
+/// A closed store with two sealed segments (one per seal).
+fn store_with_two_segments(dir: &Path) -> (ExpectedHead, ExpectedHead) {
+    let store = Store::open(options(dir)).unwrap();
+    store.append(batch(0, 5)).unwrap();
+    store.seal().unwrap();
+    let first = store.integrity();
+    store.append(batch(5, 5)).unwrap();
+    store.seal().unwrap();
+    let second = store.integrity();
+    assert_eq!((first.entries, second.entries), (1, 2));
+    assert_eq!(second.segments, 2);
+    store.close();
+    let head = |i: auditlog_engine::store::Integrity| ExpectedHead {
+        entries: i.entries,
+        head: i.head,
+    };
+    (head(first), head(second))
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let manifest = Manifest::load(dir).unwrap().unwrap();
+    manifest
+        .segments
+        .iter()
+        .map(|e| Manifest::partition_dir(dir, &e.partition).join(e.file_name()))
+        .collect()
+}
+
+fn damage(report: &auditlog_engine::verify::VerifyReport) -> String {
+    report
+        .damage
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn integrity_a_clean_store_verifies_against_its_recorded_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = store_with_two_segments(dir.path());
+    let report = verify_dir_expecting(dir.path(), &[first, second]).unwrap();
+    assert!(report.damage.is_empty(), "{}", damage(&report));
+    assert_eq!(report.digests_ok, 2);
+    assert_eq!(report.ledger, Some((2, second.head)));
+}
+
+#[test]
+fn integrity_a_segment_rewritten_with_valid_checksums_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_two_segments(dir.path());
+    let path = &segment_files(dir.path())[0];
+    // Someone with write access re-encodes the segment with one event changed: every CRC is
+    // valid, so the checksums alone see nothing.
+    let segment = auditlog_engine::segment::Segment::open(path).unwrap();
+    let mut rows = segment.read_all().unwrap();
+    let id = segment.meta().segment_id;
+    drop(segment);
+    rows[0].event.action = "delete".into();
+    let forged = encode_segment(id, &rows, &EncodeOptions::default()).unwrap();
+    std::fs::write(path, &forged.bytes).unwrap();
+    auditlog_engine::segment::Segment::open(path)
+        .unwrap()
+        .verify()
+        .unwrap();
+
+    let report = verify_dir(dir.path()).unwrap();
+    let found = damage(&report);
+    assert_eq!(report.damage.len(), 1, "{found}");
+    assert!(
+        found.contains(&path.display().to_string()) && found.contains("SHA-256"),
+        "{found}"
+    );
+    assert_eq!(report.digests_ok, 1);
+}
+
+#[test]
+fn integrity_a_segment_dropped_from_the_manifest_by_hand_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_two_segments(dir.path());
+    let mut manifest = Manifest::load(dir.path()).unwrap().unwrap();
+    let gone = manifest.segments.remove(0);
+    manifest.generation += 1;
+    manifest
+        .store(dir.path(), &auditlog_engine::io::RealVfs)
+        .unwrap();
+
+    let report = verify_dir(dir.path()).unwrap();
+    let found = damage(&report);
+    assert!(
+        found.contains("disagree") && found.contains(&format!("[{}]", gone.segment_id)),
+        "{found}"
+    );
+    let Err(error) = Store::open(options(dir.path())) else {
+        panic!("a store whose manifest lost a segment behind its back opened");
+    };
+    assert!(matches!(error, Error::Corrupt { .. }), "{error}");
+}
+
+#[test]
+fn integrity_a_rewritten_history_does_not_reach_the_recorded_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = store_with_two_segments(dir.path());
+    // The whole ledger replaced: a new store adopts the segments as they are now, so the
+    // directory is self-consistent again, but its history no longer passes through the heads
+    // kept outside.
+    std::fs::remove_file(dir.path().join(ledger::FILE_NAME)).unwrap();
+    let store = Store::open(options(dir.path())).unwrap();
+    assert_eq!(store.integrity().entries, 1, "adopted");
+    store.close();
+    drop(store);
+    assert!(verify_dir(dir.path()).unwrap().damage.is_empty());
+    let report = verify_dir_expecting(dir.path(), &[first, second]).unwrap();
+    let found = damage(&report);
+    assert_eq!(report.damage.len(), 2, "{found}");
+    assert!(found.contains("rewritten"), "{found}");
+}
+
+#[test]
+fn integrity_an_entry_the_manifest_never_published_is_cut_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, second) = store_with_two_segments(dir.path());
+    // The process stopped between the ledger's fsync and the manifest's: the ledger holds one
+    // entry more than was published.
+    let published: Vec<u64> = Manifest::load(dir.path())
+        .unwrap()
+        .unwrap()
+        .segments
+        .iter()
+        .map(|e| e.segment_id)
+        .collect();
+    let vfs = auditlog_engine::io::RealVfs;
+    let mut ledger = Ledger::open(dir.path(), &vfs, &published).unwrap().unwrap();
+    ledger
+        .append(Change {
+            reason: Reason::Seal,
+            at_us: 1,
+            added: vec![SegmentDigest {
+                segment_id: 99,
+                partition: PartitionKey::of("standard", 0),
+                rows: 1,
+                bytes: 1,
+                min_seq: 100,
+                max_seq: 100,
+                sha256: [7; 32],
+            }],
+            removed: vec![],
+        })
+        .unwrap();
+    drop(ledger);
+    // verify sees what a crash leaves, not damage.
+    assert!(verify_dir(dir.path()).unwrap().damage.is_empty());
+    let store = Store::open(options(dir.path())).unwrap();
+    let integrity = store.integrity();
+    assert_eq!((integrity.entries, integrity.head), (2, second.head));
+    store.append(batch(10, 3)).unwrap();
+    store.seal().unwrap();
+    assert_eq!(store.integrity().entries, 3);
+    store.close();
+    drop(store);
+    let report = verify_dir_expecting(dir.path(), &[second]).unwrap();
+    assert!(report.damage.is_empty(), "{}", damage(&report));
+    assert_eq!(report.digests_ok, 3);
+}
+
+#[test]
+fn integrity_merges_and_retention_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.merge_segments_min = 2;
+    let store = Store::open(opts.clone()).unwrap();
+    let day = auditlog_engine::partition::MICROS_PER_DAY;
+    let now = auditlog_engine::store::now_us();
+    let old: Vec<_> = batch(0, 4)
+        .into_iter()
+        .map(|mut e| {
+            e.timestamp_us = now - 200 * day;
+            e
+        })
+        .collect();
+    store.append(old).unwrap();
+    store.seal().unwrap();
+    for round in 0..2 {
+        store.append(batch(10 + round * 5, 5)).unwrap();
+        store.seal().unwrap();
+    }
+    assert!(store.merge().unwrap() >= 1);
+    let report = store.expire(now).unwrap();
+    assert_eq!(report.partitions.len(), 1);
+    let integrity = store.integrity();
+    assert_eq!(integrity.entries, 5, "3 seals, 1 merge, 1 retention");
+    store.close();
+    drop(store);
+    let contents = Ledger::read(&dir.path().join(ledger::FILE_NAME)).unwrap();
+    let reasons: Vec<Reason> = contents.changes.iter().map(|c| c.reason).collect();
+    assert_eq!(
+        reasons,
+        [
+            Reason::Seal,
+            Reason::Seal,
+            Reason::Seal,
+            Reason::Merge,
+            Reason::Retention
+        ]
+    );
+    let report = verify_dir(dir.path()).unwrap();
+    assert!(report.damage.is_empty(), "{}", damage(&report));
+    assert_eq!(report.digests_ok, 1);
+}
+
+fn golden_changes() -> Vec<Change> {
+    let digest = |segment_id: u64, byte: u8| SegmentDigest {
+        segment_id,
+        partition: PartitionKey::of("standard", 1_795_000_000_000_000),
+        rows: 5,
+        bytes: 1234,
+        min_seq: segment_id * 10,
+        max_seq: segment_id * 10 + 4,
+        sha256: [byte; 32],
+    };
+    vec![
+        Change {
+            reason: Reason::Seal,
+            at_us: 1_795_000_000_000_000,
+            added: vec![digest(1, 0xa1), digest(2, 0xa2)],
+            removed: vec![],
+        },
+        Change {
+            reason: Reason::Merge,
+            at_us: 1_795_000_001_000_000,
+            added: vec![digest(3, 0xa3)],
+            removed: vec![1, 2],
+        },
+    ]
+}
+
+/// The head of the golden ledger: SHA-256 chained over its two entries.
+const GOLDEN_HEAD: &str = "4b49fc5fe14558db992dee752bdae68ca316481d03a6599c23279af88093a0a8";
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1/ledger")
+}
+
+/// The golden ledger: two entries, read back exactly with the pinned head, the same bytes
+/// written again, and its corrupt twin (a flipped bit in the second entry's body) reported at
+/// that entry's offset.
+#[test]
+fn integrity_golden_ledger_v1_reads_back_exactly() {
+    let dir = fixture_dir();
+    let vfs = auditlog_engine::io::RealVfs;
+    let written = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::create(written.path(), &vfs).unwrap();
+    for change in golden_changes() {
+        ledger.append(change).unwrap();
+    }
+    let bytes = std::fs::read(written.path().join(ledger::FILE_NAME)).unwrap();
+    if std::env::var_os("AUDITLOG_WRITE_GOLDEN").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("LEDGER"), &bytes).unwrap();
+        let mut corrupt = bytes.clone();
+        let second = second_entry_offset(&bytes);
+        corrupt[second + 12] ^= 0x04;
+        std::fs::write(dir.join("LEDGER-corrupt"), &corrupt).unwrap();
+    }
+    assert_eq!(bytes, std::fs::read(dir.join("LEDGER")).unwrap());
+    let contents = Ledger::read(&dir.join("LEDGER")).unwrap();
+    assert_eq!(contents.changes, golden_changes());
+    assert_eq!(contents.head, ledger.head());
+    assert_eq!(ledger::hex(&contents.head), GOLDEN_HEAD);
+    assert_eq!(contents.live.keys().copied().collect::<Vec<_>>(), [3]);
+
+    let error = Ledger::read(&dir.join("LEDGER-corrupt")).unwrap_err();
+    let second = second_entry_offset(&bytes) as u64;
+    assert!(
+        matches!(error, Error::ChecksumMismatch { offset, .. } if offset == second),
+        "{error}"
+    );
+}
+
+/// Offset of the second record: after the header and the first record.
+fn second_entry_offset(bytes: &[u8]) -> usize {
+    let first_len = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
+    16 + 8 + first_len + 32
+}
+
+/// A record whose body was changed and whose crc was fixed up still breaks the chain: its hash
+/// no longer follows.
+#[test]
+fn integrity_a_forged_entry_with_a_fixed_crc_breaks_the_chain() {
+    let mut bytes = std::fs::read(fixture_dir().join("LEDGER")).unwrap();
+    let second = second_entry_offset(&bytes);
+    let body_len = u32::from_le_bytes(bytes[second..second + 4].try_into().unwrap()) as usize;
+    let body = second + 8;
+    // The merge's `at_us` varint sits early in the body; any byte of it will do.
+    bytes[body + 3] ^= 0x01;
+    let crc = crc32fast::hash(&bytes[body..body + body_len]);
+    bytes[second + 4..second + 8].copy_from_slice(&crc.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("LEDGER");
+    std::fs::write(&path, &bytes).unwrap();
+    let error = Ledger::read(&path).unwrap_err().to_string();
+    assert!(error.contains("does not follow"), "{error}");
+}
