@@ -21,7 +21,7 @@
 //! GET    /v1/histogram            counts per time bucket
 //! GET    /v1/stream               WebSocket live feed
 //! POST   /v1/tokens  GET /v1/tokens  DELETE /v1/tokens/{id}     (admin)
-//! POST   /v1/admin/flush  GET /v1/admin/stats                     (admin)
+//! POST   /v1/admin/flush  GET /v1/admin/stats  GET /v1/admin/integrity  (admin)
 //! GET    /v1/openapi.json         the OpenAPI 3 document (no token)
 //! GET    /healthz  /readyz
 //! ```
@@ -87,6 +87,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/tokens/{id}"),
     ("POST", "/v1/admin/flush"),
     ("GET", "/v1/admin/stats"),
+    ("GET", "/v1/admin/integrity"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/metrics"),
     ("GET", "/healthz"),
@@ -150,6 +151,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             listed("/v1/admin/stats", &["GET"]),
             get(routes::admin::stats),
+        )
+        .route(
+            listed("/v1/admin/integrity", &["GET"]),
+            get(routes::admin::integrity),
         )
         .route(
             listed("/v1/openapi.json", &["GET"]),
@@ -292,6 +297,13 @@ pub fn open_state(
     let retention = options.retention.policy();
     let store = Arc::new(Store::open(options)?);
     log_recovery(store.recovery());
+    let integrity = store.integrity();
+    tracing::info!(
+        entries = integrity.entries,
+        head = %auditlog_engine::ledger::hex(&integrity.head),
+        segments = integrity.segments,
+        "integrity ledger (keep the head outside the data directory: GET /v1/admin/integrity)"
+    );
     let tokens = auth::TokenStore::open(&config.data_dir).map_err(ServeError::Tokens)?;
     let mut shown = None;
     if tokens.is_empty() {

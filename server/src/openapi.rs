@@ -37,6 +37,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         crate::routes::tokens::revoke,
         crate::routes::admin::flush,
         crate::routes::admin::stats,
+        crate::routes::admin::integrity,
         crate::routes::admin::healthz,
         crate::routes::admin::readyz,
         crate::metrics::metrics,

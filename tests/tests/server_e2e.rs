@@ -1307,13 +1307,35 @@ fn cli_verify_checks_a_stopped_servers_data_and_refuses_a_running_one() {
     let base = now_us() - 60_000_000;
     ingest(&server, ADMIN_TOKEN, &ten_events("acct_verify", 0, base));
     flush(&server, ADMIN_TOKEN);
-    let verify = || {
+    // The ledger's head, as an operator would keep it outside the data directory.
+    let integrity = call(
+        "GET",
+        &server.url("/v1/admin/integrity"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(integrity.status, 200, "{}", integrity.text());
+    let integrity = integrity.json();
+    let entries = integrity["entries"].as_u64().unwrap();
+    let head = integrity["head"].as_str().unwrap().to_string();
+    assert!(entries >= 1 && head.len() == 64, "{integrity}");
+    let recorded = format!("{entries}:{head}");
+    assert!(
+        integrity["verify"].as_str().unwrap().contains(&recorded),
+        "{integrity}"
+    );
+    ingest(&server, ADMIN_TOKEN, &ten_events("acct_verify", 10, base));
+    flush(&server, ADMIN_TOKEN);
+    let verify_with = |extra: &[&str]| {
         std::process::Command::new(auditlog_binary())
             .args(["verify", "--data-dir"])
             .arg(&data)
+            .args(extra)
             .output()
             .unwrap()
     };
+    let verify = || verify_with(&[]);
     let running = verify();
     assert!(!running.status.success());
     assert!(
@@ -1331,4 +1353,24 @@ fn cli_verify_checks_a_stopped_servers_data_and_refuses_a_running_one() {
         String::from_utf8_lossy(&stopped.stderr)
     );
     assert!(stdout.contains("no damage found"), "{stdout}");
+
+    // The history still passes through the head recorded before the second flush...
+    let checked = verify_with(&["--expect-head", &recorded]);
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{stdout}");
+    assert!(stdout.contains("1 earlier head(s) checked"), "{stdout}");
+    // ... and not through a head it never had.
+    let forged = format!("{entries}:{}", "0".repeat(64));
+    let refused = verify_with(&["--expect-head", &forged]);
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success(), "{stdout}");
+    assert!(stdout.contains("rewritten"), "{stdout}");
+    // A malformed head is a usage error naming the problem.
+    let malformed = verify_with(&["--expect-head", "12:xyz"]);
+    assert!(!malformed.status.success());
+    assert!(
+        String::from_utf8_lossy(&malformed.stderr).contains("64 hex digits"),
+        "{}",
+        String::from_utf8_lossy(&malformed.stderr)
+    );
 }

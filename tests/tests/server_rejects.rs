@@ -207,6 +207,7 @@ fn server_isolation_refuses_every_endpoint_without_the_right_token() {
         admin_endpoint("DELETE", &format!("/v1/tokens/{read_b_id}"), None),
         admin_endpoint("POST", "/v1/admin/flush", Some(Vec::new())),
         admin_endpoint("GET", "/v1/admin/stats", None),
+        admin_endpoint("GET", "/v1/admin/integrity", None),
     ];
 
     let mut checked = 0;

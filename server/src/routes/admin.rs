@@ -1,4 +1,5 @@
-//! `POST /v1/admin/flush`, `GET /v1/admin/stats` (admin only), `/healthz`, `/readyz`.
+//! `POST /v1/admin/flush`, `GET /v1/admin/stats`, `GET /v1/admin/integrity` (admin only),
+//! `/healthz`, `/readyz`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -101,6 +102,36 @@ pub async fn stats(
     })
     .await?;
     Ok(Json(answer).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/integrity",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The integrity ledger's head: `{entries, head, segments, verify}`. Keep `entries` and `head` where the data directory's writers cannot reach; `verify` is the command that later proves no sealed segment changed since", content_type = "application/json"),
+        (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
+    )
+)]
+pub async fn integrity(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let integrity = state.store.integrity();
+    let head = auditlog_engine::ledger::hex(&integrity.head);
+    Ok(Json(serde_json::json!({
+        "entries": integrity.entries,
+        "head": head,
+        "segments": integrity.segments,
+        "verify": format!(
+            "auditlog verify --data-dir {} --expect-head {}:{head}",
+            state.config.data_dir.display(),
+            integrity.entries
+        ),
+    }))
+    .into_response())
 }
 
 #[utoipa::path(

@@ -8,7 +8,8 @@
 //! auditlog export [filters] --format csv|ndjson [--output FILE]
 //! auditlog token create|list|revoke
 //! auditlog loadgen --rate N --connections N --duration S
-//! auditlog verify [--data-dir DIR]  every checksum of a stopped server's data, read only
+//! auditlog verify [--data-dir DIR] [--expect-head N:HEX]...  every checksum and the integrity
+//!                                   ledger of a stopped server's data, read only
 //! ```
 //!
 //! Client commands take `--url` (`AUDITLOG_URL`, default http://127.0.0.1:7700) and `--token`
@@ -128,12 +129,18 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
-    /// Check a data directory offline: every checksum of every segment and WAL file, read
-    /// only (the server must be stopped). Exits 1 when a file is damaged or missing.
+    /// Check a data directory offline: every checksum of every segment and WAL file, and the
+    /// integrity ledger (every segment file's SHA-256, the hash chain, the manifest), read
+    /// only (the server must be stopped). Exits 1 when anything is damaged, missing or
+    /// changed.
     Verify {
         /// The data directory.
         #[arg(long, default_value = "./auditlog-data")]
         data_dir: std::path::PathBuf,
+        /// A ledger head recorded earlier (`GET /v1/admin/integrity`), as ENTRIES:HEX: the
+        /// ledger's history must still pass through it. Repeatable.
+        #[arg(long = "expect-head", value_parser = parse_expected_head)]
+        expect_head: Vec<auditlog_engine::verify::ExpectedHead>,
     },
     /// Generate realistic load and report events/s and ack latency.
     Loadgen {
@@ -245,15 +252,46 @@ pub enum TokenAction {
     },
 }
 
-/// `auditlog verify`: prints what [`auditlog_engine::verify::verify_dir`] found; exits 1 on
-/// damage.
-fn verify(data_dir: &std::path::Path) -> anyhow::Result<()> {
-    let report = auditlog_engine::verify::verify_dir(data_dir)
+/// `--expect-head ENTRIES:HEX`.
+fn parse_expected_head(text: &str) -> Result<auditlog_engine::verify::ExpectedHead, String> {
+    let (entries, hex) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not ENTRIES:HEX (e.g. 12:4b49fc5f...)"))?;
+    let entries: u64 = entries
+        .parse()
+        .map_err(|_| format!("{entries:?} is not a number of ledger entries"))?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{hex:?} is not a SHA-256 in 64 hex digits"));
+    }
+    let mut head = [0u8; 32];
+    for (i, byte) in head.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex digits checked");
+    }
+    Ok(auditlog_engine::verify::ExpectedHead { entries, head })
+}
+
+/// `auditlog verify`: prints what [`auditlog_engine::verify::verify_dir_expecting`] found;
+/// exits 1 on damage.
+fn verify(
+    data_dir: &std::path::Path,
+    expected: &[auditlog_engine::verify::ExpectedHead],
+) -> anyhow::Result<()> {
+    let report = auditlog_engine::verify::verify_dir_expecting(data_dir, expected)
         .with_context(|| format!("cannot check {}", data_dir.display()))?;
     println!(
         "segments: {} ok ({} rows); write-ahead log: {} files, {} events",
         report.segments_ok, report.rows_ok, report.wal_files, report.wal_events
     );
+    match report.ledger {
+        Some((entries, head)) => println!(
+            "integrity ledger: {entries} entries, head {entries}:{}; {} segment files match \
+             their recorded SHA-256; {} earlier head(s) checked",
+            auditlog_engine::ledger::hex(&head),
+            report.digests_ok,
+            expected.len()
+        ),
+        None => println!("integrity ledger: none yet (the next start creates it)"),
+    }
     if let Some((file, offset)) = &report.torn {
         println!(
             "torn write-ahead log tail in {} at byte {offset} (a crash; the next start cuts it)",
@@ -387,7 +425,10 @@ fn main() -> anyhow::Result<()> {
             output.as_deref(),
         ),
         Command::Token { server, action } => client::token(&server.endpoint(), action),
-        Command::Verify { data_dir } => verify(&data_dir),
+        Command::Verify {
+            data_dir,
+            expect_head,
+        } => verify(&data_dir, &expect_head),
         Command::Loadgen {
             server,
             rate,
