@@ -297,6 +297,11 @@ impl Ledger {
     /// chain. A record cut short at the end is reported in `torn_at`, not as an error.
     pub fn read(path: &Path) -> Result<LedgerContents> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Ledger::parse(path, &bytes)
+    }
+
+    /// [`Ledger::read`] of bytes in memory; `path` names them in errors.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<LedgerContents> {
         let corrupt = |offset: u64, reason: String| Error::Corrupt {
             path: path.to_path_buf(),
             offset,
