@@ -114,8 +114,38 @@ pub struct SegmentDigest {
     pub bytes: u64,
     pub min_seq: u64,
     pub max_seq: u64,
+    pub min_timestamp_us: i64,
+    pub max_timestamp_us: i64,
     /// SHA-256 of the segment file.
     pub sha256: Hash,
+}
+
+impl SegmentDigest {
+    /// Whether the manifest's `entry` describes this segment as it was recorded: an entry
+    /// edited behind the store's back (its rows, time range or partition) could hide events
+    /// from queries or hand them to retention early.
+    pub fn describes(&self, entry: &crate::manifest::SegmentEntry) -> bool {
+        self.segment_id == entry.segment_id
+            && self.partition == entry.partition
+            && self.rows == entry.rows
+            && self.bytes == entry.bytes
+            && self.min_seq == entry.min_seq
+            && self.max_seq == entry.max_seq
+            && self.min_timestamp_us == entry.min_timestamp_us
+            && self.max_timestamp_us == entry.max_timestamp_us
+    }
+}
+
+/// Whether `live` records exactly the segments `published` lists, each as listed.
+pub fn live_matches(
+    live: &BTreeMap<u64, SegmentDigest>,
+    published: &[crate::manifest::SegmentEntry],
+) -> bool {
+    live.len() == published.len()
+        && published.iter().all(|entry| {
+            live.get(&entry.segment_id)
+                .is_some_and(|d| d.describes(entry))
+        })
 }
 
 /// One change to the set of sealed segments.
@@ -135,6 +165,20 @@ struct Entry {
     /// 0 for the first entry.
     index: u64,
     change: Change,
+}
+
+/// The bytes of the record of entry `index` after the entry whose hash is `previous`, its hash,
+/// and the entry.
+fn encode_record(index: u64, previous: &Hash, change: Change) -> (Vec<u8>, Hash, Entry) {
+    let entry = Entry { index, change };
+    let body = postcard::to_stdvec(&entry).expect("ledger entry encodes");
+    let hash = chain(previous, &body);
+    let mut record = Vec::with_capacity(body.len() + RECORD_OVERHEAD);
+    record.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    record.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    record.extend_from_slice(&body);
+    record.extend_from_slice(&hash);
+    (record, hash, entry)
 }
 
 /// The hash of an entry whose body is `body`, after the entry whose hash is `previous`.
@@ -200,6 +244,9 @@ pub struct Ledger {
     /// Set when [`Ledger::revert_last`] could not append its entry: the next append tries
     /// again first.
     revert_pending: bool,
+    /// Entry count and head as of the last manifest known written
+    /// ([`Ledger::mark_published`]): what a restart keeps.
+    published: (u64, Hash),
 }
 
 impl std::fmt::Debug for Ledger {
@@ -216,19 +263,30 @@ impl Ledger {
     /// Creates an empty ledger in `dir` (replacing none: the caller checked there is none),
     /// durably.
     pub fn create(dir: &Path, vfs: &dyn Vfs) -> Result<Ledger> {
+        Ledger::create_with(dir, vfs, None)
+    }
+
+    /// Creates a ledger in `dir` whose first entry is `first` (if any), durably and at once:
+    /// the file gets its name only with that entry in it, so that a crash can never leave an
+    /// empty ledger beside a manifest that lists the segments the entry adopts.
+    pub fn create_with(dir: &Path, vfs: &dyn Vfs, first: Option<Change>) -> Result<Ledger> {
         let path = dir.join(FILE_NAME);
         let tmp = dir.join(format!("{FILE_NAME}.tmp"));
         let mut file = vfs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let mut header = Vec::with_capacity(HEADER_BYTES);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&VERSION.to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes());
-        file.write_all(&header).map_err(|e| Error::io(&tmp, e))?;
+        let mut bytes = Vec::with_capacity(HEADER_BYTES);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        if let Some(change) = first {
+            bytes.extend_from_slice(&encode_record(0, &[0; 32], change).0);
+        }
+        file.write_all(&bytes).map_err(|e| Error::io(&tmp, e))?;
         file.sync_data().map_err(|e| Error::io(&tmp, e))?;
         drop(file);
         vfs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-        Ledger::open_contents(&path, vfs, LedgerContents::default())
+        let contents = Ledger::parse(&path, &bytes)?;
+        Ledger::open_contents(&path, vfs, contents)
     }
 
     /// Opens the ledger file at `path` whose checked contents are `contents` (from
@@ -245,6 +303,7 @@ impl Ledger {
             poisoned: false,
             undo: None,
             revert_pending: false,
+            published: (contents.changes.len() as u64, contents.head),
         })
     }
 
@@ -252,26 +311,26 @@ impl Ledger {
     /// (`published`, by id): a torn last record, or a last entry whose change the manifest
     /// does not show (the process stopped between the ledger's fsync and the manifest's), is
     /// cut. `None` when the directory has no ledger yet.
-    pub fn open(dir: &Path, vfs: &dyn Vfs, published: &[u64]) -> Result<Option<Ledger>> {
+    pub fn open(
+        dir: &Path,
+        vfs: &dyn Vfs,
+        published: &[crate::manifest::SegmentEntry],
+    ) -> Result<Option<Ledger>> {
         let path = dir.join(FILE_NAME);
         if !path.exists() {
             return Ok(None);
         }
         let mut contents = Ledger::read(&path)?;
-        let published: std::collections::BTreeSet<u64> = published.iter().copied().collect();
-        let live_ids = |live: &BTreeMap<u64, SegmentDigest>| -> std::collections::BTreeSet<u64> {
-            live.keys().copied().collect()
-        };
         let mut cut_to = contents.torn_at;
-        if live_ids(&contents.live) != published {
+        if !live_matches(&contents.live, published) {
             let before = contents.live_before_last();
-            if contents.changes.is_empty() || live_ids(&before) != published {
+            if contents.changes.is_empty() || !live_matches(&before, published) {
                 return Err(Error::Corrupt {
                     path,
                     offset: 0,
                     reason: format!(
-                        "the ledger's {} live segments do not match the manifest's {}: \
-                         segments were added or removed outside the store",
+                        "the integrity ledger's {} live segments are not the manifest's {} (or \
+                         not as it lists them): the manifest was changed outside the store",
                         contents.live.len(),
                         published.len()
                     ),
@@ -449,17 +508,7 @@ impl Ledger {
     }
 
     fn append_entry(&mut self, change: Change) -> Result<()> {
-        let entry = Entry {
-            index: self.entries,
-            change,
-        };
-        let body = postcard::to_stdvec(&entry).expect("ledger entry encodes");
-        let hash = chain(&self.head, &body);
-        let mut record = Vec::with_capacity(body.len() + RECORD_OVERHEAD);
-        record.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        record.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        record.extend_from_slice(&body);
-        record.extend_from_slice(&hash);
+        let (record, hash, entry) = encode_record(self.entries, &self.head, change);
         let written = self
             .file
             .write_all(&record)
@@ -482,6 +531,17 @@ impl Ledger {
         self.head = hash;
         self.len += record.len() as u64;
         Ok(())
+    }
+
+    /// Notes that the manifest now on disk reflects every entry so far.
+    pub fn mark_published(&mut self) {
+        self.published = (self.entries, self.head);
+    }
+
+    /// Entry count and head as of the last manifest written: a head that a restart keeps
+    /// (an entry whose manifest is not written yet may be cut by the next open).
+    pub fn published(&self) -> (u64, Hash) {
+        self.published
     }
 
     /// Number of entries.

@@ -181,23 +181,42 @@ fn check_ledger(
             )));
         }
     }
-    let listed: std::collections::BTreeSet<u64> =
-        manifest.segments.iter().map(|e| e.segment_id).collect();
-    let live: std::collections::BTreeSet<u64> = contents.live.keys().copied().collect();
-    let before_last: std::collections::BTreeSet<u64> =
-        contents.live_before_last().keys().copied().collect();
     // A last entry the manifest does not show yet is what a crash between the two writes
     // leaves (the next open cuts it); any other difference was made outside the store.
-    if listed != live && listed != before_last {
-        let extra: Vec<u64> = listed.difference(&live).copied().collect();
-        let missing: Vec<u64> = live.difference(&listed).copied().collect();
+    let before_last = contents.live_before_last();
+    let live = if crate::ledger::live_matches(&contents.live, &manifest.segments) {
+        &contents.live
+    } else if !contents.changes.is_empty()
+        && crate::ledger::live_matches(&before_last, &manifest.segments)
+    {
+        &before_last
+    } else {
+        let listed: std::collections::BTreeSet<u64> =
+            manifest.segments.iter().map(|e| e.segment_id).collect();
+        let recorded: std::collections::BTreeSet<u64> = contents.live.keys().copied().collect();
+        let extra: Vec<u64> = listed.difference(&recorded).copied().collect();
+        let missing: Vec<u64> = recorded.difference(&listed).copied().collect();
+        let edited: Vec<u64> = manifest
+            .segments
+            .iter()
+            .filter(|e| {
+                contents
+                    .live
+                    .get(&e.segment_id)
+                    .is_some_and(|d| !d.describes(e))
+            })
+            .map(|e| e.segment_id)
+            .collect();
         report.damage.push(corrupt(format!(
             "the manifest and the integrity ledger disagree: segments {extra:?} are listed but \
-             were never recorded, segments {missing:?} were recorded but are not listed"
+             were never recorded, segments {missing:?} were recorded but are not listed, \
+             segments {edited:?} are listed otherwise than recorded (rows, time range, \
+             partition)"
         )));
-    }
+        &contents.live
+    };
     for entry in &manifest.segments {
-        let Some(recorded) = contents.live.get(&entry.segment_id) else {
+        let Some(recorded) = live.get(&entry.segment_id) else {
             continue;
         };
         if damaged.contains(&entry.segment_id) {

@@ -33,6 +33,7 @@ mod metrics;
 pub(crate) mod open;
 mod options;
 pub mod pacing;
+mod publish;
 mod retention;
 mod seal;
 
@@ -183,6 +184,8 @@ impl SealedSegment {
             bytes: self.entry.bytes,
             min_seq: self.entry.min_seq,
             max_seq: self.entry.max_seq,
+            min_timestamp_us: self.entry.min_timestamp_us,
+            max_timestamp_us: self.entry.max_timestamp_us,
             sha256: self.sha256,
         }
     }
@@ -278,6 +281,9 @@ pub(crate) struct Inner {
     /// The integrity ledger: appended to (under `maintenance`) before every manifest write
     /// that changes the segments.
     pub ledger: Mutex<crate::ledger::Ledger>,
+    /// A manifest write failed part way: the next publication writes the in-memory manifest
+    /// again first (see `publish.rs`).
+    pub manifest_in_doubt: AtomicBool,
     /// Held by a retention pass from start to end (it leaves `maintenance` while it copies a
     /// partition to an archive on another file system).
     pub retention_pass: Mutex<()>,
@@ -419,9 +425,10 @@ impl Store {
     /// ```
     pub fn integrity(&self) -> Integrity {
         let ledger = self.inner.ledger.lock();
+        let (entries, head) = ledger.published();
         Integrity {
-            entries: ledger.entries(),
-            head: ledger.head(),
+            entries,
+            head,
             segments: self.inner.state.read().segments.len(),
         }
     }

@@ -67,8 +67,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         )));
     }
 
-    let published: Vec<u64> = manifest.segments.iter().map(|e| e.segment_id).collect();
-    let mut ledger = crate::ledger::Ledger::open(&dir, vfs.as_ref(), &published)?;
+    let mut ledger = crate::ledger::Ledger::open(&dir, vfs.as_ref(), &manifest.segments)?;
 
     // Segments the manifest lists. One missing because retention moved its partition to the
     // archive just before a crash is finished off here; any other missing segment is corruption.
@@ -81,13 +80,18 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         let partition_dir = Manifest::partition_dir(&dir, &entry.partition);
         let path = partition_dir.join(entry.file_name());
         if !path.exists() {
-            // The archived file must be this segment (its length), not another store's that
-            // shares the archive directory and the segment id.
+            // The archived file must be this segment, not another store's that shares the
+            // archive directory and the segment id, nor a stand-in: the SHA-256 the ledger
+            // recorded when it was written (its length, for a store from before the ledger).
             let in_archive = options.archive_dir.as_ref().is_some_and(|archive| {
                 let archived = archive
                     .join(entry.partition.relative_dir())
                     .join(entry.file_name());
-                std::fs::metadata(archived).is_ok_and(|m| m.len() == entry.bytes)
+                match ledger.as_ref().and_then(|l| l.digest(entry.segment_id)) {
+                    Some(recorded) => crate::ledger::file_sha256(&archived)
+                        .is_ok_and(|found| found == recorded.sha256),
+                    None => std::fs::metadata(archived).is_ok_and(|m| m.len() == entry.bytes),
+                }
             });
             if in_archive {
                 archived.push(entry.segment_id);
@@ -147,16 +151,13 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
     let ledger = match ledger {
         Some(ledger) => ledger,
         None => {
-            let mut ledger = crate::ledger::Ledger::create(&dir, vfs.as_ref())?;
-            if !segments.is_empty() {
-                ledger.append(crate::ledger::Change {
-                    reason: crate::ledger::Reason::Adopt,
-                    at_us: crate::store::now_us(),
-                    added: segments.iter().map(|s| s.digest()).collect(),
-                    removed: Vec::new(),
-                })?;
-            }
-            ledger
+            let adopt = (!segments.is_empty()).then(|| crate::ledger::Change {
+                reason: crate::ledger::Reason::Adopt,
+                at_us: crate::store::now_us(),
+                added: segments.iter().map(|s| s.digest()).collect(),
+                removed: Vec::new(),
+            });
+            crate::ledger::Ledger::create_with(&dir, vfs.as_ref(), adopt)?
         }
     };
     remove_orphans(&dir, &manifest, &options)?;
@@ -221,6 +222,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         acknowledged_seq: AtomicU64::new(next_seq - 1),
         maintenance: Mutex::new(()),
         ledger: Mutex::new(ledger),
+        manifest_in_doubt: AtomicBool::new(false),
         retention_pass: Mutex::new(()),
         deferred_index: Mutex::new(deferred),
         pacing: Mutex::new(super::pacing::Pacing::default()),

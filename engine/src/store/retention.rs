@@ -97,17 +97,14 @@ impl Inner {
             .map(|e| e.segment_id)
             .collect();
         manifest.segments.retain(|e| &e.partition != partition);
-        manifest.generation += 1;
-        self.ledger.lock().append(crate::ledger::Change {
+        let change = crate::ledger::Change {
             reason: crate::ledger::Reason::Retention,
             at_us: super::now_us(),
             added: Vec::new(),
             removed,
-        })?;
-        if let Err(error) = manifest.store(&self.options.dir, vfs) {
-            let _ = self.ledger.lock().revert_last();
-            return Err(error);
-        }
+        };
+        self.publish_segments(change, &mut manifest)
+            .map_err(super::publish::PublishFailure::into_error)?;
         {
             let mut state = self.state.write();
             let segments: Vec<_> = state

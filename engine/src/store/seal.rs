@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::publish::PublishFailure;
 use super::{Inner, SealedSegment};
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
@@ -99,7 +100,6 @@ impl Inner {
             *counter = (*counter).max(seq);
         }
         manifest.sealed_through = upto;
-        manifest.generation += 1;
         manifest
             .segments
             .extend(written.iter().map(|s| s.entry.clone()));
@@ -109,19 +109,14 @@ impl Inner {
             added: written.iter().map(|s| s.digest()).collect(),
             removed: Vec::new(),
         };
-        if let Err(error) = self.ledger.lock().append(change) {
-            self.discard(&written);
+        // Either way the ids are never given out again; segments of a manifest in doubt stay
+        // (an open removes them if it is not in effect).
+        if let Err(failure) = self.publish_segments(change, &mut manifest) {
+            if let PublishFailure::NotPublished(_) = &failure {
+                self.discard(&written);
+            }
             self.state.write().manifest.next_segment_id = manifest.next_segment_id;
-            return Err(error);
-        }
-        // A failure here may come after the rename (a failed directory fsync): the new manifest
-        // may be in effect, so its segments must stay (an open removes them if it is not), and
-        // their ids are never given out again. The ledger takes nothing more until an open has
-        // reconciled it with whichever manifest is in effect.
-        if let Err(error) = manifest.store(&self.options.dir, self.options.vfs.as_ref()) {
-            let _ = self.ledger.lock().revert_last();
-            self.state.write().manifest.next_segment_id = manifest.next_segment_id;
-            return Err(error);
+            return Err(failure.into_error());
         }
         let drained = {
             let mut state = self.state.write();
@@ -551,23 +546,19 @@ impl Inner {
             .segments
             .retain(|e| !removed.contains(&e.segment_id));
         manifest.segments.push(merged.entry.clone());
-        manifest.generation += 1;
         let change = crate::ledger::Change {
             reason: crate::ledger::Reason::Merge,
             at_us: super::now_us(),
             added: vec![merged.digest()],
             removed: removed.clone(),
         };
-        if let Err(error) = self.ledger.lock().append(change) {
-            self.discard(std::slice::from_ref(&merged));
+        // As in `seal`: a manifest in doubt may be in effect, so nothing is deleted then.
+        if let Err(failure) = self.publish_segments(change, &mut manifest) {
+            if let PublishFailure::NotPublished(_) = &failure {
+                self.discard(std::slice::from_ref(&merged));
+            }
             self.state.write().manifest.next_segment_id = manifest.next_segment_id;
-            return Err(error);
-        }
-        // As in `seal`: after a failure the new manifest may be in effect, so nothing is deleted.
-        if let Err(error) = manifest.store(&self.options.dir, self.options.vfs.as_ref()) {
-            let _ = self.ledger.lock().revert_last();
-            self.state.write().manifest.next_segment_id = manifest.next_segment_id;
-            return Err(error);
+            return Err(failure.into_error());
         }
         {
             let mut state = self.state.write();
