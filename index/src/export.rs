@@ -72,14 +72,23 @@ impl Default for ExportOptions {
     }
 }
 
-/// Rows per chunk handed to the sink.
+/// Rows per chunk handed to the sink...
 pub const CHUNK_ROWS: usize = 1_000;
+/// ... or fewer, once a chunk holds this many bytes: a window buffers a bounded number of
+/// chunks, so this (not the row count) bounds an export's memory when events are large
+/// (1,000 rows of 64 KiB events would be 64 MB a chunk). Typical chunks (1,000 rows of ~700
+/// bytes) stay under it.
+pub const CHUNK_BYTES: usize = 1 << 20;
+/// Most rows written between two checks of a chunk's size (fewer as it nears
+/// [`CHUNK_BYTES`], by the size of its rows so far).
+const CHUNK_STEP_ROWS: usize = 16;
 
 /// Writes one event into a chunk (e.g. [`auditlog_engine::event::write_event_csv`]).
 pub type RowWriter = dyn Fn(&EventRef<'_>, &mut Vec<u8>) + Sync;
 
 /// Every event `query` matches in `snapshot` (in the query's order, cursor honoured, no row
-/// cap), written by `write` into chunks of [`CHUNK_ROWS`] rows that `sink` receives in order,
+/// cap), written by `write` into chunks of [`CHUNK_ROWS`] rows (fewer past [`CHUNK_BYTES`] bytes:
+/// about one row more than that) that `sink` receives in order,
 /// on the caller's thread; `options.threads` workers decode and write. `sink` returns false
 /// to stop early. Returns the number of rows handed to `sink`.
 pub fn export_chunks(
@@ -191,8 +200,23 @@ fn export_window(
     let mut export = Export::new(snapshot, query)?;
     loop {
         let mut chunk = Vec::with_capacity(CHUNK_ROWS * 512);
-        let written = export.next_batch_with(CHUNK_ROWS, |event| write(&event, &mut chunk))?;
-        if written == 0 || !sink(chunk, written) {
+        let mut rows = 0;
+        let mut finished = false;
+        while rows < CHUNK_ROWS && chunk.len() < CHUNK_BYTES {
+            // As many rows as should fit, judged by the rows written so far.
+            let fit = match rows {
+                0 => CHUNK_STEP_ROWS,
+                _ => (CHUNK_BYTES - chunk.len()) / chunk.len().div_ceil(rows),
+            };
+            let step = (CHUNK_ROWS - rows).min(fit.clamp(1, CHUNK_STEP_ROWS));
+            let written = export.next_batch_with(step, |event| write(&event, &mut chunk))?;
+            rows += written;
+            if written < step {
+                finished = true;
+                break;
+            }
+        }
+        if rows == 0 || !sink(chunk, rows) || finished {
             return Ok(());
         }
     }
@@ -264,5 +288,61 @@ mod tests {
             "{windows} windows of ~500 rows for 6,000"
         );
         assert_eq!(export_windows(&snapshot, &query, 100_000).unwrap().len(), 1);
+    }
+
+    /// Large events are cut into chunks by bytes, not only by rows, so that the chunks a window
+    /// buffers bound the export's memory; every row still comes out once, in order.
+    #[test]
+    fn export_chunks_of_large_events_are_bounded_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+        let now = now_us();
+        let note = "x".repeat(30_000);
+        let events: Vec<Event> = (0..300)
+            .map(|i| Event {
+                tenant: "acct_big".into(),
+                timestamp_us: now - i * 1_000_000,
+                action: "update".into(),
+                details: Some(format!(r#"{{"i":{i},"note":"{note}"}}"#).into()),
+                ..Event::default()
+            })
+            .collect();
+        store.append(events[..150].to_vec()).unwrap();
+        store.seal().unwrap();
+        store.append(events[150..].to_vec()).unwrap();
+        let snapshot = store.snapshot();
+        let query = Query::new(Scope::one("acct_big"));
+        for threads in [1, 2] {
+            let options = ExportOptions {
+                threads,
+                window_rows: 100,
+            };
+            let mut sizes = Vec::new();
+            let mut lines = 0;
+            let rows = export_chunks(
+                &snapshot,
+                &query,
+                &options,
+                &write_event_csv,
+                &mut |chunk| {
+                    lines += chunk.iter().filter(|&&byte| byte == b'\n').count();
+                    sizes.push(chunk.len());
+                    true
+                },
+            )
+            .unwrap();
+            assert_eq!((rows, lines), (300, 300), "threads {threads}");
+            let largest = *sizes.iter().max().unwrap();
+            // About one row (~30 KB) past the bound.
+            assert!(
+                largest <= CHUNK_BYTES + 2 * 31_000,
+                "threads {threads}: a chunk of {largest} bytes"
+            );
+            assert!(
+                sizes.len() >= 9,
+                "threads {threads}: {} chunks",
+                sizes.len()
+            );
+        }
     }
 }
