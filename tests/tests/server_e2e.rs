@@ -800,6 +800,37 @@ fn server_stream_delivers_live_events_and_resumes_without_gap_or_duplicate() {
     assert_eq!(stored, all, "query after restart");
 }
 
+/// Paging oldest first with `since`: the bound moves with the clock between two pages, and
+/// must not pass the cursor and skip the rows in between.
+#[test]
+fn server_oldest_first_pages_with_since_skip_nothing_as_the_clock_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let now = now_us();
+    let hour = 3_600_000_000i64;
+    // Two events just inside the last hour, a third well inside it.
+    let events = [
+        event("acct_since", 1, now - hour + 1_500_000),
+        event("acct_since", 2, now - hour + 1_700_000),
+        event("acct_since", 3, now - hour / 6),
+    ];
+    ingest(&server, ADMIN_TOKEN, &events);
+    let page = |cursor: Option<&str>| {
+        let mut path = "/v1/events?tenant=acct_since&since=1h&order=oldest&limit=1".to_string();
+        if let Some(cursor) = cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        get_ok(&server, &path, ADMIN_TOKEN)
+    };
+    let first = page(None);
+    assert_eq!(first["events"][0]["id"], "acct_since-1", "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    // Now the one-hour bound lies past both early events.
+    std::thread::sleep(std::time::Duration::from_millis(2_000));
+    let second = page(Some(&cursor));
+    assert_eq!(second["events"][0]["id"], "acct_since-2", "{second}");
+}
+
 #[test]
 fn server_openapi_document_is_valid_and_lists_every_route() {
     let dir = tempfile::tempdir().unwrap();

@@ -193,6 +193,14 @@ pub fn build_query_or_placeholder(
             error
         })?);
     }
+    // A relative bound (`since`, or `since:` in `q`) moves with the clock: paging oldest
+    // first, a later page's bound could pass the cursor and skip the rows between. The cursor
+    // bounds the page instead (an absolute `from` lies at or before it already).
+    if let (Some(cursor), Some(from)) = (&query.cursor, query.from_us) {
+        if cursor.order == Order::OldestFirst {
+            query.from_us = Some(from.min(cursor.timestamp_us));
+        }
+    }
     if let (Some(from), Some(to)) = (query.from_us, query.to_us) {
         if from > to {
             return Err(invalid(
