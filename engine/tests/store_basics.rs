@@ -239,6 +239,35 @@ fn store_merge_keeps_every_event_once() {
 }
 
 #[test]
+fn store_merge_pass_yields_to_a_due_seal_between_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_us();
+    let day = MICROS_PER_DAY;
+    let mut opts = options(dir.path());
+    opts.seal_bytes = 1;
+    opts.merge_segments_min = 2;
+    let store = Store::open(opts).unwrap();
+    // Three partitions (days) of two segments each.
+    for round in 0..2u64 {
+        let events: Vec<Event> = (0..3)
+            .flat_map(|d| (0..4).map(move |n| (d, round * 100 + d * 10 + n)))
+            .map(|(d, n)| event("acct_1", n, now - d as i64 * day))
+            .collect();
+        store.append(events).unwrap();
+        store.seal().unwrap();
+    }
+    assert_eq!(store.stats().segments, 6);
+    // A seal is due (the tail holds more than seal_bytes): the pass stops after one merge.
+    store.append(vec![event("acct_1", 999, now)]).unwrap();
+    assert_eq!(store.merge().unwrap(), 1);
+    assert_eq!(store.stats().segments, 5);
+    // Once sealed, the next pass merges the rest.
+    store.seal().unwrap();
+    assert_eq!(store.merge().unwrap(), 2);
+    assert_eq!(store.read_all().unwrap().len(), 25);
+}
+
+#[test]
 fn store_merges_stay_within_merge_rows_max_and_are_counted() {
     use std::sync::atomic::Ordering::Relaxed;
     let dir = tempfile::tempdir().unwrap();

@@ -521,6 +521,12 @@ impl Inner {
                 .rows_merged
                 .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
             merges += 1;
+            // Many partitions to merge (after a burst's split seals, or a backfill) would hold
+            // the maintenance lock for minutes while the tail fills: once a seal is due, the
+            // rest waits for the next pass.
+            if self.state.read().tail.bytes() >= self.options.seal_bytes {
+                break;
+            }
         }
         Ok(merges)
     }
