@@ -304,11 +304,7 @@ fn prepare_replayed(batch: &[StoredEvent]) -> PreparedBatch {
 /// Their events are still in the WAL or in the published segments.
 fn remove_orphans(dir: &Path, manifest: &Manifest, options: &StoreOptions) -> Result<()> {
     let root = dir.join("segments");
-    let listed: HashSet<String> = manifest
-        .segments
-        .iter()
-        .map(|e| format!("{:016x}", e.segment_id))
-        .collect();
+    let listed = listed_stems(manifest);
     let classes = match std::fs::read_dir(&root) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -325,28 +321,48 @@ fn remove_orphans(dir: &Path, manifest: &Manifest, options: &StoreOptions) -> Re
             if !day.is_dir() {
                 continue;
             }
-            let mut kept = 0;
-            for file in std::fs::read_dir(&day).map_err(|e| Error::io(&day, e))? {
-                let file = file.map_err(|e| Error::io(&day, e))?.path();
-                let name = file
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default();
-                let stem = name.split('.').next().unwrap_or_default();
-                if listed.contains(stem) {
-                    kept += 1;
-                    continue;
-                }
-                if file.is_dir() {
-                    vfs.remove_dir_all(&file).map_err(|e| Error::io(&file, e))?;
-                } else {
-                    vfs.remove_file(&file).map_err(|e| Error::io(&file, e))?;
-                }
-            }
-            if kept == 0 {
+            if remove_unlisted(vfs, &day, &listed)? == 0 {
                 vfs.remove_dir_all(&day).map_err(|e| Error::io(&day, e))?;
             }
         }
     }
     Ok(())
+}
+
+/// The `{segment_id:016x}` prefix of every file of the segments `manifest` lists.
+pub(crate) fn listed_stems(manifest: &Manifest) -> HashSet<String> {
+    manifest
+        .segments
+        .iter()
+        .map(|e| format!("{:016x}", e.segment_id))
+        .collect()
+}
+
+/// Removes from the partition directory `day` every file and directory whose name does not
+/// start with a listed segment's `{id:016x}.` (what a seal or merge that failed before its
+/// publication left); returns how many entries are kept.
+pub(crate) fn remove_unlisted(
+    vfs: &dyn crate::io::Vfs,
+    day: &Path,
+    listed: &HashSet<String>,
+) -> Result<usize> {
+    let mut kept = 0;
+    for file in std::fs::read_dir(day).map_err(|e| Error::io(day, e))? {
+        let file = file.map_err(|e| Error::io(day, e))?.path();
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let stem = name.split('.').next().unwrap_or_default();
+        if listed.contains(stem) {
+            kept += 1;
+            continue;
+        }
+        if file.is_dir() {
+            vfs.remove_dir_all(&file).map_err(|e| Error::io(&file, e))?;
+        } else {
+            vfs.remove_file(&file).map_err(|e| Error::io(&file, e))?;
+        }
+    }
+    Ok(kept)
 }

@@ -69,6 +69,13 @@ impl Inner {
         let live = Manifest::partition_dir(&self.options.dir, partition);
         let mut maintenance = self.maintenance.lock();
         if let Some(archive) = &self.options.archive_dir {
+            // Only what the manifest lists goes to the archive: files a failed seal or merge
+            // left (their rows are in listed segments too) would come back as duplicates from
+            // a restored archive. Nothing writes here while the lock is held.
+            if live.exists() {
+                let listed = super::open::listed_stems(&self.state.read().manifest);
+                super::open::remove_unlisted(vfs, &live, &listed)?;
+            }
             let target = archive.join(partition.relative_dir());
             if live.exists() && !rename_dir(vfs, &live, &target)? {
                 // Another file system, or a move an earlier pass left part way: copy without
