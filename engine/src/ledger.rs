@@ -308,7 +308,7 @@ impl Ledger {
     }
 
     /// Opens the ledger of a data directory and reconciles it with the manifest's segments
-    /// (`published`, by id): a torn last record, or a last entry whose change the manifest
+    /// (`published`, compared field by field): a torn last record, or a last entry whose change the manifest
     /// does not show (the process stopped between the ledger's fsync and the manifest's), is
     /// cut. `None` when the directory has no ledger yet.
     pub fn open(
