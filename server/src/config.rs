@@ -14,6 +14,7 @@
 //! huge_pages = false
 //! tail_bytes_max = 268435456
 //! stream_buffer_chunks = 1024
+//! export_stall_seconds = 120
 //!
 //! [retention_classes]
 //! extended = 365
@@ -84,6 +85,10 @@ pub struct ServerConfig {
     /// live phase is told to resync and closed; one that fell behind while it sent stored
     /// events reads the missed commits from the store instead. Default 1024; at least 2.
     pub stream_buffer_chunks: usize,
+    /// An export whose client accepts nothing for this long is abandoned (its body ends
+    /// broken): until then it holds the store snapshot it started from, which keeps that
+    /// moment's tail and segments in memory and on disk. Default 120; at least 1.
+    pub export_stall_seconds: u64,
 }
 
 /// The smallest `tail_bytes_max` accepted: a batch of 10,000 events holds up to ~10 MB in the
@@ -107,6 +112,7 @@ impl Default for ServerConfig {
             huge_pages: false,
             tail_bytes_max: StoreOptions::new("").tail_bytes_max,
             stream_buffer_chunks: crate::routes::stream::BROADCAST_CHUNKS,
+            export_stall_seconds: 120,
         }
     }
 }
@@ -131,6 +137,9 @@ impl ServerConfig {
                 "tail_bytes_max is {}, the least accepted is {TAIL_BYTES_MIN} (16 MiB)",
                 self.tail_bytes_max
             ));
+        }
+        if self.export_stall_seconds == 0 {
+            return Err("export_stall_seconds is 0, the least accepted is 1".into());
         }
         if self.stream_buffer_chunks < 2 {
             return Err(format!(

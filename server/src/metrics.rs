@@ -33,6 +33,8 @@ pub struct ServerMetrics {
     pub ingest_store: LatencyHistogram,
     pub queries: AtomicU64,
     pub exports: AtomicU64,
+    /// Exports abandoned because their client accepted nothing for `export_stall_seconds`.
+    pub exports_abandoned: AtomicU64,
     pub stream_clients: AtomicI64,
 }
 
@@ -259,6 +261,13 @@ pub fn render(state: &AppState) -> String {
         "counter",
         "Exports started.",
         load(&m.exports),
+    );
+    counter(
+        &mut out,
+        "auditlog_exports_abandoned_total",
+        "counter",
+        "Exports abandoned because their client accepted nothing for export_stall_seconds.",
+        load(&m.exports_abandoned),
     );
     counter(
         &mut out,

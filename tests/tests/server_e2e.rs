@@ -800,6 +800,67 @@ fn server_stream_delivers_live_events_and_resumes_without_gap_or_duplicate() {
     assert_eq!(stored, all, "query after restart");
 }
 
+/// An export whose client stops reading is abandoned after `export_stall_seconds`, so it does
+/// not hold its store snapshot (that moment's tail and segments) for ever; its body ends
+/// broken, never like a complete file.
+#[test]
+fn server_export_to_a_client_that_stops_reading_is_abandoned() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::start_with_config(&dir.path().join("data"), "export_stall_seconds = 1\n");
+    let base = now_us() - 3_600_000_000;
+    let note = "n".repeat(1_000);
+    // About 24 MB of CSV: more than the socket buffers and the export's own channel hold.
+    for round in 0..20 {
+        let events: Vec<Value> = (0..1000)
+            .map(|i| {
+                let n = round * 1000 + i;
+                let mut event = event("acct_stall", n, base + n as i64);
+                event["details"] = json!({ "note": note });
+                event
+            })
+            .collect();
+        ingest(&server, ADMIN_TOKEN, &events);
+    }
+    let mut socket = TcpStream::connect(server.addr).unwrap();
+    write!(
+        socket,
+        "GET /v1/events/export?tenant=acct_stall&format=csv HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+    )
+    .unwrap();
+    // Not read for a while: the export is abandoned.
+    let abandoned = || {
+        get(&server, "/metrics", ADMIN_TOKEN)
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("auditlog_exports_abandoned_total "))
+            .map(|v| v.trim().to_string())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while abandoned().as_deref() != Some("1") {
+        assert!(std::time::Instant::now() < deadline, "never abandoned");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // What the client reads then ends without the final empty chunk of a complete body.
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = socket.read_to_end(&mut received);
+    assert!(
+        received.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        &received[..40.min(received.len())]
+    );
+    assert!(
+        !received.ends_with(b"0\r\n\r\n"),
+        "the body ended like a complete file"
+    );
+    assert!(received.len() < 24_000_000, "{} bytes", received.len());
+}
+
 /// Paging oldest first with `since`: the bound moves with the clock between two pages, and
 /// must not pass the cursor and skip the rows in between.
 #[test]

@@ -193,6 +193,11 @@ pub async fn export(
     .await;
 
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    // Set when the export is abandoned: its body then ends with an error, not cleanly.
+    let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker_abandoned = Arc::clone(&abandoned);
+    let stall = std::time::Duration::from_secs(state.config.export_stall_seconds);
+    let runtime = tokio::runtime::Handle::current();
     let csv = format == "csv";
     let (token_id, revocations_at_auth) =
         (principal.token_id.clone(), principal.revocations_at_auth);
@@ -236,15 +241,45 @@ pub async fn export(
                 let _ = sender.blocking_send(Err(std::io::Error::other("token revoked")));
                 return false;
             }
-            sender.blocking_send(Ok(chunk)).is_ok()
+            // A client that stops reading would otherwise hold the snapshot for ever.
+            match runtime.block_on(tokio::time::timeout(stall, sender.send(Ok(chunk)))) {
+                Ok(sent) => sent.is_ok(),
+                Err(_) => {
+                    worker_abandoned.store(true, std::sync::atomic::Ordering::SeqCst);
+                    worker_state
+                        .metrics
+                        .exports_abandoned
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        seconds = stall.as_secs(),
+                        "export abandoned: its client accepted nothing"
+                    );
+                    false
+                }
+            }
         };
         if let Err(error) = auditlog_index::export_chunks(&snapshot, &query, &options, write, sink)
         {
             fail(error);
         }
     });
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
+    let stream = futures_util::stream::unfold(Some(receiver), move |receiver| {
+        let abandoned = Arc::clone(&abandoned);
+        async move {
+            let mut receiver = receiver?;
+            match receiver.recv().await {
+                Some(item) => Some((item, Some(receiver))),
+                // An abandoned export ends broken, so the client cannot take what it got for
+                // a complete file.
+                None if abandoned.load(std::sync::atomic::Ordering::SeqCst) => Some((
+                    Err(std::io::Error::other(
+                        "export abandoned: the client stalled",
+                    )),
+                    None,
+                )),
+                None => None,
+            }
+        }
     });
     Ok(export_response(Body::from_stream(stream), csv))
 }
