@@ -33,7 +33,7 @@
 //!
 //! | field | aliases | value |
 //! | --- | --- | --- |
-//! | `tenant` | | tenant name (narrows the caller's scope, never widens it) |
+//! | `tenant` | | tenant name (narrows the caller's scope, never widens it; through the HTTP API a tenant the token may not read is a 403, as for the `tenant` parameter) |
 //! | `project` | | project |
 //! | `action` | | action (`create`, `login`, ...) |
 //! | `outcome` | | `success` or `failure` |

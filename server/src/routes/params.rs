@@ -168,6 +168,26 @@ pub fn build_query_or_placeholder(
         auditlog_index::parse(q)
             .map_err(auditlog_index::Error::from)?
             .apply(&mut query, now);
+        // `tenant:` in `q` narrows the scope like the parameter, and is refused like it when
+        // it names a tenant the token may not read (a 403, not an empty page).
+        if let Some(filter) = query.filters.get(Field::Tenant) {
+            if let Some(tenant) = filter.any_of.iter().find(|t| !principal.may_read(t)) {
+                let mut error = ApiError::forbidden(format!(
+                    "this token may not read tenant {tenant:?} (asked for in q)"
+                ));
+                error.field = Some("q".into());
+                return Err(error);
+            }
+        }
+    }
+    // `outcome` takes two values: another is a mistake to name, not an empty page.
+    for outcome in values("outcome") {
+        if auditlog_engine::event::Outcome::parse(outcome).is_none() {
+            return Err(invalid(
+                "outcome",
+                format!("outcome must be success or failure, found {outcome:?}"),
+            ));
+        }
     }
     if let Some(limit) = single("limit")? {
         query.limit = limit
