@@ -527,8 +527,15 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// `30m`, `24h`, `7d`, `4w`, `90s` in µs.
-fn parse_duration_us(text: &str) -> Option<i64> {
+/// `30m`, `24h`, `7d`, `4w`, `90s` in µs (the HTTP API's `since` and `bucket` use it too, so
+/// that they and `q` take the same durations).
+///
+/// ```
+/// use auditlog_index::parse::parse_duration_us;
+/// assert_eq!(parse_duration_us("90s"), Some(90_000_000));
+/// assert_eq!(parse_duration_us("1é"), None);
+/// ```
+pub fn parse_duration_us(text: &str) -> Option<i64> {
     let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
     let (digits, unit) = text.split_at(unit_at);
     if digits.is_empty() || digits.len() > 9 {
@@ -546,8 +553,15 @@ fn parse_duration_us(text: &str) -> Option<i64> {
     count.checked_mul(seconds)?.checked_mul(US_PER_SECOND)
 }
 
-/// RFC 3339 with offset, or `YYYY-MM-DD` (midnight UTC).
-fn parse_time_us(text: &str) -> Option<i64> {
+/// RFC 3339 with offset, or `YYYY-MM-DD` (midnight UTC); the HTTP API's `from` and `to` use it
+/// too.
+///
+/// ```
+/// use auditlog_index::parse::parse_time_us;
+/// assert_eq!(parse_time_us("1970-01-02"), Some(86_400_000_000));
+/// assert_eq!(parse_time_us("1970-01-02T00:00:00Z"), Some(86_400_000_000));
+/// ```
+pub fn parse_time_us(text: &str) -> Option<i64> {
     let is_date = text.len() == 10
         && text.bytes().enumerate().all(|(i, b)| match i {
             4 | 7 => b == b'-',

@@ -1172,6 +1172,30 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
         }
     }
 
+    // The parameters take the query language's times and durations (one parser for both).
+    for path in [
+        "/v1/events?from=2026-01-01&to=2026-02-01",
+        "/v1/events?since=90s",
+        "/v1/events?q=since:90s",
+    ] {
+        let reply = call("GET", &server.url(path), Some(ADMIN_TOKEN), &[], None);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+    }
+    let reply = call(
+        "GET",
+        &server.url("/v1/events?from=yesterday"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let error = assert_error_body(&reply, "from=yesterday");
+    assert_eq!(error["field"], "from", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("YYYY-MM-DD"),
+        "{error}"
+    );
+
     // A valid cursor of the newest-first order, sent with order=oldest: the cursor is blamed.
     let events: Vec<_> = (1..=3).map(|n| marked_event("acct_cursor", n)).collect();
     let ingest = call(

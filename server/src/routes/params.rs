@@ -1,11 +1,14 @@
 //! Query-string parameters shared by list, export, facets, histogram and stream: the filters of
 //! the page, turned into an index `Query` scoped to what the token may read.
 //!
-//! `tenant` (repeated), `from`/`to` (RFC 3339), `since` (`24h`, `7d`, `30d`, any `<n>m|h|d|w`),
+//! `tenant` (repeated), `from`/`to` (RFC 3339 or `YYYY-MM-DD`), `since` (`24h`, `7d`, `30d`,
+//! any `<n>s|m|h|d|w`; the durations and times of the query language, same parser),
 //! repeated `action`, `resource_type`, `actor`, `project`, `outcome`, `q` (the query language),
 //! `limit`, `cursor`, `order` (`newest`|`oldest`).
 
 use auditlog_engine::event::time::parse_rfc3339_us;
+pub use auditlog_index::parse::parse_duration_us;
+use auditlog_index::parse::parse_time_us;
 use auditlog_index::{Cursor, Field, Order, Query, Scope};
 
 use crate::auth::{Principal, Role};
@@ -29,22 +32,6 @@ const FILTER_KEYS: &[&str] = &[
     "order",
     "token",
 ];
-
-/// Parses a duration like `30m`, `24h`, `7d`, `4w` into microseconds.
-pub fn parse_duration_us(text: &str) -> Option<i64> {
-    // The unit is the last character, whatever its width (`since=1é` is refused, not a panic).
-    let (at, _) = text.char_indices().last()?;
-    let (number, unit) = text.split_at(at);
-    let number: i64 = number.parse().ok().filter(|n| *n > 0)?;
-    let unit_us: i64 = match unit {
-        "m" => 60_000_000,
-        "h" => 3_600_000_000,
-        "d" => 86_400_000_000,
-        "w" => 7 * 86_400_000_000,
-        _ => return None,
-    };
-    number.checked_mul(unit_us)
-}
 
 /// Builds the query of a request. `None` when the caller may read nothing yet (an admin on an
 /// empty store): the answer is empty.
@@ -145,14 +132,23 @@ pub fn build_query_or_placeholder(
             query.filters.include(field, value);
         }
     }
+    // RFC 3339 or a date; what is wrong with a bad value is RFC 3339's account of it.
+    let time = |key: &str, text: &str| {
+        parse_time_us(text).ok_or_else(|| {
+            let reason = parse_rfc3339_us(text)
+                .err()
+                .map_or_else(String::new, |e| e.to_string());
+            invalid(
+                key,
+                format!("{key}: {reason}: {text:?} (RFC 3339 or YYYY-MM-DD)"),
+            )
+        })
+    };
     if let Some(from) = single("from")? {
-        query.from_us = Some(
-            parse_rfc3339_us(from).map_err(|e| invalid("from", format!("from: {e}: {from:?}")))?,
-        );
+        query.from_us = Some(time("from", from)?);
     }
     if let Some(to) = single("to")? {
-        query.to_us =
-            Some(parse_rfc3339_us(to).map_err(|e| invalid("to", format!("to: {e}: {to:?}")))?);
+        query.to_us = Some(time("to", to)?);
     }
     if let Some(since) = single("since")? {
         let us = parse_duration_us(since).ok_or_else(|| {
