@@ -407,3 +407,59 @@ fn integrity_a_forged_entry_with_a_fixed_crc_breaks_the_chain() {
     let error = Ledger::read(&path).unwrap_err().to_string();
     assert!(error.contains("does not follow"), "{error}");
 }
+
+/// A crash between retention's move of a partition to the archive and the manifest that drops
+/// it: `verify` given the archive reports the segment as archived (checked against the ledger),
+/// not as missing; the next open finishes the move.
+#[test]
+fn integrity_verify_tells_an_unfinished_archive_move_from_a_missing_segment() {
+    use auditlog_engine::verify::{verify_dir_with, VerifyOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    store_with_two_segments(dir.path());
+    let manifest = Manifest::load(dir.path()).unwrap().unwrap();
+    let entry = &manifest.segments[0];
+    let live = Manifest::partition_dir(dir.path(), &entry.partition);
+    let target = archive.path().join(entry.partition.relative_dir());
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::rename(&live, &target).unwrap();
+
+    let missing = verify_dir(dir.path()).unwrap();
+    assert!(damage(&missing).contains("missing"), "{}", damage(&missing));
+    let options = VerifyOptions {
+        expected: &[],
+        archive_dir: Some(archive.path()),
+    };
+    let report = verify_dir_with(dir.path(), &options).unwrap();
+    assert!(report.damage.is_empty(), "{}", damage(&report));
+    assert!(!report.archive_pending.is_empty());
+
+    // A stand-in in the archive (same name and length, other bytes) is not taken for it.
+    let archived = target.join(entry.file_name());
+    let mut bytes = std::fs::read(&archived).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&archived, &bytes).unwrap();
+    let report = verify_dir_with(dir.path(), &options).unwrap();
+    let listed_path = live.join(entry.file_name());
+    assert!(!report.archive_pending.contains(&listed_path));
+    assert!(damage(&report).contains("missing"), "{}", damage(&report));
+    bytes[last] ^= 0xff;
+    std::fs::write(&archived, &bytes).unwrap();
+
+    // The next open finishes the move.
+    let mut opts = options_with_archive(dir.path(), archive.path());
+    opts.background = false;
+    let store = Store::open(opts).unwrap();
+    store.close();
+    drop(store);
+    let report = verify_dir_with(dir.path(), &options).unwrap();
+    assert!(report.damage.is_empty(), "{}", damage(&report));
+    assert!(report.archive_pending.is_empty());
+}
+
+fn options_with_archive(dir: &Path, archive: &Path) -> StoreOptions {
+    let mut options = options(dir);
+    options.archive_dir = Some(archive.to_path_buf());
+    options
+}

@@ -141,6 +141,10 @@ enum Command {
         /// ledger's history must still pass through it. Repeatable.
         #[arg(long = "expect-head", value_parser = parse_expected_head)]
         expect_head: Vec<auditlog_engine::verify::ExpectedHead>,
+        /// The server's archive directory: a segment retention moved there just before a
+        /// crash (the next start finishes the move) is then reported as such, not as missing.
+        #[arg(long, env = "AUDITLOG_ARCHIVE_DIR")]
+        archive_dir: Option<std::path::PathBuf>,
     },
     /// Generate realistic load and report events/s and ack latency.
     Loadgen {
@@ -275,9 +279,20 @@ fn parse_expected_head(text: &str) -> Result<auditlog_engine::verify::ExpectedHe
 fn verify(
     data_dir: &std::path::Path,
     expected: &[auditlog_engine::verify::ExpectedHead],
+    archive_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let report = auditlog_engine::verify::verify_dir_expecting(data_dir, expected)
+    let options = auditlog_engine::verify::VerifyOptions {
+        expected,
+        archive_dir,
+    };
+    let report = auditlog_engine::verify::verify_dir_with(data_dir, &options)
         .with_context(|| format!("cannot check {}", data_dir.display()))?;
+    for path in &report.archive_pending {
+        println!(
+            "archived, not yet dropped from the manifest (the next start finishes it): {}",
+            path.display()
+        );
+    }
     println!(
         "segments: {} ok ({} rows); write-ahead log: {} files, {} events",
         report.segments_ok, report.rows_ok, report.wal_files, report.wal_events
@@ -428,7 +443,8 @@ fn main() -> anyhow::Result<()> {
         Command::Verify {
             data_dir,
             expect_head,
-        } => verify(&data_dir, &expect_head),
+            archive_dir,
+        } => verify(&data_dir, &expect_head, archive_dir.as_deref()),
         Command::Loadgen {
             server,
             rate,
