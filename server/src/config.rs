@@ -15,6 +15,7 @@
 //! tail_bytes_max = 268435456
 //! stream_buffer_chunks = 1024
 //! export_stall_seconds = 120
+//! exports_max = 8
 //!
 //! [retention_classes]
 //! extended = 365
@@ -89,6 +90,10 @@ pub struct ServerConfig {
     /// broken): until then it holds the store snapshot it started from, which keeps that
     /// moment's tail and segments in memory and on disk. Default 120; at least 1.
     pub export_stall_seconds: u64,
+    /// Exports that may run at once; one more is answered 429 with Retry-After. Each holds a
+    /// store snapshot and buffers up to about 80 MB (4 windows of 19 chunks of 1 MiB) when its
+    /// events are large. Default 8; at least 1.
+    pub exports_max: usize,
 }
 
 /// The smallest `tail_bytes_max` accepted: a batch of 10,000 events holds up to ~10 MB in the
@@ -113,6 +118,7 @@ impl Default for ServerConfig {
             tail_bytes_max: StoreOptions::new("").tail_bytes_max,
             stream_buffer_chunks: crate::routes::stream::BROADCAST_CHUNKS,
             export_stall_seconds: 120,
+            exports_max: 8,
         }
     }
 }
@@ -137,6 +143,9 @@ impl ServerConfig {
                 "tail_bytes_max is {}, the least accepted is {TAIL_BYTES_MIN} (16 MiB)",
                 self.tail_bytes_max
             ));
+        }
+        if self.exports_max == 0 {
+            return Err("exports_max is 0, the least accepted is 1".into());
         }
         if self.export_stall_seconds == 0 {
             return Err("export_stall_seconds is 0, the least accepted is 1".into());

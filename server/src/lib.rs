@@ -327,6 +327,7 @@ pub fn open_state(
             tenants: Arc::clone(tenants),
         });
     }));
+    let export_slots = config.exports_max;
     Ok((
         Arc::new(AppState {
             store,
@@ -336,6 +337,7 @@ pub fn open_state(
             metrics: metrics::ServerMetrics::default(),
             live,
             shutdown: tokio::sync::watch::Sender::new(false),
+            export_slots: Arc::new(tokio::sync::Semaphore::new(export_slots)),
         }),
         shown,
     ))

@@ -21,4 +21,7 @@ pub struct AppState {
     pub live: tokio::sync::broadcast::Sender<crate::routes::stream::LiveChunk>,
     /// Set to true when the server starts shutting down: live streams end (close code 1001).
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// One permit per export that may run at once (`exports_max`): each holds a store
+    /// snapshot and buffers up to tens of MB.
+    pub export_slots: Arc<tokio::sync::Semaphore>,
 }

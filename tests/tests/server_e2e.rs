@@ -803,33 +803,44 @@ fn server_stream_delivers_live_events_and_resumes_without_gap_or_duplicate() {
 /// An export whose client stops reading is abandoned after `export_stall_seconds`, so it does
 /// not hold its store snapshot (that moment's tail and segments) for ever; its body ends
 /// broken, never like a complete file.
+/// About 24 MB of CSV in `tenant`: more than the socket buffers and an export's own channel
+/// hold, so an export of it waits for a client that does not read.
+fn ingest_a_large_tenant(server: &ServerProcess, tenant: &str) {
+    let base = now_us() - 3_600_000_000;
+    let note = "n".repeat(1_000);
+    for round in 0..20 {
+        let events: Vec<Value> = (0..1000)
+            .map(|i| {
+                let n = round * 1000 + i;
+                let mut event = event(tenant, n, base + n as i64);
+                event["details"] = json!({ "note": note });
+                event
+            })
+            .collect();
+        ingest(server, ADMIN_TOKEN, &events);
+    }
+}
+
+/// Starts a CSV export of `tenant` on a raw connection that reads nothing.
+fn unread_export(server: &ServerProcess, tenant: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(server.addr).unwrap();
+    write!(
+        socket,
+        "GET /v1/events/export?tenant={tenant}&format=csv HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+    )
+    .unwrap();
+    socket
+}
+
 #[test]
 fn server_export_to_a_client_that_stops_reading_is_abandoned() {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let server =
         ServerProcess::start_with_config(&dir.path().join("data"), "export_stall_seconds = 1\n");
-    let base = now_us() - 3_600_000_000;
-    let note = "n".repeat(1_000);
-    // About 24 MB of CSV: more than the socket buffers and the export's own channel hold.
-    for round in 0..20 {
-        let events: Vec<Value> = (0..1000)
-            .map(|i| {
-                let n = round * 1000 + i;
-                let mut event = event("acct_stall", n, base + n as i64);
-                event["details"] = json!({ "note": note });
-                event
-            })
-            .collect();
-        ingest(&server, ADMIN_TOKEN, &events);
-    }
-    let mut socket = TcpStream::connect(server.addr).unwrap();
-    write!(
-        socket,
-        "GET /v1/events/export?tenant=acct_stall&format=csv HTTP/1.1\r\nHost: x\r\n\
-         Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
-    )
-    .unwrap();
+    ingest_a_large_tenant(&server, "acct_stall");
+    let mut socket = unread_export(&server, "acct_stall");
     // Not read for a while: the export is abandoned.
     let abandoned = || {
         get(&server, "/metrics", ADMIN_TOKEN)
@@ -859,6 +870,43 @@ fn server_export_to_a_client_that_stops_reading_is_abandoned() {
         "the body ended like a complete file"
     );
     assert!(received.len() < 24_000_000, "{} bytes", received.len());
+}
+
+/// At most `exports_max` exports run at once (each holds a snapshot and its buffers): one
+/// more is a 429 with Retry-After until one ends.
+#[test]
+fn server_exports_past_exports_max_are_refused_until_one_ends() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with_config(&dir.path().join("data"), "exports_max = 1\n");
+    ingest_a_large_tenant(&server, "acct_busy");
+    let mut first = unread_export(&server, "acct_busy");
+    // Its answer has begun: the export runs (and waits for this client).
+    let mut head = [0u8; 12];
+    first.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let second = get(&server, "/v1/events/export?tenant=acct_busy", ADMIN_TOKEN);
+    assert_eq!(second.status, 429, "{}", second.text());
+    assert_eq!(second.header("retry-after"), Some("5"));
+    // The first client goes away: its export ends, and the next one runs.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = get(
+            &server,
+            "/v1/events/export?tenant=acct_busy&q=res_1",
+            ADMIN_TOKEN,
+        );
+        if reply.status == 200 {
+            break;
+        }
+        assert_eq!(reply.status, 429, "{}", reply.text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Paging oldest first with `since`: the bound moves with the clock between two pages, and

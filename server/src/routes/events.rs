@@ -141,7 +141,8 @@ pub async fn get(
         )),
         (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
         (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
-        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse),
+        (status = 429, description = "exports_max exports are running; retry after Retry-After", body = crate::openapi::ErrorResponse)
     )
 )]
 pub async fn export(
@@ -176,6 +177,19 @@ pub async fn export(
         // What a GET would answer, without exporting anything (nor recording an export).
         return Ok(export_response(Body::empty(), format == "csv"));
     }
+    // Released when the export's worker ends (its snapshot with it).
+    let Ok(slot) = Arc::clone(&state.export_slots).try_acquire_owned() else {
+        let mut error = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            format!(
+                "{} exports are running, the most at once (exports_max); retry later",
+                state.config.exports_max
+            ),
+        );
+        error.retry_after_seconds = Some(5);
+        return Err(error);
+    };
     state
         .metrics
         .exports
@@ -203,6 +217,7 @@ pub async fn export(
         (principal.token_id.clone(), principal.revocations_at_auth);
     let worker_state = Arc::clone(&state);
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let mut first = Vec::new();
         if csv {
             first.extend_from_slice(CSV_COLUMNS.join(",").as_bytes());
