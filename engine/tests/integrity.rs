@@ -50,6 +50,16 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Changes the manifest of a closed store behind its back, as someone with write access to the
+/// data directory could; returns what `edit` returned.
+fn edit_manifest<T>(dir: &Path, edit: impl FnOnce(&mut Manifest) -> T) -> T {
+    let mut manifest = Manifest::load(dir).unwrap().unwrap();
+    let edited = edit(&mut manifest);
+    manifest.generation += 1;
+    manifest.store(dir, &auditlog_engine::io::RealVfs).unwrap();
+    edited
+}
+
 fn damage(report: &auditlog_engine::verify::VerifyReport) -> String {
     report
         .damage
@@ -102,12 +112,7 @@ fn integrity_a_segment_rewritten_with_valid_checksums_is_caught() {
 fn integrity_a_segment_dropped_from_the_manifest_by_hand_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     store_with_two_segments(dir.path());
-    let mut manifest = Manifest::load(dir.path()).unwrap().unwrap();
-    let gone = manifest.segments.remove(0);
-    manifest.generation += 1;
-    manifest
-        .store(dir.path(), &auditlog_engine::io::RealVfs)
-        .unwrap();
+    let gone = edit_manifest(dir.path(), |manifest| manifest.segments.remove(0));
 
     let report = verify_dir(dir.path()).unwrap();
     let found = damage(&report);
@@ -126,12 +131,7 @@ fn integrity_a_manifest_entry_edited_by_hand_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     store_with_two_segments(dir.path());
     // Rows set to 0 would hide the segment's events from queries; the segment file is intact.
-    let mut manifest = Manifest::load(dir.path()).unwrap().unwrap();
-    manifest.segments[0].rows = 0;
-    manifest.generation += 1;
-    manifest
-        .store(dir.path(), &auditlog_engine::io::RealVfs)
-        .unwrap();
+    edit_manifest(dir.path(), |manifest| manifest.segments[0].rows = 0);
     let report = verify_dir(dir.path()).unwrap();
     let found = damage(&report);
     assert!(found.contains("listed otherwise than recorded"), "{found}");

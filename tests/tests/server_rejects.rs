@@ -1172,22 +1172,17 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
         }
     }
 
+    let admin_get = |path: &str| call("GET", &server.url(path), Some(ADMIN_TOKEN), &[], None);
     // The parameters take the query language's times and durations (one parser for both).
     for path in [
         "/v1/events?from=2026-01-01&to=2026-02-01",
         "/v1/events?since=90s",
         "/v1/events?q=since:90s",
     ] {
-        let reply = call("GET", &server.url(path), Some(ADMIN_TOKEN), &[], None);
+        let reply = admin_get(path);
         assert_eq!(reply.status, 200, "{path}: {}", reply.text());
     }
-    let reply = call(
-        "GET",
-        &server.url("/v1/events?from=yesterday"),
-        Some(ADMIN_TOKEN),
-        &[],
-        None,
-    );
+    let reply = admin_get("/v1/events?from=yesterday");
     assert_eq!(reply.status, 400, "{}", reply.text());
     let error = assert_error_body(&reply, "from=yesterday");
     assert_eq!(error["field"], "from", "{error}");
@@ -1206,17 +1201,11 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
         Some(&ndjson(&events)),
     );
     assert_eq!(ingest.status, 200, "{}", ingest.text());
-    let page = call(
-        "GET",
-        &server.url("/v1/events?tenant=acct_cursor&limit=1"),
-        Some(ADMIN_TOKEN),
-        &[],
-        None,
-    );
+    let page = admin_get("/v1/events?tenant=acct_cursor&limit=1");
     assert_eq!(page.status, 200, "{}", page.text());
     let cursor = page.json()["next_cursor"].as_str().unwrap().to_string();
     let path = format!("/v1/events?tenant=acct_cursor&limit=1&order=oldest&cursor={cursor}");
-    let reply = call("GET", &server.url(&path), Some(ADMIN_TOKEN), &[], None);
+    let reply = admin_get(&path);
     assert_eq!(reply.status, 400, "{}", reply.text());
     let error = assert_error_body(&reply, &path);
     assert_eq!(error["field"], "cursor", "{error}");
