@@ -53,9 +53,11 @@ fn main() {
             options.wal_syncs_in_flight = syncs;
             let store = Arc::new(Store::open(options).expect("open"));
             let copies = batches.clone();
+            let cpu_before = cpu_seconds();
             let start = Instant::now();
             auditlog_benches::append_concurrently(&store, copies);
             let seconds = start.elapsed().as_secs_f64();
+            let cores_busy = (cpu_seconds() - cpu_before) / seconds;
             let fsync = &store.metrics().fsync;
             let fsyncs = fsync.count();
             let fsync_ms = fsync.sum_us() as f64 / fsyncs.max(1) as f64 / 1e3;
@@ -64,22 +66,23 @@ fn main() {
             group_bytes = wal_bytes as usize / (per_producer * PRODUCERS);
             let rate = total / seconds;
             let wal_rate = wal_bytes as f64 / seconds;
-            measured.push((slot, rate, wal_rate, fsyncs, fsync_ms));
+            measured.push((slot, rate, wal_rate, fsyncs, fsync_ms, cores_busy));
             std::fs::remove_dir_all(&dir).expect("remove store");
         }
         let disk_rate = disk_bandwidth(base.path(), group_bytes * PRODUCERS, 256 << 20);
         disk.push(disk_rate);
         line += &format!(" disk {:.0} MB/s;", disk_rate / 1e6);
-        for (slot, rate, wal_rate, fsyncs, fsync_ms) in measured {
+        for (slot, rate, wal_rate, fsyncs, fsync_ms, cores_busy) in measured {
             append[slot].push((rate, wal_rate / disk_rate));
             line += &format!(
-                " {} in flight: {:.0} events/s, {:.0} MB/s = {:.0} % ({} fsyncs of {:.1} ms);",
+                " {} in flight: {:.0} events/s, {:.0} MB/s = {:.0} % ({} fsyncs of {:.1} ms, {:.2} cores busy);",
                 settings[slot],
                 rate,
                 wal_rate / 1e6,
                 wal_rate / disk_rate * 100.0,
                 fsyncs,
-                fsync_ms
+                fsync_ms,
+                cores_busy
             );
         }
         println!("{line}");
@@ -93,6 +96,18 @@ fn main() {
             median(results.iter().map(|r| r.1).collect()) * 100.0
         );
     }
+}
+
+/// CPU time (user and system) of the whole process so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

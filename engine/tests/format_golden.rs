@@ -294,3 +294,14 @@ fn golden_manifest_v1_corrupt_twin_is_reported() {
         "{error}"
     );
 }
+
+/// The WAL's event encoder is postcard's `Vec<Event>` encoding, byte for byte, on realistic
+/// events as well as on the golden ones.
+#[test]
+fn encoded_events_are_postcards_bytes() {
+    let mut gen = auditlog_gen::Generator::new(auditlog_gen::GenConfig::default());
+    for events in [Vec::new(), golden_events(), gen.fill(1), gen.fill(1000)] {
+        let expected = postcard::to_stdvec(&events).unwrap();
+        assert_eq!(encode_events(&events), expected, "{} events", events.len());
+    }
+}

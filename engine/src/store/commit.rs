@@ -4,10 +4,11 @@
 //! The commit thread takes every batch queued since its last write, drops idempotent duplicates
 //! (against this group, groups written but not yet published, the tail, and segments sealed since
 //! the caller looked), assigns `seq`, `tenant_seq` and `received`, frames one record per batch,
-//! issues one `write` for the whole group and hands the group to the sync threads. A sync thread
-//! takes every group written so far and issues one `fdatasync` covering them; then, in the order
-//! the groups were taken, it puts their events in the tail (visible to readers), tells the
-//! subscribers, and only then wakes the callers. While a sync thread waits for the disk, the
+//! issues one vectored `write` for the whole group (the batches' events as their callers encoded
+//! them, not copied) and hands the group to the sync threads. A sync thread takes every group
+//! written so far and issues one `fdatasync` covering them; then, in the order the groups were
+//! taken, it puts their events in the tail (visible to readers), tells the subscribers, and only
+//! then wakes the callers. While a sync thread waits for the disk, the
 //! commit thread already writes the next group and another sync thread starts its fsync
 //! (`StoreOptions::wal_syncs_in_flight`, 2 by default): the disk is kept busy, a group does not
 //! wait for the previous group's fsync to finish before its own starts, and the CPU work of a
@@ -28,7 +29,9 @@ use crate::error::{Error, Result};
 use crate::event::{Event, StoredEvent};
 use crate::io::SyncHandle;
 use crate::tail::{Chunk, KeyMap, TenantIndex};
-use crate::wal::format::{encode_batch_header, encode_events, encode_record_parts, BatchHeader};
+use crate::wal::format::{
+    encode_batch_header, encode_events, encode_record_header, BatchHeader, RECORD_HEADER_BYTES,
+};
 use crate::wal::writer::{DurableMark, Poison};
 use crate::wal::WalWriter;
 
@@ -131,6 +134,10 @@ pub(crate) struct CommitState {
     /// caught.
     pub inflight: VecDeque<(Chunk, Vec<u64>)>,
     pub inflight_keys: KeyMap<u64>,
+    /// Keys stored by earlier batches of the group being planned: key hash -> (request, event,
+    /// seq). Kept between groups, emptied, so that its table is not grown (rehashed, its new
+    /// memory faulted in) from nothing for every group.
+    group_keys: KeyMap<(usize, usize, u64)>,
 }
 
 impl CommitState {
@@ -141,6 +148,7 @@ impl CommitState {
             tenant_seqs,
             inflight: VecDeque::new(),
             inflight_keys: KeyMap::default(),
+            group_keys: KeyMap::default(),
         }
     }
 
@@ -242,7 +250,9 @@ impl Inner {
         let first_seq_of_group = commit.next_seq;
         let mut next_seq = first_seq_of_group;
         // Keys stored by earlier batches of this group: key hash -> (request, event, seq).
-        let mut group_keys: KeyMap<(usize, usize, u64)> = KeyMap::default();
+        let mut group_keys = std::mem::take(&mut commit.group_keys);
+        group_keys.clear();
+        group_keys.reserve(requests.iter().map(|r| r.events.len()).sum());
         let mut planned: Vec<Planned> = Vec::with_capacity(requests.len());
         {
             let state = self.state.read();
@@ -325,6 +335,7 @@ impl Inner {
             }
         }
 
+        commit.group_keys = group_keys;
         let stored_count = next_seq - first_seq_of_group;
         let result = if stored_count == 0 {
             Ok(())
@@ -579,8 +590,8 @@ impl Inner {
             .collect()
     }
 
-    /// Frames the group's records and writes them with one `write` (fsynced here only in the
-    /// tests' direct path; the pipeline fsyncs on the sync thread).
+    /// Frames the group's records and writes them with one vectored `write` (fsynced here only
+    /// in the tests' direct path; the pipeline fsyncs on the sync thread).
     fn write_group(
         &self,
         commit: &mut CommitState,
@@ -592,14 +603,22 @@ impl Inner {
         commit.wal.rotate_if_full(first_seq)?;
         let salt = commit.wal.salt();
         let durable_through = commit.wal.durable_through();
-        let mut records = Vec::with_capacity(
-            planned
-                .iter()
-                .map(|p| p.encoded.len() + p.tenant_seqs.len() * 4 + 64)
-                .sum(),
-        );
+        // Only a batch with duplicates has its kept events encoded again here; the others are
+        // written from where the caller encoded them.
+        let encoded_again: Vec<Option<Vec<u8>>> = planned
+            .iter()
+            .map(|plan| {
+                (!plan.keep.is_empty() && plan.keep.len() != plan.events.len()).then(|| {
+                    let kept: Vec<Event> =
+                        plan.keep.iter().map(|&i| plan.events[i].clone()).collect();
+                    encode_events(&kept)
+                })
+            })
+            .collect();
+        // Per record: its frame and batch headers in one small buffer, then its events.
+        let mut records: Vec<(Vec<u8>, &[u8])> = Vec::with_capacity(planned.len());
         let mut seq = first_seq;
-        for plan in planned {
+        for (plan, again) in planned.iter().zip(&encoded_again) {
             if plan.keep.is_empty() {
                 continue;
             }
@@ -608,27 +627,18 @@ impl Inner {
                 received_us,
                 tenant_seqs: plan.tenant_seqs.clone(),
             });
-            // The record is framed straight from the header and the caller's encoded events
-            // (no payload copy in between).
-            if plan.keep.len() == plan.events.len() {
-                encode_record_parts(
-                    salt,
-                    durable_through,
-                    &[&header, &plan.encoded],
-                    &mut records,
-                );
-            } else {
-                let kept: Vec<Event> = plan.keep.iter().map(|&i| plan.events[i].clone()).collect();
-                encode_record_parts(
-                    salt,
-                    durable_through,
-                    &[&header, &encode_events(&kept)],
-                    &mut records,
-                );
-            }
+            let events = again.as_deref().unwrap_or(&plan.encoded);
+            let mut head = Vec::with_capacity(RECORD_HEADER_BYTES + header.len());
+            encode_record_header(salt, durable_through, &[&header, events], &mut head);
+            head.extend_from_slice(&header);
+            records.push((head, events));
             seq += plan.keep.len() as u64;
         }
-        commit.wal.write(&records, false)
+        let parts: Vec<&[u8]> = records
+            .iter()
+            .flat_map(|(head, events)| [&head[..], events])
+            .collect();
+        commit.wal.write_parts(&parts)
     }
 }
 

@@ -384,6 +384,20 @@ impl WalWriter {
         Ok(())
     }
 
+    /// [`WalWriter::write`] of framed records given as parts, written one after the other with
+    /// one vectored write (the parts are not copied into one buffer first).
+    pub fn write_parts(&mut self, parts: &[&[u8]]) -> Result<()> {
+        self.check_poisoned()?;
+        if let Err(e) = self.file.write_all_parts(parts) {
+            let error = Error::io(&self.path, e);
+            return Err(self.poisoned(error));
+        }
+        let bytes: u64 = parts.iter().map(|part| part.len() as u64).sum();
+        self.file_bytes += bytes;
+        self.unsynced_bytes += bytes;
+        Ok(())
+    }
+
     /// `fdatasync` of the current file.
     pub fn sync(&mut self) -> Result<()> {
         self.check_poisoned()?;
