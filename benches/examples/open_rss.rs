@@ -38,7 +38,7 @@ fn main() {
     let snapshot = store.snapshot();
     for sealed in snapshot.segments.iter() {
         for column in Column::ALL {
-            if let Some(dictionary) = sealed.segment.dictionary(column) {
+            if let Some(dictionary) = sealed.segment.dictionary(column).expect("dictionary") {
                 let entry = by_column.entry(column.name()).or_default();
                 entry.0 += dictionary.len() as u64;
                 entry.1 += dictionary.text_bytes() as u64 + 4 * dictionary.len() as u64;

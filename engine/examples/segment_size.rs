@@ -313,6 +313,7 @@ fn main() {
         total += chunks + dictionary;
         let distinct = segment
             .dictionary(column)
+            .expect("dictionary decodes")
             .map(|d| format!("{} values", d.len()))
             .unwrap_or_default();
         println!(

@@ -457,3 +457,49 @@ proptest! {
         }
     }
 }
+
+/// A dictionary decoded after open (the file changed since) is an error naming the file, never
+/// a column without values: every byte of the file flipped in turn under an open segment, and
+/// the `action` dictionary read again from a fresh mapping, is either the one first read or an
+/// error.
+#[test]
+fn segment_dictionary_damaged_after_open_is_an_error_not_an_absent_column() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("segment.seg");
+    let bytes = encode_segment(0x5e6, &golden_rows(), &dictionary_options())
+        .unwrap()
+        .bytes;
+    std::fs::write(&path, &bytes).unwrap();
+    let segment = Segment::open(&path).unwrap();
+    let values = |dictionary: &auditlog_engine::segment::Dictionary| -> Vec<String> {
+        (1..=dictionary.len() as u32)
+            .map(|code| dictionary.get(code).unwrap().to_owned())
+            .collect()
+    };
+    let expected = values(segment.dictionary(Column::Action).unwrap().unwrap());
+    assert!(!expected.is_empty());
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let mut poke = |position: usize, byte: u8| {
+        file.seek(SeekFrom::Start(position as u64)).unwrap();
+        file.write_all(&[byte]).unwrap();
+    };
+    let mut errors = 0;
+    for (position, &byte) in bytes.iter().enumerate() {
+        poke(position, byte ^ 0x01);
+        let fresh = segment.without_dictionaries().unwrap();
+        match fresh.dictionary(Column::Action) {
+            Ok(Some(dictionary)) => assert_eq!(values(dictionary), expected, "byte {position}"),
+            Ok(None) => panic!("byte {position}: the action dictionary went missing"),
+            Err(error) => {
+                assert!(error.to_string().contains("segment.seg"), "{error}");
+                errors += 1;
+            }
+        }
+        poke(position, bytes[position]);
+    }
+    assert!(
+        errors > 0,
+        "some flipped byte lies in the action dictionary"
+    );
+}

@@ -6,32 +6,45 @@
 
 use auditlog_engine::event::{ActorType, Outcome};
 use auditlog_engine::segment::{Block, Column, Segment};
+use auditlog_engine::Result;
 
-/// The code of `value` in a column of `segment`, `None` when the segment holds no such value.
-pub fn value_code(segment: &Segment, column: Column, value: &str) -> Option<u32> {
-    match column {
+/// The code of `value` in a column of `segment`, `Ok(None)` when the segment holds no such
+/// value; an error when the column's dictionary cannot be decoded (the file changed since it
+/// was opened).
+pub fn value_code(segment: &Segment, column: Column, value: &str) -> Result<Option<u32>> {
+    Ok(match column {
         Column::Outcome => Outcome::parse(value).map(|o| u32::from(o.code()) + 1),
         Column::ActorType => ActorType::parse(value).map(|t| u32::from(t.code()) + 1),
-        _ => segment.dictionary(column)?.code_of(value),
-    }
+        _ => segment
+            .dictionary(column)?
+            .and_then(|dictionary| dictionary.code_of(value)),
+    })
 }
 
 /// Inverse of [`value_code`].
-pub fn code_value(segment: &Segment, column: Column, code: u32) -> Option<&str> {
+pub fn code_value(segment: &Segment, column: Column, code: u32) -> Result<Option<&str>> {
     let enum_code = || u8::try_from(code.checked_sub(1)?).ok();
-    match column {
-        Column::Outcome => Outcome::from_code(enum_code()?).map(Outcome::as_str),
-        Column::ActorType => ActorType::from_code(enum_code()?).map(ActorType::as_str),
-        _ => segment.dictionary(column)?.get(code),
-    }
+    Ok(match column {
+        Column::Outcome => enum_code()
+            .and_then(Outcome::from_code)
+            .map(Outcome::as_str),
+        Column::ActorType => enum_code()
+            .and_then(ActorType::from_code)
+            .map(ActorType::as_str),
+        _ => segment
+            .dictionary(column)?
+            .and_then(|dictionary| dictionary.get(code)),
+    })
 }
 
 /// The highest code a column of `segment` can hold.
-pub fn max_code(segment: &Segment, column: Column) -> u32 {
-    match column {
+pub fn max_code(segment: &Segment, column: Column) -> Result<u32> {
+    Ok(match column {
         Column::Outcome | Column::ActorType => u32::from(u8::MAX) + 1,
-        _ => segment.dictionary(column).map_or(0, |d| d.len() as u32),
-    }
+        _ => segment
+            .dictionary(column)?
+            .map_or(0, |dictionary| dictionary.len() as u32),
+    })
 }
 
 /// A decoded column seen as codes ([`value_code`]'s numbering).

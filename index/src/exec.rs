@@ -196,7 +196,7 @@ pub fn facets(
             }
         };
         for &(slot, code, n) in found.iter() {
-            if let Some(value) = code_value(matcher.segment, columns[slot as usize], code) {
+            if let Some(value) = code_value(matcher.segment, columns[slot as usize], code)? {
                 *counts.entry(value).or_default() += n;
             }
         }
@@ -368,35 +368,35 @@ struct Condition {
 }
 
 impl Condition {
-    fn resolve(segment: &Segment, field: Field, filter: &FieldFilter) -> Option<Condition> {
-        let codes = |values: &std::collections::BTreeSet<String>| -> Vec<(Column, Vec<u32>)> {
-            field_columns(field)
-                .iter()
-                .map(|&column| {
-                    let mut codes: Vec<u32> = values
-                        .iter()
-                        .filter_map(|value| value_code(segment, column, value))
-                        .collect();
-                    codes.sort_unstable();
-                    (column, codes)
-                })
-                .filter(|(_, codes)| !codes.is_empty())
-                .collect()
+    /// `Ok(None)` when no wanted value exists in the segment.
+    fn resolve(segment: &Segment, field: Field, filter: &FieldFilter) -> Result<Option<Condition>> {
+        let codes = |values: &std::collections::BTreeSet<String>| {
+            let mut sets = Vec::new();
+            for &column in field_columns(field) {
+                let mut codes = Vec::new();
+                for value in values {
+                    codes.extend(value_code(segment, column, value)?);
+                }
+                codes.sort_unstable();
+                if !codes.is_empty() {
+                    sets.push((column, codes));
+                }
+            }
+            Ok::<_, auditlog_engine::Error>(sets)
         };
         let any = if filter.any_of.is_empty() {
             None
         } else {
-            let any = codes(&filter.any_of);
+            let any = codes(&filter.any_of)?;
             if any.is_empty() {
-                // No wanted value exists in this segment.
-                return None;
+                return Ok(None);
             }
             Some(any)
         };
-        Some(Condition {
+        Ok(Some(Condition {
             any,
-            none: codes(&filter.none_of),
-        })
+            none: codes(&filter.none_of)?,
+        }))
     }
 
     /// Narrows `rows` with the segment's filter index. Returns whether the condition is then
@@ -701,7 +701,7 @@ impl<'s> SegmentMatcher<'s> {
         let segment = &sealed.segment;
         let mut tenant_ranges = Vec::new();
         let mut tenant_codes = Vec::new();
-        let Some(dictionary) = segment.dictionary(Column::Tenant) else {
+        let Some(dictionary) = segment.dictionary(Column::Tenant)? else {
             return Ok(None);
         };
         if plan.tenants.len() * 16 <= dictionary.len() {
@@ -734,7 +734,7 @@ impl<'s> SegmentMatcher<'s> {
         tenant_codes.sort_unstable();
         let mut conditions = Vec::new();
         for (field, filter) in &plan.filters {
-            let Some(condition) = Condition::resolve(segment, *field, filter) else {
+            let Some(condition) = Condition::resolve(segment, *field, filter)? else {
                 return Ok(None);
             };
             if !condition.is_trivial() {
@@ -853,7 +853,7 @@ impl<'s> SegmentMatcher<'s> {
         let top = match column {
             Column::Outcome => 2,
             Column::ActorType => 3,
-            _ => max_code(self.segment, column),
+            _ => max_code(self.segment, column)?,
         };
         if u64::from(top) * ROWS_PER_POSTING_COUNT > rows {
             return Ok(false);
@@ -902,7 +902,7 @@ impl<'s> SegmentMatcher<'s> {
     ) -> Result<Vec<(u8, u32, u64)>> {
         for (column, by_code) in columns.iter().zip(codes.iter_mut()) {
             by_code.clear();
-            by_code.resize(max_code(self.segment, *column) as usize + 1, 0);
+            by_code.resize(max_code(self.segment, *column)? as usize + 1, 0);
         }
         let counted = match columns {
             [Column::Tenant] => self.tenant_counts(plan, &mut codes[0])?,
@@ -1224,8 +1224,11 @@ impl<'s> SegmentMatcher<'s> {
                 if code == 0 {
                     continue;
                 }
+                // A decoded block holds the dictionaries of its columns.
                 mask |= *cache.entry((column, code)).or_insert_with(|| {
-                    code_value(self.segment, column, code)
+                    texts
+                        .dictionary(column)
+                        .and_then(|dictionary| dictionary.get(code))
                         .map_or(0, |value| plan.text.field_mask(value))
                 });
             }

@@ -135,8 +135,8 @@ pub fn build_with(segment: &Segment, granularity_of: fn(Column) -> Granularity) 
         .fold(Columns::NONE, |set, c| set.with(*c));
     let mut postings: Vec<Vec<Vec<u32>>> = FILTER_COLUMNS
         .iter()
-        .map(|&c| vec![Vec::new(); max_code(segment, c) as usize + 1])
-        .collect();
+        .map(|&c| Ok(vec![Vec::new(); max_code(segment, c)? as usize + 1]))
+        .collect::<Result<_>>()?;
     for block_index in 0..segment.blocks().len() {
         let block = segment.read_block(block_index, columns)?;
         let first = u32::try_from(block.first_row()).map_err(|_| too_many_rows(segment))?;

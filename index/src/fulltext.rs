@@ -52,7 +52,7 @@ use tantivy::{
     DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
 };
 
-use crate::codes::{code_value, max_code};
+use crate::codes::max_code;
 use crate::paced_directory::PacedDirectory;
 use crate::query::{TextKind, TextTerm};
 use crate::text::TEXT_DICTIONARY_COLUMNS;
@@ -205,8 +205,8 @@ fn add_blocks(
     // looked up term by term on every row.
     let mut merged_into: Vec<Vec<u32>> = TEXT_DICTIONARY_COLUMNS
         .iter()
-        .map(|column| vec![0; max_code(segment, *column) as usize + 1])
-        .collect();
+        .map(|column| Ok(vec![0; max_code(segment, *column)? as usize + 1]))
+        .collect::<Result<_>>()?;
     let mut documents = 0u32;
     for block_index in blocks {
         let block = segment.read_block(block_index, columns)?;
@@ -260,7 +260,12 @@ fn add_blocks(
                         *stamp = document;
                     }
                     let value_terms = value_terms.entry((column, code)).or_insert_with(|| {
-                        let value = code_value(segment, column, code).unwrap_or_default();
+                        // A decoded block holds its columns' dictionaries, and its codes
+                        // were checked against them.
+                        let value = block
+                            .dictionary(column)
+                            .and_then(|dictionary| dictionary.get(code))
+                            .unwrap_or_default();
                         let normalized = normalize(value);
                         let mut terms: Vec<String> = atoms(&normalized)
                             .map(|a| index_term(a).into_owned())
@@ -678,7 +683,7 @@ mod tests {
         text: &[TextTerm],
         tenants: &[&str],
     ) -> TextCandidates {
-        let dictionary = segment.dictionary(Column::Tenant).unwrap();
+        let dictionary = segment.dictionary(Column::Tenant).unwrap().unwrap();
         let mut codes: Vec<u32> = tenants
             .iter()
             .filter_map(|t| dictionary.code_of(t))

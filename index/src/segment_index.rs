@@ -299,6 +299,7 @@ mod tests {
         let code = segment
             .dictionary(Column::ActorEmail)
             .unwrap()
+            .unwrap()
             .code_of("u0@example.com")
             .unwrap();
         for _ in 0..2 {
@@ -311,6 +312,7 @@ mod tests {
         }
         let code = segment
             .dictionary(Column::Action)
+            .unwrap()
             .unwrap()
             .code_of("login")
             .unwrap();

@@ -66,7 +66,7 @@ fn filter_index_v1_golden_file() {
         let field = field_of(column);
         for (row, event) in events.iter().enumerate() {
             for value in field.values_of(event).into_iter().flatten() {
-                let code = value_code(&segment, column, value).unwrap();
+                let code = value_code(&segment, column, value).unwrap().unwrap();
                 let posting = index.posting(column, code).unwrap().unwrap();
                 let wanted = match posting.granularity {
                     Granularity::Rows => row as u32,

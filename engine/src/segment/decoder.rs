@@ -328,18 +328,32 @@ impl Segment {
     }
 
     /// The segment dictionary of a dictionary column, decoded on first use and kept while the
-    /// segment is open (or until [`Segment::release_dictionaries`]). `None` for a column
-    /// without one, or if it cannot be decoded (it was checked at open, so only a file changed
-    /// since; reading the segment's blocks then reports the damage).
-    pub fn dictionary(&self, column: Column) -> Option<&Dictionary> {
-        let slot = dictionary_slot(column)?;
+    /// segment is open (or until [`Segment::release_dictionaries`]; the tenants' is decoded at
+    /// open and always kept). `Ok(None)` for a column without one. An error names the file and
+    /// offset when the dictionary cannot be decoded: it was checked at open, so the file
+    /// changed since, and no read may go on as if the column's values were absent.
+    ///
+    /// ```no_run
+    /// use auditlog_engine::segment::{Column, Segment};
+    /// # fn main() -> auditlog_engine::Result<()> {
+    /// let segment = Segment::open("data/segments/00000000000000000001.seg")?;
+    /// if let Some(actions) = segment.dictionary(Column::Action)? {
+    ///     println!("{} actions, login has code {:?}", actions.len(), actions.code_of("login"));
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn dictionary(&self, column: Column) -> Result<Option<&Dictionary>> {
+        let Some(slot) = dictionary_slot(column) else {
+            return Ok(None);
+        };
         if slot != 0 {
             self.touch_dictionaries();
         }
         if self.dictionaries.loaded(slot).is_none() {
-            with_decoder(&self.path, |decoder| self.load_dictionary(decoder, slot)).ok()?;
+            with_decoder(&self.path, |decoder| self.load_dictionary(decoder, slot))?;
         }
-        self.dictionaries.loaded(slot)
+        Ok(self.dictionaries.loaded(slot))
     }
 
     /// Drops the decoded dictionaries but the tenants' (reads decode them again): called once
@@ -749,7 +763,8 @@ impl Segment {
     /// Segment row numbers of `tenant`'s events (contiguous: rows are tenant-sorted), `None` when
     /// the segment holds none.
     pub fn tenant_rows(&self, tenant: &str) -> Option<Range<u64>> {
-        self.tenant_code_rows(self.dictionary(Column::Tenant)?.code_of(tenant)?)
+        // The tenants' dictionary is decoded at open and never released.
+        self.tenant_code_rows(self.dictionaries.get(Column::Tenant)?.code_of(tenant)?)
     }
 
     /// [`Segment::tenant_rows`] by tenant dictionary code.

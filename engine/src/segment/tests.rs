@@ -119,7 +119,7 @@ fn segment_partial_decode_gives_only_requested_columns() {
     assert!(!block.columns().contains(Column::Details));
     assert_eq!(block.first_row(), 128);
     assert_eq!(block.len(), 128);
-    let tenants = segment.dictionary(Column::Tenant).unwrap();
+    let tenants = segment.dictionary(Column::Tenant).unwrap().unwrap();
     for (row, event) in expected[128..256].iter().enumerate() {
         assert_eq!(block.seqs()[row], event.seq);
         assert_eq!(block.received()[row], event.received_us);
@@ -186,7 +186,10 @@ fn segment_dictionaries_are_decoded_when_read_and_released_after_indexing() {
         expected[5].event.resource.id.as_deref()
     );
     // `dictionary` decodes on demand too.
-    assert_eq!(segment.dictionary(Column::ActorIp).unwrap().len(), 1);
+    assert_eq!(
+        segment.dictionary(Column::ActorIp).unwrap().unwrap().len(),
+        1
+    );
     // Released: blocks already decoded keep theirs; new reads decode them again.
     segment.release_dictionaries();
     assert_eq!(loaded(&segment), [Column::Tenant]);
