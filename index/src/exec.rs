@@ -1224,13 +1224,9 @@ impl<'s> SegmentMatcher<'s> {
                 if code == 0 {
                     continue;
                 }
-                // A decoded block holds the dictionaries of its columns.
-                mask |= *cache.entry((column, code)).or_insert_with(|| {
-                    texts
-                        .dictionary(column)
-                        .and_then(|dictionary| dictionary.get(code))
-                        .map_or(0, |value| plan.text.field_mask(value))
-                });
+                mask |= *cache
+                    .entry((column, code))
+                    .or_insert_with(|| plan.text.field_mask(block_value(&texts, column, code)));
             }
             // The JSON columns are the costly ones to tokenize: skipped when the others
             // already settle the row, or when they cannot hold a word of the query.
@@ -1246,6 +1242,21 @@ impl<'s> SegmentMatcher<'s> {
         });
         Ok(rows)
     }
+}
+
+/// The value of a nonzero dictionary code in a decoded block. A decoded block holds the
+/// dictionaries of its columns and its codes were checked against them (`Block` decoding), so
+/// a miss is a broken invariant, not damage to report: it panics rather than read as no value.
+pub(crate) fn block_value(block: &Block, column: Column, code: u32) -> &str {
+    block
+        .dictionary(column)
+        .and_then(|dictionary| dictionary.get(code))
+        .unwrap_or_else(|| {
+            panic!(
+                "code {code} of column {} has no value in the block's dictionary",
+                column.name()
+            )
+        })
 }
 
 /// A block's matching rows (indexes in the block, ascending), with the block when columns had

@@ -260,12 +260,7 @@ fn add_blocks(
                         *stamp = document;
                     }
                     let value_terms = value_terms.entry((column, code)).or_insert_with(|| {
-                        // A decoded block holds its columns' dictionaries, and its codes
-                        // were checked against them.
-                        let value = block
-                            .dictionary(column)
-                            .and_then(|dictionary| dictionary.get(code))
-                            .unwrap_or_default();
+                        let value = crate::exec::block_value(&block, column, code);
                         let normalized = normalize(value);
                         let mut terms: Vec<String> = atoms(&normalized)
                             .map(|a| index_term(a).into_owned())

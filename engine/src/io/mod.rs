@@ -32,9 +32,10 @@ pub trait VfsFile: Send {
     /// Writes the whole buffer where the last write ended: at the end of the file, or for a
     /// file opened with [`Vfs::open_rewrite`], over it from its first byte on.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
-    /// [`VfsFile::write_all`] of the buffers one after the other, as one write: the WAL writes
-    /// a group's records straight from the batches' encoded events (`writev`), without first
-    /// copying them into one buffer. The default copies them into one buffer.
+    /// [`VfsFile::write_all`] of the buffers one after the other: the WAL writes a group's
+    /// records straight from the batches' encoded events (one `writev` per 1,024 buffers),
+    /// without first copying them into one buffer. The default copies them into one buffer
+    /// and writes that.
     fn write_all_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
         self.write_all(&parts.concat())
     }

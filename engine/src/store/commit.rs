@@ -38,6 +38,10 @@ use crate::wal::WalWriter;
 /// Most bytes of encoded batches waiting for the commit thread; callers wait beyond it.
 pub(crate) const QUEUE_BYTES_MAX: usize = 64 << 20;
 
+/// Keys of a group's map kept between groups (1 MiB of table); a larger map left by a burst is
+/// dropped once groups are small again.
+const GROUP_KEYS_KEPT: usize = 1 << 15;
+
 /// Most groups written and waiting for their fsync; the commit thread waits beyond it.
 const SYNC_QUEUE_GROUPS_MAX: usize = 8;
 
@@ -251,8 +255,13 @@ impl Inner {
         let mut next_seq = first_seq_of_group;
         // Keys stored by earlier batches of this group: key hash -> (request, event, seq).
         let mut group_keys = std::mem::take(&mut commit.group_keys);
+        let events: usize = requests.iter().map(|r| r.events.len()).sum();
+        if group_keys.capacity() > (4 * events).max(GROUP_KEYS_KEPT) {
+            // After a burst of large groups: not kept at its largest for the store's life.
+            group_keys = KeyMap::default();
+        }
         group_keys.clear();
-        group_keys.reserve(requests.iter().map(|r| r.events.len()).sum());
+        group_keys.reserve(events);
         let mut planned: Vec<Planned> = Vec::with_capacity(requests.len());
         {
             let state = self.state.read();
