@@ -15,6 +15,7 @@
 //! tail_bytes_max = 268435456
 //! stream_buffer_chunks = 1024
 //! export_stall_seconds = 120
+//! stream_stall_seconds = 30
 //! exports_max = 8
 //!
 //! [retention_classes]
@@ -90,6 +91,10 @@ pub struct ServerConfig {
     /// broken): until then it holds the store snapshot it started from, which keeps that
     /// moment's tail and segments in memory and on disk. Default 120; at least 1.
     pub export_stall_seconds: u64,
+    /// A live-stream client that accepts nothing for this long (a send to it waits that long:
+    /// it stopped reading, or its connection is half open) is closed, so that it holds neither
+    /// its connection nor the broadcast's commits for ever. Default 30; at least 1.
+    pub stream_stall_seconds: u64,
     /// Exports that may run at once; one more is answered 429 with Retry-After. Each holds a
     /// store snapshot and buffers up to about 80 MB (4 windows of 19 chunks of 1 MiB) when its
     /// events are large. Default 8; at least 1.
@@ -118,6 +123,7 @@ impl Default for ServerConfig {
             tail_bytes_max: StoreOptions::new("").tail_bytes_max,
             stream_buffer_chunks: crate::routes::stream::BROADCAST_CHUNKS,
             export_stall_seconds: 120,
+            stream_stall_seconds: 30,
             exports_max: 8,
         }
     }
@@ -149,6 +155,9 @@ impl ServerConfig {
         }
         if self.export_stall_seconds == 0 {
             return Err("export_stall_seconds is 0, the least accepted is 1".into());
+        }
+        if self.stream_stall_seconds == 0 {
+            return Err("stream_stall_seconds is 0, the least accepted is 1".into());
         }
         if self.stream_buffer_chunks < 2 {
             return Err(format!(

@@ -36,6 +36,8 @@ pub struct ServerMetrics {
     /// Exports abandoned because their client accepted nothing for `export_stall_seconds`.
     pub exports_abandoned: AtomicU64,
     pub stream_clients: AtomicI64,
+    /// Live-stream clients closed because they accepted nothing for `stream_stall_seconds`.
+    pub stream_stalled: AtomicU64,
 }
 
 fn histogram(out: &mut String, name: &str, help: &str, histogram: &LatencyHistogram) {
@@ -275,6 +277,13 @@ pub fn render(state: &AppState) -> String {
         "gauge",
         "Connected live-stream clients.",
         m.stream_clients.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "auditlog_stream_clients_stalled_total",
+        "counter",
+        "Live-stream clients closed because they accepted nothing for stream_stall_seconds.",
+        load(&m.stream_stalled),
     );
     out
 }

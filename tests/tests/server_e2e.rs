@@ -1374,6 +1374,77 @@ fn server_stream_client_too_slow_for_the_live_feed_is_told_where_to_resume_and_c
     assert_eq!(seen, acked);
 }
 
+/// A live client that stops reading altogether (its socket stays connected, its receive window
+/// shut) is closed after `stream_stall_seconds`: it must not hold its task, its connection and
+/// the broadcast's commits for ever, which waiting on its send without a deadline did (the
+/// overflow that tells a slow client to resync is only seen by a stream that gets back to its
+/// receive). A reading client alongside it keeps getting every event.
+#[test]
+fn server_stream_client_that_reads_nothing_is_closed_after_stream_stall_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::start_with_config(&dir.path().join("data"), "stream_stall_seconds = 1\n");
+    let metric = |name: &str| -> Option<String> {
+        get(&server, "/metrics", ADMIN_TOKEN)
+            .text()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name} "))
+                    .map(|v| v.trim().to_string())
+            })
+    };
+    let _stalled = Stream::open(&server, "tenant=acct_stall", ADMIN_TOKEN);
+    let mut reading = Stream::open(&server, "tenant=acct_stall", ADMIN_TOKEN);
+    // Both are live once the reading one has had its first heartbeat (the stalled one got
+    // its own, unread).
+    loop {
+        let tungstenite::Message::Text(text) = reading.socket.read().unwrap() else {
+            continue;
+        };
+        if serde_json::from_str::<Value>(&text).unwrap()["type"] == "heartbeat" {
+            break;
+        }
+    }
+    assert_eq!(metric("auditlog_stream_clients").as_deref(), Some("2"));
+    // About 40 MB of events: far more than the stalled client's socket buffers take.
+    let base = now_us() - 3_600_000_000;
+    let note = "n".repeat(2_000);
+    let mut acked = Vec::new();
+    for round in 0..20 {
+        let events: Vec<Value> = (0..1000)
+            .map(|i| {
+                let n = round * 1000 + i;
+                let mut event = event("acct_stall", n, base + n as i64);
+                event["details"] = json!({ "note": note });
+                event
+            })
+            .collect();
+        acked.extend(acked_seqs(&ingest(&server, ADMIN_TOKEN, &events)));
+        // The reading client keeps up.
+        let seqs = reading.next_seqs(1000, "acct_stall");
+        assert_eq!(seqs, acked[acked.len() - 1000..]);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric("auditlog_stream_clients").as_deref() != Some("1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled client was never closed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        metric("auditlog_stream_clients_stalled_total").as_deref(),
+        Some("1")
+    );
+    // The reading client is still live.
+    let last = acked_seqs(&ingest(
+        &server,
+        ADMIN_TOKEN,
+        &[event("acct_stall", 99_999, base + 99_999)],
+    ));
+    assert_eq!(reading.next_seqs(1, "acct_stall"), last);
+}
+
 #[test]
 fn cli_ingest_sends_a_pretty_printed_json_array_in_batches_and_names_a_refused_element() {
     let dir = tempfile::tempdir().unwrap();

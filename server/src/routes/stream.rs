@@ -21,7 +21,9 @@
 //! falls behind the live feed is told where to resume and closed, never given an unbounded
 //! queue. Commits made while a stream still sends stored events can overflow it too (a large
 //! `from_seq` backlog under heavy ingest); those the stream reads from the store instead, up to
-//! `CATCH_UPS_MAX` times in a row, rather than sending the client away.
+//! `CATCH_UPS_MAX` times in a row, rather than sending the client away. A client that accepts
+//! nothing at all for `stream_stall_seconds` (it stopped reading, or its connection is half
+//! open) is closed without a message: one could not reach it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +92,55 @@ impl Matcher {
     }
 }
 
+/// The sending half of a stream: every send, feed and flush gives up once the client has
+/// accepted nothing for `stall` (its receive window stayed shut), and the stream then ends
+/// (counted in `auditlog_stream_clients_stalled_total`). Without it, a client that stops
+/// reading holds its task, its connection and, through its broadcast receiver, the last
+/// `stream_buffer_chunks` commits for ever: the broadcast's overflow (resync) is only noticed
+/// on the next receive, which a blocked send never reaches.
+struct Sender {
+    socket: WebSocket,
+    stall: Duration,
+    state: Arc<AppState>,
+}
+
+impl Sender {
+    /// False when the client is gone or stalled.
+    async fn deliver(&mut self, op: Op) -> bool {
+        let stall = self.stall;
+        let done = match op {
+            Op::Send(message) => tokio::time::timeout(stall, self.socket.send(message)).await,
+            Op::Feed(message) => tokio::time::timeout(stall, self.socket.feed(message)).await,
+            Op::Flush => tokio::time::timeout(stall, self.socket.flush()).await,
+        };
+        match done {
+            Ok(result) => result.is_ok(),
+            Err(_) => {
+                self.state
+                    .metrics
+                    .stream_stalled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    stall_seconds = stall.as_secs(),
+                    "live-stream client accepted nothing for stream_stall_seconds: closed"
+                );
+                false
+            }
+        }
+    }
+
+    async fn send(&mut self, message: Message) -> bool {
+        self.deliver(Op::Send(message)).await
+    }
+}
+
+/// One operation on the socket's sending half.
+enum Op {
+    Send(Message),
+    Feed(Message),
+    Flush,
+}
+
 fn event_message(event: &StoredEvent) -> Message {
     let mut out = Vec::with_capacity(800);
     out.extend_from_slice(b"{\"type\":\"event\",\"event\":");
@@ -114,19 +165,16 @@ fn events_message<'e>(events: impl Iterator<Item = &'e StoredEvent>) -> Message 
 
 /// Sends a heartbeat: `last_seq` is the last seq examined (sent or filtered out). False when
 /// the client is gone.
-async fn send_heartbeat(socket: &mut WebSocket, next_seq: u64) -> bool {
+async fn send_heartbeat(socket: &mut Sender, next_seq: u64) -> bool {
     let message =
         serde_json::json!({ "type": "heartbeat", "last_seq": next_seq.saturating_sub(1) });
-    socket
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .is_ok()
+    socket.send(Message::Text(message.to_string().into())).await
 }
 
 /// Sends the matching events of `events` (in seq order) at or past `next_seq`, as one message
 /// each or one `events` message, flushed once; false when the client is gone.
 async fn send_events<'e>(
-    socket: &mut WebSocket,
+    socket: &mut Sender,
     events: impl Iterator<Item = &'e StoredEvent>,
     matcher: &Matcher,
     next_seq: &mut u64,
@@ -147,7 +195,7 @@ async fn send_events<'e>(
 /// [`send_events`] for a live chunk: a subscription scoped to a few tenants visits only their
 /// events, found through the chunk's tenant index.
 async fn send_live(
-    socket: &mut WebSocket,
+    socket: &mut Sender,
     live: &LiveChunk,
     matcher: &Matcher,
     next_seq: &mut u64,
@@ -179,7 +227,7 @@ async fn send_live(
 /// Sends `matching` as one message each or one `events` message, flushed once; false when the
 /// client is gone.
 async fn send_matching(
-    socket: &mut WebSocket,
+    socket: &mut Sender,
     matching: Vec<&StoredEvent>,
     matcher: &Matcher,
 ) -> bool {
@@ -187,17 +235,14 @@ async fn send_matching(
         return true;
     }
     if matcher.batch {
-        return socket
-            .send(events_message(matching.into_iter()))
-            .await
-            .is_ok();
+        return socket.send(events_message(matching.into_iter())).await;
     }
     for event in matching {
-        if socket.feed(event_message(event)).await.is_err() {
+        if !socket.deliver(Op::Feed(event_message(event))).await {
             return false;
         }
     }
-    socket.flush().await.is_ok()
+    socket.deliver(Op::Flush).await
 }
 
 #[utoipa::path(
@@ -310,12 +355,33 @@ pub async fn stream(
 
 /// Ends a stream because the server is shutting down: close code 1001 (going away); the
 /// client resumes from the last seq it got once the server is back.
-async fn close_going_away(socket: &mut WebSocket) {
+async fn close_going_away(socket: &mut Sender) {
     let frame = axum::extract::ws::CloseFrame {
         code: 1001,
         reason: "server shutting down".into(),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    socket.send(Message::Close(Some(frame))).await;
+}
+
+/// Ends a stream whose stored events cannot be read (an I/O error, a damaged segment): close
+/// code 1011 (internal error) with the cause, logged in full; the reason is cut to the 123
+/// bytes a close frame holds.
+async fn close_failed(socket: &mut Sender, cause: &str) {
+    tracing::warn!(cause, "live stream ends: cannot read stored events");
+    let mut reason = format!("cannot read stored events: {cause}");
+    if reason.len() > 123 {
+        let mut end = 120;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push_str("...");
+    }
+    let frame = axum::extract::ws::CloseFrame {
+        code: 1011,
+        reason: reason.into(),
+    };
+    socket.send(Message::Close(Some(frame))).await;
 }
 
 /// Notices that the stream's token was revoked: checked before every message sent, at the
@@ -344,16 +410,16 @@ impl TokenWatch {
 }
 
 /// Closes a stream whose token was revoked, with WebSocket close code 1008 (policy violation).
-async fn close_revoked(socket: &mut WebSocket) {
+async fn close_revoked(socket: &mut Sender) {
     let frame = axum::extract::ws::CloseFrame {
         code: 1008,
         reason: "token revoked".into(),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    socket.send(Message::Close(Some(frame))).await;
 }
 
 async fn run(
-    mut socket: WebSocket,
+    socket: WebSocket,
     state: Arc<AppState>,
     matcher: Matcher,
     mut live: broadcast::Receiver<LiveChunk>,
@@ -375,6 +441,11 @@ async fn run(
         .stream_clients
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let _connected = Connected(Arc::clone(&state));
+    let mut socket = Sender {
+        socket,
+        stall: Duration::from_secs(state.config.stream_stall_seconds),
+        state: Arc::clone(&state),
+    };
     let matcher = Arc::new(matcher);
     let mut shutdown = state.shutdown.subscribe();
     // How many times in a row the stream went back to the store for commits it missed while
@@ -394,7 +465,14 @@ async fn run(
             .await;
             let page = match page {
                 Ok(Ok(page)) => page,
-                _ => return,
+                Ok(Err(error)) => {
+                    close_failed(&mut socket, &error.to_string()).await;
+                    return;
+                }
+                Err(error) => {
+                    close_failed(&mut socket, &error.to_string()).await;
+                    return;
+                }
             };
             let done = page.len() < RESUME_PAGE;
             if token.revoked(&state) {
@@ -432,7 +510,7 @@ async fn run(
                 received = live.recv() => Wake::Live(received),
                 _ = heartbeat.tick() => Wake::Heartbeat,
                 _ = shutdown.wait_for(|stopping| *stopping) => Wake::Shutdown,
-                incoming = socket.recv() => match incoming {
+                incoming = socket.socket.recv() => match incoming {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                     Some(Ok(_)) => continue,
                 },
@@ -468,8 +546,9 @@ async fn run(
                             "from_seq": next_seq,
                             "reason": "client too slow: resume from from_seq",
                         });
-                        let _ = socket.send(Message::Text(message.to_string().into())).await;
-                        let _ = socket.send(Message::Close(None)).await;
+                        if socket.send(Message::Text(message.to_string().into())).await {
+                            socket.send(Message::Close(None)).await;
+                        }
                         return;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,

@@ -496,8 +496,15 @@ pub fn export(
 /// It follows the stream across interruptions without a gap or a duplicate: it keeps the seq
 /// to resume from (after the last event, or the last heartbeat's `last_seq`), and on a `resync`
 /// message, a server shutting down (close code 1001) or a lost connection it connects again
-/// from there, waiting 1 s, then up to 30 s, between failed attempts. A revoked token (close
-/// code 1008) or a refused connection before any stream was opened ends it with an error.
+/// from there, waiting 1 s, then up to 30 s, between failed attempts. A connection that brings
+/// nothing for [`STREAM_SILENCE`] (three heartbeats) is taken as lost: a peer that vanished
+/// without closing (a NAT's dropped mapping, a host gone) would otherwise hang it for ever. A
+/// revoked token (close code 1008), a server that cannot read its stored events (1011) or a
+/// refused connection before any stream was opened ends it with an error.
+/// How long `tail` waits for any message (the server sends a heartbeat every 15 s) before it
+/// takes the connection as lost and connects again.
+pub const STREAM_SILENCE: Duration = Duration::from_secs(45);
+
 pub fn tail(
     endpoint: &Endpoint,
     filters: &[(&str, String)],
@@ -550,9 +557,25 @@ pub fn tail(
         };
         connected_once = true;
         wait = Duration::from_secs(1);
+        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+            stream
+                .set_read_timeout(Some(STREAM_SILENCE))
+                .context("stream read timeout")?;
+        }
         let ended = loop {
             let message = match socket.read() {
                 Ok(message) => message,
+                Err(tungstenite::Error::Io(error))
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break format!(
+                        "nothing received for {} s (heartbeats come every 15 s): connection lost",
+                        STREAM_SILENCE.as_secs()
+                    );
+                }
                 Err(error) => break format!("{error}"),
             };
             let text = match message {
@@ -562,6 +585,10 @@ pub fn tail(
                     match code {
                         Some(1008) => bail!("the server ended the stream: token revoked"),
                         Some(1001) => break "the server is shutting down".to_string(),
+                        Some(1011) => bail!(
+                            "the server ended the stream: {}",
+                            frame.as_ref().map_or("", |f| &*f.reason)
+                        ),
                         _ => return Ok(()),
                     }
                 }
