@@ -434,6 +434,34 @@ fn check(harness: &Harness, model: &Model, step: &str) -> Result<(), String> {
                 expected.iter().map(|e| e.seq).collect::<Vec<_>>()
             ));
         }
+        // Of one tenant, of two, of one the store never saw.
+        let first_tenant = model.events.first().map(|e| e.event.tenant.to_string());
+        let last_tenant = model.events.last().map(|e| e.event.tenant.to_string());
+        let scopes: Vec<Vec<String>> = vec![
+            first_tenant.iter().cloned().collect(),
+            first_tenant.iter().chain(&last_tenant).cloned().collect(),
+            vec!["acct_nobody".to_string()],
+        ];
+        for tenants in &scopes {
+            for limit in [1, 5] {
+                let page = store
+                    .read_from_seq_of(from, limit, Some(tenants))
+                    .map_err(|e| format!("{step}: read_from_seq_of: {e}"))?;
+                let expected: Vec<&StoredEvent> = model.events[start..]
+                    .iter()
+                    .filter(|e| tenants.iter().any(|t| *t == e.event.tenant))
+                    .take(limit)
+                    .collect();
+                if page.iter().collect::<Vec<_>>() != expected {
+                    return Err(format!(
+                        "{step}: read_from_seq_of({from}, {limit}, {tenants:?}) gave seqs {:?}, \
+                         model {:?}",
+                        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                        expected.iter().map(|e| e.seq).collect::<Vec<_>>()
+                    ));
+                }
+            }
+        }
     }
     let stats = store.stats();
     let tail = model

@@ -735,25 +735,79 @@ impl Segment {
 
     /// Appends to `out` every event with `from <= seq < to`, in segment order (not seq order).
     pub fn collect_seq_range(&self, from: u64, to: u64, out: &mut Vec<StoredEvent>) -> Result<()> {
+        self.collect_seq_range_in(from, to, None, out)
+    }
+
+    /// [`Segment::collect_seq_range`] of the rows in `rows` only (segment row ranges, as
+    /// [`Segment::tenant_rows`] gives them; `None`: every row): blocks outside them are not
+    /// decoded at all.
+    pub fn collect_seq_range_in(
+        &self,
+        from: u64,
+        to: u64,
+        rows: Option<&[Range<u64>]>,
+        out: &mut Vec<StoredEvent>,
+    ) -> Result<()> {
+        self.visit_seq_range(from, to, rows, |decoder, index, wanted| {
+            let block = self.decode_block(decoder, index, Columns::ALL)?;
+            out.extend(wanted.iter().map(|&(row, _)| block.event(row)));
+            Ok(())
+        })
+    }
+
+    /// The seqs of [`Segment::collect_seq_range_in`]'s events, decoding only the `seq` column.
+    pub fn seqs_in(
+        &self,
+        from: u64,
+        to: u64,
+        rows: Option<&[Range<u64>]>,
+        out: &mut Vec<u64>,
+    ) -> Result<()> {
+        self.visit_seq_range(from, to, rows, |_, _, wanted| {
+            out.extend(wanted.iter().map(|&(_, seq)| seq));
+            Ok(())
+        })
+    }
+
+    /// Calls `visit` with each block that holds rows with `from <= seq < to` within `rows`
+    /// (`None`: every row), and those rows (index in the block, seq), having decoded only the
+    /// blocks' `seq` column.
+    fn visit_seq_range(
+        &self,
+        from: u64,
+        to: u64,
+        rows: Option<&[Range<u64>]>,
+        mut visit: impl FnMut(&mut ChunkDecoder, usize, &[(usize, u64)]) -> Result<()>,
+    ) -> Result<()> {
         if self.meta.rows == 0 || from >= to || to <= self.meta.min_seq || from > self.meta.max_seq
         {
             return Ok(());
         }
+        let in_rows = |row: u64| rows.is_none_or(|ranges| ranges.iter().any(|r| r.contains(&row)));
         with_decoder(&self.path, |decoder| {
+            let mut wanted = Vec::new();
             for (index, meta) in self.blocks.iter().enumerate() {
                 if to <= meta.min_seq || from > meta.max_seq {
                     continue;
                 }
-                let seqs = self.decode_block(decoder, index, Columns::from(Column::Seq))?;
-                let wanted = |seq: &u64| (from..to).contains(seq);
-                if !seqs.seqs().iter().any(wanted) {
-                    continue;
-                }
-                let block = self.decode_block(decoder, index, Columns::ALL)?;
-                for (row, seq) in block.seqs().iter().enumerate() {
-                    if wanted(seq) {
-                        out.push(block.event(row));
+                let block_rows = meta.row_range();
+                if let Some(ranges) = rows {
+                    if !ranges
+                        .iter()
+                        .any(|r| r.start < block_rows.end && block_rows.start < r.end)
+                    {
+                        continue;
                     }
+                }
+                let seqs = self.decode_block(decoder, index, Columns::from(Column::Seq))?;
+                wanted.clear();
+                for (row, &seq) in seqs.seqs().iter().enumerate() {
+                    if (from..to).contains(&seq) && in_rows(block_rows.start + row as u64) {
+                        wanted.push((row, seq));
+                    }
+                }
+                if !wanted.is_empty() {
+                    visit(decoder, index, &wanted)?;
                 }
             }
             Ok(())

@@ -555,44 +555,133 @@ impl Store {
 
     /// Up to `limit` stored events with `seq >= from`, in seq order (the stream's resume path).
     pub fn read_from_seq(&self, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        self.read_from_seq_of(from, limit, None)
+    }
+
+    /// [`Store::read_from_seq`] of the events of `tenants` only (`None`: every tenant). A
+    /// segment's rows are sorted by tenant, so a tenant's events lie in one run of rows: only
+    /// the blocks of that run are decoded, where reading every tenant's events and dropping
+    /// the others' decoded every block of the segment for each page.
+    ///
+    /// ```
+    /// use auditlog_engine::event::{Actor, Event, Resource};
+    /// use auditlog_engine::store::{Store, StoreOptions};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+    /// let event = |tenant: &str| Event {
+    ///     tenant: tenant.into(),
+    ///     actor: Actor { id: Some("u1".into()), ..Actor::default() },
+    ///     action: "login".into(),
+    ///     resource: Resource { kind: "account".into(), ..Resource::default() },
+    ///     ..Event::default()
+    /// };
+    /// store.append(vec![event("a"), event("b"), event("a")]).unwrap();
+    /// let tenants = ["a".to_string()];
+    /// let seqs: Vec<u64> = store
+    ///     .read_from_seq_of(2, 10, Some(&tenants))
+    ///     .unwrap()
+    ///     .iter()
+    ///     .map(|e| e.seq)
+    ///     .collect();
+    /// assert_eq!(seqs, [3]);
+    /// ```
+    pub fn read_from_seq_of(
+        &self,
+        from: u64,
+        limit: usize,
+        tenants: Option<&[String]>,
+    ) -> Result<Vec<StoredEvent>> {
         let snapshot = self.snapshot();
         let mut out = Vec::new();
-        // Windows of `limit` seqs, so that one never holds more than `limit` events. Sealed
-        // seqs have gaps where retention dropped partitions: a window starts at the first seq
-        // a segment may hold at or after `low`, so a gap is stepped over, not walked through.
-        let width = (limit as u64).max(1);
+        // Each segment's rows of the tenants (`None`: all of them; an empty list: none).
+        let rows: Vec<Option<Vec<std::ops::Range<u64>>>> = snapshot
+            .segments
+            .iter()
+            .map(|sealed| {
+                tenants.map(|tenants| {
+                    let mut rows: Vec<_> = tenants
+                        .iter()
+                        .filter_map(|tenant| sealed.segment.tenant_rows(tenant))
+                        .collect();
+                    rows.sort_unstable_by_key(|r| r.start);
+                    rows
+                })
+            })
+            .collect();
+        let holds_rows = |index: usize| rows[index].as_ref().is_none_or(|r| !r.is_empty());
+        // Windows of seqs. The seqs of a window's events come first (only the `seq` column
+        // is decoded): past `limit` of them, the window ends at the `limit`-th, so that its
+        // events, decoded next, are never more than `limit`. A window is `limit` seqs wide at
+        // first, twice as wide after one that found less than half of `limit` (a tenant with
+        // few of the store's events; up to `WINDOW_WIDTH_MAX` times `limit`, which bounds the
+        // seqs held). Sealed seqs have gaps where retention dropped partitions: a window
+        // starts at the first seq a segment may hold at or after `low`, so a gap is stepped
+        // over, not walked through.
+        const WINDOW_WIDTH_MAX: u64 = 1024;
+        let limit_seqs = (limit as u64).max(1);
+        let mut width = limit_seqs;
         let mut low = from;
+        let mut seqs = Vec::new();
         while out.len() < limit && low <= snapshot.sealed_through {
             let Some(start) = snapshot
                 .segments
                 .iter()
-                .filter(|s| s.entry.max_seq >= low)
-                .map(|s| s.entry.min_seq.max(low))
+                .enumerate()
+                .filter(|(index, s)| s.entry.max_seq >= low && holds_rows(*index))
+                .map(|(_, s)| s.entry.min_seq.max(low))
                 .min()
             else {
                 break;
             };
             low = start;
-            let high = low.saturating_add(width).min(snapshot.sealed_through + 1);
+            let mut high = low.saturating_add(width).min(snapshot.sealed_through + 1);
             if low >= high {
                 break;
             }
-            let mut window = Vec::new();
-            for sealed in snapshot.segments.iter() {
-                if sealed.entry.max_seq >= low && sealed.entry.min_seq < high {
-                    sealed.segment.collect_seq_range(low, high, &mut window)?;
+            let overlapping = |index: usize, high: u64| {
+                let entry = &snapshot.segments[index].entry;
+                entry.max_seq >= low && entry.min_seq < high && holds_rows(index)
+            };
+            seqs.clear();
+            for (index, sealed) in snapshot.segments.iter().enumerate() {
+                if overlapping(index, high) {
+                    sealed
+                        .segment
+                        .seqs_in(low, high, rows[index].as_deref(), &mut seqs)?;
+                }
+            }
+            let wanted = limit - out.len();
+            let found = seqs.len();
+            if found > wanted {
+                let (_, last, _) = seqs.select_nth_unstable(wanted - 1);
+                high = *last + 1;
+            }
+            let mut window = Vec::with_capacity(found.min(wanted));
+            for (index, sealed) in snapshot.segments.iter().enumerate() {
+                if overlapping(index, high) {
+                    sealed.segment.collect_seq_range_in(
+                        low,
+                        high,
+                        rows[index].as_deref(),
+                        &mut window,
+                    )?;
                 }
             }
             window.sort_unstable_by_key(|e| e.seq);
-            window.truncate(limit - out.len());
             out.extend(window);
             low = high;
+            if (found as u64) < limit_seqs / 2 {
+                width = width
+                    .saturating_mul(2)
+                    .min(limit_seqs.saturating_mul(WINDOW_WIDTH_MAX));
+            }
         }
         if out.len() < limit {
             out.extend(
                 snapshot
                     .tail
                     .iter_from(from.max(snapshot.sealed_through + 1))
+                    .filter(|e| tenants.is_none_or(|t| t.iter().any(|t| *t == e.event.tenant)))
                     .take(limit - out.len())
                     .cloned(),
             );
