@@ -1335,3 +1335,81 @@ fn server_ingest_answers_name_body_lines_with_blank_lines_counted() {
         .collect();
     assert_eq!(lines, [1, 4]);
 }
+
+/// Sends `pieces` as one POST /v1/events body (Content-Length), pausing between pieces so that
+/// the server sees them arrive apart, and returns the status and the JSON answer.
+fn post_in_pieces(server: &ServerProcess, pieces: &[&[u8]]) -> (u16, Value) {
+    use std::io::Read;
+    let length: usize = pieces.iter().map(|p| p.len()).sum();
+    let mut socket = TcpStream::connect(server.addr).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        socket,
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Type: application/x-ndjson\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    for piece in pieces {
+        socket.write_all(piece).unwrap();
+        socket.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    // A chunked answer: the JSON is the line that starts with `{`.
+    let json = body
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in {answer:?}"));
+    (status, serde_json::from_str(json).unwrap())
+}
+
+/// An NDJSON body sent in pieces that cut lines (and a UTF-8 character) in two, with pauses
+/// between them, is stored whole, and an invalid event in a late piece fails the batch naming
+/// its line, with nothing stored.
+#[test]
+fn server_ingest_body_arriving_in_pieces_is_parsed_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let mut events: Vec<Value> = (0..6).map(|i| marked_event("acct_pieces", i)).collect();
+    events[2]["details"] = json!({ "note": "café" });
+    let body = ndjson(&events);
+    let cafe = body.windows(2).position(|w| w == [0xc3, 0xa9]).unwrap();
+    let cuts = [body.len() / 5, cafe + 1, body.len() * 3 / 4];
+    let pieces = [
+        &body[..cuts[0]],
+        &body[cuts[0]..cuts[1]],
+        &body[cuts[1]..cuts[2]],
+        &body[cuts[2]..],
+    ];
+    let (status, answer) = post_in_pieces(&server, &pieces);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 6, "{answer}");
+    assert_eq!(stored_count(&server, "acct_pieces"), 6);
+    let stored = call(
+        "GET",
+        &server.url("/v1/events?tenant=acct_pieces&q=café"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(stored.json()["events"].as_array().unwrap().len(), 1);
+
+    // The fifth line is bad; the body's pieces cut it and the lines around it.
+    let mut bad = events.clone();
+    for event in &mut bad {
+        event["tenant"] = json!("acct_pieces_bad");
+    }
+    bad[4]["outcome"] = json!("maybe");
+    let body = ndjson(&bad);
+    let (first, rest) = body.split_at(body.len() / 2);
+    let (status, answer) = post_in_pieces(&server, &[first, rest]);
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["line"], 5, "{answer}");
+    assert_eq!(answer["error"]["field"], "outcome", "{answer}");
+    assert_eq!(stored_count(&server, "acct_pieces_bad"), 0);
+}
