@@ -91,9 +91,9 @@ pub struct ServerConfig {
     /// broken): until then it holds the store snapshot it started from, which keeps that
     /// moment's tail and segments in memory and on disk. Default 120; at least 1.
     pub export_stall_seconds: u64,
-    /// A live-stream client that accepts nothing for this long (a send to it waits that long:
-    /// it stopped reading, or its connection is half open) is closed, so that it holds neither
-    /// its connection nor the broadcast's commits for ever. Default 30; at least 1.
+    /// A live-stream client that takes longer than this to accept one message (at most 1,000
+    /// events: it stopped reading, or its connection is half open) is closed, so that it holds
+    /// neither its connection nor the broadcast's commits for ever. Default 30; at least 1.
     pub stream_stall_seconds: u64,
     /// Exports that may run at once; one more is answered 429 with Retry-After. Each holds a
     /// store snapshot and buffers up to about 80 MB (4 windows of 19 chunks of 1 MiB) when its

@@ -1374,6 +1374,51 @@ fn server_stream_client_too_slow_for_the_live_feed_is_told_where_to_resume_and_c
     assert_eq!(seen, acked);
 }
 
+/// With `batch=true`, stored events come in `events` messages of at most 1,000 events (an
+/// admin's stream reads them 10,000 at a time), in seq order, none missing.
+#[test]
+fn server_stream_batches_stored_events_in_messages_of_at_most_1000() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let base = now_us() - 3_600_000_000;
+    let mut acked = Vec::new();
+    for round in 0..3 {
+        let events: Vec<Value> = (0..1000)
+            .map(|i| {
+                event(
+                    "acct_batch",
+                    round * 1000 + i,
+                    base + (round * 1000 + i) as i64,
+                )
+            })
+            .collect();
+        acked.extend(acked_seqs(&ingest(&server, ADMIN_TOKEN, &events)));
+    }
+    let mut stream = Stream::open(&server, "from_seq=1&batch=true", ADMIN_TOKEN);
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    while seen.len() < acked.len() {
+        let tungstenite::Message::Text(text) = stream.socket.read().unwrap() else {
+            continue;
+        };
+        let message: Value = serde_json::from_str(&text).unwrap();
+        if message["type"] != "events" {
+            continue;
+        }
+        let events = message["events"].as_array().unwrap();
+        sizes.push(events.len());
+        seen.extend(
+            events
+                .iter()
+                .filter(|e| e["tenant"] == "acct_batch")
+                .map(|e| e["seq"].as_u64().unwrap()),
+        );
+    }
+    assert_eq!(seen, acked);
+    assert!(sizes.iter().all(|&n| n <= 1000), "{sizes:?}");
+    assert!(sizes.len() >= 3, "{sizes:?}");
+}
+
 /// A live client that stops reading altogether (its socket stays connected, its receive window
 /// shut) is closed after `stream_stall_seconds`: it must not hold its task, its connection and
 /// the broadcast's commits for ever, which waiting on its send without a deadline did (the

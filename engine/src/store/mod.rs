@@ -613,11 +613,11 @@ impl Store {
         // is decoded): past `limit` of them, the window ends at the `limit`-th, so that its
         // events, decoded next, are never more than `limit`. A window is `limit` seqs wide at
         // first, twice as wide after one that found less than half of `limit` (a tenant with
-        // few of the store's events; up to `WINDOW_WIDTH_MAX` times `limit`, which bounds the
-        // seqs held). Sealed seqs have gaps where retention dropped partitions: a window
-        // starts at the first seq a segment may hold at or after `low`, so a gap is stepped
-        // over, not walked through.
-        const WINDOW_WIDTH_MAX: u64 = 1024;
+        // few of the store's events), up to `WINDOW_SEQS_MAX` seqs (or `limit`), which bounds
+        // the seqs held to 8 MiB. Sealed seqs have gaps where retention dropped partitions: a
+        // window starts at the first seq a segment may hold at or after `low`, so a gap is
+        // stepped over, not walked through.
+        const WINDOW_SEQS_MAX: u64 = 1 << 20;
         let limit_seqs = (limit as u64).max(1);
         let mut width = limit_seqs;
         let mut low = from;
@@ -671,9 +671,7 @@ impl Store {
             out.extend(window);
             low = high;
             if (found as u64) < limit_seqs / 2 {
-                width = width
-                    .saturating_mul(2)
-                    .min(limit_seqs.saturating_mul(WINDOW_WIDTH_MAX));
+                width = width.saturating_mul(2).min(WINDOW_SEQS_MAX.max(limit_seqs));
             }
         }
         if out.len() < limit {

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! With `batch=true`, the events of one commit (or of one page of stored events) come in one
-//! message, in seq order, instead of one message each; a busy feed then costs the client a
+//! message (several past 1,000 events), in seq order, instead of one message each; a busy feed then costs the client a
 //! message per group commit rather than per event (what the page asks for):
 //!
 //! ```text
@@ -21,9 +21,9 @@
 //! falls behind the live feed is told where to resume and closed, never given an unbounded
 //! queue. Commits made while a stream still sends stored events can overflow it too (a large
 //! `from_seq` backlog under heavy ingest); those the stream reads from the store instead, up to
-//! `CATCH_UPS_MAX` times in a row, rather than sending the client away. A client that accepts
-//! nothing at all for `stream_stall_seconds` (it stopped reading, or its connection is half
-//! open) is closed without a message: one could not reach it.
+//! `CATCH_UPS_MAX` times in a row, rather than sending the client away. A client that takes
+//! longer than `stream_stall_seconds` to accept one message (it stopped reading, or its
+//! connection is half open) is closed without a message: one could not reach it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +54,10 @@ const CATCH_UPS_MAX: u32 = 16;
 /// A subscription scoped to at most this many tenants looks up their events in each chunk's
 /// tenant index; a wider one (or an admin's, of every tenant) checks every event.
 const INDEXED_TENANTS_MAX: usize = 16;
+/// Most events in one `events` message (`batch=true`): a page of stored events or a large
+/// commit goes out in several, so that no one message (about 600 bytes an event) takes a slow
+/// client anywhere near `stream_stall_seconds` to accept.
+const BATCH_MESSAGE_EVENTS: usize = 1000;
 /// A subscription scoped to at most this many tenants reads its stored events through their
 /// rows of each segment; a wider one reads every tenant's and filters.
 const STORED_TENANTS_MAX: usize = 64;
@@ -244,7 +248,12 @@ async fn send_matching(
         return true;
     }
     if matcher.batch {
-        return socket.send(events_message(matching.into_iter())).await;
+        for events in matching.chunks(BATCH_MESSAGE_EVENTS) {
+            if !socket.send(events_message(events.iter().copied())).await {
+                return false;
+            }
+        }
+        return true;
     }
     for event in matching {
         if !socket.deliver(Op::Feed(event_message(event))).await {
