@@ -77,7 +77,11 @@ fn main() {
     ] {
         let scope = [tenant.clone()];
         let started = Instant::now();
-        let scoped = read_all(|from| store.read_from_seq_of(from, PAGE, Some(&scope)));
+        let scoped = read_all(|from| {
+            store
+                .read_from_seq_of(from, PAGE, Some(&scope))
+                .map(|page| page.events)
+        });
         let scoped_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let mut filtered = 0;

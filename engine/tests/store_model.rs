@@ -452,12 +452,33 @@ fn check(harness: &Harness, model: &Model, step: &str) -> Result<(), String> {
                     .filter(|e| tenants.iter().any(|t| *t == e.event.tenant))
                     .take(limit)
                     .collect();
-                if page.iter().collect::<Vec<_>>() != expected {
+                if page.events.iter().collect::<Vec<_>>() != expected {
                     return Err(format!(
                         "{step}: read_from_seq_of({from}, {limit}, {tenants:?}) gave seqs {:?}, \
                          model {:?}",
-                        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                        page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
                         expected.iter().map(|e| e.seq).collect::<Vec<_>>()
+                    ));
+                }
+                // Read through: every matching event up to it is in the page, and a short
+                // page read through the last event stored.
+                let through = model.events[start..]
+                    .iter()
+                    .filter(|e| e.seq <= page.read_through)
+                    .filter(|e| tenants.iter().any(|t| *t == e.event.tenant))
+                    .count();
+                let short_but_behind = page.events.len() < limit
+                    && model
+                        .events
+                        .last()
+                        .is_some_and(|e| e.seq > page.read_through);
+                if through != page.events.len() || short_but_behind {
+                    return Err(format!(
+                        "{step}: read_from_seq_of({from}, {limit}, {tenants:?}) read through {} \
+                         with {} events, the model has {through} up to it, last seq {:?}",
+                        page.read_through,
+                        page.events.len(),
+                        model.events.last().map(|e| e.seq)
                     ));
                 }
             }

@@ -211,6 +211,17 @@ pub struct Snapshot {
     pub sealed_through: u64,
 }
 
+/// A page of [`Store::read_from_seq_of`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqPage {
+    /// The events, in seq order.
+    pub events: Vec<StoredEvent>,
+    /// Every matching event with a seq from the read's `from` through this one is in `events`:
+    /// the last event's seq when the page is full, the store's last seq when it is short (so a
+    /// reader of a few tenants knows how far it has read past their last event).
+    pub read_through: u64,
+}
+
 /// Counters for the admin API and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -555,7 +566,7 @@ impl Store {
 
     /// Up to `limit` stored events with `seq >= from`, in seq order (the stream's resume path).
     pub fn read_from_seq(&self, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
-        self.read_from_seq_of(from, limit, None)
+        Ok(self.read_from_seq_of(from, limit, None)?.events)
     }
 
     /// [`Store::read_from_seq`] of the events of `tenants` only (`None`: every tenant). A
@@ -580,6 +591,7 @@ impl Store {
     /// let seqs: Vec<u64> = store
     ///     .read_from_seq_of(2, 10, Some(&tenants))
     ///     .unwrap()
+    ///     .events
     ///     .iter()
     ///     .map(|e| e.seq)
     ///     .collect();
@@ -590,7 +602,7 @@ impl Store {
         from: u64,
         limit: usize,
         tenants: Option<&[String]>,
-    ) -> Result<Vec<StoredEvent>> {
+    ) -> Result<SeqPage> {
         let snapshot = self.snapshot();
         let mut out = Vec::new();
         // Each segment's rows of the tenants (`None`: all of them; an empty list: none).
@@ -670,7 +682,7 @@ impl Store {
             window.sort_unstable_by_key(|e| e.seq);
             out.extend(window);
             low = high;
-            if (found as u64) < limit_seqs / 2 {
+            if (found as u64).saturating_mul(2) < limit_seqs {
                 width = width.saturating_mul(2).min(WINDOW_SEQS_MAX.max(limit_seqs));
             }
         }
@@ -684,7 +696,20 @@ impl Store {
                     .cloned(),
             );
         }
-        Ok(out)
+        // A short page holds every matching event the snapshot has from `from` on.
+        let read_through = match out.last() {
+            Some(last) if out.len() == limit => last.seq,
+            _ => snapshot
+                .tail
+                .last_seq()
+                .unwrap_or(0)
+                .max(snapshot.sealed_through)
+                .max(from.saturating_sub(1)),
+        };
+        Ok(SeqPage {
+            events: out,
+            read_through,
+        })
     }
 
     /// Every stored event in seq order (tests and offline tools; reads everything).

@@ -494,8 +494,8 @@ async fn run(
                     .read_from_seq_of(from, page_events, tenants.as_deref())
             })
             .await;
-            let page = match page {
-                Ok(Ok(page)) => page,
+            let (page, read_through) = match page {
+                Ok(Ok(page)) => (page.events, page.read_through),
                 Ok(Err(error)) => {
                     close_failed(&mut socket, &error.to_string()).await;
                     return;
@@ -519,6 +519,9 @@ async fn run(
                 return;
             }
             if done {
+                // A page of a few tenants' events ends at their last one; the read covered
+                // the store up to `read_through`: commits up to it are not live ones.
+                next_seq = next_seq.max(read_through.saturating_add(1));
                 break;
             }
             if last_heartbeat.elapsed() >= HEARTBEAT {
