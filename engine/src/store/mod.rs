@@ -687,14 +687,24 @@ impl Store {
             }
         }
         if out.len() < limit {
-            out.extend(
-                snapshot
-                    .tail
-                    .iter_from(from.max(snapshot.sealed_through + 1))
-                    .filter(|e| tenants.is_none_or(|t| t.iter().any(|t| *t == e.event.tenant)))
-                    .take(limit - out.len())
-                    .cloned(),
-            );
+            let rest = limit - out.len();
+            let tail_from = from.max(snapshot.sealed_through + 1);
+            match tenants {
+                None => out.extend(snapshot.tail.iter_from(tail_from).take(rest).cloned()),
+                // Through each chunk's tenant index: other tenants' events are not visited.
+                Some(tenants) => {
+                    let mut found: Vec<&StoredEvent> = tenants
+                        .iter()
+                        .flat_map(|tenant| {
+                            snapshot.tail.iter_tenant_from(tenant, tail_from).take(rest)
+                        })
+                        .collect();
+                    found.sort_unstable_by_key(|e| e.seq);
+                    // A tenant named twice gives its events twice.
+                    found.dedup_by_key(|e| e.seq);
+                    out.extend(found.into_iter().take(rest).cloned());
+                }
+            }
         }
         // A short page holds every matching event the snapshot has from `from` on.
         let read_through = match out.last() {
