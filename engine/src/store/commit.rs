@@ -5,10 +5,12 @@
 //! (against this group, groups written but not yet published, the tail, and segments sealed since
 //! the caller looked), assigns `seq`, `tenant_seq` and `received`, frames one record per batch,
 //! issues one vectored `write` for the whole group (the batches' events as their callers encoded
-//! them, not copied) and hands the group to the sync threads. A sync thread takes every group
-//! written so far and issues one `fdatasync` covering them; then, in the order the groups were
-//! taken, it puts their events in the tail (visible to readers), tells the subscribers, and only
-//! then wakes the callers. While a sync thread waits for the disk, the
+//! them, not copied) and hands the group to the sync threads at once; only then does it build
+//! what publishing the group needs (its tail chunk of stored events, their tenant index), while
+//! the fsync runs. A sync thread takes every group written so far and issues one `fdatasync`
+//! covering them; then, in the order the groups were taken, it puts their events in the tail
+//! (visible to readers), tells the subscribers, and only then wakes the callers. While a sync
+//! thread waits for the disk, the
 //! commit thread already writes the next group and another sync thread starts its fsync
 //! (`StoreOptions::wal_syncs_in_flight`, 2 by default): the disk is kept busy, a group does not
 //! wait for the previous group's fsync to finish before its own starts, and the CPU work of a
@@ -95,12 +97,10 @@ pub(crate) struct Queue {
     pub closed: bool,
 }
 
-/// A group written to the WAL, waiting to be made durable and published.
+/// A group written to the WAL, waiting to be made durable and published. It is handed to the
+/// sync threads as soon as it is written, so that its fsync starts at once; what publishing it
+/// needs ([`GroupBody`]) follows while the fsync runs.
 pub(crate) struct WrittenGroup {
-    /// The stored events, in seq order (empty when every event was a duplicate).
-    chunk: Chunk,
-    key_hashes: Vec<u64>,
-    bytes: u64,
     /// Fsyncs the file the group was written to (named in errors).
     sync: Arc<dyn SyncHandle>,
     file: std::path::PathBuf,
@@ -109,7 +109,64 @@ pub(crate) struct WrittenGroup {
     /// Length of the file once the group was written.
     end: u64,
     needs_sync: bool,
+    body: Arc<BodySlot>,
+}
+
+/// What publishing a written group needs, built by the commit thread while the group's fsync
+/// runs.
+struct GroupBody {
+    /// The stored events, in seq order (empty when every event was a duplicate).
+    chunk: Chunk,
+    key_hashes: Vec<u64>,
+    bytes: u64,
+    /// The chunk's tenant index, for the tail and the subscribers.
+    tenants: Arc<TenantIndex>,
     replies: Vec<(Arc<Reply>, AppendResult)>,
+}
+
+/// Where the commit thread leaves a written group's [`GroupBody`] for the sync thread that
+/// publishes it. `None` inside once filled means the commit thread gave up on the body (it
+/// panicked): the group's callers then get an error instead of waiting for ever.
+#[derive(Default)]
+struct BodySlot {
+    slot: Mutex<Option<Option<GroupBody>>>,
+    ready: Condvar,
+}
+
+impl BodySlot {
+    fn fill(&self, body: Option<GroupBody>) {
+        *self.slot.lock() = Some(body);
+        self.ready.notify_all();
+    }
+
+    fn take(&self) -> Option<GroupBody> {
+        let mut slot = self.slot.lock();
+        loop {
+            if let Some(body) = slot.take() {
+                return body;
+            }
+            self.ready.wait(&mut slot);
+        }
+    }
+}
+
+/// Fills a [`BodySlot`] with `None` if the commit thread unwinds before it filled it.
+struct BodyGuard(Option<Arc<BodySlot>>);
+
+impl BodyGuard {
+    fn fill(mut self, body: GroupBody) {
+        if let Some(slot) = self.0.take() {
+            slot.fill(Some(body));
+        }
+    }
+}
+
+impl Drop for BodyGuard {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            slot.fill(None);
+        }
+    }
 }
 
 /// The queue between the commit thread and the sync threads.
@@ -362,6 +419,26 @@ impl Inner {
             return;
         }
         commit.next_seq = next_seq;
+        let body = Arc::new(BodySlot::default());
+        let group = WrittenGroup {
+            sync: commit.wal.sync_handle(),
+            file: commit.wal.path().to_path_buf(),
+            durable: commit.wal.durable_mark(),
+            end: commit.wal.current_file_bytes(),
+            needs_sync: sync && stored_count > 0,
+            body: Arc::clone(&body),
+        };
+        drop(commit);
+        // The fsync starts now; the rest of this group's work overlaps it.
+        let guard = BodyGuard(Some(body));
+        {
+            let mut queue = self.sync_queue.lock();
+            while queue.groups.len() >= SYNC_QUEUE_GROUPS_MAX {
+                self.sync_room.wait(&mut queue);
+            }
+            queue.groups.push_back(group);
+        }
+        self.sync_ready.notify_one();
 
         let mut stored = Vec::with_capacity(stored_count as usize);
         let mut key_hashes = Vec::with_capacity(stored_count as usize);
@@ -405,6 +482,9 @@ impl Inner {
         }
         let chunk: Chunk = Arc::new(stored);
         if !chunk.is_empty() {
+            // Before the next group is planned (by this thread): a retry of these events in it
+            // is caught, whether or not this group is published by then.
+            let mut commit = self.commit.lock();
             for (event, &hash) in chunk.iter().zip(&key_hashes) {
                 if event.event.id.is_some() {
                     commit.inflight_keys.insert(hash, event.seq);
@@ -414,25 +494,14 @@ impl Inner {
                 .inflight
                 .push_back((Arc::clone(&chunk), key_hashes.clone()));
         }
-        let group = WrittenGroup {
+        let tenants = Arc::new(TenantIndex::of(&chunk));
+        guard.fill(GroupBody {
             chunk,
             key_hashes,
             bytes,
-            sync: commit.wal.sync_handle(),
-            file: commit.wal.path().to_path_buf(),
-            durable: commit.wal.durable_mark(),
-            end: commit.wal.current_file_bytes(),
-            needs_sync: sync && stored_count > 0,
+            tenants,
             replies,
-        };
-        drop(commit);
-        let mut queue = self.sync_queue.lock();
-        while queue.groups.len() >= SYNC_QUEUE_GROUPS_MAX {
-            self.sync_room.wait(&mut queue);
-        }
-        queue.groups.push_back(group);
-        drop(queue);
-        self.sync_ready.notify_one();
+        });
     }
 
     /// A sync thread's loop, until the commit thread closes the queue and it is drained: take
@@ -460,12 +529,6 @@ impl Inner {
                 (ticket, groups)
             };
             self.sync_room.notify_all();
-            // The tail's tenant index of each chunk, built while the disk is busy (or before
-            // the lock): publishing only pushes it.
-            let tenants: Vec<Arc<TenantIndex>> = groups
-                .iter()
-                .map(|g| Arc::new(TenantIndex::of(&g.chunk)))
-                .collect();
             // One fdatasync of the newest group's file covers every group before it: a rotation
             // fsyncs the file it closes.
             let synced = match groups.iter().rev().find(|g| g.needs_sync) {
@@ -482,6 +545,24 @@ impl Inner {
                 }),
                 None => poison.check(),
             };
+            // What publishing needs, built by the commit thread during the fsync. A missing body
+            // (the commit thread panicked while building it) fails this take and poisons the
+            // writer: its seqs can never be published in order.
+            let mut bodies = Vec::with_capacity(groups.len());
+            let mut synced = synced;
+            for group in &groups {
+                match group.body.take() {
+                    Some(body) => bodies.push(body),
+                    None if synced.is_ok() => {
+                        let error = Error::Poisoned {
+                            cause: "the commit thread failed while building a written group".into(),
+                        };
+                        poison.set(&error);
+                        synced = Err(error);
+                    }
+                    None => {}
+                }
+            }
             // Publish in the order the groups were written: wait for the groups taken before.
             let synced = {
                 let mut queue = self.sync_queue.lock();
@@ -513,7 +594,7 @@ impl Inner {
                     },
                 }
             };
-            self.publish(groups, tenants, synced);
+            self.publish(bodies, synced);
             {
                 let mut queue = self.sync_queue.lock();
                 queue.turn += 1;
@@ -526,15 +607,10 @@ impl Inner {
 
     /// Puts synced groups in the tail, tells the subscribers and answers the callers; or, when
     /// the sync failed, answers them with the error.
-    fn publish(
-        &self,
-        groups: Vec<WrittenGroup>,
-        tenants: Vec<Arc<TenantIndex>>,
-        synced: Result<()>,
-    ) {
+    fn publish(&self, bodies: Vec<GroupBody>, synced: Result<()>) {
         if let Err(error) = synced {
-            for group in groups {
-                for (reply, _) in group.replies {
+            for body in bodies {
+                for (reply, _) in body.replies {
                     reply.send(Err(clone_error(&error)));
                 }
             }
@@ -542,31 +618,31 @@ impl Inner {
         }
         {
             let mut state = self.state.write();
-            for (group, tenants) in groups.iter().zip(&tenants) {
-                if let Some(last) = group.chunk.last() {
+            for body in &bodies {
+                if let Some(last) = body.chunk.last() {
                     state.tail.push_indexed(
-                        Arc::clone(&group.chunk),
-                        group.bytes,
-                        &group.key_hashes,
-                        Arc::clone(tenants),
+                        Arc::clone(&body.chunk),
+                        body.bytes,
+                        &body.key_hashes,
+                        Arc::clone(&body.tenants),
                     );
                     self.published_seq.store(last.seq, Ordering::Release);
                 }
             }
         }
-        let appended: usize = groups.iter().map(|g| g.chunk.len()).sum();
+        let appended: usize = bodies.iter().map(|b| b.chunk.len()).sum();
         self.metrics
             .events_appended
             .fetch_add(appended as u64, Ordering::Relaxed);
         let subscribers = self.subscribers.read();
-        for (group, tenants) in groups.into_iter().zip(&tenants) {
-            let last = group.chunk.last().map(|e| e.seq);
+        for body in bodies {
+            let last = body.chunk.last().map(|e| e.seq);
             if last.is_some() {
                 for subscriber in subscribers.iter() {
-                    subscriber(&group.chunk, tenants);
+                    subscriber(&body.chunk, &body.tenants);
                 }
             }
-            for (reply, result) in group.replies {
+            for (reply, result) in body.replies {
                 reply.send(Ok(result));
             }
             // After the answers: a seq at most this one was answered before anyone reads it.
