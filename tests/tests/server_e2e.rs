@@ -1419,6 +1419,74 @@ fn server_stream_batches_stored_events_in_messages_of_at_most_1000() {
     assert!(sizes.len() >= 3, "{sizes:?}");
 }
 
+/// The stream reads the client's frames while it sends stored events, not only once live: a
+/// ping sent at the start of a 20,000-event catch-up is answered before the catch-up ends (its
+/// closing heartbeat), and a close sent there ends the stream then instead of after the last
+/// stored event (a client with a ping timeout would otherwise be cut off by a long catch-up).
+#[test]
+fn server_stream_answers_pings_and_honours_a_close_while_catching_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let base = now_us() - 3_600_000_000;
+    for round in 0..20 {
+        let events: Vec<Value> = (0..1000)
+            .map(|i| {
+                let n = round * 1000 + i;
+                event("acct_ping", n, base + n as i64)
+            })
+            .collect();
+        ingest(&server, ADMIN_TOKEN, &events);
+    }
+    let query = "tenant=acct_ping&from_seq=1";
+
+    let mut stream = Stream::open(&server, query, ADMIN_TOKEN);
+    stream
+        .socket
+        .send(tungstenite::Message::Ping(b"still there?".to_vec()))
+        .unwrap();
+    let mut events_before_pong = 0;
+    loop {
+        match stream.socket.read().expect("a message within 20 s") {
+            tungstenite::Message::Pong(payload) => {
+                assert_eq!(payload, b"still there?");
+                break;
+            }
+            tungstenite::Message::Text(text) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                match message["type"].as_str() {
+                    Some("event") => events_before_pong += 1,
+                    Some("heartbeat") => panic!(
+                        "the catch-up ended ({events_before_pong} events) before the ping was \
+                         answered"
+                    ),
+                    other => panic!("unexpected stream message {other:?}"),
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(events_before_pong < 20_000, "{events_before_pong}");
+
+    let mut stream = Stream::open(&server, query, ADMIN_TOKEN);
+    stream.socket.close(None).unwrap();
+    let mut events_after_close = 0;
+    let end = loop {
+        match stream.socket.read() {
+            Ok(tungstenite::Message::Text(_)) => events_after_close += 1,
+            Ok(_) => {}
+            Err(error) => break error,
+        }
+    };
+    assert!(
+        matches!(end, tungstenite::Error::ConnectionClosed),
+        "the server answers the close: {end}"
+    );
+    assert!(
+        events_after_close < 10_000,
+        "the stream went on after the client's close: {events_after_close} events"
+    );
+}
+
 /// A live client that stops reading altogether (its socket stays connected, its receive window
 /// shut) is closed after `stream_stall_seconds`: it must not hold its task, its connection and
 /// the broadcast's commits for ever, which waiting on its send without a deadline did (the

@@ -24,6 +24,10 @@
 //! `CATCH_UPS_MAX` times in a row, rather than sending the client away. A client that takes
 //! longer than `stream_stall_seconds` to accept one message (it stopped reading, or its
 //! connection is half open) is closed without a message: one could not reach it.
+//!
+//! The client's frames are read all along, also while stored events are sent: its pings are
+//! answered and its close ends the stream at once. A client sends nothing else (a message over
+//! 4 KiB ends the stream).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +35,9 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use futures_util::SinkExt;
-use tokio::sync::broadcast;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{broadcast, oneshot};
 
 use auditlog_engine::event::{write_stored_event_json, StoredEvent};
 use auditlog_engine::tail::{Chunk, TenantIndex};
@@ -67,6 +72,9 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 /// with the default 128 KiB that memset was 17 % of the tokio workers' time with 100
 /// subscribers at 50,000 events/s.
 const READ_BUFFER_BYTES: usize = 4 << 10;
+/// Largest message a client may send. Clients send only control frames (ping, close, at most
+/// 125 bytes of payload each); anything larger ends the stream instead of being buffered.
+const CLIENT_MESSAGE_BYTES_MAX: usize = 4 << 10;
 /// Stored events read at a time by a stream scoped to few tenants (through their rows).
 const RESUME_PAGE: usize = 1000;
 /// ... and by one of every tenant (or many): a page of seqs decodes every block of a segment
@@ -112,7 +120,7 @@ impl Matcher {
 /// `stream_buffer_chunks` commits for ever: the broadcast's overflow (resync) is only noticed
 /// on the next receive, which a blocked send never reaches.
 struct Sender {
-    socket: WebSocket,
+    socket: SplitSink<WebSocket, Message>,
     stall: Duration,
     state: Arc<AppState>,
 }
@@ -368,6 +376,8 @@ pub async fn stream(
     let token = TokenWatch::new(&principal);
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(CLIENT_MESSAGE_BYTES_MAX)
+        .max_frame_size(CLIENT_MESSAGE_BYTES_MAX)
         .on_upgrade(move |socket| run(socket, state, matcher, live, next_seq, token)))
 }
 
@@ -459,6 +469,7 @@ async fn run(
         .stream_clients
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let _connected = Connected(Arc::clone(&state));
+    let (socket, mut gone) = read_client(socket);
     let mut socket = Sender {
         socket,
         stall: Duration::from_secs(state.config.stream_stall_seconds),
@@ -480,6 +491,10 @@ async fn run(
         // client how far the catch-up has read.
         let mut last_heartbeat = std::time::Instant::now();
         loop {
+            if client_gone(&mut gone) {
+                answer_close(&mut socket).await;
+                return;
+            }
             let store_state = Arc::clone(&state);
             let from = next_seq;
             let tenants = stored_tenants.clone();
@@ -544,10 +559,7 @@ async fn run(
                 received = live.recv() => Wake::Live(received),
                 _ = heartbeat.tick() => Wake::Heartbeat,
                 _ = shutdown.wait_for(|stopping| *stopping) => Wake::Shutdown,
-                incoming = socket.socket.recv() => match incoming {
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                    Some(Ok(_)) => continue,
-                },
+                _ = &mut gone.signal => Wake::Gone,
             };
             if token.revoked(&state) {
                 close_revoked(&mut socket).await;
@@ -596,9 +608,66 @@ async fn run(
                     close_going_away(&mut socket).await;
                     return;
                 }
+                Wake::Gone => {
+                    answer_close(&mut socket).await;
+                    return;
+                }
             }
         }
     }
+}
+
+/// Tells the stream that its client is gone (closed, disconnected or broken the protocol).
+struct Gone {
+    signal: oneshot::Receiver<()>,
+    /// The task that reads the client's frames; stopped with the stream.
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Splits the socket and reads the client's frames on a task of their own for as long as the
+/// stream runs, also while it sends stored events: reading is what answers the client's pings
+/// (the WebSocket library sends the pong from the read) and notices its close, so a client with
+/// a ping timeout is not cut off by a long catch-up, and one that closed is not sent the rest
+/// of it. Clients send nothing else; other messages are ignored.
+fn read_client(socket: WebSocket) -> (SplitSink<WebSocket, Message>, Gone) {
+    let (sink, mut incoming) = socket.split();
+    let (gone, signal) = oneshot::channel::<()>();
+    let reader = tokio::spawn(async move {
+        let mut gone = Some(gone);
+        // Reading goes on after a close: the library sends the close's answer from a read or a
+        // write (the stream's last act, `answer_close`).
+        while let Some(Ok(message)) = incoming.next().await {
+            if matches!(message, Message::Close(_)) {
+                if let Some(gone) = gone.take() {
+                    let _ = gone.send(());
+                }
+            }
+        }
+        if let Some(gone) = gone.take() {
+            let _ = gone.send(());
+        }
+    });
+    (sink, Gone { signal, reader })
+}
+
+/// Ends a stream whose client is gone: sends the answer to its close, if it closed, and gives
+/// up on a connection that takes longer than a second to take it.
+async fn answer_close(socket: &mut Sender) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.socket.close()).await;
+}
+
+/// True once the client is gone (see [`read_client`]).
+fn client_gone(gone: &mut Gone) -> bool {
+    !matches!(
+        gone.signal.try_recv(),
+        Err(oneshot::error::TryRecvError::Empty)
+    )
 }
 
 /// What woke a live stream.
@@ -606,4 +675,6 @@ enum Wake {
     Live(Result<LiveChunk, broadcast::error::RecvError>),
     Heartbeat,
     Shutdown,
+    /// The client closed or disconnected.
+    Gone,
 }
