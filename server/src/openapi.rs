@@ -188,6 +188,15 @@ pub struct FilterParams {
     pub outcome: Option<Vec<String>>,
     /// The query language (free text and `field:value` terms).
     pub q: Option<String>,
+}
+
+/// Paging of the read endpoints (not the stream, which sends every matching event in seq
+/// order and refuses these).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// Events per page (`GET /v1/events`); an export takes none.
     pub limit: Option<usize>,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,

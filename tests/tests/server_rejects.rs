@@ -1172,6 +1172,16 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
         }
     }
 
+    // A stream is not paged: paging parameters are refused in its handshake, not ignored.
+    for paging in ["limit=10", "cursor=abc", "order=oldest"] {
+        let query = format!("{paging}&from_seq=1");
+        assert_eq!(
+            stream_handshake_status(&server, &query, Some(ADMIN_TOKEN)),
+            400,
+            "{query}"
+        );
+    }
+
     let admin_get = |path: &str| call("GET", &server.url(path), Some(ADMIN_TOKEN), &[], None);
     // The parameters take the query language's times and durations (one parser for both).
     for path in [

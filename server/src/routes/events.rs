@@ -59,7 +59,7 @@ fn page_json(page: &Page) -> Vec<u8> {
     get,
     path = "/v1/events",
     tag = "events",
-    params(crate::openapi::FilterParams),
+    params(crate::openapi::FilterParams, crate::openapi::PageParams),
     responses(
         (status = 200, description = "One page, newest first unless order=oldest", body = crate::openapi::PageSchema),
         (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
@@ -132,6 +132,7 @@ pub async fn get(
     tag = "events",
     params(
         crate::openapi::FilterParams,
+        crate::openapi::PageParams,
         ("format" = Option<String>, Query, description = "`csv` (default) or `ndjson`"),
     ),
     responses(

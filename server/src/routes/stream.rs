@@ -27,7 +27,7 @@
 //!
 //! The client's frames are read all along, also while stored events are sent: its pings are
 //! answered and its close ends the stream at once. A client sends nothing else (a message over
-//! 4 KiB ends the stream).
+//! 4 KiB ends the stream). A stream is not paged: `limit`, `cursor` and `order` are refused.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -306,6 +306,19 @@ pub async fn stream(
         )
     })?;
     let pairs = pairs(raw.as_deref());
+    // A stream is not paged: it sends every matching event, in seq order, from `from_seq`.
+    // Paging parameters would otherwise be taken and silently ignored.
+    if let Some((key, _)) = pairs
+        .iter()
+        .find(|(k, _)| matches!(k.as_str(), "limit" | "cursor" | "order"))
+    {
+        let mut error = ApiError::bad_request(format!(
+            "{key} does not apply to /v1/stream: a stream sends every matching event in seq \
+             order; resume it with from_seq"
+        ));
+        error.field = Some(key.clone());
+        return Err(error);
+    }
     let from_seq: Option<u64> = match single_param(&pairs, "from_seq")? {
         Some(v) => Some(v.parse().map_err(|_| {
             invalid_param(
