@@ -5,7 +5,8 @@
 //! (against this group, groups written but not yet published, the tail, and segments sealed since
 //! the caller looked), assigns `seq`, `tenant_seq` and `received`, frames one record per batch,
 //! issues one vectored `write` for the whole group (the batches' events as their callers encoded
-//! them, not copied) and hands the group to the sync threads at once; only then does it build
+//! them, not copied: a caller encodes its batch after queuing it, while the commit thread plans
+//! the group, which waits for the encoding only to write) and hands the group to the sync threads at once; only then does it build
 //! what publishing the group needs (its tail chunk of stored events, their tenant index), while
 //! the fsync runs. A sync thread takes every group written so far and issues one `fdatasync`
 //! covering them; then, in the order the groups were taken, it puts their events in the tail
@@ -37,7 +38,8 @@ use crate::wal::format::{
 use crate::wal::writer::{DurableMark, Poison};
 use crate::wal::WalWriter;
 
-/// Most bytes of encoded batches waiting for the commit thread; callers wait beyond it.
+/// Most memory of batches waiting for the commit thread (their events' approximate size in the
+/// tail); callers wait beyond it.
 pub(crate) const QUEUE_BYTES_MAX: usize = 64 << 20;
 
 /// Keys of a group's map kept between groups (1 MiB of table); a larger map left by a burst is
@@ -49,9 +51,12 @@ const SYNC_QUEUE_GROUPS_MAX: usize = 8;
 
 /// A batch waiting to be committed.
 pub(crate) struct Request {
-    pub events: Vec<Event>,
-    /// The events encoded as a record payload carries them (done by the caller, in parallel).
-    pub encoded: Vec<u8>,
+    /// Shared with the caller while it encodes them; the caller lets go before it fills
+    /// `encoded`.
+    pub events: Arc<Vec<Event>>,
+    /// The events encoded as a record payload carries them, by the caller after it queued the
+    /// request: the commit thread plans the batch meanwhile, and waits for it only to write.
+    pub encoded: Arc<EncodedSlot>,
     /// Idempotency-key hash of each event, 0 for an event without `id` (caller-computed).
     pub key_hashes: Vec<u64>,
     /// Approximate memory of the events once in the tail (caller-computed).
@@ -63,6 +68,52 @@ pub(crate) struct Request {
     /// [`super::AppendHints::server_timestamp_us`]: where sealed copies may be.
     pub server_timestamp_us: Option<i64>,
     pub reply: Arc<Reply>,
+}
+
+/// Where a caller leaves its batch's encoding for the commit thread. `None` inside once filled
+/// means the caller gave up (it panicked while encoding): the commit thread encodes the events
+/// itself.
+#[derive(Default)]
+pub(crate) struct EncodedSlot {
+    slot: Mutex<Option<Option<Vec<u8>>>>,
+    ready: Condvar,
+}
+
+impl EncodedSlot {
+    fn fill(&self, encoded: Option<Vec<u8>>) {
+        *self.slot.lock() = Some(encoded);
+        self.ready.notify_all();
+    }
+
+    fn take(&self) -> Option<Vec<u8>> {
+        let mut slot = self.slot.lock();
+        loop {
+            if let Some(encoded) = slot.take() {
+                return encoded;
+            }
+            self.ready.wait(&mut slot);
+        }
+    }
+}
+
+/// The caller's side of an [`EncodedSlot`]: fills it with `None` if the caller unwinds before
+/// it filled it.
+pub(crate) struct EncodedGuard(pub Option<Arc<EncodedSlot>>);
+
+impl EncodedGuard {
+    pub fn fill(mut self, encoded: Vec<u8>) {
+        if let Some(slot) = self.0.take() {
+            slot.fill(Some(encoded));
+        }
+    }
+}
+
+impl Drop for EncodedGuard {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            slot.fill(None);
+        }
+    }
 }
 
 /// Where the commit pipeline leaves a request's answer.
@@ -451,15 +502,14 @@ impl Inner {
             // Duplicates are rare: count the whole request's memory.
             bytes += plan.bytes;
             key_hashes.extend(plan.keep.iter().map(|&i| plan.key_hashes[i]));
-            let kept = if accepted == plan.events.len() {
-                // No duplicates (the usual case): every event moves once.
-                plan.events
+            // The caller let go of the events before it handed over their encoding, which the
+            // write waited for; a clone is only the fallback of a caller that panicked.
+            let kept = if accepted == 0 {
+                Vec::new()
             } else {
-                let mut events: Vec<Option<Event>> = plan.events.into_iter().map(Some).collect();
-                plan.keep
-                    .iter()
-                    .map(|&index| events[index].take().expect("each index kept once"))
-                    .collect()
+                let events =
+                    Arc::try_unwrap(plan.events).unwrap_or_else(|shared| (*shared).clone());
+                kept_events(events, &plan.keep)
             };
             for (event, &tenant_seq) in kept.into_iter().zip(&plan.tenant_seqs) {
                 stored.push(StoredEvent {
@@ -688,22 +738,26 @@ impl Inner {
         commit.wal.rotate_if_full(first_seq)?;
         let salt = commit.wal.salt();
         let durable_through = commit.wal.durable_through();
-        // Only a batch with duplicates has its kept events encoded again here; the others are
-        // written from where the caller encoded them.
-        let encoded_again: Vec<Option<Vec<u8>>> = planned
+        // Each caller's encoding (usually finished while the group was planned). A batch with
+        // duplicates has its kept events encoded again here; the others are written from
+        // where the caller encoded them.
+        let encodings: Vec<Vec<u8>> = planned
             .iter()
             .map(|plan| {
-                (!plan.keep.is_empty() && plan.keep.len() != plan.events.len()).then(|| {
+                let encoded = plan.encoded.take();
+                if !plan.keep.is_empty() && plan.keep.len() != plan.events.len() {
                     let kept: Vec<Event> =
                         plan.keep.iter().map(|&i| plan.events[i].clone()).collect();
                     encode_events(&kept)
-                })
+                } else {
+                    encoded.unwrap_or_else(|| encode_events(&plan.events))
+                }
             })
             .collect();
         // Per record: its frame and batch headers in one small buffer, then its events.
         let mut records: Vec<(Vec<u8>, &[u8])> = Vec::with_capacity(planned.len());
         let mut seq = first_seq;
-        for (plan, again) in planned.iter().zip(&encoded_again) {
+        for (plan, events) in planned.iter().zip(&encodings) {
             if plan.keep.is_empty() {
                 continue;
             }
@@ -712,7 +766,6 @@ impl Inner {
                 received_us,
                 tenant_seqs: plan.tenant_seqs.clone(),
             });
-            let events = again.as_deref().unwrap_or(&plan.encoded);
             let mut head = Vec::with_capacity(RECORD_HEADER_BYTES + header.len());
             encode_record_header(salt, durable_through, &[&header, events], &mut head);
             head.extend_from_slice(&header);
@@ -728,14 +781,26 @@ impl Inner {
 }
 
 struct Planned {
-    events: Vec<Event>,
-    encoded: Vec<u8>,
+    events: Arc<Vec<Event>>,
+    encoded: Arc<EncodedSlot>,
     key_hashes: Vec<u64>,
     bytes: u64,
     keep: Vec<usize>,
     tenant_seqs: Vec<u64>,
     duplicates: Vec<Duplicate>,
     reply: Arc<Reply>,
+}
+
+/// The events at `keep` (ascending indexes) of a batch.
+fn kept_events(events: Vec<Event>, keep: &[usize]) -> Vec<Event> {
+    if keep.len() == events.len() {
+        // No duplicates (the usual case): every event moves once.
+        return events;
+    }
+    let mut events: Vec<Option<Event>> = events.into_iter().map(Some).collect();
+    keep.iter()
+        .map(|&index| events[index].take().expect("each index kept once"))
+        .collect()
 }
 
 /// Microseconds since the Unix epoch, now.

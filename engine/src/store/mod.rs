@@ -496,8 +496,9 @@ impl Store {
             .collect();
         let (sealed_duplicates, checked_segment_id_max) =
             inner.sealed_duplicates(&events, &key_hashes, hints)?;
-        let encoded = crate::wal::format::encode_events(&events);
         let bytes = events.iter().map(crate::tail::approx_event_bytes).sum();
+        let events = Arc::new(events);
+        let encoded = Arc::new(commit::EncodedSlot::default());
         let reply = Arc::new(Reply::default());
         {
             let mut queue = inner.queue.lock();
@@ -507,10 +508,10 @@ impl Store {
             if queue.closed {
                 return Err(Error::Closed);
             }
-            queue.bytes += encoded.len();
+            queue.bytes += bytes as usize;
             queue.requests.push(Request {
-                events,
-                encoded,
+                events: Arc::clone(&events),
+                encoded: Arc::clone(&encoded),
                 key_hashes,
                 bytes,
                 sealed_duplicates,
@@ -519,6 +520,14 @@ impl Store {
                 reply: Arc::clone(&reply),
             });
         }
+        inner.queue_ready.notify_one();
+        // Encoded while the commit thread plans the batch (idempotency checks, seqs); it waits
+        // for the encoding only to write. The events are let go of first, so that the commit
+        // thread then owns them alone.
+        let guard = commit::EncodedGuard(Some(encoded));
+        let payload = crate::wal::format::encode_events(&events);
+        drop(events);
+        guard.fill(payload);
         inner.queue_ready.notify_one();
         reply.wait()
     }
