@@ -1232,6 +1232,69 @@ impl Drop for Tail {
 }
 
 /// Ten events of `tenant` from number `from`.
+/// `auditlog query` and `auditlog export` pass every filter of the API (project and outcome
+/// included) and the order: their output is the API's answer to the same question.
+#[test]
+fn cli_query_and_export_take_every_filter_and_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let base = now_us() - 3_600_000_000;
+    let events: Vec<Value> = (0..60)
+        .map(|i| event("acct_cli", i, base + i as i64 * 1_000))
+        .collect();
+    ingest(&server, ADMIN_TOKEN, &events);
+    let cli = |args: &[&str]| -> String {
+        let output = std::process::Command::new(auditlog_binary())
+            .args(args)
+            .env("AUDITLOG_URL", server.url(""))
+            .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let seqs = |text: &str| -> Vec<u64> {
+        text.lines()
+            .map(|line| {
+                serde_json::from_str::<Value>(line).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let filters = "tenant=acct_cli&project=proj_1&outcome=failure";
+    let newest: Vec<u64> = query_all(&server, ADMIN_TOKEN, filters)
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert!(!newest.is_empty());
+    let mut oldest = newest.clone();
+    oldest.reverse();
+    let args = [
+        "--tenant",
+        "acct_cli",
+        "--project",
+        "proj_1",
+        "--outcome",
+        "failure",
+    ];
+    let query = |extra: &[&str]| {
+        let mut all = vec!["query", "--limit", "1000"];
+        all.extend(args);
+        all.extend(extra);
+        seqs(&cli(&all))
+    };
+    assert_eq!(query(&[]), newest);
+    assert_eq!(query(&["--order", "oldest"]), oldest);
+    let mut export = vec!["export", "--format", "ndjson", "--order", "oldest"];
+    export.extend(args);
+    assert_eq!(seqs(&cli(&export)), oldest);
+}
+
 fn ten_events(tenant: &str, from: usize, base_us: i64) -> Vec<Value> {
     (from..from + 10)
         .map(|i| event(tenant, i, base_us + i as i64))

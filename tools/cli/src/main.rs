@@ -100,6 +100,9 @@ enum Command {
         /// Pages to fetch at most.
         #[arg(long, default_value_t = 1)]
         pages: usize,
+        /// `newest` first (the default) or `oldest` first.
+        #[arg(long, value_parser = ["newest", "oldest"])]
+        order: Option<String>,
     },
     /// Follow the live stream.
     Tail {
@@ -117,8 +120,13 @@ enum Command {
         server: ServerArgs,
         #[command(flatten)]
         filters: FilterArgs,
-        #[arg(long, default_value = "csv")]
+        /// `csv` or `ndjson`.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "ndjson"])]
         format: String,
+        /// `newest` first (the default) or `oldest` first.
+        #[arg(long, value_parser = ["newest", "oldest"])]
+        order: Option<String>,
+        /// File to write (standard output when absent).
         #[arg(long)]
         output: Option<String>,
     },
@@ -195,19 +203,31 @@ struct FilterArgs {
     /// Query language (`action:delete -outcome:failure llama*`).
     #[arg(long, short)]
     q: Option<String>,
+    /// Tenant to read (repeatable; a read token reads its own tenants only).
     #[arg(long)]
     tenant: Vec<String>,
+    /// Action, e.g. `delete` (repeatable: any of them).
     #[arg(long)]
     action: Vec<String>,
+    /// Resource type, e.g. `pod` (repeatable).
     #[arg(long)]
     resource_type: Vec<String>,
+    /// Actor id or email (repeatable).
     #[arg(long)]
     actor: Vec<String>,
+    /// Project (repeatable).
+    #[arg(long)]
+    project: Vec<String>,
+    /// `success` or `failure`.
+    #[arg(long, value_parser = ["success", "failure"])]
+    outcome: Option<String>,
     /// 24h, 7d, 30d, ...
     #[arg(long)]
     since: Option<String>,
+    /// From this time on: RFC 3339 or YYYY-MM-DD.
     #[arg(long)]
     from: Option<String>,
+    /// Up to this time (exclusive): RFC 3339 or YYYY-MM-DD.
     #[arg(long)]
     to: Option<String>,
 }
@@ -220,11 +240,13 @@ impl FilterArgs {
             ("action", &self.action),
             ("resource_type", &self.resource_type),
             ("actor", &self.actor),
+            ("project", &self.project),
         ] {
             pairs.extend(values.iter().map(|v| (key, v.clone())));
         }
         for (key, value) in [
             ("q", &self.q),
+            ("outcome", &self.outcome),
             ("since", &self.since),
             ("from", &self.from),
             ("to", &self.to),
@@ -418,9 +440,11 @@ fn main() -> anyhow::Result<()> {
             filters,
             limit,
             pages,
+            order,
         } => {
             let mut pairs = filters.pairs();
             pairs.push(("limit", limit.to_string()));
+            pairs.extend(order.map(|order| ("order", order)));
             client::query(&server.endpoint(), &pairs, pages)
         }
         Command::Tail {
@@ -432,10 +456,15 @@ fn main() -> anyhow::Result<()> {
             server,
             filters,
             format,
+            order,
             output,
         } => client::export(
             &server.endpoint(),
-            &filters.pairs(),
+            &filters
+                .pairs()
+                .into_iter()
+                .chain(order.map(|order| ("order", order)))
+                .collect::<Vec<_>>(),
             &format,
             output.as_deref(),
         ),
