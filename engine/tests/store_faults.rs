@@ -44,6 +44,7 @@ fn check_fault(fault: Fault, on_sync: bool) {
             assert!(matches!(error, Error::Io { .. }), "{text}");
             assert!(text.contains("Input/output error"), "{text}");
         }
+        Fault::Panic => unreachable!("check_fault takes returned faults"),
     }
     assert!(text.contains(".wal"), "the error names the file: {text}");
     // What a readiness probe reads, without waiting on the commit path.
@@ -91,6 +92,38 @@ fn fault_eio_on_fsync_poisons_and_loses_nothing_acknowledged() {
 /// Four producers append while an fsync fails, with two fsyncs in flight (the default): every
 /// append after a producer's first error fails too, readers see exactly the acknowledged
 /// batches, and a power loss keeps every one of them.
+/// A panic on the commit thread (here in its WAL write) answers the group's callers with an
+/// error and poisons the writer, instead of leaving them, every later caller and the store's
+/// close waiting for ever; a reopen has every acknowledged event.
+#[test]
+fn fault_a_panic_on_the_commit_thread_fails_its_callers_and_poisons_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    let store = open(dir.path(), &vfs);
+    store.append(batch(0, 10)).unwrap();
+    let acknowledged = store.read_all().unwrap();
+
+    vfs.fail_write(1, Fault::Panic);
+    let error = store.append(batch(10, 10)).unwrap_err();
+    assert!(matches!(error, Error::Poisoned { .. }), "{error}");
+    assert!(error.to_string().contains("panic"), "{error}");
+    vfs.heal();
+    let error = store.append(batch(20, 1)).unwrap_err();
+    assert!(
+        error.to_string().contains("commit thread panicked"),
+        "{error}"
+    );
+    assert!(store.write_failure().is_some());
+    assert_eq!(store.read_all().unwrap(), acknowledged);
+    drop(store);
+
+    let store = open(dir.path(), &vfs);
+    assert_eq!(store.read_all().unwrap(), acknowledged);
+    let result = store.append(batch(10, 10)).unwrap();
+    assert_eq!(result.accepted, 10);
+    assert_eq!(result.first_seq, Some(11));
+}
+
 #[test]
 fn fault_eio_on_fsync_under_concurrent_producers_acknowledges_only_durable_batches() {
     for round in 0..10 {

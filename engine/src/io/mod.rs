@@ -361,6 +361,9 @@ pub enum Fault {
     NoSpace,
     /// `EIO`: the device failed.
     Io,
+    /// Not an error: the call panics, as a bug in the code around it would (for tests of what a
+    /// panic on the write path leaves behind).
+    Panic,
 }
 
 impl Fault {
@@ -368,6 +371,7 @@ impl Fault {
         match self {
             Fault::NoSpace => io::Error::from_raw_os_error(libc::ENOSPC),
             Fault::Io => io::Error::from_raw_os_error(libc::EIO),
+            Fault::Panic => panic!("injected panic (FaultyVfs, Fault::Panic)"),
         }
     }
 }

@@ -67,7 +67,7 @@ pub(crate) struct Request {
     pub checked_segment_id_max: u64,
     /// [`super::AppendHints::server_timestamp_us`]: where sealed copies may be.
     pub server_timestamp_us: Option<i64>,
-    pub reply: Arc<Reply>,
+    pub reply: Answer,
 }
 
 /// Where a caller leaves its batch's encoding for the commit thread. `None` inside once filled
@@ -124,7 +124,7 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    pub fn send(&self, result: Result<AppendResult>) {
+    fn send(&self, result: Result<AppendResult>) {
         *self.slot.lock() = Some(result);
         self.ready.notify_one();
     }
@@ -136,6 +136,33 @@ impl Reply {
                 return result;
             }
             self.ready.wait(&mut slot);
+        }
+    }
+}
+
+/// The pipeline's side of a [`Reply`]: answered once, by [`Answer::send`]. One dropped
+/// unanswered (the commit thread panicked while it held it) answers with an error, so that no
+/// caller waits for ever.
+pub(crate) struct Answer(Option<Arc<Reply>>);
+
+impl Answer {
+    pub fn new(reply: Arc<Reply>) -> Self {
+        Answer(Some(reply))
+    }
+
+    pub fn send(mut self, result: Result<AppendResult>) {
+        if let Some(reply) = self.0.take() {
+            reply.send(result);
+        }
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Some(reply) = self.0.take() {
+            reply.send(Err(Error::Poisoned {
+                cause: "the commit pipeline failed before answering (a panic)".into(),
+            }));
         }
     }
 }
@@ -172,7 +199,7 @@ struct GroupBody {
     bytes: u64,
     /// The chunk's tenant index, for the tail and the subscribers.
     tenants: Arc<TenantIndex>,
-    replies: Vec<(Arc<Reply>, AppendResult)>,
+    replies: Vec<(Answer, AppendResult)>,
 }
 
 /// Where the commit thread leaves a written group's [`GroupBody`] for the sync thread that
@@ -336,7 +363,19 @@ impl Inner {
                 }
             }
             if !requests.is_empty() {
-                self.commit_group(requests, interval.is_none());
+                let sync = interval.is_none();
+                let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.commit_group(requests, sync)
+                }));
+                if planned.is_err() {
+                    // The group's callers were answered with an error as their answers were
+                    // dropped; nothing more is written until the store is reopened (a reopen
+                    // recovers what the WAL holds).
+                    let error = Error::Poisoned {
+                        cause: "the commit thread panicked".into(),
+                    };
+                    self.commit.lock().wal.poison().set(&error);
+                }
             }
         }
         {
@@ -788,7 +827,7 @@ struct Planned {
     keep: Vec<usize>,
     tenant_seqs: Vec<u64>,
     duplicates: Vec<Duplicate>,
-    reply: Arc<Reply>,
+    reply: Answer,
 }
 
 /// The events at `keep` (ascending indexes) of a batch.
