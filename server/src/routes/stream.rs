@@ -534,6 +534,11 @@ async fn run(
                 }
             };
             let done = page.len() < page_events;
+            // The client may have closed while the page was read.
+            if client_gone(&mut gone) {
+                answer_close(&mut socket).await;
+                return;
+            }
             if token.revoked(&state) {
                 close_revoked(&mut socket).await;
                 return;
