@@ -3,7 +3,9 @@
 //!
 //! At a target rate each batch is due at a fixed time, and its latency is counted from then
 //! (not from when the connection was free to send it), so a slow answer also counts against
-//! the batches it held back; each batch is made before it is due. As fast as acknowledged
+//! the batches it held back; each batch is made before it is due. The clock starts once every
+//! connection has built its generator and made its first batch (a few hundred ms, which the
+//! first batches' latencies used to count). As fast as acknowledged
 //! (`--rate 0`), latency is counted from the send.
 //!
 //! With `--warmup S` the load runs S seconds longer, first: what is sent then is acknowledged
@@ -82,15 +84,28 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
     } else {
         None
     };
-    let start = Instant::now();
-    let warmup = options.warmup;
-    let run_for = options.warmup + options.duration;
-    let per_connection_rate = options.rate as f64 / options.connections.max(1) as f64;
-    let simulated_rate = if options.rate == 0 {
+    // Generators are built (tenants, users, resources) before the clock starts: the first
+    // batches are due at once, and their latency must not count that setup. Their clocks
+    // advance at the target rate (100,000 events/s when unpaced).
+    let simulated_rate_per_connection = if options.rate == 0 {
         100_000.0
     } else {
         options.rate as f64
-    };
+    } / options.connections.max(1) as f64;
+    let mut generators: Vec<Option<Generator>> = configs
+        .iter()
+        .map(|config| {
+            Some(Generator::new(
+                config.clone().with_rate(simulated_rate_per_connection),
+            ))
+        })
+        .collect();
+    // Every connection makes its first batch, then the clock starts for all at once.
+    let ready = Arc::new(std::sync::Barrier::new(options.connections.max(1) + 1));
+    let clock: Arc<std::sync::OnceLock<Instant>> = Arc::new(std::sync::OnceLock::new());
+    let warmup = options.warmup;
+    let run_for = options.warmup + options.duration;
+    let per_connection_rate = options.rate as f64 / options.connections.max(1) as f64;
     let threads: Vec<_> = (0..options.connections.max(1))
         .map(|connection| {
             let url = endpoint.url.clone();
@@ -105,24 +120,33 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
             );
             let batch = options.batch;
             let connections = options.connections.max(1);
-            let config = configs[connection]
-                .clone()
-                .with_rate(simulated_rate / options.connections.max(1) as f64);
+            let mut generator = generators[connection]
+                .take()
+                .expect("one generator per connection");
+            let (ready, clock) = (Arc::clone(&ready), Arc::clone(&clock));
             std::thread::spawn(move || {
                 let endpoint = Endpoint::new(url, token);
-                let mut generator = Generator::new(config);
                 let mut events = Vec::new();
                 let mut body = Vec::with_capacity(batch * 700);
                 let mut local = Histogram::<u64>::new_with_bounds(1, ACK_LATENCY_MAX_US, 3)
                     .expect("histogram bounds are valid");
                 let mut warm = local.clone();
                 let mut batches = 0u64;
+                generator.fill_into(&mut events, batch);
+                write_ndjson(&events, &mut body);
+                let mut made = true;
+                ready.wait();
+                ready.wait();
+                let start = *clock.get().expect("the clock is set between the two waits");
                 while start.elapsed() < run_for && !stop.load(Ordering::Relaxed) {
                     // The batch is made before its send is due, so that making it is not
                     // counted as the server's time.
-                    generator.fill_into(&mut events, batch);
-                    body.clear();
-                    write_ndjson(&events, &mut body);
+                    if !made {
+                        generator.fill_into(&mut events, batch);
+                        body.clear();
+                        write_ndjson(&events, &mut body);
+                    }
+                    made = false;
                     let mut began = Instant::now();
                     if per_connection_rate > 0.0 {
                         // Connections are spread over the period (connection i starts i/N of
@@ -178,6 +202,9 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
             })
         })
         .collect();
+    ready.wait();
+    let start = *clock.get_or_init(Instant::now);
+    ready.wait();
     let mut last = 0;
     let mut server_before = warmup.is_zero().then(|| ServerFigures::read(endpoint));
     while start.elapsed() < run_for {
