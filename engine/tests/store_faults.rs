@@ -92,38 +92,6 @@ fn fault_eio_on_fsync_poisons_and_loses_nothing_acknowledged() {
 /// Four producers append while an fsync fails, with two fsyncs in flight (the default): every
 /// append after a producer's first error fails too, readers see exactly the acknowledged
 /// batches, and a power loss keeps every one of them.
-/// A panic on the commit thread (here in its WAL write) answers the group's callers with an
-/// error and poisons the writer, instead of leaving them, every later caller and the store's
-/// close waiting for ever; a reopen has every acknowledged event.
-#[test]
-fn fault_a_panic_on_the_commit_thread_fails_its_callers_and_poisons_the_writer() {
-    let dir = tempfile::tempdir().unwrap();
-    let vfs = FaultyVfs::new();
-    let store = open(dir.path(), &vfs);
-    store.append(batch(0, 10)).unwrap();
-    let acknowledged = store.read_all().unwrap();
-
-    vfs.fail_write(1, Fault::Panic);
-    let error = store.append(batch(10, 10)).unwrap_err();
-    assert!(matches!(error, Error::Poisoned { .. }), "{error}");
-    assert!(error.to_string().contains("panic"), "{error}");
-    vfs.heal();
-    let error = store.append(batch(20, 1)).unwrap_err();
-    assert!(
-        error.to_string().contains("commit thread panicked"),
-        "{error}"
-    );
-    assert!(store.write_failure().is_some());
-    assert_eq!(store.read_all().unwrap(), acknowledged);
-    drop(store);
-
-    let store = open(dir.path(), &vfs);
-    assert_eq!(store.read_all().unwrap(), acknowledged);
-    let result = store.append(batch(10, 10)).unwrap();
-    assert_eq!(result.accepted, 10);
-    assert_eq!(result.first_seq, Some(11));
-}
-
 #[test]
 fn fault_eio_on_fsync_under_concurrent_producers_acknowledges_only_durable_batches() {
     for round in 0..10 {
@@ -779,4 +747,65 @@ fn records_framed_after_concurrent_fsyncs_complete_vouch_for_them() {
         "{error}"
     );
     assert_eq!(std::fs::metadata(&wal).unwrap().len(), length as u64);
+}
+
+/// `store.append(events)` on a thread, waited for at most 20 s: a caller left waiting for ever
+/// fails the test instead of hanging it.
+fn append_within(
+    store: &Arc<Store>,
+    events: Vec<Event>,
+) -> auditlog_engine::Result<auditlog_engine::store::AppendResult> {
+    let (answer, answered) = std::sync::mpsc::channel();
+    let store = Arc::clone(store);
+    std::thread::spawn(move || {
+        let _ = answer.send(store.append(events));
+    });
+    answered
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the append is answered within 20 s")
+}
+
+/// A panic in the commit pipeline (here in the commit thread's WAL write, or in a sync
+/// thread's fsync, after the group was handed over) answers the group's callers with an error
+/// and poisons the writer, instead of leaving them, every later caller and the store's close
+/// waiting for ever; after a power loss a reopen has every acknowledged event.
+#[test]
+fn fault_a_panic_in_the_commit_pipeline_fails_its_callers_and_poisons_the_writer() {
+    for on_sync in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = FaultyVfs::new();
+        let store = Arc::new(open(dir.path(), &vfs));
+        append_within(&store, batch(0, 10)).unwrap();
+        let acknowledged = store.read_all().unwrap();
+
+        if on_sync {
+            vfs.fail_sync(1, Fault::Panic);
+        } else {
+            vfs.fail_write(1, Fault::Panic);
+        }
+        let error = append_within(&store, batch(10, 10)).unwrap_err();
+        assert!(matches!(error, Error::Poisoned { .. }), "{error}");
+        assert!(error.to_string().contains("panic"), "{error}");
+        assert!(store
+            .write_failure()
+            .is_some_and(|cause| cause.contains("panic")));
+        vfs.heal();
+        let error = append_within(&store, batch(20, 1)).unwrap_err();
+        assert!(error.to_string().contains("panic"), "{error}");
+        assert_eq!(store.read_all().unwrap(), acknowledged, "on_sync {on_sync}");
+        let (closed, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(store);
+            let _ = closed.send(());
+        });
+        done.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the store closes within 20 s");
+
+        vfs.crash().unwrap();
+        let store = open(dir.path(), &vfs);
+        assert_eq!(store.read_all().unwrap(), acknowledged, "on_sync {on_sync}");
+        let result = store.append(batch(10, 10)).unwrap();
+        assert_eq!(result.accepted, 10);
+        assert_eq!(result.first_seq, Some(11));
+    }
 }

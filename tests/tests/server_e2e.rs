@@ -1231,7 +1231,6 @@ impl Drop for Tail {
     }
 }
 
-/// Ten events of `tenant` from number `from`.
 /// `auditlog query` and `auditlog export` pass every filter of the API (project and outcome
 /// included) and the order: their output is the API's answer to the same question.
 #[test]
@@ -1295,6 +1294,7 @@ fn cli_query_and_export_take_every_filter_and_the_order() {
     assert_eq!(seqs(&cli(&export)), oldest);
 }
 
+/// Ten events of `tenant` from number `from`.
 fn ten_events(tenant: &str, from: usize, base_us: i64) -> Vec<Value> {
     (from..from + 10)
         .map(|i| event(tenant, i, base_us + i as i64))

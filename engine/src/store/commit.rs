@@ -143,15 +143,23 @@ impl Reply {
 /// The pipeline's side of a [`Reply`]: answered once, by [`Answer::send`]. One dropped
 /// unanswered (the commit thread panicked while it held it) answers with an error, so that no
 /// caller waits for ever.
-pub(crate) struct Answer(Option<Arc<Reply>>);
+pub(crate) struct Answer {
+    reply: Option<Arc<Reply>>,
+    /// Poisoned before an unanswered drop answers, so that a caller woken by it finds the store
+    /// refusing writes ([`super::Store::write_failure`]).
+    poison: Poison,
+}
 
 impl Answer {
-    pub fn new(reply: Arc<Reply>) -> Self {
-        Answer(Some(reply))
+    pub fn new(reply: Arc<Reply>, poison: Poison) -> Self {
+        Answer {
+            reply: Some(reply),
+            poison,
+        }
     }
 
     pub fn send(mut self, result: Result<AppendResult>) {
-        if let Some(reply) = self.0.take() {
+        if let Some(reply) = self.reply.take() {
             reply.send(result);
         }
     }
@@ -159,10 +167,12 @@ impl Answer {
 
 impl Drop for Answer {
     fn drop(&mut self) {
-        if let Some(reply) = self.0.take() {
-            reply.send(Err(Error::Poisoned {
+        if let Some(reply) = self.reply.take() {
+            let error = Error::Poisoned {
                 cause: "the commit pipeline failed before answering (a panic)".into(),
-            }));
+            };
+            self.poison.set(&error);
+            reply.send(Err(error));
         }
     }
 }
@@ -319,6 +329,16 @@ impl CommitState {
 }
 
 impl Inner {
+    /// Runs `work`; if it panics, poisons the writer with `cause` (the panic's own message went
+    /// to stderr) instead of letting the panic end the thread.
+    fn survive_panic(&self, cause: &str, work: impl FnOnce()) {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
+            self.poison.set(&Error::Poisoned {
+                cause: cause.into(),
+            });
+        }
+    }
+
     /// The commit thread's loop: runs until the queue is closed and drained, then closes the
     /// sync queue.
     pub(crate) fn commit_loop(self: &Arc<Self>) {
@@ -352,38 +372,32 @@ impl Inner {
                 std::mem::take(&mut queue.requests)
             };
             self.queue_room.notify_all();
-            if let Some(interval) = interval {
-                if last_sync.elapsed() >= interval {
-                    let mut commit = self.commit.lock();
-                    if commit.wal.unsynced_bytes() > 0 {
-                        // A failed interval sync poisons the writer; the next group reports it.
-                        let _ = commit.wal.sync();
+            // A panic here (a bug) fails the group's callers (their answers are dropped) and
+            // poisons the writer: nothing more is written until the store is reopened, which
+            // recovers what the WAL holds. The thread lives on to answer later callers.
+            self.survive_panic("the commit thread panicked", || {
+                if let Some(interval) = interval {
+                    if last_sync.elapsed() >= interval {
+                        let mut commit = self.commit.lock();
+                        if commit.wal.unsynced_bytes() > 0 {
+                            // A failed interval sync poisons the writer; the next group
+                            // reports it.
+                            let _ = commit.wal.sync();
+                        }
+                        last_sync = Instant::now();
                     }
-                    last_sync = Instant::now();
                 }
-            }
-            if !requests.is_empty() {
-                let sync = interval.is_none();
-                let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.commit_group(requests, sync)
-                }));
-                if planned.is_err() {
-                    // The group's callers were answered with an error as their answers were
-                    // dropped; nothing more is written until the store is reopened (a reopen
-                    // recovers what the WAL holds).
-                    let error = Error::Poisoned {
-                        cause: "the commit thread panicked".into(),
-                    };
-                    self.commit.lock().wal.poison().set(&error);
+                if !requests.is_empty() {
+                    self.commit_group(requests, interval.is_none());
                 }
-            }
+            });
         }
-        {
+        self.survive_panic("the commit thread panicked", || {
             let mut commit = self.commit.lock();
             if commit.wal.unsynced_bytes() > 0 && interval.is_some() {
                 let _ = commit.wal.sync();
             }
-        }
+        });
         self.sync_queue.lock().closed = true;
         self.sync_ready.notify_all();
     }
@@ -618,40 +632,18 @@ impl Inner {
                 (ticket, groups)
             };
             self.sync_room.notify_all();
-            // One fdatasync of the newest group's file covers every group before it: a rotation
-            // fsyncs the file it closes.
-            let synced = match groups.iter().rev().find(|g| g.needs_sync) {
-                Some(newest) => poison.check().and_then(|()| {
-                    let started = Instant::now();
-                    let synced = newest.sync.sync_data();
-                    self.metrics.fsync.record(started.elapsed());
-                    crate::io::note_foreground_sync();
-                    synced.map_err(|e| {
-                        let error = Error::io(&newest.file, e);
-                        poison.set(&error);
-                        error
-                    })
-                }),
-                None => poison.check(),
-            };
-            // What publishing needs, built by the commit thread during the fsync. A missing body
-            // (the commit thread panicked while building it) fails this take and poisons the
-            // writer: its seqs can never be published in order.
-            let mut bodies = Vec::with_capacity(groups.len());
-            let mut synced = synced;
-            for group in &groups {
-                match group.body.take() {
-                    Some(body) => bodies.push(body),
-                    None if synced.is_ok() => {
-                        let error = Error::Poisoned {
-                            cause: "the commit thread failed while building a written group".into(),
-                        };
-                        poison.set(&error);
-                        synced = Err(error);
-                    }
-                    None => {}
-                }
-            }
+            // A panic in the fsync or while taking the bodies (a bug) fails this take (its
+            // callers' answers are dropped) and poisons the writer; the turn still passes on.
+            let (synced, bodies) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.sync_and_take_bodies(&groups, &poison)
+            }))
+            .unwrap_or_else(|_| {
+                let error = Error::Poisoned {
+                    cause: "a WAL sync thread panicked".into(),
+                };
+                poison.set(&error);
+                (Err(error), Vec::new())
+            });
             // Publish in the order the groups were written: wait for the groups taken before.
             let synced = {
                 let mut queue = self.sync_queue.lock();
@@ -683,7 +675,11 @@ impl Inner {
                     },
                 }
             };
-            self.publish(bodies, synced);
+            // A panic while publishing (a subscriber's, say) fails the callers not answered yet
+            // and poisons the writer; the turn still passes on.
+            self.survive_panic("a WAL sync thread panicked while publishing", || {
+                self.publish(bodies, synced)
+            });
             {
                 let mut queue = self.sync_queue.lock();
                 queue.turn += 1;
@@ -692,6 +688,46 @@ impl Inner {
             self.sync_turn.notify_all();
             self.sync_ready.notify_all();
         }
+    }
+
+    /// One fdatasync of the newest group's file (it covers every group before it: a rotation
+    /// fsyncs the file it closes), then what publishing needs, built by the commit thread
+    /// during the fsync. A missing body (the commit thread panicked while building it) fails
+    /// this take and poisons the writer: its seqs can never be published in order.
+    fn sync_and_take_bodies(
+        &self,
+        groups: &[WrittenGroup],
+        poison: &Poison,
+    ) -> (Result<()>, Vec<GroupBody>) {
+        let mut synced = match groups.iter().rev().find(|g| g.needs_sync) {
+            Some(newest) => poison.check().and_then(|()| {
+                let started = Instant::now();
+                let synced = newest.sync.sync_data();
+                self.metrics.fsync.record(started.elapsed());
+                crate::io::note_foreground_sync();
+                synced.map_err(|e| {
+                    let error = Error::io(&newest.file, e);
+                    poison.set(&error);
+                    error
+                })
+            }),
+            None => poison.check(),
+        };
+        let mut bodies = Vec::with_capacity(groups.len());
+        for group in groups {
+            match group.body.take() {
+                Some(body) => bodies.push(body),
+                None if synced.is_ok() => {
+                    let error = Error::Poisoned {
+                        cause: "the commit thread failed while building a written group".into(),
+                    };
+                    poison.set(&error);
+                    synced = Err(error);
+                }
+                None => {}
+            }
+        }
+        (synced, bodies)
     }
 
     /// Puts synced groups in the tail, tells the subscribers and answers the callers; or, when

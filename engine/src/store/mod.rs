@@ -517,7 +517,7 @@ impl Store {
                 sealed_duplicates,
                 checked_segment_id_max,
                 server_timestamp_us: hints.server_timestamp_us,
-                reply: commit::Answer::new(Arc::clone(&reply)),
+                reply: commit::Answer::new(Arc::clone(&reply), inner.poison.clone()),
             });
         }
         inner.queue_ready.notify_one();
