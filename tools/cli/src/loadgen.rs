@@ -100,9 +100,11 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
             ))
         })
         .collect();
-    // Every connection makes its first batch, then the clock starts for all at once.
-    let ready = Arc::new(std::sync::Barrier::new(options.connections.max(1) + 1));
-    let clock: Arc<std::sync::OnceLock<Instant>> = Arc::new(std::sync::OnceLock::new());
+    // Every connection makes its first batch and says so, then the clock starts for all at
+    // once. Channels rather than a barrier: a connection that fails first drops its sender,
+    // which ends the run with an error instead of leaving the others waiting.
+    let mut readies = Vec::new();
+    let mut clocks = Vec::new();
     let warmup = options.warmup;
     let run_for = options.warmup + options.duration;
     let per_connection_rate = options.rate as f64 / options.connections.max(1) as f64;
@@ -123,7 +125,10 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
             let mut generator = generators[connection]
                 .take()
                 .expect("one generator per connection");
-            let (ready, clock) = (Arc::clone(&ready), Arc::clone(&clock));
+            let (ready, readied) = std::sync::mpsc::channel::<()>();
+            let (clock, clock_of) = std::sync::mpsc::channel::<Instant>();
+            readies.push(readied);
+            clocks.push(clock);
             std::thread::spawn(move || {
                 let endpoint = Endpoint::new(url, token);
                 let mut events = Vec::new();
@@ -135,9 +140,10 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                 generator.fill_into(&mut events, batch);
                 write_ndjson(&events, &mut body);
                 let mut made = true;
-                ready.wait();
-                ready.wait();
-                let start = *clock.get().expect("the clock is set between the two waits");
+                let _ = ready.send(());
+                let Ok(start) = clock_of.recv() else {
+                    return;
+                };
                 while start.elapsed() < run_for && !stop.load(Ordering::Relaxed) {
                     // The batch is made before its send is due, so that making it is not
                     // counted as the server's time.
@@ -202,9 +208,20 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
             })
         })
         .collect();
-    ready.wait();
-    let start = *clock.get_or_init(Instant::now);
-    ready.wait();
+    let all_ready = readies.iter().all(|readied| readied.recv().is_ok());
+    let start = Instant::now();
+    if !all_ready {
+        stop.store(true, Ordering::Relaxed);
+    }
+    for clock in clocks {
+        let _ = clock.send(start);
+    }
+    if !all_ready {
+        for thread in threads {
+            let _ = thread.join();
+        }
+        anyhow::bail!("a load connection failed while making its first batch");
+    }
     let mut last = 0;
     let mut server_before = warmup.is_zero().then(|| ServerFigures::read(endpoint));
     while start.elapsed() < run_for {
