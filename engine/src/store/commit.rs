@@ -70,75 +70,71 @@ pub(crate) struct Request {
     pub reply: Answer,
 }
 
-/// Where a caller leaves its batch's encoding for the commit thread. `None` inside once filled
-/// means the caller gave up (it panicked while encoding): the commit thread encodes the events
-/// itself.
-#[derive(Default)]
-pub(crate) struct EncodedSlot {
-    slot: Mutex<Option<Option<Vec<u8>>>>,
+/// A value one thread hands to another that waits for it: a batch's encoding (caller to
+/// commit thread), a written group's body (commit thread to sync thread), an append's answer
+/// (sync thread to caller).
+pub(crate) struct Handoff<T> {
+    slot: Mutex<Option<T>>,
     ready: Condvar,
 }
 
-impl EncodedSlot {
-    fn fill(&self, encoded: Option<Vec<u8>>) {
-        *self.slot.lock() = Some(encoded);
+impl<T> Default for Handoff<T> {
+    fn default() -> Self {
+        Handoff {
+            slot: Mutex::new(None),
+            ready: Condvar::new(),
+        }
+    }
+}
+
+impl<T> Handoff<T> {
+    fn put(&self, value: T) {
+        *self.slot.lock() = Some(value);
         self.ready.notify_all();
     }
 
-    fn take(&self) -> Option<Vec<u8>> {
+    /// Waits for the value.
+    pub fn take(&self) -> T {
         let mut slot = self.slot.lock();
         loop {
-            if let Some(encoded) = slot.take() {
-                return encoded;
+            if let Some(value) = slot.take() {
+                return value;
             }
             self.ready.wait(&mut slot);
         }
     }
 }
 
-/// The caller's side of an [`EncodedSlot`]: fills it with `None` if the caller unwinds before
-/// it filled it.
-pub(crate) struct EncodedGuard(pub Option<Arc<EncodedSlot>>);
+/// The giving side of a [`Handoff`] of an `Option`: hands over `None` if it is dropped before
+/// it handed anything (its thread panicked), so that the taker does not wait for ever.
+pub(crate) struct FillOnDrop<T>(Option<Arc<Handoff<Option<T>>>>);
 
-impl EncodedGuard {
-    pub fn fill(mut self, encoded: Vec<u8>) {
-        if let Some(slot) = self.0.take() {
-            slot.fill(Some(encoded));
+impl<T> FillOnDrop<T> {
+    pub fn new(handoff: Arc<Handoff<Option<T>>>) -> Self {
+        FillOnDrop(Some(handoff))
+    }
+
+    pub fn fill(mut self, value: T) {
+        if let Some(handoff) = self.0.take() {
+            handoff.put(Some(value));
         }
     }
 }
 
-impl Drop for EncodedGuard {
+impl<T> Drop for FillOnDrop<T> {
     fn drop(&mut self) {
-        if let Some(slot) = self.0.take() {
-            slot.fill(None);
+        if let Some(handoff) = self.0.take() {
+            handoff.put(None);
         }
     }
 }
+
+/// Where a caller leaves its batch's encoding for the commit thread. `None` means the caller
+/// gave up (it panicked while encoding): the commit thread encodes the events itself.
+pub(crate) type EncodedSlot = Handoff<Option<Vec<u8>>>;
 
 /// Where the commit pipeline leaves a request's answer.
-#[derive(Default)]
-pub(crate) struct Reply {
-    slot: Mutex<Option<Result<AppendResult>>>,
-    ready: Condvar,
-}
-
-impl Reply {
-    fn send(&self, result: Result<AppendResult>) {
-        *self.slot.lock() = Some(result);
-        self.ready.notify_one();
-    }
-
-    pub fn wait(&self) -> Result<AppendResult> {
-        let mut slot = self.slot.lock();
-        loop {
-            if let Some(result) = slot.take() {
-                return result;
-            }
-            self.ready.wait(&mut slot);
-        }
-    }
-}
+pub(crate) type Reply = Handoff<Result<AppendResult>>;
 
 /// The pipeline's side of a [`Reply`]: answered once, by [`Answer::send`]. One dropped
 /// unanswered (the commit thread panicked while it held it) answers with an error, so that no
@@ -160,7 +156,7 @@ impl Answer {
 
     pub fn send(mut self, result: Result<AppendResult>) {
         if let Some(reply) = self.reply.take() {
-            reply.send(result);
+            reply.put(result);
         }
     }
 }
@@ -172,7 +168,7 @@ impl Drop for Answer {
                 cause: "the commit pipeline failed before answering (a panic)".into(),
             };
             self.poison.set(&error);
-            reply.send(Err(error));
+            reply.put(Err(error));
         }
     }
 }
@@ -213,49 +209,9 @@ struct GroupBody {
 }
 
 /// Where the commit thread leaves a written group's [`GroupBody`] for the sync thread that
-/// publishes it. `None` inside once filled means the commit thread gave up on the body (it
-/// panicked): the group's callers then get an error instead of waiting for ever.
-#[derive(Default)]
-struct BodySlot {
-    slot: Mutex<Option<Option<GroupBody>>>,
-    ready: Condvar,
-}
-
-impl BodySlot {
-    fn fill(&self, body: Option<GroupBody>) {
-        *self.slot.lock() = Some(body);
-        self.ready.notify_all();
-    }
-
-    fn take(&self) -> Option<GroupBody> {
-        let mut slot = self.slot.lock();
-        loop {
-            if let Some(body) = slot.take() {
-                return body;
-            }
-            self.ready.wait(&mut slot);
-        }
-    }
-}
-
-/// Fills a [`BodySlot`] with `None` if the commit thread unwinds before it filled it.
-struct BodyGuard(Option<Arc<BodySlot>>);
-
-impl BodyGuard {
-    fn fill(mut self, body: GroupBody) {
-        if let Some(slot) = self.0.take() {
-            slot.fill(Some(body));
-        }
-    }
-}
-
-impl Drop for BodyGuard {
-    fn drop(&mut self) {
-        if let Some(slot) = self.0.take() {
-            slot.fill(None);
-        }
-    }
-}
+/// publishes it. `None` means the commit thread gave up on the body (it panicked): the take
+/// then fails (its callers were answered with an error as their [`Answer`]s were dropped).
+type BodySlot = Handoff<Option<GroupBody>>;
 
 /// The queue between the commit thread and the sync threads.
 #[derive(Default)]
@@ -534,7 +490,7 @@ impl Inner {
         };
         drop(commit);
         // The fsync starts now; the rest of this group's work overlaps it.
-        let guard = BodyGuard(Some(body));
+        let guard = FillOnDrop::new(body);
         {
             let mut queue = self.sync_queue.lock();
             while queue.groups.len() >= SYNC_QUEUE_GROUPS_MAX {

@@ -524,12 +524,11 @@ impl Store {
         // Encoded while the commit thread plans the batch (idempotency checks, seqs); it waits
         // for the encoding only to write. The events are let go of first, so that the commit
         // thread then owns them alone.
-        let guard = commit::EncodedGuard(Some(encoded));
+        let guard = commit::FillOnDrop::new(encoded);
         let payload = crate::wal::format::encode_events(&events);
         drop(events);
         guard.fill(payload);
-        inner.queue_ready.notify_one();
-        reply.wait()
+        reply.take()
     }
 
     /// The last seq whose append has been answered (set after the answers). An event with a
