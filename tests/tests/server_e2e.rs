@@ -156,6 +156,19 @@ impl Stream {
         }
     }
 
+    /// Reads up to and including the next heartbeat (the first one says the stream is live).
+    fn skip_to_heartbeat(&mut self) {
+        loop {
+            let tungstenite::Message::Text(text) = self.socket.read().expect("a stream message")
+            else {
+                continue;
+            };
+            if serde_json::from_str::<Value>(&text).unwrap()["type"] == "heartbeat" {
+                return;
+            }
+        }
+    }
+
     /// The seqs of the next `count` events.
     fn next_seqs(&mut self, count: usize, tenant: &str) -> Vec<u64> {
         (0..count)
@@ -1388,14 +1401,7 @@ fn server_stream_client_too_slow_for_the_live_feed_is_told_where_to_resume_and_c
     let base = now_us() - 3_600_000_000;
     let mut stream = Stream::open(&server, "tenant=acct_slow", ADMIN_TOKEN);
     // Live: the first heartbeat comes once the (empty) backlog is sent.
-    loop {
-        let tungstenite::Message::Text(text) = stream.socket.read().unwrap() else {
-            continue;
-        };
-        if serde_json::from_str::<Value>(&text).unwrap()["type"] == "heartbeat" {
-            break;
-        }
-    }
+    stream.skip_to_heartbeat();
     let mut acked = Vec::new();
     for round in 0..100 {
         let events: Vec<Value> = (0..1000)
@@ -1573,14 +1579,7 @@ fn server_stream_client_that_reads_nothing_is_closed_after_stream_stall_seconds(
     let mut reading = Stream::open(&server, "tenant=acct_stall", ADMIN_TOKEN);
     // Both are live once the reading one has had its first heartbeat (the stalled one got
     // its own, unread).
-    loop {
-        let tungstenite::Message::Text(text) = reading.socket.read().unwrap() else {
-            continue;
-        };
-        if serde_json::from_str::<Value>(&text).unwrap()["type"] == "heartbeat" {
-            break;
-        }
-    }
+    reading.skip_to_heartbeat();
     assert_eq!(metric("auditlog_stream_clients").as_deref(), Some("2"));
     // About 40 MB of events: far more than the stalled client's socket buffers take.
     let base = now_us() - 3_600_000_000;
