@@ -1402,16 +1402,7 @@ fn server_stream_client_too_slow_for_the_live_feed_is_told_where_to_resume_and_c
     let mut stream = Stream::open(&server, "tenant=acct_slow", ADMIN_TOKEN);
     // Live: the first heartbeat comes once the (empty) backlog is sent.
     stream.skip_to_heartbeat();
-    let mut acked = Vec::new();
-    for round in 0..100 {
-        let events: Vec<Value> = (0..1000)
-            .map(|i| {
-                let n = round * 1000 + i;
-                event("acct_slow", n, base + n as i64)
-            })
-            .collect();
-        acked.extend(acked_seqs(&ingest(&server, ADMIN_TOKEN, &events)));
-    }
+    let acked = ingest_numbered(&server, "acct_slow", 100, base);
     let mut seen = Vec::new();
     let resume = loop {
         let message = stream.socket.read().expect("a message before the close");
@@ -1443,26 +1434,29 @@ fn server_stream_client_too_slow_for_the_live_feed_is_told_where_to_resume_and_c
     assert_eq!(seen, acked);
 }
 
+/// Ingests `batches` batches of 1,000 events of `tenant`, numbered from 0, one microsecond apart
+/// from `base_us`; the seqs acknowledged.
+fn ingest_numbered(server: &ServerProcess, tenant: &str, batches: usize, base_us: i64) -> Vec<u64> {
+    let mut acked = Vec::new();
+    for round in 0..batches {
+        let events: Vec<Value> = (0..1000)
+            .map(|i| {
+                let n = round * 1000 + i;
+                event(tenant, n, base_us + n as i64)
+            })
+            .collect();
+        acked.extend(acked_seqs(&ingest(server, ADMIN_TOKEN, &events)));
+    }
+    acked
+}
+
 /// With `batch=true`, stored events come in `events` messages of at most 1,000 events (an
 /// admin's stream reads them 10,000 at a time), in seq order, none missing.
 #[test]
 fn server_stream_batches_stored_events_in_messages_of_at_most_1000() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&dir.path().join("data"));
-    let base = now_us() - 3_600_000_000;
-    let mut acked = Vec::new();
-    for round in 0..3 {
-        let events: Vec<Value> = (0..1000)
-            .map(|i| {
-                event(
-                    "acct_batch",
-                    round * 1000 + i,
-                    base + (round * 1000 + i) as i64,
-                )
-            })
-            .collect();
-        acked.extend(acked_seqs(&ingest(&server, ADMIN_TOKEN, &events)));
-    }
+    let acked = ingest_numbered(&server, "acct_batch", 3, now_us() - 3_600_000_000);
     let mut stream = Stream::open(&server, "from_seq=1&batch=true", ADMIN_TOKEN);
     let mut seen = Vec::new();
     let mut sizes = Vec::new();
@@ -1496,16 +1490,7 @@ fn server_stream_batches_stored_events_in_messages_of_at_most_1000() {
 fn server_stream_answers_pings_and_honours_a_close_while_catching_up() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&dir.path().join("data"));
-    let base = now_us() - 3_600_000_000;
-    for round in 0..20 {
-        let events: Vec<Value> = (0..1000)
-            .map(|i| {
-                let n = round * 1000 + i;
-                event("acct_ping", n, base + n as i64)
-            })
-            .collect();
-        ingest(&server, ADMIN_TOKEN, &events);
-    }
+    ingest_numbered(&server, "acct_ping", 20, now_us() - 3_600_000_000);
     let query = "tenant=acct_ping&from_seq=1";
 
     let mut stream = Stream::open(&server, query, ADMIN_TOKEN);
