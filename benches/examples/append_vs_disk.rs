@@ -5,7 +5,13 @@
 //! setting. Prints every round and the medians of rates and ratios.
 //!
 //! `cargo run --release -p auditlog-benches --example append_vs_disk -- 400000 7 1,2,4`
-//! (events per round, rounds, settings of `StoreOptions::wal_syncs_in_flight`)
+//! (events per round, rounds, settings of `StoreOptions::wal_syncs_in_flight`; add
+//! `--allocator-defaults` to leave the allocator as it comes)
+//!
+//! The allocator is set as `auditlog serve` sets it (freed memory kept, no transparent huge
+//! pages; see `tools/cli/src/allocator.rs`). With mimalloc's defaults each round gives the memory
+//! of its batches back and faults it in again, zeroing 2 MiB huge pages, which was 18 % of the
+//! commit and sync threads' samples (`perf`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,8 +27,21 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const PRODUCERS: usize = 4;
 const BATCH: usize = 1000;
 
+/// The server's allocator settings, so that the figure is the one `auditlog serve` would see.
+#[path = "../../tools/cli/src/allocator.rs"]
+#[allow(dead_code)]
+mod allocator;
+
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.iter().any(|a| a == "--allocator-defaults") {
+        println!("allocator: mimalloc's defaults (freed memory returned, huge pages allowed)");
+    } else {
+        let kept = allocator::keep_freed_memory();
+        let huge = allocator::disable_huge_pages();
+        println!("allocator as auditlog serve sets it: freed memory kept {kept:?}, huge pages off {huge:?}");
+    }
+    let mut args = all.into_iter().filter(|a| !a.starts_with("--"));
     let events: usize = args.next().map_or(400_000, |a| a.parse().expect("events"));
     let rounds: usize = args.next().map_or(7, |a| a.parse().expect("rounds"));
     let settings: Vec<usize> = args.next().map_or(vec![1, 2, 4], |a| {
