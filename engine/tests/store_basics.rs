@@ -394,6 +394,49 @@ fn store_a_server_stamped_retry_finds_its_original_sealed_the_day_before() {
     assert_eq!(store.append(vec![retry]).unwrap().accepted, 1);
 }
 
+#[test]
+fn store_a_retry_finds_its_original_sealed_under_the_tenants_former_retention_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_us();
+    let store = Store::open(options(dir.path())).unwrap();
+    let original = event("acct_1", 1, now);
+    let seq = store
+        .append(vec![original.clone()])
+        .unwrap()
+        .first_seq
+        .unwrap();
+    store.seal().unwrap();
+    drop(store);
+    // The tenant is moved to a longer retention class: its next events go to that class's
+    // partitions, its earlier ones stay where they were sealed.
+    let mut moved = options(dir.path());
+    moved.retention.class_days.insert("extended".into(), 365);
+    moved
+        .retention
+        .tenant_classes
+        .insert("acct_1".into(), "extended".into());
+    let store = Store::open(moved).unwrap();
+    assert_eq!(store.stats().tail_events, 0);
+    let answer = store.append(vec![original.clone()]).unwrap();
+    assert_eq!(answer.accepted, 0, "{answer:?}");
+    assert_eq!(answer.duplicates[0].seq, seq);
+    // A new event of the tenant is stored, under its new class.
+    assert_eq!(
+        store
+            .append(vec![event("acct_1", 2, now)])
+            .unwrap()
+            .accepted,
+        1
+    );
+    store.seal().unwrap();
+    assert_eq!(store.stats().partitions, 2);
+    // And after both are sealed, a retry of each is still caught.
+    let answer = store
+        .append(vec![original, event("acct_1", 2, now)])
+        .unwrap();
+    assert_eq!(answer.accepted, 0, "{answer:?}");
+}
+
 /// Appends `rounds` batches of 50 events of `acct_1` at `now`, sealing after each (one
 /// segment per round).
 fn append_sealed_rounds(store: &Store, rounds: u64, now: i64) {

@@ -245,12 +245,12 @@ pub(crate) struct State {
     pub manifest: Manifest,
 }
 
-/// `partition` is the day before `of`, in the same class.
-fn is_day_before(
-    partition: &crate::partition::PartitionKey,
-    of: &crate::partition::PartitionKey,
-) -> bool {
-    partition.class == of.class && partition.day + 1 == of.day
+/// The UTC day whose partitions hold a sealed copy of `event`: a retry re-sends the same event,
+/// so with the same timestamp, and only that day's segments (not every segment of the store,
+/// whose Bloom filters' false positives would each cost a decode) are searched for its key.
+/// The tail and in-flight events are searched whatever their timestamp.
+fn key_day(event: &Event) -> i32 {
+    crate::partition::day_of(event.timestamp_us)
 }
 
 pub(crate) fn find_key_in(
@@ -917,18 +917,18 @@ impl Inner {
         if segments.is_empty() {
             return Ok((duplicates, checked_max));
         }
-        // Per (partition, tenant), the batch's ids: each segment of the partition is asked for
-        // all of a tenant's ids in one pass over that tenant's blocks. An id whose event has
+        // Per (day, tenant), the batch's ids: each segment of the day is asked for all of a
+        // tenant's ids in one pass over that tenant's blocks. An id whose event has
         // the client's timestamp is asked only of segments whose time range holds it (see
         // `AppendHints`): under sustained ingest a day's partition gains a segment every few
         // seconds, and asking each of them costs filter probes and, for ~1% of ids per
         // segment (filter false positives), a decode of the tenant's ids there.
         type Keys<'e> = (Vec<usize>, Vec<&'e str>, Vec<u64>, Vec<Option<i64>>);
-        let mut groups: HashMap<(crate::partition::PartitionKey, &str), Keys<'_>> = HashMap::new();
+        let mut groups: HashMap<(i32, &str), Keys<'_>> = HashMap::new();
         for (index, event) in events.iter().enumerate() {
             if let Some(id) = &event.id {
                 let group = groups
-                    .entry((self.key_partition(event), event.tenant.as_str()))
+                    .entry((key_day(event), event.tenant.as_str()))
                     .or_default();
                 group.0.push(index);
                 group.1.push(id);
@@ -937,14 +937,16 @@ impl Inner {
                 group.3.push((!stamped_here).then_some(event.timestamp_us));
             }
         }
-        for ((partition, tenant), (indexes, ids, hashes, times)) in &groups {
+        for ((day, tenant), (indexes, ids, hashes, times)) in &groups {
             let mut found: Vec<Option<u64>> = vec![None; ids.len()];
             let stamped = times.iter().any(Option::is_none);
+            // Every retention class's partition of the day: a tenant moved to another class
+            // has its earlier events under the old one. A segment without the tenant's rows
+            // costs one dictionary lookup (`find_keys_hashed`).
             for sealed in segments.iter().filter(|s| {
-                s.entry.partition == *partition
-                    || (stamped && is_day_before(&s.entry.partition, partition))
+                s.entry.partition.day == *day || (stamped && s.entry.partition.day + 1 == *day)
             }) {
-                let day_before = sealed.entry.partition != *partition;
+                let day_before = sealed.entry.partition.day != *day;
                 let range = sealed.entry.min_timestamp_us..=sealed.entry.max_timestamp_us;
                 // A client timestamp is in its own day's segments, in those whose range holds
                 // it; a server-stamped event's original may be anywhere in its day or the day
@@ -981,28 +983,21 @@ impl Inner {
         Ok((duplicates, checked_max))
     }
 
-    /// The partition where a sealed copy of `event` would be: a retry re-sends the same event,
-    /// so with the same timestamp, and only that partition's segments (not every segment of
-    /// the store, whose Bloom filters' false positives would each cost a decode) are searched
-    /// for its key. The tail and in-flight events are searched whatever their timestamp.
-    pub(crate) fn key_partition(&self, event: &Event) -> crate::partition::PartitionKey {
-        let class = self.options.retention.class_of(&event.tenant);
-        crate::partition::PartitionKey::of(class, event.timestamp_us)
-    }
-
-    /// Whether a sealed copy of `event` may be in `partition`: its own ([`Inner::key_partition`]),
-    /// or, for an event the receiving layer stamped (`stamped_here`, see [`AppendHints`]), also
-    /// the day before: its retry is stamped again, later, so the original may lie on the
-    /// previous UTC day. A retry within 24 hours of the original is always found; a later one
-    /// of an event sent without a timestamp only if it falls on the same or the next day.
+    /// Whether a sealed copy of `event` may be in `partition`: one of its day's partitions
+    /// ([`key_day`], any retention class: a tenant moved to another class has its earlier
+    /// events under the old one), or, for an event the receiving layer stamped
+    /// (`stamped_here`, see [`AppendHints`]), also one of the day before: its retry is stamped
+    /// again, later, so the original may lie on the previous UTC day. A retry within 24 hours
+    /// of the original is always found; a later one of an event sent without a timestamp only
+    /// if it falls on the same or the next day.
     pub(crate) fn may_hold_copy(
         &self,
         partition: &crate::partition::PartitionKey,
         event: &Event,
         stamped_here: bool,
     ) -> bool {
-        let own = self.key_partition(event);
-        *partition == own || (stamped_here && is_day_before(partition, &own))
+        let own = key_day(event);
+        partition.day == own || (stamped_here && partition.day + 1 == own)
     }
 
     /// Drops this process's mapped pages of every published segment and, through the hook, of
