@@ -260,7 +260,11 @@ pub(crate) fn find_key_in(
     wanted: impl Fn(&SealedSegment) -> bool,
 ) -> Result<Option<u64>> {
     for sealed in segments.iter().filter(|s| wanted(s)) {
-        if sealed.segment.may_contain_key(tenant, id) {
+        // A segment without the tenant's rows (another class's, or a day the tenant was quiet)
+        // is ruled out by its tenant dictionary before the filter is probed.
+        if sealed.segment.tenant_rows(tenant).is_some()
+            && sealed.segment.may_contain_key(tenant, id)
+        {
             if let Some(seq) = sealed.segment.find_key(tenant, id)? {
                 return Ok(Some(seq));
             }
