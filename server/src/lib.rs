@@ -41,6 +41,8 @@ pub mod state;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::sync::broadcast;
@@ -182,7 +184,7 @@ async fn count_statuses(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let mut response = next.run(request).await;
+    let mut response = as_json_error(next.run(request).await).await;
     // Every answer: never sniffed into another type, never a Referer out of the page, never
     // cached unless the route says otherwise (event data is not for shared caches).
     let headers = response.headers_mut();
@@ -210,6 +212,53 @@ async fn count_statuses(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     response
+}
+
+/// An error answer that did not come from a handler (axum's own rejections: a path parameter
+/// that is not UTF-8, a JSON body over the default 2 MiB limit, ...) is plain text; it is
+/// answered in the API's JSON error shape instead, with its text as the message, so that every
+/// error a client sees has the same shape. Other answers pass through untouched.
+///
+/// ```text
+/// 400 text/plain "Invalid URL: Invalid UTF-8 in `seq`"
+///   -> 400 {"error":{"code":"bad_request","message":"Invalid URL: Invalid UTF-8 in `seq`"}}
+/// ```
+async fn as_json_error(response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    let plain_text = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain_text {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Rejection texts are a line or two; a longer body is cut.
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        status if status.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut converted = crate::error::ApiError::new(status, code, message).into_response();
+    // Headers the rejection set (e.g. `Allow`) stay, but not its type and length.
+    for (name, value) in parts.headers.iter() {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            converted.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    converted
 }
 
 /// Says what the store's open found in the WAL: a torn tail is what a crash leaves, and the

@@ -953,6 +953,52 @@ fn server_oldest_first_pages_with_since_skip_nothing_as_the_clock_moves() {
     assert_eq!(second["events"][0]["id"], "acct_since-2", "{second}");
 }
 
+/// A cursor is not tied to the query it came from: one from a query without a lower bound,
+/// sent with an absolute `from`, must not widen the range below it (only a relative `since`
+/// yields to the cursor, see the test above).
+#[test]
+fn server_a_cursor_never_widens_an_absolute_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let now = now_us();
+    let hour = 3_600_000_000i64;
+    let events = [
+        event("acct_from", 1, now - 4 * hour),
+        event("acct_from", 2, now - 3 * hour),
+        event("acct_from", 3, now - hour),
+    ];
+    ingest(&server, ADMIN_TOKEN, &events);
+    let first = get_ok(
+        &server,
+        "/v1/events?tenant=acct_from&order=oldest&limit=1",
+        ADMIN_TOKEN,
+    );
+    assert_eq!(first["events"][0]["id"], "acct_from-1", "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    let from = format_rfc3339_us(now - 2 * hour);
+    for bound in [format!("from={from}"), format!("q=from:{from}")] {
+        let path = format!("/v1/events?tenant=acct_from&{bound}&order=oldest&cursor={cursor}");
+        let page = get_ok(&server, &path, ADMIN_TOKEN);
+        let ids: Vec<&str> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["acct_from-3"], "{path}: {page}");
+    }
+    // With both an absolute and a relative bound, the cursor may pass the relative one only.
+    let path =
+        format!("/v1/events?tenant=acct_from&from={from}&since=30m&order=oldest&cursor={cursor}");
+    let page = get_ok(&server, &path, ADMIN_TOKEN);
+    assert_eq!(
+        page["events"].as_array().unwrap().len(),
+        1,
+        "{path}: {page}"
+    );
+    assert_eq!(page["events"][0]["id"], "acct_from-3", "{page}");
+}
+
 #[test]
 fn server_openapi_document_is_valid_and_lists_every_route() {
     let dir = tempfile::tempdir().unwrap();

@@ -1088,7 +1088,7 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
     // (method, path, status, code, field)
-    let cases: [(&str, &str, u16, &str, Option<&str>); 12] = [
+    let cases: [(&str, &str, u16, &str, Option<&str>); 17] = [
         // A unit that is not ASCII once panicked the duration parser (a 500).
         (
             "GET",
@@ -1155,6 +1155,32 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
             "bad_request",
             Some("outcome"),
         ),
+        // Facets and the histogram count every matching event: paging is refused, not
+        // taken (a cursor once moved their lower bound).
+        (
+            "GET",
+            "/v1/facets?field=action&cursor=abc",
+            400,
+            "bad_request",
+            Some("cursor"),
+        ),
+        (
+            "GET",
+            "/v1/histogram?bucket=1h&order=oldest",
+            400,
+            "bad_request",
+            Some("order"),
+        ),
+        (
+            "GET",
+            "/v1/facets?field=action&limit=5",
+            400,
+            "bad_request",
+            Some("limit"),
+        ),
+        // Path parameters that are not UTF-8: axum's own rejection, in the API's shape.
+        ("GET", "/v1/events/%FF", 400, "bad_request", None),
+        ("DELETE", "/v1/tokens/%FF", 400, "bad_request", None),
         ("DELETE", "/v1/events", 405, "method_not_allowed", None),
         ("PUT", "/v1/tokens", 405, "method_not_allowed", None),
         // The stream without a WebSocket upgrade.
@@ -1171,6 +1197,19 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
             None => assert!(error.get("field").is_none(), "{what}: {error}"),
         }
     }
+
+    // A token request over axum's default body limit (2 MiB): a 413 in the API's shape.
+    let big = vec![b' '; 3 << 20];
+    let reply = call(
+        "POST",
+        &server.url("/v1/tokens"),
+        Some(ADMIN_TOKEN),
+        &[("Content-Type", "application/json")],
+        Some(&big),
+    );
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    let error = assert_error_body(&reply, "POST /v1/tokens of 3 MiB");
+    assert_eq!(error["code"], "too_large", "{error}");
 
     // A stream is not paged: paging parameters are refused in its handshake, not ignored.
     for paging in ["limit=10", "cursor=abc", "order=oldest"] {

@@ -16,7 +16,7 @@ use auditlog_index::{Field, Page};
 
 use crate::auth::Principal;
 use crate::error::{blocking, ApiError};
-use crate::routes::params::{build_query, invalid_param, pairs, single_param};
+use crate::routes::params::{build_query, invalid_param, pairs, single_param, PAGE_KEYS};
 use crate::state::AppState;
 
 mod bytes_body {
@@ -73,7 +73,8 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let body = blocking(move || {
-        let Some(query) = build_query(&state, &principal, &pairs(raw.as_deref()), &[])? else {
+        let Some(query) = build_query(&state, &principal, &pairs(raw.as_deref()), PAGE_KEYS)?
+        else {
             return Ok(page_json(&Page::default()));
         };
         let page = auditlog_index::search(&state.store.snapshot(), &query)?;
@@ -171,9 +172,12 @@ pub async fn export(
     let check_state = Arc::clone(&state);
     let check_principal = principal.clone();
     let check_pairs = pairs.clone();
-    let query =
-        blocking(move || build_query(&check_state, &check_principal, &check_pairs, &["format"]))
-            .await?;
+    let query = blocking(move || {
+        // In the list's order and from its cursor; `limit` was refused above.
+        let keys = ["format", "cursor", "order"];
+        build_query(&check_state, &check_principal, &check_pairs, &keys)
+    })
+    .await?;
     if method == axum::http::Method::HEAD {
         // What a GET would answer, without exporting anything (nor recording an export).
         return Ok(export_response(Body::empty(), format == "csv"));

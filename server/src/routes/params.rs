@@ -3,8 +3,9 @@
 //!
 //! `tenant` (repeated), `from`/`to` (RFC 3339 or `YYYY-MM-DD`), `since` (`24h`, `7d`, `30d`,
 //! any `<n>s|m|h|d|w`; the durations and times of the query language, same parser),
-//! repeated `action`, `resource_type`, `actor`, `project`, `outcome`, `q` (the query language),
-//! `limit`, `cursor`, `order` (`newest`|`oldest`).
+//! repeated `action`, `resource_type`, `actor`, `project`, `outcome`, `q` (the query language);
+//! for the paged list and its export only ([`PAGE_KEYS`]) `limit`, `cursor`, `order`
+//! (`newest`|`oldest`).
 
 use auditlog_engine::event::time::parse_rfc3339_us;
 pub use auditlog_index::parse::parse_duration_us;
@@ -27,11 +28,13 @@ const FILTER_KEYS: &[&str] = &[
     "project",
     "outcome",
     "q",
-    "limit",
-    "cursor",
-    "order",
     "token",
 ];
+
+/// The paging parameters: endpoints that answer a list (`GET /v1/events` and its export) pass
+/// them as extra keys; the others (facets, histogram, stream) count or send every matching
+/// event and refuse them with a 400 naming the parameter rather than ignore them.
+pub const PAGE_KEYS: &[&str] = &["limit", "cursor", "order"];
 
 /// Builds the query of a request. `None` when the caller may read nothing yet (an admin on an
 /// empty store): the answer is empty.
@@ -60,6 +63,14 @@ pub fn build_query_or_placeholder(
         .queries
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for (key, _) in pairs {
+        if PAGE_KEYS.contains(&key.as_str()) && !extra_keys.contains(&key.as_str()) {
+            let mut error = ApiError::bad_request(format!(
+                "{key} applies to the paged list (/v1/events) and its export only: this \
+                 endpoint counts every matching event"
+            ));
+            error.field = Some(key.clone());
+            return Err(error);
+        }
         if !FILTER_KEYS.contains(&key.as_str()) && !extra_keys.contains(&key.as_str()) {
             let mut error = ApiError::bad_request(format!(
                 "unknown query parameter {key:?}; known: {}",
@@ -144,8 +155,13 @@ pub fn build_query_or_placeholder(
             )
         })
     };
+    // The lower bound is the latest of an absolute one (`from`, `from:` in `q`) and a relative
+    // one (`since`, `since:` in `q`), kept apart for the cursor below.
+    let mut absolute_from = None;
+    let mut relative_from: Option<i64> = None;
     if let Some(from) = single("from")? {
-        query.from_us = Some(time("from", from)?);
+        absolute_from = Some(time("from", from)?);
+        query.from_us = absolute_from;
     }
     if let Some(to) = single("to")? {
         query.to_us = Some(time("to", to)?);
@@ -158,12 +174,15 @@ pub fn build_query_or_placeholder(
             )
         })?;
         let from = now.saturating_sub(us);
+        relative_from = Some(from);
         query.from_us = Some(query.from_us.map_or(from, |f| f.max(from)));
     }
     if let Some(q) = single("q")? {
-        auditlog_index::parse(q)
-            .map_err(auditlog_index::Error::from)?
-            .apply(&mut query, now);
+        let parsed = auditlog_index::parse(q).map_err(auditlog_index::Error::from)?;
+        absolute_from = absolute_from.max(parsed.from_us);
+        let since = parsed.since_us.map(|us| now.saturating_sub(us));
+        relative_from = relative_from.max(since);
+        parsed.apply(&mut query, now);
         // `tenant:` in `q` narrows the scope like the parameter, and is refused like it when
         // it names a tenant the token may not read (a 403, not an empty page).
         if let Some(filter) = query.filters.get(Field::Tenant) {
@@ -211,10 +230,13 @@ pub fn build_query_or_placeholder(
     }
     // A relative bound (`since`, or `since:` in `q`) moves with the clock: paging oldest
     // first, a later page's bound could pass the cursor and skip the rows between. The cursor
-    // bounds the page instead (an absolute `from` lies at or before it already).
-    if let (Some(cursor), Some(from)) = (&query.cursor, query.from_us) {
+    // bounds the page instead, but only where the relative bound was the binding one: never
+    // below an absolute `from` (a cursor is not tied to its query, so one from another query
+    // would otherwise widen this one's range).
+    if let (Some(cursor), Some(relative)) = (&query.cursor, relative_from) {
         if cursor.order == Order::OldestFirst {
-            query.from_us = Some(from.min(cursor.timestamp_us));
+            let yielded = relative.min(cursor.timestamp_us);
+            query.from_us = Some(absolute_from.map_or(yielded, |absolute| absolute.max(yielded)));
         }
     }
     if let (Some(from), Some(to)) = (query.from_us, query.to_us) {
