@@ -131,7 +131,7 @@ pub fn search(snapshot: &Snapshot, query: &Query) -> Result<Page> {
         });
     }
     let next_cursor = match events.last() {
-        Some(last) if more => Some(Cursor::after(order, last).encode()),
+        Some(last) if more => Some(Cursor::after(order, last, query.now_us).encode()),
         _ => None,
     };
     Ok(Page {

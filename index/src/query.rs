@@ -401,27 +401,48 @@ impl Order {
 /// Where a page ended: the `(timestamp, seq)` of its last row, for the order it was read in.
 ///
 /// Clients see it only as the opaque string of [`Cursor::encode`]: base64url (no padding) of
-/// `version u8 = 1 | order u8 | timestamp_us i64 LE | seq u64 LE | check u32 LE`, where `check`
-/// is FNV-1a of the 18 bytes before it (30 characters in all). The check catches a truncated or
-/// mistyped cursor; it is not a signature, and needs none: a cursor only says where to resume,
-/// the scope still comes from the credential.
+/// `version u8 = 1 | order u8 | timestamp_us i64 LE | seq u64 LE | check u32 LE` (30
+/// characters), or, for a query with a relative time bound (`since`), of
+/// `version u8 = 2 | order u8 | timestamp_us i64 LE | seq u64 LE | now_us i64 LE | check u32 LE`
+/// (40 characters), where `check` is FNV-1a of the bytes before it. The check catches a
+/// truncated or mistyped cursor; it is not a signature, and needs none: a cursor only says
+/// where to resume, the scope still comes from the credential.
+///
+/// ```
+/// use auditlog_index::{Cursor, Order};
+/// let first_page = Cursor { order: Order::NewestFirst, timestamp_us: 5, seq: 7, now_us: None };
+/// assert_eq!(first_page.encode().len(), 30);
+/// // `since=1h` was resolved against this clock on the first page; every later page uses it.
+/// let relative = Cursor { now_us: Some(1_795_000_000_000_000), ..first_page };
+/// assert_eq!(Cursor::decode(&relative.encode()).unwrap(), relative);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cursor {
     pub order: Order,
     pub timestamp_us: i64,
     pub seq: u64,
+    /// The clock the query's relative bounds (`since`) were resolved against on its first
+    /// page: later pages resolve them against it too, so that every page is cut from the same
+    /// time window (with the clock of each request, a page read later would lose the rows
+    /// that slipped out of the window in between). `None` for a query without one.
+    pub now_us: Option<i64>,
 }
 
 const CURSOR_VERSION: u8 = 1;
 const CURSOR_BYTES: usize = 1 + 1 + 8 + 8 + 4;
+/// [`Cursor`] with `now_us`.
+const CURSOR_VERSION_CLOCK: u8 = 2;
+const CURSOR_CLOCK_BYTES: usize = CURSOR_BYTES + 8;
 
 impl Cursor {
-    /// The cursor after the row `event` in `order`.
-    pub fn after(order: Order, event: &StoredEvent) -> Cursor {
+    /// The cursor after the row `event` in `order`, of a query whose relative bounds were
+    /// resolved at `now_us` ([`Query::now_us`]).
+    pub fn after(order: Order, event: &StoredEvent, now_us: Option<i64>) -> Cursor {
         Cursor {
             order,
             timestamp_us: event.event.timestamp_us,
             seq: event.seq,
+            now_us,
         }
     }
 
@@ -432,11 +453,17 @@ impl Cursor {
 
     /// The opaque, URL-safe text form.
     pub fn encode(&self) -> String {
-        let mut bytes = Vec::with_capacity(CURSOR_BYTES);
-        bytes.push(CURSOR_VERSION);
+        let mut bytes = Vec::with_capacity(CURSOR_CLOCK_BYTES);
+        bytes.push(match self.now_us {
+            None => CURSOR_VERSION,
+            Some(_) => CURSOR_VERSION_CLOCK,
+        });
         bytes.push(self.order.code());
         bytes.extend_from_slice(&self.timestamp_us.to_le_bytes());
         bytes.extend_from_slice(&self.seq.to_le_bytes());
+        if let Some(now_us) = self.now_us {
+            bytes.extend_from_slice(&now_us.to_le_bytes());
+        }
         let check = fnv1a(&bytes);
         bytes.extend_from_slice(&check.to_le_bytes());
         base64url_encode(&bytes)
@@ -448,19 +475,24 @@ impl Cursor {
         let bytes = base64url_decode(text).ok_or_else(|| {
             invalid("it is not base64url text (A-Z, a-z, 0-9, '-', '_')".to_string())
         })?;
-        if bytes.len() != CURSOR_BYTES {
+        let expected = match bytes.first() {
+            Some(&CURSOR_VERSION) => CURSOR_BYTES,
+            Some(&CURSOR_VERSION_CLOCK) => CURSOR_CLOCK_BYTES,
+            Some(&version) if bytes.len() == CURSOR_BYTES || bytes.len() == CURSOR_CLOCK_BYTES => {
+                return Err(invalid(format!(
+                    "version {version} is not supported (this build reads versions \
+                     {CURSOR_VERSION} and {CURSOR_VERSION_CLOCK})"
+                )))
+            }
+            _ => CURSOR_BYTES,
+        };
+        if bytes.len() != expected {
             return Err(invalid(format!(
-                "it holds {} bytes, a cursor has {CURSOR_BYTES}",
+                "it holds {} bytes, a cursor has {expected}",
                 bytes.len()
             )));
         }
-        if bytes[0] != CURSOR_VERSION {
-            return Err(invalid(format!(
-                "version {} is not supported (this build reads version {CURSOR_VERSION})",
-                bytes[0]
-            )));
-        }
-        let (body, check) = bytes.split_at(CURSOR_BYTES - 4);
+        let (body, check) = bytes.split_at(expected - 4);
         let check = u32::from_le_bytes(check.try_into().expect("4 bytes"));
         if fnv1a(body) != check {
             return Err(invalid(
@@ -473,6 +505,8 @@ impl Cursor {
             order,
             timestamp_us: i64::from_le_bytes(bytes[2..10].try_into().expect("8 bytes")),
             seq: u64::from_le_bytes(bytes[10..18].try_into().expect("8 bytes")),
+            now_us: (expected == CURSOR_CLOCK_BYTES)
+                .then(|| i64::from_le_bytes(bytes[18..26].try_into().expect("8 bytes"))),
         })
     }
 }
@@ -565,6 +599,9 @@ pub struct Query {
     pub limit: usize,
     /// Resume after this row (from the previous page's `next_cursor`).
     pub cursor: Option<Cursor>,
+    /// The clock relative bounds (`since`) were resolved against, for a query that has one:
+    /// carried in the next page's cursor ([`Cursor::now_us`]).
+    pub now_us: Option<i64>,
 }
 
 impl Query {
@@ -579,6 +616,7 @@ impl Query {
             order: Order::NewestFirst,
             limit: LIMIT_DEFAULT,
             cursor: None,
+            now_us: None,
         }
     }
 
@@ -675,15 +713,23 @@ mod tests {
                 order: Order::NewestFirst,
                 timestamp_us: 1_795_000_000_000_000,
                 seq: 42,
+                now_us: None,
             },
             Cursor {
                 order: Order::OldestFirst,
                 timestamp_us: i64::MIN,
                 seq: u64::MAX,
+                now_us: None,
             },
         ] {
             let text = cursor.encode();
             assert_eq!(text.len(), 30);
+            let clocked = Cursor {
+                now_us: Some(-3),
+                ..cursor
+            };
+            assert_eq!(clocked.encode().len(), 40);
+            assert_eq!(Cursor::decode(&clocked.encode()).unwrap(), clocked);
             assert!(text
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
@@ -697,6 +743,7 @@ mod tests {
             order: Order::NewestFirst,
             timestamp_us: 5,
             seq: 7,
+            now_us: None,
         }
         .encode();
         let message = |text: &str| Cursor::decode(text).unwrap_err().to_string();
@@ -718,7 +765,7 @@ mod tests {
         bytes[0] = 9;
         assert_eq!(
             message(&base64url_encode(&bytes)),
-            "invalid cursor: version 9 is not supported (this build reads version 1)"
+            "invalid cursor: version 9 is not supported (this build reads versions 1 and 2)"
         );
     }
 
@@ -746,6 +793,7 @@ mod tests {
             order: Order::OldestFirst,
             timestamp_us: 0,
             seq: 1,
+            now_us: None,
         });
         assert_eq!(
             query.validate().unwrap_err().to_string(),

@@ -953,6 +953,48 @@ fn server_oldest_first_pages_with_since_skip_nothing_as_the_clock_moves() {
     assert_eq!(second["events"][0]["id"], "acct_since-2", "{second}");
 }
 
+/// Paging newest first with `since`: every page is cut from the first page's window (its
+/// cursor carries that clock), so rows that slip out of the window while the client pages
+/// are still listed.
+#[test]
+fn server_newest_first_pages_with_since_keep_the_first_pages_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let now = now_us();
+    let hour = 3_600_000_000i64;
+    let events = [
+        event("acct_window", 1, now - hour + 1_500_000),
+        event("acct_window", 2, now - hour + 1_700_000),
+        event("acct_window", 3, now - hour / 6),
+    ];
+    ingest(&server, ADMIN_TOKEN, &events);
+    let page = |cursor: Option<&str>| {
+        let mut path = "/v1/events?tenant=acct_window&since=1h&limit=1".to_string();
+        if let Some(cursor) = cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        get_ok(&server, &path, ADMIN_TOKEN)
+    };
+    let first = page(None);
+    assert_eq!(first["events"][0]["id"], "acct_window-3", "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    // Now the one-hour bound of a fresh query lies past both early events.
+    std::thread::sleep(std::time::Duration::from_millis(2_000));
+    let second = page(Some(&cursor));
+    assert_eq!(second["events"][0]["id"], "acct_window-2", "{second}");
+    let cursor = second["next_cursor"].as_str().unwrap().to_string();
+    let third = page(Some(&cursor));
+    assert_eq!(third["events"][0]["id"], "acct_window-1", "{third}");
+    assert!(third["next_cursor"].is_null(), "{third}");
+    // A fresh query, with the clock of now, no longer sees them.
+    let fresh = get_ok(
+        &server,
+        "/v1/events?tenant=acct_window&since=1h",
+        ADMIN_TOKEN,
+    );
+    assert_eq!(fresh["events"].as_array().unwrap().len(), 1, "{fresh}");
+}
+
 /// A cursor is not tied to the query it came from: one from a query without a lower bound,
 /// sent with an absolute `from`, must not widen the range below it (only a relative `since`
 /// yields to the cursor, see the test above).

@@ -130,7 +130,19 @@ pub fn build_query_or_placeholder(
         Err(_) => (Scope::one("-"), false),
     };
     let mut query = Query::new(scope);
-    let now = auditlog_engine::store::now_us();
+    // A later page resolves relative bounds (`since`) against its first page's clock, which
+    // its cursor carries: every page is cut from the same window.
+    let cursor = match single("cursor")? {
+        Some(text) => Some(Cursor::decode(text).map_err(|error| {
+            let mut error = ApiError::from(error);
+            error.field = Some("cursor".into());
+            error
+        })?),
+        None => None,
+    };
+    let now = cursor
+        .and_then(|cursor| cursor.now_us)
+        .unwrap_or_else(auditlog_engine::store::now_us);
 
     for (key, field) in [
         ("action", Field::Action),
@@ -221,20 +233,17 @@ pub fn build_query_or_placeholder(
             }
         };
     }
-    if let Some(cursor) = single("cursor")? {
-        query.cursor = Some(Cursor::decode(cursor).map_err(|error| {
-            let mut error = ApiError::from(error);
-            error.field = Some("cursor".into());
-            error
-        })?);
+    query.cursor = cursor;
+    if relative_from.is_some() {
+        query.now_us = Some(now);
     }
-    // A relative bound (`since`, or `since:` in `q`) moves with the clock: paging oldest
-    // first, a later page's bound could pass the cursor and skip the rows between. The cursor
-    // bounds the page instead, but only where the relative bound was the binding one: never
-    // below an absolute `from` (a cursor is not tied to its query, so one from another query
-    // would otherwise widen this one's range).
+    // A cursor without the first page's clock (issued before cursors carried it) leaves a
+    // relative bound moving with the clock: paging oldest first, a later page's bound could
+    // pass the cursor and skip the rows between. The cursor bounds the page instead, but only
+    // where the relative bound was the binding one: never below an absolute `from` (a cursor is
+    // not tied to its query, so one from another query would otherwise widen this one's range).
     if let (Some(cursor), Some(relative)) = (&query.cursor, relative_from) {
-        if cursor.order == Order::OldestFirst {
+        if cursor.order == Order::OldestFirst && cursor.now_us.is_none() {
             let yielded = relative.min(cursor.timestamp_us);
             query.from_us = Some(absolute_from.map_or(yielded, |absolute| absolute.max(yielded)));
         }
