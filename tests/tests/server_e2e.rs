@@ -1538,6 +1538,84 @@ fn ingest_numbered(server: &ServerProcess, tenant: &str, batches: usize, base_us
     acked
 }
 
+/// A token revoked while its stream sends a page of stored events ends the stream within a few
+/// dozen messages (plus what the sockets already hold), not at the end of the page: an admin's
+/// stream reads 10,000 events a page, and a slow client could go on receiving them for minutes.
+#[test]
+fn server_stream_revoked_mid_page_is_closed_before_the_page_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    // Events of ~4 KiB, so that what the sockets' buffers hold (a few MB on loopback) is a
+    // small part of a page.
+    let base = now_us() - 3_600_000_000;
+    for round in 0..12 {
+        let events: Vec<Value> = (0..1000)
+            .map(|i| {
+                let n = round * 1000 + i;
+                let mut event = event("acct_revoke", n, base + n as i64);
+                event["details"] = json!({ "blob": "x".repeat(4000) });
+                event
+            })
+            .collect();
+        ingest(&server, ADMIN_TOKEN, &events);
+    }
+    // A second admin token: the last one cannot be revoked.
+    let body = json!({ "name": "streamer", "role": "admin" }).to_string();
+    let reply = call(
+        "POST",
+        &server.url("/v1/tokens"),
+        Some(ADMIN_TOKEN),
+        &[("Content-Type", "application/json")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let answer = reply.json();
+    let id = answer["id"].as_str().unwrap().to_string();
+    let secret = answer["token"].as_str().unwrap().to_string();
+    let mut stream = Stream::open(&server, "from_seq=1", &secret);
+    // A few events, then the client pauses: the server fills the sockets' buffers and waits.
+    let mut before = 0;
+    while before < 10 {
+        if let tungstenite::Message::Text(_) = stream.socket.read().unwrap() {
+            before += 1;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let revoked = call(
+        "DELETE",
+        &server.url(&format!("/v1/tokens/{id}")),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(revoked.status, 204, "{}", revoked.text());
+    let mut after = 0;
+    loop {
+        match stream.socket.read() {
+            Ok(tungstenite::Message::Text(text)) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(message["type"], "event", "{text}");
+                after += 1;
+            }
+            Ok(tungstenite::Message::Close(frame)) => {
+                let frame = frame.expect("a close frame with a code");
+                assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+                break;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                panic!("the stream ended without its close after {after} events: {error}")
+            }
+        }
+    }
+    // The page being sent held 10,000 events; what arrived after the revocation is what the
+    // sockets held then and at most 64 more.
+    assert!(
+        before + after < 5_000,
+        "{after} events after the revocation"
+    );
+}
+
 /// With `batch=true`, stored events come in `events` messages of at most 1,000 events (an
 /// admin's stream reads them 10,000 at a time), in seq order, none missing.
 #[test]

@@ -192,14 +192,63 @@ async fn send_heartbeat(socket: &mut Sender, next_seq: u64) -> bool {
     socket.send(Message::Text(message.to_string().into())).await
 }
 
+/// How sending a run of events ended.
+enum Sent {
+    /// Every message went out.
+    All,
+    /// The client is gone.
+    Gone,
+    /// The token was revoked: the stream closes with 1008.
+    Revoked,
+    /// The server is shutting down: the stream closes with 1001.
+    Stopping,
+}
+
+/// Messages sent between two checks of the token and of the shutdown while a run of events
+/// goes out: a revocation or a shutdown stops a page of thousands of events within this many.
+const HALT_CHECK_MESSAGES: usize = 64;
+
+/// Whether the stream must stop before its next message (one atomic load for the token until
+/// some token is revoked, one for the shutdown).
+fn halt(
+    token: &mut TokenWatch,
+    state: &AppState,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> Option<Sent> {
+    if token.revoked(state) {
+        Some(Sent::Revoked)
+    } else if *shutdown.borrow() {
+        Some(Sent::Stopping)
+    } else {
+        None
+    }
+}
+
+/// Closes the stream as `sent` says; true when it goes on.
+async fn carry_on(socket: &mut Sender, sent: Sent) -> bool {
+    match sent {
+        Sent::All => true,
+        Sent::Gone => false,
+        Sent::Revoked => {
+            close_revoked(socket).await;
+            false
+        }
+        Sent::Stopping => {
+            close_going_away(socket).await;
+            false
+        }
+    }
+}
+
 /// Sends the matching events of `events` (in seq order) at or past `next_seq`, as one message
-/// each or one `events` message, flushed once; false when the client is gone.
+/// each or one `events` message, flushed once; stops early when `halt` says so.
 async fn send_events<'e>(
     socket: &mut Sender,
     events: impl Iterator<Item = &'e StoredEvent>,
     matcher: &Matcher,
     next_seq: &mut u64,
-) -> bool {
+    halt: impl FnMut() -> Option<Sent>,
+) -> Sent {
     let mut matching = Vec::new();
     for event in events {
         if event.seq < *next_seq {
@@ -210,7 +259,7 @@ async fn send_events<'e>(
             matching.push(event);
         }
     }
-    send_matching(socket, matching, matcher).await
+    send_matching(socket, matching, matcher, halt).await
 }
 
 /// [`send_events`] for a live chunk: a subscription scoped to a few tenants visits only their
@@ -220,13 +269,14 @@ async fn send_live(
     live: &LiveChunk,
     matcher: &Matcher,
     next_seq: &mut u64,
-) -> bool {
+    halt: impl FnMut() -> Option<Sent>,
+) -> Sent {
     let tenants = &matcher.query.tenants;
     if matcher.all_tenants || tenants.len() > INDEXED_TENANTS_MAX {
-        return send_events(socket, live.events.iter(), matcher, next_seq).await;
+        return send_events(socket, live.events.iter(), matcher, next_seq, halt).await;
     }
     let Some(last) = live.events.last() else {
-        return true;
+        return Sent::All;
     };
     let mut offsets: Vec<usize> = tenants
         .iter()
@@ -242,33 +292,53 @@ async fn send_live(
         .map(|offset| &live.events[offset])
         .filter(|event| event.seq >= from && matcher.matches(event))
         .collect();
-    send_matching(socket, matching, matcher).await
+    send_matching(socket, matching, matcher, halt).await
 }
 
-/// Sends `matching` as one message each or one `events` message, flushed once; false when the
-/// client is gone.
+/// Sends `matching` as one message each or one `events` message, flushed once. `halt` is asked
+/// before the first message and every [`HALT_CHECK_MESSAGES`] after it: a revoked token or a
+/// shutdown stops the run there (a slow client could otherwise go on receiving a page for
+/// minutes after its token was revoked).
 async fn send_matching(
     socket: &mut Sender,
     matching: Vec<&StoredEvent>,
     matcher: &Matcher,
-) -> bool {
+    mut halt: impl FnMut() -> Option<Sent>,
+) -> Sent {
     if matching.is_empty() {
-        return true;
+        return Sent::All;
     }
     if matcher.batch {
         for events in matching.chunks(BATCH_MESSAGE_EVENTS) {
+            if let Some(stop) = halt() {
+                return stop;
+            }
             if !socket.send(events_message(events.iter().copied())).await {
-                return false;
+                return Sent::Gone;
             }
         }
-        return true;
+        return Sent::All;
     }
-    for event in matching {
+    for (index, event) in matching.into_iter().enumerate() {
+        if index % HALT_CHECK_MESSAGES == 0 {
+            if let Some(stop) = halt() {
+                // What was fed so far goes out before the close.
+                return if socket.deliver(Op::Flush).await {
+                    stop
+                } else {
+                    Sent::Gone
+                };
+            }
+        }
         if !socket.deliver(Op::Feed(event_message(event))).await {
-            return false;
+            return Sent::Gone;
         }
     }
-    socket.deliver(Op::Flush).await
+    if socket.deliver(Op::Flush).await {
+        Sent::All
+    } else {
+        Sent::Gone
+    }
 }
 
 #[utoipa::path(
@@ -425,7 +495,8 @@ async fn close_failed(socket: &mut Sender, cause: &str) {
     socket.send(Message::Close(Some(frame))).await;
 }
 
-/// Notices that the stream's token was revoked: checked before every message sent, at the
+/// Notices that the stream's token was revoked: checked before every page of stored events,
+/// at every wake-up of the live feed and every [`HALT_CHECK_MESSAGES`] messages sent, at the
 /// cost of one atomic load until some token is revoked.
 struct TokenWatch {
     id: String,
@@ -548,7 +619,9 @@ async fn run(
                 close_going_away(&mut socket).await;
                 return;
             }
-            if !send_events(&mut socket, page.iter(), &matcher, &mut next_seq).await {
+            let halted = || halt(&mut token, &state, &shutdown);
+            let sent = send_events(&mut socket, page.iter(), &matcher, &mut next_seq, halted).await;
+            if !carry_on(&mut socket, sent).await {
                 return;
             }
             if done {
@@ -588,7 +661,10 @@ async fn run(
                     Ok(chunk) => {
                         // Commits the stored read already covered do not count as live.
                         live_sent |= chunk.events.last().is_some_and(|e| e.seq >= next_seq);
-                        if !send_live(&mut socket, &chunk, &matcher, &mut next_seq).await {
+                        let halted = || halt(&mut token, &state, &shutdown);
+                        let sent =
+                            send_live(&mut socket, &chunk, &matcher, &mut next_seq, halted).await;
+                        if !carry_on(&mut socket, sent).await {
                             return;
                         }
                     }
