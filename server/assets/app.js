@@ -71,6 +71,8 @@
     total: null,
     selectedSeq: null,
     openSeq: null,
+    /** Numbers the drawer's event requests: a late answer to an older one is dropped. */
+    drawerRequest: 0,
     tenantFacet: true,
     facets: {},
     histogram: null,
@@ -269,6 +271,10 @@
     const ours = () => gen === state.generation;
 
     state.listReady = false;
+    state.loadingMore = false;
+    // The old filters' feed stops now: its events must not reach the new list while it loads
+    // (the new feed starts from the new list's last_seq).
+    if (state.live) pauseStream();
     state.pending = [];
     state.pendingSeqs.clear();
     el.grid.setAttribute('aria-busy', 'true');
@@ -309,7 +315,7 @@
     list.then((page) => {
       if (!ours()) return;
       renderFirstPage(page);
-      if (state.live) restartStream();
+      if (state.live) restartStream(page.last_seq);
     }, fail);
 
     for (const facet of facets) {
@@ -958,6 +964,7 @@
 
   function closeDrawer({ keepHash = false } = {}) {
     if (el.drawer.hidden) return;
+    state.drawerRequest++;
     el.drawer.hidden = true;
     el.backdrop.hidden = true;
     document.body.classList.remove('drawer-open');
@@ -969,6 +976,7 @@
   async function openSeq(seq) {
     const known = state.events.get(seq);
     if (known) {
+      state.drawerRequest++;
       selectIndex(indexOfSeq(seq));
       openDrawer(known);
       return;
@@ -977,10 +985,14 @@
     el.drawerBody.innerHTML = '<p class="muted">Loading…</p>';
     el.drawer.hidden = false;
     el.backdrop.hidden = false;
+    // An answer that comes after the drawer was closed or moved to another event is dropped.
+    const request = ++state.drawerRequest;
     try {
       const event = await api(`/v1/events/${encodeURIComponent(seq)}`);
+      if (request !== state.drawerRequest || el.drawer.hidden) return;
       openDrawer(event);
     } catch (error) {
+      if (request !== state.drawerRequest || el.drawer.hidden) return;
       if (error.status === 401) { signOut(`${error.message}. Sign in again.`); return; }
       el.drawerBody.innerHTML = `<p class="form-error">Could not load event #${esc(seq)}: ${esc(error.message)}</p>`;
     }
@@ -1040,9 +1052,9 @@
     state.live = on;
     el.liveToggle.setAttribute('aria-checked', String(on));
     if (on) {
-      state.lastSeq = null;
-      if (state.listReady) restartStream();
-      else setIndicator('connecting');
+      // The list again, then the feed from where its answer was read: no gap, no duplicate.
+      setIndicator('connecting');
+      refresh();
     } else {
       stopLive();
     }
@@ -1058,20 +1070,33 @@
     setIndicator('off');
   }
 
-  /** A new subscription for the current filters, live from now (after a filter change). */
-  function restartStream() {
+  /** Closes the current subscription (its late messages are ignored). */
+  function pauseStream() {
     clearTimeout(state.retryTimer);
     state.socketId++;
     if (state.socket) {
       try { state.socket.close(1000, 'filters changed'); } catch (_) { /* already closed */ }
     }
     state.socket = null;
-    state.lastSeq = null;
+    setIndicator('connecting');
+  }
+
+  /**
+   * A new subscription for the current filters, from the seq after `lastSeq`: the `last_seq` of
+   * the list's answer, so that what was stored after that answer was read comes first, then
+   * live events, none twice (an answer without it: live from now).
+   */
+  function restartStream(lastSeq) {
+    pauseStream();
+    state.pending = [];
+    state.pendingSeqs.clear();
+    state.lastSeq = typeof lastSeq === 'number' ? lastSeq : null;
     state.retryMs = 500;
     connect();
   }
 
-  function connect() {
+  /** Opens the subscription; `again` after a dropped connection (the indicator says so). */
+  function connect(again = false) {
     const id = ++state.socketId;
     const params = apiParams(state.filters);
     params.set('token', state.token);
@@ -1088,14 +1113,11 @@
       return;
     }
     state.socket = socket;
-    setIndicator(resumeFrom === null ? 'connecting' : 'reconnecting');
+    setIndicator(again ? 'reconnecting' : 'connecting');
     socket.onopen = () => {
       if (id !== state.socketId) return;
       state.retryMs = 500;
       setIndicator('streaming');
-      // A feed that starts "from now" may miss what was stored between the list's answer and the
-      // subscription: fetch the newest page again and merge what is new (deduplicated by seq).
-      if (resumeFrom === null) fillGap(state.generation);
     };
     socket.onmessage = (message) => {
       if (id !== state.socketId) return;
@@ -1114,9 +1136,18 @@
         if (typeof data.from_seq === 'number') state.lastSeq = data.from_seq - 1;
       }
     };
-    socket.onclose = () => {
+    socket.onclose = (close) => {
       if (id !== state.socketId || !state.live) return;
       state.socket = null;
+      // 1008: the token was revoked (retrying with it would fail for ever); 1011: the server
+      // could not read stored events, and says why.
+      if (close.code === 1008) { signOut('Your token was revoked. Sign in with another.'); return; }
+      if (close.code === 1011) {
+        setLive(false);
+        el.banner.hidden = false;
+        el.banner.textContent = `Live updates stopped: ${close.reason || 'the server could not read stored events'}`;
+        return;
+      }
       scheduleReconnect(id);
     };
     socket.onerror = () => { /* onclose follows */ };
@@ -1128,21 +1159,8 @@
     const delay = state.retryMs;
     state.retryMs = Math.min(state.retryMs * 2, 10000);
     state.retryTimer = setTimeout(() => {
-      if (id === state.socketId && state.live) connect();
+      if (id === state.socketId && state.live) connect(true);
     }, delay);
-  }
-
-  async function fillGap(gen) {
-    try {
-      const params = apiParams(state.filters);
-      params.set('limit', String(PAGE_SIZE));
-      const page = await api('/v1/events', params, state.abort?.signal);
-      if (gen !== state.generation || !state.live) return;
-      let newest = -1;
-      for (const event of state.list) if (event.seq > newest) newest = event.seq;
-      const fresh = page.events.filter((e) => e.seq > newest).reverse();
-      for (const event of fresh) enqueue(event);
-    } catch (_) { /* the stream still delivers what comes next */ }
   }
 
   function enqueue(event) {

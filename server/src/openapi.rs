@@ -161,6 +161,9 @@ pub struct PageSchema {
     pub events: Vec<StoredEventSchema>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
+    /// The last seq the answer was read up to (0 on an empty store): what was acknowledged
+    /// after it follows with `/v1/stream?from_seq=<last_seq + 1>`, without gap or duplicate.
+    pub last_seq: u64,
 }
 
 /// Filters shared by the read endpoints and the stream.

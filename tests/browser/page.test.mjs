@@ -430,6 +430,41 @@ test('live_updates_resume_after_a_drop_without_loss_or_duplicates', async () => 
   await page.close();
 });
 
+test('live_starts_where_the_list_was_read_without_gap_or_duplicate', async () => {
+  // An event stored after the list was read and before the subscription opens (stored here by
+  // the page's first WebSocket constructor, synchronously) arrives once, through the stream,
+  // which resumes from the list answer's last_seq.
+  await ingest([{ id: 'gap-1', tenant: 'acct_alpha', actor: alice, action: 'create', resource: { type: 'pod', name: 'gap-pod' } }]);
+  const held = JSON.stringify({ id: 'gap-2', tenant: 'acct_alpha', actor: alice, action: 'update', resource: { type: 'pod', name: 'gap-pod' } });
+  const page = await newPage({ url: '/?q=name%3Agap-pod', init: { content: `
+    (() => {
+      const Native = window.WebSocket;
+      window.__urls = [];
+      window.WebSocket = class extends Native {
+        constructor(url, ...rest) {
+          if (window.__urls.length === 0) {
+            const xhr = new XMLHttpRequest();
+            xhr.open('POST', '/v1/events', false);
+            xhr.setRequestHeader('Authorization', 'Bearer ${ADMIN_TOKEN}');
+            xhr.setRequestHeader('Content-Type', 'application/x-ndjson');
+            xhr.send(${JSON.stringify(held)});
+          }
+          window.__urls.push(String(url));
+          super(url, ...rest);
+        }
+      };
+    })();` } });
+  assert.deepEqual(await rowData(page, 'action'), ['create']);
+  await page.click('#live-toggle');
+  await page.waitForSelector('#live-indicator[data-state="streaming"]');
+  await page.waitForFunction(() => document.querySelectorAll('#rows .row').length >= 2, null, { timeout: 5_000 });
+  await page.waitForTimeout(300);
+  assert.deepEqual(await rowData(page, 'action'), ['update', 'create']);
+  const url = new URL(await page.evaluate(() => window.__urls[0]));
+  assert.ok(Number(url.searchParams.get('from_seq')) > 1, `the first subscription resumes: ${url}`);
+  await page.close();
+});
+
 test('read_token_never_shows_another_tenant', async () => {
   const page = await newPage();
   assert.deepEqual([...new Set(await rowData(page, 'tenant'))], ['acct_alpha']);

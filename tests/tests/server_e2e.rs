@@ -995,6 +995,44 @@ fn server_newest_first_pages_with_since_keep_the_first_pages_window() {
     assert_eq!(fresh["events"].as_array().unwrap().len(), 1, "{fresh}");
 }
 
+/// A list answer says how far it was read (`last_seq`): a stream from the next seq gives what
+/// was stored after it, first, none missing and none twice (how the page turns Live on).
+#[test]
+fn server_list_answer_says_where_a_stream_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let now = now_us();
+    let first = ingest(
+        &server,
+        ADMIN_TOKEN,
+        &[event("acct_follow", 1, now), event("acct_follow", 2, now)],
+    );
+    let page = get_ok(
+        &server,
+        "/v1/events?tenant=acct_follow&limit=1",
+        ADMIN_TOKEN,
+    );
+    assert_eq!(page["last_seq"], first["last_seq"], "{page}");
+    let later = ingest(
+        &server,
+        ADMIN_TOKEN,
+        &[event("acct_follow", 3, now), event("acct_follow", 4, now)],
+    );
+    // An empty answer (a tenant without events) still says how far the store was read.
+    let empty = get_ok(&server, "/v1/events?tenant=acct_none", ADMIN_TOKEN);
+    assert_eq!(empty["last_seq"], later["last_seq"], "{empty}");
+    let from = page["last_seq"].as_u64().unwrap() + 1;
+    let mut stream = Stream::open(
+        &server,
+        &format!("tenant=acct_follow&from_seq={from}"),
+        ADMIN_TOKEN,
+    );
+    let seqs: Vec<u64> = (0..2)
+        .map(|_| stream.next_event()["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, acked_seqs(&later));
+}
+
 /// A cursor is not tied to the query it came from: one from a query without a lower bound,
 /// sent with an absolute `from`, must not widen the range below it (only a relative `since`
 /// yields to the cursor, see the test above).

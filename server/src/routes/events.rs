@@ -36,7 +36,10 @@ mod bytes_body {
     }
 }
 
-fn page_json(page: &Page) -> Vec<u8> {
+/// The answer of `GET /v1/events`: the page, and the last seq of the snapshot it was read
+/// from (`last_seq`), so that a client can follow the list with the live stream from the
+/// next seq: `{"events":[...],"next_cursor":"..."|null,"last_seq":1234}`.
+fn page_json(page: &Page, last_seq: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(page.events.len() * 700 + 64);
     out.extend_from_slice(b"{\"events\":[");
     for (i, event) in page.events.iter().enumerate() {
@@ -50,6 +53,8 @@ fn page_json(page: &Page) -> Vec<u8> {
         Some(cursor) => write_json_string(cursor, &mut out),
         None => out.extend_from_slice(b"null"),
     }
+    out.extend_from_slice(b",\"last_seq\":");
+    out.extend_from_slice(last_seq.to_string().as_bytes());
     out.push(b'}');
     out
 }
@@ -73,12 +78,20 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let body = blocking(move || {
+        // The snapshot before the scope: an admin's scope (every tenant of the store, read in
+        // `build_query`) then holds every tenant with events in the snapshot.
+        let snapshot = state.store.snapshot();
+        let last_seq = snapshot
+            .tail
+            .last_seq()
+            .unwrap_or(0)
+            .max(snapshot.sealed_through);
         let Some(query) = build_query(&state, &principal, &pairs(raw.as_deref()), PAGE_KEYS)?
         else {
-            return Ok(page_json(&Page::default()));
+            return Ok(page_json(&Page::default(), last_seq));
         };
-        let page = auditlog_index::search(&state.store.snapshot(), &query)?;
-        Ok(page_json(&page))
+        let page = auditlog_index::search(&snapshot, &query)?;
+        Ok(page_json(&page, last_seq))
     })
     .await?;
     Ok(json_response(body))
