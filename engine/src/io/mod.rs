@@ -316,7 +316,78 @@ impl VfsFile for RealFile {
         self.0.set_len(len)
     }
     fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
-        Ok(Box::new(self.0.try_clone()?))
+        Ok(Box::new(SharedSync::of(&self.0)?))
+    }
+}
+
+/// Open file descriptions a [`SharedSync`] holds: one per fsync that may run at once (the WAL
+/// keeps up to `wal_syncs_in_flight` in flight, 2 by default); more wait for a free one.
+const SYNC_DESCRIPTIONS: usize = 4;
+
+/// A [`SyncHandle`] whose concurrent fsyncs each see a failed writeback.
+///
+/// Linux reports a writeback error once per open file description (errseq): of two fsyncs
+/// through one description (or `dup`s of it) running at once, one may get the EIO and the
+/// other 0, although the failed pages were the other's group; that group would then be
+/// acknowledged and lost at the next power loss. Here each fsync runs on a description of its
+/// own, opened again through `/proc/self/fd` when the handle is made (before the data it will
+/// cover is written: a description reports every error after its open), and the handle keeps
+/// the first failure: every fsync after it fails too, so a group whose fsync "succeeded" on a
+/// description that another fsync had already advanced past the error is not acknowledged
+/// either. Without `/proc`, the descriptions are `dup`s of the file's, and the kept failure is
+/// the only guard.
+struct SharedSync {
+    descriptions: Vec<Mutex<File>>,
+    failed: Mutex<Option<(io::ErrorKind, String)>>,
+}
+
+impl SharedSync {
+    fn of(file: &File) -> io::Result<Self> {
+        let again = || -> io::Result<File> {
+            #[cfg(target_os = "linux")]
+            {
+                use std::os::fd::AsRawFd;
+                let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+                if let Ok(reopened) = File::open(path) {
+                    return Ok(reopened);
+                }
+            }
+            file.try_clone()
+        };
+        let descriptions = (0..SYNC_DESCRIPTIONS)
+            .map(|_| again().map(Mutex::new))
+            .collect::<io::Result<_>>()?;
+        Ok(SharedSync {
+            descriptions,
+            failed: Mutex::new(None),
+        })
+    }
+}
+
+impl SyncHandle for SharedSync {
+    fn sync_data(&self) -> io::Result<()> {
+        // A free description, or (more fsyncs at once than descriptions) a wait for the first.
+        let description = self
+            .descriptions
+            .iter()
+            .find_map(|d| d.try_lock())
+            .unwrap_or_else(|| self.descriptions[0].lock());
+        // The failure is recorded before the description is let go of: an fsync that takes it
+        // next finds it.
+        let result = description.sync_data();
+        let mut failed = self.failed.lock();
+        if let Err(error) = &result {
+            failed.get_or_insert_with(|| (error.kind(), error.to_string()));
+        }
+        drop(description);
+        match (result, failed.as_ref()) {
+            (Err(error), _) => Err(error),
+            (Ok(()), Some((kind, message))) => Err(io::Error::new(
+                *kind,
+                format!("an earlier fsync of this file failed: {message}"),
+            )),
+            (Ok(()), None) => Ok(()),
+        }
     }
 }
 
@@ -885,5 +956,39 @@ mod write_tests {
                 [&b"head:"[..], &parts.concat()].concat()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod sync_tests {
+    use super::*;
+
+    /// The WAL's fsync handle holds open file descriptions of its own (on Linux), so that each
+    /// concurrent fsync is told of a failed writeback, and it syncs what any handle wrote.
+    #[test]
+    fn a_sync_handle_has_descriptions_of_its_own_and_syncs_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let file = File::create(&path).unwrap();
+        let shared = SharedSync::of(&file).unwrap();
+        assert_eq!(shared.descriptions.len(), SYNC_DESCRIPTIONS);
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // A description of its own: its file offset is its own, unlike a `dup`'s.
+            let mut written = &file;
+            written.write_all(b"0123456789").unwrap();
+            let description = shared.descriptions[0].lock();
+            // SAFETY: lseek on an open descriptor reads its offset and touches no memory.
+            let offset = |f: &File| unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_CUR) };
+            assert_eq!(offset(&file), 10);
+            assert_eq!(offset(&description), 0);
+        }
+        std::thread::scope(|scope| {
+            for _ in 0..6 {
+                scope.spawn(|| shared.sync_data().unwrap());
+            }
+        });
+        assert!(shared.failed.lock().is_none());
     }
 }
