@@ -136,6 +136,27 @@ impl SegmentDigest {
     }
 }
 
+/// The offset a ledger read error points at, for the errors of a record's checks.
+fn damage_offset(error: &Error) -> Option<u64> {
+    match error {
+        Error::ChecksumMismatch { offset, .. } | Error::Corrupt { offset, .. } => Some(*offset),
+        _ => None,
+    }
+}
+
+/// Whether the record at `offset` is the file's last: its length reaches the end exactly, or
+/// everything from it on is zeros (a lost append read back as zeros, its length field too).
+fn is_last_record(bytes: &[u8], offset: u64) -> bool {
+    let Some(rest) = usize::try_from(offset).ok().and_then(|at| bytes.get(at..)) else {
+        return false;
+    };
+    if offset < HEADER_BYTES as u64 || rest.len() < 8 {
+        return false;
+    }
+    let body_len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    body_len + RECORD_OVERHEAD == rest.len() || rest.iter().all(|&byte| byte == 0)
+}
+
 /// Whether `live` records exactly the segments `published` lists, each as listed.
 pub fn live_matches(
     live: &BTreeMap<u64, SegmentDigest>,
@@ -320,8 +341,27 @@ impl Ledger {
         if !path.exists() {
             return Ok(None);
         }
-        let mut contents = Ledger::read(&path)?;
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        // A last record that fails its checks may be the append a power loss interrupted
+        // (its sectors lost, read back as zeros): it is cut like a record cut short, but only
+        // if the manifest never published its change; otherwise it is damage, reported.
+        let (mut contents, damaged_last) = match Ledger::parse(&path, &bytes) {
+            Ok(contents) => (contents, None),
+            Err(error) => match damage_offset(&error) {
+                Some(at) if is_last_record(&bytes, at) => {
+                    let mut before = Ledger::parse(&path, &bytes[..at as usize])?;
+                    before.torn_at = Some(at);
+                    (before, Some(error))
+                }
+                _ => return Err(error),
+            },
+        };
         let mut cut_to = contents.torn_at;
+        if let Some(error) = damaged_last {
+            if !live_matches(&contents.live, published) {
+                return Err(error);
+            }
+        }
         if !live_matches(&contents.live, published) {
             let before = contents.live_before_last();
             if contents.changes.is_empty() || !live_matches(&before, published) {
@@ -353,7 +393,9 @@ impl Ledger {
     }
 
     /// Reads and checks a ledger file: header, every record's crc and index, and the hash
-    /// chain. A record cut short at the end is reported in `torn_at`, not as an error.
+    /// chain. A record cut short at the end is reported in `torn_at`, not as an error; a whole
+    /// last record that fails a check is an error here (`verify` reports it), and only
+    /// [`Ledger::open`] may cut it, when the manifest shows it was never published.
     pub fn read(path: &Path) -> Result<LedgerContents> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Ledger::parse(path, &bytes)

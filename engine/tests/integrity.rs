@@ -340,6 +340,68 @@ fn golden_changes() -> Vec<Change> {
     ]
 }
 
+/// A power loss during the ledger's append can leave its last record whole in length but with
+/// its sectors lost (read back as zeros, length field included or not): open cuts it when the
+/// manifest never published its change, and reports it when the manifest did; `Ledger::read`
+/// (what `verify` uses) reports it either way.
+#[test]
+fn integrity_a_last_ledger_record_lost_to_a_power_loss_is_cut_only_if_never_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, second) = store_with_two_segments(dir.path());
+    let published = Manifest::load(dir.path()).unwrap().unwrap().segments;
+    let vfs = auditlog_engine::io::RealVfs;
+    let path = dir.path().join(ledger::FILE_NAME);
+    let before = std::fs::read(&path).unwrap();
+    let mut ledger = Ledger::open(dir.path(), &vfs, &published).unwrap().unwrap();
+    ledger
+        .append(Change {
+            reason: Reason::Seal,
+            at_us: 1,
+            added: vec![SegmentDigest {
+                segment_id: 99,
+                partition: PartitionKey::of("standard", 0),
+                rows: 1,
+                bytes: 1,
+                min_seq: 100,
+                max_seq: 100,
+                min_timestamp_us: 0,
+                max_timestamp_us: 0,
+                sha256: [7; 32],
+            }],
+            removed: vec![],
+        })
+        .unwrap();
+    drop(ledger);
+    let appended = std::fs::read(&path).unwrap();
+    assert!(appended.len() > before.len() + 48);
+    // Zeros from the appended record's length field, and from its body (length and crc kept).
+    for zeros_from in [before.len(), before.len() + 8] {
+        let mut damaged = appended.clone();
+        damaged[zeros_from..].fill(0);
+        std::fs::write(&path, &damaged).unwrap();
+        assert!(Ledger::read(&path).is_err(), "verify reports it");
+        let ledger = Ledger::open(dir.path(), &vfs, &published).unwrap().unwrap();
+        assert_eq!((ledger.entries(), ledger.head()), (2, second.head));
+        drop(ledger);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "cut back to the last whole entry"
+        );
+    }
+    // The last record of a change the manifest published, damaged: reported, not cut.
+    let mut damaged = before.clone();
+    let last = second_entry_offset(&before);
+    damaged[last + 8..].fill(0);
+    std::fs::write(&path, &damaged).unwrap();
+    let error = Ledger::open(dir.path(), &vfs, &published).unwrap_err();
+    assert!(
+        matches!(error, Error::ChecksumMismatch { offset, .. } if offset == last as u64),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), damaged, "left as found");
+}
+
 /// The head of the golden ledger: SHA-256 chained over its two entries.
 const GOLDEN_HEAD: &str = "3e2c223752559c0a5b97cac925c382415c90f3b47b79ddde611578e8df34f6e2";
 
