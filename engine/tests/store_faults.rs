@@ -809,3 +809,43 @@ fn fault_a_panic_in_the_commit_pipeline_fails_its_callers_and_poisons_the_writer
         assert_eq!(result.first_seq, Some(11));
     }
 }
+
+/// A seal whose manifest write failed part way (renamed but not known durable: "in doubt")
+/// leaves a manifest on disk that may list its segment while the store goes on without it.
+/// Retention removes the files the in-memory manifest does not list before it archives a
+/// partition: it must settle the manifest first, or a restart after a retention pass that
+/// failed later finds the manifest on disk listing a segment that was deleted. For each fsync
+/// of the seal failing in turn, and then each of the retention pass's, the store reopens.
+#[test]
+fn fault_retention_after_a_seal_in_doubt_leaves_a_store_that_reopens() {
+    for (n, m) in (1..=8).flat_map(|n| (0..=6).map(move |m| (n, m))) {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = tempfile::tempdir().unwrap();
+        let vfs = FaultyVfs::new();
+        let options = || {
+            let mut options = StoreOptions::new(dir.path());
+            options.background = false;
+            options.vfs = Arc::new(vfs.clone());
+            options.archive_dir = Some(archive.path().to_path_buf());
+            options
+        };
+        let store = Store::open(options()).unwrap();
+        store.append(batch(0, 20)).unwrap();
+        store.seal().unwrap();
+        store.append(batch(20, 20)).unwrap();
+        vfs.fail_sync(n, Fault::Io);
+        let _ = store.seal();
+        vfs.heal();
+        // Far in the future: every partition is past its retention.
+        if m > 0 {
+            vfs.fail_sync(m, Fault::Io);
+        }
+        let _ = store.expire(now_us() + 400 * 86_400_000_000);
+        vfs.heal();
+        drop(store);
+        let store = Store::open(options()).unwrap_or_else(|error| {
+            panic!("seal fsync {n}, retention fsync {m}: the store does not reopen: {error}")
+        });
+        drop(store);
+    }
+}

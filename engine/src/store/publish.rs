@@ -62,8 +62,10 @@ impl Inner {
     }
 
     /// After a manifest write that failed part way: writes the in-memory manifest again, so
-    /// that the disk and the ledger agree before anything else is published.
-    fn settle_manifest(&self) -> crate::error::Result<()> {
+    /// that the disk and the ledger agree before anything else is published, or before files
+    /// the in-memory manifest does not list are removed (retention: the one in doubt on disk
+    /// may list them).
+    pub(super) fn settle_manifest(&self) -> crate::error::Result<()> {
         if !self.manifest_in_doubt.load(Ordering::SeqCst) {
             return Ok(());
         }

@@ -68,6 +68,9 @@ impl Inner {
         let vfs = self.options.vfs.as_ref();
         let live = Manifest::partition_dir(&self.options.dir, partition);
         let mut maintenance = self.maintenance.lock();
+        // A manifest in doubt (written part way by a failed publication) may list segments the
+        // in-memory one does not: it is settled before unlisted files are removed below.
+        self.settle_manifest()?;
         if let Some(archive) = &self.options.archive_dir {
             // Only what the manifest lists goes to the archive: files a failed seal or merge
             // left (their rows are in listed segments too) would come back as duplicates from
