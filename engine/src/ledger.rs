@@ -358,7 +358,12 @@ impl Ledger {
         };
         let mut cut_to = contents.torn_at;
         if let Some(error) = damaged_last {
-            if !live_matches(&contents.live, published) {
+            // Cut only if what is left agrees with the manifest, as is or without its own last
+            // entry (a torn `Revert` after an entry the manifest never published: both go).
+            if !live_matches(&contents.live, published)
+                && (contents.changes.is_empty()
+                    || !live_matches(&contents.live_before_last(), published))
+            {
                 return Err(error);
             }
         }

@@ -812,7 +812,8 @@
       const x = left + i * step;
       const barH = count ? Math.max(2, (count / niceMax) * plotH) : 0;
       const label = `${utcOfMs(t)} – ${utcOfMs(Math.min(t + bucketMs, domain.to))}: ${plural(count, 'event')}`;
-      bars += `<g class="bar" data-start="${t}" role="button" tabindex="-1" aria-label="${esc(label)}"><title>${esc(label)}</title>`
+      // One bar in the tab order (roving tabindex): arrow keys move between them.
+      bars += `<g class="bar" data-start="${t}" role="button" tabindex="${i === 0 ? 0 : -1}" aria-label="${esc(label)}"><title>${esc(label)}</title>`
         + `<rect class="hit" x="${x}" y="${top}" width="${step}" height="${plotH}"></rect>`
         + `<rect class="fill" x="${x + gap / 2}" y="${top + plotH - barH}" width="${Math.max(1, step - gap)}" height="${barH}" rx="1.5"></rect></g>`;
     });
@@ -832,7 +833,7 @@
       axis += `<text class="tick" x="${x}" y="${height - 6}" text-anchor="middle">${esc(tickLabel(series[i][0], bucketMs))}</text>`;
     });
     const total = series.reduce((sum, [, c]) => sum + c, 0);
-    el.chart.innerHTML = `<svg width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="Events over time: ${esc(plural(total, 'event'))} in ${series.length} buckets">${axis}${bars}</svg>`;
+    el.chart.innerHTML = `<svg width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="group" aria-label="Events over time (arrow keys choose a bucket, Enter zooms in): ${esc(plural(total, 'event'))} in ${series.length} buckets">${axis}${bars}</svg>`;
   }
 
   function niceCeiling(value) {
@@ -1300,6 +1301,25 @@
       const from = Math.max(start, Math.floor(domain.from / 6e4) * 6e4);
       const to = Math.min(start + bucketMs, Math.ceil(domain.to / 6e4) * 6e4);
       setFilters({ range: 'custom', from: isoMinute(from), to: isoMinute(to) });
+    });
+
+    // The chart from the keyboard: arrows (Home, End) move between bars, Enter or Space zooms in.
+    el.chart.addEventListener('keydown', (e) => {
+      const bar = e.target.closest('.bar');
+      if (!bar) return;
+      if (e.key === 'Enter' || e.key === ' ') {
+        e.preventDefault();
+        bar.dispatchEvent(new MouseEvent('click', { bubbles: true }));
+        return;
+      }
+      const bars = [...el.chart.querySelectorAll('.bar')];
+      const at = bars.indexOf(bar);
+      const next = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: bars.length - 1 }[e.key];
+      if (next === undefined || !bars[next]) return;
+      e.preventDefault();
+      bar.setAttribute('tabindex', '-1');
+      bars[next].setAttribute('tabindex', '0');
+      bars[next].focus();
     });
 
     el.exportBtn.addEventListener('click', exportCsv);

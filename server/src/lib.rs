@@ -234,7 +234,8 @@ async fn as_json_error(response: axum::response::Response) -> axum::response::Re
         return response;
     }
     let (parts, body) = response.into_parts();
-    // Rejection texts are a line or two; a longer body is cut.
+    // Rejection texts are a line or two; a body over 4 KiB (none of axum's) is replaced by the
+    // status's reason.
     let text = match axum::body::to_bytes(body, 4096).await {
         Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
         Err(_) => String::new(),

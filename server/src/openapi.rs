@@ -76,7 +76,9 @@ pub struct ErrorResponse {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable code: `invalid_event`, `invalid_query`, `bad_request`, `unauthorized`,
-    /// `forbidden`, `not_found`, `too_large`, `busy`, `unavailable`, `internal`.
+    /// `forbidden`, `not_found`, `method_not_allowed`, `too_large`, `unsupported_encoding`,
+    /// `unsupported_media_type`, `unprocessable`, `websocket_required`, `last_admin`, `busy`,
+    /// `unavailable`, `not_ready`, `internal`.
     pub code: String,
     /// What is wrong, naming the line, field or limit.
     pub message: String,

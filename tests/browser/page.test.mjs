@@ -562,6 +562,23 @@ test('chart_click_narrows_the_range', async () => {
   await page.close();
 });
 
+test('chart_narrows_the_range_from_the_keyboard', async () => {
+  const page = await newPage({ url: '/?range=24h' });
+  const starts = await page.$$eval('#chart .bar', (b) => b.map((x) => x.dataset.start));
+  // One bar in the tab order: the first; End moves to the last, ArrowLeft one back.
+  assert.deepEqual(await page.$$eval('#chart .bar[tabindex="0"]', (b) => b.map((x) => x.dataset.start)), [starts[0]]);
+  await page.focus('#chart .bar[tabindex="0"]');
+  await page.keyboard.press('End');
+  await page.keyboard.press('ArrowLeft');
+  const focused = await page.evaluate(() => document.activeElement?.dataset.start);
+  assert.equal(focused, starts.at(-2));
+  await page.keyboard.press('Enter');
+  await settled(page);
+  assert.equal(await page.inputValue('#f-range'), 'custom');
+  assert.match(page.url(), /range=custom&from=/);
+  await page.close();
+});
+
 test('phone_width_layout_and_screenshots', async () => {
   const page = await newPage({ width: 390, height: 844 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

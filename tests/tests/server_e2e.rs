@@ -1033,6 +1033,47 @@ fn server_list_answer_says_where_a_stream_follows_it() {
     assert_eq!(seqs, acked_seqs(&later));
 }
 
+/// A listing paged with a version 1 cursor (from before cursors carried the first page's
+/// clock) keeps going without one to its end: a clock taken in its middle would cut the rows
+/// between the old cursor and the new bound off the later pages.
+#[test]
+fn server_a_clockless_cursor_keeps_its_listing_clockless() {
+    use auditlog_index::{Cursor, Order};
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let now = now_us();
+    let hour = 3_600_000_000i64;
+    let events = [
+        event("acct_v1", 1, now - hour + 60_000_000),
+        event("acct_v1", 2, now - hour + 120_000_000),
+        event("acct_v1", 3, now - hour / 6),
+    ];
+    let seqs = acked_seqs(&ingest(&server, ADMIN_TOKEN, &events));
+    // A version 1 cursor after the first event, as an older server gave it.
+    let old = Cursor {
+        order: Order::OldestFirst,
+        timestamp_us: now - hour + 60_000_000,
+        seq: seqs[0],
+        now_us: None,
+    }
+    .encode();
+    assert_eq!(old.len(), 30);
+    let page = get_ok(
+        &server,
+        &format!("/v1/events?tenant=acct_v1&since=1h&order=oldest&limit=1&cursor={old}"),
+        ADMIN_TOKEN,
+    );
+    assert_eq!(page["events"][0]["id"], "acct_v1-2", "{page}");
+    let next = page["next_cursor"].as_str().unwrap();
+    assert_eq!(next.len(), 30, "still a version 1 cursor: {next}");
+    let last = get_ok(
+        &server,
+        &format!("/v1/events?tenant=acct_v1&since=1h&order=oldest&limit=1&cursor={next}"),
+        ADMIN_TOKEN,
+    );
+    assert_eq!(last["events"][0]["id"], "acct_v1-3", "{last}");
+}
+
 /// A cursor is not tied to the query it came from: one from a query without a lower bound,
 /// sent with an absolute `from`, must not widen the range below it (only a relative `since`
 /// yields to the cursor, see the test above).

@@ -1222,8 +1222,10 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
     }
 
     let admin_get = |path: &str| call("GET", &server.url(path), Some(ADMIN_TOKEN), &[], None);
-    // The parameters take the query language's times and durations (one parser for both).
+    // The parameters take the query language's times and durations (one parser for both);
+    // an empty paging parameter is no parameter, for facets as for the list.
     for path in [
+        "/v1/facets?field=action&limit=&cursor=",
         "/v1/events?from=2026-01-01&to=2026-02-01",
         "/v1/events?since=90s",
         "/v1/events?q=since:90s",

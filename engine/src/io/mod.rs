@@ -321,7 +321,8 @@ impl VfsFile for RealFile {
 }
 
 /// Open file descriptions a [`SharedSync`] holds: one per fsync that may run at once (the WAL
-/// keeps up to `wal_syncs_in_flight` in flight, 2 by default); more wait for a free one.
+/// keeps up to `wal_syncs_in_flight` in flight, 2 by default); more than this many at once
+/// wait for the first description.
 const SYNC_DESCRIPTIONS: usize = 4;
 
 /// A [`SyncHandle`] whose concurrent fsyncs each see a failed writeback.

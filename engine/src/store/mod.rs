@@ -159,7 +159,8 @@ pub struct AppendHints {
     /// It decides where sealed copies are looked for (idempotency): a retry re-sends the same
     /// event, so an event with a client timestamp can only duplicate a sealed row of a segment
     /// whose time range holds that timestamp; a server-stamped one is looked for in every
-    /// segment of its partition and of the day before (its original was stamped earlier).
+    /// segment of its day and of the day before (its original was stamped earlier), in the
+    /// partitions of every retention class (a tenant may have moved between classes).
     pub server_timestamp_us: Option<i64>,
 }
 

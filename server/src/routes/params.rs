@@ -62,7 +62,11 @@ pub fn build_query_or_placeholder(
         .metrics
         .queries
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    for (key, _) in pairs {
+    for (key, value) in pairs {
+        // An empty value is no value, as for every parameter.
+        if PAGE_KEYS.contains(&key.as_str()) && value.is_empty() {
+            continue;
+        }
         if PAGE_KEYS.contains(&key.as_str()) && !extra_keys.contains(&key.as_str()) {
             let mut error = ApiError::bad_request(format!(
                 "{key} applies to the paged list (/v1/events) and its export only: this \
@@ -233,10 +237,13 @@ pub fn build_query_or_placeholder(
             }
         };
     }
-    query.cursor = cursor;
-    if relative_from.is_some() {
+    // The clock goes into the next cursor, unless this page continues a listing whose cursor
+    // had none (issued before cursors carried it): that listing keeps the fallback below to
+    // its end, since a clock from its middle would cut the rows before it off later pages.
+    if relative_from.is_some() && cursor.is_none_or(|cursor| cursor.now_us.is_some()) {
         query.now_us = Some(now);
     }
+    query.cursor = cursor;
     // A cursor without the first page's clock (issued before cursors carried it) leaves a
     // relative bound moving with the clock: paging oldest first, a later page's bound could
     // pass the cursor and skip the rows between. The cursor bounds the page instead, but only
