@@ -185,10 +185,13 @@ pub async fn export(
     let check_state = Arc::clone(&state);
     let check_principal = principal.clone();
     let check_pairs = pairs.clone();
-    let query = blocking(move || {
+    // One snapshot for the whole export (a consistent cut, each block decoded once), taken
+    // before the scope, as for the list.
+    let (query, snapshot) = blocking(move || {
+        let snapshot = check_state.store.snapshot();
         // In the list's order and from its cursor; `limit` was refused above.
         let keys = ["format", "cursor", "order"];
-        build_query(&check_state, &check_principal, &check_pairs, &keys)
+        build_query(&check_state, &check_principal, &check_pairs, &keys).map(|q| (q, snapshot))
     })
     .await?;
     if method == axum::http::Method::HEAD {
@@ -245,8 +248,6 @@ pub async fn export(
             return;
         }
         let Some(query) = query else { return };
-        // One snapshot for the whole export: a consistent cut, each block decoded once.
-        let snapshot = worker_state.store.snapshot();
         let fail = |error: auditlog_index::Error| {
             tracing::error!(%error, "export failed");
             let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
@@ -370,10 +371,11 @@ pub async fn facets(
             })?,
             None => 20,
         };
-        // One query and one snapshot: the total and the values agree.
+        // One query and one snapshot: the total and the values agree. The snapshot first: an
+        // admin's scope (the store's tenants, read in `build_query`) then holds its tenants.
+        let snapshot = state.store.snapshot();
         let (values, total) = match build_query(&state, &principal, &pairs, &["field", "top"])? {
             Some(query) => {
-                let snapshot = state.store.snapshot();
                 (
                     auditlog_index::facets(&snapshot, &query, field, top)?,
                     auditlog_index::count(&snapshot, &query)?,
@@ -426,8 +428,10 @@ pub async fn histogram(
                 format!("bucket must be a duration like 5m, 1h or 1d, found {bucket:?}"),
             )
         })?;
+        // The snapshot before the scope, as for the list.
+        let snapshot = state.store.snapshot();
         let buckets = match build_query(&state, &principal, &pairs, &["bucket"])? {
-            Some(query) => auditlog_index::histogram(&state.store.snapshot(), &query, bucket_us)?,
+            Some(query) => auditlog_index::histogram(&snapshot, &query, bucket_us)?,
             None => Vec::new(),
         };
         let buckets: Vec<serde_json::Value> = buckets
