@@ -375,12 +375,10 @@ pub async fn facets(
         // admin's scope (the store's tenants, read in `build_query`) then holds its tenants.
         let snapshot = state.store.snapshot();
         let (values, total) = match build_query(&state, &principal, &pairs, &["field", "top"])? {
-            Some(query) => {
-                (
-                    auditlog_index::facets(&snapshot, &query, field, top)?,
-                    auditlog_index::count(&snapshot, &query)?,
-                )
-            }
+            Some(query) => (
+                auditlog_index::facets(&snapshot, &query, field, top)?,
+                auditlog_index::count(&snapshot, &query)?,
+            ),
             None => (Vec::new(), 0),
         };
         let values: Vec<serde_json::Value> = values
