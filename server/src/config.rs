@@ -130,16 +130,13 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Reads a TOML configuration file; unknown keys are an error naming them.
+    /// Reads a TOML configuration file; unknown keys are an error naming them. The values are
+    /// checked ([`ServerConfig::check`]) once the environment and the flags, which win over
+    /// the file, are applied: a flag may mend a value the file has out of range.
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
-        let config: Self =
-            toml::from_str(&text).map_err(|e| format!("configuration {}: {e}", path.display()))?;
-        config
-            .check()
-            .map_err(|e| format!("configuration {}: {e}", path.display()))?;
-        Ok(config)
+        toml::from_str(&text).map_err(|e| format!("configuration {}: {e}", path.display()))
     }
 
     /// Checks the values a file, the environment or flags may have set out of range.
@@ -150,20 +147,41 @@ impl ServerConfig {
                 self.tail_bytes_max
             ));
         }
-        if self.exports_max == 0 {
-            return Err("exports_max is 0, the least accepted is 1".into());
-        }
-        if self.export_stall_seconds == 0 {
-            return Err("export_stall_seconds is 0, the least accepted is 1".into());
-        }
-        if self.stream_stall_seconds == 0 {
-            return Err("stream_stall_seconds is 0, the least accepted is 1".into());
-        }
-        if self.stream_buffer_chunks < 2 {
-            return Err(format!(
-                "stream_buffer_chunks is {}, the least accepted is 2",
-                self.stream_buffer_chunks
-            ));
+        // Upper bounds too: a value past them would make the server fail (or exhaust memory)
+        // after it had started, past the point where a first start prints its admin token.
+        let ranges: [(&str, u64, u64, u64); 7] = [
+            ("exports_max", self.exports_max as u64, 1, 1024),
+            ("export_stall_seconds", self.export_stall_seconds, 1, 86_400),
+            ("stream_stall_seconds", self.stream_stall_seconds, 1, 86_400),
+            (
+                "stream_buffer_chunks",
+                self.stream_buffer_chunks as u64,
+                2,
+                1 << 16,
+            ),
+            (
+                "batch_events_max",
+                self.batch_events_max as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "batch_bytes_max",
+                self.batch_bytes_max as u64,
+                1 << 10,
+                1 << 30,
+            ),
+            (
+                "tail_bytes_max",
+                self.tail_bytes_max,
+                TAIL_BYTES_MIN,
+                1 << 40,
+            ),
+        ];
+        for (name, value, least, most) in ranges {
+            if !(least..=most).contains(&value) {
+                return Err(format!("{name} is {value}, must be {least}..={most}"));
+            }
         }
         if !(1..=RETENTION_DAYS_MAX).contains(&self.retention_days) {
             return Err(format!(
@@ -259,14 +277,25 @@ mod tests {
         let config = ServerConfig::from_file(&path).unwrap();
         assert_eq!(config.store_options().tail_bytes_max, 1 << 30);
 
+        // Read as written; checked once the environment and flags are applied.
         std::fs::write(&path, "tail_bytes_max = 1000000\n").unwrap();
-        let error = ServerConfig::from_file(&path).unwrap_err();
-        assert!(
-            error.contains("tail_bytes_max is 1000000")
-                && error.contains("least accepted is 16777216")
-                && error.contains("auditlog.toml"),
-            "{error}"
-        );
+        let error = ServerConfig::from_file(&path).unwrap().check().unwrap_err();
+        assert!(error.contains("tail_bytes_max is 1000000"), "{error}");
+        assert!(error.contains("16777216"), "{error}");
+        // Upper bounds, each naming its setting.
+        for (text, name) in [
+            ("exports_max = 4611686018427387904\n", "exports_max"),
+            (
+                "stream_buffer_chunks = 1000000000\n",
+                "stream_buffer_chunks",
+            ),
+            ("batch_events_max = 0\n", "batch_events_max"),
+            ("batch_bytes_max = 0\n", "batch_bytes_max"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let error = ServerConfig::from_file(&path).unwrap().check().unwrap_err();
+            assert!(error.starts_with(name), "{text}: {error}");
+        }
         let small = ServerConfig {
             tail_bytes_max: TAIL_BYTES_MIN - 1,
             ..ServerConfig::default()

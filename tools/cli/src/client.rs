@@ -221,8 +221,8 @@ fn ingest_ndjson(
                 return Ok(Some(line));
             }
             for line in lines.by_ref() {
-                let line = line.context("reading input")?;
                 line_number += 1;
+                let line = line.with_context(|| format!("reading input line {line_number}"))?;
                 progress.inc(line.len() as u64 + 1);
                 if !line.trim().is_empty() {
                     return Ok(Some((line_number, line)));

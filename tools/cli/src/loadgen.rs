@@ -25,7 +25,7 @@
 //! slow fsyncs is the disk's; without them, it is the server's or the machine's. With a token
 //! that may not read `/metrics` that part is left out.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -210,6 +210,9 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         .collect();
     let all_ready = readies.iter().all(|readied| readied.recv().is_ok());
     let start = Instant::now();
+    if let Some(probe) = &probe {
+        probe.measure_from(auditlog_engine::store::now_us() + options.warmup.as_micros() as i64);
+    }
     if !all_ready {
         stop.store(true, Ordering::Relaxed);
     }
@@ -447,6 +450,9 @@ impl ServerFigures {
 /// The stream probe's subscribers.
 struct Probe {
     threads: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
+    /// Events received (`received`, UTC µs) before this are the warm-up's and not counted;
+    /// none is counted until the run's clock starts ([`Probe::measure_from`]).
+    measured_from_us: Arc<AtomicI64>,
     histogram: Arc<Mutex<Histogram<u64>>>,
     delivered: Arc<AtomicU64>,
     resyncs: Arc<AtomicU64>,
@@ -493,6 +499,7 @@ impl Probe {
         ));
         let delivered = Arc::new(AtomicU64::new(0));
         let resyncs = Arc::new(AtomicU64::new(0));
+        let measured_from_us = Arc::new(AtomicI64::new(i64::MAX));
         let base = endpoint
             .url
             .trim_end_matches('/')
@@ -505,6 +512,7 @@ impl Probe {
                     "{base}/v1/stream?tenant={tenant}&batch=true&token={}",
                     endpoint.token
                 );
+                let measured_from_us = Arc::clone(&measured_from_us);
                 let (histogram, delivered, resyncs, stop, ready) = (
                     Arc::clone(&histogram),
                     Arc::clone(&delivered),
@@ -552,6 +560,9 @@ impl Probe {
                                     if let Ok(received) =
                                         auditlog_engine::event::time::parse_rfc3339_us(received)
                                     {
+                                        if received < measured_from_us.load(Ordering::Relaxed) {
+                                            continue;
+                                        }
                                         let _ = local.record((arrived - received).max(1) as u64);
                                         delivered.fetch_add(1, Ordering::Relaxed);
                                     }
@@ -579,11 +590,17 @@ impl Probe {
         }
         Ok(Probe {
             threads,
+            measured_from_us,
             histogram,
             delivered,
             resyncs,
             share,
         })
+    }
+
+    /// Counts the events received from `us` (UTC µs) on: the end of the warm-up.
+    fn measure_from(&self, us: i64) {
+        self.measured_from_us.store(us, Ordering::Relaxed);
     }
 
     /// Joins the subscribers (after `stop` was set) and reads the figures.

@@ -84,9 +84,9 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
         input: String,
-        /// Events per request.
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
+        /// Events per request (1..=10000, the server's default limit per batch).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        batch: u64,
     },
     /// Print matching events as NDJSON.
     Query {
@@ -434,7 +434,7 @@ fn main() -> anyhow::Result<()> {
             server,
             input,
             batch,
-        } => client::ingest(&server.endpoint(), &input, batch),
+        } => client::ingest(&server.endpoint(), &input, batch as usize),
         Command::Query {
             server,
             filters,
