@@ -480,15 +480,72 @@ pub fn export(
         None,
     )?;
     let mut reader = response.into_reader();
-    let copied = match output {
+    match output {
         Some(path) => {
-            let mut file = std::fs::File::create(path).with_context(|| format!("create {path}"))?;
-            std::io::copy(&mut reader, &mut file)?
+            // Written beside the file and renamed over it only once whole: an export cut off
+            // half way never replaces a good file with a part of one.
+            let partial = format!("{path}.partial");
+            let mut file = EndsWith::new(
+                std::fs::File::create(&partial).with_context(|| format!("create {partial}"))?,
+            );
+            let copied = std::io::copy(&mut reader, &mut file)
+                .with_context(|| format!("exporting into {partial}"))?;
+            file.check_whole(copied)
+                .with_context(|| format!("the export in {partial} is incomplete"))?;
+            file.inner
+                .sync_all()
+                .with_context(|| format!("sync {partial}"))?;
+            std::fs::rename(&partial, path)
+                .with_context(|| format!("rename {partial} to {path}"))?;
+            eprintln!("{copied} bytes exported to {path}");
         }
-        None => std::io::copy(&mut reader, &mut std::io::stdout().lock())?,
-    };
-    eprintln!("{copied} bytes exported");
+        None => {
+            let mut out = EndsWith::new(std::io::stdout().lock());
+            let copied = std::io::copy(&mut reader, &mut out)?;
+            out.check_whole(copied)?;
+            eprintln!("{copied} bytes exported");
+        }
+    }
     Ok(())
+}
+
+/// A writer that remembers the last byte written: every row of an export (CSV or NDJSON) ends
+/// with a newline, so an export whose last byte is another was cut off (a connection broken
+/// mid-chunk can look like a clean end to the HTTP client).
+struct EndsWith<W> {
+    inner: W,
+    last: Option<u8>,
+}
+
+impl<W: Write> EndsWith<W> {
+    fn new(inner: W) -> Self {
+        EndsWith { inner, last: None }
+    }
+
+    fn check_whole(&self, copied: u64) -> anyhow::Result<()> {
+        match self.last {
+            // Nothing at all is an NDJSON export of no event (a CSV one has its header).
+            Some(b'\n') | None => Ok(()),
+            _ => anyhow::bail!(
+                "the export ended after {copied} bytes, in the middle of a row (the connection \
+                 was cut or the server gave up on it); run it again"
+            ),
+        }
+    }
+}
+
+impl<W: Write> Write for EndsWith<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        if written > 0 {
+            self.last = Some(buf[written - 1]);
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// `auditlog tail`: the live stream, one event per line, until interrupted.
