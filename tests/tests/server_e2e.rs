@@ -1471,7 +1471,16 @@ fn cli_query_and_export_take_every_filter_and_the_order() {
     assert_eq!(query(&["--order", "oldest"]), oldest);
     let mut export = vec!["export", "--format", "ndjson", "--order", "oldest"];
     export.extend(args);
-    assert_eq!(seqs(&cli(&export)), oldest);
+    let printed = cli(&export);
+    assert_eq!(seqs(&printed), oldest);
+    // Into a file: written beside it and renamed once whole, over what was there.
+    let file = dir.path().join("audit.ndjson");
+    std::fs::write(&file, "an older export\n").unwrap();
+    let path = file.to_str().unwrap();
+    export.extend(["--output", path]);
+    assert_eq!(cli(&export), "");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), printed);
+    assert!(!dir.path().join("audit.ndjson.partial").exists());
 }
 
 /// Ten events of `tenant` from number `from`.
