@@ -224,6 +224,27 @@ fn integrity_a_rewritten_history_does_not_reach_the_recorded_head() {
     assert!(found.contains("rewritten"), "{found}");
 }
 
+/// A seal's change that the manifest never shows: what the ledger holds when the process
+/// stopped between the ledger's fsync and the manifest's.
+fn unpublished_change() -> Change {
+    Change {
+        reason: Reason::Seal,
+        at_us: 1,
+        added: vec![SegmentDigest {
+            segment_id: 99,
+            partition: PartitionKey::of("standard", 0),
+            rows: 1,
+            bytes: 1,
+            min_seq: 100,
+            max_seq: 100,
+            min_timestamp_us: 0,
+            max_timestamp_us: 0,
+            sha256: [7; 32],
+        }],
+        removed: vec![],
+    }
+}
+
 #[test]
 fn integrity_an_entry_the_manifest_never_published_is_cut_at_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -233,24 +254,7 @@ fn integrity_an_entry_the_manifest_never_published_is_cut_at_open() {
     let published = Manifest::load(dir.path()).unwrap().unwrap().segments;
     let vfs = auditlog_engine::io::RealVfs;
     let mut ledger = Ledger::open(dir.path(), &vfs, &published).unwrap().unwrap();
-    ledger
-        .append(Change {
-            reason: Reason::Seal,
-            at_us: 1,
-            added: vec![SegmentDigest {
-                segment_id: 99,
-                partition: PartitionKey::of("standard", 0),
-                rows: 1,
-                bytes: 1,
-                min_seq: 100,
-                max_seq: 100,
-                min_timestamp_us: 0,
-                max_timestamp_us: 0,
-                sha256: [7; 32],
-            }],
-            removed: vec![],
-        })
-        .unwrap();
+    ledger.append(unpublished_change()).unwrap();
     drop(ledger);
     // verify sees what a crash leaves, not damage.
     assert!(verify_dir(dir.path()).unwrap().damage.is_empty());
@@ -353,24 +357,7 @@ fn integrity_a_last_ledger_record_lost_to_a_power_loss_is_cut_only_if_never_publ
     let path = dir.path().join(ledger::FILE_NAME);
     let before = std::fs::read(&path).unwrap();
     let mut ledger = Ledger::open(dir.path(), &vfs, &published).unwrap().unwrap();
-    ledger
-        .append(Change {
-            reason: Reason::Seal,
-            at_us: 1,
-            added: vec![SegmentDigest {
-                segment_id: 99,
-                partition: PartitionKey::of("standard", 0),
-                rows: 1,
-                bytes: 1,
-                min_seq: 100,
-                max_seq: 100,
-                min_timestamp_us: 0,
-                max_timestamp_us: 0,
-                sha256: [7; 32],
-            }],
-            removed: vec![],
-        })
-        .unwrap();
+    ledger.append(unpublished_change()).unwrap();
     drop(ledger);
     let appended = std::fs::read(&path).unwrap();
     assert!(appended.len() > before.len() + 48);

@@ -266,6 +266,29 @@ impl Reply {
     }
 }
 
+/// Creates a token through the API with the admin token: `(id, secret)`.
+pub fn create_token(
+    server: &ServerProcess,
+    name: &str,
+    role: &str,
+    tenants: &[&str],
+) -> (String, String) {
+    let body = serde_json::json!({ "name": name, "role": role, "tenants": tenants }).to_string();
+    let reply = call(
+        "POST",
+        &server.url("/v1/tokens"),
+        Some(ADMIN_TOKEN),
+        &[("Content-Type", "application/json")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(reply.status, 201, "create token: {}", reply.text());
+    let answer = reply.json();
+    (
+        answer["id"].as_str().unwrap().to_string(),
+        answer["token"].as_str().unwrap().to_string(),
+    )
+}
+
 /// Sends a request to the server under test; any status is an answer, a transport error panics.
 pub fn call(
     method: &str,

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use auditlog_engine::event::time::{format_rfc3339_us, parse_rfc3339_us};
 use auditlog_engine::store::now_us;
-use auditlog_tests::server::{auditlog_binary, call, Reply, ServerProcess, ADMIN_TOKEN};
+use auditlog_tests::server::{
+    auditlog_binary, call, create_token, Reply, ServerProcess, ADMIN_TOKEN,
+};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -1648,18 +1650,7 @@ fn server_stream_revoked_mid_page_is_closed_before_the_page_ends() {
         ingest(&server, ADMIN_TOKEN, &events);
     }
     // A second admin token: the last one cannot be revoked.
-    let body = json!({ "name": "streamer", "role": "admin" }).to_string();
-    let reply = call(
-        "POST",
-        &server.url("/v1/tokens"),
-        Some(ADMIN_TOKEN),
-        &[("Content-Type", "application/json")],
-        Some(body.as_bytes()),
-    );
-    assert_eq!(reply.status, 201, "{}", reply.text());
-    let answer = reply.json();
-    let id = answer["id"].as_str().unwrap().to_string();
-    let secret = answer["token"].as_str().unwrap().to_string();
+    let (id, secret) = create_token(&server, "streamer", "admin", &[]);
     let mut stream = Stream::open(&server, "from_seq=1", &secret);
     // A few events, then the client pauses: the server fills the sockets' buffers and waits.
     let mut before = 0;

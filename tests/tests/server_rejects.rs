@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use auditlog_engine::event::time::format_rfc3339_us;
 use auditlog_engine::store::now_us;
-use auditlog_tests::server::{call, Reply, ServerProcess, ADMIN_TOKEN};
+use auditlog_tests::server::{call, create_token, Reply, ServerProcess, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 /// The HTTP status of a WebSocket handshake on `/v1/stream?<query>` (101 when it upgraded).
@@ -44,28 +44,6 @@ fn stream_handshake_status(server: &ServerProcess, query: &str, token: Option<&s
         }
         Err(error) => panic!("stream handshake: {error}"),
     }
-}
-
-fn create_token(
-    server: &ServerProcess,
-    name: &str,
-    role: &str,
-    tenants: &[&str],
-) -> (String, String) {
-    let body = json!({ "name": name, "role": role, "tenants": tenants }).to_string();
-    let reply = call(
-        "POST",
-        &server.url("/v1/tokens"),
-        Some(ADMIN_TOKEN),
-        &[("Content-Type", "application/json")],
-        Some(body.as_bytes()),
-    );
-    assert_eq!(reply.status, 201, "create token: {}", reply.text());
-    let answer = reply.json();
-    (
-        answer["id"].as_str().unwrap().to_string(),
-        answer["token"].as_str().unwrap().to_string(),
-    )
 }
 
 /// An event of `tenant` whose text carries a marker that must never leak to other tenants.
