@@ -1358,6 +1358,11 @@ fn cli_ingest_sends_batches_and_names_the_input_line_of_a_refused_event() {
         stderr.contains("input line 9: HTTP 400: field tenant"),
         "{stderr}"
     );
+    // And how much of the input is stored, so that only the rest is sent again.
+    assert!(
+        stderr.contains("6 events accepted before the failure"),
+        "{stderr}"
+    );
     let stored = query_all(&server, ADMIN_TOKEN, "tenant=acct_cli");
     assert_eq!(stored.len(), 6);
 }

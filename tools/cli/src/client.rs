@@ -175,14 +175,14 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
         progress.inc(len as u64);
         reader.consume(len);
     };
-    if starts_array {
+    let sent = if starts_array {
         ingest_array(
             endpoint,
             progress.wrap_read(reader),
             batch_events,
             &progress,
             &mut count,
-        )?;
+        )
     } else {
         ingest_ndjson(
             endpoint,
@@ -191,9 +191,18 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
             batch_events,
             &progress,
             &mut count,
-        )?;
-    }
+        )
+    };
     progress.finish();
+    // The batches before a failing one are stored: say how many events, so that the user
+    // resends from the failing batch on (the error names its first line or element) rather
+    // than the whole input (events without an `id` would be stored twice).
+    sent.with_context(|| {
+        format!(
+            "{accepted} events accepted before the failure ({duplicates} duplicates), in the \
+             batches before the failing one"
+        )
+    })?;
     println!("{accepted} events accepted, {duplicates} duplicates");
     Ok(())
 }
