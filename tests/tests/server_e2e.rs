@@ -924,28 +924,37 @@ fn server_exports_past_exports_max_are_refused_until_one_ends() {
     }
 }
 
+/// Three events of `tenant`: numbers 1 and 2 just inside the last hour (out of a `since=1h`
+/// window two seconds later), number 3 well inside it.
+fn ingest_at_the_edge_of_the_hour(server: &ServerProcess, tenant: &str) {
+    let now = now_us();
+    let hour = 3_600_000_000i64;
+    let events = [
+        event(tenant, 1, now - hour + 1_500_000),
+        event(tenant, 2, now - hour + 1_700_000),
+        event(tenant, 3, now - hour / 6),
+    ];
+    ingest(server, ADMIN_TOKEN, &events);
+}
+
+/// The page of `GET /v1/events?<query>`, after `cursor` when given.
+fn page_after(server: &ServerProcess, query: &str, cursor: Option<&str>) -> Value {
+    let mut path = format!("/v1/events?{query}");
+    if let Some(cursor) = cursor {
+        path.push_str(&format!("&cursor={cursor}"));
+    }
+    get_ok(server, &path, ADMIN_TOKEN)
+}
+
 /// Paging oldest first with `since`: the bound moves with the clock between two pages, and
 /// must not pass the cursor and skip the rows in between.
 #[test]
 fn server_oldest_first_pages_with_since_skip_nothing_as_the_clock_moves() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
-    let now = now_us();
-    let hour = 3_600_000_000i64;
-    // Two events just inside the last hour, a third well inside it.
-    let events = [
-        event("acct_since", 1, now - hour + 1_500_000),
-        event("acct_since", 2, now - hour + 1_700_000),
-        event("acct_since", 3, now - hour / 6),
-    ];
-    ingest(&server, ADMIN_TOKEN, &events);
-    let page = |cursor: Option<&str>| {
-        let mut path = "/v1/events?tenant=acct_since&since=1h&order=oldest&limit=1".to_string();
-        if let Some(cursor) = cursor {
-            path.push_str(&format!("&cursor={cursor}"));
-        }
-        get_ok(&server, &path, ADMIN_TOKEN)
-    };
+    ingest_at_the_edge_of_the_hour(&server, "acct_since");
+    let query = "tenant=acct_since&since=1h&order=oldest&limit=1";
+    let page = |cursor: Option<&str>| page_after(&server, query, cursor);
     let first = page(None);
     assert_eq!(first["events"][0]["id"], "acct_since-1", "{first}");
     let cursor = first["next_cursor"].as_str().unwrap().to_string();
@@ -962,21 +971,9 @@ fn server_oldest_first_pages_with_since_skip_nothing_as_the_clock_moves() {
 fn server_newest_first_pages_with_since_keep_the_first_pages_window() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
-    let now = now_us();
-    let hour = 3_600_000_000i64;
-    let events = [
-        event("acct_window", 1, now - hour + 1_500_000),
-        event("acct_window", 2, now - hour + 1_700_000),
-        event("acct_window", 3, now - hour / 6),
-    ];
-    ingest(&server, ADMIN_TOKEN, &events);
-    let page = |cursor: Option<&str>| {
-        let mut path = "/v1/events?tenant=acct_window&since=1h&limit=1".to_string();
-        if let Some(cursor) = cursor {
-            path.push_str(&format!("&cursor={cursor}"));
-        }
-        get_ok(&server, &path, ADMIN_TOKEN)
-    };
+    ingest_at_the_edge_of_the_hour(&server, "acct_window");
+    let page =
+        |cursor: Option<&str>| page_after(&server, "tenant=acct_window&since=1h&limit=1", cursor);
     let first = page(None);
     assert_eq!(first["events"][0]["id"], "acct_window-3", "{first}");
     let cursor = first["next_cursor"].as_str().unwrap().to_string();
