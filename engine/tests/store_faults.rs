@@ -89,6 +89,36 @@ fn fault_eio_on_fsync_poisons_and_loses_nothing_acknowledged() {
     check_fault(Fault::Io, true);
 }
 
+/// A process restarted after an fsync failed (or after it died with a group written but not
+/// yet fsynced) finds that group's bytes in the page cache. The open makes them durable before
+/// it builds on them: a power loss after the restart then keeps every event acknowledged after
+/// it, instead of leaving a log whose older file lost its end (which the next open refuses as
+/// damage) under newer acknowledged events.
+#[test]
+fn fault_a_restart_after_a_failed_fsync_builds_only_on_durable_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    let store = open(dir.path(), &vfs);
+    store.append(batch(0, 10)).unwrap();
+    vfs.fail_sync(1, Fault::Io);
+    store.append(batch(10, 10)).unwrap_err();
+    vfs.heal();
+    drop(store);
+
+    // The restart, no power loss: the failed group is still in the page cache.
+    let store = open(dir.path(), &vfs);
+    let after_restart = store.read_all().unwrap();
+    assert!(after_restart.len() >= 10, "{}", after_restart.len());
+    let result = store.append(batch(20, 10)).unwrap();
+    assert_eq!(result.accepted, 10);
+    let acknowledged = store.read_all().unwrap();
+    drop(store);
+
+    vfs.crash().unwrap();
+    let store = open(dir.path(), &vfs);
+    assert_eq!(store.read_all().unwrap(), acknowledged);
+}
+
 /// Four producers append while an fsync fails, with two fsyncs in flight (the default): every
 /// append after a producer's first error fails too, readers see exactly the acknowledged
 /// batches, and a power loss keeps every one of them.

@@ -210,6 +210,64 @@ fn wal_empty_newest_file_from_a_crash_during_creation_is_removed() {
     assert!(!dir.path().join(format!("{:020}.wal", 7)).exists());
 }
 
+/// A newest file named past the log's end holds no event (a power loss took the end of the
+/// file before it, whose events were never durable): the next writer removes it rather than
+/// keep it beside its own file, where it would sort after it and be taken for the newest.
+#[test]
+fn wal_empty_file_named_past_the_end_of_the_log_is_removed_by_the_next_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, written) = write_wal(dir.path(), 2);
+    let header = FileHeader::decode(&std::fs::read(&path).unwrap()).unwrap();
+    let stray = dir.path().join(format!("{:020}.wal", 20));
+    std::fs::write(
+        &stray,
+        FileHeader {
+            first_seq: 20,
+            ..header
+        }
+        .encode(),
+    )
+    .unwrap();
+    let recovered = recover(dir.path(), &vfs(), 0).unwrap();
+    assert_eq!(recovered.events(), written);
+    assert_eq!(recovered.last_seq, 6);
+    let mut writer =
+        WalWriter::open(dir.path(), vfs(), 7, 1 << 30, recovered.files.clone()).unwrap();
+    assert!(!stray.exists(), "the stray file is removed");
+    let mut all = written;
+    all.extend(append_batch(&mut writer, 7));
+    drop(writer);
+    let recovered = recover(dir.path(), &vfs(), 0).unwrap();
+    assert_eq!(recovered.events(), all);
+    let firsts: Vec<u64> = recovered.files.iter().map(|(first, _)| *first).collect();
+    assert_eq!(firsts, [1, 7]);
+}
+
+/// A WAL whose newest file ends torn but which is refused for damage elsewhere is left as it
+/// was found: nothing is cut before every check passed.
+#[test]
+fn wal_refused_as_corrupt_is_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    // A log that starts at seq 4 while the manifest (sealed through 0) needs seq 1 next: refused.
+    let mut writer = WalWriter::open(dir.path(), vfs(), 4, 1 << 30, Vec::new()).unwrap();
+    append_batch(&mut writer, 4);
+    append_batch(&mut writer, 7);
+    drop(writer);
+    let path = dir.path().join(format!("{:020}.wal", 4));
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Its last record torn.
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&path, &bytes).unwrap();
+    let error = recover(dir.path(), &vfs(), 0).unwrap_err();
+    assert!(error.to_string().contains("wal starts at seq 4"), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+    // Read as the log of a store sealed through seq 3, it is whole but for the torn record,
+    // which is cut.
+    let recovered = recover(dir.path(), &vfs(), 3).unwrap();
+    assert_eq!(recovered.last_seq, 6);
+    assert!(std::fs::metadata(&path).unwrap().len() < bytes.len() as u64);
+}
+
 /// A v2 WAL file of four records of 3 events each, record `i` framed with
 /// `durable_through` = the end of record `marks[i]` (`None`: the header); each `(record, byte)`
 /// of `damage` has a flipped bit (bytes 0..20 are the record header). Returns the bytes and each

@@ -105,6 +105,45 @@ pub fn create_dir_all_durably(vfs: &dyn Vfs, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// [`create_dir_all_durably`], and when `dir` was there already, its entry in its parent is
+/// made durable anyway: a process that died after it created `dir` but before it synced the
+/// parent left an entry a power loss may still take away. For the directories a store opens
+/// (its data and WAL directories), once per open.
+pub fn open_dir_durably(vfs: &dyn Vfs, dir: &Path) -> io::Result<()> {
+    let existed = dir.is_dir();
+    create_dir_all_durably(vfs, dir)?;
+    if existed {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            vfs.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Asks the kernel to drop `path`'s clean cached pages (`POSIX_FADV_DONTNEED`), so that the
+/// next read of them comes from the disk. Best effort: a file that cannot be opened or advised
+/// is left as it is (the read then sees the page cache, as without this call).
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("f");
+/// std::fs::write(&path, b"abc").unwrap();
+/// auditlog_engine::io::drop_cached_pages(&path);
+/// assert_eq!(std::fs::read(&path).unwrap(), b"abc");
+/// ```
+pub fn drop_cached_pages(path: &Path) {
+    #[cfg(target_os = "linux")]
+    if let Ok(file) = std::fs::File::open(path) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open for the call; the advice changes no memory of ours.
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = path;
+}
+
 /// How many bytes a background writer (a seal's or merge's segment file, the index files)
 /// leaves unsynced at most before it flushes them.
 ///

@@ -42,7 +42,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
     options.retention.validate().map_err(Error::Config)?;
     let dir = options.dir.clone();
     let vfs = Arc::clone(&options.vfs);
-    crate::io::create_dir_all_durably(vfs.as_ref(), &dir).map_err(|e| Error::io(&dir, e))?;
+    crate::io::open_dir_durably(vfs.as_ref(), &dir).map_err(|e| Error::io(&dir, e))?;
     let lock_file = lock_directory(&dir)?;
 
     let mut manifest = Manifest::load(&dir)?.unwrap_or_else(|| Manifest {

@@ -92,6 +92,7 @@ pub fn recover_with<P: Send>(
     let mut expected_seq: Option<u64> = None;
     let count = files.len();
     let mut keep = Vec::with_capacity(count);
+    let mut cut: Option<(PathBuf, u64)> = None;
     // A file all of whose seqs are sealed (the next file starts at or before the first seq
     // not sealed) is not read: the next seal deletes it. Such a file can also be one whose
     // deletion failed after an earlier seal, with newer files deleted since: read, it would
@@ -104,6 +105,9 @@ pub fn recover_with<P: Send>(
         if next_firsts[index].is_some_and(|next| next <= sealed_through.saturating_add(1)) {
             keep.push((first_seq, path));
             continue;
+        }
+        if is_last {
+            settle_newest(vfs, &path)?;
         }
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         // SAFETY: WAL files are only appended to by this process, which is not writing yet.
@@ -135,10 +139,9 @@ pub fn recover_with<P: Send>(
             if !is_last {
                 return Err(torn_before_the_newest(path, offset));
             }
-            let mut file = vfs.open_append(&path).map_err(|e| Error::io(&path, e))?;
-            file.set_len(offset).map_err(|e| Error::io(&path, e))?;
-            file.sync_data().map_err(|e| Error::io(&path, e))?;
-            recovered.truncated = Some((path.clone(), offset));
+            // Cut only once every check of the log passed: a log refused as corrupt is left
+            // as it was found.
+            cut = Some((path.clone(), offset));
             recovered.discarded = scanned.discarded;
         }
         recovered.payload_bytes += scanned.payload_bytes;
@@ -190,6 +193,30 @@ pub fn recover_with<P: Send>(
             });
         }
     }
+    if let Some((path, offset)) = cut {
+        let mut file = vfs.open_append(&path).map_err(|e| Error::io(&path, e))?;
+        file.set_len(offset).map_err(|e| Error::io(&path, e))?;
+        file.sync_data().map_err(|e| Error::io(&path, e))?;
+        recovered.truncated = Some((path, offset));
+    }
     recovered.files = keep;
     Ok(recovered)
+}
+
+/// Makes the newest WAL file's bytes durable, and then reads them from the disk, before the
+/// replay builds on them.
+///
+/// The process that wrote it may have died (SIGKILL, a crash) with a group written but its
+/// fsync not done: those bytes are in the page cache only, and replaying them makes them
+/// visible and puts new seqs after them, so they must be on disk first (an older file was
+/// fsynced whole before the next was started). If instead an fsync failed (EIO) before the
+/// restart, Linux may have marked the pages it could not write clean, keeping them cached: a
+/// new fsync then succeeds without writing them, so the file's cached pages are dropped and
+/// the replay reads what the disk holds (a torn tail there is cut as usual).
+fn settle_newest(vfs: &Arc<dyn Vfs>, path: &Path) -> Result<()> {
+    let mut file = vfs.open_append(path).map_err(|e| Error::io(path, e))?;
+    file.sync_data().map_err(|e| Error::io(path, e))?;
+    drop(file);
+    crate::io::drop_cached_pages(path);
+    Ok(())
 }

@@ -198,7 +198,7 @@ impl WalWriter {
         existing: Vec<(u64, PathBuf)>,
     ) -> Result<Self> {
         // Durably: acknowledged events live in this directory until they are sealed.
-        crate::io::create_dir_all_durably(vfs.as_ref(), dir).map_err(|e| Error::io(dir, e))?;
+        crate::io::open_dir_durably(vfs.as_ref(), dir).map_err(|e| Error::io(dir, e))?;
         // New files a crash stopped before they got their names.
         let unfinished: Vec<PathBuf> = dir_entries(dir)?
             .into_iter()
@@ -219,9 +219,27 @@ impl WalWriter {
             vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
         }
         let spares = Arc::new(Mutex::new(spares));
-        // A file already named for `next_seq` holds no event (recovery found none past it):
-        // it is replaced by the new file of the same name, and must not be listed twice.
-        let existing = existing.into_iter().filter(|(first, _)| *first != next_seq);
+        // A file named for `next_seq` or a later seq holds no event (recovery found none at
+        // or past `next_seq`). One named for `next_seq` is replaced by the new file of the
+        // same name. One named for a later seq (its events were never durable, and a crash
+        // took the file before it back to before them) is removed first: left, it would sort
+        // after the new file, and a later recovery would take it for the newest and skip the
+        // new file's events as sealed.
+        let (existing, empty): (Vec<_>, Vec<_>) = existing
+            .into_iter()
+            .partition(|(first, _)| *first < next_seq);
+        let later: Vec<PathBuf> = empty
+            .into_iter()
+            .filter(|(first, _)| *first > next_seq)
+            .map(|(_, path)| path)
+            .collect();
+        for path in &later {
+            vfs.remove_file(path).map_err(|e| Error::io(path, e))?;
+        }
+        if !later.is_empty() {
+            vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let existing = existing.into_iter();
         let Started {
             file,
             path,
