@@ -108,6 +108,25 @@ impl RetentionConfig {
             .unwrap_or(90)
     }
 
+    /// Whether `partition` is past its class's retention at `now_us` (UTC µs): its day ended
+    /// at least the class's days ago. A class not configured is never expired (a store holding
+    /// one does not open).
+    ///
+    /// ```
+    /// use auditlog_engine::partition::{PartitionKey, RetentionConfig, MICROS_PER_DAY};
+    /// let config = RetentionConfig::default(); // standard: 90 days
+    /// let day_0 = PartitionKey { day: 0, class: "standard".into() };
+    /// assert!(!config.is_expired(&day_0, 90 * MICROS_PER_DAY));
+    /// assert!(config.is_expired(&day_0, 91 * MICROS_PER_DAY));
+    /// ```
+    pub fn is_expired(&self, partition: &crate::partition::PartitionKey, now_us: i64) -> bool {
+        let Some(&days) = self.class_days.get(&partition.class) else {
+            return false;
+        };
+        let kept_us = i64::from(days).saturating_mul(MICROS_PER_DAY);
+        partition.end_us().saturating_add(kept_us) <= now_us
+    }
+
     /// Retention in days of a tenant.
     pub fn days_of_tenant(&self, tenant: &str) -> u32 {
         self.days_of_class(self.class_of(tenant))

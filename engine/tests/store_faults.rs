@@ -436,8 +436,13 @@ fn store_with_an_expired_partition(
 
 /// [`batch`] with timestamps three days old (the start of that day: one partition).
 fn aged(from: u64, count: u64) -> Vec<Event> {
+    aged_by(from, count, 3)
+}
+
+/// [`batch`] with timestamps `days` days old (the start of that day: one partition).
+fn aged_by(from: u64, count: u64, days: i64) -> Vec<Event> {
     let day = auditlog_engine::partition::MICROS_PER_DAY;
-    let old = (now_us() / day - 3) * day;
+    let old = (now_us() / day - days) * day;
     batch(from, count)
         .into_iter()
         .map(|mut e| {
@@ -509,14 +514,17 @@ fn archive_never_overwrites_another_stores_file_of_the_same_name() {
     options.retention.class_days.insert("standard".into(), 1);
     let second = Store::open(options).unwrap();
     second.append(aged(100, 7)).unwrap();
+    // And a later expired day, which the refused one must not hold back.
+    second.append(aged_by(200, 4, 2)).unwrap();
     second.seal().unwrap();
     let error = second.expire(now_us()).unwrap_err().to_string();
     assert!(error.contains("already holds a different file"), "{error}");
     assert_eq!(std::fs::read(&segment).unwrap(), archived, "overwritten");
+    let left: Vec<u64> = second.read_all().unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(
-        second.read_all().unwrap().len(),
-        7,
-        "the partition stays live"
+        left,
+        (1..=7).collect::<Vec<_>>(),
+        "the refused partition stays live, the later one is dropped"
     );
 
     // A prefix left by a copy cut short is this file's own: the next pass completes it.
@@ -637,6 +645,79 @@ fn archive_copy_across_file_systems_does_not_hold_seals_back() {
     assert_eq!(archived, 2);
     let left: Vec<u64> = store.read_all().unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(left, [6, 7, 8]);
+}
+
+/// With the background threads on, a retention pass copying a partition to another file
+/// system (stopped here half way) does not hold back the seals that keep the tail's memory
+/// bounded: they run on another thread.
+#[test]
+fn archive_copy_across_file_systems_runs_beside_background_seals() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    vfs.other_device(archive.path());
+    // The expired partition, sealed by a store without background threads.
+    let (store, live, _) = store_with_an_expired_partition(dir.path(), archive.path(), &vfs);
+    drop(store);
+    let gate = vfs.hold_creates_under(archive.path());
+    let mut options = StoreOptions::new(dir.path());
+    options.vfs = Arc::new(vfs.clone());
+    options.archive_dir = Some(archive.path().to_path_buf());
+    options.retention.class_days.insert("standard".into(), 1);
+    options.seal_interval = Duration::from_millis(50);
+    let store = Store::open(options).unwrap();
+    assert!(
+        gate.wait_reached(Duration::from_secs(30)),
+        "the retention pass never started its copy"
+    );
+    let segments = store.stats().segments;
+    store.append(batch(100, 3)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.stats().segments == segments {
+        assert!(
+            Instant::now() < deadline,
+            "no seal while the archive copy was held"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(live.exists(), "the copy is still held");
+    gate.open();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while live.exists() {
+        assert!(Instant::now() < deadline, "the partition was never dropped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<u64> = store.read_all().unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(left, [6, 7, 8]);
+}
+
+/// Retention moves only partitions past their retention to the archive: a listed segment of a
+/// live partition found there (moved by hand) is missing, not archived, and the open says so
+/// instead of dropping its events from the store.
+#[test]
+fn open_refuses_a_live_partitions_segment_found_in_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(dir.path());
+    options.background = false;
+    options.archive_dir = Some(archive.path().to_path_buf());
+    let store = Store::open(options.clone()).unwrap();
+    store.append(batch(0, 4)).unwrap();
+    store.seal().unwrap();
+    let segment = store.snapshot().segments[0].path.clone();
+    drop(store);
+    let relative = segment.strip_prefix(dir.path().join("segments")).unwrap();
+    let moved = archive.path().join(relative);
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&segment, &moved).unwrap();
+    let error = Store::open(options.clone())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("not past its retention"), "{error}");
+    std::fs::rename(&moved, &segment).unwrap();
+    assert_eq!(Store::open(options).unwrap().read_all().unwrap().len(), 4);
 }
 
 /// The store's one WAL file and its records: (offset, `durable_through`) each.
@@ -857,20 +938,21 @@ fn fault_retention_after_a_seal_in_doubt_leaves_a_store_that_reopens() {
             options.background = false;
             options.vfs = Arc::new(vfs.clone());
             options.archive_dir = Some(archive.path().to_path_buf());
+            options.retention.class_days.insert("standard".into(), 1);
             options
         };
+        // Events three days old: past the retention of a day.
         let store = Store::open(options()).unwrap();
-        store.append(batch(0, 20)).unwrap();
+        store.append(aged(0, 20)).unwrap();
         store.seal().unwrap();
-        store.append(batch(20, 20)).unwrap();
+        store.append(aged(20, 20)).unwrap();
         vfs.fail_sync(n, Fault::Io);
         let _ = store.seal();
         vfs.heal();
-        // Far in the future: every partition is past its retention.
         if m > 0 {
             vfs.fail_sync(m, Fault::Io);
         }
-        let _ = store.expire(now_us() + 400 * 86_400_000_000);
+        let _ = store.expire(now_us());
         vfs.heal();
         drop(store);
         let store = Store::open(options()).unwrap_or_else(|error| {

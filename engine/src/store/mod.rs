@@ -355,7 +355,8 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) a data directory: reads the manifest, opens and checks every segment,
     /// replays the WAL past the sealed seq (cutting a torn tail) and starts the commit thread and,
-    /// unless disabled, the background sealing, merging and retention thread.
+    /// unless disabled, the background thread (sealing, merging, deferred index builds) and the
+    /// retention thread.
     pub fn open(options: StoreOptions) -> Result<Self> {
         let inner = Arc::new(open::open_inner(options)?);
         let mut threads = Vec::new();
@@ -384,6 +385,16 @@ impl Store {
                     .name("auditlog-seal".into())
                     .spawn(move || background_inner.background_loop())
                     .map_err(|e| Error::io("background thread", e))?,
+            );
+            // Its own thread: archiving a partition to another file system copies it, which
+            // takes time in proportion to its size, and seals must go on meanwhile (the tail
+            // fills in seconds under load).
+            let retention_inner = Arc::clone(&inner);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("auditlog-retain".into())
+                    .spawn(move || retention_inner.retention_loop())
+                    .map_err(|e| Error::io("retention thread", e))?,
             );
         }
         Ok(Self {
@@ -1088,7 +1099,6 @@ impl Inner {
         if self.options.background_idle {
             idle_thread_policy();
         }
-        let mut last_retention = Instant::now() - self.options.retention_interval;
         let mut last_release = Instant::now();
         while !self.shutdown.load(Ordering::SeqCst) {
             let appended = self.metrics.events_appended.load(Ordering::Relaxed);
@@ -1140,15 +1150,6 @@ impl Inner {
                     }
                 }
             }
-            if last_retention.elapsed() >= self.options.retention_interval {
-                if self.expire(now_us()).is_err() {
-                    // Retried at the next pass; counted where operators look.
-                    self.metrics
-                        .background_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                last_retention = Instant::now();
-            }
             if self
                 .options
                 .page_release_interval
@@ -1165,6 +1166,37 @@ impl Inner {
                 }
                 self.background_wake
                     .wait_for(&mut guard, Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// The retention thread's loop: a pass at once, then every `retention_interval`, until
+    /// the store closes (which also stops a pass between the files it copies).
+    fn retention_loop(self: &Arc<Self>) {
+        lower_thread_priority(self.options.background_nice);
+        if self.options.background_idle {
+            idle_thread_policy();
+        }
+        while !self.shutdown.load(Ordering::SeqCst) {
+            match self.expire(now_us()) {
+                Ok(_) | Err(Error::Closed) => {}
+                Err(_) => {
+                    // Retried at the next pass; counted where operators look.
+                    self.metrics
+                        .background_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let next = Instant::now() + self.options.retention_interval;
+            let mut guard = self.background_lock.lock();
+            while !self.shutdown.load(Ordering::SeqCst) {
+                let now = Instant::now();
+                if now >= next {
+                    break;
+                }
+                self.background_wake.wait_for(&mut guard, next - now);
             }
         }
     }

@@ -93,14 +93,27 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
                     None => std::fs::metadata(archived).is_ok_and(|m| m.len() == entry.bytes),
                 }
             });
-            if in_archive {
+            // Only a partition past its retention is ever moved there: a copy of a segment
+            // of a live partition was moved by hand, and dropping it from the manifest would
+            // take its events out of every query before their time.
+            let expired = options
+                .retention
+                .is_expired(&entry.partition, crate::store::now_us());
+            if in_archive && expired {
                 archived.push(entry.segment_id);
                 continue;
             }
             return Err(Error::Corrupt {
                 path,
                 offset: 0,
-                reason: "segment listed in the manifest is missing".into(),
+                reason: if in_archive {
+                    "segment listed in the manifest is missing; a copy of it is in the archive \
+                     directory, but its partition is not past its retention (moved by hand?): \
+                     move it back"
+                        .into()
+                } else {
+                    "segment listed in the manifest is missing".into()
+                },
             });
         }
         let segment = Segment::open(&path)?;

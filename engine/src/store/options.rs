@@ -59,7 +59,7 @@ pub struct StoreOptions {
     /// 1,069-1,117 MiB, against 966 MiB at 160,000 and 907 at 100,000; the price is more
     /// small segments (167 at the end of that run against 125; 204 at 100,000).
     pub merge_rows_max: u64,
-    /// How often the background thread checks for retention work.
+    /// How often the retention thread checks for partitions past their retention.
     pub retention_interval: Duration,
     /// How often the background thread drops the process's mapped pages of every segment and
     /// index file (they stay in the OS page cache; reads map back what they touch), so that the

@@ -8,19 +8,21 @@
 //! does not depend on the partition's size, and it takes the state lock only to swap the segment
 //! list, so ingest and queries in flight go on (readers keep their mappings of deleted files).
 //!
-//! An archive on another file system is a copy, which takes time in proportion to the
-//! partition: it runs without the maintenance lock, so seals and index builds go on meanwhile
+//! Passes run on a thread of their own (not the sealing thread). An archive on another file
+//! system is a copy, which takes time in proportion to the partition, a piece at a time: it
+//! runs without the maintenance lock, so seals and index builds go on meanwhile
 //! (merges leave expired partitions alone); under the lock again, what was added since (a seal's
 //! segment, an index built late) is copied too before the source is removed.
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::Inner;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::partition::{PartitionKey, MICROS_PER_DAY};
+use crate::partition::PartitionKey;
 
 /// What a retention pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,20 +50,26 @@ impl Inner {
             archived: self.options.archive_dir.is_some(),
             ..RetentionReport::default()
         };
+        // A partition that cannot be dropped (its archive refused, a full disk) stays live and
+        // is tried again at the next pass; the partitions after it are dropped meanwhile.
+        let mut first_failure = None;
         for partition in expired {
-            self.drop_partition(&partition, &mut report)?;
+            if self.shutdown.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            if let Err(error) = self.drop_partition(&partition, &mut report) {
+                first_failure.get_or_insert(error);
+            }
         }
-        Ok(report)
+        match first_failure {
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
     }
 
     /// Whether `partition` is past its class's retention at `now_us`.
     pub(crate) fn is_expired(&self, partition: &PartitionKey, now_us: i64) -> bool {
-        // A class not configured is never expired (open refuses a store holding one).
-        let Some(&days) = self.options.retention.class_days.get(&partition.class) else {
-            return false;
-        };
-        let kept_us = i64::from(days).saturating_mul(MICROS_PER_DAY);
-        partition.end_us().saturating_add(kept_us) <= now_us
+        self.options.retention.is_expired(partition, now_us)
     }
 
     fn drop_partition(&self, partition: &PartitionKey, report: &mut RetentionReport) -> Result<()> {
@@ -84,9 +92,9 @@ impl Inner {
                 // Another file system, or a move an earlier pass left part way: copy without
                 // the lock, then what was added meanwhile with it, then remove the source.
                 drop(maintenance);
-                copy_dir(vfs, &live, &target, false)?;
+                copy_dir(vfs, &live, &target, false, &self.shutdown)?;
                 maintenance = self.maintenance.lock();
-                copy_dir(vfs, &live, &target, true)?;
+                copy_dir(vfs, &live, &target, true, &self.shutdown)?;
                 finish_copy(vfs, &live, &target)?;
             }
         }
@@ -227,14 +235,27 @@ fn foreign_file(target: &Path) -> Error {
 /// once written, so a second call copies only what was added since.
 /// The first call (`only_new` false) first refuses to overwrite another file of the same name
 /// ([`refuse_foreign_files`]).
-fn copy_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path, only_new: bool) -> Result<()> {
+/// A store closing stops the copy between files (the next open's pass goes on from there).
+fn copy_dir(
+    vfs: &dyn crate::io::Vfs,
+    from: &Path,
+    to: &Path,
+    only_new: bool,
+    closing: &AtomicBool,
+) -> Result<()> {
     if !only_new {
         refuse_foreign_files(from, to)?;
     }
-    copy_tree(vfs, from, to, only_new)
+    copy_tree(vfs, from, to, only_new, closing)
 }
 
-fn copy_tree(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path, only_new: bool) -> Result<()> {
+fn copy_tree(
+    vfs: &dyn crate::io::Vfs,
+    from: &Path,
+    to: &Path,
+    only_new: bool,
+    closing: &AtomicBool,
+) -> Result<()> {
     crate::io::create_dir_all_durably(vfs, to).map_err(|e| Error::io(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
         let source = entry.map_err(|e| Error::io(from, e))?.path();
@@ -245,8 +266,11 @@ fn copy_tree(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path, only_new: bool) -
             continue;
         }
         let target = to.join(name);
+        if closing.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
         if source.is_dir() {
-            copy_tree(vfs, &source, &target, only_new)?;
+            copy_tree(vfs, &source, &target, only_new, closing)?;
             continue;
         }
         let copied = |source: &Path, target: &Path| -> Option<bool> {
@@ -255,9 +279,34 @@ fn copy_tree(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path, only_new: bool) -
         if only_new && copied(&source, &target) == Some(true) {
             continue;
         }
-        let bytes = std::fs::read(&source).map_err(|e| Error::io(&source, e))?;
-        let mut file = vfs.create(&target).map_err(|e| Error::io(&target, e))?;
-        crate::io::write_durably(file.as_mut(), &bytes).map_err(|e| Error::io(&target, e))?;
+        copy_file(vfs, &source, &target)?;
     }
     vfs.sync_dir(to).map_err(|e| Error::io(to, e))
+}
+
+/// Copies one file durably a piece at a time (a segment file can be hundreds of MB; the
+/// pieces are flushed and paced like every background write, see `io::write_durably`).
+fn copy_file(vfs: &dyn crate::io::Vfs, source: &Path, target: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut input = std::fs::File::open(source).map_err(|e| Error::io(source, e))?;
+    let mut file = vfs.create(target).map_err(|e| Error::io(target, e))?;
+    let mut piece = vec![0u8; 1 << 20];
+    let mut copied = 0u64;
+    loop {
+        let read = match input.read(&mut piece) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(source, e)),
+        };
+        if read == 0 && copied > 0 {
+            return Ok(());
+        }
+        // An empty source still gets its (empty, durable) copy.
+        crate::io::write_durably(file.as_mut(), &piece[..read])
+            .map_err(|e| Error::io(target, e))?;
+        if read == 0 {
+            return Ok(());
+        }
+        copied += read as u64;
+    }
 }
