@@ -1589,14 +1589,37 @@ pub(crate) fn export_windows(
             }
         }
     }
+    let cuts = window_cuts(&spans, window_rows);
+    let mut bounds = vec![query.from_us];
+    bounds.extend(
+        cuts.into_iter()
+            .filter(|&cut| cut > from && cut < to)
+            .map(Some),
+    );
+    bounds.push(query.to_us);
+    let mut windows: Vec<(Option<i64>, Option<i64>)> =
+        bounds.windows(2).map(|pair| (pair[0], pair[1])).collect();
+    if query.order == Order::NewestFirst {
+        windows.reverse();
+    }
+    Ok(windows)
+}
+
+/// Where [`export_windows`] cuts, ascending, from the spans `(start, end, rows, tenant runs)`
+/// of the segments that may match: where the estimated rows since the previous cut reach a
+/// window's worth, so that a small export is one window (one merge, no threads) and a large one
+/// is cut evenly.
+///
+/// ```text
+/// one span [0, 100) of 1,000 rows, windows of 300 rows  ->  cuts at 30, 60, 90
+/// ```
+fn window_cuts(spans: &[(i64, i64, u64, u64)], window_rows: u64) -> Vec<i64> {
     let mut points: Vec<i64> = spans
         .iter()
         .flat_map(|&(start, end, ..)| [start, end])
         .collect();
     points.sort_unstable();
     points.dedup();
-    // Cut where the estimated rows since the previous cut reach a window's worth, so that a
-    // small export is one window (one merge, no threads) and a large one is cut evenly.
     let mut cuts = Vec::new();
     let mut carried = 0.0f64;
     for pair in points.windows(2) {
@@ -1616,28 +1639,21 @@ pub(crate) fn export_windows(
             0
         };
         let window = window_rows.max(floor).max(1) as f64;
-        // Rows into this interval where the next cut falls.
-        let mut next = window - carried;
+        // Rows into this interval where the next cut falls: at its start at the earliest,
+        // when the rows carried from before it already exceed this interval's window (a
+        // smaller one than the interval before had: fewer tenant runs cover it). Never before
+        // its start, where the cut would fall behind the cuts already made and the windows
+        // would overlap (rows exported twice).
+        let mut next = (window - carried).max(0.0);
         while next < rows {
             cuts.push((start as i128 + (width * next / rows) as i128) as i64);
             next += window;
         }
         carried = rows - (next - window);
     }
+    cuts.sort_unstable();
     cuts.dedup();
-    let mut bounds = vec![query.from_us];
-    bounds.extend(
-        cuts.into_iter()
-            .filter(|&cut| cut > from && cut < to)
-            .map(Some),
-    );
-    bounds.push(query.to_us);
-    let mut windows: Vec<(Option<i64>, Option<i64>)> =
-        bounds.windows(2).map(|pair| (pair[0], pair[1])).collect();
-    if query.order == Order::NewestFirst {
-        windows.reverse();
-    }
-    Ok(windows)
+    cuts
 }
 
 impl SealedRun {
@@ -1757,5 +1773,69 @@ impl PartialOrd for HeapItem {
 impl Ord for HeapItem {
     fn cmp(&self, other: &Self) -> Ordering {
         compare_keys(self.order, other.candidate.key, self.candidate.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_cuts;
+
+    #[test]
+    fn window_cuts_spread_one_span_evenly() {
+        assert_eq!(window_cuts(&[(0, 100, 1_000, 1)], 300), [30, 60, 90]);
+        assert!(window_cuts(&[(0, 100, 1_000, 1)], 5_000).is_empty());
+    }
+
+    /// Rows carried from an interval covered by many tenant runs (a large window) into one
+    /// covered by few (a smaller window) cut at that interval's start, never before it: a cut
+    /// behind the earlier ones made windows overlap, and the export wrote their rows twice.
+    #[test]
+    fn window_cuts_ascend_when_the_window_shrinks() {
+        let minute = 60_000_000i64;
+        let t = 1_700_000_000_000_000i64;
+        let spans = [
+            (t, t + 60 * minute, 37_480, 20),
+            (t + 30 * minute, t + 180 * minute, 100, 2),
+        ];
+        let cuts = window_cuts(&spans, 16_384);
+        assert!(!cuts.is_empty());
+        assert!(
+            cuts.windows(2).all(|pair| pair[0] < pair[1]),
+            "{cuts:?} ascend"
+        );
+        assert!(
+            cuts.iter().all(|&cut| cut >= t && cut < t + 180 * minute),
+            "{cuts:?} within the spans"
+        );
+    }
+
+    /// Any spans: cuts ascend and stay within the spans' range.
+    #[test]
+    fn window_cuts_ascend_for_any_spans() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for _ in 0..2_000 {
+            let spans: Vec<(i64, i64, u64, u64)> = (0..1 + next(6))
+                .map(|_| {
+                    let start = next(1_000) as i64;
+                    let end = start + 1 + next(1_000) as i64;
+                    (start, end, next(100_000), 1 + next(40))
+                })
+                .collect();
+            let window = 1 + next(20_000);
+            let cuts = window_cuts(&spans, window);
+            let low = spans.iter().map(|s| s.0).min().unwrap();
+            let high = spans.iter().map(|s| s.1).max().unwrap();
+            assert!(cuts.windows(2).all(|p| p[0] < p[1]), "{spans:?} {cuts:?}");
+            assert!(
+                cuts.iter().all(|&c| c >= low && c < high),
+                "{spans:?} {cuts:?}"
+            );
+        }
     }
 }

@@ -11,8 +11,11 @@
 //!
 //! Entries are keyed by the text (the query's terms, canonically written), then by the
 //! [`SegmentIndex`](crate::SegmentIndex) instance and the block number. At most [`TEXTS_MAX`]
-//! texts are kept (the least recently used go first); each entry is two bitsets of the block's
-//! rows (about 1 KB for a block of 4,096 rows).
+//! texts are kept (the least recently used go first), and at most [`BLOCKS_MAX`] entries over
+//! all texts: past it the least recently used quarter goes. Each entry is two bitsets of the
+//! block's rows (about 1 KB for a block of 4,096 rows: ~40 MB at most). Entries of segment
+//! instances that are gone (merged, expired, their index rebuilt) are never used again and go
+//! that way too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -21,6 +24,9 @@ use parking_lot::Mutex;
 
 /// Query texts whose checks are kept.
 pub const TEXTS_MAX: usize = 16;
+
+/// Block entries kept over all texts.
+pub const BLOCKS_MAX: usize = 32_768;
 
 /// The rows of one block checked against one text, and those that matched.
 #[derive(Debug)]
@@ -67,7 +73,8 @@ type Entry = Arc<Mutex<BlockChecks>>;
 
 #[derive(Default)]
 struct TextEntries {
-    blocks: HashMap<(u64, usize), Entry>,
+    /// (instance, block) -> the entry and when it was last asked for.
+    blocks: HashMap<(u64, usize), (Entry, u64)>,
     last_used: u64,
 }
 
@@ -75,6 +82,29 @@ struct TextEntries {
 struct Cache {
     texts: HashMap<Arc<str>, TextEntries>,
     clock: u64,
+    /// Block entries over all texts.
+    blocks: usize,
+}
+
+impl Cache {
+    /// Drops the least recently used quarter of the block entries (and texts left without any).
+    fn sweep(&mut self) {
+        let mut stamps: Vec<u64> = self
+            .texts
+            .values()
+            .flat_map(|entries| entries.blocks.values().map(|&(_, used)| used))
+            .collect();
+        if stamps.is_empty() {
+            return;
+        }
+        let quarter = stamps.len() / 4;
+        let (_, &mut cutoff, _) = stamps.select_nth_unstable(quarter);
+        for entries in self.texts.values_mut() {
+            entries.blocks.retain(|_, &mut (_, used)| used >= cutoff);
+        }
+        self.texts.retain(|_, entries| !entries.blocks.is_empty());
+        self.blocks = self.texts.values().map(|e| e.blocks.len()).sum();
+    }
 }
 
 static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| Mutex::new(Cache::default()));
@@ -93,27 +123,42 @@ pub(crate) fn entry(text: &str, instance: u64, block: usize, rows: usize) -> Ent
                 .min_by_key(|(_, entries)| entries.last_used)
                 .map(|(text, _)| Arc::clone(text));
             if let Some(oldest) = oldest {
-                cache.texts.remove(&oldest);
+                if let Some(gone) = cache.texts.remove(&oldest) {
+                    cache.blocks -= gone.blocks.len();
+                }
             }
         }
         cache.texts.insert(Arc::from(text), TextEntries::default());
     }
     let entries = cache.texts.get_mut(text).expect("inserted above");
     entries.last_used = clock;
-    Arc::clone(
-        entries
-            .blocks
-            .entry((instance, block))
-            .or_insert_with(|| Arc::new(Mutex::new(BlockChecks::new(rows)))),
-    )
+    let mut added = false;
+    let slot = entries.blocks.entry((instance, block)).or_insert_with(|| {
+        added = true;
+        (Arc::new(Mutex::new(BlockChecks::new(rows))), clock)
+    });
+    slot.1 = clock;
+    let found = Arc::clone(&slot.0);
+    if added {
+        cache.blocks += 1;
+        if cache.blocks > BLOCKS_MAX {
+            // The entry just asked for is the most recent: it stays.
+            cache.sweep();
+        }
+    }
+    found
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The cache is process-wide: its tests run one at a time.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
     #[test]
     fn checks_are_shared_per_text_and_block_and_old_texts_go() {
+        let _serial = SERIAL.lock();
         let first = entry("t:shared-a", 1, 3, 100);
         first.lock().record(70, true);
         first.lock().record(71, false);
@@ -129,5 +174,27 @@ mod tests {
             entry(&format!("t:other-{n}"), 1, 3, 100);
         }
         assert!(!entry("t:shared-a", 1, 3, 100).lock().is_checked(70));
+    }
+
+    /// Entries of one text do not pile up: those of segment instances no longer asked for
+    /// (merged, expired) go once the cache holds `BLOCKS_MAX`, the recent ones stay.
+    #[test]
+    fn block_entries_stay_within_their_bound() {
+        let _serial = SERIAL.lock();
+        let recent = entry("t:bounded", u64::MAX, 0, 100);
+        recent.lock().record(5, true);
+        for instance in 0..(BLOCKS_MAX as u64 + 1_000) {
+            entry("t:bounded", instance, 0, 64);
+            if instance % 1_000 == 0 {
+                // Asked for again now and then: stays among the recent.
+                entry("t:bounded", u64::MAX, 0, 100);
+            }
+        }
+        let cache = CACHE.lock();
+        assert!(cache.blocks <= BLOCKS_MAX, "{}", cache.blocks);
+        let counted: usize = cache.texts.values().map(|e| e.blocks.len()).sum();
+        assert_eq!(counted, cache.blocks);
+        drop(cache);
+        assert!(entry("t:bounded", u64::MAX, 0, 100).lock().matches(5));
     }
 }

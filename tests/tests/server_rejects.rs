@@ -264,6 +264,24 @@ fn server_isolation_refuses_every_endpoint_without_the_right_token() {
     }
     assert!(checked >= 60, "only {checked} refusals checked");
 
+    // A tenant-limited token cannot tell another tenant's seq from one that does not exist:
+    // the same answer for both (an admin token gets 404 for the missing one).
+    let missing = seq_b + 1_000_000;
+    let answer = |seq: u64, token: &str| {
+        let reply = call(
+            "GET",
+            &server.url(&format!("/v1/events/{seq}")),
+            Some(token),
+            &[],
+            None,
+        );
+        (reply.status, reply.text().replace(&seq.to_string(), "N"))
+    };
+    assert_eq!(answer(seq_b, &read_a), answer(missing, &read_a));
+    assert_eq!(answer(seq_b, &read_a).0, 403);
+    assert_eq!(answer(missing, ADMIN_TOKEN).0, 404);
+    assert_eq!(answer(seq_a, &read_a).0, 200);
+
     // The stream: refused in the handshake, before any event is sent.
     assert_eq!(stream_handshake_status(&server, "tenant=acct_a", None), 401);
     assert_eq!(

@@ -107,8 +107,8 @@ pub async fn list(
         (status = 200, description = "The event", body = crate::openapi::StoredEventSchema),
         (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
         (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
-        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse),
-        (status = 404, description = "Not found", body = crate::openapi::ErrorResponse)
+        (status = 403, description = "The token's role does not allow this, or the token reads only some tenants and this seq is not one of their events (whether it exists is not said)", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "Not found (admin tokens)", body = crate::openapi::ErrorResponse)
     )
 )]
 pub async fn get(
@@ -121,14 +121,24 @@ pub async fn get(
         .parse()
         .map_err(|_| ApiError::bad_request(format!("seq must be a number, found {seq:?}")))?;
     let body = blocking(move || {
-        let event = state
-            .store
-            .get(seq)?
-            .ok_or_else(|| ApiError::not_found(format!("no event with seq {seq}")))?;
+        // A token limited to some tenants gets the same answer for a seq that is another
+        // tenant's as for one that does not exist (or was dropped by retention): which seqs
+        // other tenants hold, and whether their old partitions are still kept, is not its
+        // business. An admin token tells them apart.
+        let out_of_scope = || {
+            ApiError::forbidden(format!(
+                "no event with seq {seq} that this token may read (it reads only its own \
+                 tenants' events)"
+            ))
+        };
+        let Some(event) = state.store.get(seq)? else {
+            return Err(match principal.role {
+                crate::auth::Role::Admin => ApiError::not_found(format!("no event with seq {seq}")),
+                _ => out_of_scope(),
+            });
+        };
         if !principal.may_read(&event.event.tenant) {
-            return Err(ApiError::forbidden(
-                "this token may not read the tenant of this event",
-            ));
+            return Err(out_of_scope());
         }
         let mut out = Vec::with_capacity(1024);
         write_stored_event_json(&event, &mut out);
