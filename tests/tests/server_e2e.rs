@@ -1360,8 +1360,22 @@ fn cli_ingest_sends_batches_and_names_the_input_line_of_a_refused_event() {
         stderr.contains("6 events accepted before the failure"),
         "{stderr}"
     );
+    // Nothing of the refused batch is stored (line 8 neither): it says where to resend from.
+    assert!(stderr.contains("resend from line 8"), "{stderr}");
     let stored = query_all(&server, ADMIN_TOKEN, "tenant=acct_cli");
     assert_eq!(stored.len(), 6);
+
+    // A load generator whose every batch fails says so with its exit code, not with
+    // percentiles of nothing.
+    let output = std::process::Command::new(auditlog_binary())
+        .args(["loadgen", "--rate", "1000", "--duration", "1", "--connections", "1"])
+        .env("AUDITLOG_URL", server.url(""))
+        .env("AUDITLOG_TOKEN", "alt_not_a_token")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("no batch was acknowledged"), "{stderr}");
 }
 
 /// `auditlog tail` run against `server` with `args`, its output read line by line. It is killed
@@ -1484,7 +1498,61 @@ fn cli_query_and_export_take_every_filter_and_the_order() {
     export.extend(["--output", path]);
     assert_eq!(cli(&export), "");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), printed);
-    assert!(!dir.path().join("audit.ndjson.partial").exists());
+    let partials = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .ends_with(".partial")
+        })
+        .count();
+    assert_eq!(partials, 0, "no partial file left");
+
+    // A query whose first token is a negation is taken as the query, not as flags.
+    assert_eq!(query(&["-q", "-outcome:success"]), newest);
+    // Paged by hand: a run that stops before the last page says how to go on, and a run with
+    // that cursor goes on from there.
+    assert!(newest.len() >= 2, "{newest:?}");
+    let mut first = vec!["query", "--limit", "1", "--pages", "1"];
+    first.extend(args);
+    let output = std::process::Command::new(auditlog_binary())
+        .args(&first)
+        .env("AUDITLOG_URL", server.url(""))
+        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        seqs(&String::from_utf8(output.stdout).unwrap()),
+        newest[..1]
+    );
+    let said = String::from_utf8(output.stderr).unwrap();
+    let cursor = said
+        .split("--cursor ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no cursor said: {said}"))
+        .trim();
+    assert_eq!(query(&["--cursor", cursor]), newest[1..]);
+
+    // Events are printed as the server wrote them: a number too large for a double and the
+    // order of keys in `details` are kept.
+    let mut raw = event("acct_cli_raw", 0, base);
+    raw["details"] = json!("DETAILS");
+    let body = serde_json::to_string(&raw)
+        .unwrap()
+        .replace(r#""DETAILS""#, r#"{"zeta":1e400,"alpha":2}"#);
+    let reply = call(
+        "POST",
+        &server.url("/v1/events"),
+        Some(ADMIN_TOKEN),
+        &[],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let printed = cli(&["query", "--tenant", "acct_cli_raw"]);
+    assert!(printed.contains(r#"{"zeta":1e400,"alpha":2}"#), "{printed}");
 }
 
 /// Ten events of `tenant` from number `from`.

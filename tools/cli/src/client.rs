@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+/// How long a client command waits for a connection that makes no progress.
+const IO_STALL: Duration = Duration::from_secs(300);
+
 /// Where the server is and who we are, with one kept-alive connection: a request reuses the
 /// connection of the one before once that answer was read to its end.
 pub struct Endpoint {
@@ -15,8 +18,14 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(url: String, token: String) -> Self {
+        // A read or write that makes no progress for this long is a lost connection (a peer
+        // gone without closing it, a half-open connection): the command fails and says so
+        // rather than waiting for ever. Far above anything the server takes between two reads
+        // or writes of a healthy request (a busy answer comes within `busy_wait`, 2 s).
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
+            .timeout_read(IO_STALL)
+            .timeout_write(IO_STALL)
             .build();
         Endpoint { url, token, agent }
     }
@@ -176,9 +185,10 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
         reader.consume(len);
     };
     let sent = if starts_array {
+        // Counted beneath a buffer: the JSON reader takes a byte at a time.
         ingest_array(
             endpoint,
-            progress.wrap_read(reader),
+            std::io::BufReader::new(progress.wrap_read(reader)),
             batch_events,
             &progress,
             &mut count,
@@ -193,7 +203,12 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
             &mut count,
         )
     };
-    progress.finish();
+    if sent.is_ok() {
+        progress.finish();
+    } else {
+        // Where it stopped, not the whole input as if it were all sent.
+        progress.abandon();
+    }
     // The batches before a failing one are stored: say how many events, so that the user
     // resends from the failing batch on (the error names its first line or element) rather
     // than the whole input (events without an `id` would be stored twice).
@@ -414,10 +429,24 @@ fn send_batch(
     let first = input_lines[0];
     for attempt in 0u32.. {
         match endpoint.send("POST", "/v1/events", Some(body)) {
-            Ok(response) => return read_json(response),
+            Ok(response) => {
+                return read_json(response).with_context(|| {
+                    format!(
+                        "the batch starting at input {unit} {first} was stored (HTTP 200), but \
+                         its answer could not be read; go on from the {unit} after its last"
+                    )
+                })
+            }
             Err(error) => {
                 let Some(failure) = error.downcast_ref::<ApiFailure>() else {
-                    return Err(error.context(format!("batch starting at input {unit} {first}")));
+                    // No answer: the batch may or may not be stored (the connection may have
+                    // failed after the server made it durable).
+                    return Err(error.context(format!(
+                        "the batch starting at input {unit} {first} may or may not have been \
+                         stored (no answer from the server); resending it from {unit} {first} \
+                         is safe for events with an `id` (reported as duplicates), events \
+                         without one could be stored twice"
+                    )));
                 };
                 if failure.status == 429 && attempt < 60 {
                     let wait = failure.retry_after.unwrap_or(1).clamp(1, 30);
@@ -445,16 +474,37 @@ fn send_batch(
                         failure.message.as_str(),
                     ),
                 };
-                bail!("{at}: HTTP {}: {message}", failure.status);
+                // A refused batch is stored not at all: the whole batch is to be sent again
+                // (once fixed), not only from the event named.
+                bail!(
+                    "{at}: HTTP {}: {message} (nothing of the batch starting at input {unit} \
+                     {first} was stored: resend from {unit} {first})",
+                    failure.status
+                );
             }
         }
     }
     unreachable!("the loop returns")
 }
 
-/// `auditlog query`: pages through matching events, printing NDJSON.
-pub fn query(endpoint: &Endpoint, filters: &[(&str, String)], pages: usize) -> anyhow::Result<()> {
-    let mut cursor = String::new();
+/// A page of `GET /v1/events`: the events are printed as the server wrote them (their
+/// `details` numbers and key order kept, whatever their size).
+#[derive(serde::Deserialize)]
+struct Page {
+    events: Vec<Box<serde_json::value::RawValue>>,
+    next_cursor: Option<String>,
+}
+
+/// `auditlog query`: pages through matching events, printing NDJSON; from `cursor` (a
+/// `next_cursor` an earlier run printed) when given. When `pages` stop it before the last
+/// page, it says how to go on.
+pub fn query(
+    endpoint: &Endpoint,
+    filters: &[(&str, String)],
+    pages: usize,
+    cursor: Option<String>,
+) -> anyhow::Result<()> {
+    let mut cursor = cursor.unwrap_or_default();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for _ in 0..pages.max(1) {
@@ -462,15 +512,18 @@ pub fn query(endpoint: &Endpoint, filters: &[(&str, String)], pages: usize) -> a
         pairs.push(("cursor", cursor.clone()));
         let response =
             endpoint.send("GET", &format!("/v1/events?{}", query_string(&pairs)), None)?;
-        let page: serde_json::Value = read_json(response)?;
-        for event in page["events"].as_array().into_iter().flatten() {
-            writeln!(out, "{event}")?;
+        let page: Page =
+            serde_json::from_reader(response.into_reader()).context("reading a page of events")?;
+        for event in &page.events {
+            writeln!(out, "{}", event.get())?;
         }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = next.to_string(),
-            None => break,
+        match page.next_cursor {
+            Some(next) => cursor = next,
+            None => return Ok(()),
         }
     }
+    out.flush()?;
+    eprintln!("more events match: go on with --cursor {cursor}");
     Ok(())
 }
 
@@ -493,20 +546,30 @@ pub fn export(
         Some(path) => {
             // Written beside the file and renamed over it only once whole: an export cut off
             // half way never replaces a good file with a part of one.
-            let partial = format!("{path}.partial");
-            let mut file = EndsWith::new(
-                std::fs::File::create(&partial).with_context(|| format!("create {partial}"))?,
-            );
-            let copied = std::io::copy(&mut reader, &mut file)
-                .with_context(|| format!("exporting into {partial}"))?;
-            file.check_whole(copied)
-                .with_context(|| format!("the export in {partial} is incomplete"))?;
-            file.inner
-                .sync_all()
-                .with_context(|| format!("sync {partial}"))?;
-            std::fs::rename(&partial, path)
-                .with_context(|| format!("rename {partial} to {path}"))?;
-            eprintln!("{copied} bytes exported to {path}");
+            // Named for this process, so that two exports to the same file do not write into
+            // one partial file; removed when the export fails.
+            let partial = format!("{path}.{}.partial", std::process::id());
+            let written = (|| -> anyhow::Result<u64> {
+                let mut file = EndsWith::new(
+                    std::fs::File::create(&partial).with_context(|| format!("create {partial}"))?,
+                );
+                let copied = std::io::copy(&mut reader, &mut file)
+                    .with_context(|| format!("exporting into {partial}"))?;
+                file.check_whole(copied)?;
+                file.inner
+                    .sync_all()
+                    .with_context(|| format!("sync {partial}"))?;
+                std::fs::rename(&partial, path)
+                    .with_context(|| format!("rename {partial} to {path}"))?;
+                Ok(copied)
+            })();
+            match written {
+                Ok(copied) => eprintln!("{copied} bytes exported to {path}"),
+                Err(error) => {
+                    let _ = std::fs::remove_file(&partial);
+                    return Err(error.context(format!("{path} was left as it was")));
+                }
+            }
         }
         None => {
             let mut out = EndsWith::new(std::io::stdout().lock());
@@ -561,8 +624,8 @@ impl<W: Write> Write for EndsWith<W> {
 ///
 /// It follows the stream across interruptions without a gap or a duplicate: it keeps the seq
 /// to resume from (after the last event, or the last heartbeat's `last_seq`), and on a `resync`
-/// message, a server shutting down (close code 1001) or a lost connection it connects again
-/// from there, waiting 1 s, then up to 30 s, between failed attempts. A connection that brings
+/// message, a server shutting down (close code 1001), any other close (a proxy's) or a lost
+/// connection it connects again from there, waiting 1 s, then up to 30 s, between failed attempts. A connection that brings
 /// nothing for [`STREAM_SILENCE`] (three heartbeats) is taken as lost: a peer that vanished
 /// without closing (a NAT's dropped mapping, a host gone) would otherwise hang it for ever. A
 /// revoked token (close code 1008), a server that cannot read its stored events (1011) or a
@@ -599,8 +662,8 @@ pub fn tail(
                 .parse()
                 .context("token in a header")?,
         );
-        let mut socket = match tungstenite::connect(request) {
-            Ok((socket, _)) => socket,
+        let mut socket = match connect_stream(request) {
+            Ok(socket) => socket,
             // Refused (a revoked token, a bad filter): asking again will not help.
             Err(tungstenite::Error::Http(response))
                 if response.status().is_client_error()
@@ -623,11 +686,6 @@ pub fn tail(
         };
         connected_once = true;
         wait = Duration::from_secs(1);
-        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
-            stream
-                .set_read_timeout(Some(STREAM_SILENCE))
-                .context("stream read timeout")?;
-        }
         let ended = loop {
             let message = match socket.read() {
                 Ok(message) => message,
@@ -648,43 +706,41 @@ pub fn tail(
                 tungstenite::Message::Text(text) => text,
                 tungstenite::Message::Close(frame) => {
                     let code = frame.as_ref().map(|f| u16::from(f.code));
+                    let reason = frame.as_ref().map_or("", |f| &*f.reason);
                     match code {
                         Some(1008) => bail!("the server ended the stream: token revoked"),
+                        Some(1011) => bail!("the server ended the stream: {reason}"),
                         Some(1001) => break "the server is shutting down".to_string(),
-                        Some(1011) => bail!(
-                            "the server ended the stream: {}",
-                            frame.as_ref().map_or("", |f| &*f.reason)
-                        ),
-                        _ => return Ok(()),
+                        // Anything else (a proxy's normal close, a restart, no code at all):
+                        // the stream is followed until interrupted, so it goes on.
+                        Some(code) => break format!("closed with code {code} {reason}"),
+                        None => break "closed without a code".to_string(),
                     }
                 }
                 _ => continue,
             };
-            let value: serde_json::Value = serde_json::from_str(&text)?;
-            match value["type"].as_str() {
-                Some("event") => {
-                    writeln!(stdout.lock(), "{}", value["event"])?;
-                    if let Some(seq) = value["event"]["seq"].as_u64() {
-                        resume = Some(seq + 1);
-                    }
-                }
-                Some("events") => {
+            // Printed as the server wrote it (numbers of any size, keys in their order).
+            let message: StreamMessage = serde_json::from_str(&text)
+                .with_context(|| format!("a stream message that is not one: {text:.200}"))?;
+            match message.kind.as_str() {
+                "event" | "events" => {
                     let mut out = stdout.lock();
-                    for event in value["events"].as_array().into_iter().flatten() {
-                        writeln!(out, "{event}")?;
-                        if let Some(seq) = event["seq"].as_u64() {
-                            resume = Some(seq + 1);
-                        }
+                    for event in message.event.iter().chain(message.events.iter().flatten()) {
+                        let seq: Seq = serde_json::from_str(event.get()).with_context(|| {
+                            format!("an event without a seq: {:.200}", event.get())
+                        })?;
+                        writeln!(out, "{}", event.get())?;
+                        resume = Some(seq.seq + 1);
                     }
                 }
-                Some("heartbeat") => {
-                    if let Some(last) = value["last_seq"].as_u64() {
+                "heartbeat" => {
+                    if let Some(last) = message.last_seq {
                         resume = Some(resume.map_or(last + 1, |r| r.max(last + 1)));
                     }
                 }
-                Some("resync") => {
+                "resync" => {
                     // Too slow for the live feed: read on from the stored events.
-                    resume = value["from_seq"].as_u64().or(resume);
+                    resume = message.from_seq.or(resume);
                     break "resync".to_string();
                 }
                 _ => {}
@@ -697,6 +753,82 @@ pub fn tail(
             );
             std::thread::sleep(wait);
         }
+    }
+}
+
+/// A message of the live stream (README: `GET /v1/stream`).
+#[derive(serde::Deserialize)]
+struct StreamMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    event: Option<Box<serde_json::value::RawValue>>,
+    events: Option<Vec<Box<serde_json::value::RawValue>>>,
+    last_seq: Option<u64>,
+    from_seq: Option<u64>,
+}
+
+/// The one field `tail` reads of an event.
+#[derive(serde::Deserialize)]
+struct Seq {
+    seq: u64,
+}
+
+/// Opens a stream (`ws://` or `wss://`): at most 5 s to connect, and [`STREAM_SILENCE`] for
+/// any read or write from the handshake on, so that a host that accepts and then says nothing
+/// does not hang `tail`.
+// The error is tungstenite's own (its `connect` returns the same), matched on by the caller.
+#[allow(clippy::result_large_err)]
+fn connect_stream(
+    request: tungstenite::handshake::client::Request,
+) -> Result<
+    tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    tungstenite::Error,
+> {
+    use std::net::ToSocketAddrs;
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .ok_or(tungstenite::Error::Url(
+            tungstenite::error::UrlError::NoHostName,
+        ))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("wss") {
+            443
+        } else {
+            80
+        });
+    let mut last = None;
+    let mut stream = None;
+    for addr in (host.as_str(), port).to_socket_addrs()? {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Ok(connected) => {
+                stream = Some(connected);
+                break;
+            }
+            Err(error) => last = Some(error),
+        }
+    }
+    let stream = match stream {
+        Some(stream) => stream,
+        None => {
+            return Err(tungstenite::Error::Io(last.unwrap_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no address for the host")
+            })))
+        }
+    };
+    stream.set_read_timeout(Some(STREAM_SILENCE))?;
+    stream.set_write_timeout(Some(STREAM_SILENCE))?;
+    let _ = stream.set_nodelay(true);
+    match tungstenite::client_tls(request, stream) {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::HandshakeError::Failure(error)) => Err(error),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => Err(tungstenite::Error::Io(
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "the handshake stalled"),
+        )),
     }
 }
 

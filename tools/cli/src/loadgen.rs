@@ -6,7 +6,12 @@
 //! the batches it held back; each batch is made before it is due. The clock starts once every
 //! connection has built its generator and made its first batch (a few hundred ms, which the
 //! first batches' latencies used to count). As fast as acknowledged
-//! (`--rate 0`), latency is counted from the send.
+//! (`--rate 0`), latency is counted from the send. A busy answer (429) is waited out (its
+//! `Retry-After`) and the same batch sent again, its latency still counted from when it was
+//! due; at a target rate every batch due within the run is sent and counted, also when a stall
+//! near the end makes it late. The command fails (after printing the figures) when a batch
+//! failed, none was acknowledged or a stream subscriber failed: such figures are not a
+//! measurement.
 //!
 //! With `--warmup S` the load runs S seconds longer, first: what is sent then is acknowledged
 //! like the rest but left out of the rate and the percentiles (reported on its own line), so
@@ -53,6 +58,10 @@ pub struct LoadOptions {
 /// counted as this (`saturating_record`): with latency counted from when a batch was due, an
 /// overloaded server's grows without bound, and dropping those would flatter the percentiles.
 const ACK_LATENCY_MAX_US: u64 = 3_600_000_000;
+
+/// How long after it was due a batch the server keeps answering busy (429) is given up on
+/// (counted as an error).
+const BUSY_GIVE_UP: Duration = Duration::from_secs(60);
 
 pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
     let histogram = Arc::new(Mutex::new(
@@ -144,7 +153,22 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                 let Ok(start) = clock_of.recv() else {
                     return;
                 };
-                while start.elapsed() < run_for && !stop.load(Ordering::Relaxed) {
+                // At a target rate, every batch due within the run is sent and counted, however
+                // late the server lets it go (stopping at the clock would leave out the batches a
+                // stall near the end held back); unpaced, the run ends with the clock.
+                let due_of = |batches: u64| {
+                    let phase = connection as f64 / connections as f64;
+                    Duration::from_secs_f64(
+                        (batches as f64 + phase) * batch as f64 / per_connection_rate,
+                    )
+                };
+                while !stop.load(Ordering::Relaxed)
+                    && if per_connection_rate > 0.0 {
+                        due_of(batches) < run_for
+                    } else {
+                        start.elapsed() < run_for
+                    }
+                {
                     // The batch is made before its send is due, so that making it is not
                     // counted as the server's time.
                     if !made {
@@ -157,10 +181,7 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                     if per_connection_rate > 0.0 {
                         // Connections are spread over the period (connection i starts i/N of
                         // it late): independent clients do not all send at the same instant.
-                        let phase = connection as f64 / connections as f64;
-                        let due = Duration::from_secs_f64(
-                            (batches as f64 + phase) * batch as f64 / per_connection_rate,
-                        );
+                        let due = due_of(batches);
                         if let Some(wait) = due.checked_sub(start.elapsed()) {
                             std::thread::sleep(wait);
                         }
@@ -171,10 +192,31 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                     }
                     let measured = began.duration_since(start) >= warmup;
                     // The answer is read to its end, so that the next batch goes over the
-                    // same connection.
-                    let sent_batch = endpoint
-                        .send("POST", "/v1/events", Some(&body))
-                        .and_then(|response| Ok(response.into_string()?));
+                    // same connection. A busy answer (429) is waited out and the same batch
+                    // sent again, its latency still counted from when it was due: dropping it
+                    // would leave the slowest batches out of the percentiles.
+                    let sent_batch = loop {
+                        let sent = endpoint
+                            .send("POST", "/v1/events", Some(&body))
+                            .and_then(|response| Ok(response.into_string()?));
+                        let retry_after = match &sent {
+                            Err(error) => error
+                                .downcast_ref::<crate::client::ApiFailure>()
+                                .filter(|failure| failure.status == 429)
+                                .map(|failure| failure.retry_after.unwrap_or(0)),
+                            Ok(_) => None,
+                        };
+                        match retry_after {
+                            Some(seconds) if began.elapsed() < BUSY_GIVE_UP => {
+                                busy.fetch_add(1, Ordering::Relaxed);
+                                std::thread::sleep(
+                                    Duration::from_secs(seconds)
+                                        .clamp(Duration::from_millis(100), Duration::from_secs(5)),
+                                );
+                            }
+                            _ => break sent,
+                        }
+                    };
                     match sent_batch {
                         Ok(_) => {
                             let micros = began.elapsed().as_micros().max(1) as u64;
@@ -187,14 +229,9 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                             }
                         }
                         Err(error) => {
-                            if error.to_string().contains("HTTP 429") {
-                                busy.fetch_add(1, Ordering::Relaxed);
-                                std::thread::sleep(Duration::from_millis(100));
-                            } else {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                                eprintln!("{error:#}");
-                                std::thread::sleep(Duration::from_millis(100));
-                            }
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("{error:#}");
+                            std::thread::sleep(Duration::from_millis(100));
                         }
                     }
                     batches += 1;
@@ -250,15 +287,18 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         );
         last = now;
     }
-    stop.store(true, Ordering::Relaxed);
+    // The connections end once every batch due in the run is answered (see above); then the
+    // stream probe stops.
     for thread in threads {
         let _ = thread.join();
     }
+    stop.store(true, Ordering::Relaxed);
     let server = match (server_before, ServerFigures::read(endpoint)) {
         (Some(Some(before)), Some(after)) => Some(after.since(&before)),
         _ => None,
     };
     let stream = probe.map(Probe::finish).transpose()?;
+    let errors = errors.load(Ordering::Relaxed);
     let seconds = start.elapsed().saturating_sub(warmup).as_secs_f64();
     let total = sent.load(Ordering::Relaxed);
     let warm = warm_histogram
@@ -269,9 +309,14 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         .lock()
         .map_err(|_| anyhow::anyhow!("histogram lock"))?;
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    let target = if options.rate == 0 {
+        "as fast as acknowledged".to_string()
+    } else {
+        format!("target {} events/s", options.rate)
+    };
     println!(
-        "loadgen: {} connections, batches of {}, {:.0} s",
-        options.connections, options.batch, seconds
+        "loadgen: {} connections, batches of {}, {:.0} s, {target}, {} tenants, seed {}",
+        options.connections, options.batch, seconds, options.tenants, options.seed
     );
     if !warmup.is_zero() {
         println!(
@@ -296,10 +341,7 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         "  busy (429) answers    {:>12}",
         busy.load(Ordering::Relaxed)
     );
-    println!(
-        "  errors                {:>12}",
-        errors.load(Ordering::Relaxed)
-    );
+    println!("  errors                {errors:>12}");
     match &server {
         Some(server) => {
             println!(
@@ -328,6 +370,9 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
         println!("  stream latency p50    {:>12.2} ms", stream.p50_ms);
         println!("  stream latency p99    {:>12.2} ms", stream.p99_ms);
         println!("  stream latency max    {:>12.2} ms", stream.max_ms);
+        for failure in &stream.failures {
+            println!("  stream subscriber failed: {failure}");
+        }
     }
     println!(
         "{}",
@@ -337,8 +382,12 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                 "share": s.share,
                 "delivered": s.delivered,
                 "resyncs": s.resyncs,
+                "failed": s.failures.len(),
                 "latency_ms": { "p50": s.p50_ms, "p99": s.p99_ms, "max": s.max_ms },
             })),
+            "rate": options.rate,
+            "tenants": options.tenants,
+            "seed": options.seed,
             "connections": options.connections,
             "batch": options.batch,
             "seconds": seconds,
@@ -351,13 +400,23 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
             "events_per_s": total as f64 / seconds,
             "ack_ms": { "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": histogram.max() as f64 / 1000.0 },
             "busy": busy.load(Ordering::Relaxed),
-            "errors": errors.load(Ordering::Relaxed),
+            "errors": errors,
             "server": server.as_ref().map(|s| serde_json::json!({
                 "ack": s.ack.to_json(),
                 "fsync": s.fsync.to_json(),
             })),
         })
     );
+    // Figures of a run that failed are not a measurement: a script checking them must know.
+    if total == 0 {
+        anyhow::bail!("no batch was acknowledged: the percentiles above measure nothing");
+    }
+    if errors > 0 {
+        anyhow::bail!("{errors} batch(es) failed (see the errors above)");
+    }
+    if let Some(failed) = stream.as_ref().map(|s| s.failures.len()).filter(|&n| n > 0) {
+        anyhow::bail!("{failed} stream subscriber(s) failed: the stream figures are partial");
+    }
     Ok(())
 }
 
@@ -468,6 +527,8 @@ struct StreamFigures {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// Why each subscriber that failed did (the figures count the others).
+    failures: Vec<String>,
 }
 
 impl Probe {
@@ -606,10 +667,12 @@ impl Probe {
     /// Joins the subscribers (after `stop` was set) and reads the figures.
     fn finish(self) -> anyhow::Result<StreamFigures> {
         let subscribers = self.threads.len();
+        let mut failures = Vec::new();
         for thread in self.threads {
             match thread.join() {
-                Ok(result) => result?,
-                Err(_) => anyhow::bail!("a stream subscriber panicked"),
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => failures.push(format!("{error:#}")),
+                Err(_) => failures.push("it panicked".to_string()),
             }
         }
         let histogram = self
@@ -625,6 +688,7 @@ impl Probe {
             p50_ms: ms(0.5),
             p99_ms: ms(0.99),
             max_ms: histogram.max() as f64 / 1000.0,
+            failures,
         })
     }
 }

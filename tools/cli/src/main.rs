@@ -95,11 +95,15 @@ enum Command {
         #[command(flatten)]
         filters: FilterArgs,
         /// Events per page.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        /// Pages to fetch at most.
-        #[arg(long, default_value_t = 1)]
-        pages: usize,
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: u64,
+        /// Pages to fetch at most; when they stop before the last, the cursor to go on
+        /// with is printed (on standard error).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        pages: u64,
+        /// Go on from this cursor (what an earlier run printed).
+        #[arg(long)]
+        cursor: Option<String>,
         /// `newest` first (the default) or `oldest` first.
         #[arg(long, value_parser = ["newest", "oldest"])]
         order: Option<String>,
@@ -161,18 +165,21 @@ enum Command {
         /// Target events/s over all connections (0: as fast as acknowledged).
         #[arg(long, default_value_t = 0)]
         rate: u64,
-        #[arg(long, default_value_t = 8)]
-        connections: usize,
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
-        /// Seconds to measure.
-        #[arg(long, default_value_t = 60)]
+        /// Connections, each sending its batches one after another (1..=1024).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        connections: u64,
+        /// Events per request (1..=10000, the server's default limit per batch).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        batch: u64,
+        /// Seconds to measure (at least 1).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
         duration: u64,
         /// Seconds of load before the measured ones, left out of the figures.
         #[arg(long, default_value_t = 0)]
         warmup: u64,
-        #[arg(long, default_value_t = 2000)]
-        tenants: usize,
+        /// Tenants the generated events spread over (at least 1).
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+        tenants: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Live-stream subscribers to open (one per tenant, the largest tenants first), each
@@ -200,8 +207,8 @@ impl ServerArgs {
 
 #[derive(Args)]
 struct FilterArgs {
-    /// Query language (`action:delete -outcome:failure llama*`).
-    #[arg(long, short)]
+    /// Query language (`action:delete -outcome:failure llama*`; it may start with `-`).
+    #[arg(long, short, allow_hyphen_values = true)]
     q: Option<String>,
     /// Tenant to read (repeatable; a read token reads its own tenants only).
     #[arg(long)]
@@ -440,12 +447,13 @@ fn main() -> anyhow::Result<()> {
             filters,
             limit,
             pages,
+            cursor,
             order,
         } => {
             let mut pairs = filters.pairs();
             pairs.push(("limit", limit.to_string()));
             pairs.extend(order.map(|order| ("order", order)));
-            client::query(&server.endpoint(), &pairs, pages)
+            client::query(&server.endpoint(), &pairs, pages as usize, cursor)
         }
         Command::Tail {
             server,
@@ -488,11 +496,11 @@ fn main() -> anyhow::Result<()> {
             &server.endpoint(),
             &loadgen::LoadOptions {
                 rate,
-                connections,
-                batch,
+                connections: connections as usize,
+                batch: batch as usize,
                 duration: std::time::Duration::from_secs(duration),
                 warmup: std::time::Duration::from_secs(warmup),
-                tenants,
+                tenants: tenants as usize,
                 seed,
                 subscribers,
             },
