@@ -238,6 +238,23 @@ impl LedgerContents {
         }
     }
 
+    /// Whether the last entry can be one a crash left unpublished (the process stopped between
+    /// the ledger's fsync and the manifest's), given the manifest's `sealed_through`: a seal's
+    /// segments hold only events past what the manifest had sealed before it, so a manifest
+    /// that counts them as sealed yet does not list them was edited outside the store (their
+    /// events taken away with the segment files), not left by a crash. A merge or retention
+    /// entry left unpublished leaves its inputs listed, which the manifest then checks.
+    pub fn last_may_be_unpublished(&self, sealed_through: u64) -> bool {
+        match self.changes.last() {
+            None => false,
+            Some(change) if change.reason == Reason::Seal => change
+                .added
+                .iter()
+                .all(|digest| digest.min_seq > sealed_through),
+            Some(_) => true,
+        }
+    }
+
     /// The live set without the last entry's change.
     pub fn live_before_last(&self) -> BTreeMap<u64, SegmentDigest> {
         let mut live = BTreeMap::new();
@@ -329,13 +346,15 @@ impl Ledger {
     }
 
     /// Opens the ledger of a data directory and reconciles it with the manifest's segments
-    /// (`published`, compared field by field): a torn last record, or a last entry whose change the manifest
-    /// does not show (the process stopped between the ledger's fsync and the manifest's), is
+    /// (`published`, compared field by field) and its `sealed_through`: a torn last record, or
+    /// a last entry whose change the manifest does not show (the process stopped between the
+    /// ledger's fsync and the manifest's: see [`LedgerContents::last_may_be_unpublished`]), is
     /// cut. `None` when the directory has no ledger yet.
     pub fn open(
         dir: &Path,
         vfs: &dyn Vfs,
         published: &[crate::manifest::SegmentEntry],
+        sealed_through: u64,
     ) -> Result<Option<Ledger>> {
         let path = dir.join(FILE_NAME);
         if !path.exists() {
@@ -369,7 +388,10 @@ impl Ledger {
         }
         if !live_matches(&contents.live, published) {
             let before = contents.live_before_last();
-            if contents.changes.is_empty() || !live_matches(&before, published) {
+            if contents.changes.is_empty()
+                || !live_matches(&before, published)
+                || !contents.last_may_be_unpublished(sealed_through)
+            {
                 return Err(Error::Corrupt {
                     path,
                     offset: 0,

@@ -237,7 +237,17 @@ fn check_ledger(
         &contents.live
     } else if !contents.changes.is_empty()
         && crate::ledger::live_matches(&before_last, &manifest.segments)
+        && contents.last_may_be_unpublished(manifest.sealed_through)
     {
+        // A head recorded from the running store (`GET /v1/admin/integrity`) counts only
+        // published entries: one that counts the last entry proves the manifest showed it.
+        let entries = contents.changes.len() as u64;
+        if expected.iter().any(|head| head.entries >= entries) {
+            report.damage.push(corrupt(format!(
+                "the manifest does not show the ledger's last entry ({entries}), which a head \
+                 recorded earlier counts as published: the manifest was changed outside the store"
+            )));
+        }
         &before_last
     } else {
         let listed: std::collections::BTreeSet<u64> =

@@ -126,6 +126,53 @@ fn integrity_a_segment_dropped_from_the_manifest_by_hand_is_caught() {
     assert!(matches!(error, Error::Corrupt { .. }), "{error}");
 }
 
+/// The newest seal's segment deleted and taken out of the manifest by hand (the manifest
+/// still counting its events as sealed, so the WAL does not bring them back): it looks like
+/// the ledger's last entry was never published, which a crash between the ledger's and the
+/// manifest's writes leaves, but a crash leaves the manifest's `sealed_through` before the
+/// segment's events. Caught by verify, with or without the recorded head, and by open.
+#[test]
+fn integrity_the_newest_seal_removed_by_hand_is_not_taken_for_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, second) = store_with_two_segments(dir.path());
+    let files = segment_files(dir.path());
+    let gone = edit_manifest(dir.path(), |manifest| manifest.segments.remove(1));
+    std::fs::remove_file(&files[1]).unwrap();
+    assert!(Manifest::load(dir.path()).unwrap().unwrap().sealed_through >= gone.max_seq);
+
+    let report = verify_dir(dir.path()).unwrap();
+    assert!(damage(&report).contains("disagree"), "{}", damage(&report));
+    let report = verify_dir_expecting(dir.path(), &[second]).unwrap();
+    assert!(!report.damage.is_empty());
+    let Err(error) = Store::open(options(dir.path())) else {
+        panic!("a store whose newest seal was removed behind its back opened");
+    };
+    assert!(matches!(error, Error::Corrupt { .. }), "{error}");
+}
+
+/// A crash between the ledger's and the manifest's writes leaves the last entry unpublished,
+/// which a head recorded from the running store never counts: a head that does proves the
+/// manifest showed that entry, and was changed since.
+#[test]
+fn integrity_a_recorded_head_proves_the_last_entry_was_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, second) = store_with_two_segments(dir.path());
+    // The second seal's manifest entry taken back, and its seqs with it (as before the seal).
+    edit_manifest(dir.path(), |manifest| {
+        let gone = manifest.segments.remove(1);
+        manifest.sealed_through = gone.min_seq - 1;
+    });
+    // Without a head it looks like a crash (the WAL holds those events again at open)...
+    assert!(verify_dir(dir.path()).unwrap().damage.is_empty());
+    // ... but the head recorded after the second seal counts it as published.
+    let report = verify_dir_expecting(dir.path(), &[second]).unwrap();
+    assert!(
+        damage(&report).contains("counts as published"),
+        "{}",
+        damage(&report)
+    );
+}
+
 #[test]
 fn integrity_a_manifest_entry_edited_by_hand_is_caught() {
     let dir = tempfile::tempdir().unwrap();
@@ -253,7 +300,9 @@ fn integrity_an_entry_the_manifest_never_published_is_cut_at_open() {
     // entry more than was published.
     let published = Manifest::load(dir.path()).unwrap().unwrap().segments;
     let vfs = auditlog_engine::io::RealVfs;
-    let mut ledger = Ledger::open(dir.path(), &vfs, &published).unwrap().unwrap();
+    let mut ledger = Ledger::open(dir.path(), &vfs, &published, 0)
+        .unwrap()
+        .unwrap();
     ledger.append(unpublished_change()).unwrap();
     drop(ledger);
     // verify sees what a crash leaves, not damage.
@@ -356,7 +405,9 @@ fn integrity_a_last_ledger_record_lost_to_a_power_loss_is_cut_only_if_never_publ
     let vfs = auditlog_engine::io::RealVfs;
     let path = dir.path().join(ledger::FILE_NAME);
     let before = std::fs::read(&path).unwrap();
-    let mut ledger = Ledger::open(dir.path(), &vfs, &published).unwrap().unwrap();
+    let mut ledger = Ledger::open(dir.path(), &vfs, &published, 0)
+        .unwrap()
+        .unwrap();
     ledger.append(unpublished_change()).unwrap();
     drop(ledger);
     let appended = std::fs::read(&path).unwrap();
@@ -367,7 +418,9 @@ fn integrity_a_last_ledger_record_lost_to_a_power_loss_is_cut_only_if_never_publ
         damaged[zeros_from..].fill(0);
         std::fs::write(&path, &damaged).unwrap();
         assert!(Ledger::read(&path).is_err(), "verify reports it");
-        let ledger = Ledger::open(dir.path(), &vfs, &published).unwrap().unwrap();
+        let ledger = Ledger::open(dir.path(), &vfs, &published, 0)
+            .unwrap()
+            .unwrap();
         assert_eq!((ledger.entries(), ledger.head()), (2, second.head));
         drop(ledger);
         assert_eq!(
@@ -381,7 +434,7 @@ fn integrity_a_last_ledger_record_lost_to_a_power_loss_is_cut_only_if_never_publ
     let last = second_entry_offset(&before);
     damaged[last + 8..].fill(0);
     std::fs::write(&path, &damaged).unwrap();
-    let error = Ledger::open(dir.path(), &vfs, &published).unwrap_err();
+    let error = Ledger::open(dir.path(), &vfs, &published, 0).unwrap_err();
     assert!(
         matches!(error, Error::ChecksumMismatch { offset, .. } if offset == last as u64),
         "{error}"

@@ -1368,7 +1368,15 @@ fn cli_ingest_sends_batches_and_names_the_input_line_of_a_refused_event() {
     // A load generator whose every batch fails says so with its exit code, not with
     // percentiles of nothing.
     let output = std::process::Command::new(auditlog_binary())
-        .args(["loadgen", "--rate", "1000", "--duration", "1", "--connections", "1"])
+        .args([
+            "loadgen",
+            "--rate",
+            "1000",
+            "--duration",
+            "1",
+            "--connections",
+            "1",
+        ])
         .env("AUDITLOG_URL", server.url(""))
         .env("AUDITLOG_TOKEN", "alt_not_a_token")
         .output()

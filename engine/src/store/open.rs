@@ -67,7 +67,12 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         )));
     }
 
-    let mut ledger = crate::ledger::Ledger::open(&dir, vfs.as_ref(), &manifest.segments)?;
+    let mut ledger = crate::ledger::Ledger::open(
+        &dir,
+        vfs.as_ref(),
+        &manifest.segments,
+        manifest.sealed_through,
+    )?;
 
     // Segments the manifest lists. One missing because retention moved its partition to the
     // archive just before a crash is finished off here; any other missing segment is corruption.
