@@ -458,7 +458,7 @@ fn aged_by(from: u64, count: u64, days: i64) -> Vec<Event> {
 /// partition in one place or both, never in neither.
 #[test]
 fn resumed_archive_move_makes_the_copy_durable_before_removing_the_source() {
-    use auditlog_engine::io::DirectoryOp::{RemoveAll, Sync};
+    use auditlog_engine::io::DirectoryOp::{Rename, Sync};
     let dir = tempfile::tempdir().unwrap();
     let archive = tempfile::tempdir().unwrap();
     let vfs = FaultyVfs::new();
@@ -473,7 +473,12 @@ fn resumed_archive_move_makes_the_copy_durable_before_removing_the_source() {
         "the segment file"
     );
     let log = vfs.directory_log();
-    let removed = position(&log, &RemoveAll(live.clone()), 0).expect("live partition removed");
+    // The live partition leaves its place in one step (set aside, then removed).
+    let aside = live.with_file_name(format!(
+        ".{}.dropping",
+        live.file_name().unwrap().to_string_lossy()
+    ));
+    let removed = position(&log, &Rename(live.clone(), aside), 0).expect("live partition removed");
     let class_dir = target.parent().unwrap().to_path_buf();
     let synced = log[..removed]
         .iter()
@@ -545,6 +550,49 @@ fn archive_never_overwrites_another_stores_file_of_the_same_name() {
         std::fs::read(target.join(segment.file_name().unwrap())).unwrap(),
         own
     );
+}
+
+/// An index file (derived from its segment) in the archive that differs from the live one is
+/// not another store's file: the live one was rebuilt after a crash cut an earlier move short.
+/// It is copied over, and the move finishes; the live partition is set aside in one step
+/// before it is removed.
+#[test]
+fn archive_copies_a_rebuilt_index_file_over_an_earlier_copy() {
+    use auditlog_engine::io::DirectoryOp::{RemoveAll, Rename};
+    let dir = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    vfs.other_device(archive.path());
+    let (store, live, target) = store_with_an_expired_partition(dir.path(), archive.path(), &vfs);
+    let segment = std::fs::read_dir(&live)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let index = segment.with_extension("idx");
+    std::fs::write(&index, b"rebuilt after the crash").unwrap();
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::copy(&segment, target.join(segment.file_name().unwrap())).unwrap();
+    std::fs::write(
+        target.join(index.file_name().unwrap()),
+        b"built at the seal",
+    )
+    .unwrap();
+
+    assert_eq!(store.expire(now_us()).unwrap().rows, 5);
+    assert!(!live.exists());
+    assert_eq!(
+        std::fs::read(target.join(index.file_name().unwrap())).unwrap(),
+        b"rebuilt after the crash"
+    );
+    let aside = live.with_file_name(format!(
+        ".{}.dropping",
+        live.file_name().unwrap().to_string_lossy()
+    ));
+    let log = vfs.directory_log();
+    let set_aside = position(&log, &Rename(live.clone(), aside.clone()), 0).expect("set aside");
+    position(&log, &RemoveAll(aside.clone()), set_aside).expect("then removed");
+    assert!(!aside.exists());
 }
 
 /// Files a failed seal or merge left in an expiring partition (not listed: their rows are in

@@ -14,7 +14,7 @@
 //! (merges leave expired partitions alone); under the lock again, what was added since (a seal's
 //! segment, an index built late) is copied too before the source is removed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -91,10 +91,15 @@ impl Inner {
             if live.exists() && !rename_dir(vfs, &live, &target)? {
                 // Another file system, or a move an earlier pass left part way: copy without
                 // the lock, then what was added meanwhile with it, then remove the source.
+                // Each copy takes the files of the segments listed when it starts: a seal
+                // that runs meanwhile and fails before its publication leaves files that
+                // must not reach the archive (their rows are sealed again later).
+                let listed = super::open::listed_stems(&self.state.read().manifest);
                 drop(maintenance);
-                copy_dir(vfs, &live, &target, false, &self.shutdown)?;
+                copy_dir(vfs, &live, &target, false, &listed, &self.shutdown)?;
                 maintenance = self.maintenance.lock();
-                copy_dir(vfs, &live, &target, true, &self.shutdown)?;
+                let listed = super::open::listed_stems(&self.state.read().manifest);
+                copy_dir(vfs, &live, &target, true, &listed, &self.shutdown)?;
                 finish_copy(vfs, &live, &target)?;
             }
         }
@@ -167,12 +172,35 @@ fn rename_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<bool> 
 /// After [`copy_dir`]: removes the source once the copy and its entry in the archive are
 /// durable, so a power loss at any point leaves the partition in one place or the other (or
 /// both).
+///
+/// The source is first renamed aside (`{class}/.{day}.dropping`), in one step, and only then
+/// removed: a crash in the middle of removing it file by file would otherwise leave a
+/// partition whose segment is still there without its index files, which the next open
+/// rebuilds (other bytes than the archived copy's). The open removes what is left aside.
 fn finish_copy(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
     let parent = to.parent().unwrap_or(to);
     // `to` itself may be new, or left by a pass that never made its entry durable.
     vfs.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
-    vfs.remove_dir_all(from).map_err(|e| Error::io(from, e))?;
+    let aside = set_aside_name(from);
+    if aside.exists() {
+        vfs.remove_dir_all(&aside)
+            .map_err(|e| Error::io(&aside, e))?;
+    }
+    vfs.rename(from, &aside).map_err(|e| Error::io(from, e))?;
+    sync_parents(vfs, from, to)?;
+    vfs.remove_dir_all(&aside)
+        .map_err(|e| Error::io(&aside, e))?;
     sync_parents(vfs, from, to)
+}
+
+/// Where [`finish_copy`] puts a partition directory before removing it: `.{day}.dropping`
+/// beside it.
+pub(crate) fn set_aside_name(partition_dir: &Path) -> std::path::PathBuf {
+    let name = partition_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    partition_dir.with_file_name(format!(".{name}.dropping"))
 }
 
 fn sync_parents(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
@@ -206,7 +234,10 @@ fn refuse_foreign_files(from: &Path, to: &Path) -> Result<()> {
             }
             continue;
         }
-        if !source.is_file() {
+        // Only segment files are compared: index files are derived from their segment, and
+        // one rebuilt since an earlier copy (the source's were lost in a crash) differs
+        // without being another store's; it is copied over.
+        if !source.is_file() || source.extension().is_none_or(|e| e != "seg") {
             continue;
         }
         let existing = std::fs::read(&target).map_err(|e| Error::io(&target, e))?;
@@ -233,20 +264,21 @@ fn foreign_file(target: &Path) -> Error {
 /// temporaries of files being written (`*.tmp`). With `only_new`, files this pass already
 /// copied (in `to` with the same length) are left alone: segment and index files never change
 /// once written, so a second call copies only what was added since.
-/// The first call (`only_new` false) first refuses to overwrite another file of the same name
-/// ([`refuse_foreign_files`]).
-/// A store closing stops the copy between files (the next open's pass goes on from there).
+/// Every call first refuses to overwrite another segment file of the same name
+/// ([`refuse_foreign_files`]): one may appear between the two calls.
+/// Only the files of `listed` segments (their `{id:016x}` stems) are copied from `from`
+/// itself. A store closing stops the copy between files (the next open's pass goes on from
+/// there).
 fn copy_dir(
     vfs: &dyn crate::io::Vfs,
     from: &Path,
     to: &Path,
     only_new: bool,
+    listed: &HashSet<String>,
     closing: &AtomicBool,
 ) -> Result<()> {
-    if !only_new {
-        refuse_foreign_files(from, to)?;
-    }
-    copy_tree(vfs, from, to, only_new, closing)
+    refuse_foreign_files(from, to)?;
+    copy_tree(vfs, from, to, only_new, Some(listed), closing)
 }
 
 fn copy_tree(
@@ -254,6 +286,7 @@ fn copy_tree(
     from: &Path,
     to: &Path,
     only_new: bool,
+    listed: Option<&HashSet<String>>,
     closing: &AtomicBool,
 ) -> Result<()> {
     crate::io::create_dir_all_durably(vfs, to).map_err(|e| Error::io(to, e))?;
@@ -262,7 +295,12 @@ fn copy_tree(
         let Some(name) = source.file_name() else {
             continue;
         };
-        if name.to_string_lossy().ends_with(".tmp") {
+        let text = name.to_string_lossy();
+        if text.ends_with(".tmp") {
+            continue;
+        }
+        if listed.is_some_and(|listed| !listed.contains(text.split('.').next().unwrap_or_default()))
+        {
             continue;
         }
         let target = to.join(name);
@@ -270,7 +308,7 @@ fn copy_tree(
             return Err(Error::Closed);
         }
         if source.is_dir() {
-            copy_tree(vfs, &source, &target, only_new, closing)?;
+            copy_tree(vfs, &source, &target, only_new, None, closing)?;
             continue;
         }
         let copied = |source: &Path, target: &Path| -> Option<bool> {
