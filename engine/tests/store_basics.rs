@@ -345,6 +345,7 @@ fn store_sealed_duplicates_are_looked_up_by_client_timestamp_or_in_the_whole_par
     let restamped = event("acct_1", 7, stamped_at);
     let hints = AppendHints {
         server_timestamp_us: Some(stamped_at),
+        ..Default::default()
     };
     let answer = store.append_with(vec![restamped.clone()], hints).unwrap();
     assert_eq!(answer.accepted, 0, "{answer:?}");
@@ -370,6 +371,7 @@ fn store_a_server_stamped_retry_finds_its_original_sealed_the_day_before() {
             vec![event("acct_1", 1, stamped)],
             AppendHints {
                 server_timestamp_us: Some(stamped),
+                ..Default::default()
             },
         )
         .unwrap();
@@ -384,6 +386,7 @@ fn store_a_server_stamped_retry_finds_its_original_sealed_the_day_before() {
             vec![retry.clone()],
             AppendHints {
                 server_timestamp_us: Some(restamped),
+                ..Default::default()
             },
         )
         .unwrap();
@@ -579,6 +582,20 @@ fn store_backpressure_answers_busy_when_the_tail_is_full() {
     };
     assert!(matches!(error, Error::Busy { .. }), "{error}");
     assert!(error.to_string().contains("store busy"), "{error}");
+    // A small event that must be recorded whatever the load (the server's record of an
+    // access) goes in past the bound; the next ordinary batch is still refused.
+    let urgent = AppendHints {
+        skip_tail_bound: true,
+        ..Default::default()
+    };
+    let recorded = store
+        .append_with(vec![event("auditlog.system", 0, now)], urgent)
+        .unwrap();
+    assert_eq!(recorded.accepted, 1);
+    assert!(matches!(
+        store.append(vec![event("acct_1", n + 500_000, now)]),
+        Err(Error::Busy { .. })
+    ));
     store.seal().unwrap();
     store
         .append(vec![event("acct_1", n + 1_000_000, now)])

@@ -35,7 +35,11 @@ pub fn recorded_query(raw: Option<&str>) -> String {
         .join("&")
 }
 
-/// Records one self-audit event; a failure is logged, never hidden from the operator.
+/// Records one self-audit event, durably, before the access it records is given: a failure
+/// is the caller's to refuse that access with (503 when the store refuses writes, 429 while
+/// it is busy), so nothing is read, streamed or granted off the record. The event does not
+/// wait for room in the tail (`AppendHints::skip_tail_bound`): a client keeping ingest at the
+/// tail's bound must not be able to hold every reader off, nor an access go unrecorded.
 pub fn record(
     state: &AppState,
     principal: &Principal,
@@ -43,7 +47,7 @@ pub fn record(
     resource_type: &str,
     resource_id: Option<String>,
     details: serde_json::Value,
-) {
+) -> Result<(), crate::error::ApiError> {
     let event = Event {
         id: None,
         timestamp_us: auditlog_engine::store::now_us(),
@@ -64,8 +68,21 @@ pub fn record(
         changes: None,
         details: Some(details.to_string().into()),
     };
-    if let Err(error) = state.store.append(vec![event]) {
-        tracing::error!(%error, action, "could not record a self-audit event");
+    let hints = auditlog_engine::store::AppendHints {
+        skip_tail_bound: true,
+        ..Default::default()
+    };
+    match state.store.append_with(vec![event], hints) {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            tracing::error!(%error, action, "could not record a self-audit event");
+            let mut refused = crate::error::ApiError::from(error);
+            refused.message = format!(
+                "the server could not put this access on its own record, so it is refused: {}",
+                refused.message
+            );
+            Err(refused)
+        }
     }
 }
 
@@ -76,14 +93,12 @@ pub async fn record_async(
     action: &'static str,
     resource_type: &'static str,
     details: serde_json::Value,
-) {
+) -> Result<(), crate::error::ApiError> {
     let state = std::sync::Arc::clone(state);
     let principal = principal.clone();
-    let recorded = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         record(&state, &principal, action, resource_type, None, details)
     })
-    .await;
-    if let Err(error) = recorded {
-        tracing::error!(%error, action, "self-audit task failed");
-    }
+    .await
+    .map_err(crate::error::ApiError::internal)?
 }

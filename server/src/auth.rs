@@ -97,6 +97,10 @@ impl Principal {
 pub struct TokenStore {
     path: PathBuf,
     records: RwLock<Vec<TokenRecord>>,
+    /// Held by whoever changes the tokens, across the file's write and fsyncs; `records` is
+    /// write-locked only to swap the new list in, so that authenticating requests (which
+    /// read-lock it on the runtime's threads) never wait for the disk.
+    changing: parking_lot::Mutex<()>,
     /// Bumped by every revocation, so a long-running request (a live stream, an export) can
     /// notice cheaply that it should check its token again ([`TokenStore::is_active`]).
     revocations: std::sync::atomic::AtomicU64,
@@ -183,6 +187,7 @@ impl TokenStore {
         Ok(Self {
             path,
             records: RwLock::new(records),
+            changing: parking_lot::Mutex::new(()),
             revocations: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -227,6 +232,19 @@ impl TokenStore {
         tenants: Vec<String>,
         secret: Option<String>,
     ) -> std::io::Result<(TokenRecord, String)> {
+        let (record, secret) = Self::new_token(name, role, tenants, secret);
+        self.insert(record.clone())?;
+        Ok((record, secret))
+    }
+
+    /// A new token's record and secret, not stored yet ([`TokenStore::insert`] stores it): a
+    /// caller can record its creation (by id) before the token exists.
+    pub fn new_token(
+        name: &str,
+        role: Role,
+        tenants: Vec<String>,
+        secret: Option<String>,
+    ) -> (TokenRecord, String) {
         let secret = secret.unwrap_or_else(|| format!("alt_{}", random_hex(32)));
         let record = TokenRecord {
             id: format!("tok_{}", random_hex(8)),
@@ -238,28 +256,33 @@ impl TokenStore {
                 auditlog_engine::store::now_us(),
             ),
         };
-        let mut records = self.records.write();
-        let mut next = records.clone();
-        next.push(record.clone());
+        (record, secret)
+    }
+
+    /// Stores a token made by [`TokenStore::new_token`]: durable (and usable) once this returns.
+    pub fn insert(&self, record: TokenRecord) -> std::io::Result<()> {
+        let _changing = self.changing.lock();
+        let mut next = self.records.read().clone();
+        next.push(record);
         self.persist(&next)?;
-        *records = next;
-        Ok((record, secret))
+        *self.records.write() = next;
+        Ok(())
     }
 
     /// Revokes a token, unless it is the last admin token.
     pub fn revoke(&self, id: &str) -> std::io::Result<Revoked> {
-        let mut records = self.records.write();
-        let Some(position) = records.iter().position(|r| r.id == id) else {
+        let _changing = self.changing.lock();
+        let mut next = self.records.read().clone();
+        let Some(position) = next.iter().position(|r| r.id == id) else {
             return Ok(Revoked::NotFound);
         };
-        let admins = records.iter().filter(|r| r.role == Role::Admin).count();
-        if records[position].role == Role::Admin && admins == 1 {
+        let admins = next.iter().filter(|r| r.role == Role::Admin).count();
+        if next[position].role == Role::Admin && admins == 1 {
             return Ok(Revoked::LastAdmin);
         }
-        let mut next = records.clone();
         let removed = next.remove(position);
         self.persist(&next)?;
-        *records = next;
+        *self.records.write() = next;
         self.revocations
             .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(Revoked::Revoked(removed))

@@ -183,6 +183,14 @@ impl ServerConfig {
                 return Err(format!("{name} is {value}, must be {least}..={most}"));
             }
         }
+        if !(0..=19).contains(&self.background_nice) {
+            return Err(format!(
+                "background_nice is {}, must be 0..=19 (how much nicer than the server the \
+                 background threads run; a negative value would need privileges to raise their \
+                 priority)",
+                self.background_nice
+            ));
+        }
         if !(1..=RETENTION_DAYS_MAX).contains(&self.retention_days) {
             return Err(format!(
                 "retention_days (or --retention-days) is {}, must be 1..={RETENTION_DAYS_MAX} \

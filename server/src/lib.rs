@@ -38,6 +38,7 @@ pub mod openapi;
 pub mod routes;
 pub mod state;
 
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -338,10 +339,22 @@ pub fn open_state(
     if let (Some(token), false) = (&admin_token, tokens_exist) {
         check_admin_token(token).map_err(ServeError::Config)?;
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    if let (Some(_), true) = (&admin_token, tokens_exist) {
+        tracing::warn!(
+            "AUDITLOG_ADMIN_TOKEN is set but ignored: it only makes the first admin token, and \
+             tokens exist already (to replace an admin token, create another with POST \
+             /v1/tokens and revoke the old one)"
+        );
+    }
+    // Owner-only when created here: it holds every tenant's events.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .map_err(|source| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
     let options = config.store_options();
     options.retention.validate().map_err(ServeError::Config)?;
     let retention = options.retention.policy();

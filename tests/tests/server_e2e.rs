@@ -1283,6 +1283,79 @@ fn server_admin_stream_on_an_empty_store_keeps_its_filters() {
     assert_eq!(stream.next_event()["id"], more[0]["id"]);
 }
 
+/// An export running when the server is told to stop ends at once, broken (the client must
+/// not take it for a whole file), instead of holding the shutdown until its grace period
+/// (30 s) runs out, past which process managers kill the process.
+#[test]
+fn server_sigterm_ends_an_export_in_flight_broken_and_exits_promptly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path());
+    let base = now_us() - 3_600_000_000;
+    for round in 0..10 {
+        let events: Vec<Value> = (0..5_000)
+            .map(|i| {
+                let n = round * 5_000 + i;
+                let mut e = event("acct_big", n, base + n as i64);
+                e["details"] = json!({ "padding": "x".repeat(300) });
+                e
+            })
+            .collect();
+        ingest(&server, ADMIN_TOKEN, &events);
+    }
+    // A slow client: it reads the headers and a little of the body, then waits.
+    let addr = server.url("").trim_start_matches("http://").to_string();
+    let mut socket = TcpStream::connect(&addr).unwrap();
+    write!(
+        socket,
+        "GET /v1/events/export?tenant=acct_big&format=ndjson HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = vec![0u8; 64 << 10];
+    let read = socket.read(&mut first).unwrap();
+    assert!(
+        String::from_utf8_lossy(&first[..read]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..read.min(300)])
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let reader = std::thread::spawn(move || {
+        // Then it reads on, slowly, until the server ends the body.
+        let mut body = first[..read].to_vec();
+        let mut piece = vec![0u8; 16 << 10];
+        socket
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        loop {
+            match socket.read(&mut piece) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&piece[..n]),
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        body
+    });
+    let started = std::time::Instant::now();
+    let status = server
+        .terminate(Duration::from_secs(20))
+        .expect("the server exits within 20 s of SIGTERM");
+    assert!(status.success(), "exit status {status:?}\n{}", server.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the shutdown waited for the export: {:?}",
+        started.elapsed()
+    );
+    let body = reader.join().unwrap();
+
+    // A chunked body that ended whole ends with the zero-length chunk; this one must not.
+    assert!(
+        !body.ends_with(b"\r\n0\r\n\r\n"),
+        "the export ended as if whole ({} bytes)",
+        body.len()
+    );
+}
+
 #[test]
 fn server_sigterm_ends_streams_finishes_and_exits_0_keeping_every_event() {
     let dir = tempfile::tempdir().unwrap();

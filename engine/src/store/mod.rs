@@ -145,7 +145,10 @@ pub struct AppendResult {
 /// ```
 /// use auditlog_engine::store::AppendHints;
 /// // The HTTP layer stamps events sent without a timestamp with the time it received them.
-/// let hints = AppendHints { server_timestamp_us: Some(1_795_000_000_000_000) };
+/// let hints = AppendHints {
+///     server_timestamp_us: Some(1_795_000_000_000_000),
+///     ..AppendHints::default()
+/// };
 /// assert!(AppendHints::default().server_timestamp_us.is_none());
 /// # let _ = hints;
 /// ```
@@ -162,6 +165,11 @@ pub struct AppendHints {
     /// segment of its day and of the day before (its original was stamped earlier), in the
     /// partitions of every retention class (a tenant may have moved between classes).
     pub server_timestamp_us: Option<i64>,
+    /// A few small events the caller must record whatever the load (a server's record of
+    /// access to the log): they do not wait for room in the tail, which they may exceed by
+    /// their own size. For anything else, leave it false: the tail's bound is what keeps
+    /// memory bounded.
+    pub skip_tail_bound: bool,
 }
 
 /// A sealed segment published in the manifest, open for reading.
@@ -505,7 +513,9 @@ impl Store {
                 duplicates: Vec::new(),
             });
         }
-        inner.wait_for_tail_room()?;
+        if !hints.skip_tail_bound {
+            inner.wait_for_tail_room()?;
+        }
         let key_hashes: Vec<u64> = events
             .iter()
             .map(|e| e.id.as_ref().map_or(0, |id| key_hash(&e.tenant, id)))

@@ -235,12 +235,15 @@ pub async fn export(
             "query": crate::audit::recorded_query(raw.as_deref())
         }),
     )
-    .await;
+    .await?;
 
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    // Set when the export is abandoned: its body then ends with an error, not cleanly.
-    let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let worker_abandoned = Arc::clone(&abandoned);
+    // Set once the worker handed over the export's last row: only then does the body end
+    // cleanly. Any other end (abandoned, revoked, a shutdown, a failure, a panic, the runtime
+    // going away under the worker) ends it broken, so that the client cannot take what it
+    // got for a complete file.
+    let whole = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker_whole = Arc::clone(&whole);
     let stall = std::time::Duration::from_secs(state.config.export_stall_seconds);
     let runtime = tokio::runtime::Handle::current();
     let csv = format == "csv";
@@ -257,7 +260,11 @@ pub async fn export(
         if sender.blocking_send(Ok(first)).is_err() {
             return;
         }
-        let Some(query) = query else { return };
+        let Some(query) = query else {
+            // Nothing can match: the header (CSV) is the whole export.
+            worker_whole.store(true, std::sync::atomic::Ordering::SeqCst);
+            return;
+        };
         let fail = |error: auditlog_index::Error| {
             tracing::error!(%error, "export failed");
             let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
@@ -280,16 +287,44 @@ pub async fn export(
             let now = worker_state.tokens.revocations();
             now != tokens_seen.replace(now) && !worker_state.tokens.is_active(&token_id)
         };
+        // Set when the sink stops the export before its end.
+        let stopped = std::cell::Cell::new(false);
         let sink = &mut |chunk| {
             if revoked() {
+                stopped.set(true);
                 let _ = sender.blocking_send(Err(std::io::Error::other("token revoked")));
                 return false;
             }
-            // A client that stops reading would otherwise hold the snapshot for ever.
-            match runtime.block_on(tokio::time::timeout(stall, sender.send(Ok(chunk)))) {
-                Ok(sent) => sent.is_ok(),
+            // A server shutting down ends its exports at once (their bodies end broken, so
+            // the client knows to run it again), as it ends its streams: waiting for a large
+            // export would outlast the grace period of the process manager, which then kills
+            // the process before the store is closed.
+            if *worker_state.shutdown.borrow() {
+                stopped.set(true);
+                let _ = sender.try_send(Err(std::io::Error::other("server shutting down")));
+                return false;
+            }
+            // A client that stops reading would otherwise hold the snapshot for ever; a
+            // shutdown does not wait for a slow one either.
+            let mut shutdown = worker_state.shutdown.subscribe();
+            let sent = runtime.block_on(async {
+                tokio::select! {
+                    sent = tokio::time::timeout(stall, sender.send(Ok(chunk))) => Some(sent),
+                    _ = shutdown.wait_for(|&down| down) => None,
+                }
+            });
+            let Some(sent) = sent else {
+                stopped.set(true);
+                let _ = sender.try_send(Err(std::io::Error::other("server shutting down")));
+                return false;
+            };
+            match sent {
+                Ok(sent) => {
+                    stopped.set(sent.is_err() || stopped.get());
+                    sent.is_ok()
+                }
                 Err(_) => {
-                    worker_abandoned.store(true, std::sync::atomic::Ordering::SeqCst);
+                    stopped.set(true);
                     worker_state
                         .metrics
                         .exports_abandoned
@@ -302,22 +337,24 @@ pub async fn export(
                 }
             }
         };
-        if let Err(error) = auditlog_index::export_chunks(&snapshot, &query, &options, write, sink)
-        {
-            fail(error);
+        match auditlog_index::export_chunks(&snapshot, &query, &options, write, sink) {
+            Ok(_) if !stopped.get() => {
+                worker_whole.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok(_) => {}
+            Err(error) => fail(error),
         }
     });
     let stream = futures_util::stream::unfold(Some(receiver), move |receiver| {
-        let abandoned = Arc::clone(&abandoned);
+        let whole = Arc::clone(&whole);
         async move {
             let mut receiver = receiver?;
             match receiver.recv().await {
                 Some(item) => Some((item, Some(receiver))),
-                // An abandoned export ends broken, so the client cannot take what it got for
-                // a complete file.
-                None if abandoned.load(std::sync::atomic::Ordering::SeqCst) => Some((
+                None if !whole.load(std::sync::atomic::Ordering::SeqCst) => Some((
                     Err(std::io::Error::other(
-                        "export abandoned: the client stalled",
+                        "the export ended before its last row (the client stalled, the token \
+                         was revoked, the server is shutting down, or the export failed)",
                     )),
                     None,
                 )),

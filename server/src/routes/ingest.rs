@@ -147,8 +147,28 @@ pub async fn ingest(
         // Events sent without a timestamp were stamped with `context.now_us` by the parser.
         let hints = auditlog_engine::store::AppendHints {
             server_timestamp_us: Some(context.now_us),
+            ..Default::default()
         };
-        let result = state.store.append_with(events, hints)?;
+        // A failed WAL write is the store refusing writes from now on (the writer is
+        // poisoned): the batch that met it gets the same 503 as those after it.
+        let result = state
+            .store
+            .append_with(events, hints)
+            .map_err(|error| match error {
+                auditlog_engine::Error::Io { .. } => {
+                    tracing::error!(%error, "store refuses writes");
+                    ApiError::new(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        format!(
+                            "the store refuses writes ({error}); nothing acknowledged is lost, \
+                             and this batch may be stored or not: resend it (events with an \
+                             id are reported as duplicates)"
+                        ),
+                    )
+                }
+                other => other.into(),
+            })?;
         let total = started.elapsed();
         let metrics = &state.metrics;
         metrics.ack_latency.record(total);

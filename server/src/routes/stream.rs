@@ -442,7 +442,7 @@ pub async fn stream(
             "from_seq": from_seq
         }),
     )
-    .await;
+    .await?;
     // Fix where a live-only feed starts, then subscribe, both before answering the upgrade: an
     // event acknowledged after the client sees the handshake's answer is then always delivered
     // (the upgraded task may start later). A live-only feed starts after the last

@@ -95,10 +95,10 @@ pub async fn create(
         ));
     }
     let answer = blocking(move || {
-        let (record, secret) = state
-            .tokens
-            .create(&request.name, request.role, request.tenants, None)
-            .map_err(ApiError::internal)?;
+        // On the record before the token exists: a token is never usable without its
+        // creation recorded (a crash between the two leaves a record of a token never made).
+        let (record, secret) =
+            crate::auth::TokenStore::new_token(&request.name, request.role, request.tenants, None);
         crate::audit::record(
             &state,
             &principal,
@@ -106,7 +106,11 @@ pub async fn create(
             "api_token",
             Some(record.id.clone()),
             serde_json::json!({ "name": record.name, "role": record.role, "tenants": record.tenants }),
-        );
+        )?;
+        state
+            .tokens
+            .insert(record.clone())
+            .map_err(ApiError::internal)?;
         Ok(CreatedToken {
             id: record.id,
             name: record.name,
@@ -180,6 +184,9 @@ pub async fn revoke(
                 ))
             }
         };
+        // The revocation stands whether or not it can be recorded (it takes access away; a
+        // store refusing writes must not keep a leaked token alive), but the answer says
+        // when the record failed.
         crate::audit::record(
             &state,
             &principal,
@@ -187,7 +194,14 @@ pub async fn revoke(
             "api_token",
             Some(removed.id.clone()),
             serde_json::json!({ "name": removed.name, "role": removed.role }),
-        );
+        )
+        .map_err(|mut error| {
+            error.message = format!(
+                "{id} is revoked, but its revocation could not be recorded: {}",
+                error.message
+            );
+            error
+        })?;
         Ok(())
     })
     .await?;
