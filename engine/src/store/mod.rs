@@ -315,6 +315,13 @@ pub(crate) struct Inner {
     /// `StoreOptions::index_deferral`), each with when its last build failed; ids of segments
     /// merged or expired since are dropped when next looked at.
     pub deferred_index: Mutex<DeferredIndex>,
+    /// Segments whose merge failed (one cannot be read, say), with when: merges leave them
+    /// for [`MERGE_RETRY`] and go on with the others, instead of failing the same merge
+    /// again at every pass while every partition after it waits.
+    pub merge_failed: Mutex<HashMap<u64, Instant>>,
+    /// Partitions a retention pass is copying to the archive (without the maintenance lock):
+    /// merges leave them alone, whatever the clock says.
+    pub archiving: Mutex<std::collections::HashSet<crate::partition::PartitionKey>>,
     /// The ingest rate and sealing costs that decide when to defer indexing.
     pub pacing: Mutex<pacing::Pacing>,
     pub tail_room_lock: Mutex<()>,
@@ -350,6 +357,9 @@ pub struct RecoveryReport {
 /// How long the background thread leaves a segment whose deferred index build failed before
 /// it tries that one again (the other deferred segments are built meanwhile).
 const CATCH_UP_RETRY: Duration = Duration::from_secs(10);
+
+/// How long merges leave a segment whose merge failed before trying it again.
+pub(crate) const MERGE_RETRY: Duration = Duration::from_secs(600);
 
 /// Segments published without their indexes: id -> when the last build of them failed.
 pub(crate) type DeferredIndex = std::collections::BTreeMap<u64, Option<Instant>>;

@@ -67,6 +67,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         )));
     }
 
+    restore_set_aside(&dir, vfs.as_ref())?;
     let mut ledger = crate::ledger::Ledger::open(
         &dir,
         vfs.as_ref(),
@@ -243,6 +244,8 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         manifest_in_doubt: AtomicBool::new(false),
         retention_pass: Mutex::new(()),
         deferred_index: Mutex::new(deferred),
+        merge_failed: Mutex::new(HashMap::new()),
+        archiving: Mutex::new(std::collections::HashSet::new()),
         pacing: Mutex::new(super::pacing::Pacing::default()),
         tail_room_lock: Mutex::new(()),
         tail_room: Condvar::new(),
@@ -341,6 +344,45 @@ fn remove_orphans(dir: &Path, manifest: &Manifest, options: &StoreOptions) -> Re
             }
             if remove_unlisted(vfs, &day, &listed)? == 0 {
                 vfs.remove_dir_all(&day).map_err(|e| Error::io(&day, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts back a partition directory a retention pass set aside (`{class}/.{day}.dropping`, see
+/// `retention::finish_copy`) and did not get to remove before the process stopped, when its
+/// place is free: its copy in the archive is whole, and the open below finishes the move when
+/// the partition is past its retention and the archive is there; otherwise (the archive
+/// directory unmounted, the retention lengthened since) the store opens with the partition
+/// where it was, instead of refusing to open over segments it set aside itself.
+fn restore_set_aside(dir: &Path, vfs: &dyn crate::io::Vfs) -> Result<()> {
+    let root = dir.join("segments");
+    let Ok(classes) = std::fs::read_dir(&root) else {
+        return Ok(());
+    };
+    for class in classes {
+        let class = class.map_err(|e| Error::io(&root, e))?.path();
+        if !class.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&class).map_err(|e| Error::io(&class, e))? {
+            let aside = entry.map_err(|e| Error::io(&class, e))?.path();
+            let name = aside
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Some(day) = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".dropping"))
+            else {
+                continue;
+            };
+            let place = class.join(day);
+            if aside.is_dir() && !place.exists() {
+                vfs.rename(&aside, &place)
+                    .map_err(|e| Error::io(&aside, e))?;
+                vfs.sync_dir(&class).map_err(|e| Error::io(&class, e))?;
             }
         }
     }

@@ -59,6 +59,12 @@ pub struct StoreOptions {
     /// 1,069-1,117 MiB, against 966 MiB at 160,000 and 907 at 100,000; the price is more
     /// small segments (167 at the end of that run against 125; 204 at 100,000).
     pub merge_rows_max: u64,
+    /// Segments are not merged past this many bytes of input segment files either: rows
+    /// with large `details` or `changes` decode to far more memory than generated events'
+    /// ~1.4 KiB, and a merge holds all its rows decoded. Default 32 MiB of segment files:
+    /// ~850,000 typical events (so `merge_rows_max` decides for them), ~30,000 rows of 8 KiB
+    /// events (a few hundred MB decoded).
+    pub merge_bytes_max: u64,
     /// How often the retention thread checks for partitions past their retention.
     pub retention_interval: Duration,
     /// How often the background thread drops the process's mapped pages of every segment and
@@ -127,6 +133,7 @@ impl StoreOptions {
             batch_events_max: 10_000,
             merge_segments_min: 4,
             merge_rows_max: 160_000,
+            merge_bytes_max: 32 << 20,
             retention_interval: Duration::from_secs(60),
             page_release_interval: Some(Duration::from_secs(10)),
             dictionary_budget_bytes: 256 << 20,

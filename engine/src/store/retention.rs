@@ -95,9 +95,12 @@ impl Inner {
                 // that runs meanwhile and fails before its publication leaves files that
                 // must not reach the archive (their rows are sealed again later).
                 let listed = super::open::listed_stems(&self.state.read().manifest);
+                self.archiving.lock().insert(partition.clone());
                 drop(maintenance);
-                copy_dir(vfs, &live, &target, false, &listed, &self.shutdown)?;
+                let copied = copy_dir(vfs, &live, &target, false, &listed, &self.shutdown);
                 maintenance = self.maintenance.lock();
+                self.archiving.lock().remove(partition);
+                copied?;
                 let listed = super::open::listed_stems(&self.state.read().manifest);
                 copy_dir(vfs, &live, &target, true, &listed, &self.shutdown)?;
                 finish_copy(vfs, &live, &target)?;
@@ -218,7 +221,16 @@ fn sync_parents(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> 
 /// leaves). Anything else is another file under the same name (an archive directory shared
 /// with another store, or a store created again with segment ids starting over), which the
 /// archive must keep.
-fn refuse_foreign_files(from: &Path, to: &Path) -> Result<()> {
+///
+/// With `only_new` (the copy under the maintenance lock, after the first), only files the copy
+/// would write over are compared (those whose length differs from the source's): the others
+/// were compared or written by the first copy, and reading them again would hold seals back.
+fn refuse_foreign_files(
+    from: &Path,
+    to: &Path,
+    only_new: bool,
+    closing: &AtomicBool,
+) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(to) else {
         return Ok(());
     };
@@ -230,7 +242,7 @@ fn refuse_foreign_files(from: &Path, to: &Path) -> Result<()> {
         let source = from.join(name);
         if target.is_dir() {
             if source.is_dir() {
-                refuse_foreign_files(&source, &target)?;
+                refuse_foreign_files(&source, &target, only_new, closing)?;
             }
             continue;
         }
@@ -240,13 +252,52 @@ fn refuse_foreign_files(from: &Path, to: &Path) -> Result<()> {
         if !source.is_file() || source.extension().is_none_or(|e| e != "seg") {
             continue;
         }
-        let existing = std::fs::read(&target).map_err(|e| Error::io(&target, e))?;
-        let bytes = std::fs::read(&source).map_err(|e| Error::io(&source, e))?;
-        if !bytes.starts_with(&existing) {
+        let length = |path: &Path| std::fs::metadata(path).map(|m| m.len());
+        let existing = length(&target).map_err(|e| Error::io(&target, e))?;
+        if only_new && existing == length(&source).map_err(|e| Error::io(&source, e))? {
+            continue;
+        }
+        if !is_prefix_of(&target, &source, closing)? {
             return Err(foreign_file(&target));
         }
     }
     Ok(())
+}
+
+/// Whether the file `prefix` holds the first bytes of `file` (or all of it), read a piece at a
+/// time.
+fn is_prefix_of(prefix: &Path, file: &Path, closing: &AtomicBool) -> Result<bool> {
+    let mut short = std::fs::File::open(prefix).map_err(|e| Error::io(prefix, e))?;
+    let mut long = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+    let (mut a, mut b) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        if closing.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let read = read_full(&mut short, &mut a).map_err(|e| Error::io(prefix, e))?;
+        if read == 0 {
+            return Ok(true);
+        }
+        let other = read_full(&mut long, &mut b[..read]).map_err(|e| Error::io(file, e))?;
+        if other < read || a[..read] != b[..read] {
+            return Ok(false);
+        }
+    }
+}
+
+/// Reads until `buffer` is full or the file ends; returns the bytes read.
+fn read_full(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 fn foreign_file(target: &Path) -> Error {
@@ -277,7 +328,7 @@ fn copy_dir(
     listed: &HashSet<String>,
     closing: &AtomicBool,
 ) -> Result<()> {
-    refuse_foreign_files(from, to)?;
+    refuse_foreign_files(from, to, only_new, closing)?;
     copy_tree(vfs, from, to, only_new, Some(listed), closing)
 }
 
@@ -317,25 +368,29 @@ fn copy_tree(
         if only_new && copied(&source, &target) == Some(true) {
             continue;
         }
-        copy_file(vfs, &source, &target)?;
+        copy_file(vfs, &source, &target, closing)?;
     }
     vfs.sync_dir(to).map_err(|e| Error::io(to, e))
 }
 
 /// Copies one file durably a piece at a time (a segment file can be hundreds of MB; the
 /// pieces are flushed and paced like every background write, see `io::write_durably`).
-fn copy_file(vfs: &dyn crate::io::Vfs, source: &Path, target: &Path) -> Result<()> {
-    use std::io::Read;
+fn copy_file(
+    vfs: &dyn crate::io::Vfs,
+    source: &Path,
+    target: &Path,
+    closing: &AtomicBool,
+) -> Result<()> {
     let mut input = std::fs::File::open(source).map_err(|e| Error::io(source, e))?;
     let mut file = vfs.create(target).map_err(|e| Error::io(target, e))?;
     let mut piece = vec![0u8; 1 << 20];
     let mut copied = 0u64;
     loop {
-        let read = match input.read(&mut piece) {
-            Ok(read) => read,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(source, e)),
-        };
+        // A store closing does not wait for a large file (the next pass copies it again).
+        if closing.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let read = read_full(&mut input, &mut piece).map_err(|e| Error::io(source, e))?;
         if read == 0 && copied > 0 {
             return Ok(());
         }

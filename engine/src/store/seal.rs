@@ -486,9 +486,17 @@ impl Inner {
         // Expired partitions are left alone: they are about to go, and a retention pass may be
         // copying one to the archive without the maintenance lock.
         let now = super::now_us();
+        let archiving = self.archiving.lock().clone();
+        let failed: std::collections::HashSet<u64> = {
+            let mut failed = self.merge_failed.lock();
+            failed.retain(|_, at| at.elapsed() < super::MERGE_RETRY);
+            failed.keys().copied().collect()
+        };
         for sealed in segments.iter() {
             if sealed.entry.rows < self.options.merge_rows_max
                 && !self.is_expired(&sealed.entry.partition, now)
+                && !archiving.contains(&sealed.entry.partition)
+                && !failed.contains(&sealed.entry.segment_id)
             {
                 by_partition
                     .entry((&sealed.entry.partition, tier(sealed.entry.rows)))
@@ -497,25 +505,37 @@ impl Inner {
             }
         }
         let mut merges = 0;
+        let mut first_failure = None;
         for ((partition, _tier), mut group) in by_partition {
             if group.len() < self.options.merge_segments_min.max(2) {
                 continue;
             }
             group.sort_by_key(|s| s.entry.rows);
             let mut chosen = Vec::new();
-            let mut rows = 0;
+            let (mut rows, mut bytes) = (0, 0);
             for sealed in group {
-                if rows + sealed.entry.rows > self.options.merge_rows_max {
+                if rows + sealed.entry.rows > self.options.merge_rows_max
+                    || bytes + sealed.entry.bytes > self.options.merge_bytes_max
+                {
                     break;
                 }
                 rows += sealed.entry.rows;
+                bytes += sealed.entry.bytes;
                 chosen.push(Arc::clone(sealed));
             }
             if chosen.len() < 2 {
                 continue;
             }
             let started = Instant::now();
-            self.merge_segments(partition, &chosen)?;
+            if let Err(error) = self.merge_segments(partition, &chosen) {
+                // Left alone for a while; the other partitions' merges go on.
+                let mut failed = self.merge_failed.lock();
+                for sealed in &chosen {
+                    failed.insert(sealed.entry.segment_id, Instant::now());
+                }
+                first_failure.get_or_insert(error);
+                continue;
+            }
             self.metrics.merge.record(started.elapsed());
             self.metrics
                 .rows_merged
@@ -528,7 +548,10 @@ impl Inner {
                 break;
             }
         }
-        Ok(merges)
+        match first_failure {
+            Some(error) => Err(error),
+            None => Ok(merges),
+        }
     }
 
     fn merge_segments(

@@ -474,11 +474,20 @@ fn send_batch(
                         failure.message.as_str(),
                     ),
                 };
-                // A refused batch is stored not at all: the whole batch is to be sent again
-                // (once fixed), not only from the event named.
+                // A batch refused for what it holds (4xx) is stored not at all: the whole batch
+                // is to be sent again (once fixed), not only from the event named. A server
+                // failing (5xx: a failed WAL write or fsync) may have stored it all the same.
+                if failure.status < 500 {
+                    bail!(
+                        "{at}: HTTP {}: {message} (nothing of the batch starting at input \
+                         {unit} {first} was stored: resend from {unit} {first})",
+                        failure.status
+                    );
+                }
                 bail!(
-                    "{at}: HTTP {}: {message} (nothing of the batch starting at input {unit} \
-                     {first} was stored: resend from {unit} {first})",
+                    "{at}: HTTP {}: {message} (the batch starting at input {unit} {first} may \
+                     or may not have been stored: resending from {unit} {first} is safe for \
+                     events with an `id`, events without one could be stored twice)",
                     failure.status
                 );
             }

@@ -63,6 +63,10 @@ const ACK_LATENCY_MAX_US: u64 = 3_600_000_000;
 /// (counted as an error).
 const BUSY_GIVE_UP: Duration = Duration::from_secs(60);
 
+/// How long past the run's end a paced connection still sends the batches that fell due
+/// within it.
+const LATE_GRACE: Duration = Duration::from_secs(30);
+
 pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
     let histogram = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, ACK_LATENCY_MAX_US, 3).context("histogram")?,
@@ -169,6 +173,22 @@ pub fn run(endpoint: &Endpoint, options: &LoadOptions) -> anyhow::Result<()> {
                         start.elapsed() < run_for
                     }
                 {
+                    // A server that stopped answering (down, hung) would keep a paced run
+                    // going long after its end, a timeout per batch: past a grace period the
+                    // batches still due are counted as failed, unsent.
+                    if per_connection_rate > 0.0 && start.elapsed() > run_for + LATE_GRACE {
+                        let mut left = 0u64;
+                        while due_of(batches + left) < run_for {
+                            left += 1;
+                        }
+                        errors.fetch_add(left, Ordering::Relaxed);
+                        eprintln!(
+                            "{left} batches still due {} s after the run's end: counted as \
+                             failed, not sent",
+                            LATE_GRACE.as_secs()
+                        );
+                        break;
+                    }
                     // The batch is made before its send is due, so that making it is not
                     // counted as the server's time.
                     if !made {

@@ -318,7 +318,9 @@ fn verify(
         .with_context(|| format!("cannot check {}", data_dir.display()))?;
     for path in &report.archive_pending {
         println!(
-            "archived, not yet dropped from the manifest (the next start finishes it): {}",
+            "archived, not yet dropped from the manifest (the next start finishes it if the \
+             partition is past its retention, and refuses to start otherwise: a segment of a \
+             live partition moved by hand, to be moved back): {}",
             path.display()
         );
     }
