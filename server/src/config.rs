@@ -15,6 +15,7 @@
 //! tail_bytes_max = 268435456
 //! stream_buffer_chunks = 1024
 //! export_stall_seconds = 120
+//! ingest_body_seconds = 60
 //! stream_stall_seconds = 30
 //! exports_max = 8
 //!
@@ -91,6 +92,10 @@ pub struct ServerConfig {
     /// broken): until then it holds the store snapshot it started from, which keeps that
     /// moment's tail and segments in memory and on disk. Default 120; at least 1.
     pub export_stall_seconds: u64,
+    /// An ingest request whose body has not arrived whole after this long is answered 408
+    /// (a client trickling its bytes, or gone without closing): it would otherwise hold its
+    /// memory and a task for ever. Default 60; 1..=3600.
+    pub ingest_body_seconds: u64,
     /// A live-stream client that takes longer than this to accept one message (at most 1,000
     /// events: it stopped reading, or its connection is half open) is closed, so that it holds
     /// neither its connection nor the broadcast's commits for ever. Default 30; at least 1.
@@ -123,6 +128,7 @@ impl Default for ServerConfig {
             tail_bytes_max: StoreOptions::new("").tail_bytes_max,
             stream_buffer_chunks: crate::routes::stream::BROADCAST_CHUNKS,
             export_stall_seconds: 120,
+            ingest_body_seconds: 60,
             stream_stall_seconds: 30,
             exports_max: 8,
         }
@@ -149,8 +155,9 @@ impl ServerConfig {
         }
         // Upper bounds too: a value past them would make the server fail (or exhaust memory)
         // after it had started, past the point where a first start prints its admin token.
-        let ranges: [(&str, u64, u64, u64); 7] = [
+        let ranges: [(&str, u64, u64, u64); 8] = [
             ("exports_max", self.exports_max as u64, 1, 1024),
+            ("ingest_body_seconds", self.ingest_body_seconds, 1, 3600),
             ("export_stall_seconds", self.export_stall_seconds, 1, 86_400),
             ("stream_stall_seconds", self.stream_stall_seconds, 1, 86_400),
             (

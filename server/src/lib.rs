@@ -401,6 +401,7 @@ pub fn open_state(
             live,
             shutdown: tokio::sync::watch::Sender::new(false),
             export_slots: Arc::new(tokio::sync::Semaphore::new(export_slots)),
+            ingest_room: Arc::new(tokio::sync::Semaphore::new(state::INGEST_INFLIGHT_KIB)),
         }),
         shown,
     ))

@@ -24,4 +24,12 @@ pub struct AppState {
     /// One permit per export that may run at once (`exports_max`): each holds a store
     /// snapshot and buffers up to tens of MB.
     pub export_slots: Arc<tokio::sync::Semaphore>,
+    /// KiB of ingest request bodies being read or decoded at once ([`INGEST_INFLIGHT_KIB`]):
+    /// a body's declared length (or the limit, without one) is taken before it is read.
+    pub ingest_room: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most KiB of ingest bodies in flight at once (256 MiB): many slow or stalled uploads
+/// cannot hold more memory than that (their decoded copies and parsed events come on top,
+/// for the few being parsed). Past it a request waits up to 2 s, then is answered 429.
+pub const INGEST_INFLIGHT_KIB: usize = 256 << 10;

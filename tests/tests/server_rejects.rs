@@ -1471,3 +1471,32 @@ fn server_ingest_body_arriving_in_pieces_is_parsed_as_one() {
     assert_eq!(answer["error"]["field"], "outcome", "{answer}");
     assert_eq!(stored_count(&server, "acct_pieces_bad"), 0);
 }
+
+/// A body that stops arriving (a client trickling its bytes, or gone without closing) is
+/// answered 408 after `ingest_body_seconds`, and nothing of it is stored.
+#[test]
+fn server_ingest_body_that_stops_arriving_is_answered_408() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with_config(dir.path(), "ingest_body_seconds = 1\n");
+    let body = ndjson(&[marked_event("acct_slow", 0)]);
+    let mut socket = TcpStream::connect(server.addr).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        socket,
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len() + 100
+    )
+    .unwrap();
+    socket.write_all(&body).unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = String::new();
+    let _ = socket.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("ingest_body_seconds"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(stored_count(&server, "acct_slow"), 0);
+}

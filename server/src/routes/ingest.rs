@@ -54,9 +54,10 @@ const SLOW_INGEST: std::time::Duration = std::time::Duration::from_millis(50);
         (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
         (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
         (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse),
+        (status = 408, description = "The body did not arrive within ingest_body_seconds (60)", body = crate::openapi::ErrorResponse),
         (status = 413, description = "Body or batch over its limit", body = crate::openapi::ErrorResponse),
         (status = 415, description = "A Content-Encoding other than gzip or zstd", body = crate::openapi::ErrorResponse),
-        (status = 429, description = "The commit queue is full; retry after Retry-After", body = crate::openapi::ErrorResponse),
+        (status = 429, description = "The tail is full, or 256 MiB of ingest bodies are in flight; retry after Retry-After", body = crate::openapi::ErrorResponse),
         (status = 503, description = "The store refuses writes (disk full or failed I/O)", body = crate::openapi::ErrorResponse)
     )
 )]
@@ -92,15 +93,63 @@ pub async fn ingest(
         BodyEncoding::Identity => limit,
         _ => limit + limit / 64 + 4096,
     };
-    let raw = to_bytes(body, read_limit).await.map_err(|error| {
-        if std::error::Error::source(&error).is_some_and(|s| s.to_string().contains("length limit"))
-            || error.to_string().contains("length limit")
-        {
-            too_large()
-        } else {
-            ApiError::bad_request(format!("cannot read the request body: {error}"))
+    // Room for the body before it is read (its declared length, or the limit).
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    // (A body declared over the limit is still read up to it before the 413: a client that is
+    // answered while it sends may not read the answer.)
+    let kib = declared
+        .unwrap_or(read_limit)
+        .min(read_limit)
+        .div_ceil(1024)
+        .max(1);
+    let kib = u32::try_from(kib.min(crate::state::INGEST_INFLIGHT_KIB)).unwrap_or(u32::MAX);
+    let _room = match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        Arc::clone(&state.ingest_room).acquire_many_owned(kib),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            let mut busy = ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                format!(
+                    "{} MiB of ingest bodies are being received or parsed already: retry shortly",
+                    crate::state::INGEST_INFLIGHT_KIB >> 10
+                ),
+            );
+            busy.retry_after_seconds = Some(1);
+            return Err(busy);
         }
-    })?;
+    };
+    let body_timeout = std::time::Duration::from_secs(state.config.ingest_body_seconds);
+    let read = tokio::time::timeout(body_timeout, to_bytes(body, read_limit));
+    let raw = read
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "the request body did not arrive within {} s (ingest_body_seconds)",
+                    body_timeout.as_secs()
+                ),
+            )
+        })?
+        .map_err(|error| {
+            if std::error::Error::source(&error)
+                .is_some_and(|s| s.to_string().contains("length limit"))
+                || error.to_string().contains("length limit")
+            {
+                too_large()
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {error}"))
+            }
+        })?;
     let received = started.elapsed();
     let state_for_work = Arc::clone(&state);
     let answer = blocking(move || {
