@@ -1100,6 +1100,14 @@ fn parse_directory(raw: &[u8], path: &Path, footer: &Footer) -> Result<Directory
             first_tenant_code: reader.u32()?,
             last_tenant_code: reader.u32()?,
         };
+        // At most what an encoder writes: every decode sizes its buffers by a block's rows.
+        if block.rows as usize > super::encoder::BLOCK_ROWS_MAX {
+            return Err(reader.corrupt(format!(
+                "block {index} has {} rows, more than {} (the most a block holds)",
+                block.rows,
+                super::encoder::BLOCK_ROWS_MAX
+            )));
+        }
         if block.rows == 0 || block.first_row != next_row {
             return Err(reader.corrupt(format!(
                 "block {index} starts at row {} with {} rows, expected row {next_row}",

@@ -642,6 +642,11 @@ fn decode_rows_with(
                             text.push(HEX[(byte & 15) as usize]);
                         }
                         text.push(b'"');
+                        // Repeats of one long value could otherwise grow the text without
+                        // bound from a small (crafted) chunk.
+                        if text.len() > u32::MAX as usize {
+                            return Err("decoded text too long".into());
+                        }
                     }
                 }
                 Op::Number(index) => {

@@ -190,8 +190,18 @@ pub(crate) fn decode_rows(
             return Err("presence bits past the last row".into());
         }
     }
-    let value_len = prefix_len + suffix_len;
+    // Checked: a crafted chunk (its checksum recomputed) may declare lengths whose sum or
+    // product overflows, or a text far larger than any block holds; it is an error, never a
+    // panic or an allocation of that size.
+    let value_len = prefix_len
+        .checked_add(suffix_len)
+        .ok_or("value length overflows")?;
     let wanted = wanted.start.min(rows)..wanted.end.min(rows);
+    let text_len = present
+        .min(wanted.len())
+        .checked_mul(value_len)
+        .filter(|&len| len <= u32::MAX as usize)
+        .ok_or("values too long for a block")?;
     let present_before = |row: usize| match bitmap {
         None => row,
         Some(bitmap) => {
@@ -206,7 +216,7 @@ pub(crate) fn decode_rows(
                 }
         }
     };
-    text.reserve(present.min(wanted.len()) * value_len);
+    text.reserve(text_len);
     spans.reserve(wanted.len());
     let mask = (1u64 << bits) - 1;
     // Start at the first wanted row's first symbol.
@@ -324,5 +334,42 @@ mod tests {
                 let _ = decode(&bad, 3, &mut text, &mut spans);
             }
         }
+    }
+
+    /// Lengths a crafted chunk may declare: a suffix so long that the value length overflows
+    /// (every row absent, so no symbol is stored), or values whose text would be far larger
+    /// than any block: an error, never a panic or an allocation of that size.
+    #[test]
+    fn packed_text_refuses_crafted_lengths() {
+        let varint = |mut value: u64, out: &mut Vec<u8>| loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        };
+        // prefix "a", suffix of u64::MAX symbols, alphabet "b", a presence bitmap of
+        // 8 absent rows.
+        let mut raw = Vec::new();
+        varint(1, &mut raw);
+        raw.push(b'a');
+        varint(u64::MAX, &mut raw);
+        raw.extend_from_slice(&[1, b'b', 1, 0]);
+        let (mut text, mut spans) = (Vec::new(), Vec::new());
+        let error = decode(&raw, 8, &mut text, &mut spans).unwrap_err();
+        assert!(
+            error.contains("overflows") || error.contains("too"),
+            "{error}"
+        );
+        // Present rows whose values would need terabytes.
+        let mut raw = Vec::new();
+        varint(1, &mut raw);
+        raw.push(b'a');
+        varint(1 << 40, &mut raw);
+        raw.extend_from_slice(&[1, b'b', 0]);
+        let error = decode(&raw, 8, &mut text, &mut spans).unwrap_err();
+        assert!(!error.is_empty());
     }
 }
