@@ -435,6 +435,11 @@ pub async fn serve_on(
     let signalled = Arc::new(tokio::sync::Notify::new());
     let on_signal = Arc::clone(&signalled);
     let shutdown_state = Arc::clone(&state);
+    // Every answer and stream message goes out at once (no Nagle delay behind an earlier
+    // unacknowledged segment: a stream's messages, an answer written in two writes).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        let _ = stream.set_nodelay(true);
+    });
     let server =
         axum::serve(listener, router(Arc::clone(&state))).with_graceful_shutdown(async move {
             shutdown_signal().await;
