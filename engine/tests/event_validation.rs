@@ -1233,3 +1233,61 @@ proptest! {
         let _ = parse(&body);
     }
 }
+
+// ---------------------------------------------------------------- unicode, BOM, leap seconds
+
+/// A lone UTF-16 surrogate escape in `details` or `changes` is not a Unicode character: the
+/// event is refused naming the field, where it used to be stored as sent and then refused by
+/// every strict reader of the export or the API. A pair (one character) is stored.
+#[test]
+fn validation_rejects_a_lone_surrogate_escape_in_details_and_changes() {
+    let minimal_text = minimal().to_string();
+    let body = |field: &str, json: &str| {
+        format!(
+            "{},\"{field}\":{json}}}",
+            &minimal_text[..minimal_text.len() - 1]
+        )
+    };
+    for (field, json) in [
+        ("details", r#"{"note":"\ud83d x"}"#),
+        ("details", r#"{"note":"\ude00"}"#),
+        ("details", r#"{"\udbff":1}"#),
+        ("changes", r#"[{"field":"name","old":"\ud800","new":"b"}]"#),
+    ] {
+        let error = error_of(body(field, json).as_bytes());
+        assert_error(&error, 1, Some(field), &["surrogate"]);
+    }
+    let pair = parse(body("details", r#"{"note":"\ud83d\ude00 \\ud800"}"#).as_bytes()).unwrap();
+    assert_eq!(
+        pair[0].details.as_deref(),
+        Some(r#"{"note":"\ud83d\ude00 \\ud800"}"#)
+    );
+}
+
+/// A UTF-8 byte order mark before the body (some Windows tools write one) is not part of the
+/// JSON: NDJSON and array bodies parse as without it.
+#[test]
+fn batch_ignores_a_leading_byte_order_mark() {
+    let event = minimal().to_string();
+    for body in [format!("\u{feff}{event}\n"), format!("\u{feff}[{event}]")] {
+        let events = parse(body.as_bytes()).unwrap();
+        assert_eq!(events.len(), 1, "{body:?}");
+    }
+}
+
+/// Second 60 is a leap second only at 23:59 UTC (RFC 3339 5.7), whatever the offset it is
+/// written with; at another minute it is out of range, named in the error.
+#[test]
+fn validation_accepts_a_leap_second_only_at_the_end_of_a_utc_day() {
+    let at = |text: &str| with("timestamp", json!(text));
+    let day = format_rfc3339_us(NOW_US - DAY_US)[..10].to_string();
+    let leap = parse_one(&at(&format!("{day}T23:59:60Z")));
+    assert_eq!(
+        format_rfc3339_us(leap.timestamp_us),
+        format!("{day}T23:59:59.999999Z")
+    );
+    // The same instant written with an offset.
+    parse_one(&at(&format!("{day}T18:59:60-05:00")));
+    let error = error_of_event(&at(&format!("{day}T06:00:60Z")));
+    assert_error(&error, 1, Some("timestamp"), &["second"]);
+}

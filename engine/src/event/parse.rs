@@ -225,6 +225,9 @@ pub fn parse_batch_limited(
     ctx: &ValidationContext,
     events_max: usize,
 ) -> Result<Option<Vec<Event>>, ValidationError> {
+    // A UTF-8 byte order mark (some Windows tools write one) is not part of the JSON
+    // (RFC 8259 lets a parser ignore it).
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let first = body.iter().position(|byte| !byte.is_ascii_whitespace());
     let events = match first {
         Some(start) if body[start] == b'[' => parse_array(body, ctx, events_max)?,
@@ -1361,6 +1364,21 @@ fn validate(raw: RawEvent<'_>, ctx: &ValidationContext) -> Result<Event, Failure
         }
     };
 
+    // JSON text with a lone UTF-16 surrogate escape is not Unicode: stored as sent, every
+    // strict reader of it (serde_json's `Value`, browsers' TextDecoder with fatal) refuses it.
+    for (field, text) in [
+        ("details", details.as_deref()),
+        ("changes", raw.changes.as_deref()),
+    ] {
+        if let Some(at) = text.and_then(unpaired_surrogate) {
+            let message = format!(
+                "a \\u escape at byte {at} of its JSON text is half of a UTF-16 surrogate pair \
+                 without the other half (not a Unicode character)"
+            );
+            return Err(Failure::field(field, message));
+        }
+    }
+
     Ok(Event {
         id: owned(id),
         timestamp_us,
@@ -1373,6 +1391,52 @@ fn validate(raw: RawEvent<'_>, ctx: &ValidationContext) -> Result<Event, Failure
         changes: raw.changes.map(model::Text::from),
         details,
     })
+}
+
+/// The byte offset of the first `\uXXXX` escape in JSON text that is a UTF-16 surrogate
+/// without its other half (a high one not followed by a `\u` low one, or a low one alone).
+///
+/// ```text
+/// {"a":"\ud83d\ude00"}  -> None       (a pair: one character)
+/// {"a":"\ud83d x"}       -> Some(6)
+/// {"a":"\\ud800"}        -> None       (an escaped backslash, then text)
+/// ```
+fn unpaired_surrogate(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let hex = |at: usize| -> Option<u16> {
+        let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let mut i = 0;
+    while let Some(found) = memchr_backslash(&bytes[i..]) {
+        let at = i + found;
+        match bytes.get(at + 1) {
+            Some(b'u') => {
+                let code = hex(at + 2)?;
+                match code {
+                    0xD800..=0xDBFF => {
+                        let low = (bytes.get(at + 6) == Some(&b'\\')
+                            && bytes.get(at + 7) == Some(&b'u'))
+                        .then(|| hex(at + 8))
+                        .flatten();
+                        if !low.is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) {
+                            return Some(at);
+                        }
+                        i = at + 12;
+                    }
+                    0xDC00..=0xDFFF => return Some(at),
+                    _ => i = at + 6,
+                }
+            }
+            Some(_) => i = at + 2,
+            None => return None,
+        }
+    }
+    None
+}
+
+fn memchr_backslash(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\\')
 }
 
 fn validate_actor(raw: Option<RawActor<'_>>) -> Result<Actor, Failure> {

@@ -126,6 +126,11 @@ pub fn parse_rfc3339_us(text: &str) -> Result<TimestampUs, TimestampError> {
         return Err(TimestampError::OutOfRange("second"));
     }
     if second == 60 {
+        // A leap second is only ever 23:59:60 UTC (RFC 3339, 5.7), whatever the offset.
+        let utc_minute = (hour * 60 + minute - offset_seconds / 60).rem_euclid(24 * 60);
+        if utc_minute != 23 * 60 + 59 {
+            return Err(TimestampError::OutOfRange("second"));
+        }
         second = 59;
         fraction_us = US_PER_SECOND - 1;
     }
@@ -288,8 +293,17 @@ mod tests {
             Ok(999_999)
         );
         assert_eq!(
+            parse_rfc3339_us("1970-01-01T23:59:60Z"),
+            Ok(86_399 * US_PER_SECOND + 999_999)
+        );
+        // Only at 23:59 UTC: a leap second is inserted at the end of a UTC day.
+        assert_eq!(
             parse_rfc3339_us("1970-01-01T00:00:60Z"),
-            Ok(59 * US_PER_SECOND + 999_999)
+            Err(TimestampError::OutOfRange("second"))
+        );
+        assert_eq!(
+            parse_rfc3339_us("1970-01-01T20:59:60-03:00"),
+            Ok(86_399 * US_PER_SECOND + 999_999)
         );
     }
 
