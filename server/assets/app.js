@@ -167,7 +167,9 @@
     const p = new URLSearchParams();
     if (f.tenant && omit !== 'tenant') p.append('tenant', f.tenant);
     if (f.range === 'custom') {
-      if (f.from) p.set('from', f.from);
+      // Without a From, the same lower bound the chart shows (a week before To): never all
+      // of history under a caption that says otherwise.
+      p.set('from', f.from || new Date(domainOf(f).from).toISOString());
       if (f.to) p.set('to', f.to);
     } else {
       p.set('since', f.range);
@@ -183,8 +185,8 @@
   function domainOf(f) {
     const now = Date.now();
     if (f.range !== 'custom') return { from: now - RANGE_MS[f.range], to: now };
-    const from = f.from ? Date.parse(f.from) : now - RANGE_MS['7d'];
     const to = f.to ? Date.parse(f.to) : now;
+    const from = f.from ? Date.parse(f.from) : to - RANGE_MS['7d'];
     return { from, to: Math.max(to, from + 6e4) };
   }
 
@@ -247,6 +249,31 @@
     state.generation++;
     state.abort?.abort();
     showSignin(message);
+    forgetSession();
+  }
+
+  /**
+   * Forgets what the token signed out was shown (rows, chart, drawer, counts, the tenants and
+   * users listed in the filters): the next sign-in, perhaps with a token that reads fewer
+   * tenants, on a shared machine, starts from nothing.
+   */
+  function forgetSession() {
+    clearRows();
+    el.chart.innerHTML = '';
+    el.drawerBody.innerHTML = '';
+    state.facets = {};
+    state.histogram = null;
+    state.selectedSeq = null;
+    state.openSeq = null;
+    setTotal(null);
+    el.user.innerHTML = optionHtml('', 'All users', undefined, true);
+    el.tenant.innerHTML = optionHtml('', 'All tenants', undefined, true);
+    if (state.filters) {
+      renderFacet('action', { values: [], total: undefined });
+      renderFacet('type', { values: [], total: undefined });
+    }
+    el.scope.hidden = true;
+    el.scope.textContent = '';
   }
 
   function startApp() {
@@ -547,9 +574,18 @@
       params.set('cursor', state.nextCursor);
       const page = await api('/v1/events', params, state.abort?.signal);
       if (gen !== state.generation) return;
+      // A live flush trimmed the oldest rows while the page was asked for: appended after
+      // them, it would leave a silent gap in the middle of the list.
+      if (state.trimmed) return;
       appendRows(page.events);
-      renderWindow();
       state.nextCursor = page.next_cursor;
+      // At most ROWS_MAX rows, as live updates keep it: past it, export gets the rest.
+      if (state.list.length >= ROWS_MAX) trimRows();
+      if (state.list.length >= ROWS_MAX) {
+        state.trimmed = true;
+        state.nextCursor = null;
+      }
+      renderWindow();
     } catch (error) {
       if (gen === state.generation && error.name !== 'AbortError') {
         el.banner.hidden = false;
@@ -1115,8 +1151,10 @@
     }
     state.socket = socket;
     setIndicator(again ? 'reconnecting' : 'connecting');
+    let opened = false;
     socket.onopen = () => {
       if (id !== state.socketId) return;
+      opened = true;
       state.retryMs = 500;
       setIndicator('streaming');
     };
@@ -1149,9 +1187,32 @@
         el.banner.textContent = `Live updates stopped: ${close.reason || 'the server could not read stored events'}`;
         return;
       }
+      // Refused before it opened: a browser tells a 401 or 403 from a lost connection only as
+      // code 1006, so an ordinary request asks why, instead of retrying a refusal for ever.
+      if (!opened) { probeRefusal(id); return; }
       scheduleReconnect(id);
     };
     socket.onerror = () => { /* onclose follows */ };
+  }
+
+  /** After a subscription closed before it opened: signs out on 401, stops Live with the
+   * server's reason on another refusal, and otherwise (the server is away) retries. */
+  async function probeRefusal(id) {
+    const params = apiParams(state.filters);
+    params.set('limit', '1');
+    try {
+      await api('/v1/events', params);
+    } catch (error) {
+      if (id !== state.socketId || !state.live) return;
+      if (error.status === 401) { signOut(`${error.message}. Sign in again.`); return; }
+      if (error.status >= 400 && error.status < 500 && error.status !== 408 && error.status !== 429) {
+        setLive(false);
+        el.banner.hidden = false;
+        el.banner.textContent = `Live updates stopped: ${error.message}`;
+        return;
+      }
+    }
+    scheduleReconnect(id);
   }
 
   function scheduleReconnect(id) {
