@@ -9,5 +9,8 @@ cargo fmt --all -- --check
 # The end-to-end tests run the real binary.
 cargo build -p auditlog --locked
 cargo test --workspace --locked
+# The fuzz targets (their own workspace, built by cargo-fuzz with its flags) still compile
+# against the crates they drive: an API change would otherwise break them silently.
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo check --manifest-path fuzz/Cargo.toml --locked --bins
 # The Audit Logs page in headless Chromium (installs chromium and playwright-core if missing).
 bash tests/browser/run.sh

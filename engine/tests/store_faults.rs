@@ -1006,6 +1006,46 @@ fn fault_retention_after_a_seal_in_doubt_leaves_a_store_that_reopens() {
         let store = Store::open(options()).unwrap_or_else(|error| {
             panic!("seal fsync {n}, retention fsync {m}: the store does not reopen: {error}")
         });
+        // Every acknowledged event is somewhere, once: still in the store, or archived.
+        let mut ids: Vec<String> = store
+            .read_all()
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.event.id.map(|id| id.to_string()))
+            .collect();
+        for path in walk_files(archive.path()) {
+            if path.extension().is_some_and(|x| x == "seg") {
+                let segment = auditlog_engine::segment::Segment::open(&path).unwrap();
+                ids.extend(
+                    segment
+                        .read_all()
+                        .unwrap()
+                        .into_iter()
+                        .filter_map(|e| e.event.id.map(|id| id.to_string())),
+                );
+            }
+        }
+        ids.sort();
+        let mut expected: Vec<String> = (0..40).map(|i| format!("evt_{i}")).collect();
+        expected.sort();
+        assert_eq!(ids, expected, "seal fsync {n}, retention fsync {m}");
         drop(store);
     }
+}
+
+/// Every file under `dir`, recursively.
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
