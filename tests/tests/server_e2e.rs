@@ -925,17 +925,22 @@ fn server_exports_past_exports_max_are_refused_until_one_ends() {
 }
 
 /// Three events of `tenant`: numbers 1 and 2 just inside the last hour (out of a `since=1h`
-/// window two seconds later), number 3 well inside it.
+/// window [`EDGE_WAIT`] later), number 3 well inside it. The first page must be read within
+/// 4 s of this call (a loaded machine's ingest and first request, with room to spare).
 fn ingest_at_the_edge_of_the_hour(server: &ServerProcess, tenant: &str) {
     let now = now_us();
     let hour = 3_600_000_000i64;
     let events = [
-        event(tenant, 1, now - hour + 1_500_000),
-        event(tenant, 2, now - hour + 1_700_000),
+        event(tenant, 1, now - hour + 4_000_000),
+        event(tenant, 2, now - hour + 4_200_000),
         event(tenant, 3, now - hour / 6),
     ];
     ingest(server, ADMIN_TOKEN, &events);
 }
+
+/// How long after [`ingest_at_the_edge_of_the_hour`]'s first page a `since=1h` window no longer
+/// holds its two early events.
+const EDGE_WAIT: Duration = Duration::from_millis(5_000);
 
 /// The page of `GET /v1/events?<query>`, after `cursor` when given.
 fn page_after(server: &ServerProcess, query: &str, cursor: Option<&str>) -> Value {
@@ -959,7 +964,7 @@ fn server_oldest_first_pages_with_since_skip_nothing_as_the_clock_moves() {
     assert_eq!(first["events"][0]["id"], "acct_since-1", "{first}");
     let cursor = first["next_cursor"].as_str().unwrap().to_string();
     // Now the one-hour bound lies past both early events.
-    std::thread::sleep(std::time::Duration::from_millis(2_000));
+    std::thread::sleep(EDGE_WAIT);
     let second = page(Some(&cursor));
     assert_eq!(second["events"][0]["id"], "acct_since-2", "{second}");
 }
@@ -978,7 +983,7 @@ fn server_newest_first_pages_with_since_keep_the_first_pages_window() {
     assert_eq!(first["events"][0]["id"], "acct_window-3", "{first}");
     let cursor = first["next_cursor"].as_str().unwrap().to_string();
     // Now the one-hour bound of a fresh query lies past both early events.
-    std::thread::sleep(std::time::Duration::from_millis(2_000));
+    std::thread::sleep(EDGE_WAIT);
     let second = page(Some(&cursor));
     assert_eq!(second["events"][0]["id"], "acct_window-2", "{second}");
     let cursor = second["next_cursor"].as_str().unwrap().to_string();
@@ -1674,8 +1679,21 @@ fn cli_tail_of_live_events_only_misses_none_across_a_restart() {
     // Before the tail: not part of a live-only feed.
     ingest(&server, ADMIN_TOKEN, &ten_events("acct_live", 0, base));
     let mut tail = Tail::start(&server, &["--tenant", "acct_live"]);
-    // Connected, and told by the first heartbeat where its feed starts.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Connected (the server counts the stream), and so sent the first heartbeat, which says
+    // where its feed starts: the tail reads it from its socket even after the server is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !get(&server, "/metrics", ADMIN_TOKEN)
+        .text()
+        .lines()
+        .any(|line| line == "auditlog_stream_clients 1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tail never connected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     server.restart_on_same_port();
     // Acknowledged while tail is still away: it must print them once back.
     let acked = acked_seqs(&ingest(
