@@ -869,7 +869,18 @@
       axis += `<text class="tick" x="${x}" y="${height - 6}" text-anchor="middle">${esc(tickLabel(series[i][0], bucketMs))}</text>`;
     });
     const total = series.reduce((sum, [, c]) => sum + c, 0);
+    // A bar that had the focus (a zoom from the keyboard, a resize) is replaced below: the
+    // focus stays in the chart, on the bar of the same start if there still is one.
+    const focused = el.chart.contains(document.activeElement) ? document.activeElement.getAttribute('data-start') : undefined;
     el.chart.innerHTML = `<svg width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="group" aria-label="Events over time (arrow keys choose a bucket, Enter zooms in): ${esc(plural(total, 'event'))} in ${series.length} buckets">${axis}${bars}</svg>`;
+    if (focused !== undefined) {
+      const bars = [...el.chart.querySelectorAll('.bar')];
+      const target = bars.find((b) => b.getAttribute('data-start') === focused) || bars.find((b) => b.getAttribute('tabindex') === '0') || bars[0];
+      if (target) {
+        for (const b of bars) b.setAttribute('tabindex', b === target ? '0' : '-1');
+        target.focus();
+      }
+    }
   }
 
   function niceCeiling(value) {
@@ -1088,6 +1099,11 @@
   function setLive(on) {
     state.live = on;
     el.liveToggle.setAttribute('aria-checked', String(on));
+    // The count and the list status change with every flush while live (up to ~12 times a
+    // second): announced each time, they would drown a screen reader's user. The indicator
+    // says the list is live; they are announced again once it is off.
+    el.total.setAttribute('aria-live', on ? 'off' : 'polite');
+    el.listStatus.setAttribute('aria-live', on ? 'off' : 'polite');
     if (on) {
       // The list again, then the feed from where its answer was read: no gap, no duplicate.
       setIndicator('connecting');
@@ -1098,6 +1114,8 @@
   }
 
   function stopLive() {
+    el.total.setAttribute('aria-live', 'polite');
+    el.listStatus.setAttribute('aria-live', 'polite');
     clearTimeout(state.retryTimer);
     state.socketId++;
     if (state.socket) {
@@ -1317,6 +1335,8 @@
       state.token = token;
       sessionStorage.setItem(TOKEN_KEY, token);
       startApp();
+      // The form that held the focus is hidden: the search box takes it.
+      el.q.focus();
     });
     el.signout.addEventListener('click', () => signOut());
 
@@ -1352,6 +1372,9 @@
     el.reset.addEventListener('click', () => {
       el.q.value = '';
       setFilters({ ...defaultFilters() });
+      // The button is disabled now (nothing left to clear): focus goes to the search box
+      // rather than to the page's start.
+      el.q.focus();
     });
 
     el.chart.addEventListener('click', (e) => {

@@ -613,6 +613,9 @@ test('chart_narrows_the_range_from_the_keyboard', async () => {
   await settled(page);
   assert.equal(await page.inputValue('#f-range'), 'custom');
   assert.match(page.url(), /range=custom&from=/);
+  // The zoomed chart replaced the bars: the focus stays in the chart, on one bar.
+  await page.waitForFunction(() => document.activeElement?.closest?.('#chart .bar') !== null && document.activeElement?.closest?.('#chart .bar') !== undefined);
+  assert.equal(await page.$$eval('#chart .bar[tabindex="0"]', (b) => b.length), 1);
   await page.close();
 });
 
