@@ -69,6 +69,8 @@
     loadingMore: false,
     trimmed: false,
     total: null,
+    /** The last seq the total counts (its answer's `last_seq`): live events after it add to it. */
+    totalSeq: null,
     selectedSeq: null,
     openSeq: null,
     /** Numbers the drawer's event requests: a late answer to an older one is dropped. */
@@ -351,7 +353,10 @@
         state.facets[key] = answer;
         renderFacet(key, answer);
         // A facet whose own filter is unset counts exactly the current filters.
-        if (!f[key] && state.total === null) setTotal(answer.total);
+        if (!f[key] && state.total === null) {
+          setTotal(answer.total);
+          state.totalSeq = typeof answer.last_seq === 'number' ? answer.last_seq : null;
+        }
       }, fail);
     }
 
@@ -362,10 +367,12 @@
       const every = facetKeys.every(([, key]) => f[key]);
       if (every && state.total === null) {
         setTotal(answer.buckets.reduce((sum, b) => sum + b.count, 0));
+        state.totalSeq = typeof answer.last_seq === 'number' ? answer.last_seq : null;
       }
     }, fail);
 
     state.total = null;
+    state.totalSeq = null;
     el.total.textContent = '';
     updateCaption();
     // Tests and tools can wait for a view to settle: data-ready turns true once every request of
@@ -1278,9 +1285,14 @@
     state.pending = [];
     state.pendingSeqs.clear();
     batch.sort((a, b) => a.seq - b.seq);
+    // The total was counted up to its answer's last seq (read a moment after the list, whose
+    // last seq the feed starts after): events up to it are in the count already.
+    const uncounted = (event) => state.totalSeq === null || event.seq > state.totalSeq;
     let skipped = 0;
+    let skippedUncounted = 0;
     if (batch.length > ROWS_MAX) {
       skipped = batch.length - ROWS_MAX;
+      skippedUncounted = batch.slice(0, skipped).filter(uncounted).length;
       batch = batch.slice(skipped);
       state.trimmed = true;
     }
@@ -1303,7 +1315,7 @@
     if (scrolledIn) window.scrollBy(0, fresh.length * state.rowHeight);
     invalidate();
     renderWindow();
-    bumpTotal(fresh.length + skipped);
+    bumpTotal(fresh.filter(uncounted).length + skippedUncounted);
     updateListStatus();
     if (mark) setTimeout(expireFresh, 2100);
   }

@@ -1025,6 +1025,16 @@ fn server_list_answer_says_where_a_stream_follows_it() {
     // An empty answer (a tenant without events) still says how far the store was read.
     let empty = get_ok(&server, "/v1/events?tenant=acct_none", ADMIN_TOKEN);
     assert_eq!(empty["last_seq"], later["last_seq"], "{empty}");
+    // The counts say how far they were read too (the page adds live events after it only).
+    let facets = get_ok(
+        &server,
+        "/v1/facets?tenant=acct_follow&field=action",
+        ADMIN_TOKEN,
+    );
+    assert_eq!(facets["last_seq"], later["last_seq"], "{facets}");
+    assert_eq!(facets["total"], 4, "{facets}");
+    let histogram = get_ok(&server, "/v1/histogram?tenant=acct_follow", ADMIN_TOKEN);
+    assert_eq!(histogram["last_seq"], later["last_seq"], "{histogram}");
     let from = page["last_seq"].as_u64().unwrap() + 1;
     let mut stream = Stream::open(
         &server,

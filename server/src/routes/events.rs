@@ -38,7 +38,9 @@ mod bytes_body {
 
 /// The answer of `GET /v1/events`: the page, and the last seq of the snapshot it was read
 /// from (`last_seq`), so that a client can follow the list with the live stream from the
-/// next seq: `{"events":[...],"next_cursor":"..."|null,"last_seq":1234}`.
+/// next seq: `{"events":[...],"next_cursor":"..."|null,"last_seq":1234}`. The facets and
+/// the histogram answer their `last_seq` too: a client that adds live events to their counts
+/// adds only those after it.
 fn page_json(page: &Page, last_seq: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(page.events.len() * 700 + 64);
     out.extend_from_slice(b"{\"events\":[");
@@ -81,11 +83,7 @@ pub async fn list(
         // The snapshot before the scope: an admin's scope (every tenant of the store, read in
         // `build_query`) then holds every tenant with events in the snapshot.
         let snapshot = state.store.snapshot();
-        let last_seq = snapshot
-            .tail
-            .last_seq()
-            .unwrap_or(0)
-            .max(snapshot.sealed_through);
+        let last_seq = snapshot_last_seq(&snapshot);
         let Some(query) = build_query(&state, &principal, &pairs(raw.as_deref()), PAGE_KEYS)?
         else {
             return Ok(page_json(&Page::default(), last_seq));
@@ -396,7 +394,7 @@ fn export_response(body: Body, csv: bool) -> Response {
         ("top" = Option<usize>, Query, description = "Most values returned (default 20)"),
     ),
     responses(
-        (status = 200, description = "`{field, total, values: [{value, count}]}`", content_type = "application/json"),
+        (status = 200, description = "`{field, total, values: [{value, count}], last_seq}` (the counts are of the events up to `last_seq`)", content_type = "application/json"),
         (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
         (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
         (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
@@ -436,6 +434,7 @@ pub async fn facets(
             "field": field.name(),
             "total": total,
             "values": values,
+            "last_seq": snapshot_last_seq(&snapshot),
         }))
         .unwrap_or_default())
     })
@@ -453,7 +452,7 @@ pub async fn facets(
         ("bucket" = Option<String>, Query, description = "Bucket width: 5m, 1h (default), 1d"),
     ),
     responses(
-        (status = 200, description = "`{bucket, buckets: [{start, count}]}`", content_type = "application/json"),
+        (status = 200, description = "`{bucket, buckets: [{start, count}], last_seq}` (the counts are of the events up to `last_seq`)", content_type = "application/json"),
         (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
         (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
         (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
@@ -488,10 +487,12 @@ pub async fn histogram(
                 })
             })
             .collect();
-        Ok(
-            serde_json::to_vec(&serde_json::json!({ "bucket": bucket, "buckets": buckets }))
-                .unwrap_or_default(),
-        )
+        Ok(serde_json::to_vec(&serde_json::json!({
+            "bucket": bucket,
+            "buckets": buckets,
+            "last_seq": snapshot_last_seq(&snapshot),
+        }))
+        .unwrap_or_default())
     })
     .await?;
     Ok(json_response(body))
@@ -510,4 +511,13 @@ pub async fn method_not_allowed(method: axum::http::Method) -> Response {
         format!("this route does not take {method} (see /v1/openapi.json)"),
     )
     .into_response()
+}
+
+/// The last seq a snapshot holds (0 on an empty store): what an answer read from it counts.
+fn snapshot_last_seq(snapshot: &auditlog_engine::store::Snapshot) -> u64 {
+    snapshot
+        .tail
+        .last_seq()
+        .unwrap_or(0)
+        .max(snapshot.sealed_through)
 }
