@@ -187,8 +187,11 @@
   function domainOf(f) {
     const now = Date.now();
     if (f.range !== 'custom') return { from: now - RANGE_MS[f.range], to: now };
-    const to = f.to ? Date.parse(f.to) : now;
-    const from = f.from ? Date.parse(f.from) : to - RANGE_MS['7d'];
+    // A bound the browser cannot read (the server may: its answer then says what is wrong
+    // with it) counts as absent here.
+    const read = (text) => (text && Number.isFinite(Date.parse(text)) ? Date.parse(text) : null);
+    const to = read(f.to) ?? now;
+    const from = read(f.from) ?? to - RANGE_MS['7d'];
     return { from, to: Math.max(to, from + 6e4) };
   }
 
@@ -260,6 +263,13 @@
    * tenants, on a shared machine, starts from nothing.
    */
   function forgetSession() {
+    // Live events already received, and a flush scheduled for them, must not bring the old
+    // view back; Live is off for the next token until it is turned on again.
+    state.pending = [];
+    state.pendingSeqs.clear();
+    state.listReady = false;
+    state.live = false;
+    el.liveToggle.setAttribute('aria-checked', 'false');
     clearRows();
     el.chart.innerHTML = '';
     el.drawerBody.innerHTML = '';
@@ -1259,9 +1269,14 @@
       const dropped = state.pending.splice(0, state.pending.length - ROWS_MAX);
       for (const e of dropped) state.pendingSeqs.delete(e.seq);
       state.trimmed = true;
-      bumpTotal(dropped.length);
+      bumpTotal(dropped.filter(uncountedInTotal).length);
     }
     scheduleFlush();
+  }
+
+  /** Whether a live event is past what the total counted (see `state.totalSeq`). */
+  function uncountedInTotal(event) {
+    return state.totalSeq === null || event.seq > state.totalSeq;
   }
 
   function scheduleFlush() {
@@ -1287,7 +1302,7 @@
     batch.sort((a, b) => a.seq - b.seq);
     // The total was counted up to its answer's last seq (read a moment after the list, whose
     // last seq the feed starts after): events up to it are in the count already.
-    const uncounted = (event) => state.totalSeq === null || event.seq > state.totalSeq;
+    const uncounted = uncountedInTotal;
     let skipped = 0;
     let skippedUncounted = 0;
     if (batch.length > ROWS_MAX) {

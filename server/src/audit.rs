@@ -36,8 +36,8 @@ pub fn recorded_query(raw: Option<&str>) -> String {
 }
 
 /// Records one self-audit event, durably, before the access it records is given: a failure
-/// is the caller's to refuse that access with (503 when the store refuses writes, 429 while
-/// it is busy), so nothing is read, streamed or granted off the record. The event does not
+/// is the caller's to refuse that access with (503: the store refuses writes), so nothing is
+/// read, streamed or granted off the record. The event does not
 /// wait for room in the tail (`AppendHints::skip_tail_bound`): a client keeping ingest at the
 /// tail's bound must not be able to hold every reader off, nor an access go unrecorded.
 pub fn record(
@@ -76,7 +76,7 @@ pub fn record(
         Ok(_) => Ok(()),
         Err(error) => {
             tracing::error!(%error, action, "could not record a self-audit event");
-            let mut refused = crate::error::ApiError::from(error);
+            let mut refused = crate::error::ApiError::from_append(error, &state.store);
             refused.message = format!(
                 "the server could not put this access on its own record, so it is refused: {}",
                 refused.message

@@ -152,6 +152,31 @@ impl From<auditlog_engine::Error> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The answer to a failed append: as [`From`] does, but an I/O error is a 503 either way.
+    /// When the store now refuses writes (a failed WAL write or fsync poisoned it) the batch
+    /// may be stored or not; otherwise the error came from reading sealed segments for the
+    /// idempotency check, before anything of the batch was written.
+    pub fn from_append(error: auditlog_engine::Error, store: &auditlog_engine::Store) -> Self {
+        match error {
+            auditlog_engine::Error::Io { .. } => {
+                tracing::error!(%error, "append failed");
+                let message = if store.write_failure().is_some() {
+                    format!(
+                        "the store refuses writes ({error}); nothing acknowledged is lost, and \
+                         this batch may be stored or not: resend it (events with an id are \
+                         reported as duplicates)"
+                    )
+                } else {
+                    format!("an I/O error stopped this batch before it was stored ({error}); retry")
+                };
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+            other => other.into(),
+        }
+    }
+}
+
 impl From<auditlog_index::Error> for ApiError {
     fn from(error: auditlog_index::Error) -> Self {
         use auditlog_index::Error as E;

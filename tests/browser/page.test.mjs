@@ -443,9 +443,16 @@ test('live_reconnect_refused_for_a_revoked_token_signs_out', async () => {
   } });
   await page.click('#live-toggle');
   await page.waitForSelector('#live-indicator[data-state="streaming"]');
-  await page.evaluate(() => { for (const socket of window.__sockets) socket.close(); });
-  await apiCall('DELETE', `/v1/tokens/${created.id}`);
-  await page.waitForSelector('#signin:not([hidden])', { timeout: 15_000 });
+  // Offline while the token is revoked, so that no reconnection gets in before it (the
+  // server would then end that stream with 1008, the other way to be signed out).
+  await browser.setOffline(true);
+  try {
+    await page.evaluate(() => { for (const socket of window.__sockets) socket.close(); });
+    await apiCall('DELETE', `/v1/tokens/${created.id}`);
+  } finally {
+    await browser.setOffline(false);
+  }
+  await page.waitForSelector('#signin:not([hidden])', { timeout: 30_000 });
   assert.match(await page.textContent('#signin-error'), /Sign in again/);
   await page.close();
 });

@@ -363,7 +363,8 @@ mod tests {
             error.contains("overflows") || error.contains("too"),
             "{error}"
         );
-        // Present rows whose values would need terabytes.
+        // Present rows whose values would need terabytes: refused (by the packed stream's
+        // length, which the chunk does not hold) before anything is reserved.
         let mut raw = Vec::new();
         varint(1, &mut raw);
         raw.push(b'a');

@@ -179,7 +179,8 @@ fn rename_dir(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<bool> 
 /// The source is first renamed aside (`{class}/.{day}.dropping`), in one step, and only then
 /// removed: a crash in the middle of removing it file by file would otherwise leave a
 /// partition whose segment is still there without its index files, which the next open
-/// rebuilds (other bytes than the archived copy's). The open removes what is left aside.
+/// rebuilds (other bytes than the archived copy's). An open puts back what is left aside
+/// when its place is free (see `open::restore_set_aside`), and finishes the move from there.
 fn finish_copy(vfs: &dyn crate::io::Vfs, from: &Path, to: &Path) -> Result<()> {
     let parent = to.parent().unwrap_or(to);
     // `to` itself may be new, or left by a pass that never made its entry durable.

@@ -263,9 +263,11 @@ pub async fn export(
             worker_whole.store(true, std::sync::atomic::Ordering::SeqCst);
             return;
         };
+        // Without waiting for room: a client that stopped reading must not hold the worker
+        // (the body ends broken anyway, as the export is not whole).
         let fail = |error: auditlog_index::Error| {
             tracing::error!(%error, "export failed");
-            let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
+            let _ = sender.try_send(Err(std::io::Error::other(error.to_string())));
         };
         let write: &auditlog_index::export::RowWriter = if csv {
             &write_event_csv
@@ -290,7 +292,7 @@ pub async fn export(
         let sink = &mut |chunk| {
             if revoked() {
                 stopped.set(true);
-                let _ = sender.blocking_send(Err(std::io::Error::other("token revoked")));
+                let _ = sender.try_send(Err(std::io::Error::other("token revoked")));
                 return false;
             }
             // A server shutting down ends its exports at once (their bodies end broken, so

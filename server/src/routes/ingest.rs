@@ -203,21 +203,7 @@ pub async fn ingest(
         let result = state
             .store
             .append_with(events, hints)
-            .map_err(|error| match error {
-                auditlog_engine::Error::Io { .. } => {
-                    tracing::error!(%error, "store refuses writes");
-                    ApiError::new(
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        format!(
-                            "the store refuses writes ({error}); nothing acknowledged is lost, \
-                             and this batch may be stored or not: resend it (events with an \
-                             id are reported as duplicates)"
-                        ),
-                    )
-                }
-                other => other.into(),
-            })?;
+            .map_err(|error| ApiError::from_append(error, &state.store))?;
         let total = started.elapsed();
         let metrics = &state.metrics;
         metrics.ack_latency.record(total);
@@ -350,6 +336,8 @@ impl BodyEncoding {
 /// {"...":2}        -> event 1: line 3
 /// ```
 fn event_lines(body: &[u8]) -> Vec<usize> {
+    // As the parser reads it: a leading byte order mark is not part of the body's JSON.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let first = body.iter().position(|byte| !byte.is_ascii_whitespace());
     if first.is_some_and(|at| body[at] == b'[') {
         // Positions: the caller falls back to index + 1 past the end, which is all of them.
