@@ -133,6 +133,16 @@ async function newPage({ width = 1280, height = 900, token = readToken, url = '/
   return page;
 }
 
+/** A page init script keeping the page's sockets reachable (`window.__sockets`), to cut a
+ * connection as a network drop would. */
+function captureSockets() {
+  const Native = window.WebSocket;
+  window.__sockets = [];
+  window.WebSocket = class extends Native {
+    constructor(...args) { super(...args); window.__sockets.push(this); }
+  };
+}
+
 async function settled(page) {
   await page.waitForSelector('#app[data-ready="true"]', { state: 'attached', timeout: 10_000 });
 }
@@ -404,14 +414,7 @@ test('live_updates_show_new_events_at_top_and_stop_when_off', async () => {
 });
 
 test('live_updates_resume_after_a_drop_without_loss_or_duplicates', async () => {
-  const page = await newPage({ url: '/?q=name%3Aresume-pod', init: () => {
-    // Keep the page's sockets reachable, to cut the connection as a network drop would.
-    const Native = window.WebSocket;
-    window.__sockets = [];
-    window.WebSocket = class extends Native {
-      constructor(...args) { super(...args); window.__sockets.push(this); }
-    };
-  } });
+  const page = await newPage({ url: '/?q=name%3Aresume-pod', init: captureSockets });
   await page.click('#live-toggle');
   await page.waitForSelector('#live-indicator[data-state="streaming"]');
   await ingest([{ id: 'resume-1', tenant: 'acct_alpha', actor: alice, action: 'create', resource: { type: 'pod', name: 'resume-pod' } }]);
@@ -434,13 +437,7 @@ test('live_reconnect_refused_for_a_revoked_token_signs_out', async () => {
   const created = JSON.parse(await apiCall('POST', '/v1/tokens', {
     body: JSON.stringify({ name: 'browser-test-revoked', role: 'read', tenants: ['acct_alpha'] }),
   }));
-  const page = await newPage({ token: created.token, init: () => {
-    const Native = window.WebSocket;
-    window.__sockets = [];
-    window.WebSocket = class extends Native {
-      constructor(...args) { super(...args); window.__sockets.push(this); }
-    };
-  } });
+  const page = await newPage({ token: created.token, init: captureSockets });
   await page.click('#live-toggle');
   await page.waitForSelector('#live-indicator[data-state="streaming"]');
   // Offline while the token is revoked, so that no reconnection gets in before it (the

@@ -1394,11 +1394,10 @@ fn server_ingest_answers_name_body_lines_with_blank_lines_counted() {
     assert_eq!(lines, [1, 4]);
 }
 
-/// Sends `pieces` as one POST /v1/events body (Content-Length), pausing between pieces so that
-/// the server sees them arrive apart, and returns the status and the JSON answer.
-fn post_in_pieces(server: &ServerProcess, pieces: &[&[u8]]) -> (u16, Value) {
+/// Sends `pieces` as a POST /v1/events body declared `length` bytes long, pausing 100 ms after
+/// each, and returns the raw answer (status line, headers and body).
+fn post_raw(server: &ServerProcess, length: usize, pieces: &[&[u8]]) -> String {
     use std::io::Read;
-    let length: usize = pieces.iter().map(|p| p.len()).sum();
     let mut socket = TcpStream::connect(server.addr).expect("connect");
     socket
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -1415,7 +1414,15 @@ fn post_in_pieces(server: &ServerProcess, pieces: &[&[u8]]) -> (u16, Value) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut answer = String::new();
-    socket.read_to_string(&mut answer).unwrap();
+    let _ = socket.read_to_string(&mut answer);
+    answer
+}
+
+/// Sends `pieces` as one POST /v1/events body (Content-Length), pausing between pieces so that
+/// the server sees them arrive apart, and returns the status and the JSON answer.
+fn post_in_pieces(server: &ServerProcess, pieces: &[&[u8]]) -> (u16, Value) {
+    let length: usize = pieces.iter().map(|p| p.len()).sum();
+    let answer = post_raw(server, length, pieces);
     let status = answer[9..12].parse().unwrap();
     let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
     // A chunked answer: the JSON is the line that starts with `{`.
@@ -1476,25 +1483,12 @@ fn server_ingest_body_arriving_in_pieces_is_parsed_as_one() {
 /// answered 408 after `ingest_body_seconds`, and nothing of it is stored.
 #[test]
 fn server_ingest_body_that_stops_arriving_is_answered_408() {
-    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start_with_config(dir.path(), "ingest_body_seconds = 1\n");
     let body = ndjson(&[marked_event("acct_slow", 0)]);
-    let mut socket = TcpStream::connect(server.addr).expect("connect");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(
-        socket,
-        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len() + 100
-    )
-    .unwrap();
-    socket.write_all(&body).unwrap();
+    // 100 bytes more declared than ever sent.
     let started = std::time::Instant::now();
-    let mut answer = String::new();
-    let _ = socket.read_to_string(&mut answer);
+    let answer = post_raw(&server, body.len() + 100, &[&body]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("ingest_body_seconds"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(15));
