@@ -37,9 +37,9 @@ pub fn recorded_query(raw: Option<&str>) -> String {
 
 /// Records one self-audit event, durably, before the access it records is given: a failure
 /// is the caller's to refuse that access with (503: the store refuses writes), so nothing is
-/// read, streamed or granted off the record. The event does not
-/// wait for room in the tail (`AppendHints::skip_tail_bound`): a client keeping ingest at the
-/// tail's bound must not be able to hold every reader off, nor an access go unrecorded.
+/// read, streamed or granted off the record. The event does not wait for room in the tail
+/// (`AppendHints::skip_tail_bound`): a client keeping ingest at the tail's bound must not be
+/// able to hold every reader off, nor an access go unrecorded.
 pub fn record(
     state: &AppState,
     principal: &Principal,
