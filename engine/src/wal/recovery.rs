@@ -106,16 +106,25 @@ pub fn recover_with<P: Send>(
             keep.push((first_seq, path));
             continue;
         }
-        if is_last {
+        // The newest file is read from the disk (see `settle_newest`), where a bad sector is
+        // likeliest: read, not mapped, so that a read error is an error naming the file and
+        // the offset rather than a SIGBUS when the mapping touches it. It is at most one WAL
+        // file (`wal_file_bytes`, 64 MiB by default).
+        let read;
+        let map;
+        let bytes: &[u8] = if is_last {
             settle_newest(vfs, &path)?;
-        }
-        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        // SAFETY: WAL files are only appended to by this process, which is not writing yet.
-        // Mapping avoids copying (and page-faulting a copy of) every byte of the log; populating
-        // the whole mapping at once is cheaper than faulting it in page by page.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
-            .map_err(|e| Error::io(&path, e))?;
-        let bytes: &[u8] = &map;
+            read = read_whole(&path)?;
+            &read
+        } else {
+            let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            // SAFETY: WAL files are only appended to by this process, which is not writing
+            // yet. Mapping avoids copying (and page-faulting a copy of) every byte of the log;
+            // populating the whole mapping at once is cheaper than faulting it in page by page.
+            map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+                .map_err(|e| Error::io(&path, e))?;
+            &map
+        };
         if is_last && bytes.len() < FILE_HEADER_BYTES {
             // A crash while the newest file was being created: it never held a record.
             vfs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -124,7 +133,6 @@ pub fn recover_with<P: Send>(
             continue;
         }
         let scanned = scan_with(&path, bytes, sealed_through, prepare)?;
-        drop(map);
         if scanned.header.first_seq != first_seq {
             return Err(Error::Corrupt {
                 path,
@@ -201,6 +209,29 @@ pub fn recover_with<P: Send>(
     }
     recovered.files = keep;
     Ok(recovered)
+}
+
+/// Reads a whole file a MiB at a time; a read error names the offset it failed at.
+fn read_whole(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let length = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+    let mut piece = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut piece) {
+            Ok(0) => return Ok(bytes),
+            Ok(read) => bytes.extend_from_slice(&piece[..read]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: bytes.len() as u64,
+                    reason: format!("the disk could not read the wal file here: {e}"),
+                })
+            }
+        }
+    }
 }
 
 /// Makes the newest WAL file's bytes durable, and then reads them from the disk, before the
