@@ -1318,21 +1318,48 @@
     for (let i = batch.length - 1; i >= 0; i--) {
       const event = batch[i];
       if (state.events.has(event.seq)) continue;
-      state.events.set(event.seq, event);
       fresh.push(event);
+    }
+    // The list is ordered newest first by (timestamp, seq), as the server pages it: a live
+    // event takes its place there, usually the top, lower when its sender stamped it earlier
+    // (a queued batch). One older than every row loaded while more pages remain is left to
+    // those pages.
+    fresh.sort((a, b) => (listedBefore(a, b) ? -1 : 1));
+    const topIndex = Math.floor(Math.max(0, stickyHeight() - el.rows.getBoundingClientRect().top) / state.rowHeight);
+    const merged = [];
+    let pushedDown = 0;
+    let j = 0;
+    for (const event of fresh) {
+      while (j < state.list.length && !listedBefore(event, state.list[j])) merged.push(state.list[j++]);
+      if (j === state.list.length && state.nextCursor) break;
+      if (j < topIndex) pushedDown++;
+      merged.push(event);
+      state.events.set(event.seq, event);
       if (mark) state.freshUntil.set(event.seq, freshUntil);
     }
-    if (!fresh.length && !skipped) return;
-    // A reader scrolled into the list keeps seeing the same rows: the new ones push the page down.
-    const scrolledIn = el.rows.getBoundingClientRect().top < stickyHeight() - 1;
-    state.list = fresh.concat(state.list);
+    const added = merged.length - j;
+    while (j < state.list.length) merged.push(state.list[j++]);
+    if (!added && !skipped) {
+      // Every one older than the rows loaded: not shown yet, but counted.
+      bumpTotal(fresh.filter(uncounted).length);
+      return;
+    }
+    state.list = merged;
     trimRows();
-    if (scrolledIn) window.scrollBy(0, fresh.length * state.rowHeight);
+    // A reader scrolled into the list keeps seeing the same rows: rows added above them push
+    // the page down.
+    if (pushedDown) window.scrollBy(0, pushedDown * state.rowHeight);
     invalidate();
     renderWindow();
     bumpTotal(fresh.filter(uncounted).length + skippedUncounted);
     updateListStatus();
     if (mark) setTimeout(expireFresh, 2100);
+  }
+
+  /** Whether `a` is listed above `b`: newer timestamp first, then higher seq (timestamps are
+   * RFC 3339 text in one fixed UTC format, so they compare as text). */
+  function listedBefore(a, b) {
+    return a.timestamp === b.timestamp ? a.seq > b.seq : a.timestamp > b.timestamp;
   }
 
   function expireFresh() {

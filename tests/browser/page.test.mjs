@@ -431,6 +431,24 @@ test('live_updates_resume_after_a_drop_without_loss_or_duplicates', async () => 
   await page.close();
 });
 
+test('live_events_take_their_place_by_timestamp', async () => {
+  // A live event stamped earlier by its sender (a queued batch) is listed where the list's
+  // order (newest first by timestamp) puts it, not on top.
+  const page = await newPage({ url: '/?q=name%3Alate-pod' });
+  await page.click('#live-toggle');
+  await page.waitForSelector('#live-indicator[data-state="streaming"]');
+  const at = (msAgo) => new Date(Date.now() - msAgo).toISOString();
+  const pod = (id, action, msAgo) => ({ id, tenant: 'acct_alpha', actor: alice, action, timestamp: at(msAgo), resource: { type: 'pod', name: 'late-pod' } });
+  await ingest([pod('late-a', 'create', 1_000)]);
+  await page.waitForFunction(() => document.querySelectorAll('#rows .row').length === 1, null, { timeout: 15_000 });
+  await ingest([pod('late-b', 'update', 600_000)]);
+  await page.waitForFunction(() => document.querySelectorAll('#rows .row').length === 2, null, { timeout: 15_000 });
+  await ingest([pod('late-c', 'delete', 0)]);
+  await page.waitForFunction(() => document.querySelectorAll('#rows .row').length === 3, null, { timeout: 15_000 });
+  assert.deepEqual(await rowData(page, 'action'), ['delete', 'create', 'update']);
+  await page.close();
+});
+
 test('live_reconnect_refused_for_a_revoked_token_signs_out', async () => {
   // A token revoked while its stream was down: the reconnection's handshake is refused (the
   // browser says only "1006"), and the page signs out instead of retrying for ever.
