@@ -772,6 +772,10 @@ fn server_stream_delivers_live_events_and_resumes_without_gap_or_duplicate() {
     assert_eq!(got, expected, "resume under concurrent ingest");
     // The live-only stream saw the concurrent batches too, in order.
     assert_eq!(live.next_seqs(c.len(), tenant), c);
+    // And nothing more: the next event each delivers is the next one stored.
+    let c_next = acked_seqs(&ingest(&server, admin, &batch(1)));
+    assert_eq!(resumed.next_seqs(1, tenant), c_next, "after the resume");
+    assert_eq!(live.next_seqs(1, tenant), c_next, "after the live events");
 
     // Seal part of it, add more (left in the WAL and the tail), then SIGKILL and restart.
     flush(&server, admin);
@@ -793,12 +797,21 @@ fn server_stream_delivers_live_events_and_resumes_without_gap_or_duplicate() {
     let expected: Vec<u64> = b[4..]
         .iter()
         .chain(&c)
+        .chain(&c_next)
         .chain(&d)
         .chain(&e)
         .copied()
         .collect();
     let got = after_restart.next_seqs(expected.len(), tenant);
     assert_eq!(got, expected, "resume across a restart");
+    // Nothing more than those: the next event delivered is the next one stored (a duplicate
+    // or stray event after the expected ones would come first).
+    let e_next = acked_seqs(&ingest(&server, admin, &batch(1)));
+    assert_eq!(
+        after_restart.next_seqs(1, tenant),
+        e_next,
+        "after the resume"
+    );
     // The reader's query sees exactly the same events, in the same order.
     let stored: Vec<u64> = query_all(&server, &reader, "order=oldest")
         .iter()
@@ -808,8 +821,10 @@ fn server_stream_delivers_live_events_and_resumes_without_gap_or_duplicate() {
         .iter()
         .chain(&b)
         .chain(&c)
+        .chain(&c_next)
         .chain(&d)
         .chain(&e)
+        .chain(&e_next)
         .copied()
         .collect();
     assert_eq!(stored, all, "query after restart");
