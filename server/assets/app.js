@@ -71,6 +71,8 @@
     total: null,
     /** The last seq the total counts (its answer's `last_seq`): live events after it add to it. */
     totalSeq: null,
+    /** The last seq the list's first page was read up to. */
+    listSeq: null,
     selectedSeq: null,
     openSeq: null,
     /** Numbers the drawer's event requests: a late answer to an older one is dropped. */
@@ -354,6 +356,8 @@
     list.then((page) => {
       if (!ours()) return;
       renderFirstPage(page);
+      state.listSeq = typeof page.last_seq === 'number' ? page.last_seq : null;
+      reconcileTotal();
       if (state.live) restartStream(page.last_seq);
     }, fail);
 
@@ -366,6 +370,7 @@
         if (!f[key] && state.total === null) {
           setTotal(answer.total);
           state.totalSeq = typeof answer.last_seq === 'number' ? answer.last_seq : null;
+          reconcileTotal();
         }
       }, fail);
     }
@@ -378,11 +383,13 @@
       if (every && state.total === null) {
         setTotal(answer.buckets.reduce((sum, b) => sum + b.count, 0));
         state.totalSeq = typeof answer.last_seq === 'number' ? answer.last_seq : null;
+        reconcileTotal();
       }
     }, fail);
 
     state.total = null;
     state.totalSeq = null;
+    state.listSeq = null;
     el.total.textContent = '';
     updateCaption();
     // Tests and tools can wait for a view to settle: data-ready turns true once every request of
@@ -1272,6 +1279,20 @@
       bumpTotal(dropped.filter(uncountedInTotal).length);
     }
     scheduleFlush();
+  }
+
+  /**
+   * A total read from an older snapshot than the list (its last seq below the list's) misses
+   * the matching events committed in between: the live feed starts after the list's last seq,
+   * so it never brings them. Those the list shows are added (the newest, so nearly always all
+   * of them), and the total then counts up to the list's last seq.
+   */
+  function reconcileTotal() {
+    if (state.total === null || state.totalSeq === null || state.listSeq === null) return;
+    if (state.listSeq <= state.totalSeq) return;
+    const missed = state.list.filter((e) => e.seq > state.totalSeq && e.seq <= state.listSeq).length;
+    state.totalSeq = state.listSeq;
+    if (missed) setTotal(state.total + missed);
   }
 
   /** Whether a live event is past what the total counted (see `state.totalSeq`). */
