@@ -73,6 +73,8 @@
     totalSeq: null,
     /** The last seq the list's first page was read up to. */
     listSeq: null,
+    /** Live events older than every loaded row that arrived while a page was being read. */
+    deferred: [],
     selectedSeq: null,
     openSeq: null,
     /** Numbers the drawer's event requests: a late answer to an older one is dropped. */
@@ -434,6 +436,7 @@
     invalidate();
     state.nextCursor = null;
     state.trimmed = false;
+    state.deferred = [];
     state.selectedSeq = null;
     el.grid.removeAttribute('aria-activedescendant');
   }
@@ -603,6 +606,13 @@
       if (state.trimmed) return;
       appendRows(page.events);
       state.nextCursor = page.next_cursor;
+      // Live events older than every row loaded, which arrived while this page was read:
+      // those it did not bring, and whose place it now loaded, are merged in; the others
+      // come with the next page (read after they were stored).
+      const deferred = state.deferred.filter((e) => !state.events.has(e.seq));
+      state.deferred = [];
+      deferred.sort((a, b) => (listedBefore(a, b) ? -1 : 1));
+      if (deferred.length) mergeIntoList(deferred, 0, { defer: false });
       // At most ROWS_MAX rows, as live updates keep it: past it, export gets the rest.
       if (state.list.length >= ROWS_MAX) trimRows();
       if (state.list.length >= ROWS_MAX) {
@@ -1268,7 +1278,13 @@
   }
 
   function enqueue(event) {
-    if (state.events.has(event.seq) || state.pendingSeqs.has(event.seq)) return;
+    if (state.pendingSeqs.has(event.seq)) return;
+    if (state.events.has(event.seq)) {
+      // Listed already by a page read after it was stored (an event stamped earlier than the
+      // rows shown): not shown twice, but counted once, here, if the total was read before it.
+      if (uncountedInTotal(event)) bumpTotal(1);
+      return;
+    }
     state.pendingSeqs.add(event.seq);
     state.pending.push(event);
     if (state.pending.length > ROWS_MAX * 2) {
@@ -1289,9 +1305,18 @@
    */
   function reconcileTotal() {
     if (state.total === null || state.totalSeq === null || state.listSeq === null) return;
-    if (state.listSeq <= state.totalSeq) return;
-    const missed = state.list.filter((e) => e.seq > state.totalSeq && e.seq <= state.listSeq).length;
-    state.totalSeq = state.listSeq;
+    // Every row listed past what the count read: those between the two snapshots, and live
+    // ones flushed while the count was not known yet (they added nothing then).
+    const counted = state.totalSeq;
+    let missed = 0;
+    let top = Math.max(counted, state.listSeq);
+    for (const event of state.list) {
+      if (event.seq > counted) {
+        missed++;
+        if (event.seq > top) top = event.seq;
+      }
+    }
+    state.totalSeq = top;
     if (missed) setTotal(state.total + missed);
   }
 
@@ -1346,26 +1371,12 @@
     // (a queued batch). One older than every row loaded while more pages remain is left to
     // those pages.
     fresh.sort((a, b) => (listedBefore(a, b) ? -1 : 1));
-    const topIndex = Math.floor(Math.max(0, stickyHeight() - el.rows.getBoundingClientRect().top) / state.rowHeight);
-    const merged = [];
-    let pushedDown = 0;
-    let j = 0;
-    for (const event of fresh) {
-      while (j < state.list.length && !listedBefore(event, state.list[j])) merged.push(state.list[j++]);
-      if (j === state.list.length && state.nextCursor) break;
-      if (j < topIndex) pushedDown++;
-      merged.push(event);
-      state.events.set(event.seq, event);
-      if (mark) state.freshUntil.set(event.seq, freshUntil);
-    }
-    const added = merged.length - j;
-    while (j < state.list.length) merged.push(state.list[j++]);
+    const { added, pushedDown } = mergeIntoList(fresh, mark ? freshUntil : 0);
     if (!added && !skipped) {
       // Every one older than the rows loaded: not shown yet, but counted.
       bumpTotal(fresh.filter(uncounted).length);
       return;
     }
-    state.list = merged;
     trimRows();
     // A reader scrolled into the list keeps seeing the same rows: rows added above them push
     // the page down.
@@ -1375,6 +1386,36 @@
     bumpTotal(fresh.filter(uncounted).length + skippedUncounted);
     updateListStatus();
     if (mark) setTimeout(expireFresh, 2100);
+  }
+
+  /**
+   * Merges `events` (newest first) into the list where its order puts them; one older than
+   * every row loaded while more pages remain is left to those pages, or, while a page is being
+   * read (its answer may predate the event), kept in `state.deferred` until it comes. Marks
+   * the rows added as new until `freshUntil` (0: not marked). Returns how many rows were added
+   * and how many of them above the rows the reader is looking at.
+   */
+  function mergeIntoList(events, freshUntil, { defer = true } = {}) {
+    // How far the reader scrolled into the list (a row scrolled partly out counts as out).
+    const offset = stickyHeight() - el.rows.getBoundingClientRect().top;
+    const merged = [];
+    let pushedDown = 0;
+    let j = 0;
+    for (const event of events) {
+      while (j < state.list.length && !listedBefore(event, state.list[j])) merged.push(state.list[j++]);
+      if (j === state.list.length && state.nextCursor) {
+        if (defer && state.loadingMore) state.deferred.push(event);
+        continue;
+      }
+      if (j * state.rowHeight < offset - 1) pushedDown++;
+      merged.push(event);
+      state.events.set(event.seq, event);
+      if (freshUntil) state.freshUntil.set(event.seq, freshUntil);
+    }
+    const added = merged.length - j;
+    while (j < state.list.length) merged.push(state.list[j++]);
+    if (added) state.list = merged;
+    return { added, pushedDown };
   }
 
   /** Whether `a` is listed above `b`: newer timestamp first, then higher seq (timestamps are
