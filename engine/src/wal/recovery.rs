@@ -211,7 +211,8 @@ pub fn recover_with<P: Send>(
     Ok(recovered)
 }
 
-/// Reads a whole file a MiB at a time; a read error names the offset it failed at.
+/// Reads a whole file a MiB at a time; a read error of the disk (EIO) is corruption at the
+/// offset it failed at.
 fn read_whole(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -223,13 +224,16 @@ fn read_whole(path: &Path) -> Result<Vec<u8>> {
             Ok(0) => return Ok(bytes),
             Ok(read) => bytes.extend_from_slice(&piece[..read]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
+            // A sector the disk cannot read is damage, at its offset; anything else (out of
+            // memory, a file system gone) is the environment's.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => {
                 return Err(Error::Corrupt {
                     path: path.to_path_buf(),
                     offset: bytes.len() as u64,
                     reason: format!("the disk could not read the wal file here: {e}"),
                 })
             }
+            Err(e) => return Err(Error::io(path, e)),
         }
     }
 }
