@@ -204,12 +204,21 @@
     return BUCKETS.find(([, ms]) => span / ms <= 60) || BUCKETS[BUCKETS.length - 1];
   }
 
+  /** The last change that made a history entry: which filters, and when. */
+  let lastPush = { what: '', at: -Infinity };
+
   function setFilters(changes, { push = true } = {}) {
     state.filters = { ...state.filters, ...changes };
     const url = urlOfFilters(state.filters);
     if (url !== location.pathname + location.search + location.hash) {
-      if (push) history.pushState(null, '', url);
+      // Steps through one control's options in quick succession (arrow keys on a select)
+      // make one history entry, not one per option passed: Back returns to before them.
+      const what = Object.keys(changes).sort().join(',');
+      const now = performance.now();
+      const same = lastPush.what === what && now - lastPush.at < 1500;
+      if (push && !same) history.pushState(null, '', url);
       else history.replaceState(null, '', url);
+      if (push) lastPush = { what, at: now };
     }
     syncControls();
     refresh();

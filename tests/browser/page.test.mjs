@@ -585,6 +585,24 @@ test('url_holds_filters_across_reload', async () => {
   await page.close();
 });
 
+test('stepping_through_a_select_with_arrow_keys_makes_one_history_entry', async () => {
+  const page = await newPage();
+  const start = page.url();
+  const entries = await page.evaluate(() => history.length);
+  await page.focus('#f-type');
+  for (let i = 0; i < 3; i++) {
+    await page.keyboard.press('ArrowDown');
+    await settled(page);
+  }
+  assert.match(page.url(), /type=/);
+  assert.equal(await page.evaluate(() => history.length), entries + 1);
+  // Back returns to before the steps, not to the step before the last.
+  await page.goBack();
+  await settled(page);
+  assert.equal(page.url(), start);
+  await page.close();
+});
+
 test('keyboard_moves_selection_and_opens_details', async () => {
   const page = await newPage();
   await page.focus('#grid');
