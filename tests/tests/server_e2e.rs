@@ -1694,6 +1694,13 @@ fn cli_tail_follows_the_stream_across_a_restart_without_gap_or_duplicate() {
     )));
     seen.extend(tail.next_seqs(10));
     assert_eq!(seen, acked);
+    // And nothing more: the next line it prints is the next event stored.
+    let next = acked_seqs(&ingest(
+        &server,
+        ADMIN_TOKEN,
+        &ten_events("acct_tail", 20, base)[..1],
+    ));
+    assert_eq!(tail.next_seqs(1), next);
 }
 
 #[test]
@@ -1727,6 +1734,12 @@ fn cli_tail_of_live_events_only_misses_none_across_a_restart() {
         &ten_events("acct_live", 10, base),
     ));
     assert_eq!(tail.next_seqs(10), acked);
+    let next = acked_seqs(&ingest(
+        &server,
+        ADMIN_TOKEN,
+        &ten_events("acct_live", 20, base)[..1],
+    ));
+    assert_eq!(tail.next_seqs(1), next, "nothing more before it");
 }
 
 #[test]
