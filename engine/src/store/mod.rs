@@ -378,42 +378,40 @@ impl Store {
     pub fn open(options: StoreOptions) -> Result<Self> {
         let inner = Arc::new(open::open_inner(options)?);
         let mut threads = Vec::new();
-        let commit_inner = Arc::clone(&inner);
-        threads.push(
+        // A thread named `name` running `work` on the store.
+        let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
-                .name("auditlog-commit".into())
-                .spawn(move || commit_inner.commit_loop())
-                .map_err(|e| Error::io("commit thread", e))?,
-        );
+                .name(name.into())
+                .spawn(work)
+                .map_err(|e| Error::io(name, e))
+        };
+        let commit_inner = Arc::clone(&inner);
+        threads.push(spawn(
+            "auditlog-commit",
+            Box::new(move || commit_inner.commit_loop()),
+        )?);
         let poison = inner.commit.lock().wal.poison();
         for _ in 0..inner.options.wal_syncs_in_flight.max(1) {
-            let sync_inner = Arc::clone(&inner);
-            let poison = poison.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("auditlog-sync".into())
-                    .spawn(move || sync_inner.sync_loop(poison))
-                    .map_err(|e| Error::io("sync thread", e))?,
-            );
+            let (sync_inner, poison) = (Arc::clone(&inner), poison.clone());
+            threads.push(spawn(
+                "auditlog-sync",
+                Box::new(move || sync_inner.sync_loop(poison)),
+            )?);
         }
         if inner.options.background {
             let background_inner = Arc::clone(&inner);
-            threads.push(
-                std::thread::Builder::new()
-                    .name("auditlog-seal".into())
-                    .spawn(move || background_inner.background_loop())
-                    .map_err(|e| Error::io("background thread", e))?,
-            );
+            threads.push(spawn(
+                "auditlog-seal",
+                Box::new(move || background_inner.background_loop()),
+            )?);
             // Its own thread: archiving a partition to another file system copies it, which
             // takes time in proportion to its size, and seals must go on meanwhile (the tail
             // fills in seconds under load).
             let retention_inner = Arc::clone(&inner);
-            threads.push(
-                std::thread::Builder::new()
-                    .name("auditlog-retain".into())
-                    .spawn(move || retention_inner.retention_loop())
-                    .map_err(|e| Error::io("retention thread", e))?,
-            );
+            threads.push(spawn(
+                "auditlog-retain",
+                Box::new(move || retention_inner.retention_loop()),
+            )?);
         }
         Ok(Self {
             inner,

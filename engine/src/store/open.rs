@@ -324,30 +324,39 @@ fn prepare_replayed(batch: &[StoredEvent]) -> PreparedBatch {
 /// published, or unpublished by a merge or retention, and partition directories left empty.
 /// Their events are still in the WAL or in the published segments.
 fn remove_orphans(dir: &Path, manifest: &Manifest, options: &StoreOptions) -> Result<()> {
-    let root = dir.join("segments");
     let listed = listed_stems(manifest);
+    let vfs = options.vfs.as_ref();
+    for day in partition_dirs(dir)? {
+        if remove_unlisted(vfs, &day, &listed)? == 0 {
+            vfs.remove_dir_all(&day).map_err(|e| Error::io(&day, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every directory under `segments/{class}/` of a data directory: the partition directories
+/// (and any set aside by retention), none when there is no `segments/` yet.
+fn partition_dirs(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let root = dir.join("segments");
     let classes = match std::fs::read_dir(&root) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(&root, e)),
     };
-    let vfs = options.vfs.as_ref();
+    let mut dirs = Vec::new();
     for class in classes {
         let class = class.map_err(|e| Error::io(&root, e))?.path();
         if !class.is_dir() {
             continue;
         }
-        for day in std::fs::read_dir(&class).map_err(|e| Error::io(&class, e))? {
-            let day = day.map_err(|e| Error::io(&class, e))?.path();
-            if !day.is_dir() {
-                continue;
-            }
-            if remove_unlisted(vfs, &day, &listed)? == 0 {
-                vfs.remove_dir_all(&day).map_err(|e| Error::io(&day, e))?;
+        for entry in std::fs::read_dir(&class).map_err(|e| Error::io(&class, e))? {
+            let path = entry.map_err(|e| Error::io(&class, e))?.path();
+            if path.is_dir() {
+                dirs.push(path);
             }
         }
     }
-    Ok(())
+    Ok(dirs)
 }
 
 /// Puts back a partition directory a retention pass set aside (`{class}/.{day}.dropping`, see
@@ -357,33 +366,23 @@ fn remove_orphans(dir: &Path, manifest: &Manifest, options: &StoreOptions) -> Re
 /// directory unmounted, the retention lengthened since) the store opens with the partition
 /// where it was, instead of refusing to open over segments it set aside itself.
 fn restore_set_aside(dir: &Path, vfs: &dyn crate::io::Vfs) -> Result<()> {
-    let root = dir.join("segments");
-    let Ok(classes) = std::fs::read_dir(&root) else {
-        return Ok(());
-    };
-    for class in classes {
-        let class = class.map_err(|e| Error::io(&root, e))?.path();
-        if !class.is_dir() {
+    for aside in partition_dirs(dir)? {
+        let name = aside
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(day) = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".dropping"))
+        else {
             continue;
-        }
-        for entry in std::fs::read_dir(&class).map_err(|e| Error::io(&class, e))? {
-            let aside = entry.map_err(|e| Error::io(&class, e))?.path();
-            let name = aside
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let Some(day) = name
-                .strip_prefix('.')
-                .and_then(|n| n.strip_suffix(".dropping"))
-            else {
-                continue;
-            };
-            let place = class.join(day);
-            if aside.is_dir() && !place.exists() {
-                vfs.rename(&aside, &place)
-                    .map_err(|e| Error::io(&aside, e))?;
-                vfs.sync_dir(&class).map_err(|e| Error::io(&class, e))?;
-            }
+        };
+        let place = aside.with_file_name(day);
+        if !place.exists() {
+            vfs.rename(&aside, &place)
+                .map_err(|e| Error::io(&aside, e))?;
+            let class = aside.parent().unwrap_or(dir);
+            vfs.sync_dir(class).map_err(|e| Error::io(class, e))?;
         }
     }
     Ok(())

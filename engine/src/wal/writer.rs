@@ -186,6 +186,17 @@ fn random_salt() -> u64 {
     hasher.finish()
 }
 
+/// Removes `paths` (files of `dir`) and then fsyncs `dir` once, if there were any.
+fn remove_durably(vfs: &dyn Vfs, dir: &Path, paths: &[PathBuf]) -> Result<()> {
+    for path in paths {
+        vfs.remove_file(path).map_err(|e| Error::io(path, e))?;
+    }
+    if !paths.is_empty() {
+        vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
 impl WalWriter {
     /// Starts a writer whose next record goes to a new file starting at `next_seq`.
     /// `existing` lists the WAL files already on disk (oldest first) that still hold unsealed
@@ -205,18 +216,11 @@ impl WalWriter {
             .filter(|(name, _)| name.ends_with(NEW_FILE_SUFFIX))
             .map(|(_, path)| path)
             .collect();
-        for path in &unfinished {
-            vfs.remove_file(path).map_err(|e| Error::io(path, e))?;
-        }
-        if !unfinished.is_empty() {
-            vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-        }
+        remove_durably(vfs.as_ref(), dir, &unfinished)?;
         let mut spares = list_spares(dir)?;
         if spares.len() > SPARE_FILES {
-            for extra in spares.drain(..spares.len() - SPARE_FILES) {
-                vfs.remove_file(&extra).map_err(|e| Error::io(&extra, e))?;
-            }
-            vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+            let extra: Vec<PathBuf> = spares.drain(..spares.len() - SPARE_FILES).collect();
+            remove_durably(vfs.as_ref(), dir, &extra)?;
         }
         let spares = Arc::new(Mutex::new(spares));
         // A file named for `next_seq` or a later seq holds no event (recovery found none at
@@ -233,12 +237,7 @@ impl WalWriter {
             .filter(|(first, _)| *first > next_seq)
             .map(|(_, path)| path)
             .collect();
-        for path in &later {
-            vfs.remove_file(path).map_err(|e| Error::io(path, e))?;
-        }
-        if !later.is_empty() {
-            vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-        }
+        remove_durably(vfs.as_ref(), dir, &later)?;
         let existing = existing.into_iter();
         let Started {
             file,
