@@ -290,6 +290,95 @@ fn store_merges_stay_within_merge_bytes_max() {
     assert_eq!(store.stats().segments, 5, "two segments merged, not six");
 }
 
+/// A merge holds its rows decoded, and long repetitive values compress so well that neither
+/// rows nor file bytes bound that: it holds at most `tail_bytes_max` of decoded events. The
+/// first pass finds its six inputs (about 850 KB each decoded, a few KB each on disk) too
+/// large together and merges nothing; later passes choose within the bound by the sizes it
+/// measured, so the six become pairs, never three or more in one merge.
+#[test]
+fn store_merges_hold_at_most_tail_bytes_max_of_decoded_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_us();
+    let mut opts = options(dir.path());
+    opts.tail_bytes_max = 2 << 20;
+    let store = Store::open(opts).unwrap();
+    let blob = "a".repeat(16_000);
+    for round in 0..6u64 {
+        let batch: Vec<Event> = (0..50)
+            .map(|n| Event {
+                details: Some(format!(r#"{{"blob":"{blob}","n":{n}}}"#).into()),
+                ..event("acct_1", round * 100 + n, now)
+            })
+            .collect();
+        store.append(batch).unwrap();
+        store.seal().unwrap();
+    }
+    let before = store.read_all().unwrap();
+    let snapshot = store.snapshot();
+    let file_bytes: u64 = snapshot.segments.iter().map(|s| s.entry.bytes).sum();
+    assert!(
+        file_bytes < 200_000,
+        "compressible rows: {file_bytes} bytes"
+    );
+    drop(snapshot);
+    assert_eq!(store.merge().unwrap(), 0, "six inputs are over the bound");
+    assert_eq!(store.stats().segments, 6);
+    let mut merges = 0;
+    while store.merge().unwrap() > 0 {
+        merges += 1;
+        assert!(merges <= 6, "merges go on without end");
+    }
+    assert_eq!(merges, 3);
+    let snapshot = store.snapshot();
+    let rows: Vec<u64> = snapshot.segments.iter().map(|s| s.entry.rows).collect();
+    assert_eq!(rows, vec![100, 100, 100], "pairs only");
+    drop(snapshot);
+    assert_eq!(store.read_all().unwrap(), before);
+}
+
+/// EVENT.md lets `actor.id` be as long as the event allows, and a segment's dictionary of a
+/// column is one chunk of at most `chunk_bytes_max` bytes (256 MiB in the format): a seal
+/// whose partition has more distinct long values than fit cuts the partition into several
+/// segments instead of failing (and failing again at every attempt while the tail fills).
+/// Shown here with a 64 KiB chunk limit and 2 KB ids.
+#[test]
+fn store_seal_splits_a_partition_whose_dictionaries_would_not_fit_one_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_us();
+    let mut opts = options(dir.path());
+    opts.encode.chunk_bytes_max = 64 << 10;
+    let encode = opts.encode.clone();
+    let store = Store::open(opts.clone()).unwrap();
+    let events: Vec<Event> = (0..100u64)
+        .map(|n| {
+            let mut event = event("acct_1", n, now);
+            event.actor.id = Some(format!("{n:04}{}", "x".repeat(2000)).into());
+            event
+        })
+        .collect();
+    store.append(events.clone()).unwrap();
+    // One segment of them all is refused by the encoder: the split is what makes it work.
+    let stored = store.read_all().unwrap();
+    let whole = auditlog_engine::segment::encode_segment(99, &stored, &encode);
+    assert!(
+        matches!(whole, Err(Error::BatchTooLarge { .. })),
+        "{:?}",
+        whole.map(|_| ())
+    );
+    store.seal().unwrap();
+    let segments = store.stats().segments;
+    assert!(segments >= 4, "{segments} segments");
+    assert_eq!(store.read_all().unwrap(), stored);
+    drop(store);
+    let store = Store::open(opts).unwrap();
+    assert_eq!(store.read_all().unwrap(), stored);
+    assert!(store
+        .read_all()
+        .unwrap()
+        .iter()
+        .all(|e| e.event.actor.id.as_ref().unwrap().len() == 2004));
+}
+
 /// A partition directory a retention pass set aside (`.{day}.dropping`) and did not remove
 /// before the process stopped is put back when nothing took its place: the store opens with
 /// it (here there is no archive to finish the move with).

@@ -46,6 +46,16 @@ pub struct EncodeOptions {
     /// about one block's chunk) costs more than it saves.
     #[serde(default)]
     pub text_dictionary_min_blocks: usize,
+    /// Largest decoded chunk the encoder writes: at most, and by default,
+    /// [`CHUNK_RAW_BYTES_MAX`], the format's limit (a lower figure is for tests). A segment
+    /// whose dictionary of one column would be larger is refused (`BatchTooLarge`); sealing
+    /// cuts a partition's rows with [`split_for_chunk_limit`] so that it never meets that.
+    #[serde(default = "chunk_bytes_max_default")]
+    pub chunk_bytes_max: u32,
+}
+
+fn chunk_bytes_max_default() -> u32 {
+    CHUNK_RAW_BYTES_MAX
 }
 
 impl Default for EncodeOptions {
@@ -58,8 +68,68 @@ impl Default for EncodeOptions {
             filter_bits_per_key: 10,
             text_dictionary_rows: 2048,
             text_dictionary_min_blocks: 4,
+            chunk_bytes_max: CHUNK_RAW_BYTES_MAX,
         }
     }
+}
+
+/// The value of each dictionary column of `event` ([`DICTIONARY_COLUMNS`] order).
+fn dictionary_values(event: &crate::event::Event) -> [Option<&str>; DICTIONARY_COLUMNS.len()] {
+    [
+        Some(event.tenant.as_str()),
+        event.project.as_deref(),
+        event.actor.id.as_deref(),
+        event.actor.email.as_deref(),
+        event.actor.ip.as_deref(),
+        event.actor.user_agent.as_deref(),
+        Some(event.action.as_str()),
+        Some(event.resource.kind.as_str()),
+        event.resource.id.as_deref(),
+        event.resource.name.as_deref(),
+    ]
+}
+
+/// Cuts `rows` into consecutive runs, in their order, each of which encodes as one segment
+/// whose dictionaries fit in chunks of `chunk_bytes_max` bytes: a dictionary chunk holds every
+/// distinct value of its column, and EVENT.md lets a value be as long as the event (64 KiB for
+/// `actor.id`), so a few thousand distinct long values would make a chunk the format refuses.
+/// The bound counts every row's value (distinct or not, with its length's varint), so it is
+/// never exceeded; typical events (values under 100 bytes) fill it only past two million rows,
+/// and then one run is returned, as it is for any input that fits.
+///
+/// ```
+/// use auditlog_engine::segment::split_for_chunk_limit;
+/// let rows = Vec::new();
+/// assert!(split_for_chunk_limit(&rows, 1 << 20).is_empty());
+/// ```
+pub fn split_for_chunk_limit<'r, 'e>(
+    rows: &'r [&'e StoredEvent],
+    chunk_bytes_max: u32,
+) -> Vec<&'r [&'e StoredEvent]> {
+    let limit = u64::from(chunk_bytes_max.min(CHUNK_RAW_BYTES_MAX));
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut sums = [0u64; DICTIONARY_COLUMNS.len()];
+    for (index, row) in rows.iter().enumerate() {
+        let values = dictionary_values(&row.event);
+        let sizes = values.map(|value| value.map_or(0, |v| v.len() as u64 + 10));
+        let over = sums
+            .iter()
+            .zip(&sizes)
+            .any(|(sum, size)| sum + size > limit);
+        if over && index > start {
+            runs.push(&rows[start..index]);
+            start = index;
+            sums = [0; DICTIONARY_COLUMNS.len()];
+        }
+        for (sum, size) in sums.iter_mut().zip(sizes) {
+            *sum += size;
+        }
+    }
+    if start < rows.len() {
+        runs.push(&rows[start..]);
+    }
+    runs
 }
 
 /// Largest accepted `block_rows`.
@@ -94,18 +164,7 @@ impl<'r> Row<'r> {
     #[inline]
     fn collect(row: &'r StoredEvent, builders: &mut [DictionaryBuilder; 10]) -> Row<'r> {
         let event = &row.event;
-        let values = [
-            Some(event.tenant.as_str()),
-            event.project.as_deref(),
-            event.actor.id.as_deref(),
-            event.actor.email.as_deref(),
-            event.actor.ip.as_deref(),
-            event.actor.user_agent.as_deref(),
-            Some(event.action.as_str()),
-            Some(event.resource.kind.as_str()),
-            event.resource.id.as_deref(),
-            event.resource.name.as_deref(),
-        ];
+        let values = dictionary_values(event);
         let mut codes = [0u32; DICTIONARY_COLUMNS.len()];
         for ((code, builder), value) in codes.iter_mut().zip(builders.iter_mut()).zip(values) {
             *code = builder.push(value);
@@ -160,6 +219,8 @@ fn text_slot(column: Column) -> usize {
 /// Compresses and checksums chunks and appends them to the file.
 struct ChunkWriter {
     segment_id: u64,
+    /// [`EncodeOptions::chunk_bytes_max`], at most [`CHUNK_RAW_BYTES_MAX`].
+    chunk_bytes_max: u32,
     compressor: zstd::bulk::Compressor<'static>,
     /// For chunks compressed against a text dictionary.
     dictionary_context: zstd::zstd_safe::CCtx<'static>,
@@ -174,7 +235,7 @@ struct TextDictionary {
 }
 
 impl ChunkWriter {
-    fn new(segment_id: u64) -> Result<Self> {
+    fn new(segment_id: u64, chunk_bytes_max: u32) -> Result<Self> {
         let mut compressor =
             zstd::bulk::Compressor::new(3).map_err(|e| zstd_error(segment_id, e))?;
         // The directory records the raw length and the crc; the frame needs neither.
@@ -186,6 +247,7 @@ impl ChunkWriter {
             .map_err(|e| zstd_error(segment_id, e))?;
         Ok(ChunkWriter {
             segment_id,
+            chunk_bytes_max: chunk_bytes_max.min(CHUNK_RAW_BYTES_MAX),
             compressor,
             dictionary_context: zstd::zstd_safe::CCtx::try_create().ok_or_else(|| {
                 zstd_error(
@@ -214,11 +276,11 @@ impl ChunkWriter {
         tail_len: usize,
         dictionary: Option<&TextDictionary>,
     ) -> Result<ChunkRef> {
-        if raw.len() as u64 > u64::from(CHUNK_RAW_BYTES_MAX) {
+        if raw.len() as u64 > u64::from(self.chunk_bytes_max) {
             return Err(Error::BatchTooLarge {
-                what: "segment chunk bytes (lower block_rows)",
+                what: "segment chunk bytes (lower block_rows, or split the rows)",
                 found: raw.len() as u64,
-                limit: u64::from(CHUNK_RAW_BYTES_MAX),
+                limit: u64::from(self.chunk_bytes_max),
             });
         }
         let mut codec = CODEC_RAW;
@@ -411,7 +473,7 @@ pub fn encode_segment_refs(
     };
     let text_dictionaries = build_text_dictionaries(segment_id, &sorted, &context, options)?;
     let mut scratch = Scratch::default();
-    let mut writer = ChunkWriter::new(segment_id)?;
+    let mut writer = ChunkWriter::new(segment_id, options.chunk_bytes_max)?;
     let mut raw = Vec::new();
     let mut blocks = Vec::with_capacity(rows.len().div_ceil(options.block_rows));
     let mut first_row = 0u64;

@@ -64,7 +64,9 @@ pub use bloom::key_hash;
 pub use decoder::{BlockMeta, Segment};
 pub use dictionary::Dictionary;
 pub(crate) use dictionary::FxHasher;
-pub use encoder::{encode_segment, encode_segment_refs, EncodeOptions, EncodedSegment};
+pub use encoder::{
+    encode_segment, encode_segment_refs, split_for_chunk_limit, EncodeOptions, EncodedSegment,
+};
 pub use footer::FOOTER_LEN;
 pub use format::{get_varint, put_varint, VarintError};
 pub use format::{

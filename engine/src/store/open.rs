@@ -245,6 +245,7 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
         retention_pass: Mutex::new(()),
         deferred_index: Mutex::new(deferred),
         merge_failed: Mutex::new(HashMap::new()),
+        merge_decoded: Mutex::new(HashMap::new()),
         archiving: Mutex::new(std::collections::HashSet::new()),
         pacing: Mutex::new(super::pacing::Pacing::default()),
         tail_room_lock: Mutex::new(()),

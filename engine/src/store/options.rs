@@ -63,7 +63,9 @@ pub struct StoreOptions {
     /// with large `details` or `changes` decode to far more memory than generated events'
     /// ~1.4 KiB, and a merge holds all its rows decoded. Default 32 MiB of segment files:
     /// ~850,000 typical events (so `merge_rows_max` decides for them), ~30,000 rows of 8 KiB
-    /// events (a few hundred MB decoded).
+    /// events (a few hundred MB decoded). Long repetitive values compress so well that file
+    /// bytes do not bound the decoded size either: a merge also holds at most
+    /// `tail_bytes_max` bytes of decoded events (see `Inner::merge_pass`).
     pub merge_bytes_max: u64,
     /// How often the retention thread checks for partitions past their retention.
     pub retention_interval: Duration,

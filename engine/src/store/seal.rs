@@ -146,7 +146,25 @@ impl Inner {
         Ok(upto)
     }
 
-    /// Writes a segment per partition, one after the other: while the hook indexes one
+    /// The rows of each partition in runs that each make one segment within the format's
+    /// chunk limit ([`crate::segment::split_for_chunk_limit`]): one run per partition unless
+    /// its dictionaries would not fit in one segment.
+    fn pieces<'g, 'e>(
+        &self,
+        groups: &'g BTreeMap<PartitionKey, Vec<&'e StoredEvent>>,
+    ) -> Vec<(&'g PartitionKey, &'g [&'e StoredEvent])> {
+        let limit = self.options.encode.chunk_bytes_max;
+        groups
+            .iter()
+            .flat_map(|(partition, rows)| {
+                crate::segment::split_for_chunk_limit(rows, limit)
+                    .into_iter()
+                    .map(move |run| (partition, run))
+            })
+            .collect()
+    }
+
+    /// Writes a segment per partition (or per piece of one: see [`Inner::pieces`]), one after the other: while the hook indexes one
     /// segment (on its own threads), the next one is encoded; at most one hook runs at a time.
     /// The segments written are left in `written` (also on failure, for the caller to discard).
     fn write_segments_pipelined(
@@ -165,7 +183,7 @@ impl Inner {
                 written.push(Arc::new(sealed));
                 Ok(())
             };
-            for (partition, rows) in groups {
+            for (partition, rows) in self.pieces(groups) {
                 let segment_id = manifest.next_segment_id;
                 manifest.next_segment_id += 1;
                 let file = self.write_segment_file(segment_id, partition, rows);
@@ -208,7 +226,7 @@ impl Inner {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let split_rows = self.options.seal_split_rows.max(1);
         let mut pieces: Vec<(u64, &PartitionKey, Vec<&StoredEvent>)> = Vec::new();
-        for (partition, rows) in groups {
+        for (partition, rows) in self.pieces(groups) {
             let parts = (rows.len() as u64 / split_rows).clamp(1, threads as u64) as usize;
             for part in split_by_tenant(rows, parts) {
                 if !part.is_empty() {
@@ -478,6 +496,13 @@ impl Inner {
     /// it stays as it is. Each merge encodes and indexes its rows again, so under sustained
     /// ingest, seals of at least half of `merge_rows_max` rows (see
     /// [`super::StoreOptions::seal_bytes`]) are written once and never merged.
+    ///
+    /// A merge holds its rows decoded, and neither rows nor file bytes bound that memory
+    /// when values are long and repetitive (a 60 KiB `details` may compress to a few hundred
+    /// bytes): it holds at most `tail_bytes_max` bytes of decoded events, as much as the tail
+    /// may. A merge that finds its inputs larger lets go of them before it goes over (it
+    /// measures the rest one at a time) and remembers each segment's decoded size
+    /// (`merge_decoded`), so that the next pass chooses within the bound.
     pub(crate) fn merge_pass(&self) -> Result<usize> {
         let _maintenance = self.maintenance.lock();
         let segments = Arc::clone(&self.state.read().segments);
@@ -492,8 +517,17 @@ impl Inner {
             failed.retain(|_, at| at.elapsed() < super::MERGE_RETRY);
             failed.keys().copied().collect()
         };
+        let decoded_max = self.options.tail_bytes_max;
+        let decoded: HashMap<u64, u64> = {
+            let mut known = self.merge_decoded.lock();
+            known.retain(|id, _| segments.iter().any(|s| s.entry.segment_id == *id));
+            known.clone()
+        };
+        let decoded_of =
+            |sealed: &SealedSegment| decoded.get(&sealed.entry.segment_id).copied().unwrap_or(0);
         for sealed in segments.iter() {
             if sealed.entry.rows < self.options.merge_rows_max
+                && decoded_of(sealed) <= decoded_max
                 && !self.is_expired(&sealed.entry.partition, now)
                 && !archiving.contains(&sealed.entry.partition)
                 && !failed.contains(&sealed.entry.segment_id)
@@ -512,29 +546,39 @@ impl Inner {
             }
             group.sort_by_key(|s| s.entry.rows);
             let mut chosen = Vec::new();
-            let (mut rows, mut bytes) = (0, 0);
+            let (mut rows, mut bytes, mut decoded_sum) = (0, 0, 0);
             for sealed in group {
                 if rows + sealed.entry.rows > self.options.merge_rows_max
                     || bytes + sealed.entry.bytes > self.options.merge_bytes_max
                 {
                     break;
                 }
+                // Sizes are not ordered like rows: a larger one is passed over, not the end.
+                if decoded_sum + decoded_of(sealed) > decoded_max {
+                    continue;
+                }
                 rows += sealed.entry.rows;
                 bytes += sealed.entry.bytes;
+                decoded_sum += decoded_of(sealed);
                 chosen.push(Arc::clone(sealed));
             }
             if chosen.len() < 2 {
                 continue;
             }
             let started = Instant::now();
-            if let Err(error) = self.merge_segments(partition, &chosen) {
-                // Left alone for a while; the other partitions' merges go on.
-                let mut failed = self.merge_failed.lock();
-                for sealed in &chosen {
-                    failed.insert(sealed.entry.segment_id, Instant::now());
+            match self.merge_segments(partition, &chosen) {
+                Ok(true) => {}
+                // Over the bound: the next pass chooses again with the sizes now known.
+                Ok(false) => continue,
+                Err(error) => {
+                    // Left alone for a while; the other partitions' merges go on.
+                    let mut failed = self.merge_failed.lock();
+                    for sealed in &chosen {
+                        failed.insert(sealed.entry.segment_id, Instant::now());
+                    }
+                    first_failure.get_or_insert(error);
+                    continue;
                 }
-                first_failure.get_or_insert(error);
-                continue;
             }
             self.metrics.merge.record(started.elapsed());
             self.metrics
@@ -554,14 +598,31 @@ impl Inner {
         }
     }
 
+    /// Merges `chosen` into one segment; `Ok(false)` when their rows, decoded, would hold
+    /// more than `tail_bytes_max` (nothing is written then; see [`Inner::merge_pass`]).
     fn merge_segments(
         &self,
         partition: &PartitionKey,
         chosen: &[Arc<SealedSegment>],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut rows = Vec::with_capacity(chosen.iter().map(|s| s.entry.rows as usize).sum());
+        let mut decoded_sum = 0;
         for sealed in chosen {
-            rows.extend(sealed.segment.read_all()?);
+            let decoded = sealed.segment.read_all()?;
+            let size: u64 = decoded.iter().map(crate::tail::approx_bytes).sum();
+            self.merge_decoded
+                .lock()
+                .insert(sealed.entry.segment_id, size);
+            decoded_sum += size;
+            if decoded_sum > self.options.tail_bytes_max {
+                // The rest are only measured (one at a time), for the next pass to choose by.
+                rows = Vec::new();
+            } else {
+                rows.extend(decoded);
+            }
+        }
+        if decoded_sum > self.options.tail_bytes_max {
+            return Ok(false);
         }
         let mut manifest = self.state.read().manifest.clone();
         let segment_id = manifest.next_segment_id;
@@ -570,6 +631,7 @@ impl Inner {
         let merged = self.write_segment(segment_id, partition, &refs)?;
         drop(refs);
         drop(rows);
+        self.merge_decoded.lock().insert(segment_id, decoded_sum);
         let removed: Vec<u64> = chosen.iter().map(|s| s.entry.segment_id).collect();
         manifest
             .segments
@@ -607,7 +669,7 @@ impl Inner {
                 remove_segment_files(self, dir, sealed.entry.segment_id)?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
