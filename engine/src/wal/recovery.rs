@@ -100,30 +100,33 @@ pub fn recover_with<P: Send>(
     let next_firsts: Vec<Option<u64>> = (0..count)
         .map(|index| files.get(index + 1).map(|(first, _)| *first))
         .collect();
+    let mut buffer = Vec::new();
     for (index, (first_seq, path)) in files.drain(..).enumerate() {
         let is_last = index + 1 == count;
         if next_firsts[index].is_some_and(|next| next <= sealed_through.saturating_add(1)) {
             keep.push((first_seq, path));
             continue;
         }
-        // The newest file is read from the disk (see `settle_newest`), where a bad sector is
-        // likeliest: read, not mapped, so that a read error is an error naming the file and
-        // the offset rather than a SIGBUS when the mapping touches it. It is at most one WAL
-        // file (`wal_file_bytes`, 64 MiB by default).
-        let read;
-        let map;
-        let bytes: &[u8] = if is_last {
+        // The newest file is first made durable and dropped from the page cache (see
+        // `settle_newest`), so it comes from the disk, where a bad sector is likeliest: it is
+        // read (one buffer serves, each file being at most `wal_file_bytes`, 64 MiB by
+        // default), so that a sector the disk cannot read is an error naming the file and the
+        // offset. Older files are mapped, which spares copying every byte of the log, and
+        // populated with MADV_POPULATE_READ, which reports a page that cannot be read as an
+        // error where touching it would raise SIGBUS; on any such error the file is read
+        // instead, which names the offset (or succeeds, if the kernel lacks the advice).
+        let map = if is_last {
             settle_newest(vfs, &path)?;
-            read = read_whole(&path)?;
-            &read
+            None
         } else {
-            let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-            // SAFETY: WAL files are only appended to by this process, which is not writing
-            // yet. Mapping avoids copying (and page-faulting a copy of) every byte of the log;
-            // populating the whole mapping at once is cheaper than faulting it in page by page.
-            map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
-                .map_err(|e| Error::io(&path, e))?;
-            &map
+            map_populated(&path)?
+        };
+        let bytes: &[u8] = match &map {
+            Some(map) => map,
+            None => {
+                read_into(&path, &mut buffer)?;
+                &buffer
+            }
         };
         if is_last && bytes.len() < FILE_HEADER_BYTES {
             // A crash while the newest file was being created: it never held a record.
@@ -213,28 +216,43 @@ pub fn recover_with<P: Send>(
 
 /// Reads a whole file a MiB at a time; a read error of the disk (EIO) is corruption at the
 /// offset it failed at.
-fn read_whole(path: &Path) -> Result<Vec<u8>> {
+/// `path` mapped and every page of it read in, or `None` when the kernel could not populate
+/// the mapping (a page it cannot read, or no MADV_POPULATE_READ before Linux 5.14).
+fn map_populated(path: &Path) -> Result<Option<memmap2::Mmap>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    if file.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
+        return Ok(None);
+    }
+    // SAFETY: WAL files are only appended to by this process, which is not writing yet.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    Ok(map.advise(memmap2::Advice::PopulateRead).ok().map(|()| map))
+}
+
+/// Reads the whole file at `path` into `bytes` (replacing what it held).
+fn read_into(path: &Path, bytes: &mut Vec<u8>) -> Result<()> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let length = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
-    let mut piece = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut piece) {
-            Ok(0) => return Ok(bytes),
-            Ok(read) => bytes.extend_from_slice(&piece[..read]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            // A sector the disk cannot read is damage, at its offset; anything else (out of
-            // memory, a file system gone) is the environment's.
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => {
-                return Err(Error::Corrupt {
-                    path: path.to_path_buf(),
-                    offset: bytes.len() as u64,
-                    reason: format!("the disk could not read the wal file here: {e}"),
-                })
-            }
-            Err(e) => return Err(Error::io(path, e)),
-        }
+    let length = usize::try_from(length).map_err(|_| {
+        Error::io(
+            path,
+            std::io::Error::other("the wal file is larger than this machine can address"),
+        )
+    })?;
+    bytes.clear();
+    bytes.reserve(length);
+    // `read_to_end` retries on EINTR and reads into the spare capacity without zeroing it;
+    // on an error, what was read before it is in `bytes`.
+    match file.read_to_end(bytes) {
+        Ok(_) => Ok(()),
+        // A sector the disk cannot read is damage, at its offset; anything else (out of
+        // memory, a file system gone) is the environment's.
+        Err(e) if e.raw_os_error() == Some(libc::EIO) => Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            offset: bytes.len() as u64,
+            reason: format!("the disk could not read the wal file here: {e}"),
+        }),
+        Err(e) => Err(Error::io(path, e)),
     }
 }
 
