@@ -16,6 +16,7 @@
 //! stream_buffer_chunks = 1024
 //! export_stall_seconds = 120
 //! ingest_body_seconds = 60
+//! header_read_seconds = 30
 //! stream_stall_seconds = 30
 //! exports_max = 8
 //!
@@ -96,6 +97,11 @@ pub struct ServerConfig {
     /// (a client trickling its bytes, or gone without closing): it would otherwise hold its
     /// memory and a task for ever. Default 60; 1..=3600.
     pub ingest_body_seconds: u64,
+    /// A connection whose request head (or, idle between requests, whose next head) has not
+    /// arrived whole after this long is closed: a client holding connections open without
+    /// sending would otherwise hold a socket and a task each for ever (see
+    /// [`crate::connections`]). Default 30; 1..=3600.
+    pub header_read_seconds: u64,
     /// A live-stream client that takes longer than this to accept one message (at most 1,000
     /// events: it stopped reading, or its connection is half open) is closed, so that it holds
     /// neither its connection nor the broadcast's commits for ever. Default 30; at least 1.
@@ -129,6 +135,7 @@ impl Default for ServerConfig {
             stream_buffer_chunks: crate::routes::stream::BROADCAST_CHUNKS,
             export_stall_seconds: 120,
             ingest_body_seconds: 60,
+            header_read_seconds: 30,
             stream_stall_seconds: 30,
             exports_max: 8,
         }
@@ -155,9 +162,10 @@ impl ServerConfig {
         }
         // Upper bounds too: a value past them would make the server fail (or exhaust memory)
         // after it had started, past the point where a first start prints its admin token.
-        let ranges: [(&str, u64, u64, u64); 8] = [
+        let ranges: [(&str, u64, u64, u64); 9] = [
             ("exports_max", self.exports_max as u64, 1, 1024),
             ("ingest_body_seconds", self.ingest_body_seconds, 1, 3600),
+            ("header_read_seconds", self.header_read_seconds, 1, 3600),
             ("export_stall_seconds", self.export_stall_seconds, 1, 86_400),
             ("stream_stall_seconds", self.stream_stall_seconds, 1, 86_400),
             (

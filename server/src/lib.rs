@@ -32,6 +32,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -435,13 +436,12 @@ pub async fn serve_on(
     let signalled = Arc::new(tokio::sync::Notify::new());
     let on_signal = Arc::clone(&signalled);
     let shutdown_state = Arc::clone(&state);
-    // Every answer and stream message goes out at once (no Nagle delay behind an earlier
-    // unacknowledged segment: a stream's messages, an answer written in two writes).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    let server =
-        axum::serve(listener, router(Arc::clone(&state))).with_graceful_shutdown(async move {
+    let header_read = std::time::Duration::from_secs(state.config.header_read_seconds);
+    let server = connections::serve(
+        listener,
+        router(Arc::clone(&state)),
+        header_read,
+        async move {
             shutdown_signal().await;
             tracing::info!("shutting down: no new connections, finishing requests in flight");
             shutdown_state.shutdown.send_replace(true);
@@ -452,11 +452,12 @@ pub async fn serve_on(
                 std::process::exit(1);
             });
             on_signal.notify_one();
-        });
+        },
+    );
     // An export to a client that stopped reading would hold the shutdown for ever: past the
     // grace period the store is closed anyway (and the process exits).
     tokio::select! {
-        result = std::future::IntoFuture::into_future(server) => result.map_err(ServeError::Serve)?,
+        result = server => result.map_err(ServeError::Serve)?,
         () = async {
             signalled.notified().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;

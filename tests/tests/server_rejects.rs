@@ -1494,3 +1494,52 @@ fn server_ingest_body_that_stops_arriving_is_answered_408() {
     assert!(started.elapsed() < Duration::from_secs(15));
     assert_eq!(stored_count(&server, "acct_slow"), 0);
 }
+
+/// A connection whose request head stops arriving (slowloris), or that never sends one, is
+/// closed after `header_read_seconds`: otherwise each would hold a socket and a task for ever.
+/// A connection that sends its requests in time is served, and kept alive, as before.
+#[test]
+fn server_closes_connections_whose_request_head_does_not_arrive() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with_config(dir.path(), "header_read_seconds = 1\n");
+    let read_until_closed = |socket: &mut TcpStream| {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let result = socket.read_to_end(&mut answer);
+        (
+            result,
+            started.elapsed(),
+            String::from_utf8_lossy(&answer).into_owned(),
+        )
+    };
+    // Half a head, then nothing.
+    let mut slow = TcpStream::connect(server.addr).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // No byte at all.
+    let mut silent = TcpStream::connect(server.addr).expect("connect");
+    for socket in [&mut slow, &mut silent] {
+        let (result, waited, answer) = read_until_closed(socket);
+        assert!(
+            result.is_ok(),
+            "closed by the server, not timed out here: {result:?}"
+        );
+        assert!(waited < Duration::from_secs(15), "{waited:?}");
+        assert!(!answer.contains("200 OK"), "{answer}");
+    }
+    // Two requests in time on one connection are both answered.
+    let mut kept = TcpStream::connect(server.addr).expect("connect");
+    kept.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    for close in ["", "Connection: close\r\n"] {
+        write!(kept, "GET /healthz HTTP/1.1\r\nHost: x\r\n{close}\r\n").unwrap();
+        let mut buffer = [0u8; 4096];
+        let read = kept.read(&mut buffer).unwrap();
+        let answer = String::from_utf8_lossy(&buffer[..read]);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+}
