@@ -1436,7 +1436,7 @@ fn unpaired_surrogate(text: &str) -> Option<usize> {
 }
 
 fn memchr_backslash(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\\')
+    memchr::memchr(b'\\', bytes)
 }
 
 fn validate_actor(raw: Option<RawActor<'_>>) -> Result<Actor, Failure> {
