@@ -262,11 +262,15 @@ fn parse_ndjson(
     ctx: &ValidationContext,
     events_max: usize,
 ) -> Result<Option<Vec<Event>>, ValidationError> {
-    // One event per line: sized once, so no push moves the (large) events already parsed.
-    let lines = memchr::memchr_iter(b'\n', body).count() + 1;
-    let mut events = Vec::with_capacity(lines.min(events_max).min(RESERVED_EVENTS_MAX));
-    // Validating the whole body at once lets the line split use `str`'s memchr-based search;
-    // a body with invalid UTF-8 takes the slower path, which names the line.
+    // Where the lines end, found once (memchr's SIMD search; `str::split` searches a word at
+    // a time): one event per line, so the events are sized once and no push moves the
+    // (large) events already parsed.
+    let ends: Vec<usize> = memchr::memchr_iter(b'\n', body)
+        .chain(std::iter::once(body.len()))
+        .collect();
+    let mut events = Vec::with_capacity(ends.len().min(events_max).min(RESERVED_EVENTS_MAX));
+    // Validating the whole body at once spares validating each line; a body with invalid
+    // UTF-8 takes the slower path, which names the line.
     let Ok(text) = std::str::from_utf8(body) else {
         for (index, line) in body.split(|&byte| byte == b'\n').enumerate() {
             let line = line.trim_ascii();
@@ -279,8 +283,11 @@ fn parse_ndjson(
         }
         return Ok(Some(events));
     };
-    for (index, line) in text.split('\n').enumerate() {
-        let line = line.trim_ascii();
+    let mut start = 0;
+    for (index, &end) in ends.iter().enumerate() {
+        // Cut at `\n` bytes, which are characters of their own: always char boundaries.
+        let line = text[start..end].trim_ascii();
+        start = end + 1;
         if !line.is_empty() {
             if events.len() == events_max {
                 return Ok(None);
