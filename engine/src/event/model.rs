@@ -44,6 +44,9 @@ pub type TimestampUs = i64;
 /// ```
 pub type Text = compact_str::CompactString;
 
+/// Longest text a [`Text`] keeps inline (no heap allocation): its own size, 24 bytes on 64-bit.
+const INLINE_TEXT_BYTES: usize = std::mem::size_of::<Text>();
+
 /// Who performed the action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum ActorType {
@@ -302,6 +305,23 @@ impl Event {
         self.texts()
             .filter(|text| text.is_heap_allocated())
             .map(|text| text.capacity() + 16)
+            .sum()
+    }
+
+    /// [`Event::heap_bytes`] at each text's length rather than its capacity: what a copy
+    /// decoded from a segment holds, however the original's strings were grown (merges bound
+    /// their memory by it).
+    ///
+    /// ```
+    /// use auditlog_engine::event::Event;
+    /// let mut event = Event { tenant: "acct_1".into(), action: "login".into(), ..Event::default() };
+    /// event.details = Some(r#"{"request_id":"req_58e2e50f110ad946"}"#.into());
+    /// assert_eq!(event.heap_len_bytes(), 37 + 16);
+    /// ```
+    pub fn heap_len_bytes(&self) -> usize {
+        self.texts()
+            .filter(|text| text.len() > INLINE_TEXT_BYTES)
+            .map(|text| text.len() + 16)
             .sum()
     }
 

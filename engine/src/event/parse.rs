@@ -262,13 +262,9 @@ fn parse_ndjson(
     ctx: &ValidationContext,
     events_max: usize,
 ) -> Result<Option<Vec<Event>>, ValidationError> {
-    // Where the lines end, found once (memchr's SIMD search; `str::split` searches a word at
-    // a time): one event per line, so the events are sized once and no push moves the
-    // (large) events already parsed.
-    let ends: Vec<usize> = memchr::memchr_iter(b'\n', body)
-        .chain(std::iter::once(body.len()))
-        .collect();
-    let mut events = Vec::with_capacity(ends.len().min(events_max).min(RESERVED_EVENTS_MAX));
+    // One event per line: sized once, so no push moves the (large) events already parsed.
+    let lines = memchr::memchr_iter(b'\n', body).count() + 1;
+    let mut events = Vec::with_capacity(lines.min(events_max).min(RESERVED_EVENTS_MAX));
     // Validating the whole body at once spares validating each line; a body with invalid
     // UTF-8 takes the slower path, which names the line.
     let Ok(text) = std::str::from_utf8(body) else {
@@ -283,9 +279,11 @@ fn parse_ndjson(
         }
         return Ok(Some(events));
     };
+    // Lines cut where memchr's SIMD search finds `\n` (`str::split` searches a word at a
+    // time); a `\n` byte is a character of its own, so always a char boundary.
+    let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
     let mut start = 0;
-    for (index, &end) in ends.iter().enumerate() {
-        // Cut at `\n` bytes, which are characters of their own: always char boundaries.
+    for (index, end) in ends.enumerate() {
         let line = text[start..end].trim_ascii();
         start = end + 1;
         if !line.is_empty() {

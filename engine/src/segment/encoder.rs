@@ -93,9 +93,10 @@ fn dictionary_values(event: &crate::event::Event) -> [Option<&str>; DICTIONARY_C
 /// whose dictionaries fit in chunks of `chunk_bytes_max` bytes: a dictionary chunk holds every
 /// distinct value of its column, and EVENT.md lets a value be as long as the event (64 KiB for
 /// `actor.id`), so a few thousand distinct long values would make a chunk the format refuses.
-/// The bound counts every row's value (distinct or not, with its length's varint), so it is
-/// never exceeded; typical events (values under 100 bytes) fill it only past two million rows,
-/// and then one run is returned, as it is for any input that fits.
+/// The bound counts every row's value (distinct or not, with room for its length's varint),
+/// so it is never exceeded, at the cost of cutting some inputs whose distinct values would
+/// have fit: typical events (values under ~110 bytes) reach it only past two million rows in
+/// one partition, and below that one run is returned.
 ///
 /// ```
 /// use auditlog_engine::segment::split_for_chunk_limit;

@@ -319,9 +319,10 @@ pub(crate) struct Inner {
     /// for [`MERGE_RETRY`] and go on with the others, instead of failing the same merge
     /// again at every pass while every partition after it waits.
     pub merge_failed: Mutex<HashMap<u64, Instant>>,
-    /// Bytes the rows of a segment take decoded ([`crate::tail::approx_bytes`]), for the
-    /// segments a merge has read or written: merges choose their inputs so that these stay
-    /// within [`StoreOptions::tail_bytes_max`] (see [`Inner::merge_pass`]).
+    /// Bytes the rows of a segment take decoded (as `crate::tail::approx_bytes` counts them,
+    /// at the texts' lengths), for the
+    /// segments this process wrote (sealed or merged) or a merge read: merges choose their
+    /// inputs so that these stay within a bound (see `Inner::merge_pass`).
     pub merge_decoded: Mutex<HashMap<u64, u64>>,
     /// Partitions a retention pass is copying to the archive (without the maintenance lock):
     /// merges leave them alone, whatever the clock says.

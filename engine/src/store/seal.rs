@@ -268,7 +268,17 @@ impl Inner {
         Ok(())
     }
 
-    /// Writes and checks one segment file; it is neither indexed nor published yet.
+    /// Most bytes of decoded events (`decoded_size`) one merge holds: as many
+    /// as the tail may, and no more than a chunk holds, so that the merged segment's
+    /// dictionaries fit (see [`crate::segment::split_for_chunk_limit`]).
+    fn merge_decoded_max(&self) -> u64 {
+        self.options
+            .tail_bytes_max
+            .min(u64::from(self.options.encode.chunk_bytes_max))
+    }
+
+    /// Writes and checks one segment file; it is neither indexed nor published yet. Notes
+    /// the rows' decoded size for the merges to choose by (see [`Inner::merge_pass`]).
     fn write_segment_file(
         &self,
         segment_id: u64,
@@ -283,6 +293,8 @@ impl Inner {
         // indexes must not find stale ones at the next open.
         remove_segment_files(self, &dir, segment_id)?;
         let encoded = encode_segment_refs(segment_id, rows, &self.options.encode)?;
+        let decoded: u64 = rows.iter().map(|row| decoded_size(row)).sum();
+        self.merge_decoded.lock().insert(segment_id, decoded);
         let name = segment_file_name(segment_id);
         let path = dir.join(&name);
         let tmp = dir.join(format!("{name}.tmp"));
@@ -499,10 +511,12 @@ impl Inner {
     ///
     /// A merge holds its rows decoded, and neither rows nor file bytes bound that memory
     /// when values are long and repetitive (a 60 KiB `details` may compress to a few hundred
-    /// bytes): it holds at most `tail_bytes_max` bytes of decoded events, as much as the tail
-    /// may. A merge that finds its inputs larger lets go of them before it goes over (it
-    /// measures the rest one at a time) and remembers each segment's decoded size
-    /// (`merge_decoded`), so that the next pass chooses within the bound.
+    /// bytes): merges choose inputs whose decoded events (`decoded_size`) add up to at most [`Inner::merge_decoded_max`], by each segment's decoded size as its seal
+    /// or merge measured it (`merge_decoded`). A segment whose size is unknown (written before
+    /// this process opened the store) counts as 0 and is measured as the merge reads it: a
+    /// merge that goes over then lets go of what it read (having held at most the bound plus
+    /// that one segment, itself no larger than the tail that sealed it), measures the rest
+    /// one at a time, and merges nothing, and the next pass chooses by the sizes it learnt.
     pub(crate) fn merge_pass(&self) -> Result<usize> {
         let _maintenance = self.maintenance.lock();
         let segments = Arc::clone(&self.state.read().segments);
@@ -517,10 +531,12 @@ impl Inner {
             failed.retain(|_, at| at.elapsed() < super::MERGE_RETRY);
             failed.keys().copied().collect()
         };
-        let decoded_max = self.options.tail_bytes_max;
+        let decoded_max = self.merge_decoded_max();
         let decoded: HashMap<u64, u64> = {
+            let live: std::collections::HashSet<u64> =
+                segments.iter().map(|s| s.entry.segment_id).collect();
             let mut known = self.merge_decoded.lock();
-            known.retain(|id, _| segments.iter().any(|s| s.entry.segment_id == *id));
+            known.retain(|id, _| live.contains(id));
             known.clone()
         };
         let decoded_of =
@@ -605,33 +621,45 @@ impl Inner {
         partition: &PartitionKey,
         chosen: &[Arc<SealedSegment>],
     ) -> Result<bool> {
-        let mut rows = Vec::with_capacity(chosen.iter().map(|s| s.entry.rows as usize).sum());
+        let decoded_max = self.merge_decoded_max();
+        let mut rows = Vec::new();
         let mut decoded_sum = 0;
         for sealed in chosen {
             let decoded = sealed.segment.read_all()?;
-            let size: u64 = decoded.iter().map(crate::tail::approx_bytes).sum();
+            let size: u64 = decoded.iter().map(decoded_size).sum();
             self.merge_decoded
                 .lock()
                 .insert(sealed.entry.segment_id, size);
             decoded_sum += size;
-            if decoded_sum > self.options.tail_bytes_max {
+            if decoded_sum > decoded_max {
                 // The rest are only measured (one at a time), for the next pass to choose by.
                 rows = Vec::new();
             } else {
                 rows.extend(decoded);
             }
         }
-        if decoded_sum > self.options.tail_bytes_max {
+        if decoded_sum > decoded_max {
+            return Ok(false);
+        }
+        let refs: Vec<&StoredEvent> = rows.iter().collect();
+        // The bound keeps every dictionary within a chunk (a row's decoded size exceeds its
+        // dictionary values' encoded bytes); should it not, these inputs are left alone for a
+        // while rather than failing the encode at every pass.
+        if crate::segment::split_for_chunk_limit(&refs, self.options.encode.chunk_bytes_max).len()
+            > 1
+        {
+            let mut failed = self.merge_failed.lock();
+            for sealed in chosen {
+                failed.insert(sealed.entry.segment_id, Instant::now());
+            }
             return Ok(false);
         }
         let mut manifest = self.state.read().manifest.clone();
         let segment_id = manifest.next_segment_id;
         manifest.next_segment_id += 1;
-        let refs: Vec<&StoredEvent> = rows.iter().collect();
         let merged = self.write_segment(segment_id, partition, &refs)?;
         drop(refs);
         drop(rows);
-        self.merge_decoded.lock().insert(segment_id, decoded_sum);
         let removed: Vec<u64> = chosen.iter().map(|s| s.entry.segment_id).collect();
         manifest
             .segments
@@ -671,6 +699,12 @@ impl Inner {
         }
         Ok(true)
     }
+}
+
+/// The memory a row decoded from a segment holds (as [`crate::tail::approx_bytes`] counts
+/// it, at the texts' lengths): what a merge's bound counts.
+fn decoded_size(row: &StoredEvent) -> u64 {
+    (std::mem::size_of::<StoredEvent>() + row.event.heap_len_bytes()) as u64
 }
 
 /// `rows` in `parts` groups by tenant (a tenant's rows all in one group), in their order.
