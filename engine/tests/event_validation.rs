@@ -1257,6 +1257,19 @@ fn validation_rejects_a_lone_surrogate_escape_in_details_and_changes() {
         let error = error_of(body(field, json).as_bytes());
         assert_error(&error, 1, Some(field), &["surrogate"]);
     }
+    // In a plain string field the JSON reader refuses it, and the error names the field.
+    for (field, json) in [
+        ("tenant", r#""acct_\ud800""#),
+        ("actor.id", r#"{"id":"\udc00"}"#),
+        ("resource.name", r#"{"type":"pod","name":"\ud83d x"}"#),
+    ] {
+        let top = field.split('.').next().unwrap();
+        let mut event = minimal();
+        event.as_object_mut().unwrap().remove(top);
+        let text = event.to_string();
+        let error = error_of(format!("{},\"{top}\":{json}}}", &text[..text.len() - 1]).as_bytes());
+        assert_error(&error, 1, Some(field), &["malformed JSON", "escape"]);
+    }
     let pair = parse(body("details", r#"{"note":"\ud83d\ude00 \\ud800"}"#).as_bytes()).unwrap();
     assert_eq!(
         pair[0].details.as_deref(),

@@ -524,11 +524,26 @@ impl StringSeed<'_> {
 impl<'de> DeserializeSeed<'de> for StringSeed<'_> {
     type Value = Text<'de>;
 
+    /// A value the JSON reader itself refuses (a lone UTF-16 surrogate escape, an unknown
+    /// escape, a control character, a misspelt literal) is reported on the field it was
+    /// read for, not only by column.
     fn deserialize<D: de::Deserializer<'de>>(
         self,
         deserializer: D,
     ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
+        let StringSeed { slot, path } = self;
+        let result = deserializer.deserialize_any(StringSeed {
+            slot: &mut *slot,
+            path,
+        });
+        if let Err(error) = &result {
+            if slot.is_none() {
+                let text = error.to_string();
+                let message = text.rfind(" at line ").map_or(&*text, |end| &text[..end]);
+                *slot = Some(Failure::field(path, format!("malformed JSON: {message}")));
+            }
+        }
+        result
     }
 }
 
