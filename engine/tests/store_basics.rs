@@ -876,17 +876,45 @@ fn thread_nice(name: &str) -> Option<i64> {
     thread_stat_fields(name, 19).first().copied()
 }
 
+/// Runs test `name` again in a process of its own, where no other test's store runs threads
+/// of the same names, and returns `false`; in that process, returns `true` (go on with it).
+#[cfg(target_os = "linux")]
+fn alone_in_own_process(name: &str) -> bool {
+    const CHILD: &str = "AUDITLOG_TEST_ALONE";
+    if std::env::var_os(CHILD).is_some() {
+        return true;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads", "1", "--nocapture"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{name} in its own process:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The filter matched it: it ran, it was not skipped.
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    false
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn store_background_thread_runs_nicer_than_the_rest_by_the_configured_amount() {
+    if !alone_in_own_process(
+        "store_background_thread_runs_nicer_than_the_rest_by_the_configured_amount",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut options = StoreOptions::new(dir.path());
     options.background_nice = 7;
     let store = Store::open(options).unwrap();
     // Appends run on the caller's thread and the commit thread, at the process's priority;
     // the background thread lowers its own as it starts. (A thread takes its name once it
-    // runs: both are looked for a while. Other tests' stores run background threads of the
-    // same name at the default, 10: one at 7 more than the base is ours.)
+    // runs: both are looked for a while.)
     let mut found = (None, Vec::new());
     for _ in 0..200 {
         found = (
@@ -904,18 +932,21 @@ fn store_background_thread_runs_nicer_than_the_rest_by_the_configured_amount() {
     let base = base.expect("the commit thread's nice value");
     let want = (base + 7).min(19);
     assert!(
-        nices.contains(&want),
-        "the background thread's nice value: {want} not among {nices:?}"
+        nices == vec![want],
+        "the background thread's nice value: {want}, found {nices:?}"
     );
     drop(store);
 }
 
 /// The background thread runs under SCHED_IDLE by default (woken ingest threads preempt it at
-/// once), and at the process's policy when `background_idle` is off. Other tests' stores run
-/// background threads of the same name with the default policy: a SCHED_OTHER one is ours.
+/// once), and at the process's policy when `background_idle` is off. Run in a process of its
+/// own, so that the threads looked at are this test's store's.
 #[cfg(target_os = "linux")]
 #[test]
 fn store_background_thread_takes_the_idle_policy_unless_told_not_to() {
+    if !alone_in_own_process("store_background_thread_takes_the_idle_policy_unless_told_not_to") {
+        return;
+    }
     for idle in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let mut options = StoreOptions::new(dir.path());
@@ -932,15 +963,20 @@ fn store_background_thread_takes_the_idle_policy_unless_told_not_to() {
         for _ in 0..200 {
             found = thread_policies("auditlog-seal");
             commit = thread_policies("auditlog-commit");
-            if found.contains(&want) && commit.contains(&other) {
+            if found == vec![want] && commit == vec![other] {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(found.contains(&want), "idle {idle}: policies {found:?}");
-        assert!(
-            commit.contains(&other),
-            "the commit thread keeps the process's policy: {commit:?}"
+        assert_eq!(
+            found,
+            vec![want],
+            "idle {idle}: the background thread's policy"
+        );
+        assert_eq!(
+            commit,
+            vec![other],
+            "the commit thread keeps the process's policy"
         );
         drop(store);
     }
