@@ -53,6 +53,21 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether this caller's token is still there: a request authenticated before its token
+    /// was revoked checks again before it changes anything, so that once a revocation is
+    /// answered, nothing more is done on the token's behalf. Cheap while nothing was revoked
+    /// since the request was authenticated.
+    pub fn still_valid(&self, tokens: &TokenStore) -> bool {
+        tokens.revocations() == self.revocations_at_auth || tokens.is_active(&self.token_id)
+    }
+
+    /// The answer to a request whose token was revoked while it was in flight.
+    pub fn revoked_error() -> crate::error::ApiError {
+        crate::error::ApiError::unauthorized(
+            "the token was revoked while this request was in flight",
+        )
+    }
+
     /// May this caller read events of `tenant`?
     pub fn may_read(&self, tenant: &str) -> bool {
         match self.role {
@@ -116,6 +131,8 @@ pub enum Revoked {
     /// It is the last admin token: revoking it would leave no one able to manage tokens (and a
     /// restart with `AUDITLOG_ADMIN_TOKEN` set would bring the revoked one back).
     LastAdmin,
+    /// The token asking was revoked itself (after its request was authenticated).
+    ByRevoked,
 }
 
 fn hash_secret(secret: &str) -> String {
@@ -261,17 +278,38 @@ impl TokenStore {
 
     /// Stores a token made by [`TokenStore::new_token`]: durable (and usable) once this returns.
     pub fn insert(&self, record: TokenRecord) -> std::io::Result<()> {
+        self.insert_by(record, None).map(|_| ())
+    }
+
+    /// [`TokenStore::insert`] on behalf of the token with id `by`, if given: returns `false`,
+    /// storing nothing, when that token is no longer there. Checked under the same lock as
+    /// revocations, so a token revoked before this stores anything cannot create one (its
+    /// request may have been authenticated before the revocation).
+    pub fn insert_by(&self, record: TokenRecord, by: Option<&str>) -> std::io::Result<bool> {
         let _changing = self.changing.lock();
+        if by.is_some_and(|by| !self.is_active(by)) {
+            return Ok(false);
+        }
         let mut next = self.records.read().clone();
         next.push(record);
         self.persist(&next)?;
         *self.records.write() = next;
-        Ok(())
+        Ok(true)
     }
 
     /// Revokes a token, unless it is the last admin token.
     pub fn revoke(&self, id: &str) -> std::io::Result<Revoked> {
+        self.revoke_by(id, None)
+    }
+
+    /// [`TokenStore::revoke`] on behalf of the token with id `by`, if given:
+    /// [`Revoked::ByRevoked`], changing nothing, when that token is no longer there (checked
+    /// under the lock revocations take).
+    pub fn revoke_by(&self, id: &str, by: Option<&str>) -> std::io::Result<Revoked> {
         let _changing = self.changing.lock();
+        if by.is_some_and(|by| !self.is_active(by)) {
+            return Ok(Revoked::ByRevoked);
+        }
         let mut next = self.records.read().clone();
         let Some(position) = next.iter().position(|r| r.id == id) else {
             return Ok(Revoked::NotFound);

@@ -19,6 +19,7 @@
 //! header_read_seconds = 30
 //! stream_stall_seconds = 30
 //! exports_max = 8
+//! streams_max = 1024
 //!
 //! [retention_classes]
 //! extended = 365
@@ -110,6 +111,11 @@ pub struct ServerConfig {
     /// store snapshot and buffers up to about 80 MB (4 windows of 19 chunks of 1 MiB) when its
     /// events are large. Default 8; at least 1.
     pub exports_max: usize,
+    /// Live streams that may be open at once; one more is answered 429 with Retry-After.
+    /// Each holds a place in the broadcast and, while it catches up, a page of stored events
+    /// (1,000 events for a stream of a few tenants, 10,000 for an admin's of all: about 7 MB
+    /// of typical events, 64 KiB each at most). Default 1024; 1..=65536.
+    pub streams_max: usize,
 }
 
 /// The smallest `tail_bytes_max` accepted: a batch of 10,000 events holds up to ~10 MB in the
@@ -138,6 +144,7 @@ impl Default for ServerConfig {
             header_read_seconds: 30,
             stream_stall_seconds: 30,
             exports_max: 8,
+            streams_max: 1024,
         }
     }
 }
@@ -162,8 +169,9 @@ impl ServerConfig {
         }
         // Upper bounds too: a value past them would make the server fail (or exhaust memory)
         // after it had started, past the point where a first start prints its admin token.
-        let ranges: [(&str, u64, u64, u64); 9] = [
+        let ranges: [(&str, u64, u64, u64); 10] = [
             ("exports_max", self.exports_max as u64, 1, 1024),
+            ("streams_max", self.streams_max as u64, 1, 65_536),
             ("ingest_body_seconds", self.ingest_body_seconds, 1, 3600),
             ("header_read_seconds", self.header_read_seconds, 1, 3600),
             ("export_stall_seconds", self.export_stall_seconds, 1, 86_400),

@@ -392,6 +392,7 @@ pub fn open_state(
         });
     }));
     let export_slots = config.exports_max;
+    let stream_slots = config.streams_max;
     Ok((
         Arc::new(AppState {
             store,
@@ -402,6 +403,7 @@ pub fn open_state(
             live,
             shutdown: tokio::sync::watch::Sender::new(false),
             export_slots: Arc::new(tokio::sync::Semaphore::new(export_slots)),
+            stream_slots: Arc::new(tokio::sync::Semaphore::new(stream_slots)),
             ingest_room: Arc::new(tokio::sync::Semaphore::new(state::INGEST_INFLIGHT_KIB)),
         }),
         shown,

@@ -1194,9 +1194,9 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
         }
     }
 
-    // A token request over axum's default body limit (2 MiB): a 413 in the API's shape. The
-    // server answers once it has read past the limit and closes, so the client sends a little
-    // more than the limit and then reads (sending all 3 MiB could end in a broken pipe).
+    // A token request over its body limit (64 KiB): a 413 in the API's shape. The server
+    // answers once it has read past the limit and closes, so the client sends a little more
+    // than the limit and then reads (sending all 3 MiB could end in a broken pipe).
     let mut socket = TcpStream::connect(server.addr).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -1207,7 +1207,7 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
         3 << 20
     );
     socket.write_all(head.as_bytes()).unwrap();
-    socket.write_all(&vec![b' '; (2 << 20) + 1024]).unwrap();
+    socket.write_all(&vec![b' '; (64 << 10) + 1024]).unwrap();
     let mut answer = Vec::new();
     let _ = std::io::Read::read_to_end(&mut socket, &mut answer);
     let answer = String::from_utf8_lossy(&answer);
@@ -1573,4 +1573,151 @@ fn read_answer(socket: &mut TcpStream) -> String {
         );
         data.extend_from_slice(&buffer[..read]);
     }
+}
+
+/// Sends the head of a POST with `token` and a body of `length` bytes, of which `first` now;
+/// returns the socket, for the caller to send the rest and read the answer.
+fn start_post(
+    server: &ServerProcess,
+    path: &str,
+    token: &str,
+    length: usize,
+    first: &[u8],
+) -> TcpStream {
+    let mut socket = TcpStream::connect(server.addr).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        socket,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    socket.write_all(first).unwrap();
+    socket.flush().unwrap();
+    socket
+}
+
+/// A request authenticated before its token was revoked changes nothing once the revocation
+/// is answered: an ingest whose body was still arriving stores nothing, a token creation
+/// creates no token (a leaked admin token cannot outlive its revocation that way).
+#[test]
+fn server_requests_in_flight_when_their_token_is_revoked_change_nothing() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let (ingest_id, ingest) = create_token(&server, "writer", "ingest", &[]);
+    let (admin_id, admin) = create_token(&server, "second admin", "admin", &[]);
+    let body = ndjson(&[marked_event("acct_revoked", 0)]);
+    let (head, rest) = body.split_at(body.len() / 2);
+    let mut ingesting = start_post(&server, "/v1/events", &ingest, body.len(), head);
+    let creation = br#"{"name":"made after","role":"admin","tenants":[]}"#;
+    let mut creating = start_post(
+        &server,
+        "/v1/tokens",
+        &admin,
+        creation.len(),
+        &creation[..5],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for id in [&ingest_id, &admin_id] {
+        let revoked = call(
+            "DELETE",
+            &server.url(&format!("/v1/tokens/{id}")),
+            Some(ADMIN_TOKEN),
+            &[],
+            None,
+        );
+        assert_eq!(revoked.status, 204, "{}", revoked.text());
+    }
+    ingesting.write_all(rest).unwrap();
+    creating.write_all(&creation[5..]).unwrap();
+    for socket in [&mut ingesting, &mut creating] {
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        assert!(answer.contains("revoked"), "{answer}");
+    }
+    assert_eq!(stored_count(&server, "acct_revoked"), 0);
+    let tokens = call(
+        "GET",
+        &server.url("/v1/tokens"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(tokens.status, 200, "{}", tokens.text());
+    assert!(!tokens.text().contains("made after"), "{}", tokens.text());
+}
+
+/// A token request's body that stops arriving is answered 408 after `ingest_body_seconds`,
+/// as an ingest body is, and creates nothing.
+#[test]
+fn server_token_request_body_that_stops_arriving_is_answered_408() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with_config(dir.path(), "ingest_body_seconds = 1\n");
+    let creation = br#"{"name":"never","role":"admin","tenants":[]}"#;
+    let mut socket = start_post(
+        &server,
+        "/v1/tokens",
+        ADMIN_TOKEN,
+        creation.len(),
+        &creation[..5],
+    );
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("ingest_body_seconds"), "{answer}");
+    let tokens = call(
+        "GET",
+        &server.url("/v1/tokens"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert!(!tokens.text().contains("never"), "{}", tokens.text());
+}
+
+/// Live streams past `streams_max` are refused with 429 and Retry-After; one ending frees
+/// its place.
+#[test]
+fn server_live_streams_past_streams_max_are_answered_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with_config(dir.path(), "streams_max = 1\n");
+    #[allow(clippy::result_large_err)]
+    let open = || {
+        let stream = TcpStream::connect(server.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let url = server.ws_url(&format!("/v1/stream?token={ADMIN_TOKEN}"));
+        tungstenite::client(url.as_str(), stream)
+    };
+    let (mut first, _) = open().expect("the first stream");
+    match open() {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            assert_eq!(response.status().as_u16(), 429);
+            assert!(response.headers().get("retry-after").is_some());
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(body.contains("streams_max"), "{body}");
+        }
+        Ok(_) => panic!("a second stream was opened past streams_max = 1"),
+        Err(error) => panic!("second handshake: {error}"),
+    }
+    first.close(None).unwrap();
+    // Its place comes back once the server has seen it end.
+    let mut reopened = false;
+    for _ in 0..100 {
+        let _ = first.read();
+        if let Ok((mut again, _)) = open() {
+            let _ = again.close(None);
+            reopened = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(reopened, "the first stream's place was not freed");
 }

@@ -20,7 +20,8 @@ use crate::state::AppState;
         (status = 200, description = "`{sealed_through}`: every event so far is in segments", content_type = "application/json"),
         (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
         (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse),
-        (status = 503, description = "The store refuses writes (disk full or failed I/O)", body = crate::openapi::ErrorResponse)
+        (status = 500, description = "The seal failed on an I/O error, named in the message (the background retries it)", body = crate::openapi::ErrorResponse),
+        (status = 503, description = "The store refuses writes (disk full, or a failed WAL write or fsync)", body = crate::openapi::ErrorResponse)
     )
 )]
 pub async fn flush(
@@ -119,7 +120,9 @@ pub async fn integrity(
     principal: Principal,
 ) -> Result<Response, ApiError> {
     principal.require_admin()?;
-    let integrity = state.store.integrity();
+    // The ledger's lock is held by a seal across its fsync: waited for off the runtime.
+    let store = Arc::clone(&state.store);
+    let integrity = blocking(move || Ok(store.integrity())).await?;
     let head = auditlog_engine::ledger::hex(&integrity.head);
     Ok(Json(serde_json::json!({
         "entries": integrity.entries,

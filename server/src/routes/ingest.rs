@@ -106,25 +106,17 @@ pub async fn ingest(
         .div_ceil(1024)
         .max(1);
     let kib = u32::try_from(kib.min(crate::state::INGEST_INFLIGHT_KIB)).unwrap_or(u32::MAX);
-    let _room = match tokio::time::timeout(
+    // Held until the request's work is done (moved into it below): a client that disconnects
+    // after sending its body does not free the room while its body is still decoded and
+    // parsed. A compressed body takes more as it is decoded (see `BodyEncoding::decode`).
+    let mut room = match tokio::time::timeout(
         std::time::Duration::from_secs(2),
         Arc::clone(&state.ingest_room).acquire_many_owned(kib),
     )
     .await
     {
         Ok(Ok(permit)) => permit,
-        _ => {
-            let mut busy = ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "busy",
-                format!(
-                    "{} MiB of ingest bodies are being received or parsed already: retry shortly",
-                    crate::state::INGEST_INFLIGHT_KIB >> 10
-                ),
-            );
-            busy.retry_after_seconds = Some(1);
-            return Err(busy);
-        }
+        _ => return Err(ingest_busy()),
     };
     let body_timeout = std::time::Duration::from_secs(state.config.ingest_body_seconds);
     let read = tokio::time::timeout(body_timeout, to_bytes(body, read_limit));
@@ -155,13 +147,16 @@ pub async fn ingest(
     let answer = blocking(move || {
         let state = state_for_work;
         let queued = started.elapsed();
-        let bytes = encoding.decode(raw, limit).map_err(|error| match error {
-            DecodeError::TooLarge => too_large(),
-            DecodeError::Invalid(error) => ApiError::bad_request(format!(
-                "cannot decode the {} body: {error}",
-                encoding.name()
-            )),
-        })?;
+        let bytes = encoding
+            .decode(raw, limit, &mut room, &state.ingest_room)
+            .map_err(|error| match error {
+                DecodeError::TooLarge => too_large(),
+                DecodeError::Busy => ingest_busy(),
+                DecodeError::Invalid(error) => ApiError::bad_request(format!(
+                    "cannot decode the {} body: {error}",
+                    encoding.name()
+                )),
+            })?;
         let context = ValidationContext::new(auditlog_engine::store::now_us(), &state.retention);
         // The parser stops at the limit, so an oversized batch is refused for its length (not
         // for a bad event further on) without parsing the rest.
@@ -198,6 +193,11 @@ pub async fn ingest(
             server_timestamp_us: Some(context.now_us),
             ..Default::default()
         };
+        // A token revoked while its body arrived or was parsed stores nothing: once a
+        // revocation is answered, nothing more is written on the token's behalf.
+        if !principal.still_valid(&state.tokens) {
+            return Err(crate::auth::Principal::revoked_error());
+        }
         // A failed WAL write is the store refusing writes from now on (the writer is
         // poisoned): the batch that met it gets the same 503 as those after it.
         let result = state
@@ -265,16 +265,55 @@ enum BodyEncoding {
 
 enum DecodeError {
     TooLarge,
+    /// No room in the in-flight bound for the decoded body within 2 s.
+    Busy,
     Invalid(std::io::Error),
+}
+
+/// Reads into `buffer` until it is full or the input ends; returns how much was read.
+fn read_fully(reader: &mut impl std::io::Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The 429 of an ingest request that found no room among the bodies in flight.
+fn ingest_busy() -> ApiError {
+    let mut busy = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "busy",
+        format!(
+            "{} MiB of ingest bodies are being received or parsed already: retry shortly",
+            crate::state::INGEST_INFLIGHT_KIB >> 10
+        ),
+    );
+    busy.retry_after_seconds = Some(1);
+    busy
 }
 
 impl BodyEncoding {
     /// Reads `Content-Encoding`: none, `identity`, `gzip` (or `x-gzip`) or `zstd`, in any case;
     /// anything else (several codings, `br`, `deflate`) is a 415 naming it.
     fn of(headers: &HeaderMap) -> Result<Self, ApiError> {
-        let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        let mut values = headers.get_all(header::CONTENT_ENCODING).iter();
+        let Some(value) = values.next() else {
             return Ok(BodyEncoding::Identity);
         };
+        // Codings on several header lines are applied in turn (RFC 9110): one is all we decode.
+        if values.next().is_some() {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                "several Content-Encoding headers: send the body as is, gzip or zstd, once",
+            ));
+        }
         // A value that is not visible ASCII names no coding we know: refused, not taken as none.
         let text = value
             .to_str()
@@ -306,7 +345,18 @@ impl BodyEncoding {
 
     /// The decoded body, at most `limit` bytes. Every gzip member and every zstd frame is
     /// decoded (`cat a.gz b.gz` is one valid gzip body, RFC 1952), so nothing is dropped.
-    fn decode(self, raw: Bytes, limit: usize) -> Result<Bytes, DecodeError> {
+    ///
+    /// `room` holds the KiB of `ingest_room` taken for the body as it came; as the decoded
+    /// body outgrows them, more are taken a MiB at a time (waiting up to 2 s, then
+    /// [`DecodeError::Busy`]), so that bodies that compress well do not decode past the
+    /// in-flight bound. Runs on a blocking thread (it may wait for room).
+    fn decode(
+        self,
+        raw: Bytes,
+        limit: usize,
+        room: &mut tokio::sync::OwnedSemaphorePermit,
+        ingest_room: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<Bytes, DecodeError> {
         use std::io::Read;
         let reader: Box<dyn Read + '_> = match self {
             BodyEncoding::Identity => return Ok(raw),
@@ -315,15 +365,36 @@ impl BodyEncoding {
                 Box::new(zstd::stream::read::Decoder::new(&raw[..]).map_err(DecodeError::Invalid)?)
             }
         };
-        let mut decoded = Vec::with_capacity((raw.len() * 4).min(limit + 1));
-        reader
-            .take(limit as u64 + 1)
-            .read_to_end(&mut decoded)
-            .map_err(DecodeError::Invalid)?;
-        if decoded.len() > limit {
-            return Err(DecodeError::TooLarge);
+        const STEP: usize = 1 << 20;
+        let mut reader = reader.take(limit as u64 + 1);
+        let mut decoded: Vec<u8> = Vec::new();
+        loop {
+            // Room for the next MiB before it is decoded.
+            let wanted_kib = (decoded.len() + STEP).div_ceil(1024);
+            let held_kib = room.num_permits();
+            if wanted_kib > held_kib {
+                let more = u32::try_from(wanted_kib - held_kib).unwrap_or(u32::MAX);
+                let acquire = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    Arc::clone(ingest_room).acquire_many_owned(more),
+                );
+                match tokio::runtime::Handle::current().block_on(acquire) {
+                    Ok(Ok(extra)) => room.merge(extra),
+                    _ => return Err(DecodeError::Busy),
+                }
+            }
+            let start = decoded.len();
+            decoded.resize(start + STEP, 0);
+            let read =
+                read_fully(&mut reader, &mut decoded[start..]).map_err(DecodeError::Invalid)?;
+            decoded.truncate(start + read);
+            if decoded.len() > limit {
+                return Err(DecodeError::TooLarge);
+            }
+            if read < STEP {
+                return Ok(Bytes::from(decoded));
+            }
         }
-        Ok(Bytes::from(decoded))
     }
 }
 

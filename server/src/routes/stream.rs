@@ -432,6 +432,20 @@ pub async fn stream(
         text,
         batch,
     };
+    // A slot for the stream's life: each holds a page of stored events while it sends them
+    // (up to RESUME_PAGE_ALL events) and a place in the broadcast.
+    let Ok(slot) = Arc::clone(&state.stream_slots).try_acquire_owned() else {
+        let mut error = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            format!(
+                "{} live streams are open, the most at once (streams_max); retry later",
+                state.config.streams_max
+            ),
+        );
+        error.retry_after_seconds = Some(5);
+        return Err(error);
+    };
     crate::audit::record_async(
         &state,
         &principal,
@@ -461,7 +475,10 @@ pub async fn stream(
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(CLIENT_MESSAGE_BYTES_MAX)
         .max_frame_size(CLIENT_MESSAGE_BYTES_MAX)
-        .on_upgrade(move |socket| run(socket, state, matcher, live, next_seq, token)))
+        .on_upgrade(move |socket| async move {
+            run(socket, state, matcher, live, next_seq, token).await;
+            drop(slot);
+        }))
 }
 
 /// Ends a stream because the server is shutting down: close code 1001 (going away); the

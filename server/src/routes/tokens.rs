@@ -61,6 +61,9 @@ impl From<TokenRecord> for TokenView {
     }
 }
 
+/// Most bytes of a token request's body (a name, a role and up to a few hundred tenants).
+const TOKEN_REQUEST_BYTES_MAX: usize = 64 << 10;
+
 #[utoipa::path(
     post,
     path = "/v1/tokens",
@@ -70,15 +73,44 @@ impl From<TokenRecord> for TokenView {
         (status = 201, description = "The token and its secret (shown once)", body = CreatedToken),
         (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
         (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
-        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse),
+        (status = 408, description = "The body did not arrive within ingest_body_seconds (60)", body = crate::openapi::ErrorResponse),
+        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorResponse)
     )
 )]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     principal.require_admin()?;
+    // Small, and bounded in time like an ingest body: a client trickling it would otherwise
+    // hold the request (and an admin's authentication from before any revocation) for ever.
+    let seconds = state.config.ingest_body_seconds;
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(seconds),
+        axum::body::to_bytes(body, TOKEN_REQUEST_BYTES_MAX),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!("the request body did not arrive within {seconds} s (ingest_body_seconds)"),
+        )
+    })?
+    .map_err(|error| {
+        let over = std::error::Error::source(&error)
+            .is_some_and(|s| s.to_string().contains("length limit"))
+            || error.to_string().contains("length limit");
+        if over {
+            ApiError::too_large(format!(
+                "a token request is at most {TOKEN_REQUEST_BYTES_MAX} bytes"
+            ))
+        } else {
+            ApiError::bad_request(format!("cannot read the token request: {error}"))
+        }
+    })?;
     let request: CreateToken = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("token request: {e}")))?;
     if request.name.trim().is_empty() || request.name.len() > 128 {
@@ -95,6 +127,9 @@ pub async fn create(
         ));
     }
     let answer = blocking(move || {
+        if !principal.still_valid(&state.tokens) {
+            return Err(Principal::revoked_error());
+        }
         // On the record before the token exists: a token is never usable without its
         // creation recorded (a crash between the two leaves a record of a token never made).
         let (record, secret) =
@@ -107,10 +142,14 @@ pub async fn create(
             Some(record.id.clone()),
             serde_json::json!({ "name": record.name, "role": record.role, "tenants": record.tenants }),
         )?;
-        state
+        // Checked again under the token store's lock: a revocation answered in between wins.
+        let inserted = state
             .tokens
-            .insert(record.clone())
+            .insert_by(record.clone(), Some(&principal.token_id))
             .map_err(ApiError::internal)?;
+        if !inserted {
+            return Err(Principal::revoked_error());
+        }
         Ok(CreatedToken {
             id: record.id,
             name: record.name,
@@ -168,8 +207,13 @@ pub async fn revoke(
 ) -> Result<Response, ApiError> {
     principal.require_admin()?;
     blocking(move || {
-        let removed = match state.tokens.revoke(&id).map_err(ApiError::internal)? {
+        let revoked = state
+            .tokens
+            .revoke_by(&id, Some(&principal.token_id))
+            .map_err(ApiError::internal)?;
+        let removed = match revoked {
             crate::auth::Revoked::Revoked(removed) => removed,
+            crate::auth::Revoked::ByRevoked => return Err(Principal::revoked_error()),
             crate::auth::Revoked::NotFound => {
                 return Err(ApiError::not_found(format!("no token with id {id:?}")))
             }
