@@ -554,12 +554,17 @@ pub fn parse_duration_us(text: &str) -> Option<i64> {
 }
 
 /// RFC 3339 with offset, or `YYYY-MM-DD` (midnight UTC); the HTTP API's `from` and `to` use it
-/// too.
+/// too. Stored timestamps are whole microseconds, and a time between two (more than six
+/// digits of fraction) is the next one: as a bound, `from` then takes no event before it and
+/// `to` leaves out none before it (dropping the digits, as the timestamp parser does, would
+/// do both).
 ///
 /// ```
 /// use auditlog_index::parse::parse_time_us;
 /// assert_eq!(parse_time_us("1970-01-02"), Some(86_400_000_000));
 /// assert_eq!(parse_time_us("1970-01-02T00:00:00Z"), Some(86_400_000_000));
+/// assert_eq!(parse_time_us("1970-01-02T00:00:00.0000001Z"), Some(86_400_000_001));
+/// assert_eq!(parse_time_us("1970-01-02T00:00:00.0000010Z"), Some(86_400_000_001));
 /// ```
 pub fn parse_time_us(text: &str) -> Option<i64> {
     let is_date = text.len() == 10
@@ -570,5 +575,18 @@ pub fn parse_time_us(text: &str) -> Option<i64> {
     if is_date {
         return parse_rfc3339_us(&format!("{text}T00:00:00Z")).ok();
     }
-    parse_rfc3339_us(text).ok()
+    let us = parse_rfc3339_us(text).ok()?;
+    us.checked_add(i64::from(finer_than_micros(text)))
+}
+
+/// Whether an RFC 3339 `text` has a non-zero digit past the sixth of its seconds' fraction.
+fn finer_than_micros(text: &str) -> bool {
+    let Some(dot) = text.find('.') else {
+        return false;
+    };
+    text[dot + 1..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .skip(6)
+        .any(|digit| digit != b'0')
 }

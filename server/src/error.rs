@@ -195,6 +195,8 @@ impl From<auditlog_index::Error> for ApiError {
                     E::LimitOutOfRange { .. } => Some("limit"),
                     E::InvalidCursor { .. } | E::CursorOrderMismatch { .. } => Some("cursor"),
                     E::TooManyTextTerms { .. } | E::EmptyTextTerm { .. } => Some("q"),
+                    E::FacetSizeOutOfRange { .. } => Some("top"),
+                    E::BucketWidth { .. } | E::TooManyBuckets { .. } => Some("bucket"),
                     _ => None,
                 };
                 let mut api =

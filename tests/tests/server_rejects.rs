@@ -1084,7 +1084,7 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
     // (method, path, status, code, field)
-    let cases: [(&str, &str, u16, &str, Option<&str>); 17] = [
+    let cases: [(&str, &str, u16, &str, Option<&str>); 20] = [
         // A unit that is not ASCII once panicked the duration parser (a 500).
         (
             "GET",
@@ -1174,6 +1174,29 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
             "bad_request",
             Some("limit"),
         ),
+        // A date that does not exist is refused for the day it names.
+        (
+            "GET",
+            "/v1/events?from=2026-02-30",
+            400,
+            "bad_request",
+            Some("from"),
+        ),
+        // Out of range, on an empty store too.
+        (
+            "GET",
+            "/v1/facets?field=action&top=0",
+            400,
+            "bad_request",
+            Some("top"),
+        ),
+        (
+            "GET",
+            "/v1/histogram?bucket=0s",
+            400,
+            "bad_request",
+            Some("bucket"),
+        ),
         // Path parameters that are not UTF-8: axum's own rejection, in the API's shape.
         ("GET", "/v1/events/%FF", 400, "bad_request", None),
         ("DELETE", "/v1/tokens/%FF", 400, "bad_request", None),
@@ -1191,6 +1214,10 @@ fn server_bad_requests_get_a_json_error_naming_the_parameter() {
         match field {
             Some(field) => assert_eq!(error["field"], field, "{what}: {error}"),
             None => assert!(error.get("field").is_none(), "{what}: {error}"),
+        }
+        if path.contains("2026-02-30") {
+            let message = error["message"].as_str().unwrap();
+            assert!(message.contains("out-of-range day"), "{what}: {message}");
         }
     }
 

@@ -412,10 +412,18 @@ pub async fn facets(
         let field_name = single_param(&pairs, "field")?.unwrap_or("action");
         let field = Field::from_name(field_name)
             .ok_or_else(|| invalid_param("field", format!("unknown facet field {field_name:?}")))?;
+        let top_max = auditlog_index::exec::FACET_SIZE_MAX;
         let top: usize = match single_param(&pairs, "top")? {
-            Some(top) => top.parse().map_err(|_| {
-                invalid_param("top", format!("top must be a number, found {top:?}"))
-            })?,
+            Some(top) => top
+                .parse()
+                .ok()
+                .filter(|top| (1..=top_max).contains(top))
+                .ok_or_else(|| {
+                    invalid_param(
+                        "top",
+                        format!("top must be a number in 1..={top_max}, found {top:?}"),
+                    )
+                })?,
             None => 20,
         };
         // One query and one snapshot: the total and the values agree. The snapshot first: an
@@ -468,12 +476,16 @@ pub async fn histogram(
     let body = blocking(move || {
         let pairs = pairs(raw.as_deref());
         let bucket = single_param(&pairs, "bucket")?.unwrap_or("1h");
-        let bucket_us = crate::routes::params::parse_duration_us(bucket).ok_or_else(|| {
-            invalid_param(
-                "bucket",
-                format!("bucket must be a duration like 5m, 1h or 1d, found {bucket:?}"),
-            )
-        })?;
+        let bucket_us = crate::routes::params::parse_duration_us(bucket)
+            .filter(|&us| us > 0)
+            .ok_or_else(|| {
+                invalid_param(
+                    "bucket",
+                    format!(
+                        "bucket must be a positive duration like 5m, 1h or 1d, found {bucket:?}"
+                    ),
+                )
+            })?;
         // The snapshot before the scope, as for the list.
         let snapshot = state.store.snapshot();
         let buckets = match build_query(&state, &principal, &pairs, &["bucket"])? {

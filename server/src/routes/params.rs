@@ -162,7 +162,16 @@ pub fn build_query_or_placeholder(
     // RFC 3339 or a date; what is wrong with a bad value is RFC 3339's account of it.
     let time = |key: &str, text: &str| {
         parse_time_us(text).ok_or_else(|| {
-            let reason = parse_rfc3339_us(text)
+            // A date is read as its midnight: the reason is that reading's (a day out of
+            // range, say), not "too short for RFC 3339".
+            let is_date =
+                text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
+            let read = if is_date {
+                format!("{text}T00:00:00Z")
+            } else {
+                text.to_string()
+            };
+            let reason = parse_rfc3339_us(&read)
                 .err()
                 .map_or_else(String::new, |e| e.to_string());
             invalid(
