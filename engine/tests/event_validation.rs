@@ -1268,8 +1268,27 @@ fn validation_rejects_a_lone_surrogate_escape_in_details_and_changes() {
         event.as_object_mut().unwrap().remove(top);
         let text = event.to_string();
         let error = error_of(format!("{},\"{top}\":{json}}}", &text[..text.len() - 1]).as_bytes());
-        assert_error(&error, 1, Some(field), &["malformed JSON", "escape"]);
+        assert_error(
+            &error,
+            1,
+            Some(field),
+            &["malformed JSON at column", "escape"],
+        );
     }
+    // A line cut inside a value is truncated JSON, not a bad field; a number too large for a
+    // float is still a number where a string belongs.
+    let text = minimal().to_string();
+    let cut = format!("{},\"project\":\"proj", &text[..text.len() - 1]);
+    let error = error_of(cut.as_bytes());
+    assert_error(&error, 1, None, &["malformed JSON", "EOF"]);
+    let huge = format!("{},\"project\":1e400}}", &text[..text.len() - 1]);
+    let error = error_of(huge.as_bytes());
+    assert_error(
+        &error,
+        1,
+        Some("project"),
+        &["expected a string, found a number"],
+    );
     let pair = parse(body("details", r#"{"note":"\ud83d\ude00 \\ud800"}"#).as_bytes()).unwrap();
     assert_eq!(
         pair[0].details.as_deref(),

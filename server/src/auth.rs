@@ -54,9 +54,8 @@ pub struct Principal {
 
 impl Principal {
     /// Whether this caller's token is still there: a request authenticated before its token
-    /// was revoked checks again before it changes anything, so that once a revocation is
-    /// answered, nothing more is done on the token's behalf. Cheap while nothing was revoked
-    /// since the request was authenticated.
+    /// was revoked checks again just before it changes anything. Cheap while nothing was
+    /// revoked since the request was authenticated.
     pub fn still_valid(&self, tokens: &TokenStore) -> bool {
         tokens.revocations() == self.revocations_at_auth || tokens.is_active(&self.token_id)
     }

@@ -524,9 +524,11 @@ impl StringSeed<'_> {
 impl<'de> DeserializeSeed<'de> for StringSeed<'_> {
     type Value = Text<'de>;
 
-    /// A value the JSON reader itself refuses (a lone UTF-16 surrogate escape, an unknown
-    /// escape, a control character, a misspelt literal) is reported on the field it was
-    /// read for, not only by column.
+    /// A value the JSON reader itself refuses inside an NDJSON line (a lone UTF-16 surrogate
+    /// escape, an unknown escape, a control character, a misspelt literal) is reported on the
+    /// field it was read for, with its column. (A JSON array body's events are cut out by a
+    /// first pass that refuses such text before any field is read; a line that ends inside
+    /// the value is truncated, which is not the field's fault.)
     fn deserialize<D: de::Deserializer<'de>>(
         self,
         deserializer: D,
@@ -537,10 +539,21 @@ impl<'de> DeserializeSeed<'de> for StringSeed<'_> {
             path,
         });
         if let Err(error) = &result {
-            if slot.is_none() {
-                let text = error.to_string();
-                let message = text.rfind(" at line ").map_or(&*text, |end| &text[..end]);
-                *slot = Some(Failure::field(path, format!("malformed JSON: {message}")));
+            let text = error.to_string();
+            if slot.is_none() && !text.starts_with("EOF while parsing") {
+                let (message, at) = match text.rfind(" at line ") {
+                    Some(end) => (&text[..end], text[end..].rsplit(' ').next()),
+                    None => (&*text, None),
+                };
+                let message = if message.starts_with("number out of range") {
+                    "expected a string, found a number".to_owned()
+                } else {
+                    match at {
+                        Some(column) => format!("malformed JSON at column {column}: {message}"),
+                        None => format!("malformed JSON: {message}"),
+                    }
+                };
+                *slot = Some(Failure::field(path, message));
             }
         }
         result

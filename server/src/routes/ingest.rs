@@ -193,8 +193,9 @@ pub async fn ingest(
             server_timestamp_us: Some(context.now_us),
             ..Default::default()
         };
-        // A token revoked while its body arrived or was parsed stores nothing: once a
-        // revocation is answered, nothing more is written on the token's behalf.
+        // A token revoked while its body arrived or was parsed stores nothing. (An append
+        // already past this check when the revocation lands still completes: the check is
+        // not held across the append, which may wait for room in the tail.)
         if !principal.still_valid(&state.tokens) {
             return Err(crate::auth::Principal::revoked_error());
         }
@@ -268,6 +269,39 @@ enum DecodeError {
     /// No room in the in-flight bound for the decoded body within 2 s.
     Busy,
     Invalid(std::io::Error),
+}
+
+/// Grows `room` to cover `bytes` (at most the whole of `ingest_room`'s bound, which a body
+/// larger than it then holds alone), waiting up to 2 s for the permits: tried, not queued for,
+/// so that a body asking for much does not hold back the others' smaller asks, and done with
+/// the thread's own sleeps (this runs on a blocking thread, which must not wait on the
+/// runtime's timers: they stop first when the server shuts down).
+fn take_room(
+    room: &mut tokio::sync::OwnedSemaphorePermit,
+    ingest_room: &Arc<tokio::sync::Semaphore>,
+    bytes: usize,
+) -> Result<(), DecodeError> {
+    let wanted = bytes.div_ceil(1024).min(crate::state::INGEST_INFLIGHT_KIB);
+    let held = room.num_permits();
+    if wanted <= held {
+        return Ok(());
+    }
+    let more = u32::try_from(wanted - held).unwrap_or(u32::MAX);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match Arc::clone(ingest_room).try_acquire_many_owned(more) {
+            Ok(extra) => {
+                room.merge(extra);
+                return Ok(());
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(_) => return Err(DecodeError::Busy),
+        }
+    }
 }
 
 /// Reads into `buffer` until it is full or the input ends; returns how much was read.
@@ -346,10 +380,10 @@ impl BodyEncoding {
     /// The decoded body, at most `limit` bytes. Every gzip member and every zstd frame is
     /// decoded (`cat a.gz b.gz` is one valid gzip body, RFC 1952), so nothing is dropped.
     ///
-    /// `room` holds the KiB of `ingest_room` taken for the body as it came; as the decoded
-    /// body outgrows them, more are taken a MiB at a time (waiting up to 2 s, then
-    /// [`DecodeError::Busy`]), so that bodies that compress well do not decode past the
-    /// in-flight bound. Runs on a blocking thread (it may wait for room).
+    /// `room` holds the KiB of `ingest_room` taken for the body as it came; as the compressed
+    /// and the decoded body together outgrow them, more are taken a MiB at a time (waiting up
+    /// to 2 s, then [`DecodeError::Busy`]), so that bodies that compress well do not decode
+    /// past the in-flight bound. Runs on a blocking thread (it may wait for room).
     fn decode(
         self,
         raw: Bytes,
@@ -369,29 +403,31 @@ impl BodyEncoding {
         let mut reader = reader.take(limit as u64 + 1);
         let mut decoded: Vec<u8> = Vec::new();
         loop {
-            // Room for the next MiB before it is decoded.
-            let wanted_kib = (decoded.len() + STEP).div_ceil(1024);
-            let held_kib = room.num_permits();
-            if wanted_kib > held_kib {
-                let more = u32::try_from(wanted_kib - held_kib).unwrap_or(u32::MAX);
-                let acquire = tokio::time::timeout(
-                    std::time::Duration::from_secs(2),
-                    Arc::clone(ingest_room).acquire_many_owned(more),
-                );
-                match tokio::runtime::Handle::current().block_on(acquire) {
-                    Ok(Ok(extra)) => room.merge(extra),
-                    _ => return Err(DecodeError::Busy),
+            // The buffer is full: one byte more says whether the body goes on, before room
+            // for another MiB is asked for (a body of whole MiB needs none).
+            if decoded.len() == decoded.capacity() && !decoded.is_empty() {
+                let mut probe = [0u8; 1];
+                if read_fully(&mut reader, &mut probe).map_err(DecodeError::Invalid)? == 0 {
+                    return Ok(Bytes::from(decoded));
                 }
+                take_room(room, ingest_room, raw.len() + decoded.len() + STEP)?;
+                decoded.reserve_exact(STEP);
+                decoded.push(probe[0]);
+            } else if decoded.capacity() == 0 {
+                take_room(room, ingest_room, raw.len() + STEP)?;
+                decoded.reserve_exact(STEP);
             }
+            // Fill the buffer's free part (no growth: the room taken covers the capacity).
             let start = decoded.len();
-            decoded.resize(start + STEP, 0);
+            decoded.resize(decoded.capacity(), 0);
             let read =
                 read_fully(&mut reader, &mut decoded[start..]).map_err(DecodeError::Invalid)?;
+            let full = start + read == decoded.len();
             decoded.truncate(start + read);
             if decoded.len() > limit {
                 return Err(DecodeError::TooLarge);
             }
-            if read < STEP {
+            if !full {
                 return Ok(Bytes::from(decoded));
             }
         }

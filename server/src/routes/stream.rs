@@ -355,7 +355,8 @@ async fn send_matching(
         (status = 101, description = "WebSocket: JSON text messages of type event (or events, with batch=true), heartbeat or resync"),
         (status = 400, description = "Bad request: the message names the parameter", body = crate::openapi::ErrorResponse),
         (status = 401, description = "Missing, malformed or unknown token", body = crate::openapi::ErrorResponse),
-        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse)
+        (status = 403, description = "The token's role or tenants do not allow this", body = crate::openapi::ErrorResponse),
+        (status = 429, description = "streams_max live streams are open already; retry after Retry-After", body = crate::openapi::ErrorResponse)
     )
 )]
 pub async fn stream(

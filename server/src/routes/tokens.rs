@@ -131,7 +131,8 @@ pub async fn create(
             return Err(Principal::revoked_error());
         }
         // On the record before the token exists: a token is never usable without its
-        // creation recorded (a crash between the two leaves a record of a token never made).
+        // creation recorded (a crash, or the creator's revocation, between the two leaves a
+        // record of a token never made).
         let (record, secret) =
             crate::auth::TokenStore::new_token(&request.name, request.role, request.tenants, None);
         crate::audit::record(
