@@ -164,8 +164,9 @@ impl Inner {
             .collect()
     }
 
-    /// Writes a segment per partition (or per piece of one: see [`Inner::pieces`]), one after the other: while the hook indexes one
-    /// segment (on its own threads), the next one is encoded; at most one hook runs at a time.
+    /// Writes a segment per partition (or per piece of one: see [`Inner::pieces`]), one after
+    /// the other: while the hook indexes one segment (on its own threads), the next one is
+    /// encoded; at most one hook runs at a time.
     /// The segments written are left in `written` (also on failure, for the caller to discard).
     fn write_segments_pipelined(
         &self,
@@ -511,8 +512,9 @@ impl Inner {
     ///
     /// A merge holds its rows decoded, and neither rows nor file bytes bound that memory
     /// when values are long and repetitive (a 60 KiB `details` may compress to a few hundred
-    /// bytes): merges choose inputs whose decoded events (`decoded_size`) add up to at most [`Inner::merge_decoded_max`], by each segment's decoded size as its seal
-    /// or merge measured it (`merge_decoded`). A segment whose size is unknown (written before
+    /// bytes): merges choose inputs whose decoded events (`decoded_size`) add up to at most
+    /// [`Inner::merge_decoded_max`], by each segment's decoded size as its seal or merge
+    /// measured it (`merge_decoded`). A segment whose size is unknown (written before
     /// this process opened the store) counts as 0 and is measured as the merge reads it: a
     /// merge that goes over then lets go of what it read (having held at most the bound plus
     /// that one segment, itself no larger than the tail that sealed it), measures the rest
@@ -615,7 +617,8 @@ impl Inner {
     }
 
     /// Merges `chosen` into one segment; `Ok(false)` when their rows, decoded, would hold
-    /// more than `tail_bytes_max` (nothing is written then; see [`Inner::merge_pass`]).
+    /// more than [`Inner::merge_decoded_max`] or not fit one segment (nothing is written
+    /// then; see [`Inner::merge_pass`]).
     fn merge_segments(
         &self,
         partition: &PartitionKey,
