@@ -98,7 +98,11 @@ pub fn verify_dir_with(dir: &Path, options: &VerifyOptions<'_>) -> Result<Verify
     }
     let _lock = crate::store::open::lock_directory(dir)?;
     let mut report = VerifyReport::default();
-    let manifest = Manifest::load(dir)?.unwrap_or_default();
+    let loaded = Manifest::load(dir)?;
+    if loaded.is_none() {
+        crate::store::open::check_store_without_manifest(dir)?;
+    }
+    let manifest = loaded.unwrap_or_default();
     // Segments already reported (missing or failing a checksum) are not hashed again.
     let mut damaged = std::collections::BTreeSet::new();
     // The ledger's records, to tell an archived segment from a stand-in (read again, with

@@ -401,6 +401,50 @@ fn store_seal_splits_a_partition_whose_dictionaries_would_not_fit_one_segment() 
         .all(|e| e.event.actor.id.as_ref().unwrap().len() == 2004));
 }
 
+/// A store whose MANIFEST was lost (deleted by hand, a partial restore) is not opened as a
+/// new one: that would remove its sealed segments as orphans, and their events with them, as
+/// the WAL no longer holds them. The open and `verify` refuse, naming the manifest, and leave
+/// every file as it was; with the manifest back, the store opens whole.
+#[test]
+fn store_without_its_manifest_refuses_to_open_and_removes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_us();
+    // Small WAL files, so that the seals trim the WAL: the first events are only in segments.
+    let options = |dir: &std::path::Path| {
+        let mut opts = options(dir);
+        opts.wal_file_bytes = 4 << 10;
+        opts
+    };
+    let store = Store::open(options(dir.path())).unwrap();
+    append_sealed_rounds(&store, 3, now);
+    let wal_first = auditlog_engine::wal::recovery::list_files(&dir.path().join("wal")).unwrap();
+    assert!(
+        wal_first.first().is_none_or(|(seq, _)| *seq > 1),
+        "{wal_first:?}"
+    );
+    let before = store.read_all().unwrap();
+    drop(store);
+    let manifest = dir.path().join("MANIFEST");
+    let kept = std::fs::read(&manifest).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+    let files_before = walk(dir.path());
+    match Store::open(options(dir.path())) {
+        Err(Error::Corrupt { path, reason, .. }) => {
+            assert_eq!(path, manifest);
+            assert!(reason.contains("manifest is missing"), "{reason}");
+        }
+        other => panic!("opened without its manifest: {:?}", other.map(|_| ())),
+    }
+    assert!(matches!(
+        auditlog_engine::verify::verify_dir(dir.path()),
+        Err(Error::Corrupt { .. })
+    ));
+    assert_eq!(walk(dir.path()), files_before, "nothing was changed");
+    std::fs::write(&manifest, kept).unwrap();
+    let store = Store::open(options(dir.path())).unwrap();
+    assert_eq!(store.read_all().unwrap(), before);
+}
+
 /// A partition directory a retention pass set aside (`.{day}.dropping`) and did not remove
 /// before the process stopped is put back when nothing took its place: the store opens with
 /// it (here there is no archive to finish the move with).

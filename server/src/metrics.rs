@@ -168,6 +168,13 @@ pub fn render(state: &AppState) -> String {
     );
     counter(
         &mut out,
+        "auditlog_retention_skipped_clock_total",
+        "counter",
+        "Retention passes skipped because the wall clock ran more than an hour ahead of the time elapsed since start (nothing is dropped by a clock stepped forward).",
+        load(&store.retention_skipped_clock),
+    );
+    counter(
+        &mut out,
         "auditlog_segments_index_deferred_total",
         "counter",
         "Segments sealed with their indexes left for later, the tail being near its bound.",

@@ -99,4 +99,8 @@ pub struct StoreMetrics {
     /// Seals, merges and retention passes that failed (each is retried; see
     /// `Store::seal_failure`).
     pub background_failures: AtomicU64,
+    /// Retention passes skipped because the wall clock ran ahead of the time elapsed since
+    /// the store opened by more than an hour (a clock stepped forward would otherwise drop
+    /// partitions that are not old; see `Inner::retention_loop`).
+    pub retention_skipped_clock: AtomicU64,
 }

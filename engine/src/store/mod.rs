@@ -366,6 +366,20 @@ const CATCH_UP_RETRY: Duration = Duration::from_secs(10);
 /// How long merges leave a segment whose merge failed before trying it again.
 pub(crate) const MERGE_RETRY: Duration = Duration::from_secs(600);
 
+/// Whether the wall clock reads more than [`CLOCK_AHEAD_MAX`] past `started_wall` plus
+/// `elapsed` (the monotonic time since it was read).
+fn clock_ran_ahead(started_wall: i64, elapsed: Duration, wall: i64) -> bool {
+    let expected =
+        started_wall.saturating_add(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
+    let ahead_max = i64::try_from(CLOCK_AHEAD_MAX.as_micros()).unwrap_or(i64::MAX);
+    wall.saturating_sub(expected) > ahead_max
+}
+
+/// How far the wall clock may run ahead of the time elapsed since the retention thread
+/// started before its passes are skipped (see `Inner::retention_loop`): NTP steps are
+/// seconds; an hour is a clock gone wrong.
+pub(crate) const CLOCK_AHEAD_MAX: Duration = Duration::from_secs(3600);
+
 /// Segments published without their indexes: id -> when the last build of them failed.
 pub(crate) type DeferredIndex = std::collections::BTreeMap<u64, Option<Instant>>;
 
@@ -1197,13 +1211,30 @@ impl Inner {
 impl Inner {
     /// The retention thread's loop: a pass at once, then every `retention_interval`, until
     /// the store closes (which also stops a pass between the files it copies).
+    ///
+    /// Dropping is the one thing the store does that cannot be undone (without an archive),
+    /// and it goes by the wall clock: a clock stepped forward (a bad NTP answer, a wrong
+    /// hardware clock) would drop every partition that much younger than its retention. A
+    /// pass is skipped, and counted (`retention_skipped_clock`), while the wall clock is more
+    /// than [`CLOCK_AHEAD_MAX`] ahead of where the monotonic clock says it should be since
+    /// the thread started; a clock set forward on purpose takes effect at the next start.
     fn retention_loop(self: &Arc<Self>) {
         lower_thread_priority(self.options.background_nice);
         if self.options.background_idle {
             idle_thread_policy();
         }
+        let (started_wall, started) = (now_us(), Instant::now());
         while !self.shutdown.load(Ordering::SeqCst) {
-            match self.expire(now_us()) {
+            let wall = now_us();
+            let pass = if clock_ran_ahead(started_wall, started.elapsed(), wall) {
+                self.metrics
+                    .retention_skipped_clock
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(RetentionReport::default())
+            } else {
+                self.expire(wall)
+            };
+            match pass {
                 Ok(_) | Err(Error::Closed) => {}
                 Err(_) => {
                     // Retried at the next pass; counted where operators look.
@@ -1254,5 +1285,36 @@ fn idle_thread_policy() {
         unsafe {
             libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
         }
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use std::time::Duration;
+
+    #[test]
+    fn retention_notices_a_wall_clock_stepped_forward() {
+        let hour = 3_600_000_000i64;
+        let start = 1_800_000_000_000_000i64;
+        let minute = Duration::from_secs(60);
+        // In step, a few seconds off either way, or set back: passes go on.
+        assert!(!super::clock_ran_ahead(start, minute, start + 60_000_000));
+        assert!(!super::clock_ran_ahead(
+            start,
+            minute,
+            start + 60_000_000 + 5_000_000
+        ));
+        assert!(!super::clock_ran_ahead(start, minute, start - hour));
+        // More than an hour ahead of the elapsed time: skipped.
+        assert!(super::clock_ran_ahead(
+            start,
+            minute,
+            start + 60_000_000 + hour + 1
+        ));
+        assert!(super::clock_ran_ahead(
+            start,
+            minute,
+            start + 365 * 24 * hour
+        ));
     }
 }

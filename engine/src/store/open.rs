@@ -45,7 +45,11 @@ pub(crate) fn open_inner(options: StoreOptions) -> Result<Inner> {
     crate::io::open_dir_durably(vfs.as_ref(), &dir).map_err(|e| Error::io(&dir, e))?;
     let lock_file = lock_directory(&dir)?;
 
-    let mut manifest = Manifest::load(&dir)?.unwrap_or_else(|| Manifest {
+    let loaded = Manifest::load(&dir)?;
+    if loaded.is_none() {
+        check_store_without_manifest(&dir)?;
+    }
+    let mut manifest = loaded.unwrap_or_else(|| Manifest {
         next_segment_id: 1,
         ..Manifest::default()
     });
@@ -337,6 +341,40 @@ fn remove_orphans(dir: &Path, manifest: &Manifest, options: &StoreOptions) -> Re
 
 /// Every directory under `segments/{class}/` of a data directory: the partition directories
 /// (and any set aside by retention), none when there is no `segments/` yet.
+/// A store without a MANIFEST is new, or crashed during its first seal (the WAL is trimmed
+/// only once a manifest lists the seal, so it still starts at seq 1, and the segment files
+/// the first seal left are orphans, removed before the WAL is replayed). Sealed segment files
+/// beside a WAL that no longer starts at seq 1 mean the MANIFEST was lost: opening as a new
+/// store would remove the segments as orphans and their events with them, so the open (and
+/// `verify`) refuses, naming what to restore, and changes nothing.
+pub(crate) fn check_store_without_manifest(dir: &Path) -> Result<()> {
+    let mut segment_files = Vec::new();
+    for partition in partition_dirs(dir)? {
+        for entry in std::fs::read_dir(&partition).map_err(|e| Error::io(&partition, e))? {
+            let path = entry.map_err(|e| Error::io(&partition, e))?.path();
+            if path.extension().is_some_and(|e| e == "seg") {
+                segment_files.push(path);
+            }
+        }
+    }
+    let Some(first_file) = segment_files.iter().min() else {
+        return Ok(());
+    };
+    let wal = crate::wal::recovery::list_files(&dir.join("wal"))?;
+    if wal.first().is_some_and(|(first_seq, _)| *first_seq == 1) {
+        return Ok(());
+    }
+    Err(Error::Corrupt {
+        path: dir.join(crate::manifest::FILE_NAME),
+        offset: 0,
+        reason: format!(
+            "the manifest is missing, but the store holds {} sealed segment file(s) (first: {})              whose events the WAL no longer has: restore MANIFEST (from a backup, or the              data directory's copy) before opening; nothing was changed",
+            segment_files.len(),
+            first_file.display()
+        ),
+    })
+}
+
 fn partition_dirs(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let root = dir.join("segments");
     let classes = match std::fs::read_dir(&root) {

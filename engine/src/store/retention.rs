@@ -101,6 +101,10 @@ impl Inner {
                 maintenance = self.maintenance.lock();
                 self.archiving.lock().remove(partition);
                 copied?;
+                // A publication that failed part way while the lock was let go may have left
+                // a manifest on disk listing a segment written here meanwhile: settled again
+                // before what is listed is copied and the source removed.
+                self.settle_manifest()?;
                 let listed = super::open::listed_stems(&self.state.read().manifest);
                 copy_dir(vfs, &live, &target, true, &listed, &self.shutdown)?;
                 finish_copy(vfs, &live, &target)?;
