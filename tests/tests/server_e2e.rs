@@ -1489,6 +1489,104 @@ fn cli_ingest_sends_batches_and_names_the_input_line_of_a_refused_event() {
     assert!(stderr.contains("no batch was acknowledged"), "{stderr}");
 }
 
+/// A line that is not UTF-8 is sent with its batch, which the server refuses naming the line,
+/// so the batches before it are stored and the error says where to resend from (it used to
+/// end the run with the lines read so far neither sent nor named). A JSON array after a
+/// UTF-8 byte order mark is read as an array.
+#[test]
+fn cli_ingest_names_a_line_that_is_not_utf8_and_takes_a_byte_order_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let base = now_us() - 60_000_000;
+    let good = |i: usize| serde_json::to_vec(&event("acct_latin", i, base + i as i64)).unwrap();
+    let mut input = Vec::new();
+    for i in 1..=4 {
+        input.extend(good(i));
+        input.push(b'\n');
+    }
+    // Line 5: "café" in Latin-1.
+    input.extend_from_slice(b"{\"tenant\":\"acct_latin\",\"actor\":{\"id\":\"caf\xe9\"},\"action\":\"login\",\"resource\":{\"type\":\"account\"}}\n");
+    input.extend(good(6));
+    input.push(b'\n');
+    let path = dir.path().join("latin.ndjson");
+    std::fs::write(&path, &input).unwrap();
+    let output = cli_ingest(&server, &path, 3);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("input line 5"), "{stderr}");
+    assert!(stderr.contains("UTF-8"), "{stderr}");
+    assert!(stderr.contains("resend from line 4"), "{stderr}");
+    assert!(
+        stderr.contains("3 events accepted before the failure"),
+        "{stderr}"
+    );
+    assert_eq!(
+        query_all(&server, ADMIN_TOKEN, "tenant=acct_latin").len(),
+        3
+    );
+
+    let array: Vec<Value> = (0..5)
+        .map(|i| event("acct_bom", i, base + i as i64))
+        .collect();
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend(serde_json::to_vec_pretty(&array).unwrap());
+    let path = dir.path().join("bom.json");
+    std::fs::write(&path, &body).unwrap();
+    let output = cli_ingest(&server, &path, 2);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(query_all(&server, ADMIN_TOKEN, "tenant=acct_bom").len(), 5);
+}
+
+/// `auditlog query ... | head`: a reader that stops early ends the command as it ends any
+/// Unix filter (SIGPIPE), without an error message or a panic.
+#[test]
+fn cli_query_into_a_pipe_closed_early_ends_quietly() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let base = now_us() - 60_000_000;
+    let events: Vec<Value> = (0..3000)
+        .map(|i| event("acct_pipe", i, base + i as i64))
+        .collect();
+    ingest(&server, ADMIN_TOKEN, &events);
+    let mut child = std::process::Command::new(auditlog_binary())
+        .args([
+            "query",
+            "--tenant",
+            "acct_pipe",
+            "--limit",
+            "100",
+            "--pages",
+            "30",
+        ])
+        .env("AUDITLOG_URL", server.url(""))
+        .env("AUDITLOG_TOKEN", ADMIN_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("acct_pipe"), "{first}");
+    // The reader is gone (dropped above); the command notices at its next write.
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() || output.status.signal() == Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        output.status
+    );
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 /// `auditlog tail` run against `server` with `args`, its output read line by line. It is killed
 /// when dropped, and after 60 s in any case, so that a test waiting for a line it never prints
 /// fails (end of output) instead of hanging.
@@ -1609,6 +1707,10 @@ fn cli_query_and_export_take_every_filter_and_the_order() {
     export.extend(["--output", path]);
     assert_eq!(cli(&export), "");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), printed);
+    // Every tenant's events, readable by their owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     let partials = std::fs::read_dir(dir.path())
         .unwrap()
         .filter(|e| {

@@ -165,6 +165,15 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
             .map_or(0, |d| d.len() as u64);
         progress.set_message(format!("{accepted} accepted, {duplicates} duplicates"));
     };
+    // A UTF-8 byte order mark (some Windows tools write one) is not part of the JSON: the
+    // server ignores one before a body, and here it must not hide an array's `[`.
+    {
+        let buffer = reader.fill_buf().context("reading input")?;
+        if buffer.starts_with(b"\xEF\xBB\xBF") {
+            progress.inc(3);
+            reader.consume(3);
+        }
+    }
     // Read past leading whitespace (one read may hold nothing else), counting its lines.
     let mut skipped_lines = 0;
     let starts_array = loop {
@@ -231,16 +240,19 @@ fn ingest_ndjson(
     progress: &indicatif::ProgressBar,
     count: &mut dyn FnMut(serde_json::Value),
 ) -> anyhow::Result<()> {
-    let mut lines = reader.lines();
+    // Lines as bytes: a line that is not UTF-8 goes to the server, which refuses its batch
+    // naming the line (the resend point), rather than ending the run here with the lines of
+    // the batch read so far neither sent nor named.
+    let mut lines = reader.split(b'\n');
     // Lines of leading whitespace already read past.
     let mut line_number = skipped_lines;
     // A line read but left for the next batch (it would have made this one too large).
-    let mut carried: Option<(usize, String)> = None;
+    let mut carried: Option<(usize, Vec<u8>)> = None;
     loop {
         let mut body = Vec::new();
         // The input line of each event of the batch (the body has no blank line).
         let mut input_lines: Vec<usize> = Vec::new();
-        let mut next_line = || -> anyhow::Result<Option<(usize, String)>> {
+        let mut next_line = || -> anyhow::Result<Option<(usize, Vec<u8>)>> {
             if let Some(line) = carried.take() {
                 return Ok(Some(line));
             }
@@ -248,21 +260,25 @@ fn ingest_ndjson(
                 line_number += 1;
                 let line = line.with_context(|| format!("reading input line {line_number}"))?;
                 progress.inc(line.len() as u64 + 1);
-                if !line.trim().is_empty() {
+                if !line.trim_ascii().is_empty() {
                     return Ok(Some((line_number, line)));
                 }
             }
             Ok(None)
         };
         while input_lines.len() < batch_events.max(1) {
-            let Some((number, line)) = next_line()? else {
+            let next = next_line().with_context(|| match input_lines.first() {
+                Some(first) => format!("nothing from line {first} on was sent: resend from there"),
+                None => "nothing of this batch was sent".to_string(),
+            });
+            let Some((number, line)) = next? else {
                 break;
             };
             if !body.is_empty() && body.len() + line.len() + 1 > BATCH_BYTES_MAX {
                 carried = Some((number, line));
                 break;
             }
-            body.extend_from_slice(line.as_bytes());
+            body.extend_from_slice(&line);
             body.push(b'\n');
             input_lines.push(number);
         }
@@ -532,7 +548,9 @@ pub fn query(
         }
     }
     out.flush()?;
-    eprintln!("more events match: go on with --cursor {cursor}");
+    // The cursor holds the position, not the question: the same filters and order go with it
+    // (without them it pages through other events).
+    eprintln!("more events match: go on with the same filters and order, and --cursor {cursor}");
     Ok(())
 }
 
@@ -556,12 +574,20 @@ pub fn export(
             // Written beside the file and renamed over it only once whole: an export cut off
             // half way never replaces a good file with a part of one.
             // Named for this process, so that two exports to the same file do not write into
-            // one partial file; removed when the export fails.
+            // one partial file; removed when the export fails (a process killed meanwhile
+            // leaves it: `*.partial` files are never whole exports). Readable by its owner
+            // only, as the server keeps its data: it may hold every tenant's events.
             let partial = format!("{path}.{}.partial", std::process::id());
             let written = (|| -> anyhow::Result<u64> {
-                let mut file = EndsWith::new(
-                    std::fs::File::create(&partial).with_context(|| format!("create {partial}"))?,
-                );
+                use std::os::unix::fs::OpenOptionsExt;
+                let created = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&partial)
+                    .with_context(|| format!("create {partial}"))?;
+                let mut file = EndsWith::new(created);
                 let copied = std::io::copy(&mut reader, &mut file)
                     .with_context(|| format!("exporting into {partial}"))?;
                 file.check_whole(copied)?;
@@ -570,6 +596,14 @@ pub fn export(
                     .with_context(|| format!("sync {partial}"))?;
                 std::fs::rename(&partial, path)
                     .with_context(|| format!("rename {partial} to {path}"))?;
+                // The rename durable too: a crash after "exported" must not leave the old file.
+                let parent = std::path::Path::new(path)
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                std::fs::File::open(parent)
+                    .and_then(|dir| dir.sync_all())
+                    .with_context(|| format!("sync the directory of {path}"))?;
                 Ok(copied)
             })();
             match written {

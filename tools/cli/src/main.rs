@@ -362,7 +362,18 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if !matches!(command, Command::Serve { .. }) {
+        // `auditlog query ... | head`: a reader that stops early ends the command quietly, as
+        // it ends any Unix filter, instead of an error (or a panic in `println!`) and a
+        // failing exit status. The server keeps SIGPIPE ignored (a client gone is an error on
+        // its socket, not the end of the process).
+        // SAFETY: restoring a signal's default disposition, before any other thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match command {
         Command::Serve {
             config,
             data_dir,
