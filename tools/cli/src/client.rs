@@ -231,6 +231,41 @@ pub fn ingest(endpoint: &Endpoint, input: &str, batch_events: usize) -> anyhow::
     Ok(())
 }
 
+/// Reads one line (without its `\n`) into `line`; `Ok(false)` at the end of the input. A
+/// line longer than `max` bytes is an error, read no further: no request could carry it, and
+/// reading it whole (a file with no newline) could take all the memory there is.
+fn read_line_capped(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<bool> {
+    line.clear();
+    loop {
+        let buffer = match reader.fill_buf() {
+            Ok(buffer) => buffer,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buffer.is_empty() {
+            return Ok(!line.is_empty());
+        }
+        let (take, ends) = match buffer.iter().position(|&byte| byte == b'\n') {
+            Some(at) => (at, true),
+            None => (buffer.len(), false),
+        };
+        if line.len() + take > max {
+            return Err(std::io::Error::other(format!(
+                "the line is longer than {max} bytes, more than a request may carry"
+            )));
+        }
+        line.extend_from_slice(&buffer[..take]);
+        reader.consume(take + usize::from(ends));
+        if ends {
+            return Ok(true);
+        }
+    }
+}
+
 /// Sends NDJSON input in batches (see [`ingest`]).
 fn ingest_ndjson(
     endpoint: &Endpoint,
@@ -243,7 +278,7 @@ fn ingest_ndjson(
     // Lines as bytes: a line that is not UTF-8 goes to the server, which refuses its batch
     // naming the line (the resend point), rather than ending the run here with the lines of
     // the batch read so far neither sent nor named.
-    let mut lines = reader.split(b'\n');
+    let mut reader = reader;
     // Lines of leading whitespace already read past.
     let mut line_number = skipped_lines;
     // A line read but left for the next batch (it would have made this one too large).
@@ -256,15 +291,19 @@ fn ingest_ndjson(
             if let Some(line) = carried.take() {
                 return Ok(Some(line));
             }
-            for line in lines.by_ref() {
+            loop {
                 line_number += 1;
-                let line = line.with_context(|| format!("reading input line {line_number}"))?;
+                let mut line = Vec::new();
+                let read = read_line_capped(&mut reader, &mut line, BATCH_BYTES_MAX)
+                    .with_context(|| format!("reading input line {line_number}"))?;
+                if !read {
+                    return Ok(None);
+                }
                 progress.inc(line.len() as u64 + 1);
                 if !line.trim_ascii().is_empty() {
                     return Ok(Some((line_number, line)));
                 }
             }
-            Ok(None)
         };
         while input_lines.len() < batch_events.max(1) {
             let next = next_line().with_context(|| match input_lines.first() {
@@ -901,4 +940,34 @@ pub fn token(endpoint: &Endpoint, action: crate::TokenAction) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_line_capped;
+
+    #[test]
+    fn lines_are_read_whole_up_to_the_cap_and_refused_past_it() {
+        // A small buffer, so that lines span several reads.
+        let input: &[u8] = b"first\n\nthird line\nno newline at the end";
+        let mut reader = std::io::BufReader::with_capacity(4, input);
+        let mut line = Vec::new();
+        let mut lines = Vec::new();
+        while read_line_capped(&mut reader, &mut line, 64).unwrap() {
+            lines.push(String::from_utf8(line.clone()).unwrap());
+        }
+        assert_eq!(lines, ["first", "", "third line", "no newline at the end"]);
+
+        let long = [b'x'; 100];
+        let mut reader = std::io::BufReader::with_capacity(8, &long[..]);
+        let error = read_line_capped(&mut reader, &mut line, 64).unwrap_err();
+        assert!(
+            error.to_string().contains("longer than 64 bytes"),
+            "{error}"
+        );
+        // The cap itself fits.
+        let mut reader = std::io::BufReader::new(&long[..64]);
+        assert!(read_line_capped(&mut reader, &mut line, 64).unwrap());
+        assert_eq!(line.len(), 64);
+    }
 }
