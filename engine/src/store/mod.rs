@@ -366,8 +366,30 @@ const CATCH_UP_RETRY: Duration = Duration::from_secs(10);
 /// How long merges leave a segment whose merge failed before trying it again.
 pub(crate) const MERGE_RETRY: Duration = Duration::from_secs(600);
 
+/// Time since the machine booted, counting time suspended (Linux `CLOCK_BOOTTIME`): a
+/// machine or VM that sleeps for hours has its wall clock move on by as much, which is not
+/// the clock running ahead. Elsewhere, the monotonic clock.
+fn since_boot() -> Duration {
+    #[cfg(target_os = "linux")]
+    {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given.
+        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } == 0 {
+            return Duration::new(
+                now.tv_sec.max(0) as u64,
+                now.tv_nsec.clamp(0, 999_999_999) as u32,
+            );
+        }
+    }
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
 /// Whether the wall clock reads more than [`CLOCK_AHEAD_MAX`] past `started_wall` plus
-/// `elapsed` (the monotonic time since it was read).
+/// `elapsed` (the time since it was read, suspended time included: see [`since_boot`]).
 fn clock_ran_ahead(started_wall: i64, elapsed: Duration, wall: i64) -> bool {
     let expected =
         started_wall.saturating_add(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
@@ -1216,17 +1238,19 @@ impl Inner {
     /// and it goes by the wall clock: a clock stepped forward (a bad NTP answer, a wrong
     /// hardware clock) would drop every partition that much younger than its retention. A
     /// pass is skipped, and counted (`retention_skipped_clock`), while the wall clock is more
-    /// than [`CLOCK_AHEAD_MAX`] ahead of where the monotonic clock says it should be since
-    /// the thread started; a clock set forward on purpose takes effect at the next start.
+    /// than [`CLOCK_AHEAD_MAX`] ahead of where the boot clock (which counts time suspended)
+    /// says it should be since the thread started; a clock set forward on purpose takes
+    /// effect at the next start.
     fn retention_loop(self: &Arc<Self>) {
         lower_thread_priority(self.options.background_nice);
         if self.options.background_idle {
             idle_thread_policy();
         }
-        let (started_wall, started) = (now_us(), Instant::now());
+        let (started_wall, started) = (now_us(), since_boot());
         while !self.shutdown.load(Ordering::SeqCst) {
             let wall = now_us();
-            let pass = if clock_ran_ahead(started_wall, started.elapsed(), wall) {
+            let elapsed = since_boot().saturating_sub(started);
+            let pass = if clock_ran_ahead(started_wall, elapsed, wall) {
                 self.metrics
                     .retention_skipped_clock
                     .fetch_add(1, Ordering::Relaxed);
