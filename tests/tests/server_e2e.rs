@@ -1541,12 +1541,11 @@ fn cli_ingest_names_a_line_that_is_not_utf8_and_takes_a_byte_order_mark() {
     assert_eq!(query_all(&server, ADMIN_TOKEN, "tenant=acct_bom").len(), 5);
 }
 
-/// `auditlog query ... | head`: a reader that stops early ends the command as it ends any
-/// Unix filter (SIGPIPE), without an error message or a panic.
+/// `auditlog query ... | head`: a reader that stops early ends the command quietly, with
+/// success, without an error message or a panic (as it ends any Unix filter).
 #[test]
 fn cli_query_into_a_pipe_closed_early_ends_quietly() {
     use std::io::BufRead;
-    use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&dir.path().join("data"));
     let base = now_us() - 60_000_000;
@@ -1578,11 +1577,7 @@ fn cli_query_into_a_pipe_closed_early_ends_quietly() {
     // The reader is gone (dropped above); the command notices at its next write.
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() || output.status.signal() == Some(libc::SIGPIPE),
-        "{:?}: {stderr}",
-        output.status
-    );
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
     assert!(!stderr.contains("Broken pipe"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -101,6 +101,6 @@ pub struct StoreMetrics {
     pub background_failures: AtomicU64,
     /// Retention passes skipped because the wall clock ran ahead of the time elapsed since
     /// the store opened by more than an hour (a clock stepped forward would otherwise drop
-    /// partitions that are not old; see `Inner::retention_loop`).
+    /// partitions that are not old), for at most a day; see `Inner::retention_loop`.
     pub retention_skipped_clock: AtomicU64,
 }

@@ -402,6 +402,11 @@ fn clock_ran_ahead(started_wall: i64, elapsed: Duration, wall: i64) -> bool {
 /// seconds; an hour is a clock gone wrong.
 pub(crate) const CLOCK_AHEAD_MAX: Duration = Duration::from_secs(3600);
 
+/// How long the wall clock must stay more than [`CLOCK_AHEAD_MAX`] ahead before retention
+/// takes it as right (see `Inner::retention_loop`): a day, long enough for a wrong clock to
+/// be noticed (`auditlog_retention_skipped_clock_total`) and set right.
+pub(crate) const CLOCK_AHEAD_TRUSTED: Duration = Duration::from_secs(24 * 3600);
+
 /// Segments published without their indexes: id -> when the last build of them failed.
 pub(crate) type DeferredIndex = std::collections::BTreeMap<u64, Option<Instant>>;
 
@@ -1239,18 +1244,28 @@ impl Inner {
     /// hardware clock) would drop every partition that much younger than its retention. A
     /// pass is skipped, and counted (`retention_skipped_clock`), while the wall clock is more
     /// than [`CLOCK_AHEAD_MAX`] ahead of where the boot clock (which counts time suspended)
-    /// says it should be since the thread started; a clock set forward on purpose takes
-    /// effect at the next start.
+    /// says it should be since the thread started. A clock that stays that far ahead for
+    /// [`CLOCK_AHEAD_TRUSTED`] (a VM restored from a snapshot and then set right, a machine
+    /// without a hardware clock that started before NTP) is taken as right from then on, as
+    /// is any clock at the next start.
     fn retention_loop(self: &Arc<Self>) {
         lower_thread_priority(self.options.background_nice);
         if self.options.background_idle {
             idle_thread_policy();
         }
-        let (started_wall, started) = (now_us(), since_boot());
+        let (mut started_wall, mut started) = (now_us(), since_boot());
+        // When the clock was first seen ahead, while it stays so.
+        let mut ahead_since: Option<Duration> = None;
         while !self.shutdown.load(Ordering::SeqCst) {
             let wall = now_us();
-            let elapsed = since_boot().saturating_sub(started);
-            let pass = if clock_ran_ahead(started_wall, elapsed, wall) {
+            let now = since_boot();
+            let ahead = clock_ran_ahead(started_wall, now.saturating_sub(started), wall);
+            if !ahead {
+                ahead_since = None;
+            } else if now.saturating_sub(*ahead_since.get_or_insert(now)) >= CLOCK_AHEAD_TRUSTED {
+                (started_wall, started, ahead_since) = (wall, now, None);
+            }
+            let pass = if ahead_since.is_some() {
                 self.metrics
                     .retention_skipped_clock
                     .fetch_add(1, Ordering::Relaxed);

@@ -339,8 +339,6 @@ fn remove_orphans(dir: &Path, manifest: &Manifest, options: &StoreOptions) -> Re
     Ok(())
 }
 
-/// Every directory under `segments/{class}/` of a data directory: the partition directories
-/// (and any set aside by retention), none when there is no `segments/` yet.
 /// A store without a MANIFEST is new, or crashed during its first seal (the WAL is trimmed
 /// only once a manifest lists the seal, so it still starts at seq 1, and the segment files
 /// the first seal left are orphans, removed before the WAL is replayed). Sealed segment files
@@ -368,13 +366,17 @@ pub(crate) fn check_store_without_manifest(dir: &Path) -> Result<()> {
         path: dir.join(crate::manifest::FILE_NAME),
         offset: 0,
         reason: format!(
-            "the manifest is missing, but the store holds {} sealed segment file(s) (first: {})              whose events the WAL no longer has: restore MANIFEST (from a backup, or the              data directory's copy) before opening; nothing was changed",
+            "the manifest is missing, but the store holds {} sealed segment file(s) (first: {}) \
+             whose events the WAL no longer has: restore MANIFEST (from a backup) before \
+             opening; nothing was changed",
             segment_files.len(),
             first_file.display()
         ),
     })
 }
 
+/// Every directory under `segments/{class}/` of a data directory: the partition directories
+/// (and any set aside by retention), none when there is no `segments/` yet.
 fn partition_dirs(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let root = dir.join("segments");
     let classes = match std::fs::read_dir(&root) {

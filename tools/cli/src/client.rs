@@ -132,6 +132,58 @@ pub fn query_string(pairs: &[(&str, String)]) -> String {
 /// batch of large events is cut by size before it is refused.
 pub const BATCH_BYTES_MAX: usize = 15 << 20;
 
+/// Standard output, for the commands' results (`query`, `tail`, `export`): a write that finds
+/// its reader gone (`auditlog query ... | head`) fails with [`StdoutClosed`] inside the
+/// error, which `main` ends on quietly. A broken pipe anywhere else (a server's socket) stays
+/// an error.
+pub struct Stdout(std::io::StdoutLock<'static>);
+
+impl Stdout {
+    pub fn lock() -> Self {
+        Stdout(std::io::stdout().lock())
+    }
+
+    fn mark(error: std::io::Error) -> std::io::Error {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, StdoutClosed)
+        } else {
+            error
+        }
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.write(bytes).map_err(Self::mark)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(Self::mark)
+    }
+}
+
+/// Standard output's reader went away (see [`Stdout`]).
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Whether `error` comes from a write to [`Stdout`] whose reader went away.
+pub fn stdout_closed(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<StdoutClosed>())
+    })
+}
+
 /// `auditlog ingest FILE|-`: sends NDJSON or a JSON array in batches (at most `batch_events`
 /// events and [`BATCH_BYTES_MAX`] bytes each), with a progress bar. A busy server (429) is asked again after
 /// its `Retry-After`; an event the server refuses is reported with its line in the input.
@@ -569,8 +621,7 @@ pub fn query(
     cursor: Option<String>,
 ) -> anyhow::Result<()> {
     let mut cursor = cursor.unwrap_or_default();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = Stdout::lock();
     for _ in 0..pages.max(1) {
         let mut pairs = filters.to_vec();
         pairs.push(("cursor", cursor.clone()));
@@ -626,6 +677,11 @@ pub fn export(
                     .mode(0o600)
                     .open(&partial)
                     .with_context(|| format!("create {partial}"))?;
+                // A file left by an earlier run of the same pid keeps its mode when opened.
+                use std::os::unix::fs::PermissionsExt;
+                created
+                    .set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("make {partial} readable by its owner only"))?;
                 let mut file = EndsWith::new(created);
                 let copied = std::io::copy(&mut reader, &mut file)
                     .with_context(|| format!("exporting into {partial}"))?;
@@ -635,18 +691,26 @@ pub fn export(
                     .with_context(|| format!("sync {partial}"))?;
                 std::fs::rename(&partial, path)
                     .with_context(|| format!("rename {partial} to {path}"))?;
-                // The rename durable too: a crash after "exported" must not leave the old file.
-                let parent = std::path::Path::new(path)
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(std::path::Path::new("."));
-                std::fs::File::open(parent)
-                    .and_then(|dir| dir.sync_all())
-                    .with_context(|| format!("sync the directory of {path}"))?;
                 Ok(copied)
             })();
             match written {
-                Ok(copied) => eprintln!("{copied} bytes exported to {path}"),
+                Ok(copied) => {
+                    // The rename durable too: a crash after "exported" must not bring the old
+                    // file back. The file is whole and in place either way.
+                    let parent = std::path::Path::new(path)
+                        .parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .unwrap_or(std::path::Path::new("."));
+                    std::fs::File::open(parent)
+                        .and_then(|dir| dir.sync_all())
+                        .with_context(|| {
+                            format!(
+                                "{path} holds the whole export, but its directory could not be \
+                                 synced: a crash now could bring the old file back"
+                            )
+                        })?;
+                    eprintln!("{copied} bytes exported to {path}");
+                }
                 Err(error) => {
                     let _ = std::fs::remove_file(&partial);
                     return Err(error.context(format!("{path} was left as it was")));
@@ -654,7 +718,7 @@ pub fn export(
             }
         }
         None => {
-            let mut out = EndsWith::new(std::io::stdout().lock());
+            let mut out = EndsWith::new(Stdout::lock());
             let copied = std::io::copy(&mut reader, &mut out)?;
             out.check_whole(copied)?;
             eprintln!("{copied} bytes exported");
@@ -729,7 +793,6 @@ pub fn tail(
     let mut resume = from_seq;
     let mut connected_once = false;
     let mut wait = Duration::from_secs(1);
-    let stdout = std::io::stdout();
     loop {
         let mut pairs = filters.to_vec();
         if let Some(seq) = resume {
@@ -806,7 +869,7 @@ pub fn tail(
                 .with_context(|| format!("a stream message that is not one: {text:.200}"))?;
             match message.kind.as_str() {
                 "event" | "events" => {
-                    let mut out = stdout.lock();
+                    let mut out = Stdout::lock();
                     for event in message.event.iter().chain(message.events.iter().flatten()) {
                         let seq: Seq = serde_json::from_str(event.get()).with_context(|| {
                             format!("an event without a seq: {:.200}", event.get())

@@ -354,7 +354,23 @@ fn verify(
     anyhow::bail!("{} damaged or missing file(s)", report.damage.len())
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    match run() {
+        Ok(()) => {}
+        // `auditlog query ... | head`: a reader that stops early ends the command quietly, as
+        // it ends any Unix filter, not with an error and a failing status. (SIGPIPE stays
+        // ignored, Rust's default: TLS writes go through writev, which has no MSG_NOSIGNAL,
+        // so its default action would kill `tail` or `ingest` when a server resets a TLS
+        // connection, instead of letting them reconnect or say where to resend from.)
+        Err(error) if client::stdout_closed(&error) => {}
+        Err(error) => {
+            eprintln!("Error: {error:?}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -362,18 +378,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let command = Cli::parse().command;
-    if !matches!(command, Command::Serve { .. }) {
-        // `auditlog query ... | head`: a reader that stops early ends the command quietly, as
-        // it ends any Unix filter, instead of an error (or a panic in `println!`) and a
-        // failing exit status. The server keeps SIGPIPE ignored (a client gone is an error on
-        // its socket, not the end of the process).
-        // SAFETY: restoring a signal's default disposition, before any other thread exists.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-    }
-    match command {
+    match Cli::parse().command {
         Command::Serve {
             config,
             data_dir,
