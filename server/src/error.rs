@@ -65,6 +65,13 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
     }
 
+    /// 429 `busy`, to be asked again after `retry_after_seconds` (the `Retry-After` header).
+    pub fn busy(message: impl Into<String>, retry_after_seconds: u32) -> Self {
+        let mut busy = Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", message);
+        busy.retry_after_seconds = Some(retry_after_seconds);
+        busy
+    }
+
     /// A server-side failure: logged in full, answered without detail.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "internal error");
@@ -132,12 +139,7 @@ impl From<auditlog_engine::Error> for ApiError {
                     format!("{error}; nothing acknowledged is lost"),
                 )
             }
-            E::Busy { .. } => {
-                let mut api =
-                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", error.to_string());
-                api.retry_after_seconds = Some(1);
-                api
-            }
+            E::Busy { .. } => ApiError::busy(error.to_string(), 1),
             E::BatchTooLarge { .. } => ApiError::too_large(error.to_string()),
             E::DiskFull { .. } | E::Poisoned { .. } | E::Closed => {
                 tracing::error!(%error, "store refuses writes");

@@ -79,6 +79,27 @@ pub trait Vfs: Send + Sync + 'static {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
 }
 
+/// Reads until `buffer` is full or the input ends (retrying reads a signal interrupted);
+/// returns how many bytes were read.
+///
+/// ```
+/// let mut input: &[u8] = b"abc";
+/// let mut buffer = [0u8; 8];
+/// assert_eq!(auditlog_engine::io::read_full(&mut input, &mut buffer).unwrap(), 3);
+/// ```
+pub fn read_full(reader: &mut impl io::Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 /// Creates `dir` and its missing ancestors, and makes each new entry durable (fsyncs the parent
 /// of every directory it created, the outermost first): until then a power loss may take a new
 /// directory away with everything later written into it.

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use super::Inner;
 use crate::error::{Error, Result};
+use crate::io::read_full;
 use crate::manifest::Manifest;
 use crate::partition::PartitionKey;
 
@@ -288,21 +289,6 @@ fn is_prefix_of(prefix: &Path, file: &Path, closing: &AtomicBool) -> Result<bool
             return Ok(false);
         }
     }
-}
-
-/// Reads until `buffer` is full or the file ends; returns the bytes read.
-fn read_full(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
-    use std::io::Read;
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match file.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 fn foreign_file(target: &Path) -> Error {

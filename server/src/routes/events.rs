@@ -208,16 +208,13 @@ pub async fn export(
     }
     // Released when the export's worker ends (its snapshot with it).
     let Ok(slot) = Arc::clone(&state.export_slots).try_acquire_owned() else {
-        let mut error = ApiError::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "busy",
+        return Err(ApiError::busy(
             format!(
                 "{} exports are running, the most at once (exports_max); retry later",
                 state.config.exports_max
             ),
-        );
-        error.retry_after_seconds = Some(5);
-        return Err(error);
+            5,
+        ));
     };
     state
         .metrics

@@ -304,32 +304,15 @@ fn take_room(
     }
 }
 
-/// Reads into `buffer` until it is full or the input ends; returns how much was read.
-fn read_fully(reader: &mut impl std::io::Read, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match reader.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(read) => filled += read,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 /// The 429 of an ingest request that found no room among the bodies in flight.
 fn ingest_busy() -> ApiError {
-    let mut busy = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "busy",
+    ApiError::busy(
         format!(
             "{} MiB of ingest bodies are being received or parsed already: retry shortly",
             crate::state::INGEST_INFLIGHT_KIB >> 10
         ),
-    );
-    busy.retry_after_seconds = Some(1);
-    busy
+        1,
+    )
 }
 
 impl BodyEncoding {
@@ -407,7 +390,10 @@ impl BodyEncoding {
             // for another MiB is asked for (a body of whole MiB needs none).
             if decoded.len() == decoded.capacity() && !decoded.is_empty() {
                 let mut probe = [0u8; 1];
-                if read_fully(&mut reader, &mut probe).map_err(DecodeError::Invalid)? == 0 {
+                if auditlog_engine::io::read_full(&mut reader, &mut probe)
+                    .map_err(DecodeError::Invalid)?
+                    == 0
+                {
                     return Ok(Bytes::from(decoded));
                 }
                 take_room(room, ingest_room, raw.len() + decoded.len() + STEP)?;
@@ -420,8 +406,8 @@ impl BodyEncoding {
             // Fill the buffer's free part (no growth: the room taken covers the capacity).
             let start = decoded.len();
             decoded.resize(decoded.capacity(), 0);
-            let read =
-                read_fully(&mut reader, &mut decoded[start..]).map_err(DecodeError::Invalid)?;
+            let read = auditlog_engine::io::read_full(&mut reader, &mut decoded[start..])
+                .map_err(DecodeError::Invalid)?;
             let full = start + read == decoded.len();
             decoded.truncate(start + read);
             if decoded.len() > limit {

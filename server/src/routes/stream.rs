@@ -436,16 +436,13 @@ pub async fn stream(
     // A slot for the stream's life: each holds a page of stored events while it sends them
     // (up to RESUME_PAGE_ALL events) and a place in the broadcast.
     let Ok(slot) = Arc::clone(&state.stream_slots).try_acquire_owned() else {
-        let mut error = ApiError::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "busy",
+        return Err(ApiError::busy(
             format!(
                 "{} live streams are open, the most at once (streams_max); retry later",
                 state.config.streams_max
             ),
-        );
-        error.retry_after_seconds = Some(5);
-        return Err(error);
+            5,
+        ));
     };
     crate::audit::record_async(
         &state,
