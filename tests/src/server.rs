@@ -289,6 +289,18 @@ pub fn create_token(
     )
 }
 
+/// Revokes the token with id `id` through the API with the admin token (and checks the 204).
+pub fn revoke_token(server: &ServerProcess, id: &str) {
+    let reply = call(
+        "DELETE",
+        &server.url(&format!("/v1/tokens/{id}")),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(reply.status, 204, "revoke token {id}: {}", reply.text());
+}
+
 /// Sends a request to the server under test; any status is an answer, a transport error panics.
 pub fn call(
     method: &str,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use auditlog_engine::event::time::{format_rfc3339_us, parse_rfc3339_us};
 use auditlog_engine::store::now_us;
 use auditlog_tests::server::{
-    auditlog_binary, call, create_token, Reply, ServerProcess, ADMIN_TOKEN,
+    auditlog_binary, call, create_token, revoke_token, Reply, ServerProcess, ADMIN_TOKEN,
 };
 use serde_json::{json, Value};
 
@@ -1964,14 +1964,7 @@ fn server_stream_revoked_mid_page_is_closed_before_the_page_ends() {
         }
     }
     std::thread::sleep(Duration::from_millis(300));
-    let revoked = call(
-        "DELETE",
-        &server.url(&format!("/v1/tokens/{id}")),
-        Some(ADMIN_TOKEN),
-        &[],
-        None,
-    );
-    assert_eq!(revoked.status, 204, "{}", revoked.text());
+    revoke_token(&server, &id);
     let mut after = 0;
     loop {
         match stream.socket.read() {

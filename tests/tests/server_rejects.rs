@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use auditlog_engine::event::time::format_rfc3339_us;
 use auditlog_engine::store::now_us;
-use auditlog_tests::server::{call, create_token, Reply, ServerProcess, ADMIN_TOKEN};
+use auditlog_tests::server::{call, create_token, revoke_token, Reply, ServerProcess, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 /// The HTTP status of a WebSocket handshake on `/v1/stream?<query>` (101 when it upgraded).
@@ -383,14 +383,7 @@ fn server_isolation_refuses_every_endpoint_without_the_right_token() {
         .unwrap();
     let url = server.ws_url(&format!("/v1/stream?tenant=acct_b&token={read_b}"));
     let (mut live, _) = tungstenite::client(url.as_str(), stream).expect("stream handshake");
-    let revoked = call(
-        "DELETE",
-        &server.url(&format!("/v1/tokens/{read_b_id}")),
-        Some(ADMIN_TOKEN),
-        &[],
-        None,
-    );
-    assert_eq!(revoked.status, 204, "{}", revoked.text());
+    revoke_token(&server, &read_b_id);
     let reply = call(
         "GET",
         &server.url("/v1/events?tenant=acct_b"),
@@ -1649,14 +1642,7 @@ fn server_requests_in_flight_when_their_token_is_revoked_change_nothing() {
     );
     std::thread::sleep(Duration::from_millis(300));
     for id in [&ingest_id, &admin_id] {
-        let revoked = call(
-            "DELETE",
-            &server.url(&format!("/v1/tokens/{id}")),
-            Some(ADMIN_TOKEN),
-            &[],
-            None,
-        );
-        assert_eq!(revoked.status, 204, "{}", revoked.text());
+        revoke_token(&server, id);
     }
     ingesting.write_all(rest).unwrap();
     creating.write_all(&creation[5..]).unwrap();
